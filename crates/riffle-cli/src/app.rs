@@ -1,0 +1,122 @@
+//! [`App`]: the registry of a project's dataflows and pipelines, and its `main`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use riffle::Dataflow;
+
+use crate::commands::{self, Cli};
+
+/// Builds a registered dataflow from the parameters given on the command line.
+pub type FlowBuilder = Arc<dyn Fn(&FlowContext) -> anyhow::Result<Dataflow> + Send + Sync>;
+
+/// What a dataflow builder receives: the `-P key=value` parameters of `riffle run`.
+#[derive(Debug, Clone, Default)]
+pub struct FlowContext {
+    /// Parameters given as `-P key=value`, in order of the command line.
+    pub params: BTreeMap<String, String>,
+}
+
+impl FlowContext {
+    /// The parameter `key`, or `default` when it was not given.
+    pub fn param_or(&self, key: &str, default: &str) -> String {
+        self.params.get(key).cloned().unwrap_or_else(|| default.to_string())
+    }
+
+    /// The parameter `key` parsed as `T`, or `default`; a value that does not parse is
+    /// an error naming the parameter.
+    pub fn parsed_param_or<T>(&self, key: &str, default: T) -> anyhow::Result<T>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.params.get(key) {
+            None => Ok(default),
+            Some(text) => text
+                .parse()
+                .map_err(|e| anyhow::anyhow!("parameter {key}={text:?} is not valid: {e}")),
+        }
+    }
+}
+
+/// A registered dataflow: its name, a one-line description and its builder.
+#[derive(Clone)]
+pub struct FlowEntry {
+    /// The name `riffle run NAME` uses.
+    pub name: String,
+    /// One line for `riffle run --list`.
+    pub about: String,
+    /// Builds the flow.
+    pub builder: FlowBuilder,
+}
+
+/// A project's command-line application: register flows and pipelines, then call
+/// [`App::main`].
+pub struct App {
+    pub(crate) name: String,
+    pub(crate) flows: BTreeMap<String, FlowEntry>,
+    pub(crate) pipelines: commands::pipeline::Registry,
+}
+
+impl App {
+    /// A new app; `name` appears in help and in errors.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            flows: BTreeMap::new(),
+            pipelines: Default::default(),
+        }
+    }
+
+    /// Registers a dataflow under `name`, built by `builder` each time it runs.
+    pub fn dataflow<F>(mut self, name: &str, about: &str, builder: F) -> Self
+    where
+        F: Fn(&FlowContext) -> anyhow::Result<Dataflow> + Send + Sync + 'static,
+    {
+        self.flows.insert(
+            name.to_string(),
+            FlowEntry {
+                name: name.to_string(),
+                about: about.to_string(),
+                builder: Arc::new(builder),
+            },
+        );
+        self
+    }
+
+    /// The registered dataflows, by name.
+    pub fn flows(&self) -> impl Iterator<Item = &FlowEntry> {
+        self.flows.values()
+    }
+
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Parses the process's arguments, runs the subcommand, and turns its outcome into
+    /// an exit code (errors are printed with their chain of causes).
+    pub fn main(self) -> ExitCode {
+        let cli = Cli::parse();
+        match commands::dispatch(&self, cli) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Runs the app with explicit arguments (the first is the program name), as
+    /// [`App::main`] does; for tests and for embedding.
+    pub fn run_with_args<I, S>(&self, args: I) -> anyhow::Result<ExitCode>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args)?;
+        commands::dispatch(self, cli)
+    }
+}

@@ -1,0 +1,52 @@
+//! The subcommands, one module each, and the clap definition that ties them together.
+
+pub mod inspect;
+pub mod pipeline;
+pub mod run;
+pub mod udf;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::App;
+
+/// Riffle: dataflows, UDFs, pipelines and flows with a Rust core.
+#[derive(Debug, Parser)]
+#[command(name = "riffle", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every `riffle` subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a registered dataflow by name, or a pipeline with --workflow / --job.
+    Run(run::RunArgs),
+    /// Print a registered dataflow's graph (steps, kinds, upstreams) as a tree or JSON.
+    Inspect(inspect::InspectArgs),
+    /// Run a benchmark workload and print its figures.
+    Bench(crate::bench::BenchArgs),
+    /// List or show pipeline runs.
+    Runs(pipeline::RunsArgs),
+    /// List or clear the pipeline cache.
+    Cache(pipeline::CacheArgs),
+    /// Walk an artifact's lineage up to its inputs and down to its users.
+    Lineage(pipeline::LineageArgs),
+    /// Talk to a UDF server over Numaflow's protocol.
+    Udf(udf::UdfArgs),
+}
+
+/// Runs one parsed command line against `app`.
+pub fn dispatch(app: &App, cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(app, &args),
+        Command::Inspect(args) => inspect::inspect(app, &args),
+        Command::Bench(args) => crate::bench::bench(app, &args),
+        Command::Runs(args) => pipeline::runs(app, &args),
+        Command::Cache(args) => pipeline::cache(app, &args),
+        Command::Lineage(args) => pipeline::lineage(app, &args),
+        Command::Udf(args) => udf::udf(&args),
+    }
+}

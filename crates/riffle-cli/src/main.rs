@@ -1,0 +1,14 @@
+//! The standalone `riffle` binary: the app entry with the bundled examples registered.
+
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let mut app = riffle_cli::App::new("riffle");
+    for example in riffle_examples::flows() {
+        app = app.dataflow(example.name, example.about, example.build);
+    }
+    app.main()
+}

@@ -1,0 +1,1 @@
+//! riffle-numaflow (being written).

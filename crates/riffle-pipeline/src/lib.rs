@@ -1,0 +1,1 @@
+//! riffle-pipeline (being written).

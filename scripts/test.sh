@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need, then runs
+# every crate's tests and doctests. Each file in scripts/test.d/ is sourced in order;
+# it installs one kind of test tool (a Python venv, a database server, a browser) and
+# exports the variables the tests read to find it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RIFFLE_REPO="$PWD"
+
+for setup in scripts/test.d/*.sh; do
+  [ -e "$setup" ] || continue
+  echo "== setup: $setup"
+  # shellcheck disable=SC1090
+  source "$setup"
+done
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  echo "== installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+echo "== build"
+cargo build --workspace --all-targets
+cargo build --release -p riffle-cli
+
+echo "== unit and integration tests"
+cargo nextest run --workspace --no-fail-fast
+
+echo "== doctests"
+cargo test --workspace --doc
