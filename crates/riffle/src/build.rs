@@ -1,0 +1,94 @@
+//! Building a [`crate::Dataflow`] inside one timely worker.
+//!
+//! A `Dataflow` is a description; executing it runs every step's builder, in the order
+//! the steps were added, inside every worker. Each builder looks up the timely streams
+//! of its upstream steps in a [`BuildCtx`] by key, adds its operators, and stores its
+//! own output streams under its keys.
+//!
+//! Timely's streams borrow the worker's scope (`Stream<'scope, ...>`), so they cannot
+//! be stored as `Box<dyn Any>` (which needs `'static`). The context keeps them as
+//! `Box<dyn AnySlot<'s>>` instead and downcasts by the element's `TypeId`: every slot
+//! in one context has the same `'s`, so only the element type needs checking.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use timely::dataflow::{Scope, StreamVec};
+
+use crate::error::{Result, RiffleError};
+use crate::run::RunShared;
+
+/// A timely stream of `T` at epoch timestamps, borrowed from a worker's scope.
+pub(crate) type TStream<'s, T> = StreamVec<'s, u64, T>;
+
+trait AnySlot<'s> {
+    fn elem_type(&self) -> TypeId;
+    fn elem_type_name(&self) -> &'static str;
+}
+
+struct Slot<'s, T: 'static>(TStream<'s, T>);
+
+impl<'s, T: Clone + 'static> AnySlot<'s> for Slot<'s, T> {
+    fn elem_type(&self) -> TypeId {
+        TypeId::of::<T>()
+    }
+    fn elem_type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+}
+
+/// Which worker is building, out of how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// This worker's index, from 0 to `count - 1`, unique across the cluster.
+    pub index: usize,
+    /// The number of workers in the whole cluster.
+    pub count: usize,
+}
+
+/// What a step builder sees while building inside one worker.
+pub(crate) struct BuildCtx<'s> {
+    pub scope: Scope<'s, u64>,
+    pub worker: WorkerInfo,
+    pub shared: Arc<RunShared>,
+    streams: HashMap<String, Box<dyn AnySlot<'s> + 's>>,
+}
+
+impl<'s> BuildCtx<'s> {
+    pub fn new(scope: Scope<'s, u64>, shared: Arc<RunShared>) -> Self {
+        let worker = WorkerInfo {
+            index: scope.index(),
+            count: scope.peers(),
+        };
+        Self {
+            scope,
+            worker,
+            shared,
+            streams: HashMap::new(),
+        }
+    }
+
+    /// The stream stored under `key`, which must carry `T`.
+    pub fn stream<T: Clone + 'static>(&self, key: &str) -> Result<TStream<'s, T>> {
+        let slot = self.streams.get(key).ok_or_else(|| {
+            RiffleError::Execution(format!("stream {key:?} was used before it was built"))
+        })?;
+        if slot.elem_type() != TypeId::of::<T>() {
+            return Err(RiffleError::Execution(format!(
+                "stream {key:?} carries {} but {} was expected",
+                slot.elem_type_name(),
+                std::any::type_name::<T>()
+            )));
+        }
+        let ptr = &**slot as *const (dyn AnySlot<'s> + 's) as *const Slot<'s, T>;
+        // SAFETY: the slot was created by `insert::<T>` as a `Slot<'s, T>` (its element
+        // type id was checked just above), and every slot of this context shares `'s`.
+        Ok(unsafe { (*ptr).0.clone() })
+    }
+
+    /// Stores `stream` under `key`.
+    pub fn insert<T: Clone + 'static>(&mut self, key: String, stream: TStream<'s, T>) {
+        self.streams.insert(key, Box::new(Slot(stream)));
+    }
+}

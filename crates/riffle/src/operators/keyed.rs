@@ -1,0 +1,617 @@
+//! Keyed operators: state per key, each key on exactly one worker.
+//!
+//! All of them are built on one operator shape, [`epoch_operator`]: it stashes
+//! incoming items by epoch, hands batches to the step's logic in epoch order (an
+//! epoch's items are processed only once every earlier epoch is complete, so results
+//! do not depend on how items interleave between workers), tells the logic when an
+//! epoch closes, and when the stream ends. Output for an epoch is sent at that epoch;
+//! output at the end is sent at the last epoch seen.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::operator::Operator;
+
+use super::Site;
+use crate::build::{BuildCtx, TStream};
+use crate::data::{Data, Key};
+use crate::error::Result;
+use crate::exchange::stable_hash;
+use crate::flow::{Stream, stream_key};
+
+/// What a keyed step does with batches, closing epochs and the end of the stream.
+pub(crate) trait EpochLogic<I, O>: 'static {
+    fn on_batch(&mut self, site: &Site, epoch: u64, items: Vec<I>, out: &mut Vec<O>) -> Result<()>;
+    fn on_close(&mut self, _site: &Site, _epoch: u64, _out: &mut Vec<O>) -> Result<()> {
+        Ok(())
+    }
+    fn on_end(&mut self, _site: &Site, _out: &mut Vec<O>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds the epoch-ordered operator with `pact` routing its input.
+pub(crate) fn epoch_operator<'s, I, O, P, L>(
+    ctx: &BuildCtx<'s>,
+    name: &str,
+    input: TStream<'s, I>,
+    pact: P,
+    mut logic: L,
+) -> TStream<'s, O>
+where
+    I: Data,
+    O: Data,
+    P: ParallelizationContract<u64, Vec<I>>,
+    L: EpochLogic<I, O>,
+{
+    let shared = ctx.shared.clone();
+    let site = Site {
+        step_id: name.into(),
+        worker: ctx.worker.index,
+    };
+    input.unary_frontier(pact, name, move |_cap, _info| {
+        let mut pending: BTreeMap<u64, Vec<I>> = BTreeMap::new();
+        let mut caps: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
+        let mut last: Option<Capability<u64>> = None;
+        let mut out: Vec<O> = Vec::new();
+        let mut ended = false;
+        move |(input, frontier), output| {
+            input.for_each(|time, data| {
+                let Some(epoch) = time.least().copied() else { return };
+                if shared.aborted() {
+                    data.clear();
+                    return;
+                }
+                if !caps.contains_key(&epoch)
+                    && let Some(cap) = time.retain_least(0)
+                {
+                    caps.insert(epoch, cap);
+                }
+                pending.entry(epoch).or_default().append(data);
+            });
+            if shared.aborted() {
+                pending.clear();
+                caps.clear();
+                last = None;
+                return;
+            }
+            let low = frontier.frontier().first().copied();
+            let mut run = |logic_call: &mut dyn FnMut(&mut L, &mut Vec<O>) -> Result<()>, cap: &Capability<u64>, out: &mut Vec<O>| -> bool {
+                let result = catch_unwind(AssertUnwindSafe(|| logic_call(&mut logic, out)));
+                match result {
+                    Ok(Ok(())) => {
+                        if !out.is_empty() {
+                            output.session(cap).give_container(out);
+                            out.clear();
+                        }
+                        true
+                    }
+                    Ok(Err(e)) => {
+                        shared.fail(e);
+                        false
+                    }
+                    Err(payload) => {
+                        shared.fail(site.panic_on::<()>(*cap.time(), None, payload));
+                        false
+                    }
+                }
+            };
+            // Batches, in epoch order, of epochs no later than the frontier.
+            while let Some(entry) = pending.first_entry() {
+                let epoch = *entry.key();
+                if low.is_some_and(|l| epoch > l) {
+                    break;
+                }
+                let mut items = Some(entry.remove());
+                let Some(cap) = caps.get(&epoch) else { continue };
+                if !run(&mut |l, o| l.on_batch(&site, epoch, items.take().unwrap_or_default(), o), cap, &mut out) {
+                    return;
+                }
+            }
+            // Epochs the frontier has passed are complete.
+            while let Some(entry) = caps.first_entry() {
+                let epoch = *entry.key();
+                if low.is_some_and(|l| epoch >= l) {
+                    break;
+                }
+                let cap = entry.remove();
+                if !run(&mut |l, o| l.on_close(&site, epoch, o), &cap, &mut out) {
+                    return;
+                }
+                last = Some(cap);
+            }
+            if low.is_none() && !ended {
+                ended = true;
+                if let Some(cap) = last.take() {
+                    run(&mut |l, o| l.on_end(&site, o), &cap, &mut out);
+                }
+            }
+        }
+    })
+}
+
+/// The pact that sends `(key, value)` to the worker owning `key`.
+fn by_key<K: Key, V: Data>() -> Exchange<(K, V), impl FnMut(&(K, V)) -> u64 + 'static> {
+    Exchange::new(|(k, _): &(K, V)| stable_hash(k))
+}
+
+impl<T: Data> Stream<T> {
+    /// Adds a step made of a pre-aggregation on each worker (`local`), an exchange by
+    /// key, and a merge on the key's owner (`global`).
+    fn two_stage<K, A, O, L1, L2, M1, M2>(&self, step_id: &str, kind: &str, local: M1, global: M2) -> Result<Stream<O>>
+    where
+        K: Key,
+        A: Data,
+        O: Data,
+        L1: EpochLogic<T, (K, A)>,
+        L2: EpochLogic<(K, A), O>,
+        M1: Fn() -> L1 + Send + Sync + 'static,
+        M2: Fn() -> L2 + Send + Sync + 'static,
+    {
+        let up_key = self.key();
+        let id = step_id.to_string();
+        self.flow.add_step(
+            step_id,
+            kind,
+            &[self],
+            &["down"],
+            Arc::new(move |ctx: &mut BuildCtx<'_>| {
+                let input = ctx.stream::<T>(&up_key)?;
+                let partial = epoch_operator(ctx, &id, input, Pipeline, local());
+                let merged = epoch_operator(ctx, &id, partial, by_key::<K, A>(), global());
+                ctx.insert(stream_key(&id, "down"), merged);
+                Ok(())
+            }),
+        )?;
+        Ok(self.flow.stream_of(step_id, "down"))
+    }
+
+    /// Adds a one-operator step whose input is routed by `pact`.
+    fn epoch_step<O, L, M>(&self, step_id: &str, kind: &str, keyed: bool, make: M) -> Result<Stream<O>>
+    where
+        O: Data,
+        L: EpochLogic<T, O>,
+        M: Fn() -> L + Send + Sync + 'static,
+        T: KeyedItem,
+    {
+        let up_key = self.key();
+        let id = step_id.to_string();
+        self.flow.add_step(
+            step_id,
+            kind,
+            &[self],
+            &["down"],
+            Arc::new(move |ctx: &mut BuildCtx<'_>| {
+                let input = ctx.stream::<T>(&up_key)?;
+                let out = if keyed {
+                    epoch_operator(ctx, &id, input, Exchange::new(|item: &T| item.route()), make())
+                } else {
+                    epoch_operator(ctx, &id, input, Pipeline, make())
+                };
+                ctx.insert(stream_key(&id, "down"), out);
+                Ok(())
+            }),
+        )?;
+        Ok(self.flow.stream_of(step_id, "down"))
+    }
+
+    /// Counts items by the key `key` computes from each (taking the item), and emits
+    /// `(key, count)` for every key when the stream ends.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, sources::TestingSource, sinks::TestingSink};
+    /// let flow = Dataflow::new("f");
+    /// let out = TestingSink::new();
+    /// flow.input("inp", TestingSource::new(vec!["a", "b", "a"].into_iter().map(String::from).collect()))?
+    ///     .count_final("count", |w: String| w)?
+    ///     .output("out", out.clone())?;
+    /// riffle::run_main(&flow)?;
+    /// assert_eq!(out.take_sorted(), [("a".to_string(), 2), ("b".to_string(), 1)]);
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn count_final<K: Key>(&self, step_id: &str, key: impl Fn(T) -> K + Send + Sync + 'static) -> Result<Stream<(K, u64)>> {
+        let key = Arc::new(key);
+        self.two_stage(
+            step_id,
+            "count_final",
+            move || CountLocal {
+                key: key.clone(),
+                counts: FxHashMap::default(),
+                _t: std::marker::PhantomData,
+            },
+            || FoldGlobal {
+                merge: |a: u64, b: u64| a + b,
+                state: FxHashMap::default(),
+            },
+        )
+    }
+}
+
+/// Items that can be routed by key.
+pub(crate) trait KeyedItem {
+    fn route(&self) -> u64;
+}
+
+impl<K: Hash, V> KeyedItem for (K, V) {
+    fn route(&self) -> u64 {
+        stable_hash(&self.0)
+    }
+}
+
+struct CountLocal<T, K, F> {
+    key: Arc<F>,
+    counts: FxHashMap<K, u64>,
+    _t: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T: Data, K: Key, F: Fn(T) -> K + Send + Sync + 'static> EpochLogic<T, (K, u64)> for CountLocal<T, K, F> {
+    fn on_batch(&mut self, _: &Site, _: u64, items: Vec<T>, _: &mut Vec<(K, u64)>) -> Result<()> {
+        for item in items {
+            *self.counts.entry((self.key)(item)).or_insert(0) += 1;
+        }
+        Ok(())
+    }
+    fn on_end(&mut self, _: &Site, out: &mut Vec<(K, u64)>) -> Result<()> {
+        out.extend(self.counts.drain());
+        Ok(())
+    }
+}
+
+/// Merges `(key, partial)` with `merge` and emits `(key, total)` at the end.
+struct FoldGlobal<K, A, M> {
+    merge: M,
+    state: FxHashMap<K, A>,
+}
+
+impl<K: Key, A: Data, M: Fn(A, A) -> A + 'static> EpochLogic<(K, A), (K, A)> for FoldGlobal<K, A, M> {
+    fn on_batch(&mut self, _: &Site, _: u64, items: Vec<(K, A)>, _: &mut Vec<(K, A)>) -> Result<()> {
+        for (k, a) in items {
+            match self.state.remove(&k) {
+                Some(acc) => {
+                    let merged = (self.merge)(acc, a);
+                    self.state.insert(k, merged);
+                }
+                None => {
+                    self.state.insert(k, a);
+                }
+            }
+        }
+        Ok(())
+    }
+    fn on_end(&mut self, _: &Site, out: &mut Vec<(K, A)>) -> Result<()> {
+        out.extend(self.state.drain());
+        Ok(())
+    }
+}
+
+/// Per-epoch state of one key.
+type PerEpoch<K, A> = BTreeMap<u64, FxHashMap<K, A>>;
+
+/// Folds `(key, value)` per epoch with `fold` and emits `(key, acc)` when the epoch
+/// closes; used on both sides of the exchange for `reduce_epoch`.
+struct EpochFold<K, A, V, F> {
+    fold: Arc<F>,
+    state: PerEpoch<K, A>,
+    _v: std::marker::PhantomData<fn(V)>,
+}
+
+impl<K: Key, V: Data, F: Fn(Option<V>, V) -> V + Send + Sync + 'static> EpochLogic<(K, V), (K, V)> for EpochFold<K, V, V, F> {
+    fn on_batch(&mut self, _: &Site, epoch: u64, items: Vec<(K, V)>, _: &mut Vec<(K, V)>) -> Result<()> {
+        let state = self.state.entry(epoch).or_default();
+        for (k, v) in items {
+            let acc = state.remove(&k);
+            let next = (self.fold)(acc, v);
+            state.insert(k, next);
+        }
+        Ok(())
+    }
+    fn on_close(&mut self, _: &Site, epoch: u64, out: &mut Vec<(K, V)>) -> Result<()> {
+        if let Some(state) = self.state.remove(&epoch) {
+            out.extend(state);
+        }
+        Ok(())
+    }
+}
+
+struct FoldLocal<K, V, A, B, F> {
+    builder: Arc<B>,
+    folder: Arc<F>,
+    state: FxHashMap<K, A>,
+    _v: std::marker::PhantomData<fn(V)>,
+}
+
+impl<K, V, A, B, F> EpochLogic<(K, V), (K, A)> for FoldLocal<K, V, A, B, F>
+where
+    K: Key,
+    V: Data,
+    A: Data,
+    B: Fn(&K) -> A + Send + Sync + 'static,
+    F: Fn(A, V) -> A + Send + Sync + 'static,
+{
+    fn on_batch(&mut self, _: &Site, _: u64, items: Vec<(K, V)>, _: &mut Vec<(K, A)>) -> Result<()> {
+        for (k, v) in items {
+            let acc = match self.state.remove(&k) {
+                Some(acc) => acc,
+                None => (self.builder)(&k),
+            };
+            let next = (self.folder)(acc, v);
+            self.state.insert(k, next);
+        }
+        Ok(())
+    }
+    fn on_end(&mut self, _: &Site, out: &mut Vec<(K, A)>) -> Result<()> {
+        out.extend(self.state.drain());
+        Ok(())
+    }
+}
+
+struct Reduce<K, V, R, C> {
+    reducer: Arc<R>,
+    is_complete: Arc<C>,
+    state: FxHashMap<K, V>,
+}
+
+impl<K, V, R, C> EpochLogic<(K, V), (K, V)> for Reduce<K, V, R, C>
+where
+    K: Key,
+    V: Data,
+    R: Fn(V, V) -> V + Send + Sync + 'static,
+    C: Fn(&V) -> bool + Send + Sync + 'static,
+{
+    fn on_batch(&mut self, _: &Site, _: u64, items: Vec<(K, V)>, out: &mut Vec<(K, V)>) -> Result<()> {
+        for (k, v) in items {
+            let acc = match self.state.remove(&k) {
+                Some(acc) => (self.reducer)(acc, v),
+                None => v,
+            };
+            if (self.is_complete)(&acc) {
+                out.push((k, acc));
+            } else {
+                self.state.insert(k, acc);
+            }
+        }
+        Ok(())
+    }
+}
+
+struct StatefulMap<K, V, S, W, B, M> {
+    builder: Arc<B>,
+    mapper: Arc<M>,
+    state: FxHashMap<K, S>,
+    _vw: std::marker::PhantomData<fn(V) -> W>,
+}
+
+impl<K, V, S, W, B, M> EpochLogic<(K, V), (K, W)> for StatefulMap<K, V, S, W, B, M>
+where
+    K: Key,
+    V: Data,
+    S: 'static,
+    W: Data,
+    B: Fn(&K) -> S + Send + Sync + 'static,
+    M: Fn(S, V) -> (Option<S>, W) + Send + Sync + 'static,
+{
+    fn on_batch(&mut self, _: &Site, _: u64, items: Vec<(K, V)>, out: &mut Vec<(K, W)>) -> Result<()> {
+        for (k, v) in items {
+            let state = match self.state.remove(&k) {
+                Some(s) => s,
+                None => (self.builder)(&k),
+            };
+            let (next, w) = (self.mapper)(state, v);
+            if let Some(next) = next {
+                self.state.insert(k.clone(), next);
+            }
+            out.push((k, w));
+        }
+        Ok(())
+    }
+}
+
+struct Collect<K, V> {
+    max_size: usize,
+    state: PerEpoch<K, Vec<V>>,
+}
+
+impl<K: Key, V: Data> EpochLogic<(K, V), (K, Vec<V>)> for Collect<K, V> {
+    fn on_batch(&mut self, _: &Site, epoch: u64, items: Vec<(K, V)>, out: &mut Vec<(K, Vec<V>)>) -> Result<()> {
+        let state = self.state.entry(epoch).or_default();
+        for (k, v) in items {
+            let values = state.entry(k.clone()).or_default();
+            values.push(v);
+            if values.len() >= self.max_size {
+                let full = state.remove(&k).unwrap_or_default();
+                out.push((k, full));
+            }
+        }
+        Ok(())
+    }
+    fn on_close(&mut self, _: &Site, epoch: u64, out: &mut Vec<(K, Vec<V>)>) -> Result<()> {
+        if let Some(state) = self.state.remove(&epoch) {
+            out.extend(state);
+        }
+        Ok(())
+    }
+}
+
+impl<K: Key, V: Data> Stream<(K, V)> {
+    /// Transforms every value, keeping its key.
+    pub fn map_value<W: Data>(&self, step_id: &str, f: impl Fn(V) -> W + Send + Sync + 'static) -> Result<Stream<(K, W)>> {
+        let f = Arc::new(f);
+        self.batch_step(step_id, "map_value", move || {
+            let f = f.clone();
+            move |_: &Site, _, batch: &mut Vec<(K, V)>, out: &mut Vec<(K, W)>| {
+                out.extend(batch.drain(..).map(|(k, v)| (k, f(v))));
+                Ok(())
+            }
+        })
+    }
+
+    /// Combines each key's values with `reducer(acc, value)` until `is_complete(acc)`,
+    /// then emits `(key, acc)` and forgets the key.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, sources::TestingSource, sinks::TestingSink};
+    /// let flow = Dataflow::new("f");
+    /// let out = TestingSink::new();
+    /// let items = vec![('a', 1), ('a', 2), ('b', 5), ('a', 3)];
+    /// flow.input("inp", TestingSource::new(items))?
+    ///     .reduce("sum_to_6", |acc, v| acc + v, |acc| *acc >= 6)?
+    ///     .output("out", out.clone())?;
+    /// riffle::run_main(&flow)?;
+    /// assert_eq!(out.take_sorted(), [('a', 6)]);
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn reduce(
+        &self,
+        step_id: &str,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+        is_complete: impl Fn(&V) -> bool + Send + Sync + 'static,
+    ) -> Result<Stream<(K, V)>> {
+        let reducer = Arc::new(reducer);
+        let is_complete = Arc::new(is_complete);
+        self.epoch_step(step_id, "reduce", true, move || Reduce {
+            reducer: reducer.clone(),
+            is_complete: is_complete.clone(),
+            state: FxHashMap::default(),
+        })
+    }
+
+    /// Combines each key's values within each epoch and emits `(key, acc)` when the
+    /// epoch closes. Pre-aggregates on each worker before the exchange.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, sources::TestingSource, sinks::TestingSink};
+    /// let flow = Dataflow::new("f");
+    /// let out = TestingSink::new();
+    /// let items = vec![(0, ('a', 1)), (0, ('a', 2)), (1, ('a', 10))];
+    /// flow.input("inp", TestingSource::with_epochs(items))?
+    ///     .reduce_epoch("sum", |acc, v| acc + v)?
+    ///     .output("out", out.clone())?;
+    /// riffle::run_main(&flow)?;
+    /// assert_eq!(out.take_sorted(), [('a', 3), ('a', 10)]);
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn reduce_epoch(&self, step_id: &str, reducer: impl Fn(V, V) -> V + Send + Sync + 'static) -> Result<Stream<(K, V)>> {
+        let fold = Arc::new(move |acc: Option<V>, v: V| match acc {
+            Some(acc) => reducer(acc, v),
+            None => v,
+        });
+        let global = fold.clone();
+        self.two_stage(
+            step_id,
+            "reduce_epoch",
+            move || EpochFold {
+                fold: fold.clone(),
+                state: BTreeMap::new(),
+                _v: std::marker::PhantomData,
+            },
+            move || EpochFold {
+                fold: global.clone(),
+                state: BTreeMap::new(),
+                _v: std::marker::PhantomData,
+            },
+        )
+    }
+
+    /// Like [`Stream::reduce_epoch`], but each worker reduces only the items it holds,
+    /// with no exchange: a key may be emitted once per worker.
+    pub fn reduce_epoch_local(&self, step_id: &str, reducer: impl Fn(V, V) -> V + Send + Sync + 'static) -> Result<Stream<(K, V)>> {
+        let fold = Arc::new(move |acc: Option<V>, v: V| match acc {
+            Some(acc) => reducer(acc, v),
+            None => v,
+        });
+        self.epoch_step(step_id, "reduce_epoch_local", false, move || EpochFold {
+            fold: fold.clone(),
+            state: BTreeMap::new(),
+            _v: std::marker::PhantomData,
+        })
+    }
+
+    /// Maps each value with per-key state: a new key's state is `builder(key)`;
+    /// `mapper(state, value)` returns the next state (`None` forgets the key) and the
+    /// value to emit as `(key, out)`.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, sources::TestingSource, sinks::TestingSink};
+    /// let flow = Dataflow::new("f");
+    /// let out = TestingSink::new();
+    /// let items = vec![('a', 1), ('a', 2), ('a', 3)];
+    /// flow.input("inp", TestingSource::new(items))?
+    ///     .stateful_map("running_sum", |_key| 0, |sum, v| (Some(sum + v), sum + v))?
+    ///     .output("out", out.clone())?;
+    /// riffle::run_main(&flow)?;
+    /// assert_eq!(out.take(), [('a', 1), ('a', 3), ('a', 6)]);
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn stateful_map<S: 'static, W: Data>(
+        &self,
+        step_id: &str,
+        builder: impl Fn(&K) -> S + Send + Sync + 'static,
+        mapper: impl Fn(S, V) -> (Option<S>, W) + Send + Sync + 'static,
+    ) -> Result<Stream<(K, W)>> {
+        let builder = Arc::new(builder);
+        let mapper = Arc::new(mapper);
+        self.epoch_step(step_id, "stateful_map", true, move || StatefulMap {
+            builder: builder.clone(),
+            mapper: mapper.clone(),
+            state: FxHashMap::default(),
+            _vw: std::marker::PhantomData,
+        })
+    }
+
+    /// Folds each key's values into an accumulator (`builder(key)`, then
+    /// `folder(acc, value)`) and emits `(key, acc)` when the stream ends. Each worker
+    /// folds what it holds; the partial accumulators of a key are combined with
+    /// `merger` on the key's owner.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, sources::TestingSource, sinks::TestingSink};
+    /// let flow = Dataflow::new("f");
+    /// let out = TestingSink::new();
+    /// let items = vec![('a', 1), ('b', 2), ('a', 3)];
+    /// flow.input("inp", TestingSource::new(items))?
+    ///     .fold_final("values", |_k| Vec::new(), |mut acc, v| { acc.push(v); acc }, |mut a, b| { a.extend(b); a })?
+    ///     .output("out", out.clone())?;
+    /// riffle::run_main(&flow)?;
+    /// assert_eq!(out.take_sorted(), [('a', vec![1, 3]), ('b', vec![2])]);
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn fold_final<A: Data>(
+        &self,
+        step_id: &str,
+        builder: impl Fn(&K) -> A + Send + Sync + 'static,
+        folder: impl Fn(A, V) -> A + Send + Sync + 'static,
+        merger: impl Fn(A, A) -> A + Send + Sync + Clone + 'static,
+    ) -> Result<Stream<(K, A)>> {
+        let builder = Arc::new(builder);
+        let folder = Arc::new(folder);
+        self.two_stage(
+            step_id,
+            "fold_final",
+            move || FoldLocal {
+                builder: builder.clone(),
+                folder: folder.clone(),
+                state: FxHashMap::default(),
+                _v: std::marker::PhantomData,
+            },
+            move || FoldGlobal {
+                merge: merger.clone(),
+                state: FxHashMap::default(),
+            },
+        )
+    }
+
+    /// Collects each key's values per epoch into a `Vec`, emitted as `(key, values)`
+    /// when the epoch closes or when it holds `max_size` values.
+    pub fn collect(&self, step_id: &str, max_size: usize) -> Result<Stream<(K, Vec<V>)>> {
+        let max_size = max_size.max(1);
+        self.epoch_step(step_id, "collect", true, move || Collect {
+            max_size,
+            state: BTreeMap::new(),
+        })
+    }
+}

@@ -1,0 +1,432 @@
+//! Executing a [`Dataflow`]: in this thread, on several threads, or as one process of
+//! a cluster, all on timely dataflow.
+//!
+//! Every worker builds the same operators from the flow's description, then steps
+//! them until the flow is done. A flow is done when every source is exhausted and
+//! every item has reached its sinks (timely's frontier of the flow is empty).
+//!
+//! **Failures.** A user function that panics or returns an error, or a source or sink
+//! that fails, records the first error of the run and raises an abort flag. Sources
+//! stop producing and drop their capabilities, operators drop what they hold, so the
+//! flow drains and every worker returns; the run returns the recorded error, which
+//! names the step. Across processes the abort travels through a small control
+//! dataflow that every worker builds beside the main one: the failing worker sends one
+//! message there, broadcast to every worker of every process.
+//!
+//! ```
+//! use riffle::{Dataflow, Execution, sources::TestingSource, sinks::TestingSink};
+//!
+//! let flow = Dataflow::new("double");
+//! let out = TestingSink::new();
+//! flow.input("inp", TestingSource::new((0..1000u64).collect()))?
+//!     .map("double", |x| x * 2)?
+//!     .output("out", out.clone())?;
+//! Execution::new().workers(2).run(&flow)?;
+//! assert_eq!(out.take().len(), 1000);
+//! # Ok::<(), riffle::RiffleError>(())
+//! ```
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use timely::dataflow::InputHandleVec;
+use timely::dataflow::operators::Inspect;
+use timely::dataflow::operators::vec::{Broadcast, Input};
+
+use crate::build::BuildCtx;
+use crate::error::{Result, RiffleError};
+use crate::flow::Dataflow;
+
+/// The default wall-clock length of an epoch, as in bytewax.
+pub const DEFAULT_EPOCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Environment variables through which [`spawn_cluster`] tells each child process
+/// who it is.
+pub const ENV_PROCESS_ID: &str = "RIFFLE_PROCESS_ID";
+/// The comma-separated `host:port` addresses of all processes, in process order.
+pub const ENV_ADDRESSES: &str = "RIFFLE_ADDRESSES";
+/// Worker threads per process, for spawned children.
+pub const ENV_WORKERS: &str = "RIFFLE_WORKERS_PER_PROCESS";
+
+/// State shared by the workers of one process during one run.
+pub(crate) struct RunShared {
+    abort: AtomicBool,
+    error: Mutex<Option<RiffleError>>,
+    pub epoch_interval: Duration,
+    pub start: Instant,
+}
+
+impl RunShared {
+    pub fn new(epoch_interval: Duration) -> Self {
+        Self {
+            abort: AtomicBool::new(false),
+            error: Mutex::new(None),
+            epoch_interval: epoch_interval.max(Duration::from_millis(1)),
+            start: Instant::now(),
+        }
+    }
+
+    /// Whether the run is being aborted.
+    #[inline]
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    /// Records `error` (the first one wins) and aborts the run.
+    pub fn fail(&self, error: RiffleError) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            tracing::error!("{error}");
+            *slot = Some(error);
+        }
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    /// Aborts because another process failed.
+    pub fn abort_from_peer(&self) {
+        if !self.abort.swap(true, Ordering::SeqCst) {
+            tracing::warn!("aborting: another worker of the cluster failed");
+        }
+    }
+
+    fn failed_locally(&self) -> bool {
+        self.error.lock().map(|e| e.is_some()).unwrap_or(true)
+    }
+
+    fn take_error(&self) -> Option<RiffleError> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// The wall-clock epoch at `now`.
+    pub fn epoch_at(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.start);
+        (elapsed.as_nanos() / self.epoch_interval.as_nanos()) as u64
+    }
+
+    /// When the epoch after `epoch` begins.
+    pub fn epoch_start(&self, epoch: u64) -> Instant {
+        self.start + self.epoch_interval.saturating_mul(epoch.min(u32::MAX as u64) as u32)
+    }
+
+    /// Runs `f`, turning a panic into a recorded [`RiffleError::UserPanic`] for
+    /// `step_id`; returns `None` when it panicked.
+    #[inline]
+    pub fn guard<R>(
+        &self,
+        step_id: &str,
+        worker: usize,
+        context: impl FnOnce() -> String,
+        f: impl FnOnce() -> R,
+    ) -> Option<R> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(r) => Some(r),
+            Err(payload) => {
+                self.fail(RiffleError::UserPanic {
+                    step_id: step_id.to_string(),
+                    worker,
+                    context: context(),
+                    message: panic_message(&payload),
+                });
+                None
+            }
+        }
+    }
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: &Box<dyn Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic without a message)".to_string()
+    }
+}
+
+/// How to execute a flow: how many workers and processes, and how long an epoch is.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    workers: usize,
+    processes: usize,
+    process_id: Option<usize>,
+    addresses: Vec<String>,
+    epoch_interval: Duration,
+}
+
+impl Default for Execution {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Execution {
+    /// One worker in this thread, epochs of [`DEFAULT_EPOCH_INTERVAL`].
+    pub fn new() -> Self {
+        Self {
+            workers: 1,
+            processes: 1,
+            process_id: None,
+            addresses: Vec::new(),
+            epoch_interval: DEFAULT_EPOCH_INTERVAL,
+        }
+    }
+
+    /// Worker threads per process.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// Spawn this many processes of the current program on this machine (see
+    /// [`spawn_cluster`]).
+    pub fn processes(mut self, processes: usize) -> Self {
+        self.processes = processes.max(1);
+        self
+    }
+
+    /// Join a cluster as process `process_id` of the processes at `addresses`
+    /// (`host:port`, one per process, in process order).
+    pub fn cluster(mut self, process_id: usize, addresses: Vec<String>) -> Self {
+        self.process_id = Some(process_id);
+        self.addresses = addresses;
+        self
+    }
+
+    /// The wall-clock length of an epoch.
+    pub fn epoch_interval(mut self, interval: Duration) -> Self {
+        self.epoch_interval = interval;
+        self
+    }
+
+    /// If this process was started by [`spawn_cluster`], joins the cluster the
+    /// environment describes (process id, addresses, workers).
+    pub fn from_env(mut self) -> Result<Self> {
+        let Ok(id) = std::env::var(ENV_PROCESS_ID) else {
+            return Ok(self);
+        };
+        let id: usize = id
+            .parse()
+            .map_err(|_| RiffleError::Execution(format!("{ENV_PROCESS_ID}={id:?} is not a number")))?;
+        let addresses = std::env::var(ENV_ADDRESSES)
+            .map_err(|_| RiffleError::Execution(format!("{ENV_PROCESS_ID} is set but {ENV_ADDRESSES} is not")))?;
+        if let Ok(w) = std::env::var(ENV_WORKERS) {
+            self.workers = w
+                .parse()
+                .map_err(|_| RiffleError::Execution(format!("{ENV_WORKERS}={w:?} is not a number")))?;
+        }
+        self.processes = 1;
+        Ok(self.cluster(id, addresses.split(',').map(str::to_string).collect()))
+    }
+
+    /// Runs `flow` to completion.
+    pub fn run(&self, flow: &Dataflow) -> Result<()> {
+        self.run_with(flow, Arc::new(RunShared::new(self.epoch_interval)))
+    }
+
+    pub(crate) fn run_with(&self, flow: &Dataflow, shared: Arc<RunShared>) -> Result<()> {
+        if let Some(process_id) = self.process_id {
+            if process_id >= self.addresses.len() {
+                return Err(RiffleError::Execution(format!(
+                    "process id {process_id} is out of range: the cluster has {} address(es)",
+                    self.addresses.len()
+                )));
+            }
+            let config = timely::Config {
+                communication: timely::CommunicationConfig::Cluster {
+                    threads: self.workers,
+                    process: process_id,
+                    addresses: self.addresses.clone(),
+                    report: false,
+                    zerocopy: false,
+                },
+                worker: timely::WorkerConfig::default(),
+            };
+            return execute(flow, config, shared);
+        }
+        if self.processes > 1 {
+            return spawn_cluster(self.processes, self.workers);
+        }
+        if self.workers == 1 {
+            let builders = flow.builders();
+            let name = flow.name();
+            let inner = shared.clone();
+            let result = timely::execute_directly(move |worker| drive(worker, &name, &builders, &inner));
+            return shared.take_error().map_or(result, Err);
+        }
+        execute(flow, timely::Config::process(self.workers), shared)
+    }
+}
+
+/// Runs `flow` with one worker in the current thread.
+pub fn run_main(flow: &Dataflow) -> Result<()> {
+    Execution::new().run(flow)
+}
+
+/// Runs `flow` as process `proc_id` of a cluster whose processes listen at
+/// `addresses`, with `workers_per_proc` worker threads here.
+pub fn cluster_main(
+    flow: &Dataflow,
+    addresses: &[String],
+    proc_id: usize,
+    workers_per_proc: usize,
+) -> Result<()> {
+    Execution::new()
+        .workers(workers_per_proc)
+        .cluster(proc_id, addresses.to_vec())
+        .run(flow)
+}
+
+/// Starts `processes` copies of the current program on this machine, each with
+/// `workers_per_proc` workers, connected over loopback TCP, and waits for all of them.
+///
+/// Each child gets the same command line and learns its place in the cluster from
+/// [`ENV_PROCESS_ID`], [`ENV_ADDRESSES`] and [`ENV_WORKERS`]; a program that runs its
+/// flow with [`Execution::from_env`] (as the `riffle` binary does) joins the cluster.
+/// If a child fails, the others are stopped and the error names the child.
+pub fn spawn_cluster(processes: usize, workers_per_proc: usize) -> Result<()> {
+    let exe = std::env::current_exe()
+        .map_err(|e| RiffleError::Execution(format!("cannot find the current program: {e}")))?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let addresses = free_loopback_addresses(processes)?;
+    let mut children = Vec::new();
+    for id in 0..processes {
+        let child = Command::new(&exe)
+            .args(&args)
+            .env(ENV_PROCESS_ID, id.to_string())
+            .env(ENV_ADDRESSES, addresses.join(","))
+            .env(ENV_WORKERS, workers_per_proc.to_string())
+            .spawn()
+            .map_err(|e| RiffleError::Execution(format!("cannot start process {id} ({}): {e}", exe.display())))?;
+        children.push(child);
+    }
+    let mut failure = None;
+    let mut done = vec![false; processes];
+    while done.iter().any(|d| !d) {
+        for (id, child) in children.iter_mut().enumerate() {
+            if done[id] {
+                continue;
+            }
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    done[id] = true;
+                    if !status.success() && failure.is_none() {
+                        failure = Some(format!("process {id} of {processes} exited with {status}"));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    done[id] = true;
+                    failure.get_or_insert(format!("cannot wait for process {id}: {e}"));
+                }
+            }
+        }
+        if failure.is_some() {
+            // Give the others a moment to stop on their own (the abort travels through
+            // the cluster), then stop what is left.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && children.iter_mut().any(|c| matches!(c.try_wait(), Ok(None))) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            for child in children.iter_mut() {
+                if matches!(child.try_wait(), Ok(None)) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    match failure {
+        Some(message) => Err(RiffleError::Execution(message)),
+        None => Ok(()),
+    }
+}
+
+/// `n` loopback addresses with ports that were free a moment ago.
+pub fn free_loopback_addresses(n: usize) -> Result<Vec<String>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| RiffleError::Execution(format!("cannot find free loopback ports: {e}")))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.to_string()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| RiffleError::Execution(format!("cannot find free loopback ports: {e}")))
+}
+
+fn execute(flow: &Dataflow, config: timely::Config, shared: Arc<RunShared>) -> Result<()> {
+    let builders = flow.builders();
+    let name = flow.name();
+    let inner = shared.clone();
+    let guards = timely::execute(config, move |worker| drive(worker, &name, &builders, &inner))
+        .map_err(RiffleError::Execution)?;
+    let mut first = None;
+    for result in guards.join() {
+        let outcome = match result {
+            Ok(r) => r,
+            Err(panic) => Err(RiffleError::Execution(format!("a worker thread panicked: {panic}"))),
+        };
+        if let Err(e) = outcome {
+            first.get_or_insert(e);
+        }
+    }
+    if let Some(e) = shared.take_error() {
+        return Err(e);
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// One worker's whole run: build the flow and the control dataflow, step until done.
+fn drive(
+    worker: &mut timely::worker::Worker,
+    name: &str,
+    builders: &[crate::flow::StepBuilder],
+    shared: &Arc<RunShared>,
+) -> Result<()> {
+    let main_index = worker.next_dataflow_index();
+    let built: Result<()> = worker.dataflow_named::<u64, _, _>(name, |scope| {
+        let mut ctx = BuildCtx::new(scope, shared.clone());
+        for builder in builders {
+            builder(&mut ctx)?;
+        }
+        Ok(())
+    });
+    let peer_abort = shared.clone();
+    let mut control: InputHandleVec<u64, usize> = worker.dataflow_named("riffle-control", |scope| {
+        let (handle, stream) = scope.new_input::<usize>();
+        stream.broadcast().inspect(move |_from: &usize| peer_abort.abort_from_peer());
+        handle
+    });
+    if let Err(e) = built {
+        // Every worker builds the same flow, so every worker fails the same way.
+        shared.fail(e);
+    }
+    let mut told_peers = false;
+    loop {
+        if !told_peers && shared.failed_locally() {
+            control.send(worker.index());
+            control.flush();
+            told_peers = true;
+        }
+        if !worker.installed_dataflows().contains(&main_index) {
+            break;
+        }
+        worker.step_or_park(Some(Duration::from_millis(50)));
+    }
+    drop(control);
+    while worker.step_or_park(Some(Duration::from_millis(50))) {}
+    if shared.aborted() {
+        Err(RiffleError::Execution(
+            "the run was aborted because another process of the cluster failed".to_string(),
+        ))
+    } else {
+        Ok(())
+    }
+}

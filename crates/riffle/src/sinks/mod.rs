@@ -1,0 +1,109 @@
+//! Sinks: where items leave a flow.
+//!
+//! Sinks mirror sources. A [`FixedPartitionedSink`] has a fixed set of named
+//! partitions (files, table shards, ...); every item is routed to one partition by
+//! [`FixedPartitionedSink::part_fn`], and partition `i` of the sorted list lives on
+//! worker `i % workers`, so each partition is written by exactly one worker, in
+//! order. Its partitions can snapshot their position and be rebuilt from it, which is
+//! how the file sinks give exactly-once output on resume (they truncate to the
+//! committed position). A [`DynamicSink`] builds one stateless partition on every
+//! worker and writes whatever that worker holds.
+//!
+//! Built in: [`TestingSink`] (in memory), [`StdOutSink`], [`FileSink`] (lines),
+//! [`CsvSink`] and [`JsonLinesSink`] (typed rows through serde), and [`DirSink`]
+//! (a directory of files, items routed by key).
+
+mod file;
+mod operator;
+mod stdout;
+mod testing;
+
+pub use file::{CsvSink, DirSink, FileSink, JsonLinesSink, LineSink};
+pub use stdout::StdOutSink;
+pub use testing::TestingSink;
+
+pub use crate::build::WorkerInfo;
+use crate::data::Data;
+use crate::error::Result;
+
+/// One partition of a sink, owned by one worker.
+pub trait SinkPartition: 'static {
+    /// What it writes.
+    type Item: Data;
+    /// Its position, for snapshots.
+    type State: Data;
+
+    /// Writes a batch of items, in order.
+    fn write_batch(&mut self, items: Vec<Self::Item>) -> Result<()>;
+
+    /// Its current position (None for partitions that cannot resume).
+    fn snapshot(&mut self) -> Result<Option<Self::State>> {
+        Ok(None)
+    }
+
+    /// Called once when the flow is done with it.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A sink with a fixed set of named partitions.
+pub trait FixedPartitionedSink: Send + Sync + 'static {
+    /// What it writes.
+    type Item: Data;
+    /// A partition's position.
+    type State: Data;
+    /// Its partitions.
+    type Partition: SinkPartition<Item = Self::Item, State = Self::State>;
+
+    /// The names of all partitions, in a fixed order; every worker must get the same.
+    fn list_parts(&self, step_id: &str) -> Result<Vec<String>>;
+
+    /// The index (into [`FixedPartitionedSink::list_parts`]) of the partition `item`
+    /// goes to. Must be the same on every worker and run; the default sends
+    /// everything to the first partition.
+    fn part_fn(&self, _item: &Self::Item, _parts: usize) -> usize {
+        0
+    }
+
+    /// Opens partition `for_part`, at `resume_state` if the run resumes.
+    fn build_part(
+        &self,
+        step_id: &str,
+        for_part: &str,
+        resume_state: Option<Self::State>,
+    ) -> Result<Self::Partition>;
+}
+
+/// A sink that builds one stateless partition on every worker.
+pub trait DynamicSink: Send + Sync + 'static {
+    /// What it writes.
+    type Item: Data;
+    /// The partition each worker writes.
+    type Partition: SinkPartition<Item = Self::Item>;
+
+    /// The partition of `worker`.
+    fn build(&self, step_id: &str, worker: WorkerInfo) -> Result<Self::Partition>;
+}
+
+impl<T: Data> crate::flow::Stream<T> {
+    /// Writes every item to a fixed-partitioned sink; step `step_id`.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, sources::TestingSource, sinks::TestingSink};
+    /// let flow = Dataflow::new("f");
+    /// let out = TestingSink::new();
+    /// flow.input("inp", TestingSource::new(vec![1, 2]))?.output("out", out.clone())?;
+    /// riffle::run_main(&flow)?;
+    /// assert_eq!(out.take_sorted(), [1, 2]);
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn output<S: FixedPartitionedSink<Item = T>>(&self, step_id: &str, sink: S) -> Result<()> {
+        operator::add_fixed(self, step_id, sink)
+    }
+
+    /// Writes every item to a dynamic sink (one partition per worker); step `step_id`.
+    pub fn output_dynamic<S: DynamicSink<Item = T>>(&self, step_id: &str, sink: S) -> Result<()> {
+        operator::add_dynamic(self, step_id, sink)
+    }
+}

@@ -1,0 +1,423 @@
+//! File sources: [`FileSource`] (lines), [`CsvSource`] and [`JsonLinesSource`] (typed
+//! rows through serde).
+//!
+//! A path to a file is one partition; a path to a directory is one partition per
+//! regular file in it (sorted by name, not recursive). Each partition remembers its
+//! byte offset and line number, so a resumed run continues after the last line it
+//! snapshotted.
+//!
+//! A file that is missing or unreadable stops the run with an error naming the file.
+//! A line that is not valid UTF-8 (or, for CSV and JSON lines, that does not parse
+//! into the row type) stops the run with an error naming the file and line, unless a
+//! dead-letter file was given: then the bad line is appended there as one JSON object
+//! (`file`, `line`, `reason`, `text`) and the run goes on.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{FixedPartitionedSource, Poll, SourcePartition};
+use crate::data::Data;
+use crate::error::{Result, RiffleError};
+
+/// A partition's position in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FilePosition {
+    /// Bytes read so far.
+    pub offset: u64,
+    /// Lines read so far.
+    pub line: u64,
+}
+
+/// How each line of a file becomes an item.
+pub trait LineFormat: Send + Sync + 'static {
+    /// The item a line becomes.
+    type Item: Data;
+    /// What a file's first line tells about the rest (e.g. CSV column names).
+    type Header: Default + 'static;
+    /// Called with a file's first line; returns `Some(header)` when the line is a
+    /// header (and so not an item).
+    fn header(&self, _line: &str) -> std::result::Result<Option<Self::Header>, String> {
+        Ok(None)
+    }
+    /// Parses one line (without its line ending). `Ok(None)` skips the line.
+    fn parse(&self, header: &Self::Header, line: &str) -> std::result::Result<Option<Self::Item>, String>;
+}
+
+/// Where bad lines go when the user asked for a dead-letter file.
+#[derive(Clone)]
+struct DeadLetters {
+    path: PathBuf,
+    file: Arc<Mutex<Option<File>>>,
+}
+
+impl DeadLetters {
+    fn write(&self, step_id: &str, file: &Path, line: u64, reason: &str, text: &str) -> Result<()> {
+        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let opened = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|source| RiffleError::Io {
+                    step_id: step_id.to_string(),
+                    action: "open the dead-letter file",
+                    path: self.path.clone(),
+                    source,
+                })?;
+            *guard = Some(opened);
+        }
+        let record = serde_json::json!({
+            "step_id": step_id,
+            "file": file.display().to_string(),
+            "line": line,
+            "reason": reason,
+            "text": text,
+        });
+        let out = guard.as_mut().expect("opened above");
+        writeln!(out, "{record}").map_err(|source| RiffleError::Io {
+            step_id: step_id.to_string(),
+            action: "write the dead-letter file",
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Lines of text files, read through a [`LineFormat`].
+pub struct LineSource<F> {
+    path: PathBuf,
+    format: Arc<F>,
+    batch_size: usize,
+    dead_letters: Option<DeadLetters>,
+}
+
+impl<F: LineFormat> LineSource<F> {
+    fn with_format(path: impl Into<PathBuf>, format: F) -> Self {
+        Self {
+            path: path.into(),
+            format: Arc::new(format),
+            batch_size: 1024,
+            dead_letters: None,
+        }
+    }
+
+    /// How many lines one poll reads at most (default 1024).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Send lines that cannot be read or parsed to `path` (JSON lines, appended)
+    /// instead of stopping the run.
+    pub fn dead_letter_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.dead_letters = Some(DeadLetters {
+            path: path.into(),
+            file: Arc::new(Mutex::new(None)),
+        });
+        self
+    }
+}
+
+/// Lines of a file, or of every file in a directory, as `String`s.
+///
+/// ```
+/// use riffle::{Dataflow, sources::FileSource, sinks::TestingSink};
+/// let dir = tempfile::tempdir().unwrap();
+/// std::fs::write(dir.path().join("a.txt"), "one\ntwo\n").unwrap();
+/// let flow = Dataflow::new("f");
+/// let out = TestingSink::new();
+/// flow.input("lines", FileSource::new(dir.path().join("a.txt")))?.output("out", out.clone())?;
+/// riffle::run_main(&flow)?;
+/// assert_eq!(out.take_sorted(), ["one", "two"]);
+/// # Ok::<(), riffle::RiffleError>(())
+/// ```
+pub type FileSource = LineSource<PlainLines>;
+
+impl FileSource {
+    /// Lines of the file at `path`, or of every file in the directory at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::with_format(path, PlainLines)
+    }
+}
+
+/// Each line as it is.
+pub struct PlainLines;
+
+impl LineFormat for PlainLines {
+    type Item = String;
+    type Header = ();
+    fn parse(&self, _: &(), line: &str) -> std::result::Result<Option<String>, String> {
+        Ok(Some(line.to_string()))
+    }
+}
+
+/// Rows of CSV files with a header line, deserialized into `T` with serde.
+///
+/// ```
+/// use riffle::{Dataflow, sources::CsvSource, sinks::TestingSink};
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+/// struct Row { name: String, qty: u32 }
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("rows.csv");
+/// std::fs::write(&path, "name,qty\napple,3\npear,5\n").unwrap();
+/// let flow = Dataflow::new("f");
+/// let out = TestingSink::new();
+/// flow.input("rows", CsvSource::<Row>::new(&path))?
+///     .map("qty", |r: Row| r.qty)?
+///     .output("out", out.clone())?;
+/// riffle::run_main(&flow)?;
+/// assert_eq!(out.take_sorted(), [3, 5]);
+/// # Ok::<(), riffle::RiffleError>(())
+/// ```
+pub type CsvSource<T> = LineSource<CsvRows<T>>;
+
+impl<T: Data + DeserializeOwned> CsvSource<T> {
+    /// Rows of the CSV file (or directory of files) at `path`; the first line of each
+    /// file names the columns.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::with_format(path, CsvRows(PhantomData))
+    }
+}
+
+/// CSV rows into `T`. Quoted fields may not span lines.
+pub struct CsvRows<T>(PhantomData<fn() -> T>);
+
+fn csv_record(line: &str) -> std::result::Result<csv::StringRecord, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(line.as_bytes());
+    match reader.records().next() {
+        Some(Ok(record)) => Ok(record),
+        Some(Err(e)) => Err(format!("bad CSV: {e}")),
+        None => Ok(csv::StringRecord::new()),
+    }
+}
+
+impl<T: Data + DeserializeOwned> LineFormat for CsvRows<T> {
+    type Item = T;
+    type Header = Option<csv::StringRecord>;
+
+    fn header(&self, line: &str) -> std::result::Result<Option<Self::Header>, String> {
+        Ok(Some(Some(csv_record(line)?)))
+    }
+
+    fn parse(&self, headers: &Self::Header, line: &str) -> std::result::Result<Option<T>, String> {
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        let record = csv_record(line)?;
+        if let Some(h) = headers.as_ref()
+            && h.len() != record.len()
+        {
+            return Err(format!(
+                "bad CSV row: {} field(s) where the header has {}",
+                record.len(),
+                h.len()
+            ));
+        }
+        record
+            .deserialize(headers.as_ref())
+            .map(Some)
+            .map_err(|e| format!("bad CSV row: {e}"))
+    }
+}
+
+/// One JSON value per line, deserialized into `T` with serde. Blank lines are skipped.
+pub type JsonLinesSource<T> = LineSource<JsonLines<T>>;
+
+impl<T: Data + DeserializeOwned> JsonLinesSource<T> {
+    /// JSON lines of the file (or directory of files) at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::with_format(path, JsonLines(PhantomData))
+    }
+}
+
+/// JSON lines into `T`.
+pub struct JsonLines<T>(PhantomData<fn() -> T>);
+
+impl<T: Data + DeserializeOwned> LineFormat for JsonLines<T> {
+    type Item = T;
+    type Header = ();
+    fn parse(&self, _: &(), line: &str) -> std::result::Result<Option<T>, String> {
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(line)
+            .map(Some)
+            .map_err(|e| format!("bad JSON: {e}"))
+    }
+}
+
+impl<F: LineFormat> FixedPartitionedSource for LineSource<F> {
+    type Item = F::Item;
+    type State = FilePosition;
+    type Partition = LinePartition<F>;
+
+    fn list_parts(&self, step_id: &str) -> Result<Vec<String>> {
+        let meta = std::fs::metadata(&self.path).map_err(|source| RiffleError::Io {
+            step_id: step_id.to_string(),
+            action: "read",
+            path: self.path.clone(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Ok(vec![self.path.display().to_string()]);
+        }
+        let entries = std::fs::read_dir(&self.path).map_err(|source| RiffleError::Io {
+            step_id: step_id.to_string(),
+            action: "list the directory",
+            path: self.path.clone(),
+            source,
+        })?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| RiffleError::Io {
+                step_id: step_id.to_string(),
+                action: "list the directory",
+                path: self.path.clone(),
+                source,
+            })?;
+            if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                names.push(entry.path().display().to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn build_part(&self, step_id: &str, for_part: &str, resume: Option<FilePosition>) -> Result<Self::Partition> {
+        let path = PathBuf::from(for_part);
+        let io_err = |action, source| RiffleError::Io {
+            step_id: step_id.to_string(),
+            action,
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(&path).map_err(|e| io_err("open", e))?;
+        let mut reader = BufReader::with_capacity(64 * 1024, file);
+        let position = resume.unwrap_or_default();
+        reader
+            .seek(SeekFrom::Start(position.offset))
+            .map_err(|e| io_err("seek in", e))?;
+        Ok(LinePartition {
+            step_id: step_id.to_string(),
+            path,
+            reader,
+            position,
+            format: self.format.clone(),
+            batch_size: self.batch_size,
+            dead_letters: self.dead_letters.clone(),
+            buf: Vec::with_capacity(256),
+            header: F::Header::default(),
+            eof: false,
+        })
+    }
+}
+
+/// One file being read line by line.
+pub struct LinePartition<F: LineFormat> {
+    step_id: String,
+    path: PathBuf,
+    reader: BufReader<File>,
+    position: FilePosition,
+    format: Arc<F>,
+    batch_size: usize,
+    dead_letters: Option<DeadLetters>,
+    buf: Vec<u8>,
+    header: F::Header,
+    eof: bool,
+}
+
+impl<F: LineFormat> LinePartition<F> {
+    fn bad_line(&self, line: u64, reason: String, text: &str) -> Result<()> {
+        match &self.dead_letters {
+            Some(dl) => dl.write(&self.step_id, &self.path, line, &reason, text),
+            None => Err(RiffleError::BadInput {
+                step_id: self.step_id.clone(),
+                path: self.path.clone(),
+                line,
+                reason,
+            }),
+        }
+    }
+}
+
+impl<F: LineFormat> SourcePartition for LinePartition<F> {
+    type Item = F::Item;
+    type State = FilePosition;
+
+    fn next_batch(&mut self) -> Result<Poll<F::Item>> {
+        let mut batch = Vec::with_capacity(self.batch_size);
+        while batch.len() < self.batch_size {
+            self.buf.clear();
+            let read = self
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|source| RiffleError::Io {
+                    step_id: self.step_id.clone(),
+                    action: "read",
+                    path: self.path.clone(),
+                    source,
+                })?;
+            if read == 0 {
+                self.eof = true;
+                break;
+            }
+            self.position.offset += read as u64;
+            self.position.line += 1;
+            let line_no = self.position.line;
+            let mut bytes = &self.buf[..];
+            if let Some(rest) = bytes.strip_suffix(b"\n") {
+                bytes = rest;
+            }
+            if let Some(rest) = bytes.strip_suffix(b"\r") {
+                bytes = rest;
+            }
+            let text = match std::str::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(e) => {
+                    let lossy = String::from_utf8_lossy(bytes).into_owned();
+                    self.bad_line(line_no, format!("not valid UTF-8: {e}"), &lossy)?;
+                    continue;
+                }
+            };
+            if line_no == 1 {
+                match self.format.header(text) {
+                    Ok(Some(header)) => {
+                        self.header = header;
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(reason) => {
+                        let text = text.to_string();
+                        self.bad_line(line_no, reason, &text)?;
+                        continue;
+                    }
+                }
+            }
+            match self.format.parse(&self.header, text) {
+                Ok(Some(item)) => batch.push(item),
+                Ok(None) => {}
+                Err(reason) => {
+                    let text = text.to_string();
+                    self.bad_line(line_no, reason, &text)?;
+                }
+            }
+        }
+        if batch.is_empty() && self.eof {
+            Ok(Poll::Exhausted)
+        } else {
+            Ok(Poll::Ready(batch))
+        }
+    }
+
+    fn snapshot(&self) -> Option<FilePosition> {
+        Some(self.position)
+    }
+}

@@ -1,0 +1,145 @@
+//! Sources: where items enter a flow.
+//!
+//! A source is made of **partitions**. A partition is polled for its next batch
+//! without blocking ([`SourcePartition::next_batch`]); it may say when it next wants
+//! to be polled ([`SourcePartition::next_awake`]) and, for fixed-partitioned sources,
+//! hands out a snapshot of its position that the recovery store keeps, so that a
+//! resumed run continues where it left off.
+//!
+//! - A [`FixedPartitionedSource`] lists a fixed set of named partitions (files, topic
+//!   partitions, ...). Every worker lists them; the partition at index `i` of the
+//!   sorted list is read by worker `i % workers`.
+//! - A [`DynamicSource`] builds one stateless partition on every worker (a generator,
+//!   a socket each worker listens to, ...).
+//!
+//! Items enter at the current epoch: epochs advance on a wall-clock interval (see
+//! [`crate::Execution::epoch_interval`]), unless a partition assigns epochs itself by
+//! returning [`Poll::ReadyAt`] (the testing source does); then the source holds the
+//! epoch until the partition moves past it.
+//!
+//! Built in: [`TestingSource`] (in memory), [`FileSource`] (lines of a file or of every
+//! file in a directory), [`CsvSource`] and [`JsonLinesSource`] (typed rows through
+//! serde), and [`GeneratorSource`] (a function of the item index, for benchmarks).
+
+mod file;
+mod generator;
+mod operator;
+mod testing;
+
+use std::time::Instant;
+
+pub use file::{CsvSource, FileSource, JsonLinesSource};
+pub use generator::GeneratorSource;
+pub use testing::TestingSource;
+
+pub use crate::build::WorkerInfo;
+use crate::data::Data;
+use crate::error::Result;
+
+/// What a partition has when polled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Poll<T> {
+    /// These items, at the current epoch.
+    Ready(Vec<T>),
+    /// These items, at this epoch; later batches of the partition must not go back
+    /// to an earlier one.
+    ReadyAt(u64, Vec<T>),
+    /// Nothing now; poll again later (at [`SourcePartition::next_awake`] if given).
+    Pending,
+    /// The partition has no more items, ever.
+    Exhausted,
+}
+
+/// One partition of a source, owned by one worker.
+pub trait SourcePartition: 'static {
+    /// What it produces.
+    type Item: Data;
+    /// Its position, for snapshots: enough to build it again where it left off.
+    type State: Data;
+
+    /// The next batch, without blocking.
+    fn next_batch(&mut self) -> Result<Poll<Self::Item>>;
+
+    /// When to poll next; `None` means as soon as possible after a batch, or soon
+    /// after a [`Poll::Pending`].
+    fn next_awake(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Its current position (None for partitions that cannot resume).
+    fn snapshot(&self) -> Option<Self::State> {
+        None
+    }
+
+    /// Called once when the partition is exhausted or the run stops.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A source with a fixed set of named partitions, each readable from a saved position.
+pub trait FixedPartitionedSource: Send + Sync + 'static {
+    /// What it produces.
+    type Item: Data;
+    /// A partition's position.
+    type State: Data;
+    /// Its partitions.
+    type Partition: SourcePartition<Item = Self::Item, State = Self::State>;
+
+    /// The names of all partitions; every worker must get the same list.
+    fn list_parts(&self, step_id: &str) -> Result<Vec<String>>;
+
+    /// Opens partition `for_part`, at `resume_state` if the run resumes.
+    fn build_part(
+        &self,
+        step_id: &str,
+        for_part: &str,
+        resume_state: Option<Self::State>,
+    ) -> Result<Self::Partition>;
+}
+
+/// A source that builds one stateless partition on every worker.
+pub trait DynamicSource: Send + Sync + 'static {
+    /// What it produces.
+    type Item: Data;
+    /// The partition each worker reads.
+    type Partition: SourcePartition<Item = Self::Item>;
+
+    /// The partition of `worker`.
+    fn build(&self, step_id: &str, worker: WorkerInfo) -> Result<Self::Partition>;
+}
+
+impl crate::flow::Dataflow {
+    /// Adds a fixed-partitioned source as step `step_id`.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, sources::TestingSource};
+    /// let flow = Dataflow::new("f");
+    /// let numbers = flow.input("numbers", TestingSource::new(vec![1, 2, 3]))?;
+    /// assert_eq!(numbers.step_id(), "numbers");
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn input<S: FixedPartitionedSource>(
+        &self,
+        step_id: &str,
+        source: S,
+    ) -> Result<crate::Stream<S::Item>> {
+        operator::add_fixed(self, step_id, source)
+    }
+
+    /// Adds a dynamic source (one partition per worker) as step `step_id`.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, sources::GeneratorSource};
+    /// let flow = Dataflow::new("f");
+    /// let squares = flow.input_dynamic("squares", GeneratorSource::new(100, |i| i * i))?;
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn input_dynamic<S: DynamicSource>(
+        &self,
+        step_id: &str,
+        source: S,
+    ) -> Result<crate::Stream<S::Item>> {
+        operator::add_dynamic(self, step_id, source)
+    }
+}

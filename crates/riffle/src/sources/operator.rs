@@ -1,0 +1,199 @@
+//! The timely operator that polls a worker's partitions of one source.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use timely::dataflow::operators::generic::operator::source;
+use timely::container::CapacityContainerBuilder;
+
+use super::{DynamicSource, FixedPartitionedSource, Poll, SourcePartition};
+use crate::build::{BuildCtx, TStream};
+use crate::error::Result;
+use crate::flow::{Dataflow, Stream, stream_key};
+
+/// How long a source keeps polling its partitions in one activation before it lets
+/// the rest of the flow run.
+const SLICE: Duration = Duration::from_millis(2);
+
+/// How soon a source that has nothing polls again.
+const IDLE_POLL: Duration = Duration::from_millis(10);
+
+pub(super) fn add_fixed<S: FixedPartitionedSource>(
+    flow: &Dataflow,
+    step_id: &str,
+    src: S,
+) -> Result<Stream<S::Item>> {
+    let src = Arc::new(src);
+    let id = step_id.to_string();
+    flow.add_step(
+        step_id,
+        "input",
+        &[],
+        &["down"],
+        Arc::new(move |ctx: &mut BuildCtx<'_>| {
+            let mut names = src.list_parts(&id)?;
+            names.sort();
+            names.dedup();
+            let mut parts = Vec::new();
+            for (i, name) in names.into_iter().enumerate() {
+                if i % ctx.worker.count == ctx.worker.index {
+                    let part = src.build_part(&id, &name, None)?;
+                    parts.push((name, part));
+                }
+            }
+            let stream = build(ctx, &id, parts);
+            ctx.insert(stream_key(&id, "down"), stream);
+            Ok(())
+        }),
+    )?;
+    Ok(flow.stream_of(step_id, "down"))
+}
+
+pub(super) fn add_dynamic<S: DynamicSource>(
+    flow: &Dataflow,
+    step_id: &str,
+    src: S,
+) -> Result<Stream<S::Item>> {
+    let src = Arc::new(src);
+    let id = step_id.to_string();
+    flow.add_step(
+        step_id,
+        "input",
+        &[],
+        &["down"],
+        Arc::new(move |ctx: &mut BuildCtx<'_>| {
+            let part = src.build(&id, ctx.worker)?;
+            let stream = build(ctx, &id, vec![(format!("worker-{}", ctx.worker.index), part)]);
+            ctx.insert(stream_key(&id, "down"), stream);
+            Ok(())
+        }),
+    )?;
+    Ok(flow.stream_of(step_id, "down"))
+}
+
+struct LivePart<P> {
+    name: String,
+    part: P,
+    /// The epoch the partition asked for with `ReadyAt`, if it assigns epochs.
+    floor: Option<u64>,
+}
+
+fn build<'s, P: SourcePartition>(
+    ctx: &mut BuildCtx<'s>,
+    step_id: &str,
+    parts: Vec<(String, P)>,
+) -> TStream<'s, P::Item> {
+    let shared = ctx.shared.clone();
+    let worker = ctx.worker.index;
+    let scope = ctx.scope;
+    let step_id = step_id.to_string();
+    let mut parts: Vec<LivePart<P>> = parts
+        .into_iter()
+        .map(|(name, part)| LivePart { name, part, floor: None })
+        .collect();
+    source::<_, CapacityContainerBuilder<Vec<P::Item>>, _, _>(scope, &step_id.clone(), move |cap, info| {
+        let activator = scope.activator_for(info.address);
+        let mut cap = Some(cap);
+        move |output| {
+            let Some(held) = cap.as_mut() else { return };
+            let now = Instant::now();
+            if shared.aborted() {
+                for live in parts.iter_mut() {
+                    let _ = live.part.close();
+                }
+                parts.clear();
+                cap = None;
+                return;
+            }
+            let clock = shared.epoch_at(now);
+            let slice_end = now + SLICE;
+            let mut wake: Option<Instant> = None;
+            let mut produced = false;
+            let mut i = 0;
+            while i < parts.len() {
+                let live = &mut parts[i];
+                if let Some(at) = live.part.next_awake()
+                    && at > now
+                {
+                    wake = Some(wake.map_or(at, |w| w.min(at)));
+                    i += 1;
+                    continue;
+                }
+                let polled = shared
+                    .guard(&step_id, worker, || format!(" reading partition {:?}", live.name), || live.part.next_batch());
+                let polled = match polled {
+                    None => return,
+                    Some(Err(e)) => {
+                        shared.fail(e);
+                        return;
+                    }
+                    Some(Ok(p)) => p,
+                };
+                match polled {
+                    Poll::Ready(mut items) => {
+                        let epoch = live.floor.unwrap_or(clock).max(*held.time());
+                        send(output, held, epoch, &mut items);
+                        produced = true;
+                    }
+                    Poll::ReadyAt(epoch, mut items) => {
+                        let epoch = epoch.max(*held.time());
+                        live.floor = Some(epoch);
+                        send(output, held, epoch, &mut items);
+                        produced = true;
+                    }
+                    Poll::Pending => {
+                        let at = live.part.next_awake().unwrap_or(now + IDLE_POLL);
+                        wake = Some(wake.map_or(at, |w| w.min(at)));
+                    }
+                    Poll::Exhausted => {
+                        if let Err(e) = live.part.close() {
+                            shared.fail(e);
+                            return;
+                        }
+                        parts.swap_remove(i);
+                        continue;
+                    }
+                }
+                if Instant::now() >= slice_end {
+                    break;
+                }
+                i += 1;
+            }
+            if parts.is_empty() {
+                cap = None;
+                return;
+            }
+            // Hold the least epoch any partition may still produce at.
+            let low = parts.iter().map(|p| p.floor.unwrap_or(clock)).min().unwrap_or(clock);
+            if low > *held.time() {
+                held.downgrade(&low);
+            }
+            if produced {
+                activator.activate();
+            } else {
+                let mut at = wake.unwrap_or(now + IDLE_POLL);
+                if parts.iter().any(|p| p.floor.is_none()) {
+                    at = at.min(shared.epoch_start(clock + 1));
+                }
+                activator.activate_after(at.saturating_duration_since(Instant::now()));
+            }
+        }
+    })
+}
+
+fn send<T: crate::Data>(
+    output: &mut timely::dataflow::operators::generic::OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<T>>>,
+    held: &timely::dataflow::operators::Capability<u64>,
+    epoch: u64,
+    items: &mut Vec<T>,
+) {
+    if items.is_empty() {
+        return;
+    }
+    if epoch == *held.time() {
+        output.session(held).give_container(items);
+    } else {
+        let at = held.delayed(&epoch);
+        output.session(&at).give_container(items);
+    }
+}
