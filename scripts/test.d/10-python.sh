@@ -1,0 +1,18 @@
+# Sourced by scripts/test.sh: a Python 3.11 venv with pynumaflow 0.14.0, for the
+# riffle-numaflow conformance tests (real pynumaflow servers and its gRPC stubs as
+# clients). Exports RIFFLE_TEST_PYTHON, the venv's interpreter.
+riffle_py_venv="${RIFFLE_REPO:-$PWD}/.venv-test"
+riffle_py_base="$(command -v python3.11 || true)"
+if [ -z "$riffle_py_base" ]; then
+  echo "10-python.sh: python3.11 is required for the UDF conformance tests" >&2
+  return 1
+fi
+if [ ! -x "$riffle_py_venv/bin/python" ]; then
+  "$riffle_py_base" -m venv "$riffle_py_venv"
+fi
+if ! "$riffle_py_venv/bin/python" -c 'import pynumaflow, importlib.metadata as m; assert m.version("pynumaflow") == "0.14.0"' 2>/dev/null; then
+  "$riffle_py_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "pynumaflow==0.14.0"
+fi
+export RIFFLE_TEST_PYTHON="$riffle_py_venv/bin/python"
+echo "RIFFLE_TEST_PYTHON=$RIFFLE_TEST_PYTHON"
