@@ -9,7 +9,7 @@ prints one JSON line with the same fields Riffle prints:
 Usage:
 
     python workloads.py NAME --workers N --runs K [--items M] [--source dynamic|testing]
-                        [--batch-size B]
+                        [--batch-size B] [--processes P]
     python workloads.py wordcount --show-input 3
 
 Every measured run happens in a fresh child process (this same script with
@@ -24,10 +24,13 @@ threads of this one process with `bytewax.testing.cluster_main(flow, [], 0,
 worker_count_per_proc=N)`. Those threads share one Python interpreter (and its GIL),
 so Python-bound steps do not speed up with more workers in one process.
 
-Input: items enter in batches of BATCH_SIZE = 1000 (`--batch-size`). The default source (`--source
-dynamic`) is a `DynamicSource` giving each worker its own contiguous share of the
-input, so every worker reads, maps and filters; `--source testing` instead uses
-`bytewax.testing.TestingSource(..., batch_size=1000)`, which has a single partition:
+`--processes P` runs each measured run as P processes over loopback TCP instead
+(`cluster_main` with addresses), each with `--workers` threads.
+
+Input: items enter in batches of BATCH_SIZE = 1000 (`--batch-size`). The default
+source (`--source dynamic`) is a `DynamicSource` giving each worker its own contiguous
+share of the input, so every worker reads, maps and filters; `--source testing`
+instead uses `bytewax.testing.TestingSource(..., batch_size=1000)`, one partition:
 one worker reads everything and the others only see what keyed steps send them.
 The `windowed` workload always uses `TestingSource` (see `build_windowed`).
 """
@@ -38,8 +41,10 @@ import argparse
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from importlib.metadata import version
@@ -146,7 +151,8 @@ def make_source(kind: str, items, length: int):
 
 
 # ---------------------------------------------------------------------------
-# Workloads: each returns (flow, finish) where finish() -> checksum fields.
+# Workloads: build() returns the flow and the lists its sinks fill; check() turns
+# those lists into the checksum fields (and fails on a wrong result).
 
 
 def build_stateless(items: int, source: str):
@@ -164,14 +170,15 @@ def build_stateless(items: int, source: str):
     counted = op.count_final("count", kept, lambda _x: "passed")
     op.output("out", counted, TestingSink(out))
 
-    def finish() -> dict:
-        count = sum(c for _k, c in out)
-        expected = (items + 2) // 3
-        if count != expected:
-            raise SystemExit(f"stateless: counted {count}, expected {expected}")
-        return {"checksum": count}
+    return flow, {"out": out}
 
-    return flow, finish
+
+def check_stateless(items: int, sinks: dict) -> dict:
+    count = sum(c for _k, c in sinks["out"])
+    expected = (items + 2) // 3
+    if count != expected:
+        raise SystemExit(f"stateless: counted {count}, expected {expected}")
+    return {"checksum": count}
 
 
 def build_wordcount(items: int, source: str):
@@ -188,14 +195,16 @@ def build_wordcount(items: int, source: str):
     counts = op.count_final("count", words, lambda w: w)
     op.output("out", counts, TestingSink(out))
 
-    def finish() -> dict:
-        total = sum(c for _w, c in out)
-        if total != items:
-            raise SystemExit(f"wordcount: counted {total} words, expected {items}")
-        top = sorted(out, key=lambda wc: (-wc[1], wc[0]))[:3]
-        return {"distinct": len(out), "top": [[w, c] for w, c in top]}
+    return flow, {"out": out}
 
-    return flow, finish
+
+def check_wordcount(items: int, sinks: dict) -> dict:
+    out = sinks["out"]
+    total = sum(c for _w, c in out)
+    if total != items:
+        raise SystemExit(f"wordcount: counted {total} words, expected {items}")
+    top = sorted(out, key=lambda wc: (-wc[1], wc[0]))[:3]
+    return {"distinct": len(out), "top": [[w, c] for w, c in top]}
 
 
 def build_windowed(items: int, source: str):
@@ -221,17 +230,20 @@ def build_windowed(items: int, source: str):
     op.output("out", counted.down, TestingSink(out))
     op.output("late", counted.late, TestingSink(late))
 
-    def finish() -> dict:
-        total = sum(c for _k, (_w, c) in out)
-        return {"windows": len(out), "counted": total, "late": len(late)}
-
-    return flow, finish
+    return flow, {"out": out, "late": late}
 
 
+def check_windowed(items: int, sinks: dict) -> dict:
+    out = sinks["out"]
+    total = sum(c for _k, (_w, c) in out)
+    return {"windows": len(out), "counted": total, "late": len(sinks["late"])}
+
+
+# name -> (build(items, source) -> (flow, sinks), check(items, sinks) -> checksum fields)
 WORKLOADS = {
-    "stateless": build_stateless,
-    "wordcount": build_wordcount,
-    "windowed": build_windowed,
+    "stateless": (build_stateless, check_stateless),
+    "wordcount": (build_wordcount, check_wordcount),
+    "windowed": (build_windowed, check_windowed),
 }
 
 
@@ -251,38 +263,146 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def single_run(name: str, workers: int, items: int, source: str) -> dict:
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wait_for_peers(barrier: str, proc_id: int, processes: int) -> None:
+    """Marks this process ready in `barrier` and waits until all peers are."""
+    open(os.path.join(barrier, f"ready-{proc_id}"), "w").close()
+    deadline = time.monotonic() + 600
+    while len(os.listdir(barrier)) < processes:
+        if time.monotonic() > deadline:
+            raise SystemExit("peers did not become ready within 600 s")
+        time.sleep(0.001)
+
+
+def single_run(args, items: int) -> dict:
+    """One measured run in this process: the figures, and the sinks if clustered."""
     from bytewax.testing import cluster_main, run_main
 
-    flow, finish = WORKLOADS[name](items, source)
+    build, check = WORKLOADS[args.name]
+    flow, sinks = build(items, args.source)
+    if args.processes > 1:
+        # Input is generated on every process before this point; start the clocks
+        # together so no process times its peers' start-up.
+        wait_for_peers(args.barrier, args.proc_id, args.processes)
     # The clock covers only the dataflow's execution; input was generated above.
+    cpu_start = cpu_seconds()
     start = time.perf_counter()
-    if workers == 1:
+    if args.processes > 1:
+        addresses = args.addresses.split(",")
+        cluster_main(flow, addresses, args.proc_id, worker_count_per_proc=args.workers)
+    elif args.workers == 1:
         run_main(flow)
     else:
-        cluster_main(flow, [], 0, worker_count_per_proc=workers)
+        cluster_main(flow, [], 0, worker_count_per_proc=args.workers)
     seconds = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu_start
     report = {
-        "workload": name,
-        "workers": workers,
+        "workload": args.name,
+        "workers": args.workers * args.processes,
         "items": items,
         "seconds": seconds,
         "items_per_s": items / seconds if seconds > 0 else 0.0,
         "peak_rss_bytes": peak_rss_bytes(),
         "engine": ENGINE,
+        # CPU time (user + system, all threads) the run used: on a shared machine it
+        # shows how much of the wall-clock time the run actually had a core.
+        "cpu_seconds": cpu,
     }
-    if source != "dynamic" and name != "windowed":
-        report["source"] = source
+    if args.processes > 1:
+        report["processes"] = args.processes
+    if args.source != "dynamic" and args.name != "windowed":
+        report["source"] = args.source
     if BATCH_SIZE != 1000:
         report["batch_size"] = BATCH_SIZE
-    report.update(finish())
+    if args.processes > 1:
+        # The checksum needs every process's share; the parent merges them.
+        report["sinks"] = {k: v for k, v in sinks.items()}
+    else:
+        report.update(check(items, sinks))
+    return report
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def child_command(args, items: int) -> list[str]:
+    return [
+        sys.executable,
+        os.path.abspath(__file__),
+        args.name,
+        "--workers",
+        str(args.workers),
+        "--items",
+        str(items),
+        "--source",
+        args.source,
+        "--batch-size",
+        str(args.batch_size),
+        "--single-run",
+    ]
+
+
+def clustered_run(args, items: int) -> dict | None:
+    """One run as `args.processes` processes talking over loopback TCP."""
+    addresses = ",".join(f"127.0.0.1:{p}" for p in free_ports(args.processes))
+    with tempfile.TemporaryDirectory() as barrier:
+        children = [
+            subprocess.Popen(
+                child_command(args, items)
+                + [
+                    "--processes",
+                    str(args.processes),
+                    "--proc-id",
+                    str(i),
+                    "--addresses",
+                    addresses,
+                    "--barrier",
+                    barrier,
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(args.processes)
+        ]
+        outputs = [child.communicate()[0] for child in children]
+    if any(child.returncode != 0 for child in children):
+        codes = [child.returncode for child in children]
+        print(f"{args.name}: a process failed, exit codes {codes}", file=sys.stderr)
+        return None
+    reports = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    merged: dict = {}
+    for r in reports:
+        for key, values in r.pop("sinks").items():
+            merged.setdefault(key, []).extend(values)
+    report = dict(reports[0])
+    # The run lasts until its slowest process is done; memory is the whole job's.
+    report["seconds"] = max(r["seconds"] for r in reports)
+    report["items_per_s"] = items / report["seconds"] if report["seconds"] > 0 else 0.0
+    report["peak_rss_bytes"] = sum(r["peak_rss_bytes"] for r in reports)
+    report["cpu_seconds"] = sum(r["cpu_seconds"] for r in reports)
+    report.update(WORKLOADS[args.name][1](items, merged))
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=sorted(WORKLOADS))
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="worker threads per process")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--items", type=int, default=None)
     parser.add_argument(
@@ -295,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-size", type=int, default=1000, help="items per input batch (default 1000)"
     )
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="run as this many processes over loopback TCP, each with --workers threads",
+    )
+    parser.add_argument(
         "--show-input",
         type=int,
         metavar="LINES",
@@ -302,10 +428,13 @@ def main(argv: list[str] | None = None) -> int:
         help="print the first LINES lines of the workload's input and exit",
     )
     parser.add_argument("--single-run", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--proc-id", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--addresses", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--barrier", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     items = args.items if args.items is not None else DEFAULT_ITEMS[args.name]
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
+    if args.workers < 1 or args.processes < 1:
+        parser.error("--workers and --processes must be at least 1")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     global BATCH_SIZE
@@ -324,29 +453,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.single_run:
-        print(json.dumps(single_run(args.name, args.workers, items, args.source)), flush=True)
+        report = single_run(args, items)
+        print(json.dumps(report, default=str), flush=True)
         return 0
 
-    # One fresh child process per measured run, so each peak RSS is its own.
+    # One fresh child process (or set of processes) per measured run, so each peak
+    # RSS is that run's own.
     for _ in range(max(1, args.runs)):
-        child = subprocess.run(
-            [
-                sys.executable,
-                os.path.abspath(__file__),
-                args.name,
-                "--workers",
-                str(args.workers),
-                "--items",
-                str(items),
-                "--source",
-                args.source,
-                "--batch-size",
-                str(args.batch_size),
-                "--single-run",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        if args.processes > 1:
+            report = clustered_run(args, items)
+            if report is None:
+                return 1
+            print(json.dumps(report), flush=True)
+            continue
+        child = subprocess.run(child_command(args, items), stdout=subprocess.PIPE, text=True)
         if child.returncode != 0:
             print(f"{args.name}: run failed with exit code {child.returncode}", file=sys.stderr)
             return child.returncode or 1
