@@ -1,0 +1,260 @@
+//! The metadata store: what ran, when, with what, and what it made.
+//!
+//! Every run, step run, artifact and lineage edge is a row. The executor writes through
+//! the [`MetadataStore`] trait; the CLI (`riffle runs`, `riffle cache`, `riffle lineage`)
+//! and the dashboard read through the same trait, so they work on any backend:
+//! [`SqliteStore`] (the default, `.riffle/metadata.db`) or [`PostgresStore`].
+//!
+//! ## The schema (version 1)
+//!
+//! | table | one row per | key columns |
+//! |---|---|---|
+//! | `pipelines` | pipeline ever run | `id`, `schedule`, `about`, `last_seen_ms` |
+//! | `runs` | run | `id`, `pipeline_id`, `status`, `runtime`, `environment`, `config` (JSON, no secrets), `started_ms`, `finished_ms`, `error` |
+//! | `step_runs` | step of a run | `id`, `run_id`, `step_id`, `status`, `attempts`, `cache_key`, `cache_hit`, `started_ms`, `finished_ms`, `error`, `output_hash` |
+//! | `artifacts` | distinct artifact | `hash`, `size`, `type_name`, `uri`, `created_ms` |
+//! | `lineage` | edge between a step run and an artifact | `step_run_id`, `artifact_hash`, `direction` (`input`/`output`), `name` |
+//! | `cache_entries` | reusable output | `cache_key`, `pipeline_id`, `step_id`, `artifact_hash`, `created_ms` |
+//! | `params` | parameter of a step run | `step_run_id`, `name`, `value` (JSON) |
+//! | `metrics` | metric of a step run | `step_run_id`, `name`, `value` |
+//! | `logs` | log line of a step run | `step_run_id`, `at_ms`, `level`, `message` |
+//!
+//! Times are milliseconds since the Unix epoch. Indexes cover the reads below: runs by
+//! pipeline and start time, step runs by run, lineage by artifact, cache entries by
+//! pipeline. Migrations are numbered; opening a store applies the missing ones in a
+//! transaction and refuses a database from a newer version.
+
+mod postgres;
+mod sqlite;
+
+pub use self::postgres::PostgresStore;
+pub use self::sqlite::SqliteStore;
+
+use crate::error::Result;
+use crate::step::LogLine;
+
+/// The state of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Still going (or the process died: a run stays `running` forever then).
+    Running,
+    /// Every planned step succeeded or was cached.
+    Succeeded,
+    /// A step failed.
+    Failed,
+    /// Stopped by Ctrl-C or a [`crate::CancelToken`].
+    Cancelled,
+}
+
+/// The state of a step run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    /// Started and not yet finished.
+    Running,
+    /// Ran and produced an output.
+    Succeeded,
+    /// Its output was reused from the cache.
+    Cached,
+    /// Every attempt failed (or timed out).
+    Failed,
+    /// Not run: a step it needs failed, or the run stopped at a failure.
+    Skipped,
+    /// Not run, or interrupted, because the run was cancelled.
+    Cancelled,
+}
+
+macro_rules! text_enum {
+    ($t:ty { $($v:ident = $s:literal),+ }) => {
+        impl $t {
+            /// The status as stored and shown.
+            pub fn as_str(&self) -> &'static str {
+                match self { $(Self::$v => $s),+ }
+            }
+            /// The status from its stored text.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($s => Some(Self::$v),)+ _ => None }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+text_enum!(RunStatus { Running = "running", Succeeded = "succeeded", Failed = "failed", Cancelled = "cancelled" });
+text_enum!(StepStatus { Running = "running", Succeeded = "succeeded", Cached = "cached", Failed = "failed", Skipped = "skipped", Cancelled = "cancelled" });
+
+/// A row of `runs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub id: String,
+    pub pipeline_id: String,
+    pub status: RunStatus,
+    /// The runtime, as `YYYY-MM-DD HH:MM:SS`.
+    pub runtime: String,
+    pub environment: String,
+    /// The environment's config values as a JSON object (never secrets).
+    pub config: String,
+    /// The step run alone with `--job`, if any.
+    pub only_step: Option<String>,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// A row of `step_runs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRunRecord {
+    pub id: i64,
+    pub run_id: String,
+    pub step_id: String,
+    pub status: StepStatus,
+    pub attempts: u32,
+    pub cache_key: Option<String>,
+    pub cache_hit: bool,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+    pub error: Option<String>,
+    pub output_hash: Option<String>,
+}
+
+/// A row of `artifacts`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArtifactRecord {
+    pub hash: String,
+    pub size: u64,
+    pub type_name: String,
+    pub uri: String,
+    pub created_ms: i64,
+}
+
+/// A row of `cache_entries` joined with its artifact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheEntry {
+    pub cache_key: String,
+    pub pipeline_id: String,
+    pub step_id: String,
+    pub artifact: ArtifactRecord,
+    pub created_ms: i64,
+}
+
+/// A row of `pipelines`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineRecord {
+    pub id: String,
+    pub about: String,
+    pub schedule: Option<String>,
+    pub last_seen_ms: i64,
+}
+
+/// Whether an artifact entered or left a step run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The step run read it.
+    Input,
+    /// The step run produced (or reused) it.
+    Output,
+}
+text_enum!(Direction { Input = "input", Output = "output" });
+
+/// A row of `lineage` with the step run it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineageEdge {
+    pub step_run_id: i64,
+    pub run_id: String,
+    pub pipeline_id: String,
+    pub step_id: String,
+    pub artifact_hash: String,
+    pub direction: Direction,
+    /// The input's name (the producing step) or `output`.
+    pub name: String,
+}
+
+/// Everything the executor records when a step run ends.
+#[derive(Debug, Clone, Default)]
+pub struct StepRunEnd {
+    pub status: Option<StepStatus>,
+    pub attempts: u32,
+    pub cache_key: Option<String>,
+    pub cache_hit: bool,
+    pub started_ms: Option<i64>,
+    pub finished_ms: i64,
+    pub error: Option<String>,
+    /// The output, when there is one.
+    pub output: Option<ArtifactRecord>,
+    /// The inputs, by name and hash.
+    pub inputs: Vec<(String, String)>,
+    /// Parameters as JSON text.
+    pub params: Vec<(String, String)>,
+    pub metrics: Vec<(String, f64)>,
+    pub logs: Vec<LogLine>,
+    /// Whether to add a cache entry for `cache_key` pointing at `output`.
+    pub cacheable: bool,
+}
+
+/// Reads and writes of run history; see the [module docs](self) for the schema.
+///
+/// Implementations are shared between threads; each call is its own transaction.
+pub trait MetadataStore: Send + Sync {
+    /// Where the store is (a path or a URL without password), for messages.
+    fn location(&self) -> String;
+
+    // ---- writes (the executor) ----
+
+    /// Records that pipeline `id` exists (updated every run).
+    fn record_pipeline(&self, record: &PipelineRecord) -> Result<()>;
+    /// Records a run starting.
+    fn start_run(&self, run: &RunRecord) -> Result<()>;
+    /// Records a run's end.
+    fn finish_run(&self, run_id: &str, status: RunStatus, finished_ms: i64, error: Option<&str>) -> Result<()>;
+    /// Records a step run starting; returns its id.
+    fn start_step(&self, run_id: &str, step_id: &str, started_ms: i64) -> Result<i64>;
+    /// Records a step run's end (creating the row if it was never started), with its
+    /// artifact, lineage, parameters, metrics, logs and cache entry; returns its id.
+    fn finish_step(&self, run_id: &str, step_id: &str, end: &StepRunEnd) -> Result<i64>;
+    /// The artifact stored for cache key `key`, if any.
+    fn cache_lookup(&self, key: &str) -> Result<Option<ArtifactRecord>>;
+    /// Forgets cache entry `key` (its artifact is gone or damaged).
+    fn cache_forget(&self, key: &str) -> Result<()>;
+
+    // ---- reads (the CLI and the dashboard) ----
+
+    /// Every pipeline that has run, by id.
+    fn pipelines(&self) -> Result<Vec<PipelineRecord>>;
+    /// The latest `limit` runs, newest first, of one pipeline or all.
+    fn runs(&self, pipeline: Option<&str>, limit: u32) -> Result<Vec<RunRecord>>;
+    /// A run by id or unique id prefix.
+    fn run(&self, id_or_prefix: &str) -> Result<RunRecord>;
+    /// The step runs of a run, in start order.
+    fn step_runs(&self, run_id: &str) -> Result<Vec<StepRunRecord>>;
+    /// The parameters of a step run, by name (JSON text).
+    fn step_params(&self, step_run_id: i64) -> Result<Vec<(String, String)>>;
+    /// The metrics of a step run, by name.
+    fn step_metrics(&self, step_run_id: i64) -> Result<Vec<(String, f64)>>;
+    /// The log of a step run, in order.
+    fn step_logs(&self, step_run_id: i64) -> Result<Vec<LogLine>>;
+    /// An artifact by hash or unique hash prefix.
+    fn artifact(&self, hash_or_prefix: &str) -> Result<ArtifactRecord>;
+    /// The lineage edges touching an artifact (who made it, who read it).
+    fn edges_of_artifact(&self, hash: &str) -> Result<Vec<LineageEdge>>;
+    /// The lineage edges of a step run (what it read, what it made).
+    fn edges_of_step_run(&self, step_run_id: i64) -> Result<Vec<LineageEdge>>;
+    /// The cache entries, of one pipeline or all, newest first.
+    fn cache_entries(&self, pipeline: Option<&str>) -> Result<Vec<CacheEntry>>;
+    /// Removes the cache entries of one pipeline or all; returns how many.
+    fn clear_cache(&self, pipeline: Option<&str>) -> Result<u64>;
+    /// Hashes of artifacts no cache entry points at any more.
+    fn unreferenced_artifacts(&self) -> Result<Vec<String>>;
+}
+
+/// Opens the metadata store at `location`: a `postgres://` or `postgresql://` URL, or a
+/// path to an SQLite file (created with its folder if missing).
+pub fn open(location: &str) -> Result<std::sync::Arc<dyn MetadataStore>> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        PostgresStore::open_dyn(location)
+    } else {
+        let path = location.strip_prefix("sqlite://").unwrap_or(location);
+        Ok(std::sync::Arc::new(SqliteStore::open(std::path::Path::new(path))?))
+    }
+}
