@@ -1,1 +1,147 @@
-//! clients
+//! UDF clients: call a UDF server of any language over Numaflow's protocol.
+//!
+//! Connecting follows what a Numaflow data plane does with a user container:
+//!
+//! 1. wait for the server-info file (beside the socket unless given) to be complete
+//!    and check the server is compatible ([`ServerInfo::check_compatible`]);
+//! 2. connect the Unix socket, retrying until [`ClientOptions::connect_timeout`];
+//! 3. ask `IsReady`;
+//! 4. open one bidirectional stream and exchange the handshake.
+//!
+//! Requests then go in batches: each datum gets an id, the whole batch is written to
+//! the stream while responses are read back and matched by id, and the call returns
+//! when every id is answered (or, for batch map and sink, at the server's
+//! end-of-transmission). A batch that takes longer than
+//! [`ClientOptions::request_timeout`] fails with [`Error::Timeout`]. If the server
+//! goes away mid-batch (it crashed or restarted), the client reconnects and sends the
+//! batch again, up to [`ClientOptions::retries`] times, and otherwise fails naming the
+//! socket and kind: a batch is never silently dropped. A handler's own error is not
+//! retried: it is returned as [`Error::Rpc`] with the handler's message.
+//!
+//! [`ServerInfo::check_compatible`]: crate::info::ServerInfo::check_compatible
+
+mod connection;
+mod map;
+mod reduce;
+mod sideinput;
+mod sink;
+mod source;
+mod transform;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use connection::Connection;
+pub use map::{MapClient, MapMode};
+pub use reduce::ReduceClient;
+pub use sideinput::SideInputClient;
+pub use sink::SinkClient;
+pub use source::SourceClient;
+pub use transform::SourceTransformClient;
+
+use crate::info;
+use crate::kind::UdfKind;
+use crate::server::MAX_MESSAGE_SIZE;
+
+/// Where a client connects and how patient it is.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The server's Unix socket.
+    pub socket: PathBuf,
+    /// The server-info file; `None` means the kind's file beside the socket.
+    pub server_info: Option<PathBuf>,
+    /// Whether to wait for and check the server-info file at all.
+    pub check_server_info: bool,
+    /// How long to wait for the server-info file.
+    pub info_timeout: Duration,
+    /// How long to keep trying to connect (and to reconnect after a restart).
+    pub connect_timeout: Duration,
+    /// How long one batch may take.
+    pub request_timeout: Duration,
+    /// How many times a batch is resent after the server went away.
+    pub retries: usize,
+    /// The largest message sent or accepted.
+    pub max_message_size: usize,
+}
+
+impl ClientOptions {
+    /// Options for a server on `socket`, with its server info beside it.
+    ///
+    /// ```
+    /// use riffle_numaflow::client::ClientOptions;
+    /// let options = ClientOptions::new("/tmp/udf/map.sock").with_retries(5);
+    /// assert_eq!(options.retries, 5);
+    /// ```
+    pub fn new(socket: impl AsRef<Path>) -> Self {
+        Self {
+            socket: socket.as_ref().to_path_buf(),
+            server_info: None,
+            check_server_info: true,
+            info_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(120),
+            retries: 3,
+            max_message_size: MAX_MESSAGE_SIZE,
+        }
+    }
+
+    /// Options for a server of `kind` at Numaflow's default socket and server-info paths.
+    pub fn for_kind(kind: UdfKind) -> Self {
+        let mut options = Self::new(kind.default_socket());
+        options.server_info = Some(kind.default_server_info());
+        options
+    }
+
+    /// Read the server info from this file.
+    pub fn with_server_info_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.server_info = Some(path.into());
+        self
+    }
+
+    /// Skip the server-info file (for servers that do not write one).
+    pub fn without_server_info(mut self) -> Self {
+        self.check_server_info = false;
+        self
+    }
+
+    /// Fail a batch that takes longer than this.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Keep trying to connect for this long.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Wait this long for the server-info file.
+    pub fn with_info_timeout(mut self, timeout: Duration) -> Self {
+        self.info_timeout = timeout;
+        self
+    }
+
+    /// Resend a batch up to this many times after the server went away.
+    pub fn with_retries(mut self, retries: usize) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// The server-info file this client reads for `kind`.
+    pub fn server_info_path(&self, kind: UdfKind) -> PathBuf {
+        self.server_info
+            .clone()
+            .unwrap_or_else(|| info::server_info_beside(&self.socket, kind.container_type()))
+    }
+}
+
+/// Whether a failed call is worth resending on a new connection: the transport broke,
+/// as opposed to the handler failing.
+pub(crate) fn is_transport_failure(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Aborted
+    )
+}

@@ -1,0 +1,148 @@
+//! One connection to a UDF server: server info checked, socket connected, ready.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint};
+
+use super::ClientOptions;
+use crate::error::{Error, Result};
+use crate::info::ServerInfo;
+use crate::kind::UdfKind;
+
+/// A connected, ready channel to a server of one kind.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The kind of UDF the server serves.
+    pub kind: UdfKind,
+    /// The options the connection was made with.
+    pub options: ClientOptions,
+    /// The server's info, when it was read.
+    pub info: Option<ServerInfo>,
+    /// The gRPC channel over the socket.
+    pub channel: Channel,
+}
+
+impl Connection {
+    /// Waits for the server info, checks it, and connects the socket.
+    ///
+    /// `ready` is the kind's `IsReady` call; connecting retries until it answers `true`.
+    pub async fn open<F, Fut>(kind: UdfKind, options: &ClientOptions, ready: F) -> Result<Self>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<bool, tonic::Status>>,
+    {
+        let info = if options.check_server_info {
+            let path = options.server_info_path(kind);
+            let info = ServerInfo::wait_for(&path, options.info_timeout).await?;
+            info.check_compatible()
+                .map_err(|reason| Error::Incompatible {
+                    kind,
+                    socket: options.socket.clone(),
+                    reason,
+                })?;
+            Some(info)
+        } else {
+            None
+        };
+        let channel = connect_ready(kind, &options.socket, options.connect_timeout, ready).await?;
+        Ok(Self {
+            kind,
+            options: options.clone(),
+            info,
+            channel,
+        })
+    }
+
+    /// Connects again (after the server restarted), with the same patience.
+    pub async fn reopen<F, Fut>(&mut self, ready: F) -> Result<()>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<bool, tonic::Status>>,
+    {
+        self.channel = connect_ready(
+            self.kind,
+            &self.options.socket,
+            self.options.connect_timeout,
+            ready,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) fn rpc_error(&self, status: tonic::Status) -> Error {
+        Error::Rpc {
+            kind: self.kind,
+            socket: self.options.socket.clone(),
+            status: Box::new(status),
+        }
+    }
+
+    pub(crate) fn protocol_error(&self, reason: impl Into<String>) -> Error {
+        Error::Protocol {
+            kind: self.kind,
+            socket: self.options.socket.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn timeout_error(&self, what: impl Into<String>) -> Error {
+        Error::Timeout {
+            kind: self.kind,
+            socket: self.options.socket.clone(),
+            after: self.options.request_timeout,
+            what: what.into(),
+        }
+    }
+}
+
+/// A channel over a Unix socket (connects lazily on first use).
+pub(crate) fn unix_channel(socket: PathBuf) -> Channel {
+    // The URI is required by the HTTP/2 layer but never resolved: the connector below
+    // always dials the socket.
+    Endpoint::from_static("http://localhost")
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(4 * 1024 * 1024))
+        .initial_connection_window_size(Some(8 * 1024 * 1024))
+        .connect_with_connector_lazy(tower::service_fn(move |_: tonic::transport::Uri| {
+            let socket = socket.clone();
+            async move { UnixStream::connect(socket).await.map(TokioIo::new) }
+        }))
+}
+
+async fn connect_ready<F, Fut>(
+    kind: UdfKind,
+    socket: &std::path::Path,
+    timeout: Duration,
+    ready: F,
+) -> Result<Channel>
+where
+    F: Fn(Channel) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<bool, tonic::Status>>,
+{
+    let start = Instant::now();
+    let mut last;
+    loop {
+        if socket.exists() {
+            let channel = unix_channel(socket.to_path_buf());
+            match tokio::time::timeout(Duration::from_secs(5), ready(channel.clone())).await {
+                Ok(Ok(true)) => return Ok(channel),
+                Ok(Ok(false)) => last = "IsReady answered false".into(),
+                Ok(Err(status)) => last = format!("IsReady failed: {}", status.message()),
+                Err(_) => last = "IsReady did not answer within 5s".into(),
+            }
+        } else {
+            last = "the socket does not exist".into();
+        }
+        if start.elapsed() >= timeout {
+            return Err(Error::Connect {
+                kind,
+                socket: socket.to_path_buf(),
+                reason: format!("not ready after {timeout:?}: {last}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,91 @@
+//! Test harness: the venv's Python (RIFFLE_TEST_PYTHON) and real pynumaflow processes.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The Python of the test venv, or `None` (with the reason printed) when it is not set
+/// up locally. In CI (`CI=true`) a missing Python fails the test instead.
+pub fn python() -> Option<PathBuf> {
+    match std::env::var_os("RIFFLE_TEST_PYTHON") {
+        Some(p) if Path::new(&p).exists() => Some(PathBuf::from(p)),
+        other => {
+            let reason = match other {
+                Some(p) => format!(
+                    "RIFFLE_TEST_PYTHON={} does not exist",
+                    PathBuf::from(p).display()
+                ),
+                None => "RIFFLE_TEST_PYTHON is not set".to_string(),
+            };
+            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+                panic!(
+                    "{reason}: run scripts/test.sh (its test.d/10-python.sh makes the venv with pynumaflow 0.14.0)"
+                );
+            }
+            eprintln!(
+                "SKIPPED: {reason}; source scripts/test.d/10-python.sh to run the pynumaflow conformance tests"
+            );
+            None
+        }
+    }
+}
+
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
+}
+
+/// A pynumaflow server process, killed when dropped.
+pub struct PyServer {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub info: PathBuf,
+    python: PathBuf,
+    kind: String,
+}
+
+impl PyServer {
+    pub fn start(python: &Path, kind: &str, dir: &Path) -> Self {
+        let socket = dir.join(format!("{kind}.sock"));
+        let info = dir.join(format!("{kind}-server-info"));
+        let child = spawn(python, kind, &socket, &info);
+        Self {
+            child,
+            socket,
+            info,
+            python: python.to_path_buf(),
+            kind: kind.to_string(),
+        }
+    }
+
+    /// Kills the server and starts a fresh one on the same socket.
+    pub fn restart(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.info);
+        self.child = spawn(&self.python, &self.kind, &self.socket, &self.info);
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(python: &Path, kind: &str, socket: &Path, info: &Path) -> Child {
+    Command::new(python)
+        .arg(script("serve.py"))
+        .arg(kind)
+        .arg(socket)
+        .arg(info)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the pynumaflow server")
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
