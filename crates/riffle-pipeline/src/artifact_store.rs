@@ -83,7 +83,8 @@ impl ArtifactStore {
     /// # Ok::<(), riffle_pipeline::Error>(())
     /// ```
     pub fn local(dir: &FsPath) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating the artifact folder", e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(dir, "creating the artifact folder", e))?;
         let url = format!("file://{}", dir.display());
         let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| Error::ArtifactStore {
             url: url.clone(),
@@ -126,8 +127,8 @@ impl ArtifactStore {
             "memory" => return Ok(Self::memory()),
             _ => {}
         }
-        let (store, prefix) =
-            object_store::parse_url_opts(&parsed, std::env::vars()).map_err(|e| invalid(e.to_string()))?;
+        let (store, prefix) = object_store::parse_url_opts(&parsed, std::env::vars())
+            .map_err(|e| invalid(e.to_string()))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -148,13 +149,21 @@ impl ArtifactStore {
 
     fn location(&self, hash: &ContentHash) -> Path {
         let hex = hash.to_hex();
-        self.prefix.clone().join("artifacts").join(&hex[..2]).join(hex.as_str())
+        self.prefix
+            .clone()
+            .join("artifacts")
+            .join(&hex[..2])
+            .join(hex.as_str())
     }
 
     /// The URI of the artifact with `hash`, as recorded in the metadata store.
     pub fn uri(&self, hash: &ContentHash) -> String {
         let hex = hash.to_hex();
-        format!("{}/artifacts/{}/{hex}", self.url.trim_end_matches('/'), &hex[..2])
+        format!(
+            "{}/artifacts/{}/{hex}",
+            self.url.trim_end_matches('/'),
+            &hex[..2]
+        )
     }
 
     fn failed(&self, what: String, e: object_store::Error) -> Error {
@@ -209,6 +218,8 @@ impl ArtifactStore {
 
 impl std::fmt::Debug for ArtifactStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArtifactStore").field("url", &self.url).finish()
+        f.debug_struct("ArtifactStore")
+            .field("url", &self.url)
+            .finish()
     }
 }

@@ -65,7 +65,11 @@ impl Config {
     }
 
     /// An environment and its values (calling it again for the same name adds values).
-    pub fn env<'a>(mut self, name: &str, values: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    pub fn env<'a>(
+        mut self,
+        name: &str,
+        values: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
         self.check(name);
         let values: Vec<_> = values.into_iter().collect();
         for (key, _) in &values {
@@ -131,7 +135,11 @@ impl Config {
                     let known: Vec<_> = self.envs.keys().cloned().collect();
                     return Err(config_error(format!(
                         "no environment {name:?} (known: {})",
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     )));
                 };
                 values.extend(env_values.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -170,7 +178,10 @@ impl Config {
 
 /// The environment variable that overrides config key `key`.
 pub fn override_var(key: &str) -> String {
-    format!("RIFFLE_CONFIG_{}", key.to_ascii_uppercase().replace('-', "_"))
+    format!(
+        "RIFFLE_CONFIG_{}",
+        key.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 /// A secret's value as read from its environment variable; `Debug` never shows it.
@@ -194,7 +205,12 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret(${}, {})", self.var, if self.value.is_some() { "set" } else { "unset" })
+        write!(
+            f,
+            "Secret(${}, {})",
+            self.var,
+            if self.value.is_some() { "set" } else { "unset" }
+        )
     }
 }
 

@@ -72,7 +72,11 @@ pub(crate) fn check(pipeline: &str, nodes: &[Node<'_>]) -> Result<Graph> {
 
 /// Kahn's algorithm, taking ready steps in definition order; on a cycle, finds one
 /// and names its steps.
-fn topological_order(pipeline: &str, nodes: &[Node<'_>], needs: &[Vec<usize>]) -> Result<Vec<usize>> {
+fn topological_order(
+    pipeline: &str,
+    nodes: &[Node<'_>],
+    needs: &[Vec<usize>],
+) -> Result<Vec<usize>> {
     let n = nodes.len();
     let mut missing: Vec<usize> = needs.iter().map(Vec::len).collect();
     let mut users = vec![Vec::new(); n];
@@ -81,7 +85,8 @@ fn topological_order(pipeline: &str, nodes: &[Node<'_>], needs: &[Vec<usize>]) -
             users[d].push(i);
         }
     }
-    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| missing[i] == 0).collect();
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..n).filter(|&i| missing[i] == 0).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(i) = ready.pop_first() {
         order.push(i);
@@ -101,10 +106,7 @@ fn topological_order(pipeline: &str, nodes: &[Node<'_>], needs: &[Vec<usize>]) -
     let mut seen = vec![usize::MAX; n];
     seen[start] = 0;
     let mut current = start;
-    loop {
-        let Some(&next) = needs[current].iter().find(|&&d| missing[d] > 0) else {
-            break;
-        };
+    while let Some(&next) = needs[current].iter().find(|&&d| missing[d] > 0) {
         if seen[next] != usize::MAX {
             let cycle_start = seen[next];
             let mut steps: Vec<String> = path[cycle_start..]
@@ -147,7 +149,11 @@ mod tests {
     #[test]
     fn orders_after_dependencies() {
         let (none, a, b) = (s(&[]), s(&["a"]), s(&["b"]));
-        let nodes = [node("c", &b, &none), node("a", &none, &none), node("b", &a, &none)];
+        let nodes = [
+            node("c", &b, &none),
+            node("a", &none, &none),
+            node("b", &a, &none),
+        ];
         let g = check("p", &nodes).unwrap();
         let ids: Vec<_> = g.order.iter().map(|&i| nodes[i].id).collect();
         assert_eq!(ids, ["a", "b", "c"]);
@@ -156,9 +162,16 @@ mod tests {
     #[test]
     fn names_the_steps_of_a_cycle() {
         let (a, b, c, none) = (s(&["a"]), s(&["b"]), s(&["c"]), s(&[]));
-        let nodes = [node("a", &none, &c), node("b", &a, &none), node("c", &b, &none), node("d", &none, &none)];
+        let nodes = [
+            node("a", &none, &c),
+            node("b", &a, &none),
+            node("c", &b, &none),
+            node("d", &none, &none),
+        ];
         let err = check("p", &nodes).unwrap_err();
-        let Error::Cycle { steps, .. } = &err else { panic!("{err}") };
+        let Error::Cycle { steps, .. } = &err else {
+            panic!("{err}")
+        };
         assert_eq!(steps.first(), steps.last());
         assert_eq!(steps.len(), 4, "{steps:?}");
         for id in ["a", "b", "c"] {
@@ -171,14 +184,20 @@ mod tests {
     fn a_self_dependency_is_a_cycle() {
         let (a, none) = (s(&["a"]), s(&[]));
         let err = check("p", &[node("a", &none, &a)]).unwrap_err();
-        assert_eq!(err.to_string(), "pipeline \"p\" has a dependency cycle: a -> a");
+        assert_eq!(
+            err.to_string(),
+            "pipeline \"p\" has a dependency cycle: a -> a"
+        );
     }
 
     #[test]
     fn names_a_missing_input() {
         let (x, none) = (s(&["nope"]), s(&[]));
         let err = check("p", &[node("a", &none, &none), node("b", &x, &none)]).unwrap_err();
-        assert!(matches!(&err, Error::MissingInput { step, input, .. } if step == "b" && input == "nope"), "{err}");
+        assert!(
+            matches!(&err, Error::MissingInput { step, input, .. } if step == "b" && input == "nope"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub enum Error {
     #[error("pipeline {pipeline:?} has two steps named {step:?}")]
     DuplicateStep { pipeline: String, step: String },
     /// A step reads from, or runs after, a step that the pipeline does not have.
-    #[error("step {step:?} of pipeline {pipeline:?} depends on {input:?}, which is not a step of this pipeline")]
+    #[error(
+        "step {step:?} of pipeline {pipeline:?} depends on {input:?}, which is not a step of this pipeline"
+    )]
     MissingInput {
         pipeline: String,
         step: String,
@@ -31,7 +33,10 @@ pub enum Error {
     },
     /// The steps' dependencies form a cycle; `steps` lists it in order, first repeated last.
     #[error("pipeline {pipeline:?} has a dependency cycle: {}", steps.join(" -> "))]
-    Cycle { pipeline: String, steps: Vec<String> },
+    Cycle {
+        pipeline: String,
+        steps: Vec<String>,
+    },
     /// A step named on the command line or in a call does not exist.
     #[error("pipeline {pipeline:?} has no step {step:?}")]
     UnknownStep { pipeline: String, step: String },
@@ -87,7 +92,9 @@ pub enum Error {
         source: Box<postgres::Error>,
     },
     /// The metadata store holds data written by a newer version of Riffle.
-    #[error("metadata store {location} has schema version {found}, newer than this build knows ({known})")]
+    #[error(
+        "metadata store {location} has schema version {found}, newer than this build knows ({known})"
+    )]
     SchemaTooNew {
         location: String,
         found: i64,
@@ -121,7 +128,11 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, what: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        path: impl Into<PathBuf>,
+        what: impl Into<String>,
+        source: std::io::Error,
+    ) -> Self {
         Error::Io {
             path: path.into(),
             what: what.into(),

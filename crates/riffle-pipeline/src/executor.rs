@@ -48,7 +48,9 @@ use crate::cache::{CacheKeyBuilder, binary_identity};
 use crate::codec::{self, ContentHash, Encoded};
 use crate::config::ResolvedConfig;
 use crate::error::{Error, Result};
-use crate::metadata::{ArtifactRecord, MetadataStore, PipelineRecord, RunRecord, RunStatus, StepRunEnd, StepStatus};
+use crate::metadata::{
+    ArtifactRecord, MetadataStore, PipelineRecord, RunRecord, RunStatus, StepRunEnd, StepStatus,
+};
 use crate::pipeline::{Pipeline, StepFailure, StepSpec};
 use crate::runtime::Runtime;
 use crate::step::{CancelToken, Journal, LogLine, StepContext, now_ms};
@@ -63,6 +65,9 @@ pub trait RunObserver: Send + Sync {
     /// A step finished (ran, was cached, failed, was skipped or cancelled).
     fn step_finished(&self, _report: &StepReport) {}
 }
+
+/// Reads an environment variable by name (config overrides and secrets).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// How to run: which runtime and environment, what to do on failure, and how to stop.
 #[derive(Clone, Default)]
@@ -82,7 +87,7 @@ pub struct RunOptions {
     pub observer: Option<Arc<dyn RunObserver>>,
     /// Where config overrides and secrets are read from (default: the process's
     /// environment variables).
-    pub env_lookup: Option<Arc<dyn Fn(&str) -> Option<String> + Send + Sync>>,
+    pub env_lookup: Option<EnvLookup>,
 }
 
 /// The outcome of one step in a run.
@@ -148,7 +153,9 @@ enum State {
 impl Executor {
     /// An executor with as many CPU slots as the machine has cores (at least 2).
     pub fn new(artifacts: ArtifactStore, metadata: Arc<dyn MetadataStore>) -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         Self {
             artifacts,
             metadata,
@@ -241,13 +248,14 @@ impl<'a> Run<'a> {
     fn new(ex: &'a Executor, pipeline: &'a Pipeline, options: RunOptions) -> Result<Self> {
         let graph = pipeline.graph();
         let n = pipeline.steps().len();
-        let lookup: Arc<dyn Fn(&str) -> Option<String> + Send + Sync> = options
+        let lookup: EnvLookup = options
             .env_lookup
             .clone()
             .unwrap_or_else(|| Arc::new(|k: &str| std::env::var(k).ok()));
-        let config = pipeline
-            .config()
-            .resolve(pipeline.id(), options.environment.as_deref(), |k| lookup(k))?;
+        let config =
+            pipeline
+                .config()
+                .resolve(pipeline.id(), options.environment.as_deref(), |k| lookup(k))?;
         let (planned, forced) = match &options.only_step {
             None => (vec![true; n], None),
             Some(step) => {
@@ -361,7 +369,11 @@ impl<'a> Run<'a> {
             (_, RunStatus::Cancelled) => Some("cancelled".to_string()),
             _ => self.failure.clone(),
         };
-        let status = if outcome.is_err() { RunStatus::Failed } else { status };
+        let status = if outcome.is_err() {
+            RunStatus::Failed
+        } else {
+            status
+        };
         let finish = md.finish_run(&self.run_id, status, now_ms(), error.as_deref());
         outcome?;
         finish?;
@@ -395,7 +407,10 @@ impl<'a> Run<'a> {
                 let cpus = res.cpus.min(self.ex.cpu_slots);
                 let mem = res.memory_mib.unwrap_or(0);
                 let fits_cpu = self.cpu_used + cpus <= self.ex.cpu_slots;
-                let fits_mem = self.ex.memory_budget_mib.is_none_or(|b| self.mem_used + mem <= b);
+                let fits_mem = self
+                    .ex
+                    .memory_budget_mib
+                    .is_none_or(|b| self.mem_used + mem <= b);
                 if self.running > 0 && !(fits_cpu && fits_mem) {
                     break;
                 }
@@ -426,11 +441,17 @@ impl<'a> Run<'a> {
                 continue;
             }
             let (status, why) = match (self.state[i], cancelled) {
-                (State::Running, _) => (StepStatus::Cancelled, "the run was cancelled while the step ran".to_string()),
+                (State::Running, _) => (
+                    StepStatus::Cancelled,
+                    "the run was cancelled while the step ran".to_string(),
+                ),
                 (_, true) => (StepStatus::Cancelled, "the run was cancelled".to_string()),
                 _ => (
                     StepStatus::Skipped,
-                    format!("not started: {}", self.failure.as_deref().unwrap_or("the run stopped")),
+                    format!(
+                        "not started: {}",
+                        self.failure.as_deref().unwrap_or("the run stopped")
+                    ),
                 ),
             };
             self.record_unrun(i, status, why)?;
@@ -440,7 +461,10 @@ impl<'a> Run<'a> {
 
     fn cache_key(&self, i: usize) -> String {
         let spec = self.spec(i);
-        let version = spec.code_version.as_deref().unwrap_or_else(|| binary_identity());
+        let version = spec
+            .code_version
+            .as_deref()
+            .unwrap_or_else(|| binary_identity());
         let mut key = CacheKeyBuilder::new(&self.pipeline_id, &spec.id, version, spec.output_type);
         for (name, value) in &spec.params {
             key.param(name, value);
@@ -462,7 +486,11 @@ impl<'a> Run<'a> {
     fn input_list(&self, i: usize) -> Vec<(String, String)> {
         self.pipeline.graph().inputs[i]
             .iter()
-            .filter_map(|&d| self.outputs[d].as_ref().map(|(_, h)| (self.spec(d).id.clone(), h.to_hex())))
+            .filter_map(|&d| {
+                self.outputs[d]
+                    .as_ref()
+                    .map(|(_, h)| (self.spec(d).id.clone(), h.to_hex()))
+            })
             .collect()
     }
 
@@ -517,13 +545,20 @@ impl<'a> Run<'a> {
 
     fn dispatch(&mut self, i: usize, cpus: u32, mem: u64, tx: mpsc::Sender<Done>) -> Result<()> {
         let spec = self.spec(i).clone();
-        self.ex.metadata.start_step(&self.run_id, &spec.id, now_ms())?;
+        self.ex
+            .metadata
+            .start_step(&self.run_id, &spec.id, now_ms())?;
         if let Some(obs) = &self.options.observer {
             obs.step_started(&spec.id);
         }
         let inputs: Vec<Bytes> = self.pipeline.graph().inputs[i]
             .iter()
-            .map(|&d| self.outputs[d].as_ref().map(|(b, _)| b.clone()).unwrap_or_default())
+            .map(|&d| {
+                self.outputs[d]
+                    .as_ref()
+                    .map(|(b, _)| b.clone())
+                    .unwrap_or_default()
+            })
             .collect();
         let job = Job {
             index: i,
@@ -543,7 +578,10 @@ impl<'a> Run<'a> {
                 let done = job.run();
                 let _ = tx.send(done);
             })
-            .map_err(|source| Error::Thread { step: step_id, source })?;
+            .map_err(|source| Error::Thread {
+                step: step_id,
+                source,
+            })?;
         self.state[i] = State::Running;
         self.running += 1;
         self.cpu_used += cpus;
@@ -586,14 +624,29 @@ impl<'a> Run<'a> {
                     created_ms: now,
                 });
                 end.cacheable = true;
-                self.ex.metadata.finish_step(&self.run_id, &self.spec(i).id, &end)?;
-                self.complete_ok(i, encoded.bytes, encoded.hash, StepStatus::Succeeded, done.attempts, duration);
+                self.ex
+                    .metadata
+                    .finish_step(&self.run_id, &self.spec(i).id, &end)?;
+                self.complete_ok(
+                    i,
+                    encoded.bytes,
+                    encoded.hash,
+                    StepStatus::Succeeded,
+                    done.attempts,
+                    duration,
+                );
             }
             Err(error) => {
                 let cancelled = self.options.cancel.is_cancelled();
-                end.status = Some(if cancelled { StepStatus::Cancelled } else { StepStatus::Failed });
+                end.status = Some(if cancelled {
+                    StepStatus::Cancelled
+                } else {
+                    StepStatus::Failed
+                });
                 end.error = Some(error.clone());
-                self.ex.metadata.finish_step(&self.run_id, &self.spec(i).id, &end)?;
+                self.ex
+                    .metadata
+                    .finish_step(&self.run_id, &self.spec(i).id, &end)?;
                 let id = self.spec(i).id.clone();
                 if !cancelled && self.failure.is_none() {
                     self.failure = Some(format!("step {id:?} failed: {error}"));
@@ -621,7 +674,11 @@ impl<'a> Run<'a> {
             if self.state[u] != State::Pending {
                 continue;
             }
-            self.record_unrun(u, StepStatus::Skipped, format!("step {failed_id:?} it depends on failed"))?;
+            self.record_unrun(
+                u,
+                StepStatus::Skipped,
+                format!("step {failed_id:?} it depends on failed"),
+            )?;
             stack.extend(self.users[u].iter().copied());
         }
         Ok(())
@@ -653,7 +710,15 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn complete_ok(&mut self, i: usize, bytes: Bytes, hash: ContentHash, status: StepStatus, attempts: u32, duration: Duration) {
+    fn complete_ok(
+        &mut self,
+        i: usize,
+        bytes: Bytes,
+        hash: ContentHash,
+        status: StepStatus,
+        attempts: u32,
+        duration: Duration,
+    ) {
         self.outputs[i] = Some((bytes, hash));
         for &d in &self.pipeline.graph().inputs[i] {
             self.remaining_users[d] = self.remaining_users[d].saturating_sub(1);
@@ -770,7 +835,11 @@ impl Job {
     }
 }
 
-fn call(spec: &StepSpec, ctx: &StepContext, inputs: &[Bytes]) -> std::result::Result<Encoded, String> {
+fn call(
+    spec: &StepSpec,
+    ctx: &StepContext,
+    inputs: &[Bytes],
+) -> std::result::Result<Encoded, String> {
     match std::panic::catch_unwind(AssertUnwindSafe(|| (spec.run)(ctx, inputs))) {
         Ok(Ok(encoded)) => Ok(encoded),
         Ok(Err(failure)) => Err(failure.to_string()),

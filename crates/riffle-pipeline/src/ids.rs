@@ -19,7 +19,10 @@ pub fn check_id(kind: &'static str, id: &str) -> Result<()> {
         "it is empty"
     } else if id.len() > MAX_ID_LEN {
         "it is longer than 128 characters"
-    } else if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    } else if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         "only letters, digits, '_' and '-' are allowed"
     } else {
         return Ok(());

@@ -71,7 +71,11 @@ fn walk(store: &dyn MetadataStore, start: &str, towards: Direction) -> Result<Ve
                 if seen_steps.contains(&key) {
                     continue;
                 }
-                if let Some(existing) = by_step.iter().find(|(p, s, _)| *p == key.0 && *s == key.1).cloned() {
+                if let Some(existing) = by_step
+                    .iter()
+                    .find(|(p, s, _)| *p == key.0 && *s == key.1)
+                    .cloned()
+                {
                     if existing.2 <= e.step_run_id {
                         continue;
                     }

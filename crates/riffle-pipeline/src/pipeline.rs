@@ -96,7 +96,12 @@ impl Inputs for () {
     }
 }
 
-fn decode_input<A: DeserializeOwned>(bytes: &[Bytes], i: usize, step: &str, names: &[String]) -> Result<A> {
+fn decode_input<A: DeserializeOwned>(
+    bytes: &[Bytes],
+    i: usize,
+    step: &str,
+    names: &[String],
+) -> Result<A> {
     let name = names.get(i).map(String::as_str).unwrap_or("?");
     let data = bytes.get(i).map(|b| &b[..]).unwrap_or(&[]);
     codec::decode(data, &format!("input {name:?} of step {step:?}"))
@@ -153,7 +158,8 @@ impl std::fmt::Display for StepFailure {
     }
 }
 
-pub(crate) type StepFn = Arc<dyn Fn(&StepContext, &[Bytes]) -> std::result::Result<Encoded, StepFailure> + Send + Sync>;
+pub(crate) type StepFn =
+    Arc<dyn Fn(&StepContext, &[Bytes]) -> std::result::Result<Encoded, StepFailure> + Send + Sync>;
 
 /// One step of a pipeline, as defined.
 #[derive(Clone)]
@@ -262,7 +268,8 @@ impl PipelineBuilder {
         let run: StepFn = Arc::new(move |ctx: &StepContext, bytes: &[Bytes]| {
             let values = I::decode(bytes, &step_id, &input_names).map_err(StepFailure::Codec)?;
             let value = f(ctx, values).map_err(|e| StepFailure::Failed(error_chain(&*e)))?;
-            codec::encode(&value, &format!("output of step {step_id:?}")).map_err(StepFailure::Codec)
+            codec::encode(&value, &format!("output of step {step_id:?}"))
+                .map_err(StepFailure::Codec)
         });
         self.steps.push(StepSpec {
             id: id.to_string(),

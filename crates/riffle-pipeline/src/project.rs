@@ -29,8 +29,12 @@ impl ProjectStores {
     /// The stores of the project in `root`, with the environment's overrides applied.
     pub fn from_env(root: &Path) -> Self {
         Self {
-            artifacts_url: std::env::var("RIFFLE_ARTIFACTS_URL").ok().filter(|s| !s.is_empty()),
-            metadata_url: std::env::var("RIFFLE_METADATA_URL").ok().filter(|s| !s.is_empty()),
+            artifacts_url: std::env::var("RIFFLE_ARTIFACTS_URL")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            metadata_url: std::env::var("RIFFLE_METADATA_URL")
+                .ok()
+                .filter(|s| !s.is_empty()),
             root: root.to_path_buf(),
         }
     }
@@ -56,7 +60,13 @@ impl ProjectStores {
     pub fn metadata(&self) -> Result<Arc<dyn MetadataStore>> {
         match &self.metadata_url {
             Some(url) => metadata::open(url),
-            None => metadata::open(&self.root.join(".riffle").join("metadata.db").to_string_lossy()),
+            None => metadata::open(
+                &self
+                    .root
+                    .join(".riffle")
+                    .join("metadata.db")
+                    .to_string_lossy(),
+            ),
         }
     }
 

@@ -89,31 +89,62 @@ fn a_upstream_code_change_reruns_only_steps_whose_input_changed() {
     each_backend(|project| {
         let ex = project.executor();
         let calls = Calls::default();
-        let first = ex.run(&upstream_pipeline("1", &calls), RunOptions::default()).unwrap();
+        let first = ex
+            .run(&upstream_pipeline("1", &calls), RunOptions::default())
+            .unwrap();
         assert_eq!(first.status, RunStatus::Succeeded);
         assert_eq!(calls.take().len(), 5);
 
-        let again = ex.run(&upstream_pipeline("1", &calls), RunOptions::default()).unwrap();
-        assert!(calls.take().is_empty(), "an unchanged pipeline runs nothing");
+        let again = ex
+            .run(&upstream_pipeline("1", &calls), RunOptions::default())
+            .unwrap();
+        assert!(
+            calls.take().is_empty(),
+            "an unchanged pipeline runs nothing"
+        );
         assert_eq!(cached(&again).len(), 5);
 
-        let changed = ex.run(&upstream_pipeline("2", &calls), RunOptions::default()).unwrap();
+        let changed = ex
+            .run(&upstream_pipeline("2", &calls), RunOptions::default())
+            .unwrap();
         assert_eq!(changed.status, RunStatus::Succeeded);
         // load changed code; max and count read its new output; count's output
         // changed (3 -> 4) so report_count runs; max's did not (still 9).
         assert_eq!(calls.take(), ["count", "load", "max", "report_count"]);
         assert_eq!(cached(&changed), ["report_max"]);
-        assert_eq!(ex.output::<String>(&changed, "report_count").unwrap(), "count 4");
-        assert_eq!(ex.output::<String>(&changed, "report_max").unwrap(), "max 9");
+        assert_eq!(
+            ex.output::<String>(&changed, "report_count").unwrap(),
+            "count 4"
+        );
+        assert_eq!(
+            ex.output::<String>(&changed, "report_max").unwrap(),
+            "max 9"
+        );
     });
 }
 
-fn vector_pipeline(xs: Vec<f64>, calls: &Calls) -> Pipeline {
+/// `load` makes a vector of `len` floats; `variant` 1 nudges the middle element by
+/// 1e-9, `variant` 2 makes it -0.0 instead of 0.0. `mean` reads it.
+fn vector_pipeline(len: usize, variant: u8, calls: &Calls) -> Pipeline {
     let mut p = Pipeline::builder("vectors");
-    let data = Arc::new(xs);
     let load = p
-        .step("load", (), move |_ctx, ()| Ok((*data).clone()))
-        .param("source", "memory")
+        .step("load", (), move |ctx, ()| {
+            let variant: u8 = ctx.param("variant")?;
+            let mut xs: Vec<f64> = (0..len).map(|i| i as f64 * 0.5).collect();
+            match variant {
+                1 => xs[len / 2] += 1e-9,
+                2 => xs[len / 2] = -0.0,
+                _ => {}
+            }
+            if variant == 2 || variant == 3 {
+                xs.iter_mut().for_each(|x| *x *= 0.0);
+                if variant == 2 {
+                    xs[len / 2] = -0.0;
+                }
+            }
+            Ok(xs)
+        })
+        .param("variant", variant)
         .version("1")
         .output();
     let c = calls.clone();
@@ -130,23 +161,26 @@ fn b_a_large_vector_differing_in_one_middle_element_misses() {
     each_backend(|project| {
         let ex = project.executor();
         let calls = Calls::default();
-        let xs: Vec<f64> = (0..1_000_000).map(|i| i as f64 * 0.5).collect();
-        let mut ys = xs.clone();
-        ys[500_000] += 1e-9;
-        ex.run(&vector_pipeline(xs.clone(), &calls), RunOptions::default()).unwrap();
+        let n = 1_000_000;
+        ex.run(&vector_pipeline(n, 0, &calls), RunOptions::default())
+            .unwrap();
         assert_eq!(calls.take(), ["mean"]);
-        ex.run(&vector_pipeline(xs, &calls), RunOptions::default()).unwrap();
+        ex.run(&vector_pipeline(n, 0, &calls), RunOptions::default())
+            .unwrap();
         assert!(calls.take().is_empty(), "the same vector is a hit");
-        let report = ex.run(&vector_pipeline(ys, &calls), RunOptions::default()).unwrap();
+        let report = ex
+            .run(&vector_pipeline(n, 1, &calls), RunOptions::default())
+            .unwrap();
         assert_eq!(calls.take(), ["mean"], "one changed element is a miss");
-        let mean_step = report.step("mean").unwrap();
-        assert!(!mean_step.cache_hit);
-        // Also a NaN and a negative zero are values of their own.
-        let mut zs = vec![0.0_f64; 1000];
-        ex.run(&vector_pipeline(zs.clone(), &calls), RunOptions::default()).unwrap();
-        calls.take();
-        zs[500] = -0.0;
-        ex.run(&vector_pipeline(zs, &calls), RunOptions::default()).unwrap();
+        assert!(!report.step("mean").unwrap().cache_hit);
+        let xs: Vec<f64> = ex.output(&report, "load").unwrap();
+        assert_eq!(xs[n / 2], (n / 2) as f64 * 0.5 + 1e-9);
+        // -0.0 and 0.0 are equal as numbers but are different values.
+        ex.run(&vector_pipeline(1000, 3, &calls), RunOptions::default())
+            .unwrap();
+        assert_eq!(calls.take(), ["mean"]);
+        ex.run(&vector_pipeline(1000, 2, &calls), RunOptions::default())
+            .unwrap();
         assert_eq!(calls.take(), ["mean"], "-0.0 differs from 0.0 in its bits");
     });
 }
@@ -182,10 +216,14 @@ fn params_pipeline(a_scale: i64, b_offset: i64, calls: &Calls) -> Pipeline {
         .version("1")
         .output();
     let c = calls.clone();
-    p.step("join", (&a, &b), move |_ctx, (a, b): (Vec<i64>, Vec<i64>)| {
-        c.hit("join");
-        Ok(a.iter().zip(&b).map(|(x, y)| x + y).collect::<Vec<_>>())
-    })
+    p.step(
+        "join",
+        (&a, &b),
+        move |_ctx, (a, b): (Vec<i64>, Vec<i64>)| {
+            c.hit("join");
+            Ok(a.iter().zip(&b).map(|(x, y)| x + y).collect::<Vec<_>>())
+        },
+    )
     .version("1");
     p.build().unwrap()
 }
@@ -195,12 +233,18 @@ fn c_a_parameter_of_one_step_invalidates_only_that_step_and_what_reads_it() {
     each_backend(|project| {
         let ex = project.executor();
         let calls = Calls::default();
-        ex.run(&params_pipeline(2, 10, &calls), RunOptions::default()).unwrap();
+        ex.run(&params_pipeline(2, 10, &calls), RunOptions::default())
+            .unwrap();
         assert_eq!(calls.take().len(), 4);
-        let report = ex.run(&params_pipeline(3, 10, &calls), RunOptions::default()).unwrap();
+        let report = ex
+            .run(&params_pipeline(3, 10, &calls), RunOptions::default())
+            .unwrap();
         assert_eq!(calls.take(), ["join", "scaled"]);
         assert_eq!(cached(&report), ["base", "shifted"]);
-        assert_eq!(ex.output::<Vec<i64>>(&report, "join").unwrap(), [14, 18, 22]);
+        assert_eq!(
+            ex.output::<Vec<i64>>(&report, "join").unwrap(),
+            [14, 18, 22]
+        );
     });
 }
 
@@ -209,20 +253,32 @@ fn a_deleted_artifact_is_a_miss_and_the_step_runs_again() {
     each_backend(|project| {
         let ex = project.executor();
         let calls = Calls::default();
-        let first = ex.run(&params_pipeline(2, 10, &calls), RunOptions::default()).unwrap();
+        let first = ex
+            .run(&params_pipeline(2, 10, &calls), RunOptions::default())
+            .unwrap();
         calls.take();
         let hash = first.step("scaled").unwrap().output.unwrap().to_hex();
-        let file = project.dir.path().join(".riffle/artifacts/artifacts").join(&hash[..2]).join(&hash);
+        let file = project
+            .dir
+            .path()
+            .join(".riffle/artifacts/artifacts")
+            .join(&hash[..2])
+            .join(&hash);
         std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let second = ex.run(&params_pipeline(2, 10, &calls), RunOptions::default()).unwrap();
+        let second = ex
+            .run(&params_pipeline(2, 10, &calls), RunOptions::default())
+            .unwrap();
         assert_eq!(second.status, RunStatus::Succeeded);
         assert_eq!(calls.take(), ["scaled"]);
         assert!(file.exists(), "the artifact is written again");
         // A damaged artifact is a miss too.
         std::fs::write(&file, b"not what was stored").unwrap();
-        ex.run(&params_pipeline(2, 10, &calls), RunOptions::default()).unwrap();
+        ex.run(&params_pipeline(2, 10, &calls), RunOptions::default())
+            .unwrap();
         assert_eq!(calls.take(), ["scaled"]);
-        let third = ex.run(&params_pipeline(2, 10, &calls), RunOptions::default()).unwrap();
+        let third = ex
+            .run(&params_pipeline(2, 10, &calls), RunOptions::default())
+            .unwrap();
         assert!(calls.take().is_empty());
         assert_eq!(ex.output::<Vec<i64>>(&third, "join").unwrap(), [13, 16, 19]);
     });
@@ -240,7 +296,8 @@ fn concurrent_runs_of_one_pipeline_do_not_corrupt_the_cache() {
                     let artifacts = project.artifacts.clone();
                     scope.spawn(move || {
                         let ex = riffle_pipeline::Executor::new(artifacts, metadata);
-                        ex.run(&params_pipeline(5, 1, &calls), RunOptions::default()).unwrap()
+                        ex.run(&params_pipeline(5, 1, &calls), RunOptions::default())
+                            .unwrap()
                     })
                 })
                 .collect();
@@ -249,12 +306,20 @@ fn concurrent_runs_of_one_pipeline_do_not_corrupt_the_cache() {
         for r in &reports {
             assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.error);
         }
-        let hashes: Vec<_> = reports.iter().map(|r| r.step("join").unwrap().output).collect();
+        let hashes: Vec<_> = reports
+            .iter()
+            .map(|r| r.step("join").unwrap().output)
+            .collect();
         assert!(hashes.windows(2).all(|w| w[0] == w[1]));
         calls.take();
         let ex = project.executor();
-        let after = ex.run(&params_pipeline(5, 1, &calls), RunOptions::default()).unwrap();
-        assert!(calls.take().is_empty(), "everything is cached after the concurrent runs");
+        let after = ex
+            .run(&params_pipeline(5, 1, &calls), RunOptions::default())
+            .unwrap();
+        assert!(
+            calls.take().is_empty(),
+            "everything is cached after the concurrent runs"
+        );
         assert!(after.steps.iter().all(|s| s.status == StepStatus::Cached));
         assert_eq!(ex.output::<Vec<i64>>(&after, "join").unwrap(), [7, 13, 19]);
     });
@@ -275,7 +340,11 @@ fn the_runtime_and_declared_config_are_part_of_the_key() {
             );
             p.step("extract", (), move |ctx, ()| {
                 ran.fetch_add(1, Ordering::SeqCst);
-                Ok(format!("{} {}", ctx.config("table")?, ctx.runtime()?.date()))
+                Ok(format!(
+                    "{} {}",
+                    ctx.config("table")?,
+                    ctx.runtime()?.date()
+                ))
             })
             .uses_runtime()
             .uses_config(&["table"])
@@ -289,7 +358,10 @@ fn the_runtime_and_declared_config_are_part_of_the_key() {
             ..Default::default()
         };
         let r = ex.run(&p, opts("2024-01-01", "dev")).unwrap();
-        assert_eq!(ex.output::<String>(&r, "extract").unwrap(), "t_dev 2024-01-01");
+        assert_eq!(
+            ex.output::<String>(&r, "extract").unwrap(),
+            "t_dev 2024-01-01"
+        );
         ex.run(&p, opts("2024-01-01", "dev")).unwrap();
         assert_eq!(ran.load(Ordering::SeqCst), 1);
         ex.run(&p, opts("2024-01-02", "dev")).unwrap();

@@ -207,7 +207,13 @@ pub trait MetadataStore: Send + Sync {
     /// Records a run starting.
     fn start_run(&self, run: &RunRecord) -> Result<()>;
     /// Records a run's end.
-    fn finish_run(&self, run_id: &str, status: RunStatus, finished_ms: i64, error: Option<&str>) -> Result<()>;
+    fn finish_run(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        finished_ms: i64,
+        error: Option<&str>,
+    ) -> Result<()>;
     /// Records a step run starting; returns its id.
     fn start_step(&self, run_id: &str, step_id: &str, started_ms: i64) -> Result<i64>;
     /// Records a step run's end (creating the row if it was never started), with its
@@ -255,6 +261,8 @@ pub fn open(location: &str) -> Result<std::sync::Arc<dyn MetadataStore>> {
         PostgresStore::open_dyn(location)
     } else {
         let path = location.strip_prefix("sqlite://").unwrap_or(location);
-        Ok(std::sync::Arc::new(SqliteStore::open(std::path::Path::new(path))?))
+        Ok(std::sync::Arc::new(SqliteStore::open(
+            std::path::Path::new(path),
+        )?))
     }
 }

@@ -111,7 +111,8 @@ impl SqliteStore {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating the metadata folder", e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(dir, "creating the metadata folder", e))?;
         }
         let fail = |what: &str| {
             let path = path.display().to_string();
@@ -121,8 +122,10 @@ impl SqliteStore {
         let mut conn = Connection::open(path).map_err(fail("opening"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(fail("setting the busy timeout"))?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .map_err(fail("setting pragmas"))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(fail("setting pragmas"))?;
         migrate(&mut conn, path)?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -139,7 +142,11 @@ impl SqliteStore {
         }
     }
 
-    fn with<T>(&self, what: &str, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+    fn with<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut conn).map_err(self.err(what))
     }
@@ -159,7 +166,11 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL);")
         .map_err(fail("creating schema_migrations"))?;
     let current: i64 = tx
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
         .map_err(fail("reading the schema version"))?;
     let known = MIGRATIONS.len() as i64;
     if current > known {
@@ -170,7 +181,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        tx.execute_batch(sql).map_err(fail("applying a migration"))?;
+        tx.execute_batch(sql)
+            .map_err(fail("applying a migration"))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
             params![i as i64 + 1, crate::step::now_ms()],
@@ -180,8 +192,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     tx.commit().map_err(fail("committing the migration"))
 }
 
-const RUN_COLUMNS: &str =
-    "id, pipeline_id, status, runtime, environment, config, only_step, started_ms, finished_ms, error";
+const RUN_COLUMNS: &str = "id, pipeline_id, status, runtime, environment, config, only_step, started_ms, finished_ms, error";
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {
@@ -210,7 +221,8 @@ fn artifact_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<ArtifactRe
     })
 }
 
-const EDGE_QUERY: &str = "SELECT l.step_run_id, s.run_id, r.pipeline_id, s.step_id, l.artifact_hash, l.direction, l.name
+const EDGE_QUERY: &str =
+    "SELECT l.step_run_id, s.run_id, r.pipeline_id, s.step_id, l.artifact_hash, l.direction, l.name
      FROM lineage l JOIN step_runs s ON s.id = l.step_run_id JOIN runs r ON r.id = s.run_id";
 
 fn edge_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LineageEdge> {
@@ -291,11 +303,19 @@ impl MetadataStore for SqliteStore {
         })
     }
 
-    fn finish_run(&self, run_id: &str, status: RunStatus, finished_ms: i64, error: Option<&str>) -> Result<()> {
+    fn finish_run(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        finished_ms: i64,
+        error: Option<&str>,
+    ) -> Result<()> {
         self.with("finishing a run", |c| {
-            c.prepare_cached("UPDATE runs SET status = ?2, finished_ms = ?3, error = ?4 WHERE id = ?1")?
-                .execute(params![run_id, status.as_str(), finished_ms, error])
-                .map(drop)
+            c.prepare_cached(
+                "UPDATE runs SET status = ?2, finished_ms = ?3, error = ?4 WHERE id = ?1",
+            )?
+            .execute(params![run_id, status.as_str(), finished_ms, error])
+            .map(drop)
         })
     }
 
@@ -416,7 +436,9 @@ impl MetadataStore for SqliteStore {
 
     fn pipelines(&self) -> Result<Vec<PipelineRecord>> {
         self.with("listing pipelines", |c| {
-            let mut stmt = c.prepare_cached("SELECT id, about, schedule, last_seen_ms FROM pipelines ORDER BY id")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT id, about, schedule, last_seen_ms FROM pipelines ORDER BY id",
+            )?;
             let rows = stmt.query_map([], |r| {
                 Ok(PipelineRecord {
                     id: r.get(0)?,
@@ -449,9 +471,11 @@ impl MetadataStore for SqliteStore {
     fn run(&self, id_or_prefix: &str) -> Result<RunRecord> {
         check_prefix("run", id_or_prefix)?;
         let found = self.with("finding a run", |c| {
-            let mut stmt =
-                c.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ?1 || '%' LIMIT 2"))?;
-            stmt.query_map([id_or_prefix], run_row)?.collect::<rusqlite::Result<Vec<_>>>()
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ?1 || '%' LIMIT 2"
+            ))?;
+            stmt.query_map([id_or_prefix], run_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
         })?;
         one_of("run", id_or_prefix, found)
     }
@@ -484,22 +508,29 @@ impl MetadataStore for SqliteStore {
 
     fn step_params(&self, step_run_id: i64) -> Result<Vec<(String, String)>> {
         self.with("reading parameters", |c| {
-            let mut stmt = c.prepare_cached("SELECT name, value FROM params WHERE step_run_id = ?1 ORDER BY name")?;
-            stmt.query_map([step_run_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+            let mut stmt = c.prepare_cached(
+                "SELECT name, value FROM params WHERE step_run_id = ?1 ORDER BY name",
+            )?;
+            stmt.query_map([step_run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
         })
     }
 
     fn step_metrics(&self, step_run_id: i64) -> Result<Vec<(String, f64)>> {
         self.with("reading metrics", |c| {
-            let mut stmt = c.prepare_cached("SELECT name, value FROM metrics WHERE step_run_id = ?1 ORDER BY name")?;
-            stmt.query_map([step_run_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+            let mut stmt = c.prepare_cached(
+                "SELECT name, value FROM metrics WHERE step_run_id = ?1 ORDER BY name",
+            )?;
+            stmt.query_map([step_run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
         })
     }
 
     fn step_logs(&self, step_run_id: i64) -> Result<Vec<LogLine>> {
         self.with("reading logs", |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT at_ms, level, message FROM logs WHERE step_run_id = ?1 ORDER BY id")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT at_ms, level, message FROM logs WHERE step_run_id = ?1 ORDER BY id",
+            )?;
             stmt.query_map([step_run_id], |r| {
                 Ok(LogLine {
                     at_ms: r.get(0)?,
@@ -517,22 +548,28 @@ impl MetadataStore for SqliteStore {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {ARTIFACT_COLUMNS} FROM artifacts a WHERE a.hash LIKE ?1 || '%' LIMIT 2"
             ))?;
-            stmt.query_map([hash_or_prefix.to_ascii_lowercase()], |r| artifact_row(r, 0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
+            stmt.query_map([hash_or_prefix.to_ascii_lowercase()], |r| {
+                artifact_row(r, 0)
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
         })?;
         one_of("artifact", hash_or_prefix, found)
     }
 
     fn edges_of_artifact(&self, hash: &str) -> Result<Vec<LineageEdge>> {
         self.with("reading lineage", |c| {
-            let mut stmt = c.prepare_cached(&format!("{EDGE_QUERY} WHERE l.artifact_hash = ?1 ORDER BY l.step_run_id"))?;
+            let mut stmt = c.prepare_cached(&format!(
+                "{EDGE_QUERY} WHERE l.artifact_hash = ?1 ORDER BY l.step_run_id"
+            ))?;
             stmt.query_map([hash], edge_row)?.collect()
         })
     }
 
     fn edges_of_step_run(&self, step_run_id: i64) -> Result<Vec<LineageEdge>> {
         self.with("reading lineage", |c| {
-            let mut stmt = c.prepare_cached(&format!("{EDGE_QUERY} WHERE l.step_run_id = ?1 ORDER BY l.name"))?;
+            let mut stmt = c.prepare_cached(&format!(
+                "{EDGE_QUERY} WHERE l.step_run_id = ?1 ORDER BY l.name"
+            ))?;
             stmt.query_map([step_run_id], edge_row)?.collect()
         })
     }

@@ -24,7 +24,9 @@ impl Project {
     /// A second handle on the same stores (a second process would open them anew).
     pub fn reopen(&self) -> Arc<dyn MetadataStore> {
         match self.backend {
-            "sqlite" => Arc::new(SqliteStore::open(&self.dir.path().join(".riffle/metadata.db")).unwrap()),
+            "sqlite" => {
+                Arc::new(SqliteStore::open(&self.dir.path().join(".riffle/metadata.db")).unwrap())
+            }
             _ => self.metadata.clone(),
         }
     }

@@ -1,0 +1,184 @@
+//! What the metadata store records and how it is read back: runs, step runs,
+//! artifacts, parameters, lineage, the cache listing.
+
+mod common;
+
+use common::each_backend;
+use riffle_pipeline::lineage::lineage;
+use riffle_pipeline::metadata::{Direction, SqliteStore};
+use riffle_pipeline::{MetadataStore, Pipeline, RunOptions, RunStatus, StepStatus};
+
+fn pipeline() -> Pipeline {
+    let mut p = Pipeline::builder("shop");
+    p.schedule("@daily").start("2024-01-01");
+    let orders = p
+        .step("orders", (), |_ctx, ()| Ok(vec![5_u32, 7, 9]))
+        .version("1")
+        .output();
+    let prices = p
+        .step("prices", (), |_ctx, ()| Ok(vec![2_u32, 3, 4]))
+        .version("1")
+        .output();
+    let revenue = p
+        .step(
+            "revenue",
+            (&orders, &prices),
+            |ctx, (o, p): (Vec<u32>, Vec<u32>)| {
+                ctx.metric("lines", o.len() as f64);
+                Ok(o.iter().zip(&p).map(|(a, b)| a * b).sum::<u32>())
+            },
+        )
+        .param("currency", "EUR")
+        .version("1")
+        .output();
+    p.step("report", &revenue, |_ctx, r: u32| {
+        Ok(format!("revenue {r}"))
+    })
+    .version("1");
+    p.build().unwrap()
+}
+
+#[test]
+fn runs_and_step_runs_are_recorded_and_read_back() {
+    each_backend(|project| {
+        let ex = project.executor();
+        let first = ex.run(&pipeline(), RunOptions::default()).unwrap();
+        let second = ex.run(&pipeline(), RunOptions::default()).unwrap();
+        let md = &project.metadata;
+        let runs = md.runs(Some("shop"), 10).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].id, second.run_id, "newest first");
+        assert!(
+            runs.iter()
+                .all(|r| r.status == RunStatus::Succeeded && r.finished_ms.is_some())
+        );
+        assert_eq!(md.run(&first.run_id[..13]).unwrap().id, first.run_id);
+        assert!(md.run("zz").is_err());
+        assert!(md.run("%").is_err());
+        let pipelines = md.pipelines().unwrap();
+        assert_eq!(
+            pipelines[0].schedule.as_deref(),
+            Some("@daily from 2024-01-01 00:00:00")
+        );
+
+        let steps = md.step_runs(&first.run_id).unwrap();
+        assert_eq!(steps.len(), 4);
+        assert!(
+            steps
+                .iter()
+                .all(|s| s.status == StepStatus::Succeeded && !s.cache_hit)
+        );
+        let cached = md.step_runs(&second.run_id).unwrap();
+        assert!(
+            cached
+                .iter()
+                .all(|s| s.status == StepStatus::Cached && s.cache_hit)
+        );
+        let revenue = steps.iter().find(|s| s.step_id == "revenue").unwrap();
+        assert_eq!(
+            md.step_params(revenue.id).unwrap(),
+            [("currency".to_string(), "\"EUR\"".to_string())]
+        );
+        assert_eq!(
+            md.step_metrics(revenue.id).unwrap(),
+            [("lines".to_string(), 3.0)]
+        );
+        let artifact = md
+            .artifact(revenue.output_hash.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(artifact.type_name, "u32");
+        assert!(artifact.uri.ends_with(&artifact.hash));
+        assert!(artifact.size > 0);
+    });
+}
+
+#[test]
+fn lineage_walks_up_to_the_inputs_and_down_to_the_users() {
+    each_backend(|project| {
+        let ex = project.executor();
+        let report = ex.run(&pipeline(), RunOptions::default()).unwrap();
+        let revenue = report.step("revenue").unwrap().output.unwrap().to_hex();
+        let l = lineage(project.metadata.as_ref(), &revenue[..10]).unwrap();
+        assert_eq!(l.artifact.hash, revenue);
+        let up: Vec<_> = l
+            .upstream
+            .iter()
+            .map(|s| (s.depth, s.step_id.as_str()))
+            .collect();
+        assert_eq!(up, [(1, "revenue"), (2, "orders"), (2, "prices")]);
+        let producer = &l.upstream[0];
+        let inputs: Vec<_> = producer.inputs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(inputs, ["orders", "prices"]);
+        let down: Vec<_> = l
+            .downstream
+            .iter()
+            .map(|s| (s.depth, s.step_id.as_str()))
+            .collect();
+        assert_eq!(down, [(1, "report")]);
+
+        let orders = report.step("orders").unwrap().output.unwrap().to_hex();
+        let l = lineage(project.metadata.as_ref(), &orders).unwrap();
+        let down: Vec<_> = l
+            .downstream
+            .iter()
+            .map(|s| (s.depth, s.step_id.as_str()))
+            .collect();
+        assert_eq!(down, [(1, "revenue"), (2, "report")]);
+        let edges = project.metadata.edges_of_artifact(&orders).unwrap();
+        assert!(
+            edges
+                .iter()
+                .any(|e| e.direction == Direction::Output && e.step_id == "orders")
+        );
+    });
+}
+
+#[test]
+fn the_cache_is_listed_and_cleared() {
+    each_backend(|project| {
+        let ex = project.executor();
+        ex.run(&pipeline(), RunOptions::default()).unwrap();
+        let entries = project.metadata.cache_entries(Some("shop")).unwrap();
+        assert_eq!(entries.len(), 4);
+        assert!(
+            project
+                .metadata
+                .cache_entries(Some("nope"))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(project.metadata.clear_cache(Some("shop")).unwrap(), 4);
+        assert_eq!(project.metadata.unreferenced_artifacts().unwrap().len(), 4);
+        let report = ex.run(&pipeline(), RunOptions::default()).unwrap();
+        assert!(report.steps.iter().all(|s| !s.cache_hit));
+    });
+}
+
+#[test]
+fn reopening_the_sqlite_store_keeps_its_data_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/metadata.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        let ex = riffle_pipeline::Executor::new(
+            riffle_pipeline::ArtifactStore::memory(),
+            std::sync::Arc::new(store),
+        );
+        ex.run(&pipeline(), RunOptions::default()).unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.runs(None, 10).unwrap().len(), 1);
+    // A database from a newer version is refused, not misread.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute(
+        "INSERT INTO schema_migrations (version, applied_ms) VALUES (999, 0)",
+        [],
+    )
+    .unwrap();
+    drop(raw);
+    let err = SqliteStore::open(&path)
+        .err()
+        .expect("a newer schema is refused")
+        .to_string();
+    assert!(err.contains("newer"), "{err}");
+}
