@@ -17,11 +17,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
+
 /// The tag that tells Numaflow to drop a message.
 pub const DROP: &str = "U+005C__DROP__";
 
 /// One input of a UDF.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Datum {
     /// The datum's keys (empty for unkeyed data).
     pub keys: Vec<String>,
@@ -82,7 +84,7 @@ impl Datum {
 }
 
 /// One output of a map, map-stream, batch-map or reduce UDF.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Message {
     /// The output's keys (used by keyed reduce downstream).
     pub keys: Vec<String>,
@@ -130,7 +132,7 @@ impl Message {
 }
 
 /// One output of a source transformer: a message that may move the event time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransformMessage {
     /// The output message.
     pub message: Message,
@@ -149,7 +151,7 @@ impl TransformMessage {
 }
 
 /// How a sink handled one datum.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SinkStatus {
     /// Written.
     Success,
@@ -164,7 +166,7 @@ pub enum SinkStatus {
 }
 
 /// A sink's answer for the datum with id `id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SinkResponse {
     /// The id of the datum this answers.
     pub id: String,
@@ -197,7 +199,7 @@ impl SinkResponse {
 }
 
 /// Where a source datum lives: opaque bytes and a partition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Offset {
     /// The source's own encoding of the position.
     pub offset: Vec<u8>,
@@ -216,7 +218,7 @@ impl Offset {
 }
 
 /// One datum read from a user-defined source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceMessage {
     /// The payload.
     pub payload: Vec<u8>,
@@ -265,7 +267,7 @@ pub struct ReadRequest {
 }
 
 /// A window of a reduce UDF: `[start, end)` and a slot.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Window {
     /// The window's first instant.
     pub start: SystemTime,
@@ -287,7 +289,7 @@ impl Window {
 }
 
 /// What a side-input retriever answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SideInputValue {
     /// Broadcast this value to every vertex that reads the side input.
     Broadcast(Vec<u8>),

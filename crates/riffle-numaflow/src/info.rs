@@ -182,8 +182,10 @@ impl ServerInfo {
             "java" => Some((0, 9, 0)),
             _ => None,
         };
-        if let (Some(oldest), Some(theirs)) = (oldest_sdk, parse_version(&self.version)) {
-            if theirs < oldest {
+        if let (Some(oldest), Some(theirs)) = (oldest_sdk, parse_version(&self.version))
+            && theirs < oldest
+        {
+            {
                 return Err(format!(
                     "{} SDK {} speaks an older protocol; {}.{}.{} or newer is needed",
                     self.language, self.version, oldest.0, oldest.1, oldest.2

@@ -52,11 +52,13 @@
 //! ```
 
 pub mod client;
+pub mod dataflow;
 pub mod datum;
 pub mod error;
 pub mod info;
 pub mod kind;
 pub mod proto;
+pub mod runtime;
 pub mod server;
 pub mod udf;
 mod wire;

@@ -260,16 +260,14 @@ impl<F> Reducer for ReduceFn<F>
 where
     F: Fn(&[String], &Window, Vec<Datum>) -> HandlerResult<Vec<Message>> + Send + Sync + 'static,
 {
-    fn reduce(
+    async fn reduce(
         &self,
         keys: Vec<String>,
         window: Window,
         datums: DatumStream,
-    ) -> impl Future<Output = HandlerResult<Vec<Message>>> + Send {
-        async move {
-            let all = datums.collect().await;
-            (self.0)(&keys, &window, all)
-        }
+    ) -> HandlerResult<Vec<Message>> {
+        let all = datums.collect().await;
+        (self.0)(&keys, &window, all)
     }
 }
 

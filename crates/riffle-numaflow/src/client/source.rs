@@ -122,13 +122,13 @@ impl SourceClient {
                 let Some(r) = rx.message().await.map_err(|s| conn.rpc_error(s))? else {
                     return Err(conn.protocol_error("the server closed the read stream mid-read"));
                 };
-                if let Some(status) = &r.status {
-                    if status.code == pb::read_response::status::Code::Failure as i32 {
-                        return Err(conn.protocol_error(format!(
-                            "read failed: {}",
-                            status.msg.clone().unwrap_or_default()
-                        )));
-                    }
+                if let Some(status) = &r.status
+                    && status.code == pb::read_response::status::Code::Failure as i32
+                {
+                    return Err(conn.protocol_error(format!(
+                        "read failed: {}",
+                        status.msg.clone().unwrap_or_default()
+                    )));
                 }
                 if let Some(result) = r.result {
                     out.push(wire::source_message_from(result));
