@@ -23,7 +23,6 @@ fi
 
 echo "== build"
 cargo build --workspace --all-targets
-cargo build --release -p riffle-cli
 
 echo "== unit and integration tests"
 cargo nextest run --workspace --no-fail-fast

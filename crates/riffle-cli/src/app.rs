@@ -12,34 +12,7 @@ use crate::commands::{self, Cli};
 /// Builds a registered dataflow from the parameters given on the command line.
 pub type FlowBuilder = Arc<dyn Fn(&FlowContext) -> anyhow::Result<Dataflow> + Send + Sync>;
 
-/// What a dataflow builder receives: the `-P key=value` parameters of `riffle run`.
-#[derive(Debug, Clone, Default)]
-pub struct FlowContext {
-    /// Parameters given as `-P key=value`, in order of the command line.
-    pub params: BTreeMap<String, String>,
-}
-
-impl FlowContext {
-    /// The parameter `key`, or `default` when it was not given.
-    pub fn param_or(&self, key: &str, default: &str) -> String {
-        self.params.get(key).cloned().unwrap_or_else(|| default.to_string())
-    }
-
-    /// The parameter `key` parsed as `T`, or `default`; a value that does not parse is
-    /// an error naming the parameter.
-    pub fn parsed_param_or<T>(&self, key: &str, default: T) -> anyhow::Result<T>
-    where
-        T: std::str::FromStr,
-        T::Err: std::fmt::Display,
-    {
-        match self.params.get(key) {
-            None => Ok(default),
-            Some(text) => text
-                .parse()
-                .map_err(|e| anyhow::anyhow!("parameter {key}={text:?} is not valid: {e}")),
-        }
-    }
-}
+pub use riffle::context::FlowContext;
 
 /// A registered dataflow: its name, a one-line description and its builder.
 #[derive(Clone)]

@@ -1,12 +1,122 @@
 //! The bundled dataflows.
+//!
+//! - `wordcount`: the words of a text file (the bundled `data/wordcount.txt` by
+//!   default, `-P input=PATH` for another file or a directory of files), counted, and
+//!   the `-P top=N` most frequent printed.
+//! - `keyed-sums`: `-P events=N` generated events over `-P keys=K` keys, summed per
+//!   key, written as `key,count,sum` lines to `-P out=DIR` (one file per partition).
+//!   Used to check that one worker, several workers and several processes agree.
+
+use std::sync::atomic::Ordering;
+
+use riffle::context::FlowContext;
+use riffle::sinks::{DirSink, StdOutSink};
+use riffle::sources::{FileSource, GeneratorSource};
+use riffle::Dataflow;
 
 /// A bundled dataflow: its name, one line about it, and its builder.
 pub struct FlowExample {
     pub name: &'static str,
     pub about: &'static str,
+    pub build: fn(&FlowContext) -> anyhow::Result<Dataflow>,
 }
+
+/// The bundled text the `wordcount` example reads by default.
+pub const WORDCOUNT_TEXT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/wordcount.txt");
 
 /// Every bundled dataflow.
 pub fn flows() -> Vec<FlowExample> {
-    Vec::new()
+    vec![
+        FlowExample {
+            name: "wordcount",
+            about: "count the words of a text file and print the most frequent (-P input=PATH -P top=N)",
+            build: wordcount,
+        },
+        FlowExample {
+            name: "keyed-sums",
+            about: "sum generated events per key into files (-P events=N -P keys=K -P out=DIR)",
+            build: keyed_sums,
+        },
+    ]
+}
+
+/// Splits a line into lower-case words of letters, digits and apostrophes.
+pub fn words(line: &str) -> impl Iterator<Item = String> + '_ {
+    line.split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .map(|w| w.trim_matches('\''))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+/// Keeps the `n` largest `(word, count)` pairs (count descending, then word).
+fn keep_top(mut pairs: Vec<(String, u64)>, n: usize) -> Vec<(String, u64)> {
+    pairs.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    pairs.truncate(n);
+    pairs
+}
+
+/// The `wordcount` flow.
+///
+/// ```
+/// use riffle::context::FlowContext;
+/// let flow = (riffle_examples::flows()[0].build)(&FlowContext::default()).unwrap();
+/// assert_eq!(flow.name(), "wordcount");
+/// ```
+pub fn wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+    let input = ctx.param_or("input", WORDCOUNT_TEXT);
+    let top: usize = ctx.parsed_param_or("top", 10)?;
+    let counter = ctx.counter("words");
+    let flow = Dataflow::new("wordcount");
+    flow.input("lines", FileSource::new(input))?
+        .flat_map("split", move |line: String| {
+            let words: Vec<String> = words(&line).collect();
+            counter.fetch_add(words.len() as u64, Ordering::Relaxed);
+            words
+        })?
+        .count_final("count", |word: String| word)?
+        .key_on("all", |_| ())?
+        .fold_final(
+            "top",
+            |_| Vec::new(),
+            move |mut best: Vec<(String, u64)>, pair: (String, u64)| {
+                best.push(pair);
+                if best.len() > 4 * top.max(1) {
+                    best = keep_top(best, top);
+                }
+                best
+            },
+            move |mut a, b| {
+                a.extend(b);
+                keep_top(a, top)
+            },
+        )?
+        .flat_map("format", move |((), best): ((), Vec<(String, u64)>)| {
+            keep_top(best, top)
+                .into_iter()
+                .enumerate()
+                .map(|(i, (word, count))| format!("{:>3}. {word:<16} {count}", i + 1))
+                .collect::<Vec<_>>()
+        })?
+        .output("print", StdOutSink::new())?;
+    Ok(flow)
+}
+
+/// The `keyed-sums` flow.
+pub fn keyed_sums(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+    let events: u64 = ctx.parsed_param_or("events", 100_000)?;
+    let keys: u64 = ctx.parsed_param_or("keys", 100)?.max(1);
+    let out = ctx.param_or("out", "keyed-sums-out");
+    let counter = ctx.counter("events");
+    let flow = Dataflow::new("keyed-sums");
+    flow.input_dynamic("events", GeneratorSource::new(events, move |i| (format!("key{}", i % keys), i)))?
+        .inspect("count", move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })?
+        .fold_final("sum", |_| (0u64, 0u64), |(n, s), v: u64| (n + 1, s + v), |(n1, s1), (n2, s2)| (n1 + n2, s1 + s2))?
+        .map("format", |(key, (n, sum)): (String, (u64, u64))| {
+            let line = format!("{key},{n},{sum}");
+            (key, line)
+        })?
+        .output("write", DirSink::new(out, 4))?;
+    Ok(flow)
 }

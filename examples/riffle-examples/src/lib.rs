@@ -5,5 +5,6 @@
 //! binary registers what [`flows`] lists with its app entry.
 
 pub mod flows;
+pub mod pipelines;
 
 pub use flows::{FlowExample, flows};

@@ -1,0 +1,138 @@
+//! Dataflow workloads: `stateless` and `wordcount`.
+//!
+//! - `stateless`: 20,000,000 `u64` (0, 1, 2, ...) -> `map(x * 2)` ->
+//!   `filter(x % 3 == 0)` -> `count_final` of what passes.
+//! - `wordcount`: 5,000,000 words from [`word`], 10 per line -> `flat_map` split ->
+//!   `count_final` per word.
+//!
+//! Items are generated inside the source, so generation is part of the measured
+//! time. The checksum fields (`count`, `distinct`) let a reader check that peers
+//! computed the same thing.
+
+use std::time::Instant;
+
+use riffle::sinks::TestingSink;
+use riffle::sources::GeneratorSource;
+use riffle::{Dataflow, Execution};
+
+use super::{BenchArgs, BenchReport};
+
+/// The vocabulary size of the wordcount workload.
+pub const VOCABULARY: u64 = 10_000;
+/// Words per generated line.
+pub const WORDS_PER_LINE: u64 = 10;
+/// The seed of the word generator.
+pub const SEED: u64 = 0x5EED;
+
+/// The `k`-th output of a splitmix64 generator seeded with [`SEED`] (counting from 0).
+pub fn splitmix64(k: u64) -> u64 {
+    let mut z = SEED.wrapping_add((k + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Word `k` of the deterministic stream: `word<n>` with `n = splitmix64(k) % 10000`.
+pub fn word(k: u64) -> String {
+    format!("word{}", splitmix64(k) % VOCABULARY)
+}
+
+/// Line `j`: words `10 j .. 10 j + 9` (fewer for the last line), joined by spaces.
+pub fn line(j: u64, total_words: u64) -> String {
+    let start = j * WORDS_PER_LINE;
+    let end = (start + WORDS_PER_LINE).min(total_words);
+    let mut out = String::with_capacity(10 * (end - start) as usize);
+    for k in start..end {
+        if k > start {
+            out.push(' ');
+        }
+        out.push_str("word");
+        let n = splitmix64(k) % VOCABULARY;
+        out.push_str(itoa_u64(n, &mut [0u8; 20]));
+    }
+    out
+}
+
+fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+/// Runs the `stateless` or `wordcount` workload once.
+pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
+    match args.name.as_str() {
+        "stateless" => stateless(args),
+        _ => wordcount(args),
+    }
+}
+
+fn stateless(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
+    let items = args.items.unwrap_or(20_000_000);
+    let flow = Dataflow::new("bench-stateless");
+    let out = TestingSink::new();
+    flow.input_dynamic("numbers", GeneratorSource::new(items, |i| i))?
+        .map("double", |x: u64| x * 2)?
+        .filter("thirds", |x: &u64| x % 3 == 0)?
+        .count_final("count", |_x: u64| ())?
+        .output("out", out.clone())?;
+    let started = Instant::now();
+    Execution::new().workers(args.workers).run(&flow)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let count: u64 = out.take().iter().map(|(_, n)| n).sum();
+    let expected = items.div_ceil(3);
+    anyhow::ensure!(count == expected, "stateless counted {count}, expected {expected}");
+    let mut report = BenchReport::new("stateless", args.workers, items, seconds);
+    report.extra.insert("checksum".into(), count.into());
+    Ok(vec![report])
+}
+
+fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
+    let words = args.items.unwrap_or(5_000_000);
+    let lines = words.div_ceil(WORDS_PER_LINE);
+    let flow = Dataflow::new("bench-wordcount");
+    let out = TestingSink::new();
+    flow.input_dynamic("lines", GeneratorSource::new(lines, move |j| line(j, words)).batch_size(1024))?
+        .flat_map("split", |line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())?
+        .count_final("count", |word: String| word)?
+        .output("out", out.clone())?;
+    let started = Instant::now();
+    Execution::new().workers(args.workers).run(&flow)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let counts = out.take();
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    anyhow::ensure!(total == words, "wordcount counted {total} words, expected {words}");
+    let mut top = counts;
+    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut report = BenchReport::new("wordcount", args.workers, words, seconds);
+    report.extra.insert("distinct".into(), top.len().into());
+    report.extra.insert(
+        "top".into(),
+        serde_json::json!(top.iter().take(3).map(|(w, n)| serde_json::json!([w, n])).collect::<Vec<_>>()),
+    );
+    Ok(vec![report])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generator_matches_the_published_first_words() {
+        // The first words for seed 0x5EED, as bench/bytewax/README.md lists them.
+        let first: Vec<String> = (0..12).map(word).collect();
+        assert_eq!(
+            first.join(" "),
+            "word6052 word6005 word9891 word1197 word693 word3130 word2368 word6705 word3795 word6071 word4393 word6506"
+        );
+        assert_eq!(line(0, 25).split(' ').collect::<Vec<_>>(), (0..10).map(word).collect::<Vec<_>>());
+        assert_eq!(line(2, 25).split(' ').count(), 5);
+    }
+}

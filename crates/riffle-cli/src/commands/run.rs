@@ -1,0 +1,140 @@
+//! `riffle run`: run a registered dataflow by name (or a pipeline, see
+//! [`super::pipeline`]).
+//!
+//! ```text
+//! riffle run wordcount                      # one worker
+//! riffle run wordcount -w 2                 # two worker threads
+//! riffle run wordcount -p 2 -w 2            # two processes on this machine, two workers each
+//! riffle run wordcount -i 0 -a hosts.txt    # process 0 of the cluster listed in hosts.txt
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use riffle::Execution;
+
+use super::pipeline;
+use crate::App;
+use crate::app::FlowContext;
+
+/// `riffle run [FLOW] [-w N] [-p N] [-i ID -a FILE] [-P key=value ...]`
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The registered dataflow to run (see --list).
+    pub flow: Option<String>,
+    /// List the registered dataflows.
+    #[arg(long)]
+    pub list: bool,
+    /// Worker threads per process.
+    #[arg(short = 'w', long, default_value_t = 1)]
+    pub workers: usize,
+    /// Processes to spawn on this machine, connected over loopback TCP.
+    #[arg(short = 'p', long, default_value_t = 1)]
+    pub processes: usize,
+    /// This process's id in a cluster (with --addresses).
+    #[arg(short = 'i', long = "process-id", requires = "addresses")]
+    pub process_id: Option<usize>,
+    /// A file with one `host:port` per line, one line per process of the cluster.
+    #[arg(short = 'a', long, requires = "process_id")]
+    pub addresses: Option<PathBuf>,
+    /// The wall-clock length of an epoch, e.g. `10s`, `500ms`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub epoch_interval: Duration,
+    /// A parameter for the flow's builder, as key=value (repeatable).
+    #[arg(short = 'P', long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    #[command(flatten)]
+    pub pipeline: pipeline::RunPipelineArgs,
+}
+
+/// Parses `key=value`.
+pub fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not key=value")),
+    }
+}
+
+/// Parses `10s`, `500ms`, `2m` or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 10s or 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
+    };
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        return Err(format!("{text:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn read_addresses(path: &PathBuf) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the addresses file {}", path.display()))?;
+    let addresses: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    for (i, address) in addresses.iter().enumerate() {
+        if !address.contains(':') {
+            bail!("{}: line {}: {address:?} is not host:port", path.display(), i + 1);
+        }
+    }
+    if addresses.is_empty() {
+        bail!("{}: no addresses in the file", path.display());
+    }
+    Ok(addresses)
+}
+
+/// Runs `riffle run`.
+pub fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    if args.pipeline.is_requested() {
+        return pipeline::run_pipeline(app, &args.pipeline);
+    }
+    if args.list {
+        for entry in app.flows() {
+            println!("{:<20} {}", entry.name, entry.about);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(name) = args.flow.as_deref() else {
+        bail!("name a dataflow to run (riffle run --list shows them), or a pipeline with --workflow");
+    };
+    let entry = app.flows.get(name).with_context(|| {
+        let known: Vec<&str> = app.flows.keys().map(String::as_str).collect();
+        format!("no dataflow named {name:?}; registered: {}", known.join(", "))
+    })?;
+    let ctx = FlowContext::new(args.params.iter().cloned().collect());
+    let flow = (entry.builder)(&ctx).with_context(|| format!("cannot build dataflow {name:?}"))?;
+
+    let mut exec = Execution::new()
+        .workers(args.workers)
+        .processes(args.processes)
+        .epoch_interval(args.epoch_interval);
+    if let (Some(id), Some(path)) = (args.process_id, &args.addresses) {
+        exec = exec.cluster(id, read_addresses(path)?);
+    }
+    let exec = exec.from_env()?;
+    let started = Instant::now();
+    exec.run(&flow).with_context(|| format!("dataflow {name:?} failed"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let spawned_children = args.processes > 1 && std::env::var(riffle::run::ENV_PROCESS_ID).is_err();
+    if !spawned_children {
+        ctx.report(name, seconds);
+    }
+    Ok(ExitCode::SUCCESS)
+}

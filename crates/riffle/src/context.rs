@@ -1,0 +1,86 @@
+//! [`FlowContext`]: what a registered flow's builder receives from the command line.
+//!
+//! `riffle run NAME -P key=value` builds the flow registered as `NAME` with a context
+//! holding those parameters. The builder may also ask for counters; `riffle run`
+//! prints each as a throughput line when the run ends.
+//!
+//! ```
+//! use riffle::context::FlowContext;
+//! let ctx = FlowContext::new([("input".to_string(), "a.txt".to_string())].into());
+//! assert_eq!(ctx.param_or("input", "default.txt"), "a.txt");
+//! assert_eq!(ctx.parsed_param_or("top", 10usize)?, 10);
+//! let words = ctx.counter("words");
+//! words.fetch_add(3, std::sync::atomic::Ordering::Relaxed);
+//! # Ok::<(), riffle::RiffleError>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What a dataflow builder receives: the `-P key=value` parameters of `riffle run`,
+/// and counters the flow can bump so that `riffle run` prints a throughput line.
+#[derive(Debug, Clone, Default)]
+pub struct FlowContext {
+    /// Parameters given as `-P key=value`.
+    pub params: BTreeMap<String, String>,
+    counters: Arc<Mutex<Vec<(String, Arc<AtomicU64>)>>>,
+}
+
+impl FlowContext {
+    /// A context with these parameters.
+    pub fn new(params: BTreeMap<String, String>) -> Self {
+        Self {
+            params,
+            counters: Default::default(),
+        }
+    }
+
+    /// A counter named `unit` (e.g. `words`): bump it from the flow's functions, and
+    /// `riffle run` prints `N unit in S s (R unit/s)` when the run ends.
+    pub fn counter(&self, unit: &str) -> Arc<AtomicU64> {
+        let counter = Arc::new(AtomicU64::new(0));
+        self.counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((unit.to_string(), counter.clone()));
+        counter
+    }
+
+    /// Prints the run's throughput line(s).
+    pub fn report(&self, flow: &str, seconds: f64) {
+        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        if counters.is_empty() {
+            eprintln!("{flow}: done in {seconds:.3} s");
+        }
+        for (unit, counter) in counters.iter() {
+            let n = counter.load(Ordering::Relaxed);
+            let rate = if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
+            eprintln!("{flow}: {n} {unit} in {seconds:.3} s ({rate:.0} {unit}/s)");
+        }
+    }
+
+    /// The parameter `key`, or `default` when it was not given.
+    pub fn param_or(&self, key: &str, default: &str) -> String {
+        self.params.get(key).cloned().unwrap_or_else(|| default.to_string())
+    }
+
+    /// The parameter `key` parsed as `T`, or `default`; a value that does not parse is
+    /// an error naming the parameter.
+    pub fn parsed_param_or<T>(&self, key: &str, default: T) -> crate::Result<T>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.params.get(key) {
+            None => Ok(default),
+            Some(text) => text
+                .parse()
+                .map_err(|e| crate::RiffleError::InvalidFlow {
+                    flow: String::new(),
+                    reason: format!("parameter {key}={text:?} is not valid: {e}"),
+                }),
+        }
+    }
+}
+
