@@ -10,5 +10,8 @@ fn main() -> ExitCode {
     for example in riffle_examples::flows() {
         app = app.dataflow(example.name, example.about, example.build);
     }
+    for build in riffle_examples::pipelines::pipelines() {
+        app = app.pipeline(build);
+    }
     app.main()
 }

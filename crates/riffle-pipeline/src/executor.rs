@@ -399,7 +399,7 @@ impl<'a> Run<'a> {
         loop {
             while !self.stopping() {
                 let Some(&i) = self.ready.front() else { break };
-                if self.forced != Some(i) && self.try_cache(i)? {
+                if self.forced != Some(i) && !self.spec(i).always_run && self.try_cache(i)? {
                     self.ready.pop_front();
                     continue;
                 }
@@ -623,7 +623,7 @@ impl<'a> Run<'a> {
                     uri,
                     created_ms: now,
                 });
-                end.cacheable = true;
+                end.cacheable = !self.spec(i).always_run;
                 self.ex
                     .metadata
                     .finish_step(&self.run_id, &self.spec(i).id, &end)?;

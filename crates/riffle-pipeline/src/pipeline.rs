@@ -176,6 +176,7 @@ pub struct StepSpec {
     pub(crate) code_version: Option<String>,
     pub(crate) uses_runtime: bool,
     pub(crate) config_keys: Vec<String>,
+    pub(crate) always_run: bool,
     pub(crate) output_type: &'static str,
     pub(crate) run: StepFn,
 }
@@ -224,6 +225,10 @@ impl StepSpec {
     /// Whether it reads the runtime.
     pub fn uses_runtime(&self) -> bool {
         self.uses_runtime
+    }
+    /// Whether it runs every time, never from the cache.
+    pub fn is_always_run(&self) -> bool {
+        self.always_run
     }
     /// The config keys it reads.
     pub fn config_keys(&self) -> &[String] {
@@ -284,6 +289,7 @@ impl PipelineBuilder {
             code_version: None,
             uses_runtime: false,
             config_keys: Vec::new(),
+            always_run: false,
             output_type: std::any::type_name::<T>(),
             run,
         });
@@ -457,6 +463,14 @@ impl<T> StepBuilder<'_, T> {
         spec.config_keys.extend(keys.iter().map(|k| k.to_string()));
         spec.config_keys.sort();
         spec.config_keys.dedup();
+        self
+    }
+
+    /// Runs the step every time, never from the cache: for steps that read the outside
+    /// world (a file, a table, an API) whose content their key cannot know. Steps
+    /// downstream are still cached by the content of what it returns.
+    pub fn always_run(mut self) -> Self {
+        self.spec().always_run = true;
         self
     }
 

@@ -371,3 +371,40 @@ fn the_runtime_and_declared_config_are_part_of_the_key() {
         assert_eq!(ex.output::<String>(&r, "extract").unwrap(), "t 2024-01-02");
     });
 }
+
+#[test]
+fn an_always_run_step_runs_every_time_and_downstream_is_cached_by_content() {
+    each_backend(|project| {
+        let ex = project.executor();
+        let file = project.dir.path().join("input.txt");
+        std::fs::write(&file, "1 2 3").unwrap();
+        let calls = Calls::default();
+        let build = || {
+            let mut p = Pipeline::builder("files");
+            let path = file.clone();
+            let c = calls.clone();
+            let text = p
+                .step("read", (), move |_ctx, ()| {
+                    c.hit("read");
+                    Ok(std::fs::read_to_string(&path)?)
+                })
+                .always_run()
+                .output();
+            let c = calls.clone();
+            p.step("count", &text, move |_ctx, t: String| {
+                c.hit("count");
+                Ok(t.split_whitespace().count())
+            })
+            .version("1");
+            p.build().unwrap()
+        };
+        ex.run(&build(), RunOptions::default()).unwrap();
+        assert_eq!(calls.take(), ["count", "read"]);
+        ex.run(&build(), RunOptions::default()).unwrap();
+        assert_eq!(calls.take(), ["read"], "same file content: count is cached");
+        std::fs::write(&file, "1 2 3 4").unwrap();
+        let r = ex.run(&build(), RunOptions::default()).unwrap();
+        assert_eq!(calls.take(), ["count", "read"]);
+        assert_eq!(ex.output::<usize>(&r, "count").unwrap(), 4);
+    });
+}

@@ -149,11 +149,17 @@ fn parse_sale(row: &RawRow) -> Result<Sale, String> {
     if region.is_empty() {
         return Err("no region".into());
     }
-    let units: i64 = units.trim().parse().map_err(|_| format!("units {units:?} is not a number"))?;
+    let units: i64 = units
+        .trim()
+        .parse()
+        .map_err(|_| format!("units {units:?} is not a number"))?;
     if units <= 0 {
         return Err(format!("units {units} is not positive"));
     }
-    let unit_price: f64 = price.trim().parse().map_err(|_| format!("price {price:?} is not a number"))?;
+    let unit_price: f64 = price
+        .trim()
+        .parse()
+        .map_err(|_| format!("price {price:?} is not a number"))?;
     Ok(Sale {
         date: date.to_string(),
         region,
@@ -217,13 +223,20 @@ fn by_day(_ctx: &StepContext, sales: Vec<Sale>) -> StepResult<Vec<DayTotal>> {
     for s in &sales {
         *totals.entry(s.date.clone()).or_default() += s.units as f64 * s.unit_price;
     }
-    Ok(totals.into_iter().map(|(date, revenue)| DayTotal { date, revenue }).collect())
+    Ok(totals
+        .into_iter()
+        .map(|(date, revenue)| DayTotal { date, revenue })
+        .collect())
 }
 
 fn fit_trend(ctx: &StepContext, days: Vec<DayTotal>) -> StepResult<Trend> {
     let min_days: usize = ctx.param("min_days")?;
     if days.len() < min_days {
-        return Err(format!("{} days of data, need at least {min_days} to fit a trend", days.len()).into());
+        return Err(format!(
+            "{} days of data, need at least {min_days} to fit a trend",
+            days.len()
+        )
+        .into());
     }
     let n = days.len() as f64;
     let xs: Vec<f64> = (0..days.len()).map(|i| i as f64).collect();
@@ -234,7 +247,11 @@ fn fit_trend(ctx: &StepContext, days: Vec<DayTotal>) -> StepResult<Trend> {
     let syy: f64 = ys.iter().map(|y| (y - my).powi(2)).sum();
     let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
     let intercept = my - slope * mx;
-    let r_squared = if sxx > 0.0 && syy > 0.0 { sxy * sxy / (sxx * syy) } else { 0.0 };
+    let r_squared = if sxx > 0.0 && syy > 0.0 {
+        sxy * sxy / (sxx * syy)
+    } else {
+        0.0
+    };
     ctx.metric("slope", slope);
     ctx.metric("r_squared", r_squared);
     Ok(Trend {
@@ -249,7 +266,10 @@ fn report(ctx: &StepContext, (regions, trend): (Vec<RegionTotal>, Trend)) -> Ste
     let mut out = format!("# Sales report for {}\n\n", ctx.runtime()?.date());
     out.push_str("| region | units | revenue |\n|---|---:|---:|\n");
     for r in &regions {
-        out.push_str(&format!("| {} | {} | {:.2} |\n", r.region, r.units, r.revenue));
+        out.push_str(&format!(
+            "| {} | {} | {:.2} |\n",
+            r.region, r.units, r.revenue
+        ));
     }
     let total: f64 = regions.iter().map(|r| r.revenue).sum();
     out.push_str(&format!("\nTotal revenue: {total:.2}\n\n"));
@@ -302,7 +322,10 @@ mod tests {
         let units: u64 = regions.iter().map(|r| r.units).sum();
         assert_eq!(units, clean.iter().map(|s| s.units as u64).sum::<u64>());
         assert_eq!(
-            regions.iter().map(|r| r.region.as_str()).collect::<Vec<_>>(),
+            regions
+                .iter()
+                .map(|r| r.region.as_str())
+                .collect::<Vec<_>>(),
             ["east", "north", "south", "west"]
         );
         let trend: Trend = executor.output(&first, "fit_trend").unwrap();
@@ -319,14 +342,22 @@ mod tests {
             .filter(|s| !s.cache_hit)
             .map(|s| s.step_id.as_str())
             .collect();
-        assert_eq!(ran, ["read_csv", "write_report"], "only the always-run steps run again");
+        assert_eq!(
+            ran,
+            ["read_csv", "write_report"],
+            "only the always-run steps run again"
+        );
     }
 
     #[test]
     fn a_short_file_fails_the_trend_with_a_clear_error() {
         let project = tempfile::tempdir().unwrap();
         let csv = project.path().join("short.csv");
-        std::fs::write(&csv, "date,region,product,units,unit_price\n2024-01-01,north,kettle,1,2.0\n").unwrap();
+        std::fs::write(
+            &csv,
+            "date,region,product,units,unit_price\n2024-01-01,north,kettle,1,2.0\n",
+        )
+        .unwrap();
         let csv = csv.display().to_string();
         let executor = ProjectStores::local(project.path()).executor().unwrap();
         let report = executor
@@ -341,6 +372,11 @@ mod tests {
             )
             .unwrap();
         assert_eq!(report.status, RunStatus::Failed);
-        assert!(report.error.unwrap().contains("1 days of data, need at least 3"));
+        assert!(
+            report
+                .error
+                .unwrap()
+                .contains("1 days of data, need at least 3")
+        );
     }
 }

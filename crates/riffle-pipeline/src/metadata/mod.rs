@@ -266,3 +266,14 @@ pub fn open(location: &str) -> Result<std::sync::Arc<dyn MetadataStore>> {
         )?))
     }
 }
+
+/// A stored time (milliseconds since the Unix epoch) as `YYYY-MM-DD HH:MM:SS` UTC.
+///
+/// ```
+/// assert_eq!(riffle_pipeline::metadata::format_ms(0), "1970-01-01 00:00:00");
+/// ```
+pub fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
