@@ -85,6 +85,8 @@ impl ArtifactStore {
     pub fn local(dir: &FsPath) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(dir, "creating the artifact folder", e))?;
+        let dir = &std::fs::canonicalize(dir)
+            .map_err(|e| Error::io(dir, "resolving the artifact folder", e))?;
         let url = format!("file://{}", dir.display());
         let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| Error::ArtifactStore {
             url: url.clone(),

@@ -52,7 +52,8 @@ impl ProjectStores {
     pub fn artifacts(&self) -> Result<ArtifactStore> {
         match &self.artifacts_url {
             Some(url) => ArtifactStore::from_url(url),
-            None => ArtifactStore::local(&self.root.join(".riffle").join("artifacts")),
+            // Objects are named `artifacts/<2 hex>/<hash>` inside the store's root.
+            None => ArtifactStore::local(&self.root.join(".riffle")),
         }
     }
 

@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use riffle_cli::App;
 
 mod inventory;
+mod maintenance;
 
 fn main() -> ExitCode {
-    App::new("inventory").pipeline(inventory::pipeline).main()
+    App::new("inventory")
+        .pipeline(inventory::pipeline)
+        .pipeline(maintenance::pipeline)
+        .main()
 }

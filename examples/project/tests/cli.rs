@@ -94,3 +94,35 @@ fn run_then_list_show_cache_and_lineage() {
     let (ok, text) = inventory(dir.path(), &["run", "--job", "inventory.nope"]);
     assert!(!ok && text.contains("no step \"nope\""), "{text}");
 }
+
+#[test]
+fn ctrl_c_stops_a_run_and_records_it_as_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_inventory"))
+        .args(["run", "--workflow", "maintenance", "--quiet", "--project"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let start = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(text.contains("cancelled"), "{text}");
+    let (ok, list) = inventory(dir.path(), &["runs", "list"]);
+    assert!(ok, "{list}");
+    let row = list.lines().find(|l| l.contains("maintenance")).unwrap();
+    assert!(row.contains("cancelled"), "{list}");
+}
