@@ -135,7 +135,7 @@ fn a_failure_in_one_process_stops_the_whole_cluster() {
         .unwrap()
         .key_on("key", |i| i % 10)
         .unwrap()
-        .stateful_map("explode", |_| 0u64, |n, (_, v): (u64, u64)| {
+        .stateful_map("explode", |_| 0u64, |n, v: u64| {
             if v == 77_777 {
                 panic!("bad value {v}");
             }

@@ -18,6 +18,18 @@ const SLICE: Duration = Duration::from_millis(2);
 /// How soon a source that has nothing polls again.
 const IDLE_POLL: Duration = Duration::from_millis(10);
 
+/// The longest a source sleeps between activations.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+/// Closes every partition and drops the capability: the source is done.
+fn stop<P: SourcePartition>(parts: &mut Vec<LivePart<P>>, cap: &mut Option<timely::dataflow::operators::Capability<u64>>) {
+    for live in parts.iter_mut() {
+        let _ = live.part.close();
+    }
+    parts.clear();
+    *cap = None;
+}
+
 pub(super) fn add_fixed<S: FixedPartitionedSource>(
     flow: &Dataflow,
     step_id: &str,
@@ -98,11 +110,7 @@ fn build<'s, P: SourcePartition>(
             let Some(held) = cap.as_mut() else { return };
             let now = Instant::now();
             if shared.aborted() {
-                for live in parts.iter_mut() {
-                    let _ = live.part.close();
-                }
-                parts.clear();
-                cap = None;
+                stop(&mut parts, &mut cap);
                 return;
             }
             let clock = shared.epoch_at(now);
@@ -122,9 +130,13 @@ fn build<'s, P: SourcePartition>(
                 let polled = shared
                     .guard(&step_id, worker, || format!(" reading partition {:?}", live.name), || live.part.next_batch());
                 let polled = match polled {
-                    None => return,
+                    None => {
+                        stop(&mut parts, &mut cap);
+                        return;
+                    }
                     Some(Err(e)) => {
                         shared.fail(e);
+                        stop(&mut parts, &mut cap);
                         return;
                     }
                     Some(Ok(p)) => p,
@@ -148,6 +160,7 @@ fn build<'s, P: SourcePartition>(
                     Poll::Exhausted => {
                         if let Err(e) = live.part.close() {
                             shared.fail(e);
+                            stop(&mut parts, &mut cap);
                             return;
                         }
                         parts.swap_remove(i);
@@ -171,7 +184,8 @@ fn build<'s, P: SourcePartition>(
             if produced {
                 activator.activate();
             } else {
-                let mut at = wake.unwrap_or(now + IDLE_POLL);
+                // Never sleep long, so that an abort is noticed quickly.
+                let mut at = wake.unwrap_or(now + IDLE_POLL).min(now + MAX_SLEEP);
                 if parts.iter().any(|p| p.floor.is_none()) {
                     at = at.min(shared.epoch_start(clock + 1));
                 }
