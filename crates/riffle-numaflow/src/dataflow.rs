@@ -40,8 +40,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use riffle::sinks::{DynamicSink, SinkPartition};
@@ -219,8 +219,47 @@ fn batches(
         .collect(&format!("{step_id}.batch"), batch_size as usize)
 }
 
+/// The runtime that drives the connections of `udf_call_map` steps: one background
+/// thread, shared by every worker of the process. Worker threads block on their own
+/// calls; the connections outlive the workers, so a stream can be closed cleanly
+/// when its worker thread ends (some servers stop when a stream is cancelled).
+fn connections_runtime() -> Result<&'static tokio::runtime::Runtime, crate::Error> {
+    static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("riffle-udf-io")
+            .enable_all()
+            .build()
+    });
+    runtime.as_ref().map_err(|e| crate::Error::Connect {
+        kind: crate::UdfKind::Map,
+        socket: Default::default(),
+        reason: format!("cannot start the UDF connections runtime: {e}"),
+    })
+}
+
+/// One worker thread's map connections, closed when the thread ends.
+#[derive(Default)]
+struct MapWorker {
+    clients: HashMap<String, MapClient>,
+}
+
+impl Drop for MapWorker {
+    fn drop(&mut self) {
+        let Ok(runtime) = connections_runtime() else {
+            return;
+        };
+        for (_, client) in self.clients.drain() {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), client.close()).await;
+            });
+        }
+    }
+}
+
 thread_local! {
-    static MAP_CLIENTS: RefCell<HashMap<String, MapClient>> = RefCell::new(HashMap::new());
+    static MAP_WORKER: RefCell<MapWorker> = RefCell::new(MapWorker::default());
 }
 
 /// Calls the map server of `step` with one batch, on this worker's connection.
@@ -230,13 +269,14 @@ fn call_map(
     batch: Vec<Datum>,
 ) -> Result<Vec<Vec<Message>>, crate::Error> {
     let key = format!("{step}\u{0}{}", options.socket.display());
-    let client = MAP_CLIENTS.with(|clients| clients.borrow_mut().remove(&key));
+    let runtime = connections_runtime()?;
+    let client = MAP_WORKER.with(|w| w.borrow_mut().clients.remove(&key));
     let mut client = match client {
-        Some(c) => c,
-        None => block_on(MapClient::connect(options.clone()))?,
+        Some(client) => client,
+        None => runtime.block_on(MapClient::connect(options.clone()))?,
     };
-    let out = block_on(client.map_batch(batch));
-    MAP_CLIENTS.with(|clients| clients.borrow_mut().insert(key, client));
+    let out = runtime.block_on(client.map_batch(batch));
+    MAP_WORKER.with(|w| w.borrow_mut().clients.insert(key, client));
     out
 }
 
@@ -316,7 +356,7 @@ struct RemoteSink {
 
 struct RemoteSinkPart {
     step_id: String,
-    client: SinkClient,
+    client: Option<SinkClient>,
 }
 
 impl DynamicSink for RemoteSink {
@@ -328,7 +368,7 @@ impl DynamicSink for RemoteSink {
             .map_err(|e| step_error(step_id, e))?;
         Ok(RemoteSinkPart {
             step_id: step_id.to_string(),
-            client,
+            client: Some(client),
         })
     }
 }
@@ -338,9 +378,19 @@ impl SinkPartition for RemoteSinkPart {
     type State = ();
 
     fn write_batch(&mut self, items: Vec<Datum>) -> riffle::Result<()> {
+        let Some(client) = self.client.as_mut() else {
+            return Err(step_error(&self.step_id, "the sink was already closed"));
+        };
         let responses =
-            block_on(self.client.sink_batch(items)).map_err(|e| step_error(&self.step_id, e))?;
+            block_on(client.sink_batch(items)).map_err(|e| step_error(&self.step_id, e))?;
         check_sink_responses(&self.step_id, &responses)
+    }
+
+    fn close(&mut self) -> riffle::Result<()> {
+        match self.client.take() {
+            Some(client) => block_on(client.close()).map_err(|e| step_error(&self.step_id, e)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -498,5 +548,12 @@ impl SourcePartition for RemoteSourcePart {
         let offsets: Vec<_> = read.iter().map(|m| m.offset.clone()).collect();
         block_on(client.ack(&offsets)).map_err(|e| step_error(step_id, e))?;
         Ok(Poll::Ready(read))
+    }
+
+    fn close(&mut self) -> riffle::Result<()> {
+        match self.client.take() {
+            Some(client) => block_on(client.close()).map_err(|e| step_error(&self.step_id, e)),
+            None => Ok(()),
+        }
     }
 }

@@ -51,11 +51,13 @@
 //! # }
 //! ```
 
+pub mod call;
 pub mod client;
 pub mod dataflow;
 pub mod datum;
 pub mod error;
 pub mod info;
+pub mod jsonl;
 pub mod kind;
 pub mod proto;
 pub mod runtime;

@@ -295,3 +295,28 @@ async fn waiting_for_server_info_times_out_with_the_path() {
     assert!(matches!(err, Error::ServerInfo { .. }), "{err}");
     assert!(err.to_string().contains("mapper-server-info"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_close_their_streams_so_the_server_keeps_serving() {
+    // pynumaflow's async servers stop when a client's stream is cancelled; a call
+    // that closes cleanly leaves the server up for the next one.
+    use riffle_numaflow::UdfKind;
+    use riffle_numaflow::call::{CallParams, call};
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = PyServer::start(&py, "map-async", dir.path());
+    for round in 0..3 {
+        let out = call(
+            UdfKind::Map,
+            options(&server),
+            vec![Datum::new(format!("r{round}"))],
+            &CallParams::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            out[0]["messages"][0]["value"],
+            serde_json::json!(format!("R{round}"))
+        );
+    }
+}

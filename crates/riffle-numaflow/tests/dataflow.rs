@@ -36,7 +36,7 @@ impl RustServer {
             rt.block_on(async move {
                 MapServer::new(map_fn(|d: Datum| {
                     let n: u64 = String::from_utf8_lossy(&d.value).parse().unwrap_or(0);
-                    if n % 10 == 0 {
+                    if n.is_multiple_of(10) {
                         return Ok(vec![Message::to_drop()]);
                     }
                     Ok(vec![Message::new((n * 2).to_string())])
@@ -87,7 +87,10 @@ fn calls_a_rust_map_server_over_the_socket_from_two_workers() {
     Execution::new().workers(2).run(&flow).unwrap();
     let got = out.take_sorted();
     let want: Vec<u64> = {
-        let mut v: Vec<u64> = (0..5000).filter(|n| n % 10 != 0).map(|n| n * 2).collect();
+        let mut v: Vec<u64> = (0..5000u64)
+            .filter(|n| !n.is_multiple_of(10))
+            .map(|n| n * 2)
+            .collect();
         v.sort();
         v
     };

@@ -153,6 +153,22 @@ impl MapClient {
         Ok(())
     }
 
+    /// Ends the stream cleanly: half-closes the requests and waits for the server to
+    /// finish its side. Some servers (pynumaflow's async ones) shut down when a
+    /// client's stream is cancelled rather than closed, so close before exiting.
+    pub async fn close(mut self) -> Result<()> {
+        if let Some(OpenStream { tx, mut rx }) = self.stream.take() {
+            drop(tx);
+            while rx
+                .message()
+                .await
+                .map_err(|s| self.conn.rpc_error(s))?
+                .is_some()
+            {}
+        }
+        Ok(())
+    }
+
     /// Maps one datum.
     pub async fn map(&mut self, datum: Datum) -> Result<Vec<Message>> {
         let mut out = self.map_batch(vec![datum]).await?;

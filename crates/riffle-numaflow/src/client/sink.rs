@@ -78,6 +78,22 @@ impl SinkClient {
         Ok(())
     }
 
+    /// Ends the stream cleanly: half-closes the requests and waits for the server to
+    /// finish its side. Some servers (pynumaflow's async ones) shut down when a
+    /// client's stream is cancelled rather than closed, so close before exiting.
+    pub async fn close(mut self) -> Result<()> {
+        if let Some((tx, mut rx)) = self.stream.take() {
+            drop(tx);
+            while rx
+                .message()
+                .await
+                .map_err(|s| self.conn.rpc_error(s))?
+                .is_some()
+            {}
+        }
+        Ok(())
+    }
+
     /// Writes a batch; one response per datum, in input order. Datums without an id
     /// get one; a datum's own id is kept and echoed.
     pub async fn sink_batch(&mut self, datums: Vec<Datum>) -> Result<Vec<SinkResponse>> {

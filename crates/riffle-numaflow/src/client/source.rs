@@ -95,6 +95,31 @@ impl SourceClient {
         Ok(())
     }
 
+    /// Ends the stream cleanly: half-closes the requests and waits for the server to
+    /// finish its side. Some servers (pynumaflow's async ones) shut down when a
+    /// client's stream is cancelled rather than closed, so close before exiting.
+    pub async fn close(mut self) -> Result<()> {
+        if let Some((tx, mut rx)) = self.read.take() {
+            drop(tx);
+            while rx
+                .message()
+                .await
+                .map_err(|s| self.conn.rpc_error(s))?
+                .is_some()
+            {}
+        }
+        if let Some((tx, mut rx)) = self.ack.take() {
+            drop(tx);
+            while rx
+                .message()
+                .await
+                .map_err(|s| self.conn.rpc_error(s))?
+                .is_some()
+            {}
+        }
+        Ok(())
+    }
+
     /// Reads up to `count` messages, waiting at most `timeout` on the server's side.
     pub async fn read(&mut self, count: u64, timeout: Duration) -> Result<Vec<SourceMessage>> {
         if self.read.is_none() {

@@ -75,6 +75,22 @@ impl SourceTransformClient {
         Ok(())
     }
 
+    /// Ends the stream cleanly: half-closes the requests and waits for the server to
+    /// finish its side. Some servers (pynumaflow's async ones) shut down when a
+    /// client's stream is cancelled rather than closed, so close before exiting.
+    pub async fn close(mut self) -> Result<()> {
+        if let Some((tx, mut rx)) = self.stream.take() {
+            drop(tx);
+            while rx
+                .message()
+                .await
+                .map_err(|s| self.conn.rpc_error(s))?
+                .is_some()
+            {}
+        }
+        Ok(())
+    }
+
     /// Transforms a batch; one entry per input, in input order.
     pub async fn transform_batch(
         &mut self,
