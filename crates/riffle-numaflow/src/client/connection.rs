@@ -146,3 +146,11 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Lets the connection's background tasks run a few times, so that a dropped channel
+/// actually closes its socket even when the caller stops driving the runtime next.
+pub(crate) async fn settle() {
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+}

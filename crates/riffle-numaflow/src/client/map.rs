@@ -166,6 +166,8 @@ impl MapClient {
                 .is_some()
             {}
         }
+        drop(self);
+        super::connection::settle().await;
         Ok(())
     }
 

@@ -91,6 +91,8 @@ impl SinkClient {
                 .is_some()
             {}
         }
+        drop(self);
+        super::connection::settle().await;
         Ok(())
     }
 

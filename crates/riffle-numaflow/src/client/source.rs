@@ -117,6 +117,8 @@ impl SourceClient {
                 .is_some()
             {}
         }
+        drop(self);
+        super::connection::settle().await;
         Ok(())
     }
 

@@ -88,6 +88,8 @@ impl SourceTransformClient {
                 .is_some()
             {}
         }
+        drop(self);
+        super::connection::settle().await;
         Ok(())
     }
 
