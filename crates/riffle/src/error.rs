@@ -49,13 +49,12 @@ pub enum RiffleError {
     },
 
     /// A file could not be opened, read or written.
-    #[error("step {step_id:?}: cannot {action} {}: {source}", path.display())]
+    #[error("step {step_id:?}: cannot {action} {}: {error}", path.display())]
     Io {
         step_id: String,
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A line of input could not be parsed.

@@ -91,7 +91,7 @@ fn read_addresses(path: &PathBuf) -> anyhow::Result<Vec<String>> {
         .collect();
     for (i, address) in addresses.iter().enumerate() {
         if !address.contains(':') {
-            bail!("{}: line {}: {address:?} is not host:port", path.display(), i + 1);
+            bail!("{}:{}: {address:?} is not host:port", path.display(), i + 1);
         }
     }
     if addresses.is_empty() {

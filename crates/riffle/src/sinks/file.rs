@@ -212,11 +212,11 @@ impl<K: Data + Hash> FixedPartitionedSink for DirSink<K> {
     type Partition = FilePartition<KeyedLines<K>>;
 
     fn list_parts(&self, step_id: &str) -> Result<Vec<String>> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| RiffleError::Io {
+        std::fs::create_dir_all(&self.dir).map_err(|error| RiffleError::Io {
             step_id: step_id.to_string(),
             action: "create the directory",
             path: self.dir.clone(),
-            source,
+            error,
         })?;
         Ok((0..self.count)
             .map(|i| self.dir.join(format!("part-{i:05}")).display().to_string())
@@ -256,11 +256,11 @@ impl<W: LineWriter> FilePartition<W> {
         resume: Option<u64>,
         _filter: impl Fn(&str) -> bool,
     ) -> Result<Self> {
-        let io_err = |action, source| RiffleError::Io {
+        let io_err = |action, error| RiffleError::Io {
             step_id: step_id.to_string(),
             action,
             path: path.clone(),
-            source,
+            error,
         };
         let file = match resume {
             Some(len) => {
@@ -293,12 +293,12 @@ impl<W: LineWriter> FilePartition<W> {
         Ok(part)
     }
 
-    fn io_error(&self, action: &'static str, source: std::io::Error) -> RiffleError {
+    fn io_error(&self, action: &'static str, error: std::io::Error) -> RiffleError {
         RiffleError::Io {
             step_id: self.step_id.clone(),
             action,
             path: self.path.clone(),
-            source,
+            error,
         }
     }
 

@@ -64,11 +64,11 @@ impl DeadLetters {
                 .create(true)
                 .append(true)
                 .open(&self.path)
-                .map_err(|source| RiffleError::Io {
+                .map_err(|error| RiffleError::Io {
                     step_id: step_id.to_string(),
                     action: "open the dead-letter file",
                     path: self.path.clone(),
-                    source,
+                    error,
                 })?;
             *guard = Some(opened);
         }
@@ -80,11 +80,11 @@ impl DeadLetters {
             "text": text,
         });
         let out = guard.as_mut().expect("opened above");
-        writeln!(out, "{record}").map_err(|source| RiffleError::Io {
+        writeln!(out, "{record}").map_err(|error| RiffleError::Io {
             step_id: step_id.to_string(),
             action: "write the dead-letter file",
             path: self.path.clone(),
-            source,
+            error,
         })
     }
 }
@@ -260,28 +260,28 @@ impl<F: LineFormat> FixedPartitionedSource for LineSource<F> {
     type Partition = LinePartition<F>;
 
     fn list_parts(&self, step_id: &str) -> Result<Vec<String>> {
-        let meta = std::fs::metadata(&self.path).map_err(|source| RiffleError::Io {
+        let meta = std::fs::metadata(&self.path).map_err(|error| RiffleError::Io {
             step_id: step_id.to_string(),
             action: "read",
             path: self.path.clone(),
-            source,
+            error,
         })?;
         if !meta.is_dir() {
             return Ok(vec![self.path.display().to_string()]);
         }
-        let entries = std::fs::read_dir(&self.path).map_err(|source| RiffleError::Io {
+        let entries = std::fs::read_dir(&self.path).map_err(|error| RiffleError::Io {
             step_id: step_id.to_string(),
             action: "list the directory",
             path: self.path.clone(),
-            source,
+            error,
         })?;
         let mut names = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|source| RiffleError::Io {
+            let entry = entry.map_err(|error| RiffleError::Io {
                 step_id: step_id.to_string(),
                 action: "list the directory",
                 path: self.path.clone(),
-                source,
+                error,
             })?;
             if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
                 names.push(entry.path().display().to_string());
@@ -293,11 +293,11 @@ impl<F: LineFormat> FixedPartitionedSource for LineSource<F> {
 
     fn build_part(&self, step_id: &str, for_part: &str, resume: Option<FilePosition>) -> Result<Self::Partition> {
         let path = PathBuf::from(for_part);
-        let io_err = |action, source| RiffleError::Io {
+        let io_err = |action, error| RiffleError::Io {
             step_id: step_id.to_string(),
             action,
             path: path.clone(),
-            source,
+            error,
         };
         let file = File::open(&path).map_err(|e| io_err("open", e))?;
         let mut reader = BufReader::with_capacity(64 * 1024, file);
@@ -359,11 +359,11 @@ impl<F: LineFormat> SourcePartition for LinePartition<F> {
             let read = self
                 .reader
                 .read_until(b'\n', &mut self.buf)
-                .map_err(|source| RiffleError::Io {
+                .map_err(|error| RiffleError::Io {
                     step_id: self.step_id.clone(),
                     action: "read",
                     path: self.path.clone(),
-                    source,
+                    error,
                 })?;
             if read == 0 {
                 self.eof = true;

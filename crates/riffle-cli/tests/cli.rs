@@ -1,0 +1,160 @@
+//! The `riffle` binary as a user runs it: real processes, real files.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn riffle(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args(args)
+        .output()
+        .expect("the riffle binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn sorted_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let content = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        lines.extend(content.lines().map(str::to_string));
+    }
+    lines.sort();
+    lines
+}
+
+#[test]
+fn wordcount_prints_the_top_words_and_a_throughput_line() {
+    let out = riffle(&["run", "wordcount"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 10, "{stdout}");
+    assert!(lines[0].starts_with("  1. the"), "{stdout}");
+    assert!(text(&out.stderr).contains("wordcount: 364 words in"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn wordcount_reads_a_directory_given_as_a_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "zebra zebra apple\n").unwrap();
+    std::fs::write(dir.path().join("b.txt"), "Zebra, apple! kiwi\n").unwrap();
+    let input = format!("input={}", dir.path().display());
+    let out = riffle(&["run", "wordcount", "-w", "2", "-P", &input, "-P", "top=2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let words: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(words, [vec!["1.", "zebra", "3"], vec!["2.", "apple", "2"]]);
+}
+
+#[test]
+fn one_worker_two_workers_and_two_processes_write_the_same_files() {
+    let base = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for (name, extra) in [
+        ("1x1", vec![]),
+        ("1x2", vec!["-w", "2"]),
+        ("2x2", vec!["-p", "2", "-w", "2"]),
+    ] {
+        let out_dir = base.path().join(name);
+        let out_param = format!("out={}", out_dir.display());
+        let mut args = vec!["run", "keyed-sums", "-P", "events=50000", "-P", "keys=37", "-P", &out_param];
+        args.extend(extra);
+        let out = riffle(&args);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let lines = sorted_lines(&out_dir);
+        assert_eq!(lines.len(), 37, "{name}");
+        results.push((name, lines));
+    }
+    // key0 gets 0, 37, 74, ...: check one line by hand.
+    let n = (50_000u64).div_ceil(37);
+    let sum: u64 = (0..n).map(|i| i * 37).sum();
+    assert!(results[0].1.contains(&format!("key0,{n},{sum}")), "{:?}", &results[0].1[..3]);
+    for (name, lines) in &results[1..] {
+        assert_eq!(lines, &results[0].1, "{name}");
+    }
+}
+
+#[test]
+fn a_cluster_joined_by_addresses_file_and_process_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let addresses = riffle::run::free_loopback_addresses(2).unwrap();
+    let hosts = dir.path().join("hosts.txt");
+    std::fs::write(&hosts, addresses.join("\n")).unwrap();
+    let out_dir = dir.path().join("out");
+    let out_param = format!("out={}", out_dir.display());
+    let hosts_arg = hosts.display().to_string();
+    let children: Vec<_> = (0..2)
+        .map(|id| {
+            Command::new(env!("CARGO_BIN_EXE_riffle"))
+                .args(["run", "keyed-sums", "-P", "events=10000", "-P", "keys=10", "-P", &out_param])
+                .args(["-i", &id.to_string(), "-a", &hosts_arg])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    assert_eq!(sorted_lines(&out_dir).len(), 10);
+}
+
+#[test]
+fn inspect_prints_a_tree_and_json() {
+    let out = riffle(&["inspect", "wordcount"]);
+    assert!(out.status.success());
+    let tree = text(&out.stdout);
+    assert!(tree.starts_with("dataflow wordcount\nlines (input)\n    split (flat_map)\n"), "{tree}");
+    let out = riffle(&["inspect", "wordcount", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["name"], "wordcount");
+    assert_eq!(json["steps"][2]["step_id"], "count");
+    assert_eq!(json["steps"][2]["kind"], "count_final");
+    assert_eq!(json["steps"][2]["upstreams"][0]["step_id"], "split");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
+    let out = riffle(&["run", "no-such-flow"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no dataflow named \"no-such-flow\"; registered: keyed-sums, wordcount"));
+
+    let out = riffle(&["run", "wordcount", "-P", "input=/nonexistent/words.txt"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("dataflow \"wordcount\" failed"), "{err}");
+    assert!(err.contains("step \"lines\": cannot read /nonexistent/words.txt"), "{err}");
+
+    let out = riffle(&["run", "wordcount", "-P", "top=lots"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("parameter top=\"lots\" is not valid"), "{}", text(&out.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts.txt");
+    std::fs::write(&hosts, "127.0.0.1:1234\nnot-an-address\n").unwrap();
+    let out = riffle(&["run", "wordcount", "-i", "0", "-a", &hosts.display().to_string()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains(":2: \"not-an-address\" is not host:port"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn bench_prints_one_json_object_per_run() {
+    let out = riffle(&["bench", "wordcount", "--items", "20000", "--runs", "2", "--json", "-w", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let runs: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        assert_eq!(run["workload"], "wordcount");
+        assert_eq!(run["workers"], 2);
+        assert_eq!(run["items"], 20000);
+        assert!(run["seconds"].as_f64().unwrap() > 0.0);
+        assert!(run["items_per_s"].as_f64().unwrap() > 0.0);
+        assert!(run["peak_rss_bytes"].as_u64().unwrap() > 1_000_000);
+        assert_eq!(run["distinct"].as_u64().unwrap() > 5000, true);
+    }
+    let out = riffle(&["bench", "stateless", "--items", "30000", "--json"]);
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["checksum"], 10000);
+}
