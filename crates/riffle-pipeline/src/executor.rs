@@ -399,7 +399,9 @@ impl<'a> Run<'a> {
         loop {
             while !self.stopping() {
                 let Some(&i) = self.ready.front() else { break };
-                if self.forced != Some(i) && !self.spec(i).always_run && self.try_cache(i)? {
+                // A step waiting for a free slot was looked up already (`keys[i]` is set).
+                let lookup = self.forced != Some(i) && !self.spec(i).always_run && self.keys[i].is_none();
+                if lookup && self.try_cache(i)? {
                     self.ready.pop_front();
                     continue;
                 }
