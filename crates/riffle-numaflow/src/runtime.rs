@@ -25,3 +25,8 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         runtime.block_on(future)
     })
 }
+
+/// Waits `duration` (inside [`block_on`] or any tokio runtime).
+pub async fn sleep(duration: std::time::Duration) {
+    tokio::time::sleep(duration).await;
+}

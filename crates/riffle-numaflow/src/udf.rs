@@ -69,6 +69,18 @@ pub trait Reducer: Send + Sync + 'static {
     ) -> impl Future<Output = HandlerResult<Vec<Message>>> + Send;
 }
 
+/// A reduce-stream UDF: like [`Reducer`], but sends results while the window is open.
+pub trait ReduceStreamer: Send + Sync + 'static {
+    /// Reduces the datums of `keys` in `window`, sending results to `out` as they exist.
+    fn reduce_stream(
+        &self,
+        keys: Vec<String>,
+        window: Window,
+        datums: DatumStream,
+        out: MessageSender<Message>,
+    ) -> impl Future<Output = HandlerResult<()>> + Send;
+}
+
 /// A source transformer: a map that may also assign a new event time.
 pub trait SourceTransformer: Send + Sync + 'static {
     /// Transforms one datum.

@@ -446,6 +446,57 @@ async fn reduce_server() {
     running.stop().await;
 }
 
+struct RunningSum;
+
+impl riffle_numaflow::udf::ReduceStreamer for RunningSum {
+    async fn reduce_stream(
+        &self,
+        keys: Vec<String>,
+        _window: riffle_numaflow::Window,
+        mut datums: riffle_numaflow::udf::DatumStream,
+        out: MessageSender<Message>,
+    ) -> HandlerResult<()> {
+        let mut sum = 0i64;
+        while let Some(d) = datums.next().await {
+            sum += String::from_utf8_lossy(&d.value).parse::<i64>()?;
+            out.send(Message::new(sum.to_string()).with_keys(keys.clone()))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reduce_stream_server() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("reducestream.sock");
+    let server = riffle_numaflow::server::ReduceStreamServer::new(RunningSum).with_socket(&socket);
+    let info_path = server.options().server_info.clone();
+    assert_eq!(info_path, dir.path().join("reducestreamer-server-info"));
+    let running = Running::spawn(|stop| server.serve_with_shutdown(stop));
+    wait_for_info(&info_path).await;
+    let out = tokio::task::spawn_blocking(move || drive(&py, "reduce", &socket))
+        .await
+        .unwrap();
+    let responses = out["responses"].as_array().unwrap();
+    let sums = |key: &str| -> Vec<String> {
+        responses
+            .iter()
+            .filter(|r| r["keys"] == json!([key]))
+            .map(|r| r["value"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(sums("odd"), ["1", "4", "9", "16", "25"]);
+    assert_eq!(sums("even"), ["2", "6", "12", "20", "30"]);
+    assert_eq!(responses.last().unwrap()["eof"], json!(true));
+    assert_eq!(
+        responses.iter().filter(|r| r["eof"] == json!(true)).count(),
+        1
+    );
+    running.stop().await;
+}
+
 struct EveryOther(AtomicI64);
 
 impl SideInput for EveryOther {

@@ -44,7 +44,7 @@ mod transform;
 
 pub use map::{BatchMapServer, MapServer, MapStreamServer};
 pub use options::{MAX_MESSAGE_SIZE, ServerMode, ServerOptions};
-pub use reduce::ReduceServer;
+pub use reduce::{ReduceServer, ReduceStreamServer};
 pub use sideinput::SideInputServer;
 pub use sink::SinkServer;
 pub use source::SourceServer;

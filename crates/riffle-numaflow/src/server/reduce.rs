@@ -1,11 +1,14 @@
-//! The reducer on `reduce.v1.Reduce` (no handshake on this service).
+//! Reduce and reduce-stream on `reduce.v1.Reduce` (no handshake on this service).
 //!
 //! Each request names one window and carries one datum; `OPEN` starts a task for the
-//! (window, keys) pair, `APPEND` feeds an open one (or opens it). When the client
-//! closes its side, every task's input ends; the server sends each task's results
-//! tagged with their window, then one `EOF` response per distinct window.
+//! (window, keys) pair, `APPEND` feeds an open one (or opens it). A task's results go
+//! out tagged with their window as soon as it produces them: all at once when a
+//! [`Reducer`] returns, one by one for a [`ReduceStreamer`]. When the client closes
+//! its side, every task's input ends; once all tasks are done the server sends one
+//! `EOF` response per distinct window.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -15,13 +18,15 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Exec, ServerOptions, server_common};
-use crate::datum::Window;
+use crate::datum::{Datum, Message, Window};
+use crate::error::HandlerResult;
 use crate::kind::UdfKind;
 use crate::proto::reduce::v1 as pb;
-use crate::udf::{DatumStream, Reducer};
+use crate::udf::{DatumStream, MessageSender, ReduceStreamer, Reducer};
 use crate::wire;
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::ReduceResponse, Status>> + Send>>;
+type Run = Pin<Box<dyn Future<Output = HandlerResult<()>> + Send>>;
 
 /// Serves a [`Reducer`].
 pub struct ReduceServer<U> {
@@ -30,30 +35,94 @@ pub struct ReduceServer<U> {
 }
 server_common!(ReduceServer, Reducer, UdfKind::Reduce);
 
-impl<U: Reducer> ReduceServer<U> {
-    fn router(self) -> tonic::transport::server::Router {
-        let exec = Exec::new(UdfKind::Reduce, self.options.mode);
-        let service = pb::reduce_server::ReduceServer::new(Service {
-            udf: self.udf,
-            exec,
+/// Serves a [`ReduceStreamer`] (results streamed while the window is open).
+pub struct ReduceStreamServer<U> {
+    udf: Arc<U>,
+    options: ServerOptions,
+}
+server_common!(ReduceStreamServer, ReduceStreamer, UdfKind::ReduceStream);
+
+/// How one keyed window's task runs: the trait method, its output sent to `out`.
+trait Runner: Send + Sync + 'static {
+    fn run(
+        &self,
+        keys: Vec<String>,
+        window: Window,
+        datums: DatumStream,
+        out: MessageSender<Message>,
+    ) -> Run;
+}
+
+struct Whole<U>(Arc<U>);
+
+impl<U: Reducer> Runner for Whole<U> {
+    fn run(
+        &self,
+        keys: Vec<String>,
+        window: Window,
+        datums: DatumStream,
+        out: MessageSender<Message>,
+    ) -> Run {
+        let udf = self.0.clone();
+        Box::pin(async move {
+            for m in udf.reduce(keys, window, datums).await? {
+                out.send(m).await?;
+            }
+            Ok(())
         })
-        .max_decoding_message_size(self.options.max_message_size)
-        .max_encoding_message_size(self.options.max_message_size);
-        tonic::transport::Server::builder().add_service(service)
     }
 }
 
-struct Service<U> {
-    udf: Arc<U>,
+struct Streamed<U>(Arc<U>);
+
+impl<U: ReduceStreamer> Runner for Streamed<U> {
+    fn run(
+        &self,
+        keys: Vec<String>,
+        window: Window,
+        datums: DatumStream,
+        out: MessageSender<Message>,
+    ) -> Run {
+        let udf = self.0.clone();
+        Box::pin(async move { udf.reduce_stream(keys, window, datums, out).await })
+    }
+}
+
+fn router<R: Runner>(runner: R, options: &ServerOptions) -> tonic::transport::server::Router {
+    let exec = Exec::new(options.kind, options.mode);
+    let service = pb::reduce_server::ReduceServer::new(Service {
+        runner: Arc::new(runner),
+        exec,
+    })
+    .max_decoding_message_size(options.max_message_size)
+    .max_encoding_message_size(options.max_message_size);
+    tonic::transport::Server::builder().add_service(service)
+}
+
+impl<U: Reducer> ReduceServer<U> {
+    fn router(self) -> tonic::transport::server::Router {
+        router(Whole(self.udf), &self.options)
+    }
+}
+
+impl<U: ReduceStreamer> ReduceStreamServer<U> {
+    fn router(self) -> tonic::transport::server::Router {
+        router(Streamed(self.udf), &self.options)
+    }
+}
+
+struct Service<R> {
+    runner: Arc<R>,
     exec: Exec,
 }
 
 type TaskKey = (i64, i64, String, Vec<String>);
 
 struct Task {
-    input: mpsc::Sender<crate::datum::Datum>,
+    input: mpsc::Sender<Datum>,
     window: pb::Window,
-    handle: tokio::task::JoinHandle<Result<Vec<crate::datum::Message>, Status>>,
+    handle: tokio::task::JoinHandle<Result<(), Status>>,
+    forwarder: tokio::task::JoinHandle<()>,
 }
 
 fn millis(ts: Option<&prost_types::Timestamp>) -> i64 {
@@ -62,7 +131,7 @@ fn millis(ts: Option<&prost_types::Timestamp>) -> i64 {
 }
 
 #[tonic::async_trait]
-impl<U: Reducer> pb::reduce_server::Reduce for Service<U> {
+impl<R: Runner> pb::reduce_server::Reduce for Service<R> {
     type ReduceFnStream = ResponseStream;
 
     async fn reduce_fn(
@@ -71,7 +140,7 @@ impl<U: Reducer> pb::reduce_server::Reduce for Service<U> {
     ) -> Result<Response<Self::ReduceFnStream>, Status> {
         let mut input = request.into_inner();
         let (tx, rx) = mpsc::channel(256);
-        let udf = self.udf.clone();
+        let runner = self.runner.clone();
         let exec = self.exec;
         tokio::spawn(async move {
             let mut tasks: HashMap<TaskKey, Task> = HashMap::new();
@@ -85,11 +154,10 @@ impl<U: Reducer> pb::reduce_server::Reduce for Service<U> {
                     }
                 };
                 let Some(op) = req.operation else { continue };
-                let event = pb::reduce_request::window_operation::Event::try_from(op.event);
+                use pb::reduce_request::window_operation::Event;
                 if !matches!(
-                    event,
-                    Ok(pb::reduce_request::window_operation::Event::Open)
-                        | Ok(pb::reduce_request::window_operation::Event::Append)
+                    Event::try_from(op.event),
+                    Ok(Event::Open) | Ok(Event::Append)
                 ) {
                     continue;
                 }
@@ -114,19 +182,38 @@ impl<U: Reducer> pb::reduce_server::Reduce for Service<U> {
                 let task = tasks.entry(key.clone()).or_insert_with(|| {
                     order.push(key.clone());
                     let (sender, datums) = DatumStream::channel(1024);
-                    let udf = udf.clone();
-                    let keys = datum.keys.clone();
+                    let (out, mut produced) = MessageSender::channel(256);
                     let w = Window {
                         start: wire::to_time(window.start.as_ref()),
                         end: wire::to_time(window.end.as_ref()),
                         slot: window.slot.clone(),
                     };
-                    let handle =
-                        tokio::spawn(exec.run(async move { udf.reduce(keys, w, datums).await }));
+                    let run = runner.run(datum.keys.clone(), w, datums, out);
+                    let handle = tokio::spawn(exec.run(run));
+                    let forward_tx = tx.clone();
+                    let forward_window = window.clone();
+                    let forwarder = tokio::spawn(async move {
+                        while let Some(m) = produced.recv().await {
+                            let response = pb::ReduceResponse {
+                                result: Some(pb::reduce_response::Result {
+                                    keys: m.keys,
+                                    value: m.value,
+                                    tags: m.tags,
+                                    metadata: None,
+                                }),
+                                window: Some(forward_window.clone()),
+                                eof: false,
+                            };
+                            if forward_tx.send(Ok(response)).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
                     Task {
                         input: sender,
                         window: window.clone(),
                         handle,
+                        forwarder,
                     }
                 });
                 // A task that already failed has dropped its input; its error is reported below.
@@ -138,48 +225,26 @@ impl<U: Reducer> pb::reduce_server::Reduce for Service<U> {
                     continue;
                 };
                 drop(task.input);
-                let messages = match task.handle.await {
-                    Ok(Ok(messages)) => messages,
-                    Ok(Err(status)) => {
-                        let _ = tx.send(Err(status)).await;
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx
-                            .send(Err(Status::internal(format!(
-                                "reduce handler panicked: {e}"
-                            ))))
-                            .await;
-                        return;
-                    }
+                let outcome = match task.handle.await {
+                    Ok(r) => r,
+                    Err(e) => Err(Status::internal(format!("reduce handler panicked: {e}"))),
                 };
-                for m in messages {
-                    let response = pb::ReduceResponse {
-                        result: Some(pb::reduce_response::Result {
-                            keys: m.keys,
-                            value: m.value,
-                            tags: m.tags,
-                            metadata: None,
-                        }),
-                        window: Some(task.window.clone()),
-                        eof: false,
-                    };
-                    if tx.send(Ok(response)).await.is_err() {
-                        return;
-                    }
+                let _ = task.forwarder.await;
+                if let Err(status) = outcome {
+                    let _ = tx.send(Err(status)).await;
+                    return;
                 }
                 if !windows.contains(&task.window) {
                     windows.push(task.window);
                 }
             }
             for window in windows {
-                let _ = tx
-                    .send(Ok(pb::ReduceResponse {
-                        result: None,
-                        window: Some(window),
-                        eof: true,
-                    }))
-                    .await;
+                let eof = pb::ReduceResponse {
+                    result: None,
+                    window: Some(window),
+                    eof: true,
+                };
+                let _ = tx.send(Ok(eof)).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
