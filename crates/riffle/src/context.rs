@@ -55,14 +55,21 @@ impl FlowContext {
         }
         for (unit, counter) in counters.iter() {
             let n = counter.load(Ordering::Relaxed);
-            let rate = if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
+            let rate = if seconds > 0.0 {
+                n as f64 / seconds
+            } else {
+                0.0
+            };
             eprintln!("{flow}: {n} {unit} in {seconds:.3} s ({rate:.0} {unit}/s)");
         }
     }
 
     /// The parameter `key`, or `default` when it was not given.
     pub fn param_or(&self, key: &str, default: &str) -> String {
-        self.params.get(key).cloned().unwrap_or_else(|| default.to_string())
+        self.params
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
     }
 
     /// The parameter `key` parsed as `T`, or `default`; a value that does not parse is
@@ -74,13 +81,10 @@ impl FlowContext {
     {
         match self.params.get(key) {
             None => Ok(default),
-            Some(text) => text
-                .parse()
-                .map_err(|e| crate::RiffleError::InvalidFlow {
-                    flow: String::new(),
-                    reason: format!("parameter {key}={text:?} is not valid: {e}"),
-                }),
+            Some(text) => text.parse().map_err(|e| crate::RiffleError::InvalidFlow {
+                flow: String::new(),
+                reason: format!("parameter {key}={text:?} is not valid: {e}"),
+            }),
         }
     }
 }
-

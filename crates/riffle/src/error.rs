@@ -30,7 +30,9 @@ pub enum RiffleError {
     InvalidFlow { flow: String, reason: String },
 
     /// A user function panicked.
-    #[error("step {step_id:?} failed on worker {worker}{context}: the function panicked: {message}")]
+    #[error(
+        "step {step_id:?} failed on worker {worker}{context}: the function panicked: {message}"
+    )]
     UserPanic {
         step_id: String,
         worker: usize,

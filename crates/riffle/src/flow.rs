@@ -70,7 +70,11 @@ impl FlowDescription {
     /// The graph as an indented tree, one line per step, children under parents.
     pub fn to_tree(&self) -> String {
         let mut out = format!("dataflow {}\n", self.name);
-        let roots: Vec<&StepInfo> = self.steps.iter().filter(|s| s.upstreams.is_empty()).collect();
+        let roots: Vec<&StepInfo> = self
+            .steps
+            .iter()
+            .filter(|s| s.upstreams.is_empty())
+            .collect();
         let mut seen = HashSet::new();
         for root in roots {
             self.tree_lines(root, "", None, &mut seen, &mut out);
@@ -124,7 +128,9 @@ pub struct Dataflow {
 
 impl std::fmt::Debug for Dataflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dataflow").field("name", &self.name()).finish()
+        f.debug_struct("Dataflow")
+            .field("name", &self.name())
+            .finish()
     }
 }
 
@@ -156,7 +162,9 @@ impl Dataflow {
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, FlowInner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn builders(&self) -> Vec<StepBuilder> {
@@ -223,8 +231,13 @@ fn check_step_id(step_id: &str) -> Result<()> {
     if step_id.len() > 200 {
         return bad("it is longer than 200 bytes");
     }
-    if let Some(c) = step_id.chars().find(|c| c.is_control() || matches!(c, '/' | ':')) {
-        return bad(&format!("it contains {c:?}; step ids may not contain '/', ':' or control characters"));
+    if let Some(c) = step_id
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '/' | ':'))
+    {
+        return bad(&format!(
+            "it contains {c:?}; step ids may not contain '/', ':' or control characters"
+        ));
     }
     Ok(())
 }
@@ -253,7 +266,13 @@ impl<T> Clone for Stream<T> {
 
 impl<T> std::fmt::Debug for Stream<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Stream({}.{} of {})", self.step_id, self.port, std::any::type_name::<T>())
+        write!(
+            f,
+            "Stream({}.{} of {})",
+            self.step_id,
+            self.port,
+            std::any::type_name::<T>()
+        )
     }
 }
 

@@ -109,7 +109,10 @@ impl RunShared {
 
     /// When the epoch after `epoch` begins.
     pub fn epoch_start(&self, epoch: u64) -> Instant {
-        self.start + self.epoch_interval.saturating_mul(epoch.min(u32::MAX as u64) as u32)
+        self.start
+            + self
+                .epoch_interval
+                .saturating_mul(epoch.min(u32::MAX as u64) as u32)
     }
 
     /// Runs `f`, turning a panic into a recorded [`RiffleError::UserPanic`] for
@@ -209,15 +212,18 @@ impl Execution {
         let Ok(id) = std::env::var(ENV_PROCESS_ID) else {
             return Ok(self);
         };
-        let id: usize = id
-            .parse()
-            .map_err(|_| RiffleError::Execution(format!("{ENV_PROCESS_ID}={id:?} is not a number")))?;
-        let addresses = std::env::var(ENV_ADDRESSES)
-            .map_err(|_| RiffleError::Execution(format!("{ENV_PROCESS_ID} is set but {ENV_ADDRESSES} is not")))?;
+        let id: usize = id.parse().map_err(|_| {
+            RiffleError::Execution(format!("{ENV_PROCESS_ID}={id:?} is not a number"))
+        })?;
+        let addresses = std::env::var(ENV_ADDRESSES).map_err(|_| {
+            RiffleError::Execution(format!(
+                "{ENV_PROCESS_ID} is set but {ENV_ADDRESSES} is not"
+            ))
+        })?;
         if let Ok(w) = std::env::var(ENV_WORKERS) {
-            self.workers = w
-                .parse()
-                .map_err(|_| RiffleError::Execution(format!("{ENV_WORKERS}={w:?} is not a number")))?;
+            self.workers = w.parse().map_err(|_| {
+                RiffleError::Execution(format!("{ENV_WORKERS}={w:?} is not a number"))
+            })?;
         }
         self.processes = 1;
         Ok(self.cluster(id, addresses.split(',').map(str::to_string).collect()))
@@ -255,7 +261,8 @@ impl Execution {
             let builders = flow.builders();
             let name = flow.name();
             let inner = shared.clone();
-            let result = timely::execute_directly(move |worker| drive(worker, &name, &builders, &inner));
+            let result =
+                timely::execute_directly(move |worker| drive(worker, &name, &builders, &inner));
             return shared.take_error().map_or(result, Err);
         }
         execute(flow, timely::Config::process(self.workers), shared)
@@ -301,7 +308,12 @@ pub fn spawn_cluster(processes: usize, workers_per_proc: usize) -> Result<()> {
             .env(ENV_ADDRESSES, addresses.join(","))
             .env(ENV_WORKERS, workers_per_proc.to_string())
             .spawn()
-            .map_err(|e| RiffleError::Execution(format!("cannot start process {id} ({}): {e}", exe.display())))?;
+            .map_err(|e| {
+                RiffleError::Execution(format!(
+                    "cannot start process {id} ({}): {e}",
+                    exe.display()
+                ))
+            })?;
         children.push(child);
     }
     let mut failure = None;
@@ -329,7 +341,11 @@ pub fn spawn_cluster(processes: usize, workers_per_proc: usize) -> Result<()> {
             // Give the others a moment to stop on their own (the abort travels through
             // the cluster), then stop what is left.
             let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && children.iter_mut().any(|c| matches!(c.try_wait(), Ok(None))) {
+            while Instant::now() < deadline
+                && children
+                    .iter_mut()
+                    .any(|c| matches!(c.try_wait(), Ok(None)))
+            {
                 std::thread::sleep(Duration::from_millis(20));
             }
             for child in children.iter_mut() {
@@ -365,13 +381,17 @@ fn execute(flow: &Dataflow, config: timely::Config, shared: Arc<RunShared>) -> R
     let builders = flow.builders();
     let name = flow.name();
     let inner = shared.clone();
-    let guards = timely::execute(config, move |worker| drive(worker, &name, &builders, &inner))
-        .map_err(RiffleError::Execution)?;
+    let guards = timely::execute(config, move |worker| {
+        drive(worker, &name, &builders, &inner)
+    })
+    .map_err(RiffleError::Execution)?;
     let mut first = None;
     for result in guards.join() {
         let outcome = match result {
             Ok(r) => r,
-            Err(panic) => Err(RiffleError::Execution(format!("a worker thread panicked: {panic}"))),
+            Err(panic) => Err(RiffleError::Execution(format!(
+                "a worker thread panicked: {panic}"
+            ))),
         };
         if let Err(e) = outcome {
             first.get_or_insert(e);
@@ -399,11 +419,14 @@ fn drive(
         Ok(())
     });
     let peer_abort = shared.clone();
-    let mut control: InputHandleVec<u64, usize> = worker.dataflow_named("riffle-control", |scope| {
-        let (handle, stream) = scope.new_input::<usize>();
-        stream.broadcast().inspect(move |_from: &usize| peer_abort.abort_from_peer());
-        handle
-    });
+    let mut control: InputHandleVec<u64, usize> =
+        worker.dataflow_named("riffle-control", |scope| {
+            let (handle, stream) = scope.new_input::<usize>();
+            stream
+                .broadcast()
+                .inspect(move |_from: &usize| peer_abort.abort_from_peer());
+            handle
+        });
     if let Err(e) = built {
         // Every worker builds the same flow, so every worker fails the same way.
         shared.fail(e);

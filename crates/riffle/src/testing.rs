@@ -95,7 +95,9 @@ impl<T: Data> Stream<T> {
 /// Runs `flow` on one worker in this thread, with a long epoch interval so that only
 /// explicit epochs (from [`crate::sources::TestingSource::with_epochs`]) matter.
 pub fn run(flow: &Dataflow) -> Result<()> {
-    Execution::new().epoch_interval(Duration::from_secs(3600)).run(flow)
+    Execution::new()
+        .epoch_interval(Duration::from_secs(3600))
+        .run(flow)
 }
 
 /// Runs `flow` on `workers` threads of this process.
@@ -125,14 +127,18 @@ pub fn run_cluster(flow: &Dataflow, proc_count: usize, worker_count_per_proc: us
                         .cluster(id, addresses)
                         .run(&flow)
                 })
-                .map_err(|e| RiffleError::Execution(format!("cannot start process thread {id}: {e}")))
+                .map_err(|e| {
+                    RiffleError::Execution(format!("cannot start process thread {id}: {e}"))
+                })
         })
         .collect::<Result<_>>()?;
     let mut first = None;
     for handle in handles {
-        let outcome = handle
-            .join()
-            .unwrap_or_else(|_| Err(RiffleError::Execution("a process thread panicked".to_string())));
+        let outcome = handle.join().unwrap_or_else(|_| {
+            Err(RiffleError::Execution(
+                "a process thread panicked".to_string(),
+            ))
+        });
         if let Err(e) = outcome {
             first.get_or_insert(e);
         }

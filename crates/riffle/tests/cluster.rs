@@ -29,9 +29,19 @@ fn keyed_flow() -> (
     Capture<(String, (u64, u64))>,
 ) {
     let flow = Dataflow::new("keyed");
-    let events: Vec<(u64, (String, u64))> = (0..20_000u64).map(|i| (i / 5_000, (format!("k{}", i % 97), i))).collect();
-    let inp = flow.input("inp", TestingSource::with_epochs(events)).unwrap().redistribute("spread").unwrap();
-    let per_epoch = inp.reduce_epoch("sum_epoch", |a, b| a + b).unwrap().capture("per_epoch").unwrap();
+    let events: Vec<(u64, (String, u64))> = (0..20_000u64)
+        .map(|i| (i / 5_000, (format!("k{}", i % 97), i)))
+        .collect();
+    let inp = flow
+        .input("inp", TestingSource::with_epochs(events))
+        .unwrap()
+        .redistribute("spread")
+        .unwrap();
+    let per_epoch = inp
+        .reduce_epoch("sum_epoch", |a, b| a + b)
+        .unwrap()
+        .capture("per_epoch")
+        .unwrap();
     let counts = inp
         .count_final("count", |(k, _): (String, u64)| k)
         .unwrap()
@@ -45,7 +55,12 @@ fn keyed_flow() -> (
         .capture("running_max")
         .unwrap();
     let folded = inp
-        .fold_final("fold", |_| (0, 0), |(n, s), v| (n + 1, s + v), |(a, b), (c, d)| (a + c, b + d))
+        .fold_final(
+            "fold",
+            |_| (0, 0),
+            |(n, s), v| (n + 1, s + v),
+            |(a, b), (c, d)| (a + c, b + d),
+        )
         .unwrap()
         .capture("folded")
         .unwrap();
@@ -58,9 +73,18 @@ fn keyed_results_are_the_same_on_every_shape() {
     for (name, runner) in runners() {
         let (flow, per_epoch, counts, running, folded) = keyed_flow();
         runner(&flow).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let r = (per_epoch.take_sorted(), counts.take_sorted(), running.take_sorted(), folded.take_sorted());
+        let r = (
+            per_epoch.take_sorted(),
+            counts.take_sorted(),
+            running.take_sorted(),
+            folded.take_sorted(),
+        );
         assert_eq!(r.1.len(), 97, "{name}");
-        assert_eq!(r.1.iter().map(|(_, (_, n))| n).sum::<u64>(), 20_000, "{name}");
+        assert_eq!(
+            r.1.iter().map(|(_, (_, n))| n).sum::<u64>(),
+            20_000,
+            "{name}"
+        );
         assert_eq!(r.0.len(), 97 * 4, "{name}: one sum per key per epoch");
         results.push((name, r));
     }
@@ -102,16 +126,23 @@ fn keyed_state_lives_on_exactly_one_worker_per_key() {
         let owners: Arc<Mutex<BTreeMap<String, BTreeSet<usize>>>> = Default::default();
         let seen = owners.clone();
         let flow = Dataflow::new("owners");
-        flow.input_dynamic("gen", GeneratorSource::new(10_000, |i| (format!("key{}", i % 50), i)))
-            .unwrap()
-            .stateful_map("state", |_| 0u64, |n, _v: u64| (Some(n + 1), n + 1))
-            .unwrap()
-            .inspect_debug("where", move |_, (key, _), _, worker| {
-                seen.lock().unwrap().entry(key.clone()).or_default().insert(worker);
-            })
-            .unwrap()
-            .capture("out")
-            .unwrap();
+        flow.input_dynamic(
+            "gen",
+            GeneratorSource::new(10_000, |i| (format!("key{}", i % 50), i)),
+        )
+        .unwrap()
+        .stateful_map("state", |_| 0u64, |n, _v: u64| (Some(n + 1), n + 1))
+        .unwrap()
+        .inspect_debug("where", move |_, (key, _), _, worker| {
+            seen.lock()
+                .unwrap()
+                .entry(key.clone())
+                .or_default()
+                .insert(worker);
+        })
+        .unwrap()
+        .capture("out")
+        .unwrap();
         runner(&flow).unwrap_or_else(|e| panic!("{name}: {e}"));
         let owners = owners.lock().unwrap();
         assert_eq!(owners.len(), 50, "{name}");
@@ -120,7 +151,14 @@ fn keyed_state_lives_on_exactly_one_worker_per_key() {
             assert_eq!(workers.len(), 1, "{name}: {key} lives on {workers:?}");
             assert_eq!(
                 *workers.iter().next().unwrap(),
-                riffle::exchange::worker_for(key, if name.starts_with('2') && name.contains("processes") { 4 } else { 2 }),
+                riffle::exchange::worker_for(
+                    key,
+                    if name.starts_with('2') && name.contains("processes") {
+                        4
+                    } else {
+                        2
+                    }
+                ),
                 "{name}: {key} is not on the worker its stable hash names"
             );
         }
@@ -135,16 +173,23 @@ fn a_failure_in_one_process_stops_the_whole_cluster() {
         .unwrap()
         .key_on("key", |i| i % 10)
         .unwrap()
-        .stateful_map("explode", |_| 0u64, |n, v: u64| {
-            if v == 77_777 {
-                panic!("bad value {v}");
-            }
-            (Some(n + 1), n)
-        })
+        .stateful_map(
+            "explode",
+            |_| 0u64,
+            |n, v: u64| {
+                if v == 77_777 {
+                    panic!("bad value {v}");
+                }
+                (Some(n + 1), n)
+            },
+        )
         .unwrap()
         .capture("out")
         .unwrap();
     let err = run_cluster(&flow, 2, 2).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("\"explode\"") || text.contains("another process"), "{text}");
+    assert!(
+        text.contains("\"explode\"") || text.contains("another process"),
+        "{text}"
+    );
 }

@@ -23,7 +23,10 @@ fn write(path: &Path, text: &str) {
 fn a_directory_is_one_partition_per_file_spread_over_workers() {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..5 {
-        write(&dir.path().join(format!("f{i}.txt")), &format!("a{i}\nb{i}\n"));
+        write(
+            &dir.path().join(format!("f{i}.txt")),
+            &format!("a{i}\nb{i}\n"),
+        );
     }
     let flow = Dataflow::new("dir");
     let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
@@ -63,10 +66,19 @@ fn invalid_utf8_names_file_and_line() {
     let path = dir.path().join("bad.txt");
     std::fs::write(&path, b"fine\nalso fine\n\xff\xfe broken\n").unwrap();
     let flow = Dataflow::new("utf8");
-    flow.input("lines", FileSource::new(&path)).unwrap().capture("out").unwrap();
+    flow.input("lines", FileSource::new(&path))
+        .unwrap()
+        .capture("out")
+        .unwrap();
     let err = run(&flow).unwrap_err();
     let text = err.to_string();
-    assert!(text.starts_with(&format!("step \"lines\": {}:3: not valid UTF-8", path.display())), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "step \"lines\": {}:3: not valid UTF-8",
+            path.display()
+        )),
+        "{text}"
+    );
 }
 
 #[test]
@@ -75,18 +87,38 @@ fn csv_rows_parse_and_a_bad_row_names_file_and_line() {
     let path = dir.path().join("orders.csv");
     write(&path, "id,item,qty\n1,apple,3\n2,pear,5\n3,plum,many\n");
     let flow = Dataflow::new("csv");
-    flow.input("orders", CsvSource::<Order>::new(&path)).unwrap().capture("out").unwrap();
+    flow.input("orders", CsvSource::<Order>::new(&path))
+        .unwrap()
+        .capture("out")
+        .unwrap();
     let err = run(&flow).unwrap_err();
     let text = err.to_string();
-    assert!(text.starts_with(&format!("step \"orders\": {}:4: bad CSV row", path.display())), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "step \"orders\": {}:4: bad CSV row",
+            path.display()
+        )),
+        "{text}"
+    );
 
     let good = dir.path().join("good.csv");
     write(&good, "id,item,qty\n1,apple,3\n2,\"pear, green\",5\n");
     let flow = Dataflow::new("csv2");
-    let out = flow.input("orders", CsvSource::<Order>::new(&good)).unwrap().capture("out").unwrap();
+    let out = flow
+        .input("orders", CsvSource::<Order>::new(&good))
+        .unwrap()
+        .capture("out")
+        .unwrap();
     run(&flow).unwrap();
     let rows: Vec<Order> = out.take_sorted().into_iter().map(|(_, o)| o).collect();
-    assert_eq!(rows[1], Order { id: 2, item: "pear, green".into(), qty: 5 });
+    assert_eq!(
+        rows[1],
+        Order {
+            id: 2,
+            item: "pear, green".into(),
+            qty: 5
+        }
+    );
 }
 
 #[test]
@@ -95,9 +127,15 @@ fn a_wrong_number_of_csv_fields_is_an_error() {
     let path = dir.path().join("orders.csv");
     write(&path, "id,item,qty\n1,apple\n");
     let flow = Dataflow::new("csv");
-    flow.input("orders", CsvSource::<Order>::new(&path)).unwrap().capture("out").unwrap();
+    flow.input("orders", CsvSource::<Order>::new(&path))
+        .unwrap()
+        .capture("out")
+        .unwrap();
     let text = run(&flow).unwrap_err().to_string();
-    assert!(text.contains(":2: bad CSV row: 2 field(s) where the header has 3"), "{text}");
+    assert!(
+        text.contains(":2: bad CSV row: 2 field(s) where the header has 3"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -111,7 +149,10 @@ fn bad_json_lines_go_to_the_dead_letter_file_and_the_run_goes_on() {
     let dead = dir.path().join("dead.jsonl");
     let flow = Dataflow::new("json");
     let out = flow
-        .input("orders", JsonLinesSource::<Order>::new(&path).dead_letter_file(&dead))
+        .input(
+            "orders",
+            JsonLinesSource::<Order>::new(&path).dead_letter_file(&dead),
+        )
         .unwrap()
         .capture("out")
         .unwrap();
@@ -127,28 +168,57 @@ fn bad_json_lines_go_to_the_dead_letter_file_and_the_run_goes_on() {
     assert_eq!(letters[0]["line"], 2);
     assert_eq!(letters[0]["text"], "not json");
     assert_eq!(letters[1]["line"], 4);
-    assert!(letters[1]["reason"].as_str().unwrap().contains("missing field `qty`"));
+    assert!(
+        letters[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `qty`")
+    );
     assert_eq!(letters[0]["step_id"], "orders");
 
     // Without a dead-letter file the same input stops the run at line 2.
     let flow = Dataflow::new("json2");
-    flow.input("orders", JsonLinesSource::<Order>::new(&path)).unwrap().capture("out").unwrap();
+    flow.input("orders", JsonLinesSource::<Order>::new(&path))
+        .unwrap()
+        .capture("out")
+        .unwrap();
     let text = run(&flow).unwrap_err().to_string();
-    assert!(text.contains(&format!("{}:2: bad JSON", path.display())), "{text}");
+    assert!(
+        text.contains(&format!("{}:2: bad JSON", path.display())),
+        "{text}"
+    );
 }
 
 #[test]
 fn file_csv_json_and_dir_sinks_write_what_they_get() {
     let dir = tempfile::tempdir().unwrap();
     let orders = vec![
-        Order { id: 1, item: "apple".into(), qty: 3 },
-        Order { id: 2, item: "pear, green".into(), qty: 5 },
+        Order {
+            id: 1,
+            item: "apple".into(),
+            qty: 3,
+        },
+        Order {
+            id: 2,
+            item: "pear, green".into(),
+            qty: 5,
+        },
     ];
     let flow = Dataflow::new("sinks");
-    let inp = flow.input("inp", TestingSource::new(orders.clone())).unwrap();
-    inp.output("csv", CsvSink::new(dir.path().join("o.csv"), &["id", "item", "qty"])).unwrap();
-    inp.output("json", JsonLinesSink::new(dir.path().join("o.jsonl"))).unwrap();
-    inp.map("name", |o: Order| o.item).unwrap().output("txt", FileSink::new(dir.path().join("o.txt"))).unwrap();
+    let inp = flow
+        .input("inp", TestingSource::new(orders.clone()))
+        .unwrap();
+    inp.output(
+        "csv",
+        CsvSink::new(dir.path().join("o.csv"), &["id", "item", "qty"]),
+    )
+    .unwrap();
+    inp.output("json", JsonLinesSink::new(dir.path().join("o.jsonl")))
+        .unwrap();
+    inp.map("name", |o: Order| o.item)
+        .unwrap()
+        .output("txt", FileSink::new(dir.path().join("o.txt")))
+        .unwrap();
     inp.map("keyed", |o: Order| (o.id, format!("{}={}", o.id, o.qty)))
         .unwrap()
         .output("dir", DirSink::new(dir.path().join("parts"), 2))
@@ -164,7 +234,10 @@ fn file_csv_json_and_dir_sinks_write_what_they_get() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(back, orders);
-    assert_eq!(std::fs::read_to_string(dir.path().join("o.txt")).unwrap(), "apple\npear, green\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("o.txt")).unwrap(),
+        "apple\npear, green\n"
+    );
     let mut parts = String::new();
     for i in 0..2 {
         parts += &std::fs::read_to_string(dir.path().join(format!("parts/part-{i:05}"))).unwrap();
@@ -175,9 +248,19 @@ fn file_csv_json_and_dir_sinks_write_what_they_get() {
 
     // The same CSV read back through the CSV source round-trips.
     let flow = Dataflow::new("back");
-    let out = flow.input("inp", CsvSource::<Order>::new(dir.path().join("o.csv"))).unwrap().capture("out").unwrap();
+    let out = flow
+        .input("inp", CsvSource::<Order>::new(dir.path().join("o.csv")))
+        .unwrap()
+        .capture("out")
+        .unwrap();
     run(&flow).unwrap();
-    assert_eq!(out.take_sorted().into_iter().map(|(_, o)| o).collect::<Vec<_>>(), orders);
+    assert_eq!(
+        out.take_sorted()
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect::<Vec<_>>(),
+        orders
+    );
 }
 
 #[test]
@@ -188,5 +271,8 @@ fn an_unwritable_sink_names_its_file() {
         .output("out", FileSink::new("/nonexistent/dir/out.txt"))
         .unwrap();
     let text = run(&flow).unwrap_err().to_string();
-    assert!(text.starts_with("step \"out\": cannot create /nonexistent/dir/out.txt"), "{text}");
+    assert!(
+        text.starts_with("step \"out\": cannot create /nonexistent/dir/out.txt"),
+        "{text}"
+    );
 }

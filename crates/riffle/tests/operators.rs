@@ -13,7 +13,10 @@ fn strings(items: &[(u64, &str)]) -> Vec<(u64, String)> {
 fn map_uppercases_the_seed_example() {
     let flow = Dataflow::new("t");
     let out = flow
-        .input("inp", TestingSource::with_epochs(strings(&[(0, "a"), (1, "b"), (2, "c")])))
+        .input(
+            "inp",
+            TestingSource::with_epochs(strings(&[(0, "a"), (1, "b"), (2, "c")])),
+        )
         .unwrap()
         .map("up", |s: String| s.to_uppercase())
         .unwrap()
@@ -26,8 +29,17 @@ fn map_uppercases_the_seed_example() {
 #[test]
 fn filter_filter_map_flat_map() {
     let flow = Dataflow::new("t");
-    let inp = flow.input("inp", TestingSource::with_epochs(vec![(0, 1u32), (0, 2), (1, 3), (1, 4)])).unwrap();
-    let evens = inp.filter("even", |x| x % 2 == 0).unwrap().capture("evens").unwrap();
+    let inp = flow
+        .input(
+            "inp",
+            TestingSource::with_epochs(vec![(0, 1u32), (0, 2), (1, 3), (1, 4)]),
+        )
+        .unwrap();
+    let evens = inp
+        .filter("even", |x| x % 2 == 0)
+        .unwrap()
+        .capture("evens")
+        .unwrap();
     let halves = inp
         .filter_map("half", |x| (x % 2 == 0).then_some(x / 2))
         .unwrap()
@@ -43,7 +55,10 @@ fn filter_filter_map_flat_map() {
     assert_eq!(halves.take_sorted(), [(0, 1), (1, 2)]);
     let repeated = repeated.take_sorted();
     assert_eq!(repeated.len(), 1 + 2 + 3 + 4);
-    assert_eq!(repeated.iter().filter(|(e, x)| *e == 1 && *x == 4).count(), 4);
+    assert_eq!(
+        repeated.iter().filter(|(e, x)| *e == 1 && *x == 4).count(),
+        4
+    );
 }
 
 #[test]
@@ -71,7 +86,12 @@ fn inspect_and_inspect_epoch_see_every_item() {
 #[test]
 fn key_on_branch_merge_redistribute() {
     let flow = Dataflow::new("t");
-    let inp = flow.input("inp", TestingSource::with_epochs((0..10u32).map(|i| (0, i)).collect())).unwrap();
+    let inp = flow
+        .input(
+            "inp",
+            TestingSource::with_epochs((0..10u32).map(|i| (0, i)).collect()),
+        )
+        .unwrap();
     let (small, big) = inp.branch("split", |x| *x < 5).unwrap();
     let small_out = small.capture("small").unwrap();
     let merged = small
@@ -84,7 +104,10 @@ fn key_on_branch_merge_redistribute() {
         .capture("keyed")
         .unwrap();
     run(&flow).unwrap();
-    assert_eq!(small_out.take_sorted(), (0..5).map(|i| (0, i)).collect::<Vec<_>>());
+    assert_eq!(
+        small_out.take_sorted(),
+        (0..5).map(|i| (0, i)).collect::<Vec<_>>()
+    );
     let keyed = merged.take_sorted();
     assert_eq!(keyed.len(), 10);
     assert!(keyed.contains(&(0, ("k1".to_string(), 7))));
@@ -93,16 +116,46 @@ fn key_on_branch_merge_redistribute() {
 #[test]
 fn map_value_reduce_and_reduce_epoch() {
     let flow = Dataflow::new("t");
-    let items = vec![(0, ('a', 1)), (0, ('b', 1)), (0, ('a', 2)), (1, ('a', 4)), (1, ('b', 10))];
-    let inp = flow.input("inp", TestingSource::with_epochs(items)).unwrap();
-    let doubled = inp.map_value("double", |v| v * 2).unwrap().capture("doubled").unwrap();
-    let per_epoch = inp.reduce_epoch("sum", |a, b| a + b).unwrap().capture("per_epoch").unwrap();
-    let local = inp.reduce_epoch_local("sum_local", |a, b| a + b).unwrap().capture("local").unwrap();
-    let complete = inp.reduce("until5", |a, b| a + b, |acc| *acc >= 5).unwrap().capture("complete").unwrap();
+    let items = vec![
+        (0, ('a', 1)),
+        (0, ('b', 1)),
+        (0, ('a', 2)),
+        (1, ('a', 4)),
+        (1, ('b', 10)),
+    ];
+    let inp = flow
+        .input("inp", TestingSource::with_epochs(items))
+        .unwrap();
+    let doubled = inp
+        .map_value("double", |v| v * 2)
+        .unwrap()
+        .capture("doubled")
+        .unwrap();
+    let per_epoch = inp
+        .reduce_epoch("sum", |a, b| a + b)
+        .unwrap()
+        .capture("per_epoch")
+        .unwrap();
+    let local = inp
+        .reduce_epoch_local("sum_local", |a, b| a + b)
+        .unwrap()
+        .capture("local")
+        .unwrap();
+    let complete = inp
+        .reduce("until5", |a, b| a + b, |acc| *acc >= 5)
+        .unwrap()
+        .capture("complete")
+        .unwrap();
     run(&flow).unwrap();
     assert_eq!(doubled.take().len(), 5);
-    assert_eq!(per_epoch.take_sorted(), [(0, ('a', 3)), (0, ('b', 1)), (1, ('a', 4)), (1, ('b', 10))]);
-    assert_eq!(local.take_sorted(), [(0, ('a', 3)), (0, ('b', 1)), (1, ('a', 4)), (1, ('b', 10))]);
+    assert_eq!(
+        per_epoch.take_sorted(),
+        [(0, ('a', 3)), (0, ('b', 1)), (1, ('a', 4)), (1, ('b', 10))]
+    );
+    assert_eq!(
+        local.take_sorted(),
+        [(0, ('a', 3)), (0, ('b', 1)), (1, ('a', 4)), (1, ('b', 10))]
+    );
     // a: 1+2+4 = 7 completes at epoch 1; b: 1+10 = 11 completes at epoch 1.
     assert_eq!(complete.take_sorted(), [(1, ('a', 7)), (1, ('b', 11))]);
 }
@@ -115,37 +168,66 @@ fn stateful_map_forgets_a_key_on_none() {
     let out = flow
         .input("inp", TestingSource::with_epochs(items))
         .unwrap()
-        .stateful_map("count", |_| 0u32, |n, _v: i32| {
-            let n = n + 1;
-            (if n == 2 { None } else { Some(n) }, n)
-        })
+        .stateful_map(
+            "count",
+            |_| 0u32,
+            |n, _v: i32| {
+                let n = n + 1;
+                (if n == 2 { None } else { Some(n) }, n)
+            },
+        )
         .unwrap()
         .capture("out")
         .unwrap();
     run(&flow).unwrap();
-    assert_eq!(out.take_sorted(), [(0, ('a', 1)), (0, ('a', 2)), (1, ('a', 1)), (1, ('a', 2))]);
+    assert_eq!(
+        out.take_sorted(),
+        [(0, ('a', 1)), (0, ('a', 2)), (1, ('a', 1)), (1, ('a', 2))]
+    );
 }
 
 #[test]
 fn fold_final_count_final_and_collect() {
     let flow = Dataflow::new("t");
     let items = vec![(0, ('a', 1)), (0, ('b', 2)), (1, ('a', 3)), (2, ('a', 4))];
-    let inp = flow.input("inp", TestingSource::with_epochs(items)).unwrap();
+    let inp = flow
+        .input("inp", TestingSource::with_epochs(items))
+        .unwrap();
     let folded = inp
         .fold_final("fold", |_| 0, |acc, v| acc + v, |a, b| a + b)
         .unwrap()
         .capture("folded")
         .unwrap();
-    let counted = inp.count_final("count", |(k, _)| k.to_string()).unwrap().capture("counted").unwrap();
-    let collected = inp.collect("collect", 10).unwrap().capture("collected").unwrap();
-    let bounded = inp.collect("collect2", 1).unwrap().capture("bounded").unwrap();
+    let counted = inp
+        .count_final("count", |(k, _)| k.to_string())
+        .unwrap()
+        .capture("counted")
+        .unwrap();
+    let collected = inp
+        .collect("collect", 10)
+        .unwrap()
+        .capture("collected")
+        .unwrap();
+    let bounded = inp
+        .collect("collect2", 1)
+        .unwrap()
+        .capture("bounded")
+        .unwrap();
     run(&flow).unwrap();
     // Final results come out once, at the last epoch.
     assert_eq!(folded.take_sorted(), [(2, ('a', 8)), (2, ('b', 2))]);
-    assert_eq!(counted.take_sorted(), [(2, ("a".to_string(), 3)), (2, ("b".to_string(), 1))]);
+    assert_eq!(
+        counted.take_sorted(),
+        [(2, ("a".to_string(), 3)), (2, ("b".to_string(), 1))]
+    );
     assert_eq!(
         collected.take_sorted(),
-        [(0, ('a', vec![1])), (0, ('b', vec![2])), (1, ('a', vec![3])), (2, ('a', vec![4]))]
+        [
+            (0, ('a', vec![1])),
+            (0, ('b', vec![2])),
+            (1, ('a', vec![3])),
+            (2, ('a', vec![4]))
+        ]
     );
     assert_eq!(bounded.take().len(), 4);
 }
@@ -169,15 +251,18 @@ fn duplicate_step_ids_are_refused_when_added() {
 fn a_panic_names_the_step_and_the_item() {
     let flow = Dataflow::new("t");
     let out = TestingSink::new();
-    flow.input("inp", TestingSource::with_epochs(vec![(0, 1), (0, 13), (1, 2)]))
-        .unwrap()
-        .filter("picky", |x: &i32| {
-            assert!(*x != 13, "unlucky number");
-            true
-        })
-        .unwrap()
-        .output("out", out.clone())
-        .unwrap();
+    flow.input(
+        "inp",
+        TestingSource::with_epochs(vec![(0, 1), (0, 13), (1, 2)]),
+    )
+    .unwrap()
+    .filter("picky", |x: &i32| {
+        assert!(*x != 13, "unlucky number");
+        true
+    })
+    .unwrap()
+    .output("out", out.clone())
+    .unwrap();
     let err = run(&flow).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("step \"picky\""), "{text}");
@@ -214,13 +299,32 @@ fn describe_reports_steps_kinds_and_upstreams() {
     let (a, b) = inp.branch("split", |x| *x > 0).unwrap();
     a.merge("join", &[&b]).unwrap().capture("out").unwrap();
     let d = flow.describe();
-    let kinds: Vec<(&str, &str)> = d.steps.iter().map(|s| (s.step_id.as_str(), s.kind.as_str())).collect();
-    assert_eq!(kinds, [("inp", "input"), ("split", "branch"), ("join", "merge"), ("out", "capture")]);
+    let kinds: Vec<(&str, &str)> = d
+        .steps
+        .iter()
+        .map(|s| (s.step_id.as_str(), s.kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("inp", "input"),
+            ("split", "branch"),
+            ("join", "merge"),
+            ("out", "capture")
+        ]
+    );
     let join = &d.steps[2];
-    let ups: Vec<(&str, &str)> = join.upstreams.iter().map(|u| (u.step_id.as_str(), u.port.as_str())).collect();
+    let ups: Vec<(&str, &str)> = join
+        .upstreams
+        .iter()
+        .map(|u| (u.step_id.as_str(), u.port.as_str()))
+        .collect();
     assert_eq!(ups, [("split", "trues"), ("split", "falses")]);
     let json = serde_json::to_value(&d).unwrap();
-    assert_eq!(json["steps"][1]["outputs"], serde_json::json!(["trues", "falses"]));
+    assert_eq!(
+        json["steps"][1]["outputs"],
+        serde_json::json!(["trues", "falses"])
+    );
     let tree = d.to_tree();
     assert!(tree.contains("    split (branch)"), "{tree}");
 }

@@ -47,23 +47,27 @@ pub fn line(j: u64, total_words: u64) -> String {
             out.push(' ');
         }
         out.push_str("word");
-        let n = splitmix64(k) % VOCABULARY;
-        out.push_str(itoa_u64(n, &mut [0u8; 20]));
+        push_decimal(&mut out, splitmix64(k) % VOCABULARY);
     }
     out
 }
 
-fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
-    let mut i = buf.len();
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    let mut rest = n;
     loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
+        digits[len] = b'0' + (rest % 10) as u8;
+        len += 1;
+        rest /= 10;
+        if rest == 0 {
             break;
         }
     }
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+    for &d in digits[..len].iter().rev() {
+        out.push(d as char);
+    }
 }
 
 /// Runs the `stateless` or `wordcount` workload once.
@@ -88,7 +92,10 @@ fn stateless(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     let seconds = started.elapsed().as_secs_f64();
     let count: u64 = out.take().iter().map(|(_, n)| n).sum();
     let expected = items.div_ceil(3);
-    anyhow::ensure!(count == expected, "stateless counted {count}, expected {expected}");
+    anyhow::ensure!(
+        count == expected,
+        "stateless counted {count}, expected {expected}"
+    );
     let mut report = BenchReport::new("stateless", args.workers, items, seconds);
     report.extra.insert("checksum".into(), count.into());
     Ok(vec![report])
@@ -99,23 +106,36 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     let lines = words.div_ceil(WORDS_PER_LINE);
     let flow = Dataflow::new("bench-wordcount");
     let out = TestingSink::new();
-    flow.input_dynamic("lines", GeneratorSource::new(lines, move |j| line(j, words)).batch_size(1024))?
-        .flat_map("split", |line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())?
-        .count_final("count", |word: String| word)?
-        .output("out", out.clone())?;
+    flow.input_dynamic(
+        "lines",
+        GeneratorSource::new(lines, move |j| line(j, words)).batch_size(1024),
+    )?
+    .flat_map("split", |line: String| {
+        line.split(' ').map(str::to_owned).collect::<Vec<_>>()
+    })?
+    .count_final("count", |word: String| word)?
+    .output("out", out.clone())?;
     let started = Instant::now();
     Execution::new().workers(args.workers).run(&flow)?;
     let seconds = started.elapsed().as_secs_f64();
     let counts = out.take();
     let total: u64 = counts.iter().map(|(_, n)| n).sum();
-    anyhow::ensure!(total == words, "wordcount counted {total} words, expected {words}");
+    anyhow::ensure!(
+        total == words,
+        "wordcount counted {total} words, expected {words}"
+    );
     let mut top = counts;
     top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let mut report = BenchReport::new("wordcount", args.workers, words, seconds);
     report.extra.insert("distinct".into(), top.len().into());
     report.extra.insert(
         "top".into(),
-        serde_json::json!(top.iter().take(3).map(|(w, n)| serde_json::json!([w, n])).collect::<Vec<_>>()),
+        serde_json::json!(
+            top.iter()
+                .take(3)
+                .map(|(w, n)| serde_json::json!([w, n]))
+                .collect::<Vec<_>>()
+        ),
     );
     Ok(vec![report])
 }
@@ -132,7 +152,10 @@ mod tests {
             first.join(" "),
             "word6052 word6005 word9891 word1197 word693 word3130 word2368 word6705 word3795 word6071 word4393 word6506"
         );
-        assert_eq!(line(0, 25).split(' ').collect::<Vec<_>>(), (0..10).map(word).collect::<Vec<_>>());
+        assert_eq!(
+            line(0, 25).split(' ').collect::<Vec<_>>(),
+            (0..10).map(word).collect::<Vec<_>>()
+        );
         assert_eq!(line(2, 25).split(' ').count(), 5);
     }
 }

@@ -12,7 +12,6 @@ use std::hash::Hash;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
@@ -23,6 +22,10 @@ use crate::data::{Data, Key};
 use crate::error::Result;
 use crate::exchange::stable_hash;
 use crate::flow::{Stream, stream_key};
+
+/// The maps that hold keyed state on a worker: never iterated for results that
+/// leave the operator in an order anyone relies on, so a fast fixed-seed hasher.
+type StateMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// What a keyed step does with batches, closing epochs and the end of the stream.
 pub(crate) trait EpochLogic<I, O>: 'static {
@@ -62,7 +65,9 @@ where
         let mut ended = false;
         move |(input, frontier), output| {
             input.for_each(|time, data| {
-                let Some(epoch) = time.least().copied() else { return };
+                let Some(epoch) = time.least().copied() else {
+                    return;
+                };
                 if shared.aborted() {
                     data.clear();
                     return;
@@ -81,7 +86,10 @@ where
                 return;
             }
             let low = frontier.frontier().first().copied();
-            let mut run = |logic_call: &mut dyn FnMut(&mut L, &mut Vec<O>) -> Result<()>, cap: &Capability<u64>, out: &mut Vec<O>| -> bool {
+            let mut run = |logic_call: &mut dyn FnMut(&mut L, &mut Vec<O>) -> Result<()>,
+                           cap: &Capability<u64>,
+                           out: &mut Vec<O>|
+             -> bool {
                 let result = catch_unwind(AssertUnwindSafe(|| logic_call(&mut logic, out)));
                 match result {
                     Ok(Ok(())) => {
@@ -108,8 +116,14 @@ where
                     break;
                 }
                 let mut items = Some(entry.remove());
-                let Some(cap) = caps.get(&epoch) else { continue };
-                if !run(&mut |l, o| l.on_batch(&site, epoch, items.take().unwrap_or_default(), o), cap, &mut out) {
+                let Some(cap) = caps.get(&epoch) else {
+                    continue;
+                };
+                if !run(
+                    &mut |l, o| l.on_batch(&site, epoch, items.take().unwrap_or_default(), o),
+                    cap,
+                    &mut out,
+                ) {
                     return;
                 }
             }
@@ -143,7 +157,13 @@ fn by_key<K: Key, V: Data>() -> Exchange<(K, V), impl FnMut(&(K, V)) -> u64 + 's
 impl<T: Data> Stream<T> {
     /// Adds a step made of a pre-aggregation on each worker (`local`), an exchange by
     /// key, and a merge on the key's owner (`global`).
-    fn two_stage<K, A, O, L1, L2, M1, M2>(&self, step_id: &str, kind: &str, local: M1, global: M2) -> Result<Stream<O>>
+    fn two_stage<K, A, O, L1, L2, M1, M2>(
+        &self,
+        step_id: &str,
+        kind: &str,
+        local: M1,
+        global: M2,
+    ) -> Result<Stream<O>>
     where
         K: Key,
         A: Data,
@@ -172,7 +192,13 @@ impl<T: Data> Stream<T> {
     }
 
     /// Adds a one-operator step whose input is routed by `pact`.
-    fn epoch_step<O, L, M>(&self, step_id: &str, kind: &str, keyed: bool, make: M) -> Result<Stream<O>>
+    fn epoch_step<O, L, M>(
+        &self,
+        step_id: &str,
+        kind: &str,
+        keyed: bool,
+        make: M,
+    ) -> Result<Stream<O>>
     where
         O: Data,
         L: EpochLogic<T, O>,
@@ -189,7 +215,13 @@ impl<T: Data> Stream<T> {
             Arc::new(move |ctx: &mut BuildCtx<'_>| {
                 let input = ctx.stream::<T>(&up_key)?;
                 let out = if keyed {
-                    epoch_operator(ctx, &id, input, Exchange::new(|item: &T| item.route()), make())
+                    epoch_operator(
+                        ctx,
+                        &id,
+                        input,
+                        Exchange::new(|item: &T| item.route()),
+                        make(),
+                    )
                 } else {
                     epoch_operator(ctx, &id, input, Pipeline, make())
                 };
@@ -214,19 +246,23 @@ impl<T: Data> Stream<T> {
     /// assert_eq!(out.take_sorted(), [("a".to_string(), 2), ("b".to_string(), 1)]);
     /// # Ok::<(), riffle::RiffleError>(())
     /// ```
-    pub fn count_final<K: Key>(&self, step_id: &str, key: impl Fn(T) -> K + Send + Sync + 'static) -> Result<Stream<(K, u64)>> {
+    pub fn count_final<K: Key>(
+        &self,
+        step_id: &str,
+        key: impl Fn(T) -> K + Send + Sync + 'static,
+    ) -> Result<Stream<(K, u64)>> {
         let key = Arc::new(key);
         self.two_stage(
             step_id,
             "count_final",
             move || CountLocal {
                 key: key.clone(),
-                counts: FxHashMap::default(),
+                counts: StateMap::default(),
                 _t: std::marker::PhantomData,
             },
             || FoldGlobal {
                 merge: |a: u64, b: u64| a + b,
-                state: FxHashMap::default(),
+                state: StateMap::default(),
             },
         )
     }
@@ -245,11 +281,13 @@ impl<K: Hash, V> KeyedItem for (K, V) {
 
 struct CountLocal<T, K, F> {
     key: Arc<F>,
-    counts: FxHashMap<K, u64>,
+    counts: StateMap<K, u64>,
     _t: std::marker::PhantomData<fn(T)>,
 }
 
-impl<T: Data, K: Key, F: Fn(T) -> K + Send + Sync + 'static> EpochLogic<T, (K, u64)> for CountLocal<T, K, F> {
+impl<T: Data, K: Key, F: Fn(T) -> K + Send + Sync + 'static> EpochLogic<T, (K, u64)>
+    for CountLocal<T, K, F>
+{
     fn on_batch(&mut self, _: &Site, _: u64, items: Vec<T>, _: &mut Vec<(K, u64)>) -> Result<()> {
         for item in items {
             *self.counts.entry((self.key)(item)).or_insert(0) += 1;
@@ -265,11 +303,19 @@ impl<T: Data, K: Key, F: Fn(T) -> K + Send + Sync + 'static> EpochLogic<T, (K, u
 /// Merges `(key, partial)` with `merge` and emits `(key, total)` at the end.
 struct FoldGlobal<K, A, M> {
     merge: M,
-    state: FxHashMap<K, A>,
+    state: StateMap<K, A>,
 }
 
-impl<K: Key, A: Data, M: Fn(A, A) -> A + 'static> EpochLogic<(K, A), (K, A)> for FoldGlobal<K, A, M> {
-    fn on_batch(&mut self, _: &Site, _: u64, items: Vec<(K, A)>, _: &mut Vec<(K, A)>) -> Result<()> {
+impl<K: Key, A: Data, M: Fn(A, A) -> A + 'static> EpochLogic<(K, A), (K, A)>
+    for FoldGlobal<K, A, M>
+{
+    fn on_batch(
+        &mut self,
+        _: &Site,
+        _: u64,
+        items: Vec<(K, A)>,
+        _: &mut Vec<(K, A)>,
+    ) -> Result<()> {
         for (k, a) in items {
             match self.state.remove(&k) {
                 Some(acc) => {
@@ -290,7 +336,7 @@ impl<K: Key, A: Data, M: Fn(A, A) -> A + 'static> EpochLogic<(K, A), (K, A)> for
 }
 
 /// Per-epoch state of one key.
-type PerEpoch<K, A> = BTreeMap<u64, FxHashMap<K, A>>;
+type PerEpoch<K, A> = BTreeMap<u64, StateMap<K, A>>;
 
 /// Folds `(key, value)` per epoch with `fold` and emits `(key, acc)` when the epoch
 /// closes; used on both sides of the exchange for `reduce_epoch`.
@@ -300,8 +346,16 @@ struct EpochFold<K, A, V, F> {
     _v: std::marker::PhantomData<fn(V)>,
 }
 
-impl<K: Key, V: Data, F: Fn(Option<V>, V) -> V + Send + Sync + 'static> EpochLogic<(K, V), (K, V)> for EpochFold<K, V, V, F> {
-    fn on_batch(&mut self, _: &Site, epoch: u64, items: Vec<(K, V)>, _: &mut Vec<(K, V)>) -> Result<()> {
+impl<K: Key, V: Data, F: Fn(Option<V>, V) -> V + Send + Sync + 'static> EpochLogic<(K, V), (K, V)>
+    for EpochFold<K, V, V, F>
+{
+    fn on_batch(
+        &mut self,
+        _: &Site,
+        epoch: u64,
+        items: Vec<(K, V)>,
+        _: &mut Vec<(K, V)>,
+    ) -> Result<()> {
         let state = self.state.entry(epoch).or_default();
         for (k, v) in items {
             let acc = state.remove(&k);
@@ -321,7 +375,7 @@ impl<K: Key, V: Data, F: Fn(Option<V>, V) -> V + Send + Sync + 'static> EpochLog
 struct FoldLocal<K, V, A, B, F> {
     builder: Arc<B>,
     folder: Arc<F>,
-    state: FxHashMap<K, A>,
+    state: StateMap<K, A>,
     _v: std::marker::PhantomData<fn(V)>,
 }
 
@@ -333,7 +387,13 @@ where
     B: Fn(&K) -> A + Send + Sync + 'static,
     F: Fn(A, V) -> A + Send + Sync + 'static,
 {
-    fn on_batch(&mut self, _: &Site, _: u64, items: Vec<(K, V)>, _: &mut Vec<(K, A)>) -> Result<()> {
+    fn on_batch(
+        &mut self,
+        _: &Site,
+        _: u64,
+        items: Vec<(K, V)>,
+        _: &mut Vec<(K, A)>,
+    ) -> Result<()> {
         for (k, v) in items {
             let acc = match self.state.remove(&k) {
                 Some(acc) => acc,
@@ -353,7 +413,7 @@ where
 struct Reduce<K, V, R, C> {
     reducer: Arc<R>,
     is_complete: Arc<C>,
-    state: FxHashMap<K, V>,
+    state: StateMap<K, V>,
 }
 
 impl<K, V, R, C> EpochLogic<(K, V), (K, V)> for Reduce<K, V, R, C>
@@ -363,7 +423,13 @@ where
     R: Fn(V, V) -> V + Send + Sync + 'static,
     C: Fn(&V) -> bool + Send + Sync + 'static,
 {
-    fn on_batch(&mut self, _: &Site, _: u64, items: Vec<(K, V)>, out: &mut Vec<(K, V)>) -> Result<()> {
+    fn on_batch(
+        &mut self,
+        _: &Site,
+        _: u64,
+        items: Vec<(K, V)>,
+        out: &mut Vec<(K, V)>,
+    ) -> Result<()> {
         for (k, v) in items {
             let acc = match self.state.remove(&k) {
                 Some(acc) => (self.reducer)(acc, v),
@@ -382,7 +448,7 @@ where
 struct StatefulMap<K, V, S, W, B, M> {
     builder: Arc<B>,
     mapper: Arc<M>,
-    state: FxHashMap<K, S>,
+    state: StateMap<K, S>,
     _vw: std::marker::PhantomData<fn(V) -> W>,
 }
 
@@ -395,7 +461,13 @@ where
     B: Fn(&K) -> S + Send + Sync + 'static,
     M: Fn(S, V) -> (Option<S>, W) + Send + Sync + 'static,
 {
-    fn on_batch(&mut self, _: &Site, _: u64, items: Vec<(K, V)>, out: &mut Vec<(K, W)>) -> Result<()> {
+    fn on_batch(
+        &mut self,
+        _: &Site,
+        _: u64,
+        items: Vec<(K, V)>,
+        out: &mut Vec<(K, W)>,
+    ) -> Result<()> {
         for (k, v) in items {
             let state = match self.state.remove(&k) {
                 Some(s) => s,
@@ -417,7 +489,13 @@ struct Collect<K, V> {
 }
 
 impl<K: Key, V: Data> EpochLogic<(K, V), (K, Vec<V>)> for Collect<K, V> {
-    fn on_batch(&mut self, _: &Site, epoch: u64, items: Vec<(K, V)>, out: &mut Vec<(K, Vec<V>)>) -> Result<()> {
+    fn on_batch(
+        &mut self,
+        _: &Site,
+        epoch: u64,
+        items: Vec<(K, V)>,
+        out: &mut Vec<(K, Vec<V>)>,
+    ) -> Result<()> {
         let state = self.state.entry(epoch).or_default();
         for (k, v) in items {
             let values = state.entry(k.clone()).or_default();
@@ -439,7 +517,11 @@ impl<K: Key, V: Data> EpochLogic<(K, V), (K, Vec<V>)> for Collect<K, V> {
 
 impl<K: Key, V: Data> Stream<(K, V)> {
     /// Transforms every value, keeping its key.
-    pub fn map_value<W: Data>(&self, step_id: &str, f: impl Fn(V) -> W + Send + Sync + 'static) -> Result<Stream<(K, W)>> {
+    pub fn map_value<W: Data>(
+        &self,
+        step_id: &str,
+        f: impl Fn(V) -> W + Send + Sync + 'static,
+    ) -> Result<Stream<(K, W)>> {
         let f = Arc::new(f);
         self.batch_step(step_id, "map_value", move || {
             let f = f.clone();
@@ -476,7 +558,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         self.epoch_step(step_id, "reduce", true, move || Reduce {
             reducer: reducer.clone(),
             is_complete: is_complete.clone(),
-            state: FxHashMap::default(),
+            state: StateMap::default(),
         })
     }
 
@@ -495,7 +577,11 @@ impl<K: Key, V: Data> Stream<(K, V)> {
     /// assert_eq!(out.take_sorted(), [('a', 3), ('a', 10)]);
     /// # Ok::<(), riffle::RiffleError>(())
     /// ```
-    pub fn reduce_epoch(&self, step_id: &str, reducer: impl Fn(V, V) -> V + Send + Sync + 'static) -> Result<Stream<(K, V)>> {
+    pub fn reduce_epoch(
+        &self,
+        step_id: &str,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Result<Stream<(K, V)>> {
         let fold = Arc::new(move |acc: Option<V>, v: V| match acc {
             Some(acc) => reducer(acc, v),
             None => v,
@@ -519,7 +605,11 @@ impl<K: Key, V: Data> Stream<(K, V)> {
 
     /// Like [`Stream::reduce_epoch`], but each worker reduces only the items it holds,
     /// with no exchange: a key may be emitted once per worker.
-    pub fn reduce_epoch_local(&self, step_id: &str, reducer: impl Fn(V, V) -> V + Send + Sync + 'static) -> Result<Stream<(K, V)>> {
+    pub fn reduce_epoch_local(
+        &self,
+        step_id: &str,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Result<Stream<(K, V)>> {
         let fold = Arc::new(move |acc: Option<V>, v: V| match acc {
             Some(acc) => reducer(acc, v),
             None => v,
@@ -558,7 +648,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         self.epoch_step(step_id, "stateful_map", true, move || StatefulMap {
             builder: builder.clone(),
             mapper: mapper.clone(),
-            state: FxHashMap::default(),
+            state: StateMap::default(),
             _vw: std::marker::PhantomData,
         })
     }
@@ -595,12 +685,12 @@ impl<K: Key, V: Data> Stream<(K, V)> {
             move || FoldLocal {
                 builder: builder.clone(),
                 folder: folder.clone(),
-                state: FxHashMap::default(),
+                state: StateMap::default(),
                 _v: std::marker::PhantomData,
             },
             move || FoldGlobal {
                 merge: merger.clone(),
-                state: FxHashMap::default(),
+                state: StateMap::default(),
             },
         )
     }

@@ -57,7 +57,12 @@ impl Site {
     }
 
     /// An error for a user error on `item` at `epoch`.
-    pub fn error_on<T: std::fmt::Debug>(&self, epoch: u64, item: Option<&T>, message: String) -> RiffleError {
+    pub fn error_on<T: std::fmt::Debug>(
+        &self,
+        epoch: u64,
+        item: Option<&T>,
+        message: String,
+    ) -> RiffleError {
         RiffleError::UserError {
             step_id: self.step_id.to_string(),
             worker: self.worker,
@@ -107,7 +112,12 @@ pub(crate) fn each_ref<T: std::fmt::Debug, R>(
 impl<T: Data> Stream<T> {
     /// Adds a one-input, one-output step whose operator applies `make()`'s logic to
     /// each batch: `logic(site, epoch, input_batch, output_batch)`.
-    pub(crate) fn batch_step<U, M, L>(&self, step_id: &str, kind: &str, make: M) -> Result<Stream<U>>
+    pub(crate) fn batch_step<U, M, L>(
+        &self,
+        step_id: &str,
+        kind: &str,
+        make: M,
+    ) -> Result<Stream<U>>
     where
         U: Data,
         M: Fn() -> L + Send + Sync + 'static,

@@ -4,8 +4,8 @@ use std::fmt::Display;
 use std::sync::Arc;
 
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::core::Concatenate;
+use timely::dataflow::operators::generic::operator::Operator;
 
 use super::{Site, each_ref};
 use crate::build::BuildCtx;
@@ -27,7 +27,11 @@ impl<T: Data> Stream<T> {
     /// assert_eq!(out.take_sorted(), ["A", "B"]);
     /// # Ok::<(), riffle::RiffleError>(())
     /// ```
-    pub fn map<U: Data>(&self, step_id: &str, f: impl Fn(T) -> U + Send + Sync + 'static) -> Result<Stream<U>> {
+    pub fn map<U: Data>(
+        &self,
+        step_id: &str,
+        f: impl Fn(T) -> U + Send + Sync + 'static,
+    ) -> Result<Stream<U>> {
         let f = Arc::new(f);
         self.batch_step(step_id, "map", move || {
             let f = f.clone();
@@ -73,7 +77,11 @@ impl<T: Data> Stream<T> {
     }
 
     /// Keeps the items for which `predicate` is true.
-    pub fn filter(&self, step_id: &str, predicate: impl Fn(&T) -> bool + Send + Sync + 'static) -> Result<Stream<T>> {
+    pub fn filter(
+        &self,
+        step_id: &str,
+        predicate: impl Fn(&T) -> bool + Send + Sync + 'static,
+    ) -> Result<Stream<T>> {
         let predicate = Arc::new(predicate);
         self.batch_step(step_id, "filter", move || {
             let predicate = predicate.clone();
@@ -117,7 +125,11 @@ impl<T: Data> Stream<T> {
     /// assert_eq!(out.take_sorted(), ["a", "b", "c"]);
     /// # Ok::<(), riffle::RiffleError>(())
     /// ```
-    pub fn flat_map<U: Data, I>(&self, step_id: &str, f: impl Fn(T) -> I + Send + Sync + 'static) -> Result<Stream<U>>
+    pub fn flat_map<U: Data, I>(
+        &self,
+        step_id: &str,
+        f: impl Fn(T) -> I + Send + Sync + 'static,
+    ) -> Result<Stream<U>>
     where
         I: IntoIterator<Item = U>,
     {
@@ -134,12 +146,20 @@ impl<T: Data> Stream<T> {
     }
 
     /// Calls `f` with every item, which passes on unchanged.
-    pub fn inspect(&self, step_id: &str, f: impl Fn(&T) + Send + Sync + 'static) -> Result<Stream<T>> {
+    pub fn inspect(
+        &self,
+        step_id: &str,
+        f: impl Fn(&T) + Send + Sync + 'static,
+    ) -> Result<Stream<T>> {
         self.inspect_debug(step_id, move |_, item, _, _| f(item))
     }
 
     /// Calls `f` with every item's epoch and the item, which passes on unchanged.
-    pub fn inspect_epoch(&self, step_id: &str, f: impl Fn(&u64, &T) + Send + Sync + 'static) -> Result<Stream<T>> {
+    pub fn inspect_epoch(
+        &self,
+        step_id: &str,
+        f: impl Fn(&u64, &T) + Send + Sync + 'static,
+    ) -> Result<Stream<T>> {
         self.inspect_debug(step_id, move |_, item, epoch, _| f(&epoch, item))
     }
 
@@ -156,7 +176,9 @@ impl<T: Data> Stream<T> {
             let mut units: Vec<()> = Vec::new();
             move |site: &Site, epoch, batch: &mut Vec<T>, out: &mut Vec<T>| {
                 units.clear();
-                each_ref(site, epoch, batch, &mut units, |x| f(&site.step_id, x, epoch, site.worker))?;
+                each_ref(site, epoch, batch, &mut units, |x| {
+                    f(&site.step_id, x, epoch, site.worker)
+                })?;
                 std::mem::swap(batch, out);
                 Ok(())
             }
@@ -164,7 +186,11 @@ impl<T: Data> Stream<T> {
     }
 
     /// Pairs every item with a key computed from it: `(key, item)`.
-    pub fn key_on<K: crate::Key>(&self, step_id: &str, key: impl Fn(&T) -> K + Send + Sync + 'static) -> Result<Stream<(K, T)>> {
+    pub fn key_on<K: crate::Key>(
+        &self,
+        step_id: &str,
+        key: impl Fn(&T) -> K + Send + Sync + 'static,
+    ) -> Result<Stream<(K, T)>> {
         let key = Arc::new(key);
         self.batch_step(step_id, "key_on", move || {
             let key = key.clone();
@@ -210,38 +236,55 @@ impl<T: Data> Stream<T> {
                 let input = ctx.stream::<T>(&up_key)?;
                 let predicate = predicate.clone();
                 let mut flags: Vec<bool> = Vec::new();
-                let tagged = super::batch_operator(ctx, &id, input, move |site: &Site, epoch, batch: &mut Vec<T>, out: &mut Vec<(bool, T)>| {
-                    flags.clear();
-                    each_ref(site, epoch, batch, &mut flags, |x| predicate(x))?;
-                    out.extend(flags.drain(..).zip(batch.drain(..)));
-                    Ok(())
-                });
+                let tagged = super::batch_operator(
+                    ctx,
+                    &id,
+                    input,
+                    move |site: &Site, epoch, batch: &mut Vec<T>, out: &mut Vec<(bool, T)>| {
+                        flags.clear();
+                        each_ref(site, epoch, batch, &mut flags, |x| predicate(x))?;
+                        out.extend(flags.drain(..).zip(batch.drain(..)));
+                        Ok(())
+                    },
+                );
                 for (port, wanted) in [("trues", true), ("falses", false)] {
-                    let side = tagged.clone().unary(Pipeline, &format!("{id}.{port}"), move |_, _| {
-                        let mut out: Vec<T> = Vec::new();
-                        move |input, output| {
-                            input.for_each(|time, data: &mut Vec<(bool, T)>| {
-                                out.extend(data.drain(..).filter(|(b, _)| *b == wanted).map(|(_, x)| x));
-                                if !out.is_empty() {
-                                    output.session(&time).give_container(&mut out);
-                                    out.clear();
+                    let side =
+                        tagged
+                            .clone()
+                            .unary(Pipeline, &format!("{id}.{port}"), move |_, _| {
+                                let mut out: Vec<T> = Vec::new();
+                                move |input, output| {
+                                    input.for_each(|time, data: &mut Vec<(bool, T)>| {
+                                        out.extend(
+                                            data.drain(..)
+                                                .filter(|(b, _)| *b == wanted)
+                                                .map(|(_, x)| x),
+                                        );
+                                        if !out.is_empty() {
+                                            output.session(&time).give_container(&mut out);
+                                            out.clear();
+                                        }
+                                    });
                                 }
                             });
-                        }
-                    });
                     ctx.insert(stream_key(&id, port), side);
                 }
                 Ok(())
             }),
         )?;
-        Ok((self.flow.stream_of(step_id, "trues"), self.flow.stream_of(step_id, "falses")))
+        Ok((
+            self.flow.stream_of(step_id, "trues"),
+            self.flow.stream_of(step_id, "falses"),
+        ))
     }
 
     /// One stream with the items of this stream and of `others`.
     pub fn merge(&self, step_id: &str, others: &[&Stream<T>]) -> Result<Stream<T>> {
         let mut ups: Vec<&dyn AnyStream> = vec![self];
         ups.extend(others.iter().map(|s| *s as &dyn AnyStream));
-        let keys: Vec<String> = std::iter::once(self.key()).chain(others.iter().map(|s| s.key())).collect();
+        let keys: Vec<String> = std::iter::once(self.key())
+            .chain(others.iter().map(|s| s.key()))
+            .collect();
         let id = step_id.to_string();
         self.flow.add_step(
             step_id,
@@ -249,7 +292,10 @@ impl<T: Data> Stream<T> {
             &ups,
             &["down"],
             Arc::new(move |ctx: &mut BuildCtx<'_>| {
-                let streams = keys.iter().map(|k| ctx.stream::<T>(k)).collect::<Result<Vec<_>>>()?;
+                let streams = keys
+                    .iter()
+                    .map(|k| ctx.stream::<T>(k))
+                    .collect::<Result<Vec<_>>>()?;
                 let merged = ctx.scope.concatenate(streams);
                 ctx.insert(stream_key(&id, "down"), merged);
                 Ok(())
@@ -289,4 +335,3 @@ impl<T: Data> Stream<T> {
         Ok(self.flow.stream_of(step_id, "down"))
     }
 }
-

@@ -114,8 +114,12 @@ fn csv_line<T: Serialize + ?Sized>(item: &T, out: &mut String) -> std::result::R
         .has_headers(false)
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());
-    writer.serialize(item).map_err(|e| format!("cannot write as CSV: {e}"))?;
-    let bytes = writer.into_inner().map_err(|e| format!("cannot write as CSV: {e}"))?;
+    writer
+        .serialize(item)
+        .map_err(|e| format!("cannot write as CSV: {e}"))?;
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| format!("cannot write as CSV: {e}"))?;
     let text = String::from_utf8(bytes).map_err(|e| format!("cannot write as CSV: {e}"))?;
     out.push_str(text.trim_end_matches('\n'));
     Ok(())
@@ -155,8 +159,19 @@ impl<W: LineWriter> FixedPartitionedSink for LineSink<W> {
         Ok(vec![self.path.display().to_string()])
     }
 
-    fn build_part(&self, step_id: &str, for_part: &str, resume: Option<u64>) -> Result<Self::Partition> {
-        FilePartition::open(step_id, PathBuf::from(for_part), self.writer.clone(), resume, |_| true)
+    fn build_part(
+        &self,
+        step_id: &str,
+        for_part: &str,
+        resume: Option<u64>,
+    ) -> Result<Self::Partition> {
+        FilePartition::open(
+            step_id,
+            PathBuf::from(for_part),
+            self.writer.clone(),
+            resume,
+            |_| true,
+        )
     }
 }
 
@@ -227,7 +242,12 @@ impl<K: Data + Hash> FixedPartitionedSink for DirSink<K> {
         (stable_hash(&item.0) % parts as u64) as usize
     }
 
-    fn build_part(&self, step_id: &str, for_part: &str, resume: Option<u64>) -> Result<Self::Partition> {
+    fn build_part(
+        &self,
+        step_id: &str,
+        for_part: &str,
+        resume: Option<u64>,
+    ) -> Result<Self::Partition> {
         FilePartition::open(
             step_id,
             PathBuf::from(for_part),
@@ -272,7 +292,8 @@ impl<W: LineWriter> FilePartition<W> {
                     .map_err(|e| io_err("open", e))?;
                 file.set_len(len).map_err(|e| io_err("truncate", e))?;
                 let mut file = file;
-                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(len)).map_err(|e| io_err("seek in", e))?;
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(len))
+                    .map_err(|e| io_err("seek in", e))?;
                 file
             }
             None => File::create(&path).map_err(|e| io_err("create", e))?,
@@ -321,7 +342,10 @@ impl<W: LineWriter> SinkPartition for FilePartition<W> {
             let mut line = std::mem::take(&mut self.line);
             line.clear();
             self.writer.format(item, &mut line).map_err(|reason| {
-                RiffleError::connector(&self.step_id, format!("{}: {reason} (item {item:?})", self.path.display()))
+                RiffleError::connector(
+                    &self.step_id,
+                    format!("{}: {reason} (item {item:?})", self.path.display()),
+                )
             })?;
             let result = self.write_line_text(&line);
             self.line = line;

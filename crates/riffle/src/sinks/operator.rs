@@ -42,7 +42,8 @@ pub(super) fn add_fixed<T: Data, S: FixedPartitionedSink<Item = T>>(
                 });
             }
             let route = sink.clone();
-            let pact = Exchange::new(move |item: &T| route.part_fn(item, count) as u64 % count as u64);
+            let pact =
+                Exchange::new(move |item: &T| route.part_fn(item, count) as u64 % count as u64);
             let shared = ctx.shared.clone();
             let step_id = id.clone();
             let sink = sink.clone();

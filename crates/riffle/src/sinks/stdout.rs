@@ -63,7 +63,12 @@ impl<T: Data> SinkPartition for StdOutPartition<T> {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         for item in &items {
-            writeln!(out, "{}", line(item)).map_err(|e| RiffleError::connector(&self.step_id, format!("cannot write to standard output: {e}")))?;
+            writeln!(out, "{}", line(item)).map_err(|e| {
+                RiffleError::connector(
+                    &self.step_id,
+                    format!("cannot write to standard output: {e}"),
+                )
+            })?;
         }
         Ok(())
     }

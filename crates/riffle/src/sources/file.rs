@@ -46,7 +46,11 @@ pub trait LineFormat: Send + Sync + 'static {
         Ok(None)
     }
     /// Parses one line (without its line ending). `Ok(None)` skips the line.
-    fn parse(&self, header: &Self::Header, line: &str) -> std::result::Result<Option<Self::Item>, String>;
+    fn parse(
+        &self,
+        header: &Self::Header,
+        line: &str,
+    ) -> std::result::Result<Option<Self::Item>, String>;
 }
 
 /// Where bad lines go when the user asked for a dead-letter file.
@@ -291,7 +295,12 @@ impl<F: LineFormat> FixedPartitionedSource for LineSource<F> {
         Ok(names)
     }
 
-    fn build_part(&self, step_id: &str, for_part: &str, resume: Option<FilePosition>) -> Result<Self::Partition> {
+    fn build_part(
+        &self,
+        step_id: &str,
+        for_part: &str,
+        resume: Option<FilePosition>,
+    ) -> Result<Self::Partition> {
         let path = PathBuf::from(for_part);
         let io_err = |action, error| RiffleError::Io {
             step_id: step_id.to_string(),

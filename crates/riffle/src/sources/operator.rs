@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use timely::dataflow::operators::generic::operator::source;
 use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::operator::source;
 
 use super::{DynamicSource, FixedPartitionedSource, Poll, SourcePartition};
 use crate::build::{BuildCtx, TStream};
@@ -22,7 +22,10 @@ const IDLE_POLL: Duration = Duration::from_millis(10);
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 /// Closes every partition and drops the capability: the source is done.
-fn stop<P: SourcePartition>(parts: &mut Vec<LivePart<P>>, cap: &mut Option<timely::dataflow::operators::Capability<u64>>) {
+fn stop<P: SourcePartition>(
+    parts: &mut Vec<LivePart<P>>,
+    cap: &mut Option<timely::dataflow::operators::Capability<u64>>,
+) {
     for live in parts.iter_mut() {
         let _ = live.part.close();
     }
@@ -75,7 +78,11 @@ pub(super) fn add_dynamic<S: DynamicSource>(
         &["down"],
         Arc::new(move |ctx: &mut BuildCtx<'_>| {
             let part = src.build(&id, ctx.worker)?;
-            let stream = build(ctx, &id, vec![(format!("worker-{}", ctx.worker.index), part)]);
+            let stream = build(
+                ctx,
+                &id,
+                vec![(format!("worker-{}", ctx.worker.index), part)],
+            );
             ctx.insert(stream_key(&id, "down"), stream);
             Ok(())
         }),
@@ -101,102 +108,122 @@ fn build<'s, P: SourcePartition>(
     let step_id = step_id.to_string();
     let mut parts: Vec<LivePart<P>> = parts
         .into_iter()
-        .map(|(name, part)| LivePart { name, part, floor: None })
+        .map(|(name, part)| LivePart {
+            name,
+            part,
+            floor: None,
+        })
         .collect();
-    source::<_, CapacityContainerBuilder<Vec<P::Item>>, _, _>(scope, &step_id.clone(), move |cap, info| {
-        let activator = scope.activator_for(info.address);
-        let mut cap = Some(cap);
-        move |output| {
-            let Some(held) = cap.as_mut() else { return };
-            let now = Instant::now();
-            if shared.aborted() {
-                stop(&mut parts, &mut cap);
-                return;
-            }
-            let clock = shared.epoch_at(now);
-            let slice_end = now + SLICE;
-            let mut wake: Option<Instant> = None;
-            let mut produced = false;
-            let mut i = 0;
-            while i < parts.len() {
-                let live = &mut parts[i];
-                if let Some(at) = live.part.next_awake()
-                    && at > now
-                {
-                    wake = Some(wake.map_or(at, |w| w.min(at)));
-                    i += 1;
-                    continue;
+    source::<_, CapacityContainerBuilder<Vec<P::Item>>, _, _>(
+        scope,
+        &step_id.clone(),
+        move |cap, info| {
+            let activator = scope.activator_for(info.address);
+            let mut cap = Some(cap);
+            move |output| {
+                let Some(held) = cap.as_mut() else { return };
+                let now = Instant::now();
+                if shared.aborted() {
+                    stop(&mut parts, &mut cap);
+                    return;
                 }
-                let polled = shared
-                    .guard(&step_id, worker, || format!(" reading partition {:?}", live.name), || live.part.next_batch());
-                let polled = match polled {
-                    None => {
-                        stop(&mut parts, &mut cap);
-                        return;
-                    }
-                    Some(Err(e)) => {
-                        shared.fail(e);
-                        stop(&mut parts, &mut cap);
-                        return;
-                    }
-                    Some(Ok(p)) => p,
-                };
-                match polled {
-                    Poll::Ready(mut items) => {
-                        let epoch = live.floor.unwrap_or(clock).max(*held.time());
-                        send(output, held, epoch, &mut items);
-                        produced = true;
-                    }
-                    Poll::ReadyAt(epoch, mut items) => {
-                        let epoch = epoch.max(*held.time());
-                        live.floor = Some(epoch);
-                        send(output, held, epoch, &mut items);
-                        produced = true;
-                    }
-                    Poll::Pending => {
-                        let at = live.part.next_awake().unwrap_or(now + IDLE_POLL);
+                let clock = shared.epoch_at(now);
+                let slice_end = now + SLICE;
+                let mut wake: Option<Instant> = None;
+                let mut produced = false;
+                let mut i = 0;
+                while i < parts.len() {
+                    let live = &mut parts[i];
+                    if let Some(at) = live.part.next_awake()
+                        && at > now
+                    {
                         wake = Some(wake.map_or(at, |w| w.min(at)));
+                        i += 1;
+                        continue;
                     }
-                    Poll::Exhausted => {
-                        if let Err(e) = live.part.close() {
+                    let polled = shared.guard(
+                        &step_id,
+                        worker,
+                        || format!(" reading partition {:?}", live.name),
+                        || live.part.next_batch(),
+                    );
+                    let polled = match polled {
+                        None => {
+                            stop(&mut parts, &mut cap);
+                            return;
+                        }
+                        Some(Err(e)) => {
                             shared.fail(e);
                             stop(&mut parts, &mut cap);
                             return;
                         }
-                        parts.swap_remove(i);
-                        continue;
+                        Some(Ok(p)) => p,
+                    };
+                    match polled {
+                        Poll::Ready(mut items) => {
+                            let epoch = live.floor.unwrap_or(clock).max(*held.time());
+                            send(output, held, epoch, &mut items);
+                            produced = true;
+                        }
+                        Poll::ReadyAt(epoch, mut items) => {
+                            let epoch = epoch.max(*held.time());
+                            live.floor = Some(epoch);
+                            send(output, held, epoch, &mut items);
+                            produced = true;
+                        }
+                        Poll::Pending => {
+                            let at = live.part.next_awake().unwrap_or(now + IDLE_POLL);
+                            wake = Some(wake.map_or(at, |w| w.min(at)));
+                        }
+                        Poll::Exhausted => {
+                            if let Err(e) = live.part.close() {
+                                shared.fail(e);
+                                stop(&mut parts, &mut cap);
+                                return;
+                            }
+                            parts.swap_remove(i);
+                            continue;
+                        }
                     }
+                    if Instant::now() >= slice_end {
+                        break;
+                    }
+                    i += 1;
                 }
-                if Instant::now() >= slice_end {
-                    break;
+                if parts.is_empty() {
+                    cap = None;
+                    return;
                 }
-                i += 1;
-            }
-            if parts.is_empty() {
-                cap = None;
-                return;
-            }
-            // Hold the least epoch any partition may still produce at.
-            let low = parts.iter().map(|p| p.floor.unwrap_or(clock)).min().unwrap_or(clock);
-            if low > *held.time() {
-                held.downgrade(&low);
-            }
-            if produced {
-                activator.activate();
-            } else {
-                // Never sleep long, so that an abort is noticed quickly.
-                let mut at = wake.unwrap_or(now + IDLE_POLL).min(now + MAX_SLEEP);
-                if parts.iter().any(|p| p.floor.is_none()) {
-                    at = at.min(shared.epoch_start(clock + 1));
+                // Hold the least epoch any partition may still produce at.
+                let low = parts
+                    .iter()
+                    .map(|p| p.floor.unwrap_or(clock))
+                    .min()
+                    .unwrap_or(clock);
+                if low > *held.time() {
+                    held.downgrade(&low);
                 }
-                activator.activate_after(at.saturating_duration_since(Instant::now()));
+                if produced {
+                    activator.activate();
+                } else {
+                    // Never sleep long, so that an abort is noticed quickly.
+                    let mut at = wake.unwrap_or(now + IDLE_POLL).min(now + MAX_SLEEP);
+                    if parts.iter().any(|p| p.floor.is_none()) {
+                        at = at.min(shared.epoch_start(clock + 1));
+                    }
+                    activator.activate_after(at.saturating_duration_since(Instant::now()));
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 fn send<T: crate::Data>(
-    output: &mut timely::dataflow::operators::generic::OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<T>>>,
+    output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
+        '_,
+        u64,
+        CapacityContainerBuilder<Vec<T>>,
+    >,
     held: &timely::dataflow::operators::Capability<u64>,
     epoch: u64,
     items: &mut Vec<T>,

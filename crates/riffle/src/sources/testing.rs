@@ -61,7 +61,12 @@ impl<T: Data + Sync> FixedPartitionedSource for TestingSource<T> {
         Ok(vec!["testing".to_string()])
     }
 
-    fn build_part(&self, _step_id: &str, _for_part: &str, resume: Option<usize>) -> Result<Self::Partition> {
+    fn build_part(
+        &self,
+        _step_id: &str,
+        _for_part: &str,
+        resume: Option<usize>,
+    ) -> Result<Self::Partition> {
         Ok(TestingPartition {
             items: self.items.clone(),
             next: resume.unwrap_or(0),
