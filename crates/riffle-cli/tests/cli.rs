@@ -32,7 +32,11 @@ fn wordcount_prints_the_top_words_and_a_throughput_line() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 10, "{stdout}");
     assert!(lines[0].starts_with("  1. the"), "{stdout}");
-    assert!(text(&out.stderr).contains("wordcount: 364 words in"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("wordcount: 364 words in"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -44,7 +48,10 @@ fn wordcount_reads_a_directory_given_as_a_parameter() {
     let out = riffle(&["run", "wordcount", "-w", "2", "-P", &input, "-P", "top=2"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    let words: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    let words: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(words, [vec!["1.", "zebra", "3"], vec!["2.", "apple", "2"]]);
 }
 
@@ -59,7 +66,16 @@ fn one_worker_two_workers_and_two_processes_write_the_same_files() {
     ] {
         let out_dir = base.path().join(name);
         let out_param = format!("out={}", out_dir.display());
-        let mut args = vec!["run", "keyed-sums", "-P", "events=50000", "-P", "keys=37", "-P", &out_param];
+        let mut args = vec![
+            "run",
+            "keyed-sums",
+            "-P",
+            "events=50000",
+            "-P",
+            "keys=37",
+            "-P",
+            &out_param,
+        ];
         args.extend(extra);
         let out = riffle(&args);
         assert!(out.status.success(), "{name}: {}", text(&out.stderr));
@@ -70,7 +86,11 @@ fn one_worker_two_workers_and_two_processes_write_the_same_files() {
     // key0 gets 0, 37, 74, ...: check one line by hand.
     let n = (50_000u64).div_ceil(37);
     let sum: u64 = (0..n).map(|i| i * 37).sum();
-    assert!(results[0].1.contains(&format!("key0,{n},{sum}")), "{:?}", &results[0].1[..3]);
+    assert!(
+        results[0].1.contains(&format!("key0,{n},{sum}")),
+        "{:?}",
+        &results[0].1[..3]
+    );
     for (name, lines) in &results[1..] {
         assert_eq!(lines, &results[0].1, "{name}");
     }
@@ -88,7 +108,16 @@ fn a_cluster_joined_by_addresses_file_and_process_ids() {
     let children: Vec<_> = (0..2)
         .map(|id| {
             Command::new(env!("CARGO_BIN_EXE_riffle"))
-                .args(["run", "keyed-sums", "-P", "events=10000", "-P", "keys=10", "-P", &out_param])
+                .args([
+                    "run",
+                    "keyed-sums",
+                    "-P",
+                    "events=10000",
+                    "-P",
+                    "keys=10",
+                    "-P",
+                    &out_param,
+                ])
                 .args(["-i", &id.to_string(), "-a", &hosts_arg])
                 .spawn()
                 .unwrap()
@@ -105,7 +134,10 @@ fn inspect_prints_a_tree_and_json() {
     let out = riffle(&["inspect", "wordcount"]);
     assert!(out.status.success());
     let tree = text(&out.stdout);
-    assert!(tree.starts_with("dataflow wordcount\nlines (input)\n    split (flat_map)\n"), "{tree}");
+    assert!(
+        tree.starts_with("dataflow wordcount\nlines (input)\n    split (flat_map)\n"),
+        "{tree}"
+    );
     let out = riffle(&["inspect", "wordcount", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["name"], "wordcount");
@@ -118,32 +150,66 @@ fn inspect_prints_a_tree_and_json() {
 fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
     let out = riffle(&["run", "no-such-flow"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("no dataflow named \"no-such-flow\"; registered: keyed-sums, wordcount"));
+    assert!(
+        text(&out.stderr)
+            .contains("no dataflow named \"no-such-flow\"; registered: keyed-sums, wordcount")
+    );
 
     let out = riffle(&["run", "wordcount", "-P", "input=/nonexistent/words.txt"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("dataflow \"wordcount\" failed"), "{err}");
-    assert!(err.contains("step \"lines\": cannot read /nonexistent/words.txt"), "{err}");
+    assert!(
+        err.contains("step \"lines\": cannot read /nonexistent/words.txt"),
+        "{err}"
+    );
 
     let out = riffle(&["run", "wordcount", "-P", "top=lots"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("parameter top=\"lots\" is not valid"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("parameter top=\"lots\" is not valid"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts.txt");
     std::fs::write(&hosts, "127.0.0.1:1234\nnot-an-address\n").unwrap();
-    let out = riffle(&["run", "wordcount", "-i", "0", "-a", &hosts.display().to_string()]);
+    let out = riffle(&[
+        "run",
+        "wordcount",
+        "-i",
+        "0",
+        "-a",
+        &hosts.display().to_string(),
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains(":2: \"not-an-address\" is not host:port"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(":2: \"not-an-address\" is not host:port"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn bench_prints_one_json_object_per_run() {
-    let out = riffle(&["bench", "wordcount", "--items", "20000", "--runs", "2", "--json", "-w", "2"]);
+    let out = riffle(&[
+        "bench",
+        "wordcount",
+        "--items",
+        "20000",
+        "--runs",
+        "2",
+        "--json",
+        "-w",
+        "2",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    let runs: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let runs: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(runs.len(), 2);
     for run in runs {
         assert_eq!(run["workload"], "wordcount");
@@ -157,4 +223,15 @@ fn bench_prints_one_json_object_per_run() {
     let out = riffle(&["bench", "stateless", "--items", "30000", "--json"]);
     let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(run["checksum"], 10000);
+}
+
+#[test]
+fn a_failure_under_two_processes_exits_non_zero_and_names_the_step() {
+    let started = std::time::Instant::now();
+    let out = riffle(&["run", "wordcount", "-p", "2", "-w", "2", "-P", "input=/nonexistent/words.txt"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("step \"lines\": cannot read /nonexistent/words.txt"), "{err}");
+    assert!(err.contains("exited with"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }

@@ -18,13 +18,16 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// A named counter: the unit it counts and its value.
+type Counter = (String, Arc<AtomicU64>);
+
 /// What a dataflow builder receives: the `-P key=value` parameters of `riffle run`,
 /// and counters the flow can bump so that `riffle run` prints a throughput line.
 #[derive(Debug, Clone, Default)]
 pub struct FlowContext {
     /// Parameters given as `-P key=value`.
     pub params: BTreeMap<String, String>,
-    counters: Arc<Mutex<Vec<(String, Arc<AtomicU64>)>>>,
+    counters: Arc<Mutex<Vec<Counter>>>,
 }
 
 impl FlowContext {
