@@ -242,6 +242,74 @@ struct Run<'a> {
     running: usize,
     failure: Option<String>,
     started: Instant,
+    pool: Pool,
+}
+
+/// The run's worker threads: started as steps need them (never more than the steps
+/// running at once), fed through one queue, gone when the run ends.
+#[derive(Default)]
+struct Pool {
+    queue: Option<mpsc::Sender<Job>>,
+    receiver: Option<Arc<Mutex<mpsc::Receiver<Job>>>>,
+    threads: usize,
+}
+
+impl Pool {
+    /// Queues `job`, first starting a thread if fewer than `busy` exist.
+    fn submit(&mut self, job: Job, busy: usize, done: &mpsc::Sender<Done>) -> Result<()> {
+        if self.queue.is_none() {
+            let (tx, rx) = mpsc::channel::<Job>();
+            self.queue = Some(tx);
+            self.receiver = Some(Arc::new(Mutex::new(rx)));
+        }
+        if self.threads < busy {
+            let receiver = self
+                .receiver
+                .clone()
+                .unwrap_or_else(|| unreachable!("set above"));
+            let done = done.clone();
+            std::thread::Builder::new()
+                .name(format!("riffle-step-{}", self.threads))
+                .spawn(move || worker(receiver, done))
+                .map_err(|source| Error::Thread {
+                    step: job.spec.id.clone(),
+                    source,
+                })?;
+            self.threads += 1;
+        }
+        if let Some(queue) = &self.queue {
+            let _ = queue.send(job);
+        }
+        Ok(())
+    }
+}
+
+/// A worker thread: runs jobs until the queue closes; a job that panics outside the
+/// step function still reports back, so the run never waits for it forever.
+fn worker(receiver: Arc<Mutex<mpsc::Receiver<Job>>>, done: mpsc::Sender<Done>) {
+    loop {
+        let job = {
+            let Ok(rx) = receiver.lock() else { return };
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        let index = job.index;
+        let started = Instant::now();
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| job.run())).unwrap_or_else(|panic| Done {
+                index,
+                result: Err(format!("the executor panicked: {}", panic_message(&*panic))),
+                attempts: 1,
+                journal: Journal::default(),
+                started_ms: now_ms(),
+                started,
+            });
+        if done.send(outcome).is_err() {
+            return;
+        }
+    }
 }
 
 impl<'a> Run<'a> {
@@ -318,6 +386,7 @@ impl<'a> Run<'a> {
             running: 0,
             failure: None,
             started: Instant::now(),
+            pool: Pool::default(),
         })
     }
 
@@ -345,18 +414,10 @@ impl<'a> Run<'a> {
             finished_ms: None,
             error: None,
         })?;
-        if let Some(obs) = &self.options.observer {
-            let planned: Vec<String> = self
-                .pipeline
-                .graph()
-                .order
-                .iter()
-                .filter(|&&i| self.planned[i])
-                .map(|&i| self.spec(i).id.clone())
-                .collect();
-            obs.run_started(&self.run_id, &planned);
-        }
-        let outcome = self.drive();
+        md.hold_writes();
+        let outcome = self.flushed_drive(&md);
+        let released = md.release_writes();
+        let outcome = outcome.and(released);
         let status = if self.options.cancel.is_cancelled() {
             RunStatus::Cancelled
         } else if self.failure.is_some() {
@@ -389,6 +450,22 @@ impl<'a> Run<'a> {
         })
     }
 
+    fn flushed_drive(&mut self, md: &Arc<dyn MetadataStore>) -> Result<()> {
+        md.flush()?;
+        if let Some(obs) = &self.options.observer {
+            let planned: Vec<String> = self
+                .pipeline
+                .graph()
+                .order
+                .iter()
+                .filter(|&&i| self.planned[i])
+                .map(|&i| self.spec(i).id.clone())
+                .collect();
+            obs.run_started(&self.run_id, &planned);
+        }
+        self.drive()
+    }
+
     fn stopping(&self) -> bool {
         self.options.cancel.is_cancelled() || (self.failure.is_some() && !self.options.keep_going)
     }
@@ -400,7 +477,8 @@ impl<'a> Run<'a> {
             while !self.stopping() {
                 let Some(&i) = self.ready.front() else { break };
                 // A step waiting for a free slot was looked up already (`keys[i]` is set).
-                let lookup = self.forced != Some(i) && !self.spec(i).always_run && self.keys[i].is_none();
+                let lookup =
+                    self.forced != Some(i) && !self.spec(i).always_run && self.keys[i].is_none();
                 if lookup && self.try_cache(i)? {
                     self.ready.pop_front();
                     continue;
@@ -430,6 +508,8 @@ impl<'a> Run<'a> {
             {
                 break;
             }
+            // Commit what was recorded before waiting, so readers see progress.
+            self.ex.metadata.flush()?;
             match rx.recv_timeout(Duration::from_millis(25)) {
                 Ok(done) => self.finish(done)?,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -573,17 +653,7 @@ impl<'a> Run<'a> {
             cancel: self.options.cancel.clone(),
             artifacts: self.ex.artifacts.clone(),
         };
-        let step_id = job.spec.id.clone();
-        std::thread::Builder::new()
-            .name(format!("step-{step_id}"))
-            .spawn(move || {
-                let done = job.run();
-                let _ = tx.send(done);
-            })
-            .map_err(|source| Error::Thread {
-                step: step_id,
-                source,
-            })?;
+        self.pool.submit(job, self.running + 1, &tx)?;
         self.state[i] = State::Running;
         self.running += 1;
         self.cpu_used += cpus;

@@ -416,3 +416,47 @@ fn secrets_reach_steps_but_are_never_stored() {
         }
     });
 }
+
+#[test]
+fn readers_see_a_running_step_while_it_runs() {
+    each_backend(|project| {
+        let mut p = Pipeline::builder("visible");
+        let a = p.step("quick", (), |_ctx, ()| Ok(1_u8)).output();
+        p.step("slow", &a, |_ctx, x: u8| {
+            std::thread::sleep(Duration::from_millis(400));
+            Ok(x)
+        });
+        let pipeline = p.build().unwrap();
+        let reader = project.reopen();
+        let seen = std::thread::scope(|scope| {
+            let watcher = scope.spawn(|| {
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(3) {
+                    if let Some(run) = reader.runs(Some("visible"), 1).unwrap().first() {
+                        let steps = reader.step_runs(&run.id).unwrap();
+                        let quick_done = steps
+                            .iter()
+                            .any(|s| s.step_id == "quick" && s.status == StepStatus::Succeeded);
+                        let slow_running = steps
+                            .iter()
+                            .any(|s| s.step_id == "slow" && s.status == StepStatus::Running);
+                        if quick_done && slow_running && run.status == RunStatus::Running {
+                            return true;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                false
+            });
+            project
+                .executor()
+                .run(&pipeline, RunOptions::default())
+                .unwrap();
+            watcher.join().unwrap()
+        });
+        assert!(
+            seen,
+            "a reader saw the finished step and the running one during the run"
+        );
+    });
+}

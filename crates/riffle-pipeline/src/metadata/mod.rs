@@ -224,6 +224,22 @@ pub trait MetadataStore: Send + Sync {
     /// Forgets cache entry `key` (its artifact is gone or damaged).
     fn cache_forget(&self, key: &str) -> Result<()>;
 
+    /// Lets the writes that follow accumulate in one transaction until [`flush`]
+    /// (a store may ignore this and commit every call). The executor holds writes
+    /// during a run and flushes whenever it waits, so a dashboard sees progress while
+    /// a chain of cached steps costs one commit instead of one per step.
+    ///
+    /// [`flush`]: MetadataStore::flush
+    fn hold_writes(&self) {}
+    /// Commits the writes held so far.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Ends one [`hold_writes`](MetadataStore::hold_writes), committing what is held.
+    fn release_writes(&self) -> Result<()> {
+        Ok(())
+    }
+
     // ---- reads (the CLI and the dashboard) ----
 
     /// Every pipeline that has run, by id.

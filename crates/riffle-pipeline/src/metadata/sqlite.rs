@@ -51,14 +51,14 @@ CREATE TABLE artifacts (
     type_name  TEXT NOT NULL,
     uri        TEXT NOT NULL,
     created_ms INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE lineage (
     step_run_id   INTEGER NOT NULL REFERENCES step_runs(id),
     artifact_hash TEXT NOT NULL,
     direction     TEXT NOT NULL,
     name          TEXT NOT NULL,
     PRIMARY KEY (step_run_id, direction, name)
-);
+) WITHOUT ROWID;
 CREATE INDEX lineage_by_artifact ON lineage(artifact_hash);
 CREATE TABLE cache_entries (
     cache_key     TEXT PRIMARY KEY,
@@ -66,20 +66,20 @@ CREATE TABLE cache_entries (
     step_id       TEXT NOT NULL,
     artifact_hash TEXT NOT NULL REFERENCES artifacts(hash),
     created_ms    INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX cache_by_pipeline ON cache_entries(pipeline_id, created_ms DESC);
 CREATE TABLE params (
     step_run_id INTEGER NOT NULL REFERENCES step_runs(id),
     name        TEXT NOT NULL,
     value       TEXT NOT NULL,
     PRIMARY KEY (step_run_id, name)
-);
+) WITHOUT ROWID;
 CREATE TABLE metrics (
     step_run_id INTEGER NOT NULL REFERENCES step_runs(id),
     name        TEXT NOT NULL,
     value       REAL NOT NULL,
     PRIMARY KEY (step_run_id, name)
-);
+) WITHOUT ROWID;
 CREATE TABLE logs (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     step_run_id INTEGER NOT NULL REFERENCES step_runs(id),
@@ -102,7 +102,14 @@ CREATE INDEX logs_by_step_run ON logs(step_run_id, id);
 /// ```
 pub struct SqliteStore {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    conn: Mutex<Held>,
+}
+
+/// The connection and whether writes are being held in an open transaction.
+struct Held {
+    conn: Connection,
+    holders: u32,
+    in_tx: bool,
 }
 
 impl SqliteStore {
@@ -129,7 +136,11 @@ impl SqliteStore {
         migrate(&mut conn, path)?;
         Ok(Self {
             path: path.to_path_buf(),
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Held {
+                conn,
+                holders: 0,
+                in_tx: false,
+            }),
         })
     }
 
@@ -147,8 +158,47 @@ impl SqliteStore {
         what: &str,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut conn).map_err(self.err(what))
+        let mut held = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut held.conn).map_err(self.err(what))
+    }
+
+    /// Runs the writes of `f` in one transaction: the held one when writes are held
+    /// (see [`MetadataStore::hold_writes`]), else a transaction of their own.
+    fn write<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let mut held = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let held = &mut *held;
+        let result = if held.holders > 0 {
+            if !held.in_tx {
+                held.conn
+                    .execute_batch("BEGIN IMMEDIATE")
+                    .map_err(self.err("starting a transaction"))?;
+                held.in_tx = true;
+            }
+            f(&held.conn)
+        } else {
+            held.conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .and_then(|tx| {
+                    let value = f(&tx)?;
+                    tx.commit()?;
+                    Ok(value)
+                })
+        };
+        result.map_err(self.err(what))
+    }
+
+    fn commit_held(&self, held: &mut Held) -> Result<()> {
+        if held.in_tx {
+            held.in_tx = false;
+            held.conn
+                .execute_batch("COMMIT")
+                .map_err(self.err("committing"))?;
+        }
+        Ok(())
     }
 }
 
@@ -270,8 +320,24 @@ impl MetadataStore for SqliteStore {
         self.path.display().to_string()
     }
 
+    fn hold_writes(&self) {
+        let mut held = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        held.holders += 1;
+    }
+
+    fn flush(&self) -> Result<()> {
+        let mut held = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        self.commit_held(&mut held)
+    }
+
+    fn release_writes(&self) -> Result<()> {
+        let mut held = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        held.holders = held.holders.saturating_sub(1);
+        self.commit_held(&mut held)
+    }
+
     fn record_pipeline(&self, p: &PipelineRecord) -> Result<()> {
-        self.with("recording a pipeline", |c| {
+        self.write("recording a pipeline", |c| {
             c.prepare_cached(
                 "INSERT INTO pipelines (id, about, schedule, last_seen_ms) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(id) DO UPDATE SET about = excluded.about, schedule = excluded.schedule,
@@ -283,7 +349,7 @@ impl MetadataStore for SqliteStore {
     }
 
     fn start_run(&self, r: &RunRecord) -> Result<()> {
-        self.with("recording a run", |c| {
+        self.write("recording a run", |c| {
             c.prepare_cached(&format!(
                 "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ))?
@@ -310,7 +376,7 @@ impl MetadataStore for SqliteStore {
         finished_ms: i64,
         error: Option<&str>,
     ) -> Result<()> {
-        self.with("finishing a run", |c| {
+        self.write("finishing a run", |c| {
             c.prepare_cached(
                 "UPDATE runs SET status = ?2, finished_ms = ?3, error = ?4 WHERE id = ?1",
             )?
@@ -320,7 +386,7 @@ impl MetadataStore for SqliteStore {
     }
 
     fn start_step(&self, run_id: &str, step_id: &str, started_ms: i64) -> Result<i64> {
-        self.with("recording a step run", |c| {
+        self.write("recording a step run", |c| {
             c.prepare_cached(
                 "INSERT INTO step_runs (run_id, step_id, status, attempts, cache_hit, started_ms)
                  VALUES (?1, ?2, 'running', 0, 0, ?3) RETURNING id",
@@ -330,8 +396,7 @@ impl MetadataStore for SqliteStore {
     }
 
     fn finish_step(&self, run_id: &str, step_id: &str, end: &StepRunEnd) -> Result<i64> {
-        self.with("finishing a step run", |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write("finishing a step run", |tx| {
             let status = end.status.unwrap_or(StepStatus::Failed);
             let output_hash = end.output.as_ref().map(|a| a.hash.as_str());
             let id: i64 = tx
@@ -410,7 +475,6 @@ impl MetadataStore for SqliteStore {
                     log.execute(params![id, line.at_ms, line.level, line.message])?;
                 }
             }
-            tx.commit()?;
             Ok(id)
         })
     }
@@ -427,7 +491,7 @@ impl MetadataStore for SqliteStore {
     }
 
     fn cache_forget(&self, key: &str) -> Result<()> {
-        self.with("forgetting a cache entry", |c| {
+        self.write("forgetting a cache entry", |c| {
             c.prepare_cached("DELETE FROM cache_entries WHERE cache_key = ?1")?
                 .execute([key])
                 .map(drop)
@@ -596,7 +660,7 @@ impl MetadataStore for SqliteStore {
     }
 
     fn clear_cache(&self, pipeline: Option<&str>) -> Result<u64> {
-        self.with("clearing the cache", |c| {
+        self.write("clearing the cache", |c| {
             c.prepare_cached("DELETE FROM cache_entries WHERE ?1 IS NULL OR pipeline_id = ?1")?
                 .execute([pipeline])
                 .map(|n| n as u64)
