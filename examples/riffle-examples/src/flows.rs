@@ -9,10 +9,10 @@
 
 use std::sync::atomic::Ordering;
 
+use riffle::Dataflow;
 use riffle::context::FlowContext;
 use riffle::sinks::{DirSink, StdOutSink};
 use riffle::sources::{FileSource, GeneratorSource};
-use riffle::Dataflow;
 
 /// A bundled dataflow: its name, one line about it, and its builder.
 pub struct FlowExample {
@@ -108,15 +108,23 @@ pub fn keyed_sums(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
     let out = ctx.param_or("out", "keyed-sums-out");
     let counter = ctx.counter("events");
     let flow = Dataflow::new("keyed-sums");
-    flow.input_dynamic("events", GeneratorSource::new(events, move |i| (format!("key{}", i % keys), i)))?
-        .inspect("count", move |_| {
-            counter.fetch_add(1, Ordering::Relaxed);
-        })?
-        .fold_final("sum", |_| (0u64, 0u64), |(n, s), v: u64| (n + 1, s + v), |(n1, s1), (n2, s2)| (n1 + n2, s1 + s2))?
-        .map("format", |(key, (n, sum)): (String, (u64, u64))| {
-            let line = format!("{key},{n},{sum}");
-            (key, line)
-        })?
-        .output("write", DirSink::new(out, 4))?;
+    flow.input_dynamic(
+        "events",
+        GeneratorSource::new(events, move |i| (format!("key{}", i % keys), i)),
+    )?
+    .inspect("count", move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    })?
+    .fold_final(
+        "sum",
+        |_| (0u64, 0u64),
+        |(n, s), v: u64| (n + 1, s + v),
+        |(n1, s1), (n2, s2)| (n1 + n2, s1 + s2),
+    )?
+    .map("format", |(key, (n, sum)): (String, (u64, u64))| {
+        let line = format!("{key},{n},{sum}");
+        (key, line)
+    })?
+    .output("write", DirSink::new(out, 4))?;
     Ok(flow)
 }

@@ -62,7 +62,11 @@ impl BenchReport {
             workers,
             items,
             seconds,
-            items_per_s: if seconds > 0.0 { items as f64 / seconds } else { 0.0 },
+            items_per_s: if seconds > 0.0 {
+                items as f64 / seconds
+            } else {
+                0.0
+            },
             peak_rss_bytes: peak_rss_bytes(),
             phase: None,
             extra: Default::default(),
@@ -71,9 +75,16 @@ impl BenchReport {
 
     fn print(&self, json: bool) {
         if json {
-            println!("{}", serde_json::to_string(self).expect("a report serializes"));
+            println!(
+                "{}",
+                serde_json::to_string(self).expect("a report serializes")
+            );
         } else {
-            let phase = self.phase.as_deref().map(|p| format!(" [{p}]")).unwrap_or_default();
+            let phase = self
+                .phase
+                .as_deref()
+                .map(|p| format!(" [{p}]"))
+                .unwrap_or_default();
             println!(
                 "{}{phase}: {} items on {} worker(s) in {:.3} s = {:.0} items/s, peak RSS {:.1} MiB",
                 self.workload,
@@ -93,7 +104,13 @@ pub fn peak_rss_bytes() -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
 }

@@ -24,10 +24,15 @@ pub struct InspectArgs {
 pub fn inspect(app: &App, args: &InspectArgs) -> anyhow::Result<ExitCode> {
     let entry = app.flows.get(&args.flow).with_context(|| {
         let known: Vec<&str> = app.flows.keys().map(String::as_str).collect();
-        format!("no dataflow named {:?}; registered: {}", args.flow, known.join(", "))
+        format!(
+            "no dataflow named {:?}; registered: {}",
+            args.flow,
+            known.join(", ")
+        )
     })?;
     let ctx = FlowContext::new(args.params.iter().cloned().collect());
-    let flow = (entry.builder)(&ctx).with_context(|| format!("cannot build dataflow {:?}", args.flow))?;
+    let flow =
+        (entry.builder)(&ctx).with_context(|| format!("cannot build dataflow {:?}", args.flow))?;
     let description = flow.describe();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&description)?);

@@ -112,11 +112,16 @@ pub fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let Some(name) = args.flow.as_deref() else {
-        bail!("name a dataflow to run (riffle run --list shows them), or a pipeline with --workflow");
+        bail!(
+            "name a dataflow to run (riffle run --list shows them), or a pipeline with --workflow"
+        );
     };
     let entry = app.flows.get(name).with_context(|| {
         let known: Vec<&str> = app.flows.keys().map(String::as_str).collect();
-        format!("no dataflow named {name:?}; registered: {}", known.join(", "))
+        format!(
+            "no dataflow named {name:?}; registered: {}",
+            known.join(", ")
+        )
     })?;
     let ctx = FlowContext::new(args.params.iter().cloned().collect());
     let flow = (entry.builder)(&ctx).with_context(|| format!("cannot build dataflow {name:?}"))?;
@@ -130,9 +135,11 @@ pub fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let exec = exec.from_env()?;
     let started = Instant::now();
-    exec.run(&flow).with_context(|| format!("dataflow {name:?} failed"))?;
+    exec.run(&flow)
+        .with_context(|| format!("dataflow {name:?} failed"))?;
     let seconds = started.elapsed().as_secs_f64();
-    let spawned_children = args.processes > 1 && std::env::var(riffle::run::ENV_PROCESS_ID).is_err();
+    let spawned_children =
+        args.processes > 1 && std::env::var(riffle::run::ENV_PROCESS_ID).is_err();
     if !spawned_children {
         ctx.report(name, seconds);
     }
