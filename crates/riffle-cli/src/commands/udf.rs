@@ -74,10 +74,16 @@ pub struct CallArgs {
 impl TargetArgs {
     fn options(&self) -> anyhow::Result<ClientOptions> {
         if !(self.timeout.is_finite() && self.timeout > 0.0) {
-            anyhow::bail!("--timeout must be a positive number of seconds, not {}", self.timeout);
+            anyhow::bail!(
+                "--timeout must be a positive number of seconds, not {}",
+                self.timeout
+            );
         }
         let timeout = Duration::from_secs_f64(self.timeout);
-        let socket = self.socket.clone().unwrap_or_else(|| self.kind.default_socket());
+        let socket = self
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.kind.default_socket());
         let mut options = ClientOptions::new(socket)
             .with_info_timeout(timeout)
             .with_connect_timeout(timeout)
@@ -121,7 +127,9 @@ async fn call_udf(args: &CallArgs) -> anyhow::Result<ExitCode> {
     let reads_input = !matches!(kind, UdfKind::Source | UdfKind::SideInput);
     let datums = if reads_input {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("cannot read datums from standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read datums from standard input")?;
         riffle_numaflow::jsonl::parse_datums(&text).context("standard input")?
     } else {
         Vec::new()
@@ -131,7 +139,10 @@ async fn call_udf(args: &CallArgs) -> anyhow::Result<ExitCode> {
         _ => anyhow::bail!("--window-ms needs START_MS < END_MS"),
     };
     let params = CallParams {
-        window: Window::new(UNIX_EPOCH + Duration::from_millis(start), UNIX_EPOCH + Duration::from_millis(end)),
+        window: Window::new(
+            UNIX_EPOCH + Duration::from_millis(start),
+            UNIX_EPOCH + Duration::from_millis(end),
+        ),
         read_count: args.count,
         ack: args.ack,
         ..CallParams::default()
