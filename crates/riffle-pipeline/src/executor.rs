@@ -66,6 +66,9 @@ pub trait RunObserver: Send + Sync {
     fn step_finished(&self, _report: &StepReport) {}
 }
 
+/// How long recorded progress may wait before it is committed for readers.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+
 /// Reads an environment variable by name (config overrides and secrets).
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -473,6 +476,7 @@ impl<'a> Run<'a> {
     fn drive(&mut self) -> Result<()> {
         let (tx, rx) = mpsc::channel::<Done>();
         let mut cancel_deadline: Option<Instant> = None;
+        let mut last_flush = Instant::now();
         loop {
             while !self.stopping() {
                 let Some(&i) = self.ready.front() else { break };
@@ -508,11 +512,19 @@ impl<'a> Run<'a> {
             {
                 break;
             }
-            // Commit what was recorded before waiting, so readers see progress.
-            self.ex.metadata.flush()?;
-            match rx.recv_timeout(Duration::from_millis(25)) {
+            // Commit what was recorded at most every FLUSH_EVERY while steps complete
+            // quickly, and whenever a wait runs out: readers see progress within tens
+            // of milliseconds, and a chain of fast steps does not pay a commit each.
+            if last_flush.elapsed() >= FLUSH_EVERY {
+                self.ex.metadata.flush()?;
+                last_flush = Instant::now();
+            }
+            match rx.recv_timeout(FLUSH_EVERY) {
                 Ok(done) => self.finish(done)?,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.ex.metadata.flush()?;
+                    last_flush = Instant::now();
+                }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
