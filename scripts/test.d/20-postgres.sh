@@ -28,6 +28,10 @@ riffle_pg_setup() {
     return 0
   fi
   port="${RIFFLE_TEST_POSTGRES_PORT:-54329}"
+  # Another test run may hold the port: take the next free one.
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    port=$((port + 1))
+  done
   data="$(mktemp -d /tmp/riffle-pg.XXXXXX)"
   run_as=()
   if [ "$(id -u)" = 0 ]; then
