@@ -44,6 +44,7 @@
 //! let mut client = MapClient::connect(ClientOptions::new(&socket)).await?;
 //! let out = client.map(Datum::new("hello")).await?;
 //! assert_eq!(out[0].value, b"HELLO");
+//! client.close().await?; // ends the stream, so the server can stop at once
 //!
 //! let _ = stop.send(());
 //! running.await.unwrap()?;

@@ -259,6 +259,14 @@ fn measure(
         "bytes".into(),
         serde_json::json!(bytes.load(Ordering::Relaxed)),
     );
+    let client = if server == "in-process" {
+        "none"
+    } else {
+        "riffle-dataflow"
+    };
+    report
+        .extra
+        .insert("client".into(), serde_json::json!(client));
     Ok(report)
 }
 
