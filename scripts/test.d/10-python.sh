@@ -8,7 +8,14 @@ if [ -z "$riffle_py_base" ]; then
   return 1
 fi
 if [ ! -x "$riffle_py_venv/bin/python" ]; then
-  "$riffle_py_base" -m venv "$riffle_py_venv"
+  rm -rf "$riffle_py_venv"
+  if ! "$riffle_py_base" -m venv "$riffle_py_venv"; then
+    # Some distributions ship Python without the venv module's pip; virtualenv
+    # (from PyPI) brings its own.
+    rm -rf "$riffle_py_venv"
+    "$riffle_py_base" -m pip install --quiet --user virtualenv
+    "$riffle_py_base" -m virtualenv --quiet "$riffle_py_venv"
+  fi
 fi
 if ! "$riffle_py_venv/bin/python" -c 'import pynumaflow, importlib.metadata as m; assert m.version("pynumaflow") == "0.14.0"' 2>/dev/null; then
   "$riffle_py_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
