@@ -288,6 +288,25 @@ impl Window {
     }
 }
 
+/// One output of an accumulator: a datum (keys, value, times, headers, id) and tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accumulated {
+    /// The output datum; its watermark advances the task's window end.
+    pub datum: Datum,
+    /// Tags for conditional forwarding.
+    pub tags: Vec<String>,
+}
+
+impl Accumulated {
+    /// An output datum without tags.
+    pub fn new(datum: Datum) -> Self {
+        Self {
+            datum,
+            tags: Vec::new(),
+        }
+    }
+}
+
 /// What a side-input retriever answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SideInputValue {

@@ -67,8 +67,8 @@ pub mod udf;
 mod wire;
 
 pub use datum::{
-    DROP, Datum, Message, Offset, ReadRequest, SideInputValue, SinkResponse, SinkStatus,
-    SourceMessage, TransformMessage, Window,
+    Accumulated, DROP, Datum, Message, Offset, ReadRequest, SideInputValue, SinkResponse,
+    SinkStatus, SourceMessage, TransformMessage, Window,
 };
 pub use error::{Error, HandlerError, HandlerResult, Result};
 pub use kind::UdfKind;

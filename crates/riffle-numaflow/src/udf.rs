@@ -28,7 +28,7 @@ use std::future::Future;
 use tokio::sync::mpsc;
 
 use crate::datum::{
-    Datum, Message, Offset, ReadRequest, SideInputValue, SinkResponse, SourceMessage,
+    Accumulated, Datum, Message, Offset, ReadRequest, SideInputValue, SinkResponse, SourceMessage,
     TransformMessage, Window,
 };
 use crate::error::HandlerResult;
@@ -78,6 +78,17 @@ pub trait ReduceStreamer: Send + Sync + 'static {
         window: Window,
         datums: DatumStream,
         out: MessageSender<Message>,
+    ) -> impl Future<Output = HandlerResult<()>> + Send;
+}
+
+/// An accumulator: an unbounded, ordered stream of one key's datums in, outputs out
+/// whenever the function decides (e.g. re-ordered by event time).
+pub trait Accumulator: Send + Sync + 'static {
+    /// Accumulates the datums of one key until the platform closes it.
+    fn accumulate(
+        &self,
+        datums: DatumStream,
+        out: MessageSender<Accumulated>,
     ) -> impl Future<Output = HandlerResult<()>> + Send;
 }
 

@@ -497,6 +497,73 @@ async fn reduce_stream_server() {
     running.stop().await;
 }
 
+struct Numbered;
+
+impl riffle_numaflow::udf::Accumulator for Numbered {
+    async fn accumulate(
+        &self,
+        mut datums: riffle_numaflow::udf::DatumStream,
+        out: MessageSender<riffle_numaflow::Accumulated>,
+    ) -> HandlerResult<()> {
+        let mut n = 0;
+        while let Some(mut d) = datums.next().await {
+            n += 1;
+            d.value = format!("{}#{n}", String::from_utf8_lossy(&d.value)).into_bytes();
+            let mut a = riffle_numaflow::Accumulated::new(d);
+            a.tags = vec!["acc".into()];
+            out.send(a).await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accumulator_server() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("accumulator.sock");
+    let server = riffle_numaflow::server::AccumulatorServer::new(Numbered).with_socket(&socket);
+    let info_path = server.options().server_info.clone();
+    assert_eq!(info_path, dir.path().join("accumulator-server-info"));
+    let running = Running::spawn(|stop| server.serve_with_shutdown(stop));
+    assert_eq!(
+        wait_for_info(&info_path).await.minimum_numaflow_version,
+        "1.5.0-z"
+    );
+    let out = tokio::task::spawn_blocking(move || drive(&py, "accumulator", &socket))
+        .await
+        .unwrap();
+    let responses = out["responses"].as_array().unwrap();
+    let of = |key: &str| -> Vec<&Value> {
+        responses
+            .iter()
+            .filter(|r| r["keys"] == json!([key]))
+            .collect()
+    };
+    let a = of("a");
+    assert_eq!(a.len(), 3, "{responses:?}");
+    assert_eq!(a[0]["value"], json!("a1#1"));
+    assert_eq!(a[0]["tags"], json!(["acc"]));
+    assert_eq!(a[1]["value"], json!("a2#2"));
+    assert_eq!(
+        a[1]["window_end"],
+        json!(20),
+        "the window ends at the latest watermark"
+    );
+    assert_eq!(a[2]["eof"], json!(true));
+    assert_eq!(
+        a[2]["window_end"],
+        json!(100),
+        "CLOSE answers with the closed window"
+    );
+    let b = of("b");
+    assert_eq!(b.len(), 3, "{responses:?}");
+    assert_eq!(b[1]["value"], json!("b2#2"));
+    assert_eq!(b[2]["eof"], json!(true));
+    assert_eq!(b[2]["window_end"], json!(30));
+    running.stop().await;
+}
+
 struct EveryOther(AtomicI64);
 
 impl SideInput for EveryOther {

@@ -34,6 +34,7 @@
 //! }
 //! ```
 
+mod accumulator;
 mod map;
 pub(crate) mod options;
 mod reduce;
@@ -42,6 +43,7 @@ mod sink;
 mod source;
 mod transform;
 
+pub use accumulator::AccumulatorServer;
 pub use map::{BatchMapServer, MapServer, MapStreamServer};
 pub use options::{MAX_MESSAGE_SIZE, ServerMode, ServerOptions};
 pub use reduce::{ReduceServer, ReduceStreamServer};

@@ -13,6 +13,7 @@ import grpc
 from google.protobuf import empty_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from pynumaflow.proto.accumulator import accumulator_pb2, accumulator_pb2_grpc
 from pynumaflow.proto.mapper import map_pb2, map_pb2_grpc
 from pynumaflow.proto.reducer import reduce_pb2, reduce_pb2_grpc
 from pynumaflow.proto.sideinput import sideinput_pb2_grpc
@@ -182,6 +183,40 @@ def main():
                 "value": r.result.value.decode(),
             }
             for r in stub.ReduceFn(iter(requests))
+        ]
+    elif kind == "accumulator":
+        stub = accumulator_pb2_grpc.AccumulatorStub(channel)
+        out["ready"] = stub.IsReady(empty_pb2.Empty()).ready
+        R = accumulator_pb2.AccumulatorRequest
+        Op = R.WindowOperation
+
+        def window(keys):
+            return accumulator_pb2.KeyedWindow(start=ts(0), end=ts(100), slot="slot-0", keys=keys)
+
+        def req(event, keys, value=None, wm=0):
+            payload = None
+            if value is not None:
+                payload = accumulator_pb2.Payload(
+                    keys=keys, value=value.encode(), event_time=ts(wm), watermark=ts(wm), id=value
+                )
+            return R(payload=payload, operation=Op(event=event, keyedWindow=window(keys)))
+
+        requests = [
+            req(Op.OPEN, ["a"], "a1", 10),
+            req(Op.APPEND, ["a"], "a2", 20),
+            req(Op.OPEN, ["b"], "b1", 15),
+            req(Op.CLOSE, ["a"]),
+            req(Op.APPEND, ["b"], "b2", 30),
+        ]
+        out["responses"] = [
+            {
+                "eof": r.EOF,
+                "keys": list(r.window.keys),
+                "window_end": r.window.end.seconds,
+                "value": r.payload.value.decode(),
+                "tags": list(r.tags),
+            }
+            for r in stub.AccumulateFn(iter(requests))
         ]
     elif kind == "sideinput":
         stub = sideinput_pb2_grpc.SideInputStub(channel)
