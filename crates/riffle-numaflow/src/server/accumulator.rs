@@ -199,10 +199,10 @@ impl<U: Accumulator> pb::accumulator_server::Accumulator for Service<U> {
                 }
             }
             for keys in order {
-                if let Some(task) = tasks.remove(&keys) {
-                    if !finish(task, None, &tx).await {
-                        return;
-                    }
+                if let Some(task) = tasks.remove(&keys)
+                    && !finish(task, None, &tx).await
+                {
+                    return;
                 }
             }
         });
