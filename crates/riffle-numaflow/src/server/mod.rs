@@ -52,5 +52,7 @@ pub use sink::SinkServer;
 pub use source::SourceServer;
 pub use transform::SourceTransformServer;
 
+pub use options::{
+    CONTAINER_TYPE_ENV, MULTIPROC_INDEX_ENV, multiproc_socket, shutdown_signal, sink_role,
+};
 pub(crate) use options::{Exec, run_router, server_common};
-pub use options::{MULTIPROC_INDEX_ENV, multiproc_socket, shutdown_signal};

@@ -53,7 +53,15 @@ pub struct ServerOptions {
 
 impl ServerOptions {
     /// Numaflow's defaults for a kind: its socket and server-info paths, 64 MiB, async.
+    ///
+    /// A sink becomes the fallback or on-success sink when Numaflow says so through
+    /// `NUMAFLOW_UD_CONTAINER_TYPE` (`fb-udsink`, `ons-udsink`), as the platform
+    /// starts the same image in those roles.
     pub fn for_kind(kind: UdfKind) -> Self {
+        let kind = match kind {
+            UdfKind::Sink => sink_role(std::env::var(CONTAINER_TYPE_ENV).ok().as_deref()),
+            other => other,
+        };
         let grace = std::env::var("NUMAFLOW_GRPC_SHUTDOWN_GRACE_PERIOD_SECONDS")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -188,6 +196,19 @@ impl ServerOptions {
             Some(reason) => Err(self.serve_error(reason)),
             None => Ok(()),
         }
+    }
+}
+
+/// The environment variable through which Numaflow tells a container its role.
+pub const CONTAINER_TYPE_ENV: &str = "NUMAFLOW_UD_CONTAINER_TYPE";
+
+/// The sink kind for a container role: `fb-udsink` → fallback, `ons-udsink` →
+/// on-success, anything else → the main sink.
+pub fn sink_role(container_type: Option<&str>) -> UdfKind {
+    match container_type {
+        Some("fb-udsink") => UdfKind::FallbackSink,
+        Some("ons-udsink") => UdfKind::OnSuccessSink,
+        _ => UdfKind::Sink,
     }
 }
 
@@ -403,3 +424,31 @@ macro_rules! server_common {
     };
 }
 pub(crate) use server_common;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sink_roles_follow_the_container_type() {
+        assert_eq!(sink_role(Some("fb-udsink")), UdfKind::FallbackSink);
+        assert_eq!(sink_role(Some("ons-udsink")), UdfKind::OnSuccessSink);
+        assert_eq!(sink_role(Some("udsink")), UdfKind::Sink);
+        assert_eq!(sink_role(None), UdfKind::Sink);
+        let fallback = ServerOptions::for_kind(UdfKind::FallbackSink);
+        assert_eq!(
+            fallback.socket.to_str(),
+            Some("/var/run/numaflow/fb-sink.sock")
+        );
+        assert_eq!(
+            fallback.server_info.to_str(),
+            Some("/var/run/numaflow/fb-sinker-server-info")
+        );
+    }
+
+    #[test]
+    fn multiproc_sockets_sit_beside_the_main_socket() {
+        let socket = multiproc_socket(&UdfKind::Map.default_socket(), 3);
+        assert_eq!(socket.to_str(), Some("/var/run/numaflow/multiproc3.sock"));
+    }
+}
