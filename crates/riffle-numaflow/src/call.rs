@@ -6,11 +6,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::client::{
-    ClientOptions, MapClient, MapMode, ReduceClient, SideInputClient, SinkClient, SourceClient,
-    SourceTransformClient,
+    AccumulatorClient, ClientOptions, MapClient, MapMode, ReduceClient, SideInputClient,
+    SinkClient, SourceClient, SourceTransformClient,
 };
-use crate::datum::{Datum, Window};
-use crate::error::{Error, Result};
+use crate::datum::{Datum, Message, Window};
+use crate::error::Result;
 use crate::jsonl;
 use crate::kind::UdfKind;
 
@@ -112,10 +112,17 @@ pub async fn call(
             out.push(jsonl::side_input_json(&client.retrieve().await?));
         }
         UdfKind::Accumulator => {
-            return Err(Error::Input {
-                what: "--kind accumulator".into(),
-                reason: "calling accumulators is not supported yet".into(),
-            });
+            let mut client = AccumulatorClient::connect(options).await?;
+            for a in client.accumulate(&datums).await? {
+                let mut line = jsonl::message_json(&Message {
+                    keys: a.datum.keys,
+                    value: a.datum.value,
+                    tags: a.tags,
+                });
+                line["event_time_ms"] = json!(jsonl::to_ms(a.datum.event_time));
+                line["watermark_ms"] = json!(jsonl::to_ms(a.datum.watermark));
+                out.push(line);
+            }
         }
     }
     Ok(out)

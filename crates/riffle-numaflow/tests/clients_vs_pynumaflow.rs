@@ -320,3 +320,37 @@ async fn calls_close_their_streams_so_the_server_keeps_serving() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accumulator_server() {
+    use riffle_numaflow::client::AccumulatorClient;
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = PyServer::start(&py, "accumulator", dir.path());
+    let mut client = AccumulatorClient::connect(options(&server)).await.unwrap();
+    let datums = vec![
+        Datum::new("a").with_keys(["x"]).with_id("1"),
+        Datum::new("b").with_keys(["y"]).with_id("2"),
+        Datum::new("c").with_keys(["x"]).with_id("3"),
+    ];
+    let out = client.accumulate(&datums).await.unwrap();
+    let mut values: Vec<(Vec<String>, String)> = out
+        .iter()
+        .map(|a| {
+            (
+                a.datum.keys.clone(),
+                String::from_utf8_lossy(&a.datum.value).to_string(),
+            )
+        })
+        .collect();
+    values.sort();
+    assert_eq!(
+        values,
+        vec![
+            (vec!["x".to_string()], "a#1".to_string()),
+            (vec!["x".to_string()], "c#2".to_string()),
+            (vec!["y".to_string()], "b#1".to_string()),
+        ]
+    );
+    assert!(out.iter().all(|a| a.tags == vec!["py".to_string()]));
+}

@@ -20,6 +20,7 @@
 //!
 //! [`ServerInfo::check_compatible`]: crate::info::ServerInfo::check_compatible
 
+mod accumulator;
 mod connection;
 mod map;
 mod reduce;
@@ -31,6 +32,7 @@ mod transform;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use accumulator::AccumulatorClient;
 pub use connection::Connection;
 pub use map::{MapClient, MapMode};
 pub use reduce::ReduceClient;

@@ -11,13 +11,14 @@ Every UDF here has behaviour the Rust tests check exactly:
   sink: "fail" fails with "refused", "fb" goes to fallback, the rest succeed.
   source: ten messages "m0".."m9" on partition 0; acks reduce the pending count.
   transform: upper-cased value, event time moved to 2024-01-01T00:00:00Z + len(value) s.
+  accumulator: each key's values numbered in arrival order ("v#1", "v#2", ...), tag "py".
   sideinput: "side-1", "side-3", ... on odd calls; no broadcast on even calls.
 """
 
 import datetime
 import sys
 
-from pynumaflow import mapper, mapstreamer, batchmapper, reducer, sinker, sourcer
+from pynumaflow import accumulator, mapper, mapstreamer, batchmapper, reducer, sinker, sourcer
 from pynumaflow import sourcetransformer, sideinput
 
 
@@ -111,6 +112,19 @@ def transform_handler(keys, datum):
     )
 
 
+class Numbered(accumulator.Accumulator):
+    async def handler(self, datums, output):
+        n = 0
+        async for d in datums:
+            n += 1
+            await output.put(
+                accumulator.Message(
+                    d.value + b"#%d" % n, keys=d.keys, tags=["py"],
+                    watermark=d.watermark, event_time=d.event_time, id=d.id,
+                )
+            )
+
+
 class EveryOther(sideinput.SideInput):
     def __init__(self):
         self.calls = 0
@@ -141,6 +155,8 @@ def main():
         server = sourcer.SourceAsyncServer(TenMessages(), **common)
     elif kind == "transform":
         server = sourcetransformer.SourceTransformServer(transform_handler, **common)
+    elif kind == "accumulator":
+        server = accumulator.AccumulatorAsyncServer(Numbered, **common)
     elif kind == "sideinput":
         server = sideinput.SideInputServer(EveryOther(), **common)
     else:
