@@ -41,7 +41,7 @@ pub struct TargetArgs {
     #[arg(long)]
     pub socket: Option<PathBuf>,
     /// The UDF kind: map, map-stream, batch-map, reduce, source-transform, source,
-    /// sink, fallback-sink, side-input.
+    /// sink, fallback-sink, side-input, accumulator.
     #[arg(long, default_value = "map")]
     pub kind: UdfKind,
     /// The server-info file (default: beside the socket).
