@@ -84,7 +84,7 @@ fn stateless(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     let out = TestingSink::new();
     flow.input_dynamic("numbers", GeneratorSource::new(items, |i| i))?
         .map("double", |x: u64| x * 2)?
-        .filter("thirds", |x: &u64| x % 3 == 0)?
+        .filter("thirds", |x: &u64| x.is_multiple_of(3))?
         .count_final("count", |_x: u64| ())?
         .output("out", out.clone())?;
     let started = Instant::now();
