@@ -71,14 +71,20 @@ fn epochs_advance_with_the_wall_clock_and_close_per_epoch_results() {
         .capture("per_epoch_out")
         .unwrap();
     let started = Instant::now();
-    Execution::new().epoch_interval(Duration::from_millis(25)).run(&flow).unwrap();
+    Execution::new()
+        .epoch_interval(Duration::from_millis(25))
+        .run(&flow)
+        .unwrap();
     let took = started.elapsed();
     // The source slept between items instead of spinning: 20 items 10 ms apart.
     assert!(took >= Duration::from_millis(180), "{took:?}");
     let seen = seen.take();
     let epochs: Vec<u64> = seen.iter().map(|(e, _)| *e).collect();
     assert!(epochs.windows(2).all(|w| w[0] <= w[1]), "{epochs:?}");
-    assert!(*epochs.last().unwrap() >= 4, "about 200 ms of 25 ms epochs: {epochs:?}");
+    assert!(
+        *epochs.last().unwrap() >= 4,
+        "about 200 ms of 25 ms epochs: {epochs:?}"
+    );
     let per_epoch = per_epoch.take_sorted();
     assert!(per_epoch.len() >= 4, "{per_epoch:?}");
     assert_eq!(per_epoch.iter().map(|(_, (_, n))| n).sum::<u32>(), 20);
