@@ -24,8 +24,8 @@ riffle_pg_setup() {
     bindir="$(riffle_pg_bindir)"
   fi
   if [ -z "$bindir" ]; then
-    echo "PostgreSQL could not be installed; the Postgres tests will not run" >&2
-    return 0
+    echo "PostgreSQL could not be installed: the metadata-store tests need it" >&2
+    return 1
   fi
   port="${RIFFLE_TEST_POSTGRES_PORT:-54329}"
   # Another test run may hold the port: take the next free one.

@@ -72,6 +72,11 @@ pub fn each_backend(test: impl Fn(&Project)) {
             metadata: Arc::new(store),
             artifacts,
         });
+    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CI=true but RIFFLE_TEST_POSTGRES_URL is not set: scripts/test.d/20-postgres.sh \
+             should have started PostgreSQL, and the Postgres half of this test would not run"
+        );
     }
     for project in &projects {
         eprintln!("-- backend: {}", project.backend);
