@@ -76,7 +76,11 @@ impl App {
         match commands::dispatch(&self, cli) {
             Ok(code) => code,
             Err(err) => {
-                eprintln!("error: {err:#}");
+                // One write, so the processes of a cluster sharing this stderr
+                // cannot interleave their messages mid-line.
+                let message = format!("error: {err:#}\n");
+                let _ =
+                    std::io::Write::write_all(&mut std::io::stderr().lock(), message.as_bytes());
                 ExitCode::FAILURE
             }
         }
