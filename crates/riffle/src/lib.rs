@@ -53,6 +53,7 @@ pub mod run;
 pub mod sinks;
 pub mod sources;
 pub mod testing;
+pub mod window;
 
 pub use build::WorkerInfo;
 pub use data::{Data, Key};

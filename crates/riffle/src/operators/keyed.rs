@@ -36,6 +36,16 @@ pub(crate) trait EpochLogic<I, O>: 'static {
     fn on_end(&mut self, _site: &Site, _out: &mut Vec<O>) -> Result<()> {
         Ok(())
     }
+    /// Called on every activation once the batches the frontier allows are handled,
+    /// with the earliest epoch still open: for work driven by the clock (closing
+    /// windows, idle inputs). Output is sent at that epoch.
+    fn on_wake(&mut self, _site: &Site, _epoch: u64, _out: &mut Vec<O>) -> Result<()> {
+        Ok(())
+    }
+    /// How soon the step wants [`EpochLogic::on_wake`] again without new input.
+    fn wake_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Builds the epoch-ordered operator with `pact` routing its input.
@@ -57,7 +67,11 @@ where
         step_id: name.into(),
         worker: ctx.worker.index,
     };
-    input.unary_frontier(pact, name, move |_cap, _info| {
+    let scope = ctx.scope.clone();
+    input.unary_frontier(pact, name, move |cap, info| {
+        let activator = scope.activator_for(info.address.clone());
+        // Held at the earliest open epoch, for output driven by the clock.
+        let mut held: Option<Capability<u64>> = Some(cap);
         let mut pending: BTreeMap<u64, Vec<I>> = BTreeMap::new();
         let mut caps: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
         let mut last: Option<Capability<u64>> = None;
@@ -83,6 +97,7 @@ where
                 pending.clear();
                 caps.clear();
                 last = None;
+                held = None;
                 return;
             }
             let low = frontier.frontier().first().copied();
@@ -139,10 +154,28 @@ where
                 }
                 last = Some(cap);
             }
-            if low.is_none() && !ended {
-                ended = true;
-                if let Some(cap) = last.take() {
-                    run(&mut |l, o| l.on_end(&site, o), &cap, &mut out);
+            match low {
+                Some(low) => {
+                    if let Some(cap) = held.as_mut() {
+                        if *cap.time() < low {
+                            cap.downgrade(&low);
+                        }
+                        if !run(&mut |l, o| l.on_wake(&site, low, o), cap, &mut out) {
+                            return;
+                        }
+                    }
+                    if let Some(delay) = logic.wake_after() {
+                        activator.activate_after(delay);
+                    }
+                }
+                None => {
+                    held = None;
+                    if !ended {
+                        ended = true;
+                        if let Some(cap) = last.take() {
+                            run(&mut |l, o| l.on_end(&site, o), &cap, &mut out);
+                        }
+                    }
                 }
             }
         }

@@ -1,0 +1,476 @@
+//! The window operator: a pre-stage on every worker that reads event times and
+//! announces watermarks, an exchange by key, and the per-key window state on the
+//! key's owner.
+//!
+//! Items cross the exchange as [`Routed::Item`] with their time; each upstream
+//! worker's watermark crosses as [`Routed::Mark`], sent to every worker. The window
+//! stage is an epoch-ordered keyed step (see [`crate::operators::keyed`]): it folds
+//! items into their windows, keeps a timer queue of the earliest close per key, and
+//! when the combined watermark passes a close time it emits the window's result and
+//! metadata and forgets the window. A key with no open window is forgotten too, so
+//! live state follows open windows, not keys ever seen.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::operator::Operator;
+
+use super::clock::{Clock, ClockKind, Millis, now_millis};
+use super::windower::{OpenWindows, Placement, WindowId, WindowMeta, Windower};
+use crate::build::{BuildCtx, TStream};
+use crate::data::{Data, Key};
+use crate::error::Result;
+use crate::exchange::stable_hash;
+use crate::operators::Site;
+use crate::operators::batch_operator;
+use crate::operators::keyed::{EpochLogic, epoch_operator};
+
+/// An item or a watermark on its way to the window stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Routed<K, V> {
+    /// A keyed value and its time (0 under the system clock: timed on arrival).
+    Item(K, V, Millis),
+    /// Upstream worker `from` has seen everything up to `watermark`.
+    Mark {
+        to: u32,
+        from: u32,
+        watermark: Millis,
+    },
+}
+
+/// Why an item did not enter any window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LateReason {
+    /// Every window its time falls in had closed (the watermark had passed them).
+    WindowClosed,
+    /// Its time falls between windows (sliding windows with gaps).
+    OutsideWindows,
+}
+
+/// An item that arrived too late for its windows, on a window step's `late` stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Late<V> {
+    /// The item's value.
+    pub value: V,
+    /// Its time.
+    pub time: Millis,
+    /// The window step's watermark when it arrived.
+    pub watermark: Millis,
+    /// Why it was turned away.
+    pub reason: LateReason,
+}
+
+/// What the window stage emits, split into the step's three streams.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum WindowEvent<K, V, A> {
+    Down(K, WindowId, A),
+    Late(K, Late<V>),
+    Meta(K, WindowId, WindowMeta),
+}
+
+/// How many keys hold open windows in a window step, summed over the workers of
+/// this process, and the most there have been at once: for watching that window
+/// state stays bounded.
+#[derive(Debug, Default)]
+pub struct LiveWindows {
+    now: std::sync::atomic::AtomicI64,
+    peak: std::sync::atomic::AtomicI64,
+}
+
+impl LiveWindows {
+    /// Keys with open windows right now.
+    pub fn keys(&self) -> u64 {
+        self.now.load(std::sync::atomic::Ordering::Relaxed).max(0) as u64
+    }
+
+    /// The most keys with open windows at any moment so far.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed).max(0) as u64
+    }
+
+    fn change(&self, by: i64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if by != 0 {
+            let now = self.now.fetch_add(by, Relaxed) + by;
+            self.peak.fetch_max(now, Relaxed);
+        }
+    }
+}
+
+/// How a window step accumulates: `build` a new window's accumulator, `fold` a
+/// value and its time into it, `merge` two (when sessions merge).
+pub(crate) struct Agg<K, V, A> {
+    pub build: Arc<dyn Fn(&K) -> A + Send + Sync>,
+    pub fold: Arc<dyn Fn(&mut A, V, Millis) + Send + Sync>,
+    pub merge: Arc<dyn Fn(&mut A, A) + Send + Sync>,
+}
+
+impl<K, V, A> Clone for Agg<K, V, A> {
+    fn clone(&self) -> Self {
+        Self {
+            build: self.build.clone(),
+            fold: self.fold.clone(),
+            merge: self.merge.clone(),
+        }
+    }
+}
+
+/// Builds the window step's operators on `input` and returns its three streams.
+#[allow(clippy::type_complexity)]
+pub(crate) fn build_window<'s, K, V, A, W>(
+    ctx: &BuildCtx<'s>,
+    step_id: &str,
+    input: TStream<'s, (K, V)>,
+    clock: &Clock<V>,
+    windower: Arc<W>,
+    agg: Agg<K, V, A>,
+    live: Arc<LiveWindows>,
+) -> (
+    TStream<'s, (K, (WindowId, A))>,
+    TStream<'s, (K, Late<V>)>,
+    TStream<'s, (K, (WindowId, WindowMeta))>,
+)
+where
+    K: Key,
+    V: Data,
+    A: Data,
+    W: Windower,
+{
+    let peers = ctx.worker.count;
+    let me = ctx.worker.index as u32;
+    let (routed, system, idle_timeout) = match &clock.kind {
+        ClockKind::System => {
+            let routed = batch_operator(
+                ctx,
+                step_id,
+                input,
+                |_: &Site, _, batch: &mut Vec<(K, V)>, out: &mut Vec<Routed<K, V>>| {
+                    out.extend(batch.drain(..).map(|(k, v)| Routed::Item(k, v, 0)));
+                    Ok(())
+                },
+            );
+            (routed, true, Duration::MAX)
+        }
+        ClockKind::Event {
+            time_of,
+            lateness,
+            idle_timeout,
+        } => {
+            let time_of = time_of.clone();
+            let lateness = *lateness;
+            let mut seen = Millis::MIN;
+            let routed = batch_operator(
+                ctx,
+                step_id,
+                input,
+                move |_: &Site, _, batch: &mut Vec<(K, V)>, out: &mut Vec<Routed<K, V>>| {
+                    let mut max = seen;
+                    out.reserve(batch.len() + peers);
+                    for (k, v) in batch.drain(..) {
+                        let t = time_of(&v);
+                        max = max.max(t);
+                        out.push(Routed::Item(k, v, t));
+                    }
+                    if max > seen {
+                        seen = max;
+                        let watermark = max.saturating_sub(lateness);
+                        out.extend((0..peers as u32).map(|to| Routed::Mark {
+                            to,
+                            from: me,
+                            watermark,
+                        }));
+                    }
+                    Ok(())
+                },
+            );
+            (routed, false, *idle_timeout)
+        }
+    };
+    let pact = Exchange::new(|r: &Routed<K, V>| match r {
+        Routed::Item(k, _, _) => stable_hash(k),
+        Routed::Mark { to, .. } => u64::from(*to),
+    });
+    let logic = WindowLogic {
+        windower,
+        agg,
+        system,
+        idle_timeout,
+        keys: Default::default(),
+        timers: BTreeMap::new(),
+        upstream: vec![None; peers],
+        started: Instant::now(),
+        watermark: Millis::MIN,
+        ids: Vec::new(),
+        merged: Vec::new(),
+        closed: Vec::new(),
+        live,
+        reported: 0,
+    };
+    let events = epoch_operator(ctx, step_id, routed, pact, logic);
+    let down = split(step_id, &events, |e| match e {
+        WindowEvent::Down(k, id, a) => Some((k, (id, a))),
+        _ => None,
+    });
+    let late = split(step_id, &events, |e| match e {
+        WindowEvent::Late(k, late) => Some((k, late)),
+        _ => None,
+    });
+    let meta = split(step_id, &events, |e| match e {
+        WindowEvent::Meta(k, id, m) => Some((k, (id, m))),
+        _ => None,
+    });
+    (down, late, meta)
+}
+
+fn split<'s, E: Data, O: Data>(
+    step_id: &str,
+    events: &TStream<'s, E>,
+    pick: fn(E) -> Option<O>,
+) -> TStream<'s, O> {
+    events.clone().unary(Pipeline, step_id, move |_, _| {
+        let mut out = Vec::new();
+        move |input, output| {
+            input.for_each(|time, data| {
+                out.extend(data.drain(..).filter_map(pick));
+                if !out.is_empty() {
+                    output.session(&time).give_container(&mut out);
+                    out.clear();
+                }
+            });
+        }
+    })
+}
+
+/// One key's windows: the windower's state, an accumulator per open window, and
+/// the time of the key's entry in the timer queue.
+struct KeyWindows<S, A> {
+    windows: S,
+    accs: Vec<(WindowId, A)>,
+    timer: Option<Millis>,
+}
+
+/// The watermark an upstream worker last announced, and when.
+#[derive(Clone, Copy)]
+struct Heard {
+    watermark: Millis,
+    at: Instant,
+}
+
+struct WindowLogic<K, V, A, W: Windower> {
+    windower: Arc<W>,
+    agg: Agg<K, V, A>,
+    system: bool,
+    idle_timeout: Duration,
+    keys: std::collections::HashMap<K, KeyWindows<W::State, A>, foldhash::fast::FixedState>,
+    /// Keys by the earliest close time of their windows (may hold stale entries,
+    /// which are skipped when they come due).
+    timers: BTreeMap<Millis, Vec<K>>,
+    upstream: Vec<Option<Heard>>,
+    started: Instant,
+    watermark: Millis,
+    ids: Vec<WindowId>,
+    merged: Vec<(WindowId, WindowId)>,
+    closed: OpenWindows,
+    live: Arc<LiveWindows>,
+    reported: usize,
+}
+
+impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
+    /// Recomputes the combined watermark: the system time, or the least watermark
+    /// of the upstream workers that are not idle. It never goes backwards.
+    fn advance(&mut self) {
+        let next = if self.system {
+            now_millis()
+        } else {
+            let now = Instant::now();
+            let mut least: Option<Millis> = None;
+            let mut greatest = Millis::MIN;
+            for heard in &self.upstream {
+                let (watermark, at) = match heard {
+                    Some(h) => (h.watermark, h.at),
+                    None => (Millis::MIN, self.started),
+                };
+                greatest = greatest.max(watermark);
+                if now.duration_since(at) < self.idle_timeout {
+                    least = Some(least.map_or(watermark, |l| l.min(watermark)));
+                }
+            }
+            least.unwrap_or(greatest)
+        };
+        self.watermark = self.watermark.max(next);
+    }
+
+    /// Publishes the number of keys with open windows.
+    fn report(&mut self) {
+        let now = self.keys.len();
+        self.live.change(now as i64 - self.reported as i64);
+        self.reported = now;
+    }
+
+    /// Closes every window the watermark has passed, emitting results and metadata.
+    fn close_due(&mut self, out: &mut Vec<WindowEvent<K, V, A>>) {
+        while let Some(entry) = self.timers.first_entry() {
+            let due = *entry.key();
+            if due > self.watermark {
+                break;
+            }
+            for key in entry.remove() {
+                let Some(state) = self.keys.get_mut(&key) else {
+                    continue;
+                };
+                match state.timer {
+                    Some(t) if t <= due => state.timer = None,
+                    _ => continue, // a stale entry: a later one is registered
+                }
+                self.windower
+                    .close_for(&mut state.windows, self.watermark, &mut self.closed);
+                for (id, meta) in self.closed.drain(..) {
+                    if let Some(at) = state.accs.iter().position(|(w, _)| *w == id) {
+                        let (_, acc) = state.accs.swap_remove(at);
+                        out.push(WindowEvent::Down(key.clone(), id, acc));
+                    }
+                    out.push(WindowEvent::Meta(key.clone(), id, meta));
+                }
+                match self.windower.next_close(&state.windows) {
+                    Some(next) => {
+                        state.timer = Some(next);
+                        self.timers.entry(next).or_default().push(key);
+                    }
+                    None => {
+                        self.keys.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn place(&mut self, key: K, value: V, time: Millis, out: &mut Vec<WindowEvent<K, V, A>>) {
+        let windower = &*self.windower;
+        let state = match self.keys.get_mut(&key) {
+            Some(state) => state,
+            None => self.keys.entry(key.clone()).or_insert_with(|| KeyWindows {
+                windows: W::State::default(),
+                accs: Vec::new(),
+                timer: None,
+            }),
+        };
+        self.ids.clear();
+        let placement = windower.open_for(&mut state.windows, time, self.watermark, &mut self.ids);
+        if placement != Placement::Placed {
+            let reason = match placement {
+                Placement::Late => LateReason::WindowClosed,
+                _ => LateReason::OutsideWindows,
+            };
+            let late = Late {
+                value,
+                time,
+                watermark: self.watermark,
+                reason,
+            };
+            if windower.next_close(&state.windows).is_none() {
+                self.keys.remove(&key);
+            }
+            out.push(WindowEvent::Late(key, late));
+            return;
+        }
+        windower.drain_merged(&mut state.windows, &mut self.merged);
+        for (from, into) in self.merged.drain(..) {
+            if let Some(at) = state.accs.iter().position(|(w, _)| *w == from) {
+                let (_, acc) = state.accs.swap_remove(at);
+                match state.accs.iter_mut().find(|(w, _)| *w == into) {
+                    Some((_, target)) => (self.agg.merge)(target, acc),
+                    None => state.accs.push((into, acc)),
+                }
+            }
+        }
+        let mut value = Some(value);
+        let last = self.ids.len() - 1;
+        for (i, &id) in self.ids.iter().enumerate() {
+            let v = if i == last {
+                value.take().expect("the last window takes the value")
+            } else {
+                value.clone().expect("earlier windows take copies")
+            };
+            match state.accs.iter_mut().find(|(w, _)| *w == id) {
+                Some((_, acc)) => (self.agg.fold)(acc, v, time),
+                None => {
+                    let mut acc = (self.agg.build)(&key);
+                    (self.agg.fold)(&mut acc, v, time);
+                    state.accs.push((id, acc));
+                }
+            }
+        }
+        if let Some(next) = windower.next_close(&state.windows)
+            && state.timer.is_none_or(|t| next < t)
+        {
+            state.timer = Some(next);
+            self.timers.entry(next).or_default().push(key);
+        }
+    }
+}
+
+impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent<K, V, A>>
+    for WindowLogic<K, V, A, W>
+{
+    fn on_batch(
+        &mut self,
+        _: &Site,
+        _: u64,
+        items: Vec<Routed<K, V>>,
+        out: &mut Vec<WindowEvent<K, V, A>>,
+    ) -> Result<()> {
+        let now = if self.system { now_millis() } else { 0 };
+        for item in items {
+            match item {
+                Routed::Item(key, value, time) => {
+                    let time = if self.system { now } else { time };
+                    self.place(key, value, time, out);
+                }
+                Routed::Mark {
+                    from, watermark, ..
+                } => {
+                    if let Some(slot) = self.upstream.get_mut(from as usize) {
+                        let watermark = slot.map_or(watermark, |h| h.watermark.max(watermark));
+                        *slot = Some(Heard {
+                            watermark,
+                            at: Instant::now(),
+                        });
+                    }
+                }
+            }
+        }
+        self.advance();
+        self.close_due(out);
+        self.report();
+        Ok(())
+    }
+
+    fn on_wake(&mut self, _: &Site, _: u64, out: &mut Vec<WindowEvent<K, V, A>>) -> Result<()> {
+        if !self.timers.is_empty() {
+            self.advance();
+            self.close_due(out);
+            self.report();
+        }
+        Ok(())
+    }
+
+    fn wake_after(&self) -> Option<Duration> {
+        if self.timers.is_empty() {
+            None
+        } else if self.system {
+            Some(Duration::from_millis(50))
+        } else {
+            Some(self.idle_timeout.min(Duration::from_secs(1)))
+        }
+    }
+
+    fn on_end(&mut self, _: &Site, out: &mut Vec<WindowEvent<K, V, A>>) -> Result<()> {
+        self.watermark = Millis::MAX;
+        self.close_due(out);
+        self.report();
+        Ok(())
+    }
+}
