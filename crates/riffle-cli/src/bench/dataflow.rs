@@ -1,18 +1,21 @@
-//! Dataflow workloads: `stateless` and `wordcount`.
+//! Dataflow workloads: `stateless`, `wordcount` and `windowed`.
 //!
 //! - `stateless`: 20,000,000 `u64` (0, 1, 2, ...) -> `map(x * 2)` ->
 //!   `filter(x % 3 == 0)` -> `count_final` of what passes.
 //! - `wordcount`: 5,000,000 words from [`word`], 10 per line -> `flat_map` split ->
 //!   `count_final` per word.
+//! - `windowed`: 1,000,000 events, key `i % 1000`, event time 2026-01-01 + `i` ms ->
+//!   `count_window` over 10-second tumbling windows (event clock, no lateness).
 //!
 //! Items are generated inside the source, so generation is part of the measured
 //! time. The checksum fields (`count`, `distinct`) let a reader check that peers
 //! computed the same thing.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use riffle::sinks::TestingSink;
 use riffle::sources::GeneratorSource;
+use riffle::window::{Clock, TumblingWindower};
 use riffle::{Dataflow, Execution};
 
 use super::{BenchArgs, BenchReport};
@@ -74,6 +77,7 @@ fn push_decimal(out: &mut String, n: u64) {
 pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     match args.name.as_str() {
         "stateless" => stateless(args),
+        "windowed" => windowed(args),
         _ => wordcount(args),
     }
 }
@@ -137,6 +141,46 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
                 .collect::<Vec<_>>()
         ),
     );
+    Ok(vec![report])
+}
+
+/// 2026-01-01T00:00:00Z in milliseconds: event `i` happens `i` ms after it.
+pub const WINDOW_START_MS: i64 = 1_767_225_600_000;
+/// Distinct keys of the windowed workload.
+pub const WINDOW_KEYS: u64 = 1000;
+
+fn windowed(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
+    let events = args.items.unwrap_or(1_000_000);
+    let flow = Dataflow::new("bench-windowed");
+    let out = TestingSink::new();
+    let late = TestingSink::new();
+    let windows = flow
+        .input_dynamic(
+            "events",
+            GeneratorSource::new(events, |i| (i % WINDOW_KEYS, WINDOW_START_MS + i as i64)),
+        )?
+        .count_window(
+            "count",
+            Clock::event(|e: &(u64, i64)| e.1, Duration::ZERO),
+            TumblingWindower::new(Duration::from_secs(10), WINDOW_START_MS),
+            |e| e.0,
+        )?;
+    windows.down.output("out", out.clone())?;
+    windows.late.output("late", late.clone())?;
+    let started = Instant::now();
+    Execution::new().workers(args.workers).run(&flow)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let counts = out.take();
+    let counted: u64 = counts.iter().map(|(_, (_, n))| n).sum();
+    let late = late.take().len() as u64;
+    anyhow::ensure!(
+        counted + late == events,
+        "windowed counted {counted} and {late} late of {events} events"
+    );
+    let mut report = BenchReport::new("windowed", args.workers, events, seconds);
+    report.extra.insert("windows".into(), counts.len().into());
+    report.extra.insert("counted".into(), counted.into());
+    report.extra.insert("late".into(), late.into());
     Ok(vec![report])
 }
 

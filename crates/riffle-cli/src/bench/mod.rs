@@ -18,7 +18,7 @@ use crate::App;
 /// `riffle bench NAME [--workers N] [--runs N] [--json]`
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The workload: stateless, wordcount, pipeline, udf-map.
+    /// The workload: stateless, wordcount, windowed, pipeline, udf-map.
     pub name: String,
     /// Worker threads, where the workload is a dataflow.
     #[arg(short, long, default_value_t = 1)]
@@ -125,11 +125,11 @@ pub fn bench(app: &App, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     for _ in 0..args.runs.max(1) {
         reset_peak_rss();
         let reports = match args.name.as_str() {
-            "stateless" | "wordcount" => dataflow::run(args)?,
+            "stateless" | "wordcount" | "windowed" => dataflow::run(args)?,
             "pipeline" => pipeline::run(app, args)?,
             "udf-map" => udf::run(args)?,
             other => anyhow::bail!(
-                "unknown workload {other:?}; the workloads are: stateless, wordcount, pipeline, udf-map"
+                "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, pipeline, udf-map"
             ),
         };
         for report in reports {
