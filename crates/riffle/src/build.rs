@@ -14,7 +14,8 @@ use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use timely::dataflow::{Scope, StreamVec};
+use timely::dataflow::operators::Probe;
+use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::error::{Result, RiffleError};
 use crate::run::RunShared;
@@ -25,6 +26,7 @@ pub(crate) type TStream<'s, T> = StreamVec<'s, u64, T>;
 trait AnySlot<'s> {
     fn elem_type(&self) -> TypeId;
     fn elem_type_name(&self) -> &'static str;
+    fn probe_with(&self, probe: &ProbeHandle<u64>);
 }
 
 struct Slot<'s, T: 'static>(TStream<'s, T>);
@@ -35,6 +37,9 @@ impl<'s, T: Clone + 'static> AnySlot<'s> for Slot<'s, T> {
     }
     fn elem_type_name(&self) -> &'static str {
         std::any::type_name::<T>()
+    }
+    fn probe_with(&self, probe: &ProbeHandle<u64>) {
+        let _ = self.0.clone().probe_with(probe);
     }
 }
 
@@ -53,6 +58,7 @@ pub(crate) struct BuildCtx<'s> {
     pub worker: WorkerInfo,
     pub shared: Arc<RunShared>,
     streams: HashMap<String, Box<dyn AnySlot<'s> + 's>>,
+    sinks: Vec<TStream<'s, ()>>,
 }
 
 impl<'s> BuildCtx<'s> {
@@ -66,6 +72,7 @@ impl<'s> BuildCtx<'s> {
             worker,
             shared,
             streams: HashMap::new(),
+            sinks: Vec::new(),
         }
     }
 
@@ -85,6 +92,22 @@ impl<'s> BuildCtx<'s> {
         // SAFETY: the slot was created by `insert::<T>` as a `Slot<'s, T>` (its element
         // type id was checked just above), and every slot of this context shares `'s`.
         Ok(unsafe { (*ptr).0.clone() })
+    }
+
+    /// Watches every stream built so far (and every sink's progress) with `probe`:
+    /// its frontier is the flow's.
+    pub fn probe_all(&mut self, probe: &ProbeHandle<u64>) {
+        for slot in self.streams.values() {
+            slot.probe_with(probe);
+        }
+        for stream in self.sinks.drain(..) {
+            let _ = stream.probe_with(probe);
+        }
+    }
+
+    /// Adds a sink's progress stream to what [`BuildCtx::probe_all`] watches.
+    pub fn watch_sink(&mut self, stream: TStream<'s, ()>) {
+        self.sinks.push(stream);
     }
 
     /// Stores `stream` under `key`.

@@ -76,6 +76,10 @@ pub enum RiffleError {
     #[error("execution failed: {0}")]
     Execution(String),
 
+    /// The recovery store is missing, damaged, or made for another flow.
+    #[error("recovery: {0}")]
+    Recovery(String),
+
     /// A testing helper was used with the wrong flow shape or types.
     #[error("testing: {0}")]
     Testing(String),

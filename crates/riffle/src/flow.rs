@@ -161,6 +161,26 @@ impl Dataflow {
         }
     }
 
+    /// A short fingerprint of the flow's shape (step ids, kinds, upstreams): a
+    /// recovery store refuses a flow whose fingerprint differs from its own.
+    pub fn fingerprint(&self) -> String {
+        let inner = self.lock();
+        type Shape<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+        let shape: Vec<Shape<'_>> = inner
+            .steps
+            .iter()
+            .map(|s| {
+                let ups = s
+                    .upstreams
+                    .iter()
+                    .map(|u| (u.step_id.as_str(), u.port.as_str()))
+                    .collect();
+                (s.step_id.as_str(), s.kind.as_str(), ups)
+            })
+            .collect();
+        format!("{:016x}", crate::exchange::stable_hash(&shape))
+    }
+
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, FlowInner> {
         self.inner
             .lock()

@@ -40,6 +40,7 @@ use timely::dataflow::operators::vec::{Broadcast, Input};
 use crate::build::BuildCtx;
 use crate::error::{Result, RiffleError};
 use crate::flow::Dataflow;
+use crate::recovery::{Recovery, RecoveryRun};
 
 /// The default wall-clock length of an epoch, as in bytewax.
 pub const DEFAULT_EPOCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -58,6 +59,10 @@ pub(crate) struct RunShared {
     error: Mutex<Option<RiffleError>>,
     pub epoch_interval: Duration,
     pub start: Instant,
+    /// The first epoch of this run (after the resumed one, under recovery).
+    pub epoch_base: u64,
+    /// The recovery store, when the run snapshots.
+    pub recovery: Option<Arc<RecoveryRun>>,
 }
 
 impl RunShared {
@@ -67,7 +72,16 @@ impl RunShared {
             error: Mutex::new(None),
             epoch_interval: epoch_interval.max(Duration::from_millis(1)),
             start: Instant::now(),
+            epoch_base: 0,
+            recovery: None,
         }
+    }
+
+    /// The same, snapshotting into `recovery` and resuming where it says.
+    pub fn with_recovery(mut self, recovery: RecoveryRun) -> Self {
+        self.epoch_base = recovery.first_epoch();
+        self.recovery = Some(Arc::new(recovery));
+        self
     }
 
     /// Whether the run is being aborted.
@@ -104,15 +118,16 @@ impl RunShared {
     /// The wall-clock epoch at `now`.
     pub fn epoch_at(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.start);
-        (elapsed.as_nanos() / self.epoch_interval.as_nanos()) as u64
+        self.epoch_base + (elapsed.as_nanos() / self.epoch_interval.as_nanos()) as u64
     }
 
-    /// When the epoch after `epoch` begins.
+    /// When `epoch` begins.
     pub fn epoch_start(&self, epoch: u64) -> Instant {
+        let since_base = epoch.saturating_sub(self.epoch_base);
         self.start
             + self
                 .epoch_interval
-                .saturating_mul(epoch.min(u32::MAX as u64) as u32)
+                .saturating_mul(since_base.min(u32::MAX as u64) as u32)
     }
 
     /// Runs `f`, turning a panic into a recorded [`RiffleError::UserPanic`] for
@@ -159,6 +174,7 @@ pub struct Execution {
     process_id: Option<usize>,
     addresses: Vec<String>,
     epoch_interval: Duration,
+    recovery: Option<Recovery>,
 }
 
 impl Default for Execution {
@@ -176,7 +192,14 @@ impl Execution {
             process_id: None,
             addresses: Vec::new(),
             epoch_interval: DEFAULT_EPOCH_INTERVAL,
+            recovery: None,
         }
+    }
+
+    /// Snapshot into a recovery store and resume from it (see [`crate::recovery`]).
+    pub fn recovery(mut self, recovery: Recovery) -> Self {
+        self.recovery = Some(recovery);
+        self
     }
 
     /// Worker threads per process.
@@ -231,10 +254,24 @@ impl Execution {
 
     /// Runs `flow` to completion.
     pub fn run(&self, flow: &Dataflow) -> Result<()> {
-        self.run_with(flow, Arc::new(RunShared::new(self.epoch_interval)))
+        self.run_with(flow, RunShared::new(self.epoch_interval))
     }
 
-    pub(crate) fn run_with(&self, flow: &Dataflow, shared: Arc<RunShared>) -> Result<()> {
+    pub(crate) fn run_with(&self, flow: &Dataflow, shared: RunShared) -> Result<()> {
+        let shared = match &self.recovery {
+            // A parent that only spawns the cluster leaves the store to its children.
+            Some(recovery) if !(self.process_id.is_none() && self.processes > 1) => {
+                let run = RecoveryRun::open(
+                    recovery,
+                    shared.epoch_interval,
+                    &flow.name(),
+                    &flow.fingerprint(),
+                )?;
+                shared.with_recovery(run)
+            }
+            _ => shared,
+        };
+        let shared = Arc::new(shared);
         if let Some(process_id) = self.process_id {
             if process_id >= self.addresses.len() {
                 return Err(RiffleError::Execution(format!(
@@ -411,13 +448,19 @@ fn drive(
     shared: &Arc<RunShared>,
 ) -> Result<()> {
     let main_index = worker.next_dataflow_index();
+    let probe = timely::dataflow::ProbeHandle::<u64>::new();
     let built: Result<()> = worker.dataflow_named::<u64, _, _>(name, |scope| {
         let mut ctx = BuildCtx::new(scope, shared.clone());
         for builder in builders {
             builder(&mut ctx)?;
         }
+        ctx.probe_all(&probe);
         Ok(())
     });
+    // Worker 0 records commits: once the whole flow is past a snapshot epoch, every
+    // step, source and sink has written its snapshot of it.
+    let committer = shared.recovery.clone().filter(|_| worker.index() == 0);
+    let mut committed = shared.recovery.as_ref().and_then(|r| r.resume);
     let peer_abort = shared.clone();
     let mut control: InputHandleVec<u64, usize> =
         worker.dataflow_named("riffle-control", |scope| {
@@ -442,6 +485,17 @@ fn drive(
             break;
         }
         worker.step_or_park(Some(Duration::from_millis(50)));
+        if let Some(recovery) = &committer
+            && !shared.aborted()
+            && let Some(low) = probe.with_frontier(|f| f.first().copied())
+            && let Some(epoch) = recovery.snapshot_before(low)
+            && committed.is_none_or(|c| epoch > c)
+        {
+            match recovery.commit(epoch) {
+                Ok(()) => committed = Some(epoch),
+                Err(e) => shared.fail(e),
+            }
+        }
     }
     drop(control);
     while worker.step_or_park(Some(Duration::from_millis(50))) {}

@@ -16,7 +16,10 @@ fn event_clock() -> Clock<(i64, u32)> {
 }
 
 /// 1,000 keys, one event per millisecond, counted per key in 10-second windows.
-fn counts_flow(events: u64) -> Result<(Dataflow, TestingSink<(u64, (i64, u64))>)> {
+/// `(key, (window, count))`.
+type Counts = TestingSink<(u64, (i64, u64))>;
+
+fn counts_flow(events: u64) -> Result<(Dataflow, Counts)> {
     let flow = Dataflow::new("counts");
     let out = TestingSink::new();
     flow.input_dynamic(

@@ -17,15 +17,17 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::Site;
+use crate::build::WorkerInfo;
 use crate::build::{BuildCtx, TStream};
 use crate::data::{Data, Key};
 use crate::error::Result;
-use crate::exchange::stable_hash;
+use crate::exchange::{stable_hash, worker_for};
 use crate::flow::{Stream, stream_key};
+use crate::recovery::{Change, decode, encode};
 
 /// The maps that hold keyed state on a worker: never iterated for results that
 /// leave the operator in an order anyone relies on, so a fast fixed-seed hasher.
-type StateMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+pub(crate) type StateMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// What a keyed step does with batches, closing epochs and the end of the stream.
 pub(crate) trait EpochLogic<I, O>: 'static {
@@ -46,6 +48,94 @@ pub(crate) trait EpochLogic<I, O>: 'static {
     fn wake_after(&self) -> Option<std::time::Duration> {
         None
     }
+    /// Whether the step can snapshot its state; steps that cannot are refused when
+    /// the run has a recovery store.
+    fn recoverable(&self) -> bool {
+        false
+    }
+    /// Starts remembering which keys change, for [`EpochLogic::snapshot`].
+    fn track_changes(&mut self) {}
+    /// The keys changed since the last call and their new state (None: deleted).
+    fn snapshot(&mut self, _site: &Site) -> Result<Vec<Change>> {
+        Ok(Vec::new())
+    }
+    /// Reloads the step's state from snapshot rows; keeps the keys `worker` owns.
+    fn restore(
+        &mut self,
+        _site: &Site,
+        _rows: Vec<(Vec<u8>, Vec<u8>)>,
+        _worker: WorkerInfo,
+    ) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The keys of a step's state that changed since its last snapshot (only tracked
+/// when the run has a recovery store).
+pub(crate) struct Dirty<K> {
+    keys: Option<std::collections::HashSet<K, foldhash::fast::FixedState>>,
+}
+
+impl<K> Default for Dirty<K> {
+    fn default() -> Self {
+        Self { keys: None }
+    }
+}
+
+impl<K: Key> Dirty<K> {
+    pub fn enable(&mut self) {
+        self.keys.get_or_insert_with(Default::default);
+    }
+    #[inline]
+    pub fn mark(&mut self, key: &K) {
+        if let Some(keys) = &mut self.keys
+            && !keys.contains(key)
+        {
+            keys.insert(key.clone());
+        }
+    }
+    /// The changed keys, forgetting them.
+    pub fn take(&mut self) -> Vec<K> {
+        self.keys
+            .as_mut()
+            .map(|k| k.drain().collect())
+            .unwrap_or_default()
+    }
+    /// Encodes the changed keys with their state in `state`.
+    pub fn snapshot<V: serde::Serialize>(
+        &mut self,
+        site: &Site,
+        state: &StateMap<K, V>,
+    ) -> Result<Vec<Change>> {
+        let Some(keys) = &mut self.keys else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys.drain() {
+            let value = match state.get(&key) {
+                Some(v) => Some(encode(&site.step_id, v)?),
+                None => None,
+            };
+            out.push((encode(&site.step_id, &key)?, value));
+        }
+        Ok(out)
+    }
+}
+
+/// Decodes snapshot rows into `(key, state)` for the keys `worker` owns.
+pub(crate) fn owned_rows<K: Key, V: serde::de::DeserializeOwned>(
+    site: &Site,
+    rows: Vec<(Vec<u8>, Vec<u8>)>,
+    worker: WorkerInfo,
+) -> Result<Vec<(K, V)>> {
+    let mut out = Vec::new();
+    for (k, v) in rows {
+        let key: K = decode(&site.step_id, &k)?;
+        if worker_for(&key, worker.count) == worker.index {
+            out.push((key, decode(&site.step_id, &v)?));
+        }
+    }
+    Ok(out)
 }
 
 /// Builds the epoch-ordered operator with `pact` routing its input.
@@ -67,10 +157,32 @@ where
         step_id: name.into(),
         worker: ctx.worker.index,
     };
-    let scope = ctx.scope.clone();
+    let recovery = shared.recovery.clone();
+    let mut snapshotted = recovery.as_ref().and_then(|r| r.resume);
+    if let Some(recovery) = &recovery {
+        let ready = if !logic.recoverable() {
+            Err(crate::error::RiffleError::Recovery(format!(
+                "step {name:?} cannot snapshot its state yet, so it cannot run with a recovery store"
+            )))
+        } else {
+            logic.track_changes();
+            match recovery.resume {
+                Some(epoch) => recovery
+                    .store
+                    .load(name, epoch)
+                    .and_then(|rows| logic.restore(&site, rows, ctx.worker)),
+                None => Ok(()),
+            }
+        };
+        if let Err(e) = ready {
+            shared.fail(e);
+        }
+    }
+    let scope = ctx.scope;
     input.unary_frontier(pact, name, move |cap, info| {
         let activator = scope.activator_for(info.address.clone());
-        // Held at the earliest open epoch, for output driven by the clock.
+        // Held at the earliest open epoch, for output driven by the clock (and, under
+        // recovery, until the snapshot of the epochs before it is written).
         let mut held: Option<Capability<u64>> = Some(cap);
         let mut pending: BTreeMap<u64, Vec<I>> = BTreeMap::new();
         let mut caps: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
@@ -103,9 +215,10 @@ where
             let low = frontier.frontier().first().copied();
             let mut run = |logic_call: &mut dyn FnMut(&mut L, &mut Vec<O>) -> Result<()>,
                            cap: &Capability<u64>,
+                           logic: &mut L,
                            out: &mut Vec<O>|
              -> bool {
-                let result = catch_unwind(AssertUnwindSafe(|| logic_call(&mut logic, out)));
+                let result = catch_unwind(AssertUnwindSafe(|| logic_call(logic, out)));
                 match result {
                     Ok(Ok(())) => {
                         if !out.is_empty() {
@@ -124,43 +237,96 @@ where
                     }
                 }
             };
-            // Batches, in epoch order, of epochs no later than the frontier.
-            while let Some(entry) = pending.first_entry() {
-                let epoch = *entry.key();
-                if low.is_some_and(|l| epoch > l) {
-                    break;
-                }
-                let mut items = Some(entry.remove());
-                let Some(cap) = caps.get(&epoch) else {
-                    continue;
+            // Under recovery: the state as of the end of the last snapshot epoch
+            // before `bound`, taken before anything of a later epoch is handled.
+            let mut snapshot = |logic: &mut L, bound: u64| -> bool {
+                let Some(recovery) = &recovery else {
+                    return true;
                 };
-                if !run(
-                    &mut |l, o| l.on_batch(&site, epoch, items.take().unwrap_or_default(), o),
-                    cap,
-                    &mut out,
-                ) {
+                let Some(epoch) = recovery.snapshot_before(bound) else {
+                    return true;
+                };
+                if snapshotted.is_some_and(|s| epoch <= s) {
+                    return true;
+                }
+                let written = logic
+                    .snapshot(&site)
+                    .and_then(|changes| recovery.store.write(&site.step_id, epoch, changes));
+                match written {
+                    Ok(()) => {
+                        snapshotted = Some(epoch);
+                        true
+                    }
+                    Err(e) => {
+                        shared.fail(e);
+                        false
+                    }
+                }
+            };
+            // Epochs in order: an epoch's batches once the frontier allows them, its
+            // close once the frontier has passed it.
+            loop {
+                let next_batch = pending
+                    .first_key_value()
+                    .map(|(e, _)| *e)
+                    .filter(|e| low.is_none_or(|l| *e <= l));
+                let next_close = caps
+                    .first_key_value()
+                    .map(|(e, _)| *e)
+                    .filter(|e| low.is_none_or(|l| *e < l));
+                let epoch = match (next_batch, next_close) {
+                    (Some(b), Some(c)) => b.min(c),
+                    (Some(b), None) => b,
+                    (None, Some(c)) => c,
+                    (None, None) => break,
+                };
+                if !snapshot(&mut logic, epoch) {
                     return;
                 }
-            }
-            // Epochs the frontier has passed are complete.
-            while let Some(entry) = caps.first_entry() {
-                let epoch = *entry.key();
-                if low.is_some_and(|l| epoch >= l) {
-                    break;
+                if next_batch == Some(epoch) {
+                    let items = pending.remove(&epoch).unwrap_or_default();
+                    let Some(cap) = caps.get(&epoch) else {
+                        continue;
+                    };
+                    let mut items = Some(items);
+                    if !run(
+                        &mut |l, o| l.on_batch(&site, epoch, items.take().unwrap_or_default(), o),
+                        cap,
+                        &mut logic,
+                        &mut out,
+                    ) {
+                        return;
+                    }
                 }
-                let cap = entry.remove();
-                if !run(&mut |l, o| l.on_close(&site, epoch, o), &cap, &mut out) {
-                    return;
+                if next_close == Some(epoch)
+                    && let Some(cap) = caps.remove(&epoch)
+                {
+                    if !run(
+                        &mut |l, o| l.on_close(&site, epoch, o),
+                        &cap,
+                        &mut logic,
+                        &mut out,
+                    ) {
+                        return;
+                    }
+                    last = Some(cap);
                 }
-                last = Some(cap);
             }
             match low {
                 Some(low) => {
+                    if !snapshot(&mut logic, low) {
+                        return;
+                    }
                     if let Some(cap) = held.as_mut() {
                         if *cap.time() < low {
                             cap.downgrade(&low);
                         }
-                        if !run(&mut |l, o| l.on_wake(&site, low, o), cap, &mut out) {
+                        if !run(
+                            &mut |l, o| l.on_wake(&site, low, o),
+                            cap,
+                            &mut logic,
+                            &mut out,
+                        ) {
                             return;
                         }
                     }
@@ -173,7 +339,7 @@ where
                     if !ended {
                         ended = true;
                         if let Some(cap) = last.take() {
-                            run(&mut |l, o| l.on_end(&site, o), &cap, &mut out);
+                            run(&mut |l, o| l.on_end(&site, o), &cap, &mut logic, &mut out);
                         }
                     }
                 }
@@ -296,6 +462,7 @@ impl<T: Data> Stream<T> {
             || FoldGlobal {
                 merge: |a: u64, b: u64| a + b,
                 state: StateMap::default(),
+                dirty: Dirty::default(),
             },
         )
     }
@@ -327,9 +494,18 @@ impl<T: Data, K: Key, F: Fn(T) -> K + Send + Sync + 'static> EpochLogic<T, (K, u
         }
         Ok(())
     }
+    // Partial counts go to the key's owner as each epoch closes, so this stage
+    // holds nothing across epochs and has nothing to snapshot.
+    fn on_close(&mut self, _: &Site, _: u64, out: &mut Vec<(K, u64)>) -> Result<()> {
+        out.extend(self.counts.drain());
+        Ok(())
+    }
     fn on_end(&mut self, _: &Site, out: &mut Vec<(K, u64)>) -> Result<()> {
         out.extend(self.counts.drain());
         Ok(())
+    }
+    fn recoverable(&self) -> bool {
+        true
     }
 }
 
@@ -337,6 +513,7 @@ impl<T: Data, K: Key, F: Fn(T) -> K + Send + Sync + 'static> EpochLogic<T, (K, u
 struct FoldGlobal<K, A, M> {
     merge: M,
     state: StateMap<K, A>,
+    dirty: Dirty<K>,
 }
 
 impl<K: Key, A: Data, M: Fn(A, A) -> A + 'static> EpochLogic<(K, A), (K, A)>
@@ -350,6 +527,7 @@ impl<K: Key, A: Data, M: Fn(A, A) -> A + 'static> EpochLogic<(K, A), (K, A)>
         _: &mut Vec<(K, A)>,
     ) -> Result<()> {
         for (k, a) in items {
+            self.dirty.mark(&k);
             match self.state.remove(&k) {
                 Some(acc) => {
                     let merged = (self.merge)(acc, a);
@@ -364,6 +542,24 @@ impl<K: Key, A: Data, M: Fn(A, A) -> A + 'static> EpochLogic<(K, A), (K, A)>
     }
     fn on_end(&mut self, _: &Site, out: &mut Vec<(K, A)>) -> Result<()> {
         out.extend(self.state.drain());
+        Ok(())
+    }
+    fn recoverable(&self) -> bool {
+        true
+    }
+    fn track_changes(&mut self) {
+        self.dirty.enable();
+    }
+    fn snapshot(&mut self, site: &Site) -> Result<Vec<Change>> {
+        self.dirty.snapshot(site, &self.state)
+    }
+    fn restore(
+        &mut self,
+        site: &Site,
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        worker: WorkerInfo,
+    ) -> Result<()> {
+        self.state.extend(owned_rows(site, rows, worker)?);
         Ok(())
     }
 }
@@ -403,6 +599,10 @@ impl<K: Key, V: Data, F: Fn(Option<V>, V) -> V + Send + Sync + 'static> EpochLog
         }
         Ok(())
     }
+    // State lives only while its epoch is open; snapshots fall between epochs.
+    fn recoverable(&self) -> bool {
+        true
+    }
 }
 
 struct FoldLocal<K, V, A, B, F> {
@@ -437,9 +637,17 @@ where
         }
         Ok(())
     }
+    // Partial accumulators go to the key's owner as each epoch closes.
+    fn on_close(&mut self, _: &Site, _: u64, out: &mut Vec<(K, A)>) -> Result<()> {
+        out.extend(self.state.drain());
+        Ok(())
+    }
     fn on_end(&mut self, _: &Site, out: &mut Vec<(K, A)>) -> Result<()> {
         out.extend(self.state.drain());
         Ok(())
+    }
+    fn recoverable(&self) -> bool {
+        true
     }
 }
 
@@ -447,6 +655,7 @@ struct Reduce<K, V, R, C> {
     reducer: Arc<R>,
     is_complete: Arc<C>,
     state: StateMap<K, V>,
+    dirty: Dirty<K>,
 }
 
 impl<K, V, R, C> EpochLogic<(K, V), (K, V)> for Reduce<K, V, R, C>
@@ -464,6 +673,7 @@ where
         out: &mut Vec<(K, V)>,
     ) -> Result<()> {
         for (k, v) in items {
+            self.dirty.mark(&k);
             let acc = match self.state.remove(&k) {
                 Some(acc) => (self.reducer)(acc, v),
                 None => v,
@@ -476,12 +686,31 @@ where
         }
         Ok(())
     }
+    fn recoverable(&self) -> bool {
+        true
+    }
+    fn track_changes(&mut self) {
+        self.dirty.enable();
+    }
+    fn snapshot(&mut self, site: &Site) -> Result<Vec<Change>> {
+        self.dirty.snapshot(site, &self.state)
+    }
+    fn restore(
+        &mut self,
+        site: &Site,
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        worker: WorkerInfo,
+    ) -> Result<()> {
+        self.state.extend(owned_rows(site, rows, worker)?);
+        Ok(())
+    }
 }
 
 struct StatefulMap<K, V, S, W, B, M> {
     builder: Arc<B>,
     mapper: Arc<M>,
     state: StateMap<K, S>,
+    dirty: Dirty<K>,
     _vw: std::marker::PhantomData<fn(V) -> W>,
 }
 
@@ -489,7 +718,7 @@ impl<K, V, S, W, B, M> EpochLogic<(K, V), (K, W)> for StatefulMap<K, V, S, W, B,
 where
     K: Key,
     V: Data,
-    S: 'static,
+    S: serde::Serialize + serde::de::DeserializeOwned + 'static,
     W: Data,
     B: Fn(&K) -> S + Send + Sync + 'static,
     M: Fn(S, V) -> (Option<S>, W) + Send + Sync + 'static,
@@ -502,6 +731,7 @@ where
         out: &mut Vec<(K, W)>,
     ) -> Result<()> {
         for (k, v) in items {
+            self.dirty.mark(&k);
             let state = match self.state.remove(&k) {
                 Some(s) => s,
                 None => (self.builder)(&k),
@@ -512,6 +742,24 @@ where
             }
             out.push((k, w));
         }
+        Ok(())
+    }
+    fn recoverable(&self) -> bool {
+        true
+    }
+    fn track_changes(&mut self) {
+        self.dirty.enable();
+    }
+    fn snapshot(&mut self, site: &Site) -> Result<Vec<Change>> {
+        self.dirty.snapshot(site, &self.state)
+    }
+    fn restore(
+        &mut self,
+        site: &Site,
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        worker: WorkerInfo,
+    ) -> Result<()> {
+        self.state.extend(owned_rows(site, rows, worker)?);
         Ok(())
     }
 }
@@ -545,6 +793,10 @@ impl<K: Key, V: Data> EpochLogic<(K, V), (K, Vec<V>)> for Collect<K, V> {
             out.extend(state);
         }
         Ok(())
+    }
+    // State lives only while its epoch is open; snapshots fall between epochs.
+    fn recoverable(&self) -> bool {
+        true
     }
 }
 
@@ -592,6 +844,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
             reducer: reducer.clone(),
             is_complete: is_complete.clone(),
             state: StateMap::default(),
+            dirty: Dirty::default(),
         })
     }
 
@@ -670,7 +923,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
     /// assert_eq!(out.take(), [('a', 1), ('a', 3), ('a', 6)]);
     /// # Ok::<(), riffle::RiffleError>(())
     /// ```
-    pub fn stateful_map<S: 'static, W: Data>(
+    pub fn stateful_map<S: serde::Serialize + serde::de::DeserializeOwned + 'static, W: Data>(
         &self,
         step_id: &str,
         builder: impl Fn(&K) -> S + Send + Sync + 'static,
@@ -682,6 +935,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
             builder: builder.clone(),
             mapper: mapper.clone(),
             state: StateMap::default(),
+            dirty: Dirty::default(),
             _vw: std::marker::PhantomData,
         })
     }
@@ -724,6 +978,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
             move || FoldGlobal {
                 merge: merger.clone(),
                 state: StateMap::default(),
+                dirty: Dirty::default(),
             },
         )
     }

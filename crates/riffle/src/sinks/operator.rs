@@ -6,10 +6,15 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::{DynamicSink, FixedPartitionedSink, SinkPartition};
-use crate::build::BuildCtx;
+use std::collections::BTreeMap;
+
+use timely::dataflow::channels::pact::ParallelizationContract;
+
+use crate::build::{BuildCtx, TStream};
 use crate::data::Data;
 use crate::error::{Result, RiffleError};
 use crate::flow::Stream;
+use crate::recovery::{decode, encode};
 
 pub(super) fn add_fixed<T: Data, S: FixedPartitionedSink<Item = T>>(
     up: &Stream<T>,
@@ -31,12 +36,22 @@ pub(super) fn add_fixed<T: Data, S: FixedPartitionedSink<Item = T>>(
                 return Err(RiffleError::connector(&id, "the sink has no partitions"));
             }
             let count = names.len();
+            // Under recovery, each partition reopens at its committed position.
+            let mut resume: std::collections::HashMap<String, S::State> = Default::default();
+            if let Some(recovery) = &ctx.shared.recovery
+                && let Some(epoch) = recovery.resume
+            {
+                for (key, state) in recovery.store.load(&id, epoch)? {
+                    let name: String = decode(&id, &key)?;
+                    resume.insert(name, decode(&id, &state)?);
+                }
+            }
             // Partition index -> this worker's open partition (None if another
             // worker owns it).
             let mut parts: Vec<Option<S::Partition>> = Vec::with_capacity(count);
             for (i, name) in names.iter().enumerate() {
                 parts.push(if i % ctx.worker.count == ctx.worker.index {
-                    Some(sink.build_part(&id, name, None)?)
+                    Some(sink.build_part(&id, name, resume.remove(name))?)
                 } else {
                     None
                 });
@@ -44,6 +59,11 @@ pub(super) fn add_fixed<T: Data, S: FixedPartitionedSink<Item = T>>(
             let route = sink.clone();
             let pact =
                 Exchange::new(move |item: &T| route.part_fn(item, count) as u64 % count as u64);
+            if ctx.shared.recovery.is_some() {
+                let progress = recoverable_sink(ctx, &id, input, pact, sink.clone(), names, parts);
+                ctx.watch_sink(progress);
+                return Ok(());
+            }
             let shared = ctx.shared.clone();
             let step_id = id.clone();
             let sink = sink.clone();
@@ -87,6 +107,129 @@ pub(super) fn add_fixed<T: Data, S: FixedPartitionedSink<Item = T>>(
             Ok(())
         }),
     )
+}
+
+/// A fixed-partitioned sink under recovery: writes epochs in order and snapshots
+/// its partitions' positions between them, holding the flow's progress until the
+/// snapshot is written. Returns an empty stream whose progress is the sink's.
+fn recoverable_sink<'s, T: Data, S: FixedPartitionedSink<Item = T>>(
+    ctx: &BuildCtx<'s>,
+    step_id: &str,
+    input: TStream<'s, T>,
+    pact: impl ParallelizationContract<u64, Vec<T>>,
+    sink: Arc<S>,
+    names: Vec<String>,
+    mut parts: Vec<Option<S::Partition>>,
+) -> TStream<'s, ()> {
+    let shared = ctx.shared.clone();
+    let step_id = step_id.to_string();
+    let count = parts.len();
+    input.unary_frontier(pact, &step_id.clone(), move |cap, _| {
+        let mut held = Some(cap);
+        let mut pending: BTreeMap<u64, Vec<T>> = BTreeMap::new();
+        let recovery = shared.recovery.clone();
+        let mut snapshotted = recovery.as_ref().and_then(|r| r.resume);
+        let mut closed = false;
+        let mut groups: Vec<Vec<T>> = (0..count).map(|_| Vec::new()).collect();
+        move |(input, frontier),
+              _output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
+            '_,
+            u64,
+            timely::container::CapacityContainerBuilder<Vec<()>>,
+        >| {
+            input.for_each(|time, data| {
+                let Some(epoch) = time.least().copied() else {
+                    return;
+                };
+                pending.entry(epoch).or_default().append(data);
+            });
+            if closed {
+                pending.clear();
+                return;
+            }
+            if shared.aborted() {
+                pending.clear();
+                held = None;
+                closed = true;
+                return;
+            }
+            let low = frontier.frontier().first().copied();
+            let mut snapshot = |before: u64, parts: &mut Vec<Option<S::Partition>>| -> Result<()> {
+                let Some(recovery) = &recovery else {
+                    return Ok(());
+                };
+                let Some(epoch) = recovery.snapshot_before(before) else {
+                    return Ok(());
+                };
+                if snapshotted.is_some_and(|s| epoch <= s) {
+                    return Ok(());
+                }
+                let mut changes = Vec::new();
+                for (name, part) in names.iter().zip(parts.iter_mut()) {
+                    if let Some(part) = part
+                        && let Some(state) = part.snapshot()?
+                    {
+                        changes.push((encode(&step_id, name)?, Some(encode(&step_id, &state)?)));
+                    }
+                }
+                recovery.store.write(&step_id, epoch, changes)?;
+                snapshotted = Some(epoch);
+                Ok(())
+            };
+            let mut result = Ok(());
+            while let Some(entry) = pending.first_entry() {
+                let epoch = *entry.key();
+                if low.is_some_and(|l| epoch > l) {
+                    break;
+                }
+                let batch = entry.remove();
+                result = snapshot(epoch, &mut parts).and_then(|()| {
+                    for item in batch {
+                        let i = sink.part_fn(&item, count) % count;
+                        groups[i].push(item);
+                    }
+                    let mut result = Ok(());
+                    for (i, group) in groups.iter_mut().enumerate() {
+                        if !group.is_empty() && result.is_ok() {
+                            result = write(&mut parts[i], &step_id, std::mem::take(group));
+                        }
+                    }
+                    result
+                });
+                if result.is_err() {
+                    break;
+                }
+            }
+            if result.is_ok()
+                && let Some(low) = low
+            {
+                result = snapshot(low, &mut parts);
+            }
+            if let Err(e) = result {
+                shared.fail(e);
+                held = None;
+                return;
+            }
+            match low {
+                Some(low) => {
+                    if let Some(cap) = held.as_mut()
+                        && *cap.time() < low
+                    {
+                        cap.downgrade(&low);
+                    }
+                }
+                None => {
+                    held = None;
+                    closed = true;
+                    for part in parts.iter_mut().flatten() {
+                        if let Err(e) = part.close() {
+                            shared.fail(e);
+                        }
+                    }
+                }
+            }
+        }
+    })
 }
 
 fn write<P: SinkPartition>(part: &mut Option<P>, step_id: &str, batch: Vec<P::Item>) -> Result<()> {

@@ -8,8 +8,9 @@ use timely::dataflow::operators::generic::operator::source;
 
 use super::{DynamicSource, FixedPartitionedSource, Poll, SourcePartition};
 use crate::build::{BuildCtx, TStream};
-use crate::error::Result;
+use crate::error::{Result, RiffleError};
 use crate::flow::{Dataflow, Stream, stream_key};
+use crate::recovery::{Change, decode, encode};
 
 /// How long a source keeps polling its partitions in one activation before it lets
 /// the rest of the flow run.
@@ -49,10 +50,20 @@ pub(super) fn add_fixed<S: FixedPartitionedSource>(
             let mut names = src.list_parts(&id)?;
             names.sort();
             names.dedup();
+            // Under recovery, each partition reopens at its committed position.
+            let mut resume: std::collections::HashMap<String, S::State> = Default::default();
+            if let Some(recovery) = &ctx.shared.recovery
+                && let Some(epoch) = recovery.resume
+            {
+                for (key, state) in recovery.store.load(&id, epoch)? {
+                    let name: String = decode(&id, &key)?;
+                    resume.insert(name, decode(&id, &state)?);
+                }
+            }
             let mut parts = Vec::new();
             for (i, name) in names.into_iter().enumerate() {
                 if i % ctx.worker.count == ctx.worker.index {
-                    let part = src.build_part(&id, &name, None)?;
+                    let part = src.build_part(&id, &name, resume.remove(&name))?;
                     parts.push((name, part));
                 }
             }
@@ -77,6 +88,12 @@ pub(super) fn add_dynamic<S: DynamicSource>(
         &[],
         &["down"],
         Arc::new(move |ctx: &mut BuildCtx<'_>| {
+            if ctx.shared.recovery.is_some() {
+                return Err(RiffleError::Recovery(format!(
+                    "step {id:?}: a dynamic source cannot resume from a snapshot; \
+                     use a fixed-partitioned source (e.g. FileSource) with recovery"
+                )));
+            }
             let part = src.build(&id, ctx.worker)?;
             let stream = build(
                 ctx,
@@ -105,6 +122,10 @@ fn build<'s, P: SourcePartition>(
     let shared = ctx.shared.clone();
     let worker = ctx.worker.index;
     let scope = ctx.scope;
+    let recovery = shared.recovery.clone();
+    let mut snapshotted = recovery.as_ref().and_then(|r| r.resume);
+    // Final positions of exhausted partitions, written with the next snapshot.
+    let mut finished: Vec<Change> = Vec::new();
     let step_id = step_id.to_string();
     let mut parts: Vec<LivePart<P>> = parts
         .into_iter()
@@ -120,6 +141,12 @@ fn build<'s, P: SourcePartition>(
         move |cap, info| {
             let activator = scope.activator_for(info.address);
             let mut cap = Some(cap);
+            if let Some(recovery) = &recovery {
+                let first = recovery.first_epoch();
+                if let Some(c) = cap.as_mut() {
+                    c.downgrade(&first);
+                }
+            }
             move |output| {
                 let Some(held) = cap.as_mut() else { return };
                 let now = Instant::now();
@@ -128,6 +155,34 @@ fn build<'s, P: SourcePartition>(
                     return;
                 }
                 let clock = shared.epoch_at(now);
+                // Everything sent so far is at epochs before `clock`: a snapshot epoch
+                // between the held epoch and it sees exactly those positions.
+                if let Some(recovery) = &recovery
+                    && let Some(epoch) = recovery.snapshot_before(clock)
+                    && epoch >= *held.time()
+                    && snapshotted.is_none_or(|s| epoch > s)
+                {
+                    let mut changes = std::mem::take(&mut finished);
+                    let mut failed = None;
+                    for live in &parts {
+                        if let Some(state) = live.part.snapshot() {
+                            match (encode(&step_id, &live.name), encode(&step_id, &state)) {
+                                (Ok(k), Ok(v)) => changes.push((k, Some(v))),
+                                (Err(e), _) | (_, Err(e)) => failed = Some(e),
+                            }
+                        }
+                    }
+                    let written = match failed {
+                        Some(e) => Err(e),
+                        None => recovery.store.write(&step_id, epoch, changes),
+                    };
+                    if let Err(e) = written {
+                        shared.fail(e);
+                        stop(&mut parts, &mut cap);
+                        return;
+                    }
+                    snapshotted = Some(epoch);
+                }
                 let slice_end = now + SLICE;
                 let mut wake: Option<Instant> = None;
                 let mut produced = false;
@@ -176,6 +231,18 @@ fn build<'s, P: SourcePartition>(
                             wake = Some(wake.map_or(at, |w| w.min(at)));
                         }
                         Poll::Exhausted => {
+                            if recovery.is_some()
+                                && let Some(state) = live.part.snapshot()
+                            {
+                                match (encode(&step_id, &live.name), encode(&step_id, &state)) {
+                                    (Ok(k), Ok(v)) => finished.push((k, Some(v))),
+                                    (Err(e), _) | (_, Err(e)) => {
+                                        shared.fail(e);
+                                        stop(&mut parts, &mut cap);
+                                        return;
+                                    }
+                                }
+                            }
                             if let Err(e) = live.part.close() {
                                 shared.fail(e);
                                 stop(&mut parts, &mut cap);

@@ -72,6 +72,12 @@ pub struct WindowOut<K, A, V> {
     pub live: Arc<LiveWindows>,
 }
 
+/// What [`Stream::join_window`] returns: per key and window, both sides' values.
+pub type JoinedWindows<K, V, R> = WindowOut<K, (Vec<V>, Vec<R>), Side<V, R>>;
+
+/// Both sides of a window join with their times, while the window is open.
+type TimedSides<V, R> = (Vec<(Millis, V)>, Vec<(Millis, R)>);
+
 /// A value from one side of a two-sided window join.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Side<V, W> {
@@ -286,22 +292,18 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         right_clock: Clock<R>,
         windower: W,
         right: &Stream<(K, R)>,
-    ) -> Result<WindowOut<K, (Vec<V>, Vec<R>), Side<V, R>>> {
+    ) -> Result<JoinedWindows<K, V, R>> {
         let clock = side_clock(step_id, &left_clock, &right_clock)?;
         let agg = Agg {
             build: Arc::new(|_: &K| (Vec::<(Millis, V)>::new(), Vec::<(Millis, R)>::new())),
-            fold: Arc::new(
-                |acc: &mut (Vec<(Millis, V)>, Vec<(Millis, R)>), v: Side<V, R>, t| match v {
-                    Side::Left(v) => acc.0.push((t, v)),
-                    Side::Right(r) => acc.1.push((t, r)),
-                },
-            ),
-            merge: Arc::new(
-                |acc: &mut (Vec<(Millis, V)>, Vec<(Millis, R)>), (mut l, mut r)| {
-                    acc.0.append(&mut l);
-                    acc.1.append(&mut r);
-                },
-            ),
+            fold: Arc::new(|acc: &mut TimedSides<V, R>, v: Side<V, R>, t| match v {
+                Side::Left(v) => acc.0.push((t, v)),
+                Side::Right(r) => acc.1.push((t, r)),
+            }),
+            merge: Arc::new(|acc: &mut TimedSides<V, R>, (mut l, mut r)| {
+                acc.0.append(&mut l);
+                acc.1.append(&mut r);
+            }),
         };
         let (left_key, right_key) = (self.key(), right.key());
         let id = step_id.to_string();

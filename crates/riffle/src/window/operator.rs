@@ -20,13 +20,15 @@ use timely::dataflow::operators::generic::operator::Operator;
 
 use super::clock::{Clock, ClockKind, Millis, now_millis};
 use super::windower::{OpenWindows, Placement, WindowId, WindowMeta, Windower};
+use crate::build::WorkerInfo;
 use crate::build::{BuildCtx, TStream};
 use crate::data::{Data, Key};
 use crate::error::Result;
 use crate::exchange::stable_hash;
 use crate::operators::Site;
 use crate::operators::batch_operator;
-use crate::operators::keyed::{EpochLogic, epoch_operator};
+use crate::operators::keyed::{Dirty, EpochLogic, epoch_operator, owned_rows};
+use crate::recovery::{Change, encode};
 
 /// An item or a watermark on its way to the window stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,9 +106,12 @@ impl LiveWindows {
 /// value and its time into it, `merge` two (when sessions merge).
 pub(crate) struct Agg<K, V, A> {
     pub build: Arc<dyn Fn(&K) -> A + Send + Sync>,
-    pub fold: Arc<dyn Fn(&mut A, V, Millis) + Send + Sync>,
-    pub merge: Arc<dyn Fn(&mut A, A) + Send + Sync>,
+    pub fold: Arc<FoldFn<A, V>>,
+    pub merge: Arc<MergeFn<A>>,
 }
+
+type FoldFn<A, V> = dyn Fn(&mut A, V, Millis) + Send + Sync;
+type MergeFn<A> = dyn Fn(&mut A, A) + Send + Sync;
 
 impl<K, V, A> Clone for Agg<K, V, A> {
     fn clone(&self) -> Self {
@@ -208,6 +213,7 @@ where
         closed: Vec::new(),
         live,
         reported: 0,
+        dirty: Dirty::default(),
     };
     let events = epoch_operator(ctx, step_id, routed, pact, logic);
     let down = split(step_id, &events, |e| match e {
@@ -276,6 +282,7 @@ struct WindowLogic<K, V, A, W: Windower> {
     closed: OpenWindows,
     live: Arc<LiveWindows>,
     reported: usize,
+    dirty: Dirty<K>,
 }
 
 impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
@@ -321,6 +328,7 @@ impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
                 let Some(state) = self.keys.get_mut(&key) else {
                     continue;
                 };
+                self.dirty.mark(&key);
                 match state.timer {
                     Some(t) if t <= due => state.timer = None,
                     _ => continue, // a stale entry: a later one is registered
@@ -349,6 +357,7 @@ impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
 
     fn place(&mut self, key: K, value: V, time: Millis, out: &mut Vec<WindowEvent<K, V, A>>) {
         let windower = &*self.windower;
+        self.dirty.mark(&key);
         let state = match self.keys.get_mut(&key) {
             Some(state) => state,
             None => self.keys.entry(key.clone()).or_insert_with(|| KeyWindows {
@@ -465,6 +474,54 @@ impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent
         } else {
             Some(self.idle_timeout.min(Duration::from_secs(1)))
         }
+    }
+
+    fn recoverable(&self) -> bool {
+        true
+    }
+
+    fn track_changes(&mut self) {
+        self.dirty.enable();
+    }
+
+    /// A key's snapshot is its windower state and accumulators; the watermark is
+    /// not saved and is learned again from the items after a resume.
+    fn snapshot(&mut self, site: &Site) -> Result<Vec<Change>> {
+        let mut out = Vec::new();
+        for key in self.dirty.take() {
+            let state = match self.keys.get(&key) {
+                Some(w) => Some(encode(&site.step_id, &(&w.windows, &w.accs))?),
+                None => None,
+            };
+            out.push((encode(&site.step_id, &key)?, state));
+        }
+        Ok(out)
+    }
+
+    fn restore(
+        &mut self,
+        site: &Site,
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        worker: WorkerInfo,
+    ) -> Result<()> {
+        type Saved<S, A> = (S, Vec<(WindowId, A)>);
+        let rows: Vec<(K, Saved<W::State, A>)> = owned_rows(site, rows, worker)?;
+        for (key, (windows, accs)) in rows {
+            let timer = self.windower.next_close(&windows);
+            if let Some(t) = timer {
+                self.timers.entry(t).or_default().push(key.clone());
+            }
+            self.keys.insert(
+                key,
+                KeyWindows {
+                    windows,
+                    accs,
+                    timer,
+                },
+            );
+        }
+        self.report();
+        Ok(())
     }
 
     fn on_end(&mut self, _: &Site, out: &mut Vec<WindowEvent<K, V, A>>) -> Result<()> {

@@ -1,0 +1,189 @@
+//! Recovery: a run that fails part-way resumes from its last committed snapshot and
+//! ends with exactly the output of a run that never failed; bad stores are refused.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use riffle::recovery::{Recovery, RecoveryStore};
+use riffle::sinks::DirSink;
+use riffle::sources::{FileSource, GeneratorSource};
+use riffle::window::{Clock, TumblingWindower};
+use riffle::{Dataflow, Execution, Result};
+
+/// An input file of `key,time_ms` lines in time order: 40 keys, one event per
+/// millisecond. (One partition: the watermark is tracked per upstream worker, so
+/// partitions read by one worker must not drift apart in event time; see
+/// `riffle::window`.)
+fn write_events(dir: &Path, events: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut text = String::new();
+    for i in 0..events {
+        text.push_str(&format!("k{},{}\n", i % 40, i));
+    }
+    std::fs::write(dir.join("events.csv"), text).unwrap();
+}
+
+/// Counts per key and 1-second window, plus a running total per key, written to 3
+/// files. Panics on the item numbered `fail_at` (counted across the run) if given.
+fn flow(input: &Path, output: &Path, fail_at: Arc<AtomicU64>) -> Result<Dataflow> {
+    let flow = Dataflow::new("windowed-counts");
+    let seen = Arc::new(AtomicU64::new(0));
+    let events = flow
+        .input("events", FileSource::new(input).batch_size(50))?
+        .map("parse", move |line: String| {
+            let n = seen.fetch_add(1, Ordering::Relaxed);
+            if n == fail_at.load(Ordering::Relaxed) {
+                panic!("injected failure at item {n}");
+            }
+            let (key, time) = line.split_once(',').expect("key,time");
+            (key.to_string(), time.parse::<i64>().expect("a time"))
+        })?;
+    let windows = events.window(
+        "count",
+        Clock::event(|t: &i64| *t, Duration::ZERO).idle_timeout(Duration::from_millis(200)),
+        TumblingWindower::new(Duration::from_secs(1), 0),
+        |_| 0u64,
+        |n, _, _| *n += 1,
+        |n, m| *n += m,
+    )?;
+    let totals = events.stateful_map("total", |_| 0u64, |n, _| (Some(n + 1), n + 1))?;
+    let lines = windows.down.map("window_line", |(k, (w, n))| {
+        (k.clone(), format!("w {k} {w} {n}"))
+    })?;
+    let last = totals
+        .filter("every_1000th", |(_, n)| n % 1000 == 0)?
+        .map("total_line", |(k, n)| (k.clone(), format!("t {k} {n}")))?;
+    let late = windows.late.map("late_line", |(k, late)| {
+        (k.clone(), format!("l {k} {}", late.time))
+    })?;
+    lines
+        .merge("lines", &[&last, &late])?
+        .output("out", DirSink::new(output, 3))?;
+    Ok(flow)
+}
+
+/// Asserts two sorted line lists are equal, showing only what differs.
+fn same_lines(got: &[String], expected: &[String]) {
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|l| got.binary_search(l).is_err())
+        .collect();
+    let extra: Vec<&String> = got
+        .iter()
+        .filter(|l| expected.binary_search(l).is_err())
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && got.len() == expected.len(),
+        "{} lines, expected {}; {} missing (first: {:?}), {} unexpected (first: {:?})",
+        got.len(),
+        expected.len(),
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        extra.len(),
+        &extra[..extra.len().min(5)],
+    );
+}
+
+fn read_sorted(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        lines.extend(text.lines().map(str::to_string));
+    }
+    lines.sort();
+    lines
+}
+
+#[test]
+fn a_failed_run_resumes_and_writes_exactly_what_a_clean_run_writes() -> Result<()> {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    write_events(&input, 60_000);
+
+    let never = Arc::new(AtomicU64::new(u64::MAX));
+    let clean = tmp.path().join("clean");
+    Execution::new()
+        .workers(2)
+        .run(&flow(&input, &clean, never.clone())?)?;
+    let expected = read_sorted(&clean);
+    assert_eq!(
+        expected.iter().filter(|l| l.starts_with("w ")).count(),
+        60 * 40
+    );
+
+    let store = tmp.path().join("store");
+    RecoveryStore::init(&store, 3)?;
+    let out = tmp.path().join("out");
+    let recovery = Recovery::new(&store).snapshot_interval(Duration::from_millis(10));
+    let execution = |workers| {
+        Execution::new()
+            .workers(workers)
+            .epoch_interval(Duration::from_millis(5))
+            .recovery(recovery.clone())
+    };
+    // Fail three times at different places (items counted from each resume), with
+    // different worker counts.
+    for (fail_at, workers) in [(20_000, 2), (15_000, 1), (10_000, 3)] {
+        let err = execution(workers)
+            .run(&flow(&input, &out, Arc::new(AtomicU64::new(fail_at)))?)
+            .unwrap_err();
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        let resumed = RecoveryStore::open(
+            &store,
+            "windowed-counts",
+            &flow(&input, &out, never.clone())?.fingerprint(),
+        )?
+        .resume_epoch()?;
+        assert!(
+            resumed.is_some(),
+            "a snapshot was committed before item {fail_at}"
+        );
+    }
+    execution(2).run(&flow(&input, &out, never.clone())?)?;
+    same_lines(&read_sorted(&out), &expected);
+    Ok(())
+}
+
+#[test]
+fn dynamic_sources_and_stores_of_other_flows_are_refused() -> Result<()> {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    RecoveryStore::init(&store, 1)?;
+    let recovery = Recovery::new(&store);
+
+    let flow = Dataflow::new("generated");
+    flow.input_dynamic("numbers", GeneratorSource::new(10, |i| i))?
+        .inspect("look", |_| {})?;
+    let err = Execution::new()
+        .recovery(recovery.clone())
+        .run(&flow)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("dynamic source cannot resume"),
+        "{err}"
+    );
+
+    let other = Dataflow::new("another");
+    let input = tmp.path().join("in");
+    write_events(&input, 10);
+    other
+        .input("lines", FileSource::new(&input))?
+        .inspect("look", |_| {})?;
+    let err = Execution::new().recovery(recovery).run(&other).unwrap_err();
+    assert!(
+        err.to_string().contains("made for flow \"generated\""),
+        "{err}"
+    );
+
+    let missing = Execution::new()
+        .recovery(Recovery::new(tmp.path().join("nowhere")))
+        .run(&other)
+        .unwrap_err();
+    assert!(
+        missing.to_string().contains("riffle recovery init"),
+        "{missing}"
+    );
+    Ok(())
+}
