@@ -1,0 +1,79 @@
+//! The HTTP server: the page and the API behind the [guard](crate::guard), on a socket.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::error::{ApiError, ErrorBody, StartError};
+use crate::guard::{BadToken, Guard, guard};
+use crate::{Dashboard, api, assets};
+
+/// The whole app (page, assets, API) for `dashboard`, behind `guard`.
+pub fn app(dashboard: Dashboard, guard_with: Guard) -> Router {
+    Router::new()
+        .merge(assets::routes())
+        .merge(api::routes())
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::NotFound(format!("there is nothing at {}", uri.path()))
+        })
+        .with_state(dashboard)
+        .layer(CatchPanicLayer::custom(|_panic| -> Response {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(ErrorBody {
+                    error: "the dashboard failed while answering this request".into(),
+                }),
+            )
+                .into_response()
+        }))
+        .layer(axum::middleware::from_fn_with_state(guard_with, guard))
+}
+
+/// A dashboard bound to its address, ready to [`run`](Server::run).
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Server {
+    /// Binds `addr` for `dashboard`, requiring `token` when given. On a loopback
+    /// address, requests must also name a loopback host (see [`crate::guard`]).
+    pub async fn bind(
+        dashboard: Dashboard,
+        addr: SocketAddr,
+        token: Option<&str>,
+    ) -> Result<Self, StartError> {
+        let guard_with = Guard::new(token, addr.ip().is_loopback())
+            .map_err(|e: BadToken| StartError::BadToken(e.to_string()))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            router: app(dashboard, guard_with),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(StartError::Serve)
+    }
+}

@@ -1,0 +1,29 @@
+# Sourced by scripts/test.sh: a real headless browser for the dashboard's end-to-end
+# tests. Installs Debian's chromium and chromium-driver when chromedriver is missing
+# (with sudo when not root, as 20-postgres.sh does) and exports
+# RIFFLE_TEST_CHROMEDRIVER and RIFFLE_TEST_CHROMIUM; riffle-ui's browser tests start
+# chromedriver themselves and skip (or, under CI, fail) when these are unset.
+
+riffle_chromium_setup() {
+  local driver browser
+  driver="$(command -v chromedriver || true)"
+  if [ -z "$driver" ]; then
+    echo "== installing chromium and chromium-driver"
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    fi
+    driver="$(command -v chromedriver || true)"
+  fi
+  browser="$(command -v chromium || command -v chromium-browser || true)"
+  if [ -z "$driver" ] || [ -z "$browser" ]; then
+    echo "chromium could not be installed: the dashboard's browser tests need it" >&2
+    return 1
+  fi
+  export RIFFLE_TEST_CHROMEDRIVER="$driver"
+  export RIFFLE_TEST_CHROMIUM="$browser"
+  echo "== $("$browser" --version 2>/dev/null | head -n 1): RIFFLE_TEST_CHROMEDRIVER=$driver"
+}
+
+riffle_chromium_setup
