@@ -216,7 +216,7 @@ function card(label, value) {
   return h('div', { class: 'card' }, h('div', { class: 'card-label' }, label), h('div', { class: 'card-value' }, String(value)));
 }
 
-function artifactLink(hash, text) { return h('a', { class: 'mono', href: route('artifacts', hash) }, text || shortId(hash)); }
+function artifactLink(hash, text) { return h('a', { class: 'mono', href: route('artifacts', hash) }, text || String(hash).slice(0, 12)); }
 
 function stepDetails(d) {
   const s = d.step;
@@ -331,7 +331,7 @@ async function artifactView(view, hash, mine) {
     h('div', { class: 'two-col' },
       h('section', {}, h('h2', {}, `Made by (${d.produced_count})`), stepRefList(d.produced_by, d.produced_count)),
       h('section', {}, h('h2', {}, `Read by (${d.read_count})`), stepRefList(d.read_by, d.read_count))),
-    h('h2', {}, 'Preview'), previewView(d.preview));
+    h('h2', {}, 'Preview'), h('div', { class: 'preview-box' }, previewView(d.preview)));
   if (!mount(view, mine)) return;
   drawGraph(graphBox, {
     id: 'lineage-svg', label: `lineage of ${a.hash}`, selected: `artifact:${a.hash}`,

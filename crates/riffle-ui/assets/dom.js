@@ -81,7 +81,11 @@ function fmtBytes(n) {
   return i === 0 ? `${n} B` : `${x.toFixed(1)} ${units[i]}`;
 }
 
-function shortId(id) { return String(id || '').slice(0, 8); }
+/** A run id for reading: time-ordered ids share their first digits, so show both ends. */
+function shortId(id) {
+  const s = String(id || '');
+  return s.length > 13 ? `${s.slice(0, 8)}…${s.slice(-4)}` : s;
+}
 
 function badge(status) { return h('span', { class: `badge status-${status}` }, String(status).replace('_', ' ')); }
 

@@ -74,7 +74,7 @@ function drawGraph(container, spec) {
 
   const scroll = h('div', { class: 'graph-scroll' }, root);
   const fitScale = () => Math.min(1, (container.clientWidth - 4) / layout.width);
-  const state = { scale: previous.scale ?? Math.max(0.45, fitScale()), left: previous.left, top: previous.top };
+  const state = { scale: previous.scale ?? Math.max(0.8, fitScale()), left: previous.left, top: previous.top };
   const apply = () => {
     root.setAttribute('width', Math.round(layout.width * state.scale));
     root.setAttribute('height', Math.round(layout.height * state.scale));
@@ -134,7 +134,9 @@ function criticalPath(steps, edges) {
 /** Draws the run's steps as a Gantt chart into `container`. */
 function drawGantt(container, run, steps, edges, onSelect, selected) {
   clear(container);
-  const timed = steps.filter((s) => s.started_ms !== null).sort((a, b) => a.started_ms - b.started_ms || a.step_id.localeCompare(b.step_id));
+  const order = new Map(steps.map((s, i) => [s.step_id, i]));
+  const timed = steps.filter((s) => s.started_ms !== null)
+    .sort((a, b) => a.started_ms - b.started_ms || order.get(a.step_id) - order.get(b.step_id));
   if (!timed.length) { container.append(h('p', { class: 'muted' }, 'No step has started yet.')); return; }
   const now = Date.now();
   const t0 = Math.min(run.started_ms, ...timed.map((s) => s.started_ms));
