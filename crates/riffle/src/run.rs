@@ -266,6 +266,7 @@ impl Execution {
                     shared.epoch_interval,
                     &flow.name(),
                     &flow.fingerprint(),
+                    self.process_id.is_none_or(|id| id == 0),
                 )?;
                 shared.with_recovery(run)
             }

@@ -6,6 +6,10 @@
 //! - `keyed-sums`: `-P events=N` generated events over `-P keys=K` keys, summed per
 //!   key, written as `key,count,sum` lines to `-P out=DIR` (one file per partition).
 //!   Used to check that one worker, several workers and several processes agree.
+//! - `windowed-counts`: `key,time_ms` lines of `-P events=PATH` (a file or a
+//!   directory), counted per key in `-P window=10s` tumbling event-time windows,
+//!   written as `key,window_start_ms,count` lines to `-P out=DIR` (4 files). Run it
+//!   with `--recovery DIR` to survive crashes; the crash test kills it at random.
 
 use std::sync::atomic::Ordering;
 
@@ -13,6 +17,7 @@ use riffle::Dataflow;
 use riffle::context::FlowContext;
 use riffle::sinks::{DirSink, StdOutSink};
 use riffle::sources::{FileSource, GeneratorSource};
+use riffle::window::{Clock, TumblingWindower};
 
 /// A bundled dataflow: its name, one line about it, and its builder.
 pub struct FlowExample {
@@ -31,6 +36,11 @@ pub fn flows() -> Vec<FlowExample> {
             name: "wordcount",
             about: "count the words of a text file and print the most frequent (-P input=PATH -P top=N)",
             build: wordcount,
+        },
+        FlowExample {
+            name: "windowed-counts",
+            about: "count key,time_ms events per key in tumbling windows into files (-P events=PATH -P out=DIR -P window=10s)",
+            build: windowed_counts,
         },
         FlowExample {
             name: "keyed-sums",
@@ -127,4 +137,59 @@ pub fn keyed_sums(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
     })?
     .output("write", DirSink::new(out, 4))?;
     Ok(flow)
+}
+
+/// The `windowed-counts` flow.
+pub fn windowed_counts(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+    let events = ctx.param_or("events", "events.csv");
+    let out = ctx.param_or("out", "windowed-counts-out");
+    let window = ctx.param_or("window", "10s");
+    let window = parse_millis(&window).ok_or_else(|| {
+        anyhow::anyhow!("-P window={window:?} is not a duration like 10s or 500ms")
+    })?;
+    let counter = ctx.counter("events");
+    let flow = Dataflow::new("windowed-counts");
+    let windows =
+        flow.input("events", FileSource::new(&events))?
+            .try_map("parse", move |line: String| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let (key, time) = line
+                    .split_once(',')
+                    .ok_or_else(|| format!("{line:?} is not key,time_ms"))?;
+                let time: i64 = time.trim().parse().map_err(|_| {
+                    format!("{line:?}: the time is not a whole number of milliseconds")
+                })?;
+                Ok::<_, String>((key.to_string(), time))
+            })?
+            .count_window(
+                "count",
+                Clock::event(|e: &(String, i64)| e.1, std::time::Duration::ZERO)
+                    .idle_timeout(std::time::Duration::from_millis(500)),
+                TumblingWindower::new(std::time::Duration::from_millis(window), 0),
+                |e| e.0.clone(),
+            )?;
+    windows
+        .down
+        .map("format", move |(key, (w, n)): (String, (i64, u64))| {
+            let line = format!("{key},{},{n}", w * window as i64);
+            (key, line)
+        })?
+        .output("write", DirSink::new(out, 4))?;
+    Ok(flow)
+}
+
+/// `10s`, `500ms`, `2m` or seconds, in milliseconds.
+fn parse_millis(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        (text, 1000.0)
+    };
+    let ms = number.trim().parse::<f64>().ok()? * scale;
+    (ms >= 1.0 && ms.is_finite()).then_some(ms as u64)
 }

@@ -6,6 +6,7 @@
 //! riffle run wordcount -w 2                 # two worker threads
 //! riffle run wordcount -p 2 -w 2            # two processes on this machine, two workers each
 //! riffle run wordcount -i 0 -a hosts.txt    # process 0 of the cluster listed in hosts.txt
+//! riffle run windowed-counts --recovery state -P events=events.csv   # resumable
 //! ```
 
 use std::path::PathBuf;
@@ -42,6 +43,19 @@ pub struct RunArgs {
     /// The wall-clock length of an epoch, e.g. `10s`, `500ms`.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub epoch_interval: Duration,
+    /// Snapshot into the recovery store in this directory and resume from it (make
+    /// one with `riffle recovery init DIR --partitions N`).
+    #[arg(long, value_name = "DIR")]
+    pub recovery: Option<PathBuf>,
+    /// How often to snapshot under --recovery (a whole number of epochs).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub snapshot_interval: Duration,
+    /// How far back committed snapshots stay resumable under --recovery.
+    #[arg(long, default_value = "0s", value_parser = parse_duration_or_zero)]
+    pub backup_interval: Duration,
+    /// After each commit, copy the recovery store into this directory.
+    #[arg(long, value_name = "DIR", requires = "recovery")]
+    pub backup_dir: Option<PathBuf>,
     /// A parameter for the flow's builder, as key=value (repeatable).
     #[arg(short = 'P', long = "param", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
@@ -78,6 +92,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} must be positive"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Like [`parse_duration`], but zero is allowed.
+pub fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    if text
+        .trim()
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        == "0"
+    {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
 }
 
 fn read_addresses(path: &PathBuf) -> anyhow::Result<Vec<String>> {
@@ -132,6 +158,15 @@ pub fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         .epoch_interval(args.epoch_interval);
     if let (Some(id), Some(path)) = (args.process_id, &args.addresses) {
         exec = exec.cluster(id, read_addresses(path)?);
+    }
+    if let Some(dir) = &args.recovery {
+        let mut recovery = riffle::recovery::Recovery::new(dir)
+            .snapshot_interval(args.snapshot_interval)
+            .backup_interval(args.backup_interval);
+        if let Some(backup) = &args.backup_dir {
+            recovery = recovery.backup_dir(backup);
+        }
+        exec = exec.recovery(recovery);
     }
     let exec = exec.from_env()?;
     let started = Instant::now();

@@ -50,7 +50,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use store::{Change, RecoveryStore};
+pub use store::{Change, RecoveryStore, StoreSummary};
 
 use crate::error::{Result, RiffleError};
 
@@ -113,14 +113,21 @@ pub(crate) struct RecoveryRun {
 }
 
 impl RecoveryRun {
+    /// Opens the store for a run. The `leader` (the only process, or process 0 of
+    /// a cluster, before it connects to the others) first discards what a killed
+    /// run wrote after its last commit.
     pub fn open(
         config: &Recovery,
         epoch_interval: Duration,
         flow: &str,
         fingerprint: &str,
+        leader: bool,
     ) -> Result<Self> {
         let store = RecoveryStore::open(&config.dir, flow, fingerprint)?;
         let resume = store.resume_epoch()?;
+        if leader {
+            store.discard_uncommitted(resume)?;
+        }
         let epoch = epoch_interval.as_nanos().max(1);
         let every = (config.snapshot_interval.as_nanos() / epoch).max(1) as u64;
         let keep = (config.backup_interval.as_nanos() / epoch) as u64;

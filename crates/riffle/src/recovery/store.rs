@@ -32,6 +32,17 @@ use crate::exchange::stable_hash;
 /// One state change: `(state key, new state or None when deleted)`.
 pub type Change = (Vec<u8>, Option<Vec<u8>>);
 
+/// What `riffle recovery show` prints about a store.
+#[derive(Debug, Clone)]
+pub struct StoreSummary {
+    /// Partition files.
+    pub partitions: usize,
+    /// The flow it is bound to, once a run has used it.
+    pub flow: Option<String>,
+    /// The newest committed epoch.
+    pub committed: Option<u64>,
+}
+
 /// An open recovery store.
 pub struct RecoveryStore {
     dir: PathBuf,
@@ -143,6 +154,31 @@ impl RecoveryStore {
         };
         store.bind(flow, fingerprint)?;
         Ok(store)
+    }
+
+    /// Reads what the store in `dir` holds without binding it to a flow.
+    pub fn summary(dir: &Path) -> Result<StoreSummary> {
+        let first = part_path(dir, 0);
+        if !first.exists() {
+            return Err(RiffleError::Recovery(format!(
+                "{} is not a recovery store (no {})",
+                dir.display(),
+                first.display()
+            )));
+        }
+        let conn = Self::connect(&first)?;
+        let partitions = meta(&conn, &first, "partitions")?
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let flow = meta(&conn, &first, "flow")?;
+        let committed: Option<i64> = conn
+            .query_row("SELECT MAX(epoch) FROM commits", [], |r| r.get(0))
+            .map_err(|e| sql_error(&first, "read its commits", e))?;
+        Ok(StoreSummary {
+            partitions,
+            flow,
+            committed: committed.map(|e| e as u64),
+        })
     }
 
     fn connect(path: &Path) -> Result<Connection> {
@@ -263,6 +299,21 @@ impl RecoveryStore {
         Ok(out)
     }
 
+    /// Deletes every snapshot row after `committed` (all of them when nothing was
+    /// committed): what a killed run wrote without committing. A resumed run counts
+    /// epochs again from `committed + 1`, so such rows would otherwise pass for its
+    /// own.
+    pub fn discard_uncommitted(&self, committed: Option<u64>) -> Result<()> {
+        let after = committed.map_or(-1, |e| e as i64);
+        for i in 0..self.parts.len() {
+            let path = part_path(&self.dir, i);
+            let conn = self.lock(i);
+            conn.execute("DELETE FROM snaps WHERE epoch > ?1", params![after])
+                .map_err(|e| sql_error(&path, "discard uncommitted snapshots", e))?;
+        }
+        Ok(())
+    }
+
     /// Records that every step has snapshotted `epoch`.
     pub fn commit(&self, epoch: u64) -> Result<()> {
         let path = part_path(&self.dir, 0);
@@ -365,6 +416,13 @@ mod tests {
         at2.sort();
         assert_eq!(at2, [(k("a"), k("1")), (k("b"), k("1"))]);
         assert_eq!(store.load("s", 3).unwrap(), [(k("a"), k("3"))]);
+        store.write("s", 5, vec![(k("a"), Some(k("5")))]).unwrap();
+        store.discard_uncommitted(Some(3)).unwrap();
+        assert_eq!(
+            store.load("s", 9).unwrap(),
+            [(k("a"), k("3"))],
+            "uncommitted rows go"
+        );
         store.collect_garbage(3).unwrap();
         assert_eq!(store.load("s", 9).unwrap(), [(k("a"), k("3"))]);
         assert!(
