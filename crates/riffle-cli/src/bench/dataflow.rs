@@ -7,14 +7,20 @@
 //! - `windowed`: 1,000,000 events, key `i % 1000`, event time 2026-01-01 + `i` ms ->
 //!   `count_window` over 10-second tumbling windows (event clock, no lateness).
 //!
+//! `wordcount -P recovery=1s` measures the cost of recovery: a fixed-partitioned
+//! generator, 1 s epochs and a snapshot every second into a fresh store (whose
+//! size is reported as `store_bytes`); `-P recovery=none` is the same without a
+//! store, the baseline to compare with.
+//!
 //! Items are generated inside the source, so generation is part of the measured
 //! time. The checksum fields (`count`, `distinct`) let a reader check that peers
 //! computed the same thing.
 
 use std::time::{Duration, Instant};
 
+use riffle::recovery::{Recovery, RecoveryStore};
 use riffle::sinks::TestingSink;
-use riffle::sources::GeneratorSource;
+use riffle::sources::{GeneratorSource, PartitionedGenerator};
 use riffle::window::{Clock, TumblingWindower};
 use riffle::{Dataflow, Execution};
 
@@ -108,19 +114,38 @@ fn stateless(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
 fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     let words = args.items.unwrap_or(5_000_000);
     let lines = words.div_ceil(WORDS_PER_LINE);
+    let recovery = RecoveryMode::from_args(args)?;
     let flow = Dataflow::new("bench-wordcount");
     let out = TestingSink::new();
-    flow.input_dynamic(
-        "lines",
-        GeneratorSource::new(lines, move |j| line(j, words)).batch_size(1024),
-    )?
-    .flat_map("split", |line: String| {
-        line.split(' ').map(str::to_owned).collect::<Vec<_>>()
-    })?
-    .count_final("count", |word: String| word)?
-    .output("out", out.clone())?;
+    let make_line = move |j| line(j, words);
+    let input = match &recovery {
+        RecoveryMode::Off => flow.input_dynamic(
+            "lines",
+            GeneratorSource::new(lines, make_line).batch_size(1024),
+        )?,
+        _ => flow.input(
+            "lines",
+            PartitionedGenerator::new(lines, 2 * args.workers as u64, make_line).batch_size(1024),
+        )?,
+    };
+    input
+        .flat_map("split", |line: String| {
+            line.split(' ').map(str::to_owned).collect::<Vec<_>>()
+        })?
+        .count_final("count", |word: String| word)?
+        .output("out", out.clone())?;
+    let store = tempfile_dir()?;
+    let mut execution = Execution::new().workers(args.workers);
+    if let RecoveryMode::Every(interval) = recovery {
+        RecoveryStore::init(store.path(), args.workers)?;
+        execution = execution
+            .epoch_interval(interval.min(Duration::from_secs(1)))
+            .recovery(Recovery::new(store.path()).snapshot_interval(interval));
+    } else if recovery == RecoveryMode::Partitioned {
+        execution = execution.epoch_interval(Duration::from_secs(1));
+    }
     let started = Instant::now();
-    Execution::new().workers(args.workers).run(&flow)?;
+    execution.run(&flow)?;
     let seconds = started.elapsed().as_secs_f64();
     let counts = out.take();
     let total: u64 = counts.iter().map(|(_, n)| n).sum();
@@ -132,6 +157,14 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let mut report = BenchReport::new("wordcount", args.workers, words, seconds);
     report.extra.insert("distinct".into(), top.len().into());
+    report
+        .extra
+        .insert("recovery".into(), recovery.name().into());
+    if let RecoveryMode::Every(_) = recovery {
+        report
+            .extra
+            .insert("store_bytes".into(), dir_bytes(store.path()).into());
+    }
     report.extra.insert(
         "top".into(),
         serde_json::json!(
@@ -142,6 +175,63 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         ),
     );
     Ok(vec![report])
+}
+
+/// How the wordcount workload uses recovery (`-P recovery=...`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RecoveryMode {
+    /// `off` (default): a dynamic generator, 10 s epochs, no store.
+    Off,
+    /// `none`: the partitioned generator and 1 s epochs, no store: the baseline for
+    /// measuring the cost of snapshots.
+    Partitioned,
+    /// A duration such as `1s`: the same, snapshotting that often into a fresh store.
+    Every(Duration),
+}
+
+impl RecoveryMode {
+    fn from_args(args: &BenchArgs) -> anyhow::Result<Self> {
+        let value = args
+            .params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "recovery")
+            .map(|(_, v)| v.as_str());
+        Ok(match value {
+            None | Some("off") => Self::Off,
+            Some("none") => Self::Partitioned,
+            Some(d) => Self::Every(
+                crate::commands::run::parse_duration(d)
+                    .map_err(|e| anyhow::anyhow!("-P recovery={d}: {e}"))?,
+            ),
+        })
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Self::Off => "off".into(),
+            Self::Partitioned => "none".into(),
+            Self::Every(d) => format!("every {} ms", d.as_millis()),
+        }
+    }
+}
+
+/// A fresh temporary directory for a recovery store.
+fn tempfile_dir() -> anyhow::Result<tempfile::TempDir> {
+    Ok(tempfile::Builder::new().prefix("riffle-bench-").tempdir()?)
+}
+
+/// The bytes of the files in `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// 2026-01-01T00:00:00Z in milliseconds: event `i` happens `i` ms after it.

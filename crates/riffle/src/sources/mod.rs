@@ -29,7 +29,7 @@ mod testing;
 use std::time::Instant;
 
 pub use file::{CsvSource, FileSource, JsonLinesSource};
-pub use generator::GeneratorSource;
+pub use generator::{GeneratorSource, PartitionedGenerator};
 pub use testing::TestingSource;
 
 pub use crate::build::WorkerInfo;
