@@ -77,3 +77,35 @@ impl Server {
             .map_err(StartError::Serve)
     }
 }
+
+/// Serves `dashboard` on `addr` until Ctrl-C, on a tokio runtime of its own (for
+/// command lines that are not async); `ready` hears the bound address first.
+///
+/// ```no_run
+/// let dashboard = riffle_ui::Dashboard::open(".riffle/metadata.db")?;
+/// riffle_ui::server::serve_until_ctrl_c(dashboard, "127.0.0.1:8080".parse().unwrap(), None, |addr| {
+///     println!("dashboard on http://{addr}");
+/// })?;
+/// # Ok::<(), riffle_ui::StartError>(())
+/// ```
+pub fn serve_until_ctrl_c(
+    dashboard: Dashboard,
+    addr: SocketAddr,
+    token: Option<&str>,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), StartError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(StartError::Serve)?;
+    runtime.block_on(async {
+        let server = Server::bind(dashboard, addr, token).await?;
+        ready(server.local_addr());
+        server
+            .run(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+    })
+}

@@ -4,6 +4,7 @@ pub mod inspect;
 pub mod pipeline;
 pub mod run;
 pub mod udf;
+pub mod ui;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,8 @@ pub enum Command {
     Lineage(pipeline::LineageArgs),
     /// Talk to a UDF server over Numaflow's protocol.
     Udf(udf::UdfArgs),
+    /// Serve the dashboard: runs, DAGs, artifacts, lineage and dataflows in a browser.
+    Ui(ui::UiArgs),
 }
 
 /// Runs one parsed command line against `app`.
@@ -48,5 +51,6 @@ pub fn dispatch(app: &App, cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cache(args) => pipeline::cache(app, &args),
         Command::Lineage(args) => pipeline::lineage(app, &args),
         Command::Udf(args) => udf::udf(&args),
+        Command::Ui(args) => ui::ui(app, &args),
     }
 }
