@@ -118,6 +118,8 @@ async function runsView(view, query, mine) {
   view.append(h('h1', {}, 'Runs'), form, pager,
     page.runs.length ? table : h('p', { class: 'muted', id: 'runs-empty' }, 'No runs match.'));
   if (!mount(view, mine)) return;
+  // Milliseconds from navigation to this table on screen (read by `riffle bench ui`).
+  if (!document.body.dataset.firstRunsMs) document.body.dataset.firstRunsMs = String(Math.round(performance.now()));
   document.body.dataset.ready = 'runs';
   if (page.runs.some((r) => r.status === 'running')) {
     setLive(true);

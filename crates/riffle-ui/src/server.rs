@@ -109,3 +109,81 @@ pub fn serve_until_ctrl_c(
             .await
     })
 }
+
+/// A dashboard served from a thread of its own, for programs that are not async (the
+/// `riffle bench ui` workload, embedding); it stops when dropped.
+pub struct Background {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), StartError>>>,
+}
+
+impl Background {
+    /// Binds `addr` and serves `dashboard` on a new thread.
+    ///
+    /// ```no_run
+    /// let dashboard = riffle_ui::Dashboard::open(".riffle/metadata.db")?;
+    /// let server = riffle_ui::server::Background::spawn(dashboard, "127.0.0.1:0".parse().unwrap(), None)?;
+    /// println!("serving on {}", server.addr());
+    /// # Ok::<(), riffle_ui::StartError>(())
+    /// ```
+    pub fn spawn(
+        dashboard: Dashboard,
+        addr: SocketAddr,
+        token: Option<&str>,
+    ) -> Result<Self, StartError> {
+        let token = token.map(str::to_string);
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("riffle-ui".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(StartError::Serve)?;
+                runtime.block_on(async move {
+                    let server = match Server::bind(dashboard, addr, token.as_deref()).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let message = e.to_string();
+                            let _ = bound_tx.send(Err(e));
+                            return Err(StartError::Serve(std::io::Error::other(message)));
+                        }
+                    };
+                    let _ = bound_tx.send(Ok(server.local_addr()));
+                    server
+                        .run(async move {
+                            let _ = stopped.await;
+                        })
+                        .await
+                })
+            })
+            .map_err(StartError::Serve)?;
+        let addr = bound_rx.recv().map_err(|_| {
+            StartError::Serve(std::io::Error::other("the dashboard thread stopped early"))
+        })??;
+        Ok(Self {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -8,6 +8,8 @@
 pub mod dataflow;
 pub mod pipeline;
 pub mod udf;
+pub mod ui;
+pub mod webdriver;
 
 use std::process::ExitCode;
 
@@ -18,7 +20,7 @@ use crate::App;
 /// `riffle bench NAME [--workers N] [--runs N] [--json]`
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The workload: stateless, wordcount, windowed, pipeline, udf-map.
+    /// The workload: stateless, wordcount, windowed, pipeline, udf-map, ui.
     pub name: String,
     /// Worker threads, where the workload is a dataflow.
     #[arg(short, long, default_value_t = 1)]
@@ -128,8 +130,9 @@ pub fn bench(app: &App, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             "stateless" | "wordcount" | "windowed" => dataflow::run(args)?,
             "pipeline" => pipeline::run(app, args)?,
             "udf-map" => udf::run(args)?,
+            "ui" => ui::run(args)?,
             other => anyhow::bail!(
-                "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, pipeline, udf-map"
+                "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, pipeline, udf-map, ui"
             ),
         };
         for report in reports {
