@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use riffle_pipeline::metadata::{ArtifactRecord, MetadataStore, RunRecord, RunStatus};
-use rusqlite::{Connection, OpenFlags, params_from_iter};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
 
 use crate::error::ApiResult;
 
@@ -110,6 +110,18 @@ impl Listing {
                 })
             }
         }
+    }
+
+    /// An artifact by hash or unique prefix; a full hash is one primary-key lookup on
+    /// SQLite (a prefix is matched by the store, which reads every artifact).
+    pub fn artifact(&self, store: &dyn MetadataStore, hash: &str) -> ApiResult<ArtifactRecord> {
+        if let Listing::Sqlite(s) = self
+            && hash.len() == 64
+            && let Some(found) = s.artifact_exact(&hash.to_ascii_lowercase())?
+        {
+            return Ok(found);
+        }
+        Ok(store.artifact(hash)?)
     }
 
     /// How many runs each pipeline has.
@@ -281,9 +293,14 @@ impl SqliteListing {
             let total: i64 = c
                 .prepare_cached("SELECT COUNT(*) FROM artifacts")?
                 .query_row([], |r| r.get(0))?;
+            // The page's hashes come from the covering index `artifacts_by_created`;
+            // only the rows shown are then read in full.
             let mut stmt = c.prepare_cached(
-                "SELECT hash, size, type_name, uri, created_ms FROM artifacts
-                 ORDER BY created_ms DESC, hash LIMIT ?1 OFFSET ?2",
+                "SELECT a.hash, a.size, a.type_name, a.uri, a.created_ms
+                 FROM (SELECT hash, created_ms FROM artifacts
+                       ORDER BY created_ms DESC, hash LIMIT ?1 OFFSET ?2) page
+                 JOIN artifacts a ON a.hash = page.hash
+                 ORDER BY page.created_ms DESC, page.hash",
             )?;
             let rows = stmt
                 .query_map([i64::from(limit), i64::from(offset)], |r| {
@@ -300,6 +317,24 @@ impl SqliteListing {
                 total: total as u64,
                 rows,
             })
+        })
+    }
+
+    fn artifact_exact(&self, hash: &str) -> ApiResult<Option<ArtifactRecord>> {
+        self.with("finding an artifact", |c| {
+            c.prepare_cached(
+                "SELECT hash, size, type_name, uri, created_ms FROM artifacts WHERE hash = ?1",
+            )?
+            .query_row([hash], |r| {
+                Ok(ArtifactRecord {
+                    hash: r.get(0)?,
+                    size: r.get::<_, i64>(1)? as u64,
+                    type_name: r.get(2)?,
+                    uri: r.get(3)?,
+                    created_ms: r.get(4)?,
+                })
+            })
+            .optional()
         })
     }
 

@@ -5,7 +5,7 @@
 //! and the dashboard read through the same trait, so they work on any backend:
 //! [`SqliteStore`] (the default, `.riffle/metadata.db`) or [`PostgresStore`].
 //!
-//! ## The schema (version 1)
+//! ## The schema (version 2)
 //!
 //! | table | one row per | key columns |
 //! |---|---|---|
@@ -21,8 +21,9 @@
 //!
 //! Times are milliseconds since the Unix epoch. Indexes cover the reads below: runs by
 //! pipeline and start time, step runs by run, lineage by artifact, cache entries by
-//! pipeline. Migrations are numbered; opening a store applies the missing ones in a
-//! transaction and refuses a database from a newer version.
+//! pipeline, artifacts by creation time (version 2, for the dashboard). Migrations are
+//! numbered; opening a store applies the missing ones in a transaction and refuses a
+//! database from a newer version.
 
 mod postgres;
 mod sqlite;

@@ -88,7 +88,10 @@ CREATE TABLE logs (
     message     TEXT NOT NULL
 );
 CREATE INDEX logs_by_step_run ON logs(step_run_id, id);
-"#];
+"#,
+    // 2: the dashboard lists artifacts newest first.
+    "CREATE INDEX artifacts_by_created ON artifacts(created_ms DESC);",
+];
 
 /// The metadata store in an SQLite file; see the [module docs](super).
 ///

@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use riffle_pipeline::ContentHash;
-use riffle_pipeline::metadata::{ArtifactRecord, Direction, MetadataStore};
+use riffle_pipeline::metadata::{ArtifactRecord, Direction};
 use serde::{Deserialize, Serialize};
 
 use super::params::{Params, hex_id};
@@ -116,7 +116,7 @@ pub(super) async fn detail(
 
 fn artifact_detail(d: &Inner, hash: &str) -> ApiResult<ArtifactDetail> {
     let store = d.metadata.as_ref();
-    let artifact = store.artifact(hash)?;
+    let artifact = d.listing.artifact(store, hash)?;
     let edges = store.edges_of_artifact(&artifact.hash)?;
     let refs = |direction: Direction| -> Vec<StepRef> {
         edges
@@ -210,16 +210,15 @@ pub(super) async fn lineage(
     params.only(&[])?;
     let hash = path_hash(path)?;
     Ok(Json(
-        dashboard
-            .read(move |d| lineage_graph(d.metadata.as_ref(), &hash))
-            .await?,
+        dashboard.read(move |d| lineage_graph(d, &hash)).await?,
     ))
 }
 
 /// Artifacts named in a lineage graph whose type is looked up (the rest show a hash).
 const TYPED_ARTIFACTS: usize = 200;
 
-fn lineage_graph(store: &dyn MetadataStore, hash: &str) -> ApiResult<LineageGraph> {
+fn lineage_graph(d: &Inner, hash: &str) -> ApiResult<LineageGraph> {
+    let store = d.metadata.as_ref();
     let walk = riffle_pipeline::lineage::lineage(store, hash)?;
     let root = walk.artifact.hash.clone();
     let mut nodes: BTreeMap<String, LineageNode> = BTreeMap::new();
@@ -265,7 +264,7 @@ fn lineage_graph(store: &dyn MetadataStore, hash: &str) -> ApiResult<LineageGrap
         let label = if *hash == root {
             walk.artifact.type_name.clone()
         } else if i < TYPED_ARTIFACTS {
-            match store.artifact(hash) {
+            match d.listing.artifact(store, hash) {
                 Ok(a) => a.type_name,
                 Err(_) => String::new(),
             }

@@ -359,12 +359,13 @@ pub(super) async fn step(
     hex_id("run id", &run_id)?;
     Ok(Json(
         dashboard
-            .read(move |d| step_detail(d.metadata.as_ref(), &run_id, &step_id))
+            .read(move |d| step_detail(d, &run_id, &step_id))
             .await?,
     ))
 }
 
-fn step_detail(store: &dyn MetadataStore, run_id: &str, step_id: &str) -> ApiResult<StepDetail> {
+fn step_detail(d: &Inner, run_id: &str, step_id: &str) -> ApiResult<StepDetail> {
+    let store = d.metadata.as_ref();
     let run = store.run(run_id)?;
     let record = store
         .step_runs(&run.id)?
@@ -383,10 +384,10 @@ fn step_detail(store: &dyn MetadataStore, run_id: &str, step_id: &str) -> ApiRes
         .collect();
     let metrics = store.step_metrics(record.id)?.into_iter().collect();
     let artifact = |hash: &str| -> ApiResult<Option<ArtifactView>> {
-        match store.artifact(hash) {
+        match d.listing.artifact(store, hash) {
             Ok(a) => Ok(Some(ArtifactView::from(a))),
-            Err(riffle_pipeline::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
+            Err(ApiError::Store(riffle_pipeline::Error::NotFound { .. })) => Ok(None),
+            Err(e) => Err(e),
         }
     };
     let inputs = step
