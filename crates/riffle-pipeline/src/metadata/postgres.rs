@@ -8,7 +8,8 @@ use ::postgres::{Client, Error as PgError, NoTls, Row};
 use super::*;
 use crate::error::Error;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE pipelines (
     id           TEXT PRIMARY KEY,
     about        TEXT NOT NULL,

@@ -10,7 +10,8 @@ use super::*;
 use crate::error::Error;
 
 /// The schema, one migration per entry; the store is at version `MIGRATIONS.len()`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE pipelines (
     id           TEXT PRIMARY KEY,
     about        TEXT NOT NULL,
