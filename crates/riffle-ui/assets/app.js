@@ -71,6 +71,11 @@ function mount(view, mine) {
 
 // ---- runs ----
 
+const NUMERIC = new Set(['Duration', 'Steps', 'Cache hits', 'Runs', 'Size']);
+
+/** A table header cell, right-aligned over numbers. */
+function header(text) { return h('th', { class: NUMERIC.has(text) ? 'num' : null }, text); }
+
 function runRow(r) {
   return h('tr', { 'data-run-id': r.id },
     h('td', { class: 'mono' }, link(shortId(r.id), 'runs', r.id)),
@@ -113,7 +118,7 @@ async function runsView(view, query, mine) {
     offset > 0 ? h('a', { href: route('runs', { ...filters, offset: Math.max(0, offset - limit) }) }, '← newer') : null,
     last < page.total ? h('a', { href: route('runs', { ...filters, offset: offset + limit }) }, 'older →') : null);
   const table = h('table', { class: 'list', id: 'runs-table' },
-    h('thead', {}, h('tr', {}, ['Run', 'Pipeline', 'Status', 'Runtime', 'Started', 'Duration', 'Steps', 'Cache hits', 'Error'].map((t) => h('th', {}, t)))),
+    h('thead', {}, h('tr', {}, ['Run', 'Pipeline', 'Status', 'Runtime', 'Started', 'Duration', 'Steps', 'Cache hits', 'Error'].map(header))),
     h('tbody', {}, page.runs.map(runRow)));
   view.append(h('h1', {}, 'Runs'), form, pager,
     page.runs.length ? table : h('p', { class: 'muted', id: 'runs-empty' }, 'No runs match.'));
@@ -209,7 +214,7 @@ function runHeader(d) {
       card('Cache hits', r.cache_hits), card('Failed', r.failed_steps),
       r.only_step ? card('Only step', r.only_step) : null),
     r.error ? h('pre', { class: 'error-text', id: 'run-error' }, r.error) : null,
-    config.length ? h('details', {}, h('summary', {}, `Config (${config.length} values)`),
+    config.length ? h('details', {}, h('summary', {}, `Config (${config.length} ${config.length === 1 ? 'value' : 'values'})`),
       facts(config.map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]))) : null,
     h('p', { class: 'muted small' }, `Run id ${r.id}`, d.registered ? '' : ' · this pipeline is not registered with the binary serving the dashboard, so only the steps that ran are shown'));
 }
@@ -254,7 +259,7 @@ async function pipelinesView(view, mine) {
   const data = await api('/api/pipelines');
   view.append(h('h1', {}, 'Pipelines'),
     data.pipelines.length ? h('table', { class: 'list', id: 'pipelines-table' },
-      h('thead', {}, h('tr', {}, ['Pipeline', 'About', 'Schedule', 'Steps', 'Runs', 'Latest runs (newest first)'].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, ['Pipeline', 'About', 'Schedule', 'Steps', 'Runs', 'Latest runs (newest first)'].map(header))),
       h('tbody', {}, data.pipelines.map((p) => h('tr', {},
         h('td', {}, link(p.id, 'runs', { pipeline: p.id }), p.registered ? '' : h('span', { class: 'muted small' }, ' (not registered)')),
         h('td', {}, p.about || ''),
@@ -281,7 +286,7 @@ async function artifactsView(view, query, mine) {
       offset > 0 ? h('a', { href: route('artifacts', { offset: Math.max(0, offset - limit) }) }, '← newer') : null,
       last < page.total ? h('a', { href: route('artifacts', { offset: offset + limit }) }, 'older →') : null),
     h('table', { class: 'list', id: 'artifacts-table' },
-      h('thead', {}, h('tr', {}, ['Hash', 'Type', 'Size', 'Created'].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, ['Hash', 'Type', 'Size', 'Created'].map(header))),
       h('tbody', {}, page.artifacts.map((a) => h('tr', {},
         h('td', {}, artifactLink(a.hash, a.hash.slice(0, 16))),
         h('td', { class: 'mono', title: a.type_name }, truncate(a.type_name, 70)),
