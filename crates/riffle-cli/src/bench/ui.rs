@@ -3,8 +3,8 @@
 //! It fills a fresh SQLite store, through the metadata store's own write API, with
 //! 10,000 runs of 10 pipelines and 100,000 step runs (10 per run, each reading the
 //! previous step's output, half of them cache hits, 5% of runs failed), with their
-//! artifacts, lineage, parameters and two log lines per step; one artifact's bytes
-//! are real, for a preview. Then it serves the dashboard on a loopback port and calls
+//! artifacts, lineage, parameters and two log lines per step, plus one run of 200
+//! steps; one artifact's bytes are real, for a preview. Then it serves the dashboard on a loopback port and calls
 //! every API endpoint (and the page's files) `calls` times over new HTTP connections,
 //! printing the median and the slowest call of each. `--items N` changes the number of
 //! runs; `-P calls=N` the calls per endpoint.
@@ -31,10 +31,12 @@ use super::{BenchArgs, BenchReport};
 const PIPELINES: u64 = 10;
 const STEPS: u64 = 10;
 const DAY_MS: i64 = 86_400_000;
+const BIG_STEPS: u64 = 200;
 
 /// What the filled store holds that the calls ask about.
 struct Filled {
     newest_run: String,
+    big_run: String,
     failed_run: String,
     preview_hash: String,
     shared_hash: String,
@@ -67,6 +69,7 @@ fn fill(stores: &ProjectStores, runs: u64) -> anyhow::Result<Filled> {
     let real_uri = artifacts.put(&real)?;
     let mut filled = Filled {
         newest_run: String::new(),
+        big_run: String::new(),
         failed_run: String::new(),
         preview_hash: real.hash.to_hex(),
         shared_hash: hash_of("pipeline_0/s0/shared"),
@@ -193,6 +196,63 @@ fn fill(stores: &ProjectStores, runs: u64) -> anyhow::Result<Filled> {
             store.flush()?;
         }
     }
+    // One run of 200 steps (a binary tree: step i reads step (i-1)/2), for the DAG.
+    let big_run = format!("{:012x}-7000-8000-{:012x}", start + span_ms, runs);
+    store.record_pipeline(&PipelineRecord {
+        id: "big".into(),
+        about: "a run of 200 steps".into(),
+        schedule: None,
+        last_seen_ms: start,
+    })?;
+    store.start_run(&RunRecord {
+        id: big_run.clone(),
+        pipeline_id: "big".into(),
+        status: RunStatus::Running,
+        runtime: riffle_pipeline::metadata::format_ms(start + span_ms),
+        environment: "prod".into(),
+        config: "{}".into(),
+        only_step: None,
+        started_ms: start + span_ms,
+        finished_ms: None,
+        error: None,
+    })?;
+    for i in 0..BIG_STEPS {
+        let at = start + span_ms + i as i64;
+        let hash = hash_of(&format!("big/{i}"));
+        store.finish_step(
+            &big_run,
+            &format!("step_{i:03}"),
+            &StepRunEnd {
+                status: Some(StepStatus::Succeeded),
+                attempts: 1,
+                cache_key: Some(hash_of(&format!("big-key/{i}"))),
+                started_ms: Some(at),
+                finished_ms: at + 5,
+                output: Some(ArtifactRecord {
+                    hash: hash.clone(),
+                    size: 100,
+                    type_name: "u64".into(),
+                    uri: format!("file:///bench/artifacts/{}/{hash}", &hash[..2]),
+                    created_ms: at + 5,
+                }),
+                inputs: (i > 0)
+                    .then(|| {
+                        let parent = (i - 1) / 2;
+                        (
+                            format!("step_{parent:03}"),
+                            hash_of(&format!("big/{parent}")),
+                        )
+                    })
+                    .into_iter()
+                    .collect(),
+                params: vec![("level".into(), format!("{}", (i + 1).ilog2()))],
+                cacheable: true,
+                ..StepRunEnd::default()
+            },
+        )?;
+    }
+    store.finish_run(&big_run, RunStatus::Succeeded, start + span_ms + 1000, None)?;
+    filled.big_run = big_run;
     store.release_writes()?;
     Ok(filled)
 }
@@ -320,6 +380,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         ),
         ("run", format!("/api/runs/{}", filled.newest_run)),
         ("run (failed)", format!("/api/runs/{}", filled.failed_run)),
+        ("run of 200 steps", format!("/api/runs/{}", filled.big_run)),
         (
             "step run",
             format!("/api/runs/{}/steps/s9", filled.newest_run),
