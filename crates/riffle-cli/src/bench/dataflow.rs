@@ -10,7 +10,8 @@
 //! `wordcount -P recovery=1s` measures the cost of recovery: a fixed-partitioned
 //! generator, 1 s epochs and a snapshot every second into a fresh store (whose
 //! size is reported as `store_bytes`); `-P recovery=none` is the same without a
-//! store, the baseline to compare with.
+//! store, the baseline to compare with. `-P vocabulary=N` draws words from `N`
+//! distinct ones instead of 10,000 (e.g. 1,000,000 to size a store of 1M keys).
 //!
 //! Items are generated inside the source, so generation is part of the measured
 //! time. The checksum fields (`count`, `distinct`) let a reader check that peers
@@ -48,6 +49,11 @@ pub fn word(k: u64) -> String {
 
 /// Line `j`: words `10 j .. 10 j + 9` (fewer for the last line), joined by spaces.
 pub fn line(j: u64, total_words: u64) -> String {
+    line_of(j, total_words, VOCABULARY)
+}
+
+/// Line `j` with words drawn from a vocabulary of `vocabulary` words.
+pub fn line_of(j: u64, total_words: u64, vocabulary: u64) -> String {
     let start = j * WORDS_PER_LINE;
     let end = (start + WORDS_PER_LINE).min(total_words);
     let mut out = String::with_capacity(10 * (end - start) as usize);
@@ -56,7 +62,7 @@ pub fn line(j: u64, total_words: u64) -> String {
             out.push(' ');
         }
         out.push_str("word");
-        push_decimal(&mut out, splitmix64(k) % VOCABULARY);
+        push_decimal(&mut out, splitmix64(k) % vocabulary);
     }
     out
 }
@@ -117,7 +123,15 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     let recovery = RecoveryMode::from_args(args)?;
     let flow = Dataflow::new("bench-wordcount");
     let out = TestingSink::new();
-    let make_line = move |j| line(j, words);
+    let vocabulary = match args.params.iter().rev().find(|(k, _)| k == "vocabulary") {
+        Some((_, v)) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| anyhow::anyhow!("-P vocabulary={v}: not a positive number"))?,
+        None => VOCABULARY,
+    };
+    let make_line = move |j| line_of(j, words, vocabulary);
     let input = match &recovery {
         RecoveryMode::Off => flow.input_dynamic(
             "lines",

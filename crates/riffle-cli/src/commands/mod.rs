@@ -2,6 +2,7 @@
 
 pub mod inspect;
 pub mod pipeline;
+pub mod recovery;
 pub mod run;
 pub mod udf;
 pub mod ui;
@@ -24,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a registered dataflow by name, or a pipeline with --workflow / --job.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Print a registered dataflow's graph (steps, kinds, upstreams) as a tree or JSON.
     Inspect(inspect::InspectArgs),
     /// Run a benchmark workload and print its figures.
@@ -39,6 +40,8 @@ pub enum Command {
     Udf(udf::UdfArgs),
     /// Serve the dashboard: runs, DAGs, artifacts, lineage and dataflows in a browser.
     Ui(ui::UiArgs),
+    /// Create or inspect a dataflow recovery store.
+    Recovery(recovery::RecoveryArgs),
 }
 
 /// Runs one parsed command line against `app`.
@@ -52,5 +55,6 @@ pub fn dispatch(app: &App, cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lineage(args) => pipeline::lineage(app, &args),
         Command::Udf(args) => udf::udf(&args),
         Command::Ui(args) => ui::ui(app, &args),
+        Command::Recovery(args) => recovery::recovery(&args),
     }
 }

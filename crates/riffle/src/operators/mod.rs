@@ -17,7 +17,12 @@
 //! one worker ([`crate::exchange`]). `count_final`, `fold_final` and `reduce_epoch`
 //! first aggregate on the worker that holds the item and exchange only the partial
 //! results, one per key and worker.
+//!
+//! **Joins** ([`join`]): `join`, `join_running` and `join_all` bring the values of
+//! two or more keyed streams together per key, emitting when every side is there,
+//! on every value, or at the end.
 
+pub mod join;
 pub mod keyed;
 pub mod stateless;
 

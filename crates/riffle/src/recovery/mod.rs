@@ -153,6 +153,15 @@ impl RecoveryRun {
         (s < bound).then_some(s)
     }
 
+    /// The first snapshot epoch at or after `epoch`.
+    pub fn snapshot_at_or_after(&self, epoch: u64) -> Option<u64> {
+        epoch
+            .checked_add(1)?
+            .div_ceil(self.every)
+            .checked_mul(self.every)?
+            .checked_sub(1)
+    }
+
     /// Records `epoch` as committed and drops history older than kept.
     pub fn commit(&self, epoch: u64) -> Result<()> {
         self.store.commit(epoch)?;

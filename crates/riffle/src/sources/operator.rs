@@ -112,6 +112,8 @@ struct LivePart<P> {
     part: P,
     /// The epoch the partition asked for with `ReadyAt`, if it assigns epochs.
     floor: Option<u64>,
+    /// Whether it has sent items at the wall clock's epochs (`Ready`).
+    clocked: bool,
 }
 
 fn build<'s, P: SourcePartition>(
@@ -133,6 +135,7 @@ fn build<'s, P: SourcePartition>(
             name,
             part,
             floor: None,
+            clocked: false,
         })
         .collect();
     source::<_, CapacityContainerBuilder<Vec<P::Item>>, _, _>(
@@ -164,7 +167,10 @@ fn build<'s, P: SourcePartition>(
                 {
                     let mut changes = std::mem::take(&mut finished);
                     let mut failed = None;
-                    for live in &parts {
+                    // Partitions that assign their own epochs write their positions
+                    // as they move from one epoch to the next (below); one that has
+                    // sent nothing yet is where loading the store puts it anyway.
+                    for live in parts.iter().filter(|p| p.floor.is_none() && p.clocked) {
                         if let Some(state) = live.part.snapshot() {
                             match (encode(&step_id, &live.name), encode(&step_id, &state)) {
                                 (Ok(k), Ok(v)) => changes.push((k, Some(v))),
@@ -196,6 +202,13 @@ fn build<'s, P: SourcePartition>(
                         i += 1;
                         continue;
                     }
+                    // Under recovery, the position before this poll: where the
+                    // partition stands at the end of every epoch before the one its
+                    // next batch is at.
+                    let before = match &recovery {
+                        Some(_) => live.part.snapshot(),
+                        None => None,
+                    };
                     let polled = shared.guard(
                         &step_id,
                         worker,
@@ -216,12 +229,29 @@ fn build<'s, P: SourcePartition>(
                     };
                     match polled {
                         Poll::Ready(mut items) => {
+                            live.clocked |= live.floor.is_none();
                             let epoch = live.floor.unwrap_or(clock).max(*held.time());
                             send(output, held, epoch, &mut items);
                             produced = true;
                         }
                         Poll::ReadyAt(epoch, mut items) => {
                             let epoch = epoch.max(*held.time());
+                            let prev = live.floor.unwrap_or(*held.time());
+                            if let Some(recovery) = &recovery
+                                && epoch > prev
+                                && let Err(e) = write_position(
+                                    recovery,
+                                    &step_id,
+                                    &live.name,
+                                    before.as_ref(),
+                                    prev,
+                                    epoch,
+                                )
+                            {
+                                shared.fail(e);
+                                stop(&mut parts, &mut cap);
+                                return;
+                            }
                             live.floor = Some(epoch);
                             send(output, held, epoch, &mut items);
                             produced = true;
@@ -231,7 +261,22 @@ fn build<'s, P: SourcePartition>(
                             wake = Some(wake.map_or(at, |w| w.min(at)));
                         }
                         Poll::Exhausted => {
-                            if recovery.is_some()
+                            if let (Some(recovery), Some(floor)) = (&recovery, live.floor) {
+                                // Everything it had is sent, at epochs up to its floor.
+                                let state = live.part.snapshot();
+                                if let Err(e) = write_position(
+                                    recovery,
+                                    &step_id,
+                                    &live.name,
+                                    state.as_ref(),
+                                    floor,
+                                    u64::MAX,
+                                ) {
+                                    shared.fail(e);
+                                    stop(&mut parts, &mut cap);
+                                    return;
+                                }
+                            } else if recovery.is_some()
                                 && let Some(state) = live.part.snapshot()
                             {
                                 match (encode(&step_id, &live.name), encode(&step_id, &state)) {
@@ -283,6 +328,28 @@ fn build<'s, P: SourcePartition>(
             }
         },
     )
+}
+
+/// Writes the position of a partition that assigns its own epochs, as it moves
+/// from epoch `from` to epoch `to`: `state` is where it stands at the end of every
+/// epoch in `from..to`, so it is written at the first snapshot epoch among them
+/// (resuming at any later snapshot epoch before `to` finds the same row).
+fn write_position<S: serde::Serialize>(
+    recovery: &crate::recovery::RecoveryRun,
+    step_id: &str,
+    name: &str,
+    state: Option<&S>,
+    from: u64,
+    to: u64,
+) -> crate::error::Result<()> {
+    let (Some(state), Some(at)) = (state, recovery.snapshot_at_or_after(from)) else {
+        return Ok(());
+    };
+    if at >= to {
+        return Ok(());
+    }
+    let change = (encode(step_id, &name)?, Some(encode(step_id, state)?));
+    recovery.store.write(step_id, at, vec![change])
 }
 
 fn send<T: crate::Data>(
