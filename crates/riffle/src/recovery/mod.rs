@@ -42,25 +42,39 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod backup;
 mod store;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use backup::{BackupTarget, LocalBackup};
 pub use store::{Change, RecoveryStore, StoreSummary};
 
 use crate::error::{Result, RiffleError};
 
 /// Where and how often a run snapshots; see the [module docs](self).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Recovery {
     dir: PathBuf,
     snapshot_interval: Duration,
     backup_interval: Duration,
-    backup_dir: Option<PathBuf>,
+    backup: Option<Arc<dyn BackupTarget>>,
+}
+
+impl std::fmt::Debug for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recovery")
+            .field("dir", &self.dir)
+            .field("snapshot_interval", &self.snapshot_interval)
+            .field("backup_interval", &self.backup_interval)
+            .field("backup", &self.backup.as_ref().map(|b| b.describe()))
+            .finish()
+    }
 }
 
 impl Recovery {
@@ -71,7 +85,7 @@ impl Recovery {
             dir: dir.as_ref().to_path_buf(),
             snapshot_interval: Duration::from_secs(10),
             backup_interval: Duration::ZERO,
-            backup_dir: None,
+            backup: None,
         }
     }
 
@@ -87,10 +101,16 @@ impl Recovery {
         self
     }
 
-    /// After every commit, copy the store into `dir` (a consistent copy of each
-    /// partition file), e.g. a folder on durable storage.
-    pub fn backup_dir(mut self, dir: impl AsRef<Path>) -> Self {
-        self.backup_dir = Some(dir.as_ref().to_path_buf());
+    /// After every commit, copy the store into the folder `dir`, e.g. on durable
+    /// storage: the same as `.backup(LocalBackup::new(dir))`.
+    pub fn backup_dir(self, dir: impl AsRef<Path>) -> Self {
+        self.backup(LocalBackup::new(dir))
+    }
+
+    /// After every commit, hand a consistent copy of each partition file to
+    /// `target` (see [`BackupTarget`]).
+    pub fn backup(mut self, target: impl BackupTarget) -> Self {
+        self.backup = Some(Arc::new(target));
         self
     }
 
@@ -109,7 +129,7 @@ pub(crate) struct RecoveryRun {
     pub keep: u64,
     /// The committed epoch this run resumes from.
     pub resume: Option<u64>,
-    pub backup_dir: Option<PathBuf>,
+    pub backup: Option<Arc<dyn BackupTarget>>,
 }
 
 impl RecoveryRun {
@@ -136,7 +156,7 @@ impl RecoveryRun {
             every,
             keep,
             resume,
-            backup_dir: config.backup_dir.clone(),
+            backup: config.backup.clone(),
         })
     }
 
@@ -167,8 +187,8 @@ impl RecoveryRun {
         self.store.commit(epoch)?;
         self.store
             .collect_garbage(epoch.saturating_sub(self.keep))?;
-        if let Some(dir) = &self.backup_dir {
-            self.store.backup_to(dir)?;
+        if let Some(target) = &self.backup {
+            self.store.backup_to(target.as_ref())?;
         }
         Ok(())
     }

@@ -368,19 +368,29 @@ impl RecoveryStore {
         Ok(())
     }
 
-    /// Copies every partition file, as of now, into `dir` (a consistent copy of
-    /// each, made by SQLite's `VACUUM INTO`): a backup that can be opened as a store.
-    pub fn backup_to(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, "create", e))?;
+    /// Hands a copy of every partition file, as of now, to `target` (a consistent
+    /// copy of each, made by SQLite's `VACUUM INTO` beside the store): a backup
+    /// that can be opened as a store again.
+    pub fn backup_to(&self, target: &dyn super::BackupTarget) -> Result<()> {
         for i in 0..self.parts.len() {
             let path = part_path(&self.dir, i);
-            let target = part_path(dir, i);
-            let tmp = target.with_extension("sqlite3.tmp");
-            let _ = std::fs::remove_file(&tmp);
-            let conn = self.lock(i);
-            conn.execute("VACUUM INTO ?1", params![tmp.to_string_lossy()])
-                .map_err(|e| sql_error(&path, "back up", e))?;
-            std::fs::rename(&tmp, &target).map_err(|e| io(&target, "write", e))?;
+            let name = format!("part-{i}.sqlite3");
+            let copy = self.dir.join(format!("{name}.backup"));
+            let _ = std::fs::remove_file(&copy);
+            {
+                let conn = self.lock(i);
+                conn.execute("VACUUM INTO ?1", params![copy.to_string_lossy()])
+                    .map_err(|e| sql_error(&path, "back up", e))?;
+            }
+            let kept = target.keep(&name, &copy);
+            let _ = std::fs::remove_file(&copy);
+            kept.map_err(|why| {
+                RiffleError::Recovery(format!(
+                    "cannot back up {} to {}: {why}",
+                    path.display(),
+                    target.describe()
+                ))
+            })?;
         }
         Ok(())
     }
@@ -429,6 +439,38 @@ mod tests {
             store.load("s", 2).unwrap().is_empty(),
             "superseded rows are gone"
         );
+    }
+
+    #[test]
+    fn a_backup_opens_as_a_store_with_the_same_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        RecoveryStore::init(dir.path(), 2).unwrap();
+        let store = RecoveryStore::open(dir.path(), "f", "x").unwrap();
+        let rows: Vec<Change> = (0..100u32)
+            .map(|i| (i.to_le_bytes().to_vec(), Some(vec![7; 10])))
+            .collect();
+        store.write("s", 4, rows).unwrap();
+        store.commit(4).unwrap();
+        let backup = dir.path().join("backup");
+        store
+            .backup_to(&super::super::LocalBackup::new(&backup))
+            .unwrap();
+        store.write("s", 5, vec![(vec![1], None)]).unwrap();
+        store.commit(5).unwrap();
+
+        let copy = RecoveryStore::open(&backup, "f", "x").unwrap();
+        assert_eq!(
+            copy.resume_epoch().unwrap(),
+            Some(4),
+            "the copy is as of its commit"
+        );
+        assert_eq!(copy.load("s", 4).unwrap().len(), 100);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".backup"))
+            .collect();
+        assert!(left.is_empty(), "temporary copies are removed: {left:?}");
     }
 
     #[test]
