@@ -246,3 +246,122 @@ fn a_failure_under_two_processes_exits_non_zero_and_names_the_step() {
     assert!(err.contains("exited with"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+#[test]
+fn a_recovery_store_is_backed_up_to_a_url_or_folder_and_restored_to_resume_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = tmp.path().join("events.csv");
+    let mut text_in = String::new();
+    for i in 0..200_000u64 {
+        text_in.push_str(&format!("k{},{}\n", i % 100, i));
+    }
+    std::fs::write(&events, text_in).unwrap();
+    let events_param = format!("events={}", events.display());
+
+    let clean = tmp.path().join("clean");
+    let out = riffle(&[
+        "run",
+        "windowed-counts",
+        "-P",
+        &events_param,
+        "-P",
+        &format!("out={}", clean.display()),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let url = format!("file://{}", tmp.path().join("bucket/state").display());
+    let folder = tmp.path().join("folder").display().to_string();
+    for (i, target) in [url.as_str(), folder.as_str()].into_iter().enumerate() {
+        let store = tmp.path().join(format!("store{i}")).display().to_string();
+        let out = riffle(&["recovery", "init", &store, "--partitions", "2"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let written = tmp.path().join(format!("out{i}"));
+        let out = riffle(&[
+            "run",
+            "windowed-counts",
+            "-P",
+            &events_param,
+            "-P",
+            &format!("out={}", written.display()),
+            "--recovery",
+            &store,
+            "--epoch-interval",
+            "5ms",
+            "--snapshot-interval",
+            "10ms",
+            "--backup",
+            target,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+
+        // The backup holds the store as of its last commit: restored into a new
+        // folder it is a store of the same flow, and resuming the flow from it
+        // leaves exactly what the clean run wrote.
+        let restored = tmp
+            .path()
+            .join(format!("restored{i}"))
+            .display()
+            .to_string();
+        let out = riffle(&["recovery", "restore", target, &restored]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("restored 2 partition(s)"),
+            "{}",
+            text(&out.stdout)
+        );
+        let out = riffle(&["recovery", "show", &restored]);
+        let shown = text(&out.stdout);
+        assert!(shown.contains("flow:       windowed-counts"), "{shown}");
+        assert!(shown.contains("committed:  epoch "), "{shown}");
+        let out = riffle(&[
+            "run",
+            "windowed-counts",
+            "-P",
+            &events_param,
+            "-P",
+            &format!("out={}", written.display()),
+            "--recovery",
+            &restored,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(sorted_lines(&written), sorted_lines(&clean), "{target}");
+        let out = riffle(&["recovery", "restore", target, &restored]);
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("already holds a recovery store"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
+    let out = riffle(&[
+        "recovery",
+        "restore",
+        "file:///nonexistent/backup",
+        &tmp.path().join("x").display().to_string(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no backup here"),
+        "{}",
+        text(&out.stderr)
+    );
+    let store = tmp.path().join("store-bad").display().to_string();
+    riffle(&["recovery", "init", &store]);
+    let out = riffle(&[
+        "run",
+        "windowed-counts",
+        "-P",
+        &events_param,
+        "--recovery",
+        &store,
+        "--backup",
+        "nope://x/y",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--backup nope://x/y"),
+        "{}",
+        text(&out.stderr)
+    );
+}

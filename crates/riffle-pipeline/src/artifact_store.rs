@@ -208,6 +208,48 @@ impl ArtifactStore {
         }
     }
 
+    /// Writes `bytes` as the file `name` directly under the store's prefix, beside
+    /// the artifacts rather than among them: for files Riffle names itself, such as
+    /// the partition files of a dataflow's recovery-store backup (`part-0.sqlite3`).
+    /// A name that is not one plain file name (ASCII letters, digits, `-`, `_`, `.`,
+    /// not starting with a dot) is refused, so user text never becomes a path.
+    pub fn put_file(&self, name: &str, bytes: Bytes) -> Result<()> {
+        let location = self.file_location(name)?;
+        self.driver
+            .block_on(self.store.put(&location, PutPayload::from_bytes(bytes)))
+            .map_err(|e| self.failed(format!("writing {name}"), e))?;
+        Ok(())
+    }
+
+    /// The file `name` written by [`ArtifactStore::put_file`], if present.
+    pub fn get_file(&self, name: &str) -> Result<Option<Bytes>> {
+        let location = self.file_location(name)?;
+        self.driver
+            .block_on(async {
+                match self.store.get(&location).await {
+                    Ok(result) => result.bytes().await.map(Some),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .map_err(|e| self.failed(format!("reading {name}"), e))
+    }
+
+    fn file_location(&self, name: &str) -> Result<Path> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !plain {
+            return Err(Error::InvalidStoreUrl {
+                url: self.url.clone(),
+                why: format!("{name:?} is not a plain file name"),
+            });
+        }
+        Ok(self.prefix.clone().join(name))
+    }
+
     /// Deletes the artifact with `hash` (absent is fine).
     pub fn delete(&self, hash: &ContentHash) -> Result<()> {
         let location = self.location(hash);
@@ -223,5 +265,61 @@ impl std::fmt::Debug for ArtifactStore {
         f.debug_struct("ArtifactStore")
             .field("url", &self.url)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    #[test]
+    fn file_and_memory_urls_store_and_check_artifacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().join("store").display());
+        for store in [
+            ArtifactStore::from_url(&url).unwrap(),
+            ArtifactStore::from_url("memory:///").unwrap(),
+        ] {
+            let value = codec::encode(&vec![1u32, 2, 3], "numbers").unwrap();
+            let uri = store.put(&value).unwrap();
+            assert!(uri.starts_with(store.url().trim_end_matches('/')), "{uri}");
+            assert_eq!(store.get(&value.hash).unwrap().unwrap(), value.bytes);
+            store.delete(&value.hash).unwrap();
+            assert!(store.get(&value.hash).unwrap().is_none());
+        }
+        let hex = codec::encode(&7u8, "n").unwrap().hash.to_hex();
+        assert!(
+            !dir.path()
+                .join("store/artifacts")
+                .join(&hex[..2])
+                .join(&hex)
+                .exists()
+        );
+    }
+
+    #[test]
+    fn named_files_sit_beside_the_artifacts_and_names_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let store = ArtifactStore::from_url(&url).unwrap();
+        store
+            .put_file("part-0.sqlite3", Bytes::from_static(b"abc"))
+            .unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("part-0.sqlite3")).unwrap(),
+            b"abc"
+        );
+        assert_eq!(
+            store.get_file("part-0.sqlite3").unwrap().unwrap(),
+            &b"abc"[..]
+        );
+        assert!(store.get_file("part-1.sqlite3").unwrap().is_none());
+        for bad in ["../escape", "a/b", "", ".hidden", "sp ace"] {
+            let err = store.put_file(bad, Bytes::new()).unwrap_err().to_string();
+            assert!(err.contains("not a plain file name"), "{bad:?}: {err}");
+        }
+        let err = ArtifactStore::from_url("nope://x").unwrap_err().to_string();
+        assert!(err.contains("nope://x"), "{err}");
     }
 }

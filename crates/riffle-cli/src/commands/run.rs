@@ -7,6 +7,7 @@
 //! riffle run wordcount -p 2 -w 2            # two processes on this machine, two workers each
 //! riffle run wordcount -i 0 -a hosts.txt    # process 0 of the cluster listed in hosts.txt
 //! riffle run windowed-counts --recovery state -P events=events.csv   # resumable
+//! riffle run windowed-counts --recovery state --backup s3://bucket/state ...  # and backed up
 //! ```
 
 use std::path::PathBuf;
@@ -53,9 +54,10 @@ pub struct RunArgs {
     /// How far back committed snapshots stay resumable under --recovery.
     #[arg(long, default_value = "0s", value_parser = parse_duration_or_zero)]
     pub backup_interval: Duration,
-    /// After each commit, copy the recovery store into this directory.
-    #[arg(long, value_name = "DIR", requires = "recovery")]
-    pub backup_dir: Option<PathBuf>,
+    /// After each commit, copy the recovery store to this folder or object-store
+    /// URL (`s3://bucket/prefix`, `gs://...`, `az://...`, `file:///abs/dir`).
+    #[arg(long, value_name = "DIR|URL", requires = "recovery")]
+    pub backup: Option<String>,
     /// A parameter for the flow's builder, as key=value (repeatable).
     #[arg(short = 'P', long = "param", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
@@ -163,8 +165,10 @@ pub fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         let mut recovery = riffle::recovery::Recovery::new(dir)
             .snapshot_interval(args.snapshot_interval)
             .backup_interval(args.backup_interval);
-        if let Some(backup) = &args.backup_dir {
-            recovery = recovery.backup_dir(backup);
+        if let Some(backup) = &args.backup {
+            let target = super::recovery::ObjectBackup::open(backup)
+                .with_context(|| format!("--backup {backup}"))?;
+            recovery = recovery.backup(target);
         }
         exec = exec.recovery(recovery);
     }
