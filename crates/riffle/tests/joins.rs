@@ -15,7 +15,10 @@ use riffle::{Dataflow, Execution, Result};
 
 /// Orders (left side) and payments (right side) of 1,000 customers, 3 orders
 /// each, payments for even customers only.
-fn orders_and_payments() -> Result<(Dataflow, TestingSink<(u32, (u32, u32))>)> {
+/// `(customer, (order, payment))` as the join emits it.
+type Paid = (u32, (u32, u32));
+
+fn orders_and_payments() -> Result<(Dataflow, TestingSink<Paid>)> {
     let flow = Dataflow::new("orders");
     let orders: Vec<(u32, u32)> = (0..3_000).map(|i| (i % 1_000, i)).collect();
     let payments: Vec<(u32, u32)> = (0..1_000)

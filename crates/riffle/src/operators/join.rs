@@ -54,8 +54,12 @@ trait Slots: Data {
     fn is_full(&self) -> bool;
 }
 
-/// The two slots of [`Stream::join`] and [`Stream::join_running`].
-type Pair<V, R> = (Option<V>, Option<R>);
+/// The two slots of [`Stream::join_running`]: the latest value of each side, if
+/// any.
+pub type Pair<V, R> = (Option<V>, Option<R>);
+
+/// How the two-sided join step shapes what it emits.
+type Finish<K, V, R, O> = fn((K, Pair<V, R>)) -> Option<O>;
 
 impl<V: Data, R: Data> Slots for Pair<V, R> {
     type In = crate::window::Side<V, R>;
@@ -219,7 +223,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         step_id: &str,
         right: &Stream<(K, R)>,
         mode: JoinMode,
-    ) -> Result<Stream<(K, (Option<V>, Option<R>))>> {
+    ) -> Result<Stream<(K, Pair<V, R>)>> {
         self.join_pair(step_id, "join", right, mode, Some)
     }
 
@@ -283,7 +287,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         kind: &str,
         right: &Stream<(K, R)>,
         mode: JoinMode,
-        finish: fn((K, Pair<V, R>)) -> Option<O>,
+        finish: Finish<K, V, R, O>,
     ) -> Result<Stream<O>> {
         use crate::window::Side;
         let (left_key, right_key) = (self.key(), right.key());

@@ -59,6 +59,16 @@ pub(crate) trait EpochLogic<I, O>: 'static {
     fn snapshot(&mut self, _site: &Site) -> Result<Vec<Change>> {
         Ok(Vec::new())
     }
+    /// Step-wide state beside the keyed state (e.g. a window step's watermark),
+    /// saved with every snapshot, one row per worker.
+    fn snapshot_meta(&mut self, _site: &Site) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    /// Reloads step-wide state from what every worker of the snapshotted run saved
+    /// (whatever their number was).
+    fn restore_meta(&mut self, _site: &Site, _saved: Vec<Vec<u8>>) -> Result<()> {
+        Ok(())
+    }
     /// Reloads the step's state from snapshot rows; keeps the keys `worker` owns.
     fn restore(
         &mut self,
@@ -138,6 +148,12 @@ pub(crate) fn owned_rows<K: Key, V: serde::de::DeserializeOwned>(
     Ok(out)
 }
 
+/// Where a step's step-wide state is kept in the recovery store: a name no step
+/// id can have (step ids may not contain ':').
+fn meta_id(step_id: &str) -> String {
+    format!("{step_id}:meta")
+}
+
 /// Builds the epoch-ordered operator with `pact` routing its input.
 pub(crate) fn epoch_operator<'s, I, O, P, L>(
     ctx: &BuildCtx<'s>,
@@ -170,7 +186,12 @@ where
                 Some(epoch) => recovery
                     .store
                     .load(name, epoch)
-                    .and_then(|rows| logic.restore(&site, rows, ctx.worker)),
+                    .and_then(|rows| logic.restore(&site, rows, ctx.worker))
+                    .and_then(|()| recovery.store.load(&meta_id(name), epoch))
+                    .and_then(|rows| {
+                        let saved = rows.into_iter().map(|(_, v)| v).collect();
+                        logic.restore_meta(&site, saved)
+                    }),
                 None => Ok(()),
             }
         };
@@ -251,7 +272,19 @@ where
                 }
                 let written = logic
                     .snapshot(&site)
-                    .and_then(|changes| recovery.store.write(&site.step_id, epoch, changes));
+                    .and_then(|changes| recovery.store.write(&site.step_id, epoch, changes))
+                    .and_then(|()| logic.snapshot_meta(&site))
+                    .and_then(|meta| match meta {
+                        Some(meta) => {
+                            let worker = encode(&site.step_id, &(site.worker as u64))?;
+                            recovery.store.write(
+                                &meta_id(&site.step_id),
+                                epoch,
+                                vec![(worker, Some(meta))],
+                            )
+                        }
+                        None => Ok(()),
+                    });
                 match written {
                     Ok(()) => {
                         snapshotted = Some(epoch);

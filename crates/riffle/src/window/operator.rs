@@ -28,7 +28,7 @@ use crate::exchange::stable_hash;
 use crate::operators::Site;
 use crate::operators::batch_operator;
 use crate::operators::keyed::{Dirty, EpochLogic, epoch_operator, owned_rows};
-use crate::recovery::{Change, encode};
+use crate::recovery::{Change, decode, encode};
 
 /// An item or a watermark on its way to the window stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -484,8 +484,25 @@ impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent
         self.dirty.enable();
     }
 
-    /// A key's snapshot is its windower state and accumulators; the watermark is
-    /// not saved and is learned again from the items after a resume.
+    /// The watermark is saved beside the keys: after a resume, a window that had
+    /// closed stays closed (an item for it is late), whichever worker now owns its
+    /// key. Each worker restarts from the highest watermark any worker saved.
+    fn snapshot_meta(&mut self, site: &Site) -> Result<Option<Vec<u8>>> {
+        if self.system || self.watermark == Millis::MIN {
+            return Ok(None);
+        }
+        encode(&site.step_id, &self.watermark).map(Some)
+    }
+
+    fn restore_meta(&mut self, site: &Site, saved: Vec<Vec<u8>>) -> Result<()> {
+        for bytes in saved {
+            let watermark: Millis = decode(&site.step_id, &bytes)?;
+            self.watermark = self.watermark.max(watermark);
+        }
+        Ok(())
+    }
+
+    /// A key's snapshot is its windower state and accumulators.
     fn snapshot(&mut self, site: &Site) -> Result<Vec<Change>> {
         let mut out = Vec::new();
         for key in self.dirty.take() {
