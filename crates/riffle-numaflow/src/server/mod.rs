@@ -20,8 +20,9 @@
 //! How handlers run is the [`ServerMode`]: `Async` runs them as tokio tasks,
 //! `Sync { threads }` runs each call on a bounded pool of blocking threads (for
 //! handlers that block), and `MultiProcess { processes }` starts that many copies of
-//! the program, each serving its own socket (`multiproc0.sock`, ...), and announces
-//! the count in the server info as `MULTIPROC`.
+//! the program, each serving its own socket (`multiproc0.sock`, ...), announces the
+//! count in the server info as `MULTIPROC`, and supervises them: SIGTERM stops them
+//! all, and a child that dies stops the others and fails the server.
 //!
 //! ```no_run
 //! use riffle_numaflow::server::MapServer;
@@ -36,6 +37,7 @@
 
 mod accumulator;
 mod map;
+mod multiproc;
 pub(crate) mod options;
 mod reduce;
 mod sideinput;
@@ -52,7 +54,6 @@ pub use sink::SinkServer;
 pub use source::SourceServer;
 pub use transform::SourceTransformServer;
 
-pub use options::{
-    CONTAINER_TYPE_ENV, MULTIPROC_INDEX_ENV, multiproc_socket, shutdown_signal, sink_role,
-};
+pub use multiproc::{MULTIPROC_INDEX_ENV, is_multiproc_socket, multiproc_socket};
+pub use options::{CONTAINER_TYPE_ENV, shutdown_signal, sink_role};
 pub(crate) use options::{Exec, run_router, server_common};

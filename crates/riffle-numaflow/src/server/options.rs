@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +15,10 @@ use crate::error::{Error, HandlerError, Result};
 use crate::info::{self, ServerInfo};
 use crate::kind::UdfKind;
 
+use super::multiproc::{self, multiproc_socket};
+
 /// The largest gRPC message a server sends or accepts: 64 MiB, as Numaflow uses.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
-
-/// The environment variable a multi-process server sets on its children: the index.
-pub const MULTIPROC_INDEX_ENV: &str = "RIFFLE_NUMAFLOW_MULTIPROC_INDEX";
 
 /// How a server runs its handlers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +85,7 @@ impl ServerOptions {
         self.socket = socket;
     }
 
-    fn server_info_value(&self) -> ServerInfo {
+    pub(crate) fn server_info_value(&self) -> ServerInfo {
         let mut info = ServerInfo::riffle(self.kind.minimum_numaflow_version());
         if let Ok(cpu) = std::env::var("NUMAFLOW_CPU_LIMIT") {
             info.metadata.insert("CPU_LIMIT".into(), cpu);
@@ -102,7 +101,7 @@ impl ServerOptions {
         info
     }
 
-    fn serve_error(&self, reason: impl Into<String>) -> Error {
+    pub(crate) fn serve_error(&self, reason: impl Into<String>) -> Error {
         Error::Serve {
             kind: self.kind,
             socket: self.socket.clone(),
@@ -121,11 +120,8 @@ impl ServerOptions {
     {
         let mut options = self;
         if let ServerMode::MultiProcess { processes } = options.mode {
-            match std::env::var(MULTIPROC_INDEX_ENV)
-                .ok()
-                .and_then(|i| i.parse::<usize>().ok())
-            {
-                None => return options.run_multiprocess_parent(processes),
+            match multiproc::child_index() {
+                None => return multiproc::run_parent(&options, processes),
                 Some(index) => {
                     options.socket = multiproc_socket(&options.socket, index);
                     options.mode = ServerMode::Async;
@@ -143,60 +139,6 @@ impl ServerOptions {
             .map_err(|e| options.serve_error(format!("cannot start a runtime: {e}")))?;
         runtime.block_on(serve(options))
     }
-
-    fn run_multiprocess_parent(&self, processes: usize) -> Result<()> {
-        let processes = processes.max(1);
-        let exe = std::env::current_exe()
-            .map_err(|e| self.serve_error(format!("cannot find the program to re-execute: {e}")))?;
-        let args: Vec<_> = std::env::args_os().skip(1).collect();
-        let mut children = Vec::new();
-        for index in 0..processes {
-            let child = std::process::Command::new(&exe)
-                .args(&args)
-                .env(MULTIPROC_INDEX_ENV, index.to_string())
-                .spawn()
-                .map_err(|e| {
-                    self.serve_error(format!("cannot start server process {index}: {e}"))
-                })?;
-            children.push(child);
-        }
-        for index in 0..processes {
-            let socket = multiproc_socket(&self.socket, index);
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while !socket.exists() {
-                if std::time::Instant::now() > deadline {
-                    return Err(self.serve_error(format!(
-                        "server process {index} did not bind {}",
-                        socket.display()
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        self.server_info_value().write(&self.server_info)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| self.serve_error(format!("cannot start a runtime: {e}")))?;
-        runtime.block_on(shutdown_signal());
-        let mut failed = None;
-        for (index, mut child) in children.into_iter().enumerate() {
-            // Each child stops gracefully on SIGTERM, like the parent.
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            match child.wait() {
-                Ok(status) if status.success() => {}
-                Ok(status) => failed = Some(format!("server process {index} exited with {status}")),
-                Err(e) => failed = Some(format!("server process {index}: {e}")),
-            }
-        }
-        match failed {
-            Some(reason) => Err(self.serve_error(reason)),
-            None => Ok(()),
-        }
-    }
 }
 
 /// The environment variable through which Numaflow tells a container its role.
@@ -210,15 +152,6 @@ pub fn sink_role(container_type: Option<&str>) -> UdfKind {
         Some("ons-udsink") => UdfKind::OnSuccessSink,
         _ => UdfKind::Sink,
     }
-}
-
-/// The socket of child `index` of a multi-process server: `map.sock` → `multiproc0.sock`
-/// in the same folder (`/var/run/numaflow/multiproc0.sock` by default).
-pub fn multiproc_socket(socket: &Path, index: usize) -> PathBuf {
-    socket
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(format!("multiproc{index}.sock"))
 }
 
 /// Resolves when the process gets SIGTERM or SIGINT.
@@ -444,11 +377,5 @@ mod tests {
             fallback.server_info.to_str(),
             Some("/var/run/numaflow/fb-sinker-server-info")
         );
-    }
-
-    #[test]
-    fn multiproc_sockets_sit_beside_the_main_socket() {
-        let socket = multiproc_socket(&UdfKind::Map.default_socket(), 3);
-        assert_eq!(socket.to_str(), Some("/var/run/numaflow/multiproc3.sock"));
     }
 }
