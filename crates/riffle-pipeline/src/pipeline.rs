@@ -29,6 +29,17 @@
 //! assert_eq!(pipeline.step_ids().collect::<Vec<_>>(), ["numbers", "total", "scale", "report"]);
 //! # Ok::<(), riffle_pipeline::Error>(())
 //! ```
+//!
+//! A step that reads an output of another type is refused by the compiler:
+//!
+//! ```compile_fail
+//! use riffle_pipeline::Pipeline;
+//!
+//! let mut p = Pipeline::builder("typed");
+//! let nums = p.step("numbers", (), |_ctx, ()| Ok(vec![1.5_f64])).output();
+//! // `nums` is an Output<Vec<f64>>; this step wants a String.
+//! p.step("shout", &nums, |_ctx, text: String| Ok(text.to_uppercase()));
+//! ```
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
