@@ -399,6 +399,14 @@ impl<T> StepBuilder<'_, T> {
         self
     }
 
+    /// The step's code version, derived from the text of its source: what
+    /// [`step!`](crate::step) passes, the closure's tokens as `stringify!` prints
+    /// them. Any edit to the code (not to its spacing or comments) is a new version.
+    pub fn source_version(self, source: &str) -> Self {
+        let hash = codec::ContentHash::of(source.as_bytes()).to_hex();
+        self.version(&format!("src-{}", &hash[..16]))
+    }
+
     /// A one-line description.
     pub fn about(mut self, text: &str) -> Self {
         self.spec().about = text.to_string();
@@ -589,4 +597,41 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Adds a step whose code version is derived from the source of its function:
+/// `step!(builder, id, inputs, closure)` is `builder.step(id, inputs, closure)`
+/// with [`StepBuilder::source_version`] of the closure's tokens, so editing the
+/// closure's code invalidates its cached outputs (and, by content, those of the steps
+/// after it whose inputs change) with no version to bump by hand.
+///
+/// The macro sees only the tokens it is given: for a named function, or a closure
+/// that calls helpers or reads captured values, those are not part of the version;
+/// give such steps an explicit [`StepBuilder::version`].
+///
+/// ```
+/// use riffle_pipeline::{Pipeline, step};
+///
+/// let mut p = Pipeline::builder("versions");
+/// let xs = step!(p, "numbers", (), |_ctx, ()| Ok(vec![1.0_f64, 2.0])).output();
+/// step!(p, "mean", &xs, |_ctx, xs: Vec<f64>| Ok(xs.iter().sum::<f64>() / xs.len() as f64));
+/// let pipeline = p.build()?;
+/// let version = pipeline.step("mean")?.code_version().unwrap().to_string();
+/// assert!(version.starts_with("src-"));
+///
+/// let mut q = Pipeline::builder("versions");
+/// let xs = step!(q, "numbers", (), |_ctx, ()| Ok(vec![1.0_f64, 2.0])).output();
+/// step!(q, "mean", &xs, |_ctx, xs: Vec<f64>| Ok(xs.iter().sum::<f64>() / (xs.len() as f64).max(1.0)));
+/// let edited = q.build()?;
+/// assert_ne!(edited.step("mean")?.code_version().unwrap(), version);
+/// assert_eq!(edited.step("numbers")?.code_version(), pipeline.step("numbers")?.code_version());
+/// # Ok::<(), riffle_pipeline::Error>(())
+/// ```
+#[macro_export]
+macro_rules! step {
+    ($builder:expr, $id:expr, $inputs:expr, $($function:tt)+) => {
+        $builder
+            .step($id, $inputs, $($function)+)
+            .source_version(stringify!($($function)+))
+    };
 }
