@@ -195,33 +195,30 @@ impl RecoveryStore {
     fn bind(&self, flow: &str, fingerprint: &str) -> Result<()> {
         let path = part_path(&self.dir, 0);
         let conn = self.lock(0);
-        let bound = meta(&conn, &path, "flow")?;
-        match bound {
-            None => {
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('flow', ?1), ('fingerprint', ?2)",
-                    params![flow, fingerprint],
-                )
-                .map_err(|e| sql_error(&path, "bind it to the flow", e))?;
-                Ok(())
-            }
-            Some(bound) if bound != flow => Err(RiffleError::Recovery(format!(
+        // Several processes of a cluster may open a new store at once: the first
+        // insert wins, and every process then checks against what was bound.
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('flow', ?1), ('fingerprint', ?2)",
+            params![flow, fingerprint],
+        )
+        .map_err(|e| sql_error(&path, "bind it to the flow", e))?;
+        let bound = meta(&conn, &path, "flow")?.unwrap_or_default();
+        if bound != flow {
+            return Err(RiffleError::Recovery(format!(
                 "the recovery store {} was made for flow {bound:?}, not {flow:?}",
                 self.dir.display()
-            ))),
-            Some(_) => {
-                let theirs = meta(&conn, &path, "fingerprint")?.unwrap_or_default();
-                if theirs != fingerprint {
-                    return Err(RiffleError::Recovery(format!(
-                        "the recovery store {} was made for another version of flow {flow:?} \
-                         (its steps differ: {theirs} != {fingerprint}); resume with the same \
-                         steps or start a new store",
-                        self.dir.display()
-                    )));
-                }
-                Ok(())
-            }
+            )));
         }
+        let theirs = meta(&conn, &path, "fingerprint")?.unwrap_or_default();
+        if theirs != fingerprint {
+            return Err(RiffleError::Recovery(format!(
+                "the recovery store {} was made for another version of flow {flow:?} \
+                 (its steps differ: {theirs} != {fingerprint}); resume with the same \
+                 steps or start a new store",
+                self.dir.display()
+            )));
+        }
+        Ok(())
     }
 
     fn lock(&self, i: usize) -> std::sync::MutexGuard<'_, Connection> {
@@ -439,6 +436,25 @@ mod tests {
             store.load("s", 2).unwrap().is_empty(),
             "superseded rows are gone"
         );
+    }
+
+    #[test]
+    fn processes_opening_a_new_store_at_once_all_bind_it_to_one_flow() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            RecoveryStore::init(dir.path(), 2).unwrap();
+            let opened: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| RecoveryStore::open(dir.path(), "f", "x").map(|_| ())))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for result in opened {
+                result.unwrap();
+            }
+            let summary = RecoveryStore::summary(dir.path()).unwrap();
+            assert_eq!(summary.flow.as_deref(), Some("f"));
+        }
     }
 
     #[test]
