@@ -41,9 +41,10 @@ impl Default for CallParams {
 /// Calls the server of `kind` with `datums` and returns one JSON value per output line.
 ///
 /// Map-family kinds and source-transform answer one line per input (`{"input": i,
-/// "messages": [...]}`); a sink one line per datum; reduce one line per result; a
+/// "messages": [...]}`); a sink (main, fallback or on-success) one line per datum;
+/// reduce and reduce-stream one line per result, in the order the server sent them; a
 /// source one line per message read, then `{"pending": n, "partitions": [...]}`; a
-/// side input one line.
+/// side input one line. The kind also decides which server-info file is awaited.
 pub async fn call(
     kind: UdfKind,
     options: ClientOptions,
@@ -87,7 +88,7 @@ pub async fn call(
             client.close().await?;
         }
         UdfKind::Reduce | UdfKind::ReduceStream => {
-            let mut client = ReduceClient::connect(options).await?;
+            let mut client = ReduceClient::connect_kind(kind, options).await?;
             for m in client.reduce_window(&params.window, &datums).await? {
                 out.push(jsonl::message_json(&m));
             }

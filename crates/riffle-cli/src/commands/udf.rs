@@ -40,8 +40,8 @@ pub struct TargetArgs {
     /// The server's Unix socket (default: Numaflow's path for the kind).
     #[arg(long)]
     pub socket: Option<PathBuf>,
-    /// The UDF kind: map, map-stream, batch-map, reduce, source-transform, source,
-    /// sink, fallback-sink, side-input, accumulator.
+    /// The UDF kind: map, map-stream, batch-map, reduce, reduce-stream, accumulator,
+    /// source-transform, source, sink, fallback-sink, on-success-sink, side-input.
     #[arg(long, default_value = "map")]
     pub kind: UdfKind,
     /// The server-info file (default: beside the socket).
@@ -153,4 +153,30 @@ async fn call_udf(args: &CallArgs) -> anyhow::Result<ExitCode> {
         writeln!(stdout, "{line}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Args;
+
+    #[test]
+    fn the_kind_help_lists_every_kind() {
+        let command = TargetArgs::augment_args(clap::Command::new("udf"));
+        let help = command
+            .get_arguments()
+            .find(|a| a.get_id() == "kind")
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let listed: Vec<&str> = help
+            .split(|c: char| !(c.is_ascii_lowercase() || c == '-'))
+            .collect();
+        for kind in UdfKind::ALL {
+            assert!(
+                listed.contains(&kind.name()),
+                "--kind help misses {kind}: {help}"
+            );
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! The reducer client on `reduce.v1.Reduce`: one stream per set of windows.
+//! The reducer client on `reduce.v1.Reduce`, for reduce and reduce-stream servers:
+//! one stream per set of windows.
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -6,7 +7,7 @@ use tonic::transport::Channel;
 
 use super::{ClientOptions, Connection, is_transport_failure};
 use crate::datum::{Datum, Message, Window};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kind::UdfKind;
 use crate::proto::reduce::v1 as pb;
 use crate::wire;
@@ -30,10 +31,25 @@ fn proto_window(w: &Window) -> pb::Window {
 }
 
 impl ReduceClient {
-    /// Connects to the reducer.
+    /// Connects to a reducer.
     pub async fn connect(options: ClientOptions) -> Result<Self> {
+        Self::connect_kind(UdfKind::Reduce, options).await
+    }
+
+    /// Connects to a server of a reduce kind: `Reduce`, or `ReduceStream` (the same
+    /// service, whose results arrive while the window is open). The kind decides which
+    /// server-info file is awaited (`reducer-server-info`,
+    /// `reducestreamer-server-info`) and how errors name the server.
+    pub async fn connect_kind(kind: UdfKind, options: ClientOptions) -> Result<Self> {
+        if !matches!(kind, UdfKind::Reduce | UdfKind::ReduceStream) {
+            return Err(Error::Connect {
+                kind,
+                socket: options.socket.clone(),
+                reason: "the reduce client speaks reduce and reduce-stream only".into(),
+            });
+        }
         Ok(Self {
-            conn: Connection::open(UdfKind::Reduce, &options, is_ready).await?,
+            conn: Connection::open(kind, &options, is_ready).await?,
         })
     }
 
