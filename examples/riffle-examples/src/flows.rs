@@ -8,8 +8,10 @@
 //!   Used to check that one worker, several workers and several processes agree.
 //! - `windowed-counts`: `key,time_ms` lines of `-P events=PATH` (a file or a
 //!   directory), counted per key in `-P window=10s` tumbling event-time windows,
-//!   written as `key,window_start_ms,count` lines to `-P out=DIR` (4 files). Run it
-//!   with `--recovery DIR` to survive crashes; the crash test kills it at random.
+//!   written as `key,window_start_ms,count` lines to `-P out=DIR` (4 files). A worker
+//!   that reads no events stops holding the watermark back after `-P idle=500ms`.
+//!   Run it with `--recovery DIR` to survive crashes; the crash test kills it at
+//!   random.
 
 use std::sync::atomic::Ordering;
 
@@ -39,7 +41,7 @@ pub fn flows() -> Vec<FlowExample> {
         },
         FlowExample {
             name: "windowed-counts",
-            about: "count key,time_ms events per key in tumbling windows into files (-P events=PATH -P out=DIR -P window=10s)",
+            about: "count key,time_ms events per key in tumbling windows into files (-P events=PATH -P out=DIR -P window=10s -P idle=500ms)",
             build: windowed_counts,
         },
         FlowExample {
@@ -147,6 +149,9 @@ pub fn windowed_counts(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
     let window = parse_millis(&window).ok_or_else(|| {
         anyhow::anyhow!("-P window={window:?} is not a duration like 10s or 500ms")
     })?;
+    let idle = ctx.param_or("idle", "500ms");
+    let idle = parse_millis(&idle)
+        .ok_or_else(|| anyhow::anyhow!("-P idle={idle:?} is not a duration like 500ms or 1s"))?;
     let counter = ctx.counter("events");
     let flow = Dataflow::new("windowed-counts");
     let windows =
@@ -164,7 +169,7 @@ pub fn windowed_counts(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
             .count_window(
                 "count",
                 Clock::event(|e: &(String, i64)| e.1, std::time::Duration::ZERO)
-                    .idle_timeout(std::time::Duration::from_millis(500)),
+                    .idle_timeout(std::time::Duration::from_millis(idle)),
                 TumblingWindower::new(std::time::Duration::from_millis(window), 0),
                 |e| e.0.clone(),
             )?;
