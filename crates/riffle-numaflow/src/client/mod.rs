@@ -130,6 +130,12 @@ impl ClientOptions {
         self
     }
 
+    /// Send and accept messages up to this size (64 MiB by default, as Numaflow).
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
     /// The server-info file this client reads for `kind`.
     pub fn server_info_path(&self, kind: UdfKind) -> PathBuf {
         self.server_info

@@ -30,7 +30,9 @@ impl SideInputClient {
     pub async fn retrieve(&mut self) -> Result<SideInputValue> {
         let mut attempt = 0;
         loop {
-            let mut client = pb::side_input_client::SideInputClient::new(self.conn.channel.clone());
+            let mut client = pb::side_input_client::SideInputClient::new(self.conn.channel.clone())
+                .max_decoding_message_size(self.conn.options.max_message_size)
+                .max_encoding_message_size(self.conn.options.max_message_size);
             let call = tokio::time::timeout(
                 self.conn.options.request_timeout,
                 client.retrieve_side_input(()),
