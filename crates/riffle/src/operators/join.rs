@@ -14,13 +14,20 @@
 //! - [`JoinMode::Final`]: once, when the stream ends, for every key, with what
 //!   each side last sent.
 //!
+//! A key that no value has touched for a while can be forgotten:
+//! `JoinSpec::new(mode).forget_after(duration)` (processing time) bounds the state of
+//! every mode by the keys active within that duration. A forgotten key starts again
+//! from empty slots; in [`JoinMode::Final`] it is not emitted at the end.
+//!
 //! A join snapshots its slots under recovery and resumes with them, on any number
 //! of workers.
 //!
 //! For joins by time, where each window pairs the values that fell in it, see
 //! [`crate::window`]'s `join_window`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
@@ -44,6 +51,36 @@ pub enum JoinMode {
     Running,
     /// Emit every key once, when the stream ends.
     Final,
+}
+
+/// A join's mode and how long an untouched key is kept; a [`JoinMode`] alone is a
+/// spec that keeps keys as long as its mode needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinSpec {
+    mode: JoinMode,
+    forget_after: Option<Duration>,
+}
+
+impl JoinSpec {
+    /// A join in `mode`, keeping keys as long as the mode needs them.
+    pub fn new(mode: JoinMode) -> Self {
+        Self {
+            mode,
+            forget_after: None,
+        }
+    }
+
+    /// Forgets a key no value has touched for `idle` (processing time).
+    pub fn forget_after(mut self, idle: Duration) -> Self {
+        self.forget_after = Some(idle);
+        self
+    }
+}
+
+impl From<JoinMode> for JoinSpec {
+    fn from(mode: JoinMode) -> Self {
+        Self::new(mode)
+    }
 }
 
 /// The per-key slots of a join: one per side.
@@ -87,14 +124,48 @@ impl<V: Data> Slots for Vec<Option<V>> {
 }
 
 /// The join's logic on the worker that owns a key.
-struct Join<K, S> {
-    mode: JoinMode,
+struct JoinLogic<K, S> {
+    spec: JoinSpec,
     empty: Arc<dyn Fn() -> S + Send + Sync>,
     state: StateMap<K, S>,
     dirty: Dirty<K>,
+    /// With `forget_after`: when each key was last touched, and the touches in
+    /// order (older entries for a key touched again since are skipped).
+    touched: StateMap<K, Instant>,
+    touches: VecDeque<(Instant, K)>,
 }
 
-impl<K: Key, S: Slots> EpochLogic<(K, S::In), (K, S)> for Join<K, S> {
+impl<K: Key, S: Slots> JoinLogic<K, S> {
+    fn touch(&mut self, key: &K, now: Instant) {
+        if self.spec.forget_after.is_some() {
+            self.touched.insert(key.clone(), now);
+            self.touches.push_back((now, key.clone()));
+        }
+    }
+
+    /// Forgets the keys untouched for `forget_after`.
+    fn forget_idle(&mut self, now: Instant) {
+        let Some(idle) = self.spec.forget_after else {
+            return;
+        };
+        while let Some((at, _)) = self.touches.front() {
+            if now.duration_since(*at) < idle {
+                break;
+            }
+            let Some((at, key)) = self.touches.pop_front() else {
+                break;
+            };
+            if self.touched.get(&key) == Some(&at) {
+                self.touched.remove(&key);
+                if self.state.remove(&key).is_some() {
+                    self.dirty.mark(&key);
+                }
+            }
+        }
+    }
+}
+
+impl<K: Key, S: Slots> EpochLogic<(K, S::In), (K, S)> for JoinLogic<K, S> {
     fn on_batch(
         &mut self,
         _: &Site,
@@ -102,6 +173,8 @@ impl<K: Key, S: Slots> EpochLogic<(K, S::In), (K, S)> for Join<K, S> {
         items: Vec<(K, S::In)>,
         out: &mut Vec<(K, S)>,
     ) -> Result<()> {
+        let now = Instant::now();
+        self.forget_idle(now);
         for (k, v) in items {
             self.dirty.mark(&k);
             let slots = match self.state.get_mut(&k) {
@@ -112,20 +185,33 @@ impl<K: Key, S: Slots> EpochLogic<(K, S::In), (K, S)> for Join<K, S> {
                     .or_insert_with(|| (self.empty)()),
             };
             slots.put(v);
-            match self.mode {
+            match self.spec.mode {
                 JoinMode::Complete if slots.is_full() => {
                     if let Some(full) = self.state.remove(&k) {
+                        self.touched.remove(&k);
                         out.push((k, full));
                     }
+                    continue;
                 }
-                JoinMode::Running => out.push((k, slots.clone())),
+                JoinMode::Running => out.push((k.clone(), slots.clone())),
                 JoinMode::Complete | JoinMode::Final => {}
             }
+            self.touch(&k, now);
         }
         Ok(())
     }
+    fn on_wake(&mut self, _: &Site, _: u64, _: &mut Vec<(K, S)>) -> Result<()> {
+        self.forget_idle(Instant::now());
+        Ok(())
+    }
+    fn wake_after(&self) -> Option<Duration> {
+        match self.spec.forget_after {
+            Some(idle) if !self.touches.is_empty() => Some(idle.min(Duration::from_secs(1))),
+            _ => None,
+        }
+    }
     fn on_end(&mut self, _: &Site, out: &mut Vec<(K, S)>) -> Result<()> {
-        if self.mode == JoinMode::Final {
+        if self.spec.mode == JoinMode::Final {
             out.extend(self.state.drain());
         }
         Ok(())
@@ -145,7 +231,11 @@ impl<K: Key, S: Slots> EpochLogic<(K, S::In), (K, S)> for Join<K, S> {
         rows: Vec<(Vec<u8>, Vec<u8>)>,
         worker: WorkerInfo,
     ) -> Result<()> {
-        self.state.extend(owned_rows(site, rows, worker)?);
+        let now = Instant::now();
+        for (key, slots) in owned_rows(site, rows, worker)? {
+            self.touch(&key, now);
+            self.state.insert(key, slots);
+        }
         Ok(())
     }
 }
@@ -155,14 +245,16 @@ fn join_operator<'s, K: Key, S: Slots>(
     ctx: &BuildCtx<'s>,
     step_id: &str,
     sides: TStream<'s, (K, S::In)>,
-    mode: JoinMode,
+    spec: JoinSpec,
     empty: Arc<dyn Fn() -> S + Send + Sync>,
 ) -> TStream<'s, (K, S)> {
-    let logic = Join {
-        mode,
+    let logic = JoinLogic {
+        spec,
         empty,
         state: StateMap::default(),
         dirty: Dirty::default(),
+        touched: StateMap::default(),
+        touches: VecDeque::new(),
     };
     let pact = Exchange::new(|(k, _): &(K, S::In)| stable_hash(k));
     epoch_operator(ctx, step_id, sides, pact, logic)
@@ -193,7 +285,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
             step_id,
             "join",
             right,
-            JoinMode::Complete,
+            JoinMode::Complete.into(),
             |(k, (l, r))| match (l, r) {
                 (Some(l), Some(r)) => Some((k, (l, r))),
                 _ => None,
@@ -202,7 +294,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
     }
 
     /// Joins this stream with `right` per key in [`JoinMode::Running`] or
-    /// [`JoinMode::Final`] mode: emits `(key, (left, right))` with the latest value
+    /// [`JoinMode::Final`] mode (or a [`JoinSpec`] that forgets idle keys): emits `(key, (left, right))` with the latest value
     /// of each side so far, `None` for a side that has sent nothing for the key.
     /// ([`JoinMode::Complete`] emits only full pairs, all `Some`.)
     ///
@@ -222,9 +314,9 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         &self,
         step_id: &str,
         right: &Stream<(K, R)>,
-        mode: JoinMode,
+        spec: impl Into<JoinSpec>,
     ) -> Result<Stream<(K, Pair<V, R>)>> {
-        self.join_pair(step_id, "join", right, mode, Some)
+        self.join_pair(step_id, "join", right, spec.into(), Some)
     }
 
     /// Joins this stream with `others` (all of the same value type) per key in
@@ -249,8 +341,9 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         &self,
         step_id: &str,
         others: &[&Stream<(K, V)>],
-        mode: JoinMode,
+        spec: impl Into<JoinSpec>,
     ) -> Result<Stream<(K, Vec<Option<V>>)>> {
+        let spec = spec.into();
         let mut ups: Vec<&dyn AnyStream> = vec![self];
         ups.extend(others.iter().map(|s| *s as &dyn AnyStream));
         let keys: Vec<String> = std::iter::once(self.key())
@@ -272,7 +365,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
                     tagged.push(ctx.stream::<(K, V)>(key)?.map(move |(k, v)| (k, (side, v))));
                 }
                 let all = ctx.scope.concatenate(tagged);
-                let joined = join_operator(ctx, &id, all, mode, empty.clone());
+                let joined = join_operator(ctx, &id, all, spec, empty.clone());
                 ctx.insert(stream_key(&id, "down"), joined);
                 Ok(())
             }),
@@ -286,7 +379,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         step_id: &str,
         kind: &str,
         right: &Stream<(K, R)>,
-        mode: JoinMode,
+        spec: JoinSpec,
         finish: Finish<K, V, R, O>,
     ) -> Result<Stream<O>> {
         use crate::window::Side;
@@ -307,12 +400,103 @@ impl<K: Key, V: Data> Stream<(K, V)> {
                 let right = ctx
                     .stream::<(K, R)>(&right_key)?
                     .map(|(k, r)| (k, Side::<V, R>::Right(r)));
-                let joined = join_operator(ctx, &id, left.concat(right), mode, empty.clone())
+                let joined = join_operator(ctx, &id, left.concat(right), spec, empty.clone())
                     .flat_map(finish);
                 ctx.insert(stream_key(&id, "down"), joined);
                 Ok(())
             }),
         )?;
         Ok(self.flow.stream_of(step_id, "down"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::Side;
+
+    type Slots2 = Pair<u32, u32>;
+
+    fn logic(spec: JoinSpec) -> JoinLogic<char, Slots2> {
+        JoinLogic {
+            spec,
+            empty: Arc::new(|| (None, None)),
+            state: StateMap::default(),
+            dirty: Dirty::default(),
+            touched: StateMap::default(),
+            touches: VecDeque::new(),
+        }
+    }
+
+    fn site() -> Site {
+        Site {
+            step_id: "join".into(),
+            worker: 0,
+        }
+    }
+
+    /// Left values, a pause of `pause`, then right values: what comes out.
+    fn left_then_right(spec: JoinSpec, pause: Duration) -> (Vec<(char, Slots2)>, usize) {
+        let mut join = logic(spec);
+        let mut out = Vec::new();
+        let left = vec![('a', Side::Left(1)), ('b', Side::Left(2))];
+        join.on_batch(&site(), 0, left, &mut out).unwrap();
+        std::thread::sleep(pause);
+        join.on_wake(&site(), 1, &mut out).unwrap();
+        let held = join.state.len();
+        let right = vec![('a', Side::Right(10))];
+        join.on_batch(&site(), 1, right, &mut out).unwrap();
+        join.on_end(&site(), &mut out).unwrap();
+        out.sort_by_key(|(k, _)| *k);
+        (out, held)
+    }
+
+    #[test]
+    fn keys_idle_longer_than_forget_after_are_forgotten() {
+        let complete = JoinSpec::new(JoinMode::Complete);
+        let (out, held) = left_then_right(complete, Duration::from_millis(150));
+        assert_eq!(out, [('a', (Some(1), Some(10)))]);
+        assert_eq!(held, 2, "without forget_after, waiting keys stay");
+
+        let forgetting = complete.forget_after(Duration::from_millis(50));
+        let (out, held) = left_then_right(forgetting, Duration::from_millis(150));
+        assert_eq!(
+            out,
+            [],
+            "the left values were gone before their partner came"
+        );
+        assert_eq!(held, 0, "a wake-up alone forgets idle keys");
+
+        let (out, _) = left_then_right(
+            JoinSpec::new(JoinMode::Final).forget_after(Duration::from_millis(50)),
+            Duration::from_millis(150),
+        );
+        assert_eq!(out, [('a', (None, Some(10)))]);
+
+        let (out, _) = left_then_right(
+            JoinSpec::new(JoinMode::Final).forget_after(Duration::from_secs(60)),
+            Duration::from_millis(10),
+        );
+        assert_eq!(out, [('a', (Some(1), Some(10))), ('b', (Some(2), None))]);
+    }
+
+    #[test]
+    fn forgetting_is_part_of_the_next_snapshot() {
+        let mut join =
+            logic(JoinSpec::new(JoinMode::Running).forget_after(Duration::from_millis(20)));
+        join.track_changes();
+        let mut out = Vec::new();
+        join.on_batch(&site(), 0, vec![('a', Side::Left(1))], &mut out)
+            .unwrap();
+        assert_eq!(join.snapshot(&site()).unwrap().len(), 1);
+        std::thread::sleep(Duration::from_millis(40));
+        join.on_wake(&site(), 1, &mut out).unwrap();
+        let changes = join.snapshot(&site()).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert!(
+            changes[0].1.is_none(),
+            "the forgotten key is deleted from the store"
+        );
+        assert_eq!(join.wake_after(), None, "nothing left to forget");
     }
 }
