@@ -26,8 +26,9 @@
 //! workers or processes.
 //!
 //! Delivery: exactly-once for fixed-partitioned sinks that can truncate or write
-//! idempotently (the built-in file sinks); at-least-once for dynamic sinks, which
-//! have no position to return to. Dynamic sources cannot resume and are refused.
+//! idempotently (the built-in file sinks); at-least-once for the others (standard
+//! output, the testing sink, dynamic sinks); the table in [`crate::sinks`] lists
+//! them. Dynamic sources cannot resume and are refused.
 //!
 //! ```
 //! use std::time::Duration;

@@ -33,7 +33,8 @@ pub trait LineWriter: Send + Sync + 'static {
     fn format(&self, item: &Self::Item, out: &mut String) -> std::result::Result<(), String>;
 }
 
-/// Items written as lines of one file.
+/// Items written as lines of one file. Delivery under recovery: exactly-once (on
+/// resume the file is truncated to its committed length).
 pub struct LineSink<W> {
     path: PathBuf,
     writer: Arc<W>,
@@ -177,7 +178,8 @@ impl<W: LineWriter> FixedPartitionedSink for LineSink<W> {
 
 /// `(key, line)` items written to `count` files `part-00000` ... in a directory; the
 /// file of an item is chosen by the stable hash of its key, so a key's lines are all
-/// in one file, in order.
+/// in one file, in order. Delivery under recovery: exactly-once (each file is
+/// truncated to its committed length on resume).
 ///
 /// ```
 /// use riffle::{Dataflow, sources::TestingSource, sinks::DirSink};

@@ -12,6 +12,16 @@
 //! Built in: [`TestingSink`] (in memory), [`StdOutSink`], [`FileSink`] (lines),
 //! [`CsvSink`] and [`JsonLinesSink`] (typed rows through serde), and [`DirSink`]
 //! (a directory of files, items routed by key).
+//!
+//! ## Delivery under recovery, per sink
+//!
+//! | sink | on resume | delivery |
+//! |---|---|---|
+//! | [`FileSink`], [`CsvSink`], [`JsonLinesSink`], [`DirSink`] | each file is truncated to its committed length, then written on | exactly-once |
+//! | [`StdOutSink`] | lines printed after the last commit are printed again | at-least-once |
+//! | [`TestingSink`] | items taken after the last commit are taken again | at-least-once |
+//! | a [`DynamicSink`] of your own | no position to return to | at-least-once |
+//! | a [`FixedPartitionedSink`] of your own | rebuilt from its snapshot: exactly-once if it truncates or writes idempotently from there | yours to choose |
 
 mod file;
 mod operator;

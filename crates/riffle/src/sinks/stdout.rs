@@ -10,6 +10,8 @@ use crate::error::{Result, RiffleError};
 
 /// Prints every item on standard output with its `Debug` form (strings without
 /// quotes), one per line, from a single worker so lines never interleave.
+/// Delivery under recovery: at-least-once (what was printed after the last commit
+/// is printed again on resume).
 pub struct StdOutSink<T>(PhantomData<fn(T)>);
 
 impl<T> Default for StdOutSink<T> {

@@ -8,7 +8,7 @@ use crate::error::Result;
 
 /// Collects every item in memory; clone it before handing it to `output` and read
 /// the clone after the run. All items go to one partition, so they arrive in one
-/// worker's order.
+/// worker's order. Delivery under recovery: at-least-once.
 #[derive(Debug)]
 pub struct TestingSink<T> {
     items: Arc<Mutex<Vec<T>>>,
