@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 
 /// Somewhere to keep the newest copy of each partition file; see the
-/// [module docs](self).
+/// docs of [`crate::recovery`].
 pub trait BackupTarget: Send + Sync + 'static {
     /// Where the copies go, for messages (a path or a URL).
     fn describe(&self) -> String;

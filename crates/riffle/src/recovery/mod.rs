@@ -30,6 +30,10 @@
 //! output, the testing sink, dynamic sinks); the table in [`crate::sinks`] lists
 //! them. Dynamic sources cannot resume and are refused.
 //!
+//! **Backups**: after every commit a consistent copy of each partition file can go
+//! to a [`BackupTarget`]: a folder ([`LocalBackup`]), or, from the `riffle` command
+//! line, an object store by URL. The copies form a store again.
+//!
 //! ```
 //! use std::time::Duration;
 //! use riffle::recovery::{Recovery, RecoveryStore};
