@@ -354,3 +354,31 @@ async fn accumulator_server() {
     );
     assert!(out.iter().all(|a| a.tags == vec!["py".to_string()]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_find_the_processes_of_a_pynumaflow_multiproc_server() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = PyServer::start(&py, "map-multiproc", dir.path());
+    let opts = options(&server);
+    let mut answered_by = Vec::new();
+    for i in 0..2 {
+        let mut client = MapClient::connect(opts.clone()).await.unwrap();
+        let info = client.connection().info.clone().unwrap();
+        assert_eq!(info.multiproc(), Some(2));
+        assert_eq!(
+            client.connection().socket,
+            dir.path().join(format!("multiproc{i}.sock"))
+        );
+        let out = client.map(Datum::new("x")).await.unwrap();
+        assert_eq!(out[0].value, b"X");
+        assert_eq!(out[0].tags[0], "py");
+        answered_by.push(out[0].tags[1].clone());
+        client.close().await.unwrap();
+    }
+    assert_ne!(answered_by[0], answered_by[1], "one process answered both");
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}

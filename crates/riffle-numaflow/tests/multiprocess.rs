@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use riffle_numaflow::call::{CallParams, call};
 use riffle_numaflow::client::{ClientOptions, MapClient};
 use riffle_numaflow::info::ServerInfo;
 use riffle_numaflow::runtime::block_on;
 use riffle_numaflow::server::{MULTIPROC_INDEX_ENV, MapServer, ServerMode};
 use riffle_numaflow::udf::map_fn;
-use riffle_numaflow::{Datum, Message};
+use riffle_numaflow::{Datum, Message, UdfKind};
 
 /// Where `server_role` serves; unset, `server_role` returns at once.
 const ROLE_DIR: &str = "RIFFLE_TEST_MULTIPROC_DIR";
@@ -196,7 +197,7 @@ fn map_once(options: ClientOptions, value: &str) -> (PathBuf, String) {
     block_on(async {
         let mut client = MapClient::connect(options).await.unwrap();
         let out = client.map(Datum::new(value)).await.unwrap();
-        let socket = client.connection().options.socket.clone();
+        let socket = client.connection().socket.clone();
         client.close().await.unwrap();
         (socket, String::from_utf8(out[0].value.clone()).unwrap())
     })
@@ -215,8 +216,9 @@ fn sigterm_stops_every_process_without_a_kill_program() {
     assert_eq!(server.info().multiproc(), Some(2));
     for i in 0..2 {
         let socket = server.path(&format!("multiproc{i}.sock"));
-        let (_, answer) = map_once(options_for(&socket, &server), "hi");
+        let (dialed, answer) = map_once(options_for(&socket, &server), "hi");
         assert_eq!(answer, format!("{i}:HI"));
+        assert_eq!(dialed, socket, "a process's own socket is dialed as given");
     }
     let children = server.children(2);
     signal(server.pid(), libc::SIGTERM);
@@ -252,4 +254,49 @@ fn sigterm_during_start_up_leaves_no_process_behind() {
     assert_all_gone(&children);
     assert!(status.success(), "exit after SIGTERM: {status}; {stderr}");
     assert!(!server.path("mapper-server-info").exists());
+}
+
+#[test]
+fn clients_spread_over_the_processes_of_a_multiprocess_server() {
+    let mut server = Server::start(&[]);
+    let socket = server.path("map.sock");
+    let options = options_for(&socket, &server);
+    let answers = block_on(async {
+        // Three connections through clones of one set of options, open at once.
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(MapClient::connect(options.clone()).await.unwrap());
+        }
+        let mut answers = Vec::new();
+        for client in &mut clients {
+            let out = client.map(Datum::new("x")).await.unwrap();
+            answers.push((
+                client.connection().socket.clone(),
+                String::from_utf8(out[0].value.clone()).unwrap(),
+            ));
+        }
+        for client in clients {
+            client.close().await.unwrap();
+        }
+        answers
+    });
+    let expected: Vec<(PathBuf, String)> = [0, 1, 0]
+        .iter()
+        .map(|i| (server.path(&format!("multiproc{i}.sock")), format!("{i}:X")))
+        .collect();
+    assert_eq!(answers, expected);
+
+    // `riffle udf call` finds the processes the same way.
+    let lines = block_on(call(
+        UdfKind::Map,
+        options_for(&socket, &server),
+        vec![Datum::new("y")],
+        &CallParams::default(),
+    ))
+    .unwrap();
+    assert_eq!(lines[0]["messages"][0]["value"], "0:Y");
+
+    signal(server.pid(), libc::SIGTERM);
+    let (status, stderr) = server.wait(Duration::from_secs(15));
+    assert!(status.success(), "exit after SIGTERM: {status}; {stderr}");
 }

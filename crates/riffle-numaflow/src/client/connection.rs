@@ -19,6 +19,9 @@ pub struct Connection {
     pub kind: UdfKind,
     /// The options the connection was made with.
     pub options: ClientOptions,
+    /// The socket dialed: the options' socket, or one process's socket of a
+    /// multi-process server.
+    pub socket: PathBuf,
     /// The server's info, when it was read.
     pub info: Option<ServerInfo>,
     /// The gRPC channel over the socket.
@@ -26,7 +29,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Waits for the server info, checks it, and connects the socket.
+    /// Waits for the server info, checks it, and connects the socket (one process's
+    /// socket when the info announces a multi-process server).
     ///
     /// `ready` is the kind's `IsReady` call; connecting retries until it answers `true`.
     pub async fn open<F, Fut>(kind: UdfKind, options: &ClientOptions, ready: F) -> Result<Self>
@@ -47,10 +51,15 @@ impl Connection {
         } else {
             None
         };
-        let channel = connect_ready(kind, &options.socket, options.connect_timeout, ready).await?;
+        let socket = options.socket_to_dial(info.as_ref());
+        if socket != options.socket {
+            tracing::debug!(socket = %socket.display(), %kind, "connecting one process of a multi-process server");
+        }
+        let channel = connect_ready(kind, &socket, options.connect_timeout, ready).await?;
         Ok(Self {
             kind,
             options: options.clone(),
+            socket,
             info,
             channel,
         })
@@ -62,20 +71,15 @@ impl Connection {
         F: Fn(Channel) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<bool, tonic::Status>>,
     {
-        self.channel = connect_ready(
-            self.kind,
-            &self.options.socket,
-            self.options.connect_timeout,
-            ready,
-        )
-        .await?;
+        self.channel =
+            connect_ready(self.kind, &self.socket, self.options.connect_timeout, ready).await?;
         Ok(())
     }
 
     pub(crate) fn rpc_error(&self, status: tonic::Status) -> Error {
         Error::Rpc {
             kind: self.kind,
-            socket: self.options.socket.clone(),
+            socket: self.socket.clone(),
             status: Box::new(status),
         }
     }
@@ -83,7 +87,7 @@ impl Connection {
     pub(crate) fn protocol_error(&self, reason: impl Into<String>) -> Error {
         Error::Protocol {
             kind: self.kind,
-            socket: self.options.socket.clone(),
+            socket: self.socket.clone(),
             reason: reason.into(),
         }
     }
@@ -91,7 +95,7 @@ impl Connection {
     pub(crate) fn timeout_error(&self, what: impl Into<String>) -> Error {
         Error::Timeout {
             kind: self.kind,
-            socket: self.options.socket.clone(),
+            socket: self.socket.clone(),
             after: self.options.request_timeout,
             what: what.into(),
         }

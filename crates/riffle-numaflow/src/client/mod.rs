@@ -4,7 +4,10 @@
 //!
 //! 1. wait for the server-info file (beside the socket unless given) to be complete
 //!    and check the server is compatible ([`ServerInfo::check_compatible`]);
-//! 2. connect the Unix socket, retrying until [`ClientOptions::connect_timeout`];
+//! 2. connect the Unix socket, retrying until [`ClientOptions::connect_timeout`]; when
+//!    the server info announces a multi-process server (`MULTIPROC` = N), connect one
+//!    of its `multiproc{i}.sock` sockets instead, in turn
+//!    ([`ClientOptions::socket_to_dial`]);
 //! 3. ask `IsReady`;
 //! 4. open one bidirectional stream and exchange the handshake.
 //!
@@ -30,6 +33,8 @@ mod source;
 mod transform;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use accumulator::AccumulatorClient;
@@ -43,7 +48,7 @@ pub use transform::SourceTransformClient;
 
 use crate::info;
 use crate::kind::UdfKind;
-use crate::server::MAX_MESSAGE_SIZE;
+use crate::server::{MAX_MESSAGE_SIZE, is_multiproc_socket, multiproc_socket};
 
 /// Where a client connects and how patient it is.
 #[derive(Debug, Clone)]
@@ -64,6 +69,9 @@ pub struct ClientOptions {
     pub retries: usize,
     /// The largest message sent or accepted.
     pub max_message_size: usize,
+    /// How many connections these options (and their clones) have opened: spreads
+    /// connections over the processes of a multi-process server.
+    opened: Arc<AtomicUsize>,
 }
 
 impl ClientOptions {
@@ -84,6 +92,7 @@ impl ClientOptions {
             request_timeout: Duration::from_secs(120),
             retries: 3,
             max_message_size: MAX_MESSAGE_SIZE,
+            opened: Arc::default(),
         }
     }
 
@@ -141,6 +150,37 @@ impl ClientOptions {
         self.server_info
             .clone()
             .unwrap_or_else(|| info::server_info_beside(&self.socket, kind.container_type()))
+    }
+
+    /// The socket a new connection dials, given the server's info.
+    ///
+    /// A multi-process server (Riffle's `MultiProcess` mode, pynumaflow's
+    /// `MapMultiprocServer`) announces `MULTIPROC` = N and serves
+    /// `multiproc0.sock` ... `multiproc{N-1}.sock` in the folder of the configured
+    /// socket instead of the socket itself; successive connections made through these
+    /// options (or a clone) take them in turn. A socket that already names one of them
+    /// is kept.
+    ///
+    /// ```
+    /// use riffle_numaflow::client::ClientOptions;
+    /// use riffle_numaflow::info::{MULTIPROC_KEY, ServerInfo};
+    /// let options = ClientOptions::new("/tmp/udf/map.sock");
+    /// let mut info = ServerInfo::riffle("1.4.0-z");
+    /// assert_eq!(options.socket_to_dial(Some(&info)).to_str(), Some("/tmp/udf/map.sock"));
+    /// info.metadata.insert(MULTIPROC_KEY.into(), "2".into());
+    /// let dialed: Vec<_> = (0..3).map(|_| options.clone().socket_to_dial(Some(&info))).collect();
+    /// assert_eq!(dialed[0].to_str(), Some("/tmp/udf/multiproc0.sock"));
+    /// assert_eq!(dialed[1].to_str(), Some("/tmp/udf/multiproc1.sock"));
+    /// assert_eq!(dialed[2].to_str(), Some("/tmp/udf/multiproc0.sock"));
+    /// ```
+    pub fn socket_to_dial(&self, info: Option<&info::ServerInfo>) -> PathBuf {
+        match info.and_then(info::ServerInfo::multiproc) {
+            Some(processes) if processes > 0 && !is_multiproc_socket(&self.socket) => {
+                let index = self.opened.fetch_add(1, Ordering::Relaxed) % processes;
+                multiproc_socket(&self.socket, index)
+            }
+            _ => self.socket.clone(),
+        }
     }
 }
 

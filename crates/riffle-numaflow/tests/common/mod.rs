@@ -70,6 +70,25 @@ impl PyServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Sends SIGTERM and waits up to 20 s for a graceful exit (a multi-process
+    /// server then stops its workers too), then kills. Returns the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status); // reaped: its pid may belong to someone else now
+        }
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.kill();
+        None
+    }
 }
 
 fn spawn(python: &Path, kind: &str, socket: &Path, info: &Path) -> Child {
@@ -86,6 +105,10 @@ fn spawn(python: &Path, kind: &str, socket: &Path, info: &Path) -> Child {
 
 impl Drop for PyServer {
     fn drop(&mut self) {
+        // Killing a multi-process server's parent would leave its workers running.
+        if self.kind.ends_with("multiproc") {
+            self.terminate();
+        }
         self.kill();
     }
 }

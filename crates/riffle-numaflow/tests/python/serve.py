@@ -3,8 +3,10 @@
 Usage: serve.py KIND SOCKET SERVER_INFO_FILE
 
 Every UDF here has behaviour the Rust tests check exactly:
-  map-sync, map-async, map-multiproc: upper-case the value, keep the keys, tag "py";
-      "drop" is dropped; "boom" raises.
+  map-sync, map-async: upper-case the value, keep the keys, tag "py"; "drop" is
+      dropped; "boom" raises.
+  map-multiproc: two server processes; upper-case the value, keep the keys, tag "py"
+      and "pid<N>" with the answering process's id.
   map-stream: one message per comma-separated part of the value.
   batch-map: the value with "!" appended, answered by id.
   reduce: per keys and window, "<count>:<sum of int values>".
@@ -16,6 +18,7 @@ Every UDF here has behaviour the Rust tests check exactly:
 """
 
 import datetime
+import os
 import sys
 
 from pynumaflow import accumulator, mapper, mapstreamer, batchmapper, reducer, sinker, sourcer
@@ -28,6 +31,11 @@ def map_handler(keys, datum):
     if datum.value == b"drop":
         return mapper.Messages(mapper.Message.to_drop())
     return mapper.Messages(mapper.Message(datum.value.upper(), keys=keys, tags=["py"]))
+
+
+def multiproc_map_handler(keys, datum):
+    tags = ["py", f"pid{os.getpid()}"]
+    return mapper.Messages(mapper.Message(datum.value.upper(), keys=keys, tags=tags))
 
 
 async def async_map_handler(keys, datum):
@@ -141,6 +149,13 @@ def main():
     common = {"sock_path": sock, "server_info_file": info}
     if kind == "map-sync":
         server = mapper.MapServer(map_handler, **common)
+    elif kind == "map-multiproc":
+        # pynumaflow binds /var/run/numaflow/multiproc{i}.sock whatever sock_path says;
+        # move that folder to the test's own, keeping pynumaflow's file names.
+        from pynumaflow.shared import server as shared_server
+
+        shared_server.MULTIPROC_MAP_SOCK_ADDR = os.path.join(os.path.dirname(sock), "multiproc")
+        server = mapper.MapMultiprocServer(multiproc_map_handler, server_count=2, **common)
     elif kind == "map-async":
         server = mapper.MapAsyncServer(async_map_handler, **common)
     elif kind == "map-stream":
