@@ -19,7 +19,9 @@
 //! goes away mid-batch (it crashed or restarted), the client reconnects and sends the
 //! batch again, up to [`ClientOptions::retries`] times, and otherwise fails naming the
 //! socket and kind: a batch is never silently dropped. A handler's own error is not
-//! retried: it is returned as [`Error::Rpc`] with the handler's message.
+//! retried, whatever gRPC code the server's SDK gives it (Riffle and pynumaflow use
+//! `INTERNAL`, others `UNKNOWN`): it is returned as [`Error::Rpc`] with the handler's
+//! message. Only failures of the connection itself are resent.
 //!
 //! [`ServerInfo::check_compatible`]: crate::info::ServerInfo::check_compatible
 
@@ -184,12 +186,49 @@ impl ClientOptions {
     }
 }
 
-/// Whether a failed call is worth resending on a new connection: the transport broke,
-/// as opposed to the handler failing.
+/// Whether a failed call is worth resending on a new connection: the connection broke,
+/// as opposed to the server answering with an error.
+///
+/// The code alone cannot tell: a connection that breaks mid-call (the server process
+/// died) surfaces as `UNKNOWN` or `CANCELLED`, and so does a handler error in some SDKs
+/// (grpc-python answers `UNKNOWN` for an uncaught exception; a Go handler returning a
+/// plain error does too). What tells them apart is where the status was made. A status
+/// the server sent arrives in the response's trailers and has no source error; a status
+/// tonic makes on this side from a failed connection (a closed socket, an HTTP/2
+/// reset, a refused connect) keeps that I/O or HTTP/2 error as its source. So a
+/// transport failure is a status with a source, or `UNAVAILABLE` (gRPC's code for "not
+/// now, try again", which a server that is shutting down answers). Everything else the
+/// server sent, `INTERNAL` from Riffle and pynumaflow handlers and `UNKNOWN` from
+/// others included, is the handler's answer: resending the batch would only repeat it.
 pub(crate) fn is_transport_failure(status: &tonic::Status) -> bool {
-    use tonic::Code;
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Aborted
-    )
+    status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_connection_failures_are_transport_failures() {
+        // What a server sends: the handler's answer, whatever the code.
+        assert!(!is_transport_failure(&tonic::Status::unknown(
+            "Exception calling application: boom"
+        )));
+        assert!(!is_transport_failure(&tonic::Status::internal(
+            "map handler failed: boom"
+        )));
+        assert!(!is_transport_failure(&tonic::Status::cancelled(
+            "cancelled by the handler"
+        )));
+        assert!(is_transport_failure(&tonic::Status::unavailable(
+            "shutting down"
+        )));
+        // What tonic makes from a broken connection: an UNKNOWN with the I/O error.
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        )));
+        assert_eq!(broken.code(), tonic::Code::Unknown);
+        assert!(is_transport_failure(&broken));
+    }
 }
