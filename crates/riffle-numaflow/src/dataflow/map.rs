@@ -1,0 +1,148 @@
+//! Map-family steps: a datum in, messages (or transformed datums) out.
+//!
+//! In-process, the UDF is called on the worker that holds the datum, one datum at a
+//! time ([`Mapper`], [`SourceTransformer`]) or one batch at a time ([`BatchMapper`]).
+//! Over the socket, every kind goes through one engine, [`call_in_batches`]: datums
+//! are grouped into batches of up to `batch_size` (a batch is also sent when its
+//! epoch closes), each batch is one call on the worker's pooled client (see
+//! [`pool`](super::pool)), and a call that fails stops the run with an error naming
+//! the step, the socket and the UDF kind. A server that goes away mid-batch is
+//! reconnected and the batch resent by the client, up to its retries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use riffle::{Data, Stream};
+
+use super::keep;
+use super::pool::{Pooled, with_client};
+use crate::client::{ClientOptions, MapClient};
+use crate::datum::{Datum, Message, TransformMessage};
+use crate::kind::UdfKind;
+use crate::runtime::block_on;
+use crate::udf::{BatchMapper, Mapper, SourceTransformer};
+
+pub(super) fn udf_map<M: Mapper>(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    mapper: M,
+) -> riffle::Result<Stream<Message>> {
+    let mapper = Arc::new(mapper);
+    let kind = UdfKind::Map;
+    stream
+        .try_map(step_id, move |datum: Datum| {
+            block_on(mapper.map(datum)).map_err(|e| format!("{kind} UDF failed: {e}"))
+        })?
+        .flat_map(&format!("{step_id}.messages"), keep)
+}
+
+pub(super) fn udf_batch_map<B: BatchMapper>(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    mapper: B,
+    batch_size: usize,
+) -> riffle::Result<Stream<Message>> {
+    let mapper = Arc::new(mapper);
+    let kind = UdfKind::BatchMap;
+    batches(stream, step_id, batch_size)?
+        .try_map(step_id, move |(_, batch): (u64, Vec<Datum>)| {
+            let count = batch.len();
+            let out =
+                block_on(mapper.batch_map(batch)).map_err(|e| format!("{kind} UDF failed: {e}"))?;
+            if out.len() != count {
+                return Err(format!(
+                    "{kind} UDF returned {} results for {count} datums",
+                    out.len()
+                ));
+            }
+            Ok(out.into_iter().flatten().collect::<Vec<_>>())
+        })?
+        .flat_map(&format!("{step_id}.messages"), keep)
+}
+
+pub(super) fn udf_transform<T: SourceTransformer>(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    transformer: T,
+) -> riffle::Result<Stream<Datum>> {
+    let transformer = Arc::new(transformer);
+    stream
+        .try_map(step_id, move |datum: Datum| {
+            let out = block_on(transformer.transform(datum.clone()))
+                .map_err(|e| format!("{} UDF failed: {e}", UdfKind::SourceTransform))?;
+            Ok::<_, String>(transformed(&datum, out))
+        })?
+        .flat_map(&format!("{step_id}.datums"), |d: Vec<Datum>| d)
+}
+
+/// The datums a transformer made of `base`: its new keys, value and event time, the
+/// rest (watermark, headers, id) kept; dropped messages removed.
+pub(super) fn transformed(base: &Datum, out: Vec<TransformMessage>) -> Vec<Datum> {
+    out.into_iter()
+        .filter(|t| !t.message.is_drop())
+        .map(|t| Datum {
+            keys: t.message.keys,
+            value: t.message.value,
+            event_time: t.event_time,
+            ..base.clone()
+        })
+        .collect()
+}
+
+pub(super) fn udf_call_map(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    options: ClientOptions,
+    batch_size: usize,
+) -> riffle::Result<Stream<Message>> {
+    call_in_batches(
+        stream,
+        step_id,
+        "messages",
+        options,
+        batch_size,
+        MapClient::connect,
+        async |client: &mut MapClient, batch: Vec<Datum>| {
+            let out = client.map_batch(batch).await?;
+            Ok(out.into_iter().flatten().filter(|m| !m.is_drop()).collect())
+        },
+    )
+}
+
+/// Groups a stream into batches of up to `batch_size` (flushed at the end of each epoch).
+pub(super) fn batches(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    batch_size: usize,
+) -> riffle::Result<Stream<(u64, Vec<Datum>)>> {
+    let batch_size = batch_size.max(1) as u64;
+    let counter = Arc::new(AtomicU64::new(0));
+    stream
+        .key_on(&format!("{step_id}.group"), move |_: &Datum| {
+            (counter.fetch_add(1, Ordering::Relaxed) / batch_size) % 64
+        })?
+        .collect(&format!("{step_id}.batch"), batch_size as usize)
+}
+
+/// The engine of every batched remote step: batches of `batch_size` datums, each one
+/// `call` on this worker's client of the server (made by `connect` on first use),
+/// the outputs flattened into step `{step_id}.{outputs}`.
+pub(super) fn call_in_batches<C: Pooled, O: Data>(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    outputs: &str,
+    options: ClientOptions,
+    batch_size: usize,
+    connect: impl AsyncFn(ClientOptions) -> crate::Result<C> + Send + Sync + 'static,
+    call: impl AsyncFn(&mut C, Vec<Datum>) -> crate::Result<Vec<O>> + Send + Sync + 'static,
+) -> riffle::Result<Stream<O>> {
+    let step = step_id.to_string();
+    batches(stream, step_id, batch_size)?
+        .try_map(step_id, move |(_, batch): (u64, Vec<Datum>)| {
+            let call = &call;
+            with_client(&step, &options, &connect, async move |client: &mut C| {
+                call(client, batch).await
+            })
+        })?
+        .flat_map(&format!("{step_id}.{outputs}"), |out: Vec<O>| out)
+}

@@ -1,0 +1,172 @@
+//! UDFs as steps of a Riffle [`Dataflow`]: in-process, or over the socket.
+//!
+//! [`UdfStreamExt`] adds methods to `Stream<Datum>`:
+//!
+//! - `udf_map(step_id, mapper)`, `udf_batch_map`, `udf_transform`: call a UDF trait
+//!   object in-process, item by item (or batch by batch), on the worker that holds
+//!   the item. Messages tagged [`DROP`](crate::DROP) are dropped, as Numaflow does.
+//! - `udf_call_map(step_id, options, batch_size)`: call a map, map-stream or batch-map
+//!   server of any language over its Unix socket. Items are grouped into batches of
+//!   `batch_size` (a batch is also sent when its epoch closes), each worker keeps its
+//!   own connection, and a failed call stops the run with an error that names the
+//!   step, the socket and the UDF kind.
+//! - `udf_sink(step_id, sinker)` and `udf_call_sink(step_id, options)`: a sink UDF as
+//!   the flow's sink; a datum the sink fails (or sends to fallback) stops the run.
+//!
+//! [`UdfFlowExt`] adds `udf_source(step_id, sourcer, batch_size)` and
+//! `udf_call_source(step_id, options, batch_size)` to a [`Dataflow`]: a user-defined
+//! source read on worker 0, each batch acknowledged once it entered the flow. Such a
+//! source ends when a read returns nothing and the source reports no pending messages.
+//!
+//! ```
+//! use riffle::{Dataflow, sources::TestingSource, sinks::TestingSink};
+//! use riffle_numaflow::dataflow::UdfStreamExt;
+//! use riffle_numaflow::udf::map_fn;
+//! use riffle_numaflow::{Datum, Message};
+//!
+//! let flow = Dataflow::new("udf");
+//! let out = TestingSink::new();
+//! flow.input("words", TestingSource::new(vec![Datum::new("a"), Datum::new("skip")]))?
+//!     .udf_map("upper", map_fn(|d: Datum| {
+//!         if d.value == b"skip" { return Ok(vec![Message::to_drop()]) }
+//!         Ok(vec![Message::new(d.value.to_ascii_uppercase())])
+//!     }))?
+//!     .map("value", |m: Message| String::from_utf8_lossy(&m.value).to_string())?
+//!     .output("out", out.clone())?;
+//! riffle::run_main(&flow)?;
+//! assert_eq!(out.take_sorted(), ["A"]);
+//! # Ok::<(), riffle::RiffleError>(())
+//! ```
+
+mod map;
+mod pool;
+mod sink;
+mod source;
+
+use riffle::{Dataflow, RiffleError, Stream};
+
+use crate::client::ClientOptions;
+use crate::datum::{Datum, Message, SourceMessage};
+use crate::udf::{BatchMapper, Mapper, Sinker, SourceTransformer, Sourcer};
+
+/// UDF steps on a stream of [`Datum`]s.
+pub trait UdfStreamExt {
+    /// Maps every datum in-process with `mapper`; dropped messages do not pass.
+    fn udf_map<M: Mapper>(&self, step_id: &str, mapper: M) -> riffle::Result<Stream<Message>>;
+
+    /// Maps batches of up to `batch_size` datums in-process with `mapper`.
+    fn udf_batch_map<B: BatchMapper>(
+        &self,
+        step_id: &str,
+        mapper: B,
+        batch_size: usize,
+    ) -> riffle::Result<Stream<Message>>;
+
+    /// Transforms every datum in-process; the output datums carry the new event time.
+    fn udf_transform<T: SourceTransformer>(
+        &self,
+        step_id: &str,
+        transformer: T,
+    ) -> riffle::Result<Stream<Datum>>;
+
+    /// Calls a map-family UDF server over its socket, in batches of `batch_size`.
+    fn udf_call_map(
+        &self,
+        step_id: &str,
+        options: ClientOptions,
+        batch_size: usize,
+    ) -> riffle::Result<Stream<Message>>;
+
+    /// Writes every datum with `sinker`, in-process.
+    fn udf_sink<S: Sinker>(&self, step_id: &str, sinker: S) -> riffle::Result<()>;
+
+    /// Writes every datum to a sink UDF server over its socket.
+    fn udf_call_sink(&self, step_id: &str, options: ClientOptions) -> riffle::Result<()>;
+}
+
+/// UDF sources of a [`Dataflow`].
+pub trait UdfFlowExt {
+    /// Reads a [`Sourcer`] in-process, `batch_size` messages per poll.
+    fn udf_source<S: Sourcer>(
+        &self,
+        step_id: &str,
+        sourcer: S,
+        batch_size: u64,
+    ) -> riffle::Result<Stream<SourceMessage>>;
+
+    /// Reads a source UDF server over its socket, `batch_size` messages per poll.
+    fn udf_call_source(
+        &self,
+        step_id: &str,
+        options: ClientOptions,
+        batch_size: u64,
+    ) -> riffle::Result<Stream<SourceMessage>>;
+}
+
+fn step_error(step_id: &str, e: impl std::fmt::Display) -> RiffleError {
+    RiffleError::connector(step_id, e)
+}
+
+fn keep(messages: Vec<Message>) -> impl Iterator<Item = Message> {
+    messages.into_iter().filter(|m| !m.is_drop())
+}
+
+impl UdfStreamExt for Stream<Datum> {
+    fn udf_map<M: Mapper>(&self, step_id: &str, mapper: M) -> riffle::Result<Stream<Message>> {
+        map::udf_map(self, step_id, mapper)
+    }
+
+    fn udf_batch_map<B: BatchMapper>(
+        &self,
+        step_id: &str,
+        mapper: B,
+        batch_size: usize,
+    ) -> riffle::Result<Stream<Message>> {
+        map::udf_batch_map(self, step_id, mapper, batch_size)
+    }
+
+    fn udf_transform<T: SourceTransformer>(
+        &self,
+        step_id: &str,
+        transformer: T,
+    ) -> riffle::Result<Stream<Datum>> {
+        map::udf_transform(self, step_id, transformer)
+    }
+
+    fn udf_call_map(
+        &self,
+        step_id: &str,
+        options: ClientOptions,
+        batch_size: usize,
+    ) -> riffle::Result<Stream<Message>> {
+        map::udf_call_map(self, step_id, options, batch_size)
+    }
+
+    fn udf_sink<S: Sinker>(&self, step_id: &str, sinker: S) -> riffle::Result<()> {
+        sink::udf_sink(self, step_id, sinker)
+    }
+
+    fn udf_call_sink(&self, step_id: &str, options: ClientOptions) -> riffle::Result<()> {
+        sink::udf_call_sink(self, step_id, options)
+    }
+}
+
+impl UdfFlowExt for Dataflow {
+    fn udf_source<S: Sourcer>(
+        &self,
+        step_id: &str,
+        sourcer: S,
+        batch_size: u64,
+    ) -> riffle::Result<Stream<SourceMessage>> {
+        source::udf_source(self, step_id, sourcer, batch_size)
+    }
+
+    fn udf_call_source(
+        &self,
+        step_id: &str,
+        options: ClientOptions,
+        batch_size: u64,
+    ) -> riffle::Result<Stream<SourceMessage>> {
+        source::udf_call_source(self, step_id, options, batch_size)
+    }
+}
