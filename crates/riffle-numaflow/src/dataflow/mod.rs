@@ -10,6 +10,12 @@
 //!   `batch_size` (a batch is also sent when its epoch closes), each worker keeps its
 //!   own connection, and a failed call stops the run with an error that names the
 //!   step, the socket and the UDF kind.
+//! - `udf_reduce(step_id, clock, windower, reducer)` and
+//!   `udf_call_reduce(step_id, clock, windower, options)`: a reducer over windows.
+//!   Datums are keyed by their keys and collected per window (any Riffle
+//!   [`Windower`]); when a window closes the reducer is called once per key with the
+//!   window's interval and datums, in-process or on a reduce server. Datums that
+//!   arrive after their windows closed come out on [`Reduced::late`].
 //! - `udf_sink(step_id, sinker)` and `udf_call_sink(step_id, options)`: a sink UDF as
 //!   the flow's sink; a datum the sink fails (or sends to fallback) stops the run.
 //!
@@ -37,17 +43,52 @@
 //! assert_eq!(out.take_sorted(), ["A"]);
 //! # Ok::<(), riffle::RiffleError>(())
 //! ```
+//!
+//! A reducer sees each key's window once it closes, here windows of 10 s of event time:
+//!
+//! ```
+//! use std::time::{Duration, UNIX_EPOCH};
+//! use riffle::{Dataflow, sources::TestingSource, sinks::TestingSink};
+//! use riffle::window::TumblingWindower;
+//! use riffle_numaflow::dataflow::{UdfStreamExt, event_time};
+//! use riffle_numaflow::udf::reduce_fn;
+//! use riffle_numaflow::{Datum, Message, Window};
+//!
+//! let click = |user: &str, s: u64| {
+//!     Datum::new("1").with_keys([user]).with_event_time(UNIX_EPOCH + Duration::from_secs(s))
+//! };
+//! let flow = Dataflow::new("clicks");
+//! let out = TestingSink::new();
+//! let reduced = flow
+//!     .input("clicks", TestingSource::new(vec![click("ann", 1), click("ann", 4), click("bo", 12)]))?
+//!     .udf_reduce("count", event_time(Duration::from_secs(1)),
+//!         TumblingWindower::new(Duration::from_secs(10), 0),
+//!         reduce_fn(|keys: &[String], w: &Window, datums: Vec<Datum>| {
+//!             let from = w.start.duration_since(UNIX_EPOCH).unwrap().as_secs();
+//!             Ok(vec![Message::new(format!("{} {from}s: {}", keys[0], datums.len()))])
+//!         }))?;
+//! reduced.down
+//!     .map("text", |m: Message| String::from_utf8_lossy(&m.value).to_string())?
+//!     .output("out", out.clone())?;
+//! riffle::run_main(&flow)?;
+//! assert_eq!(out.take_sorted(), ["ann 0s: 2", "bo 10s: 1"]);
+//! # Ok::<(), riffle::RiffleError>(())
+//! ```
 
 mod map;
 mod pool;
+mod reduce;
 mod sink;
 mod source;
 
+use riffle::window::{Clock, Windower};
 use riffle::{Dataflow, RiffleError, Stream};
+
+pub use reduce::{Reduced, event_time};
 
 use crate::client::ClientOptions;
 use crate::datum::{Datum, Message, SourceMessage};
-use crate::udf::{BatchMapper, Mapper, Sinker, SourceTransformer, Sourcer};
+use crate::udf::{BatchMapper, Mapper, Reducer, Sinker, SourceTransformer, Sourcer};
 
 /// UDF steps on a stream of [`Datum`]s.
 pub trait UdfStreamExt {
@@ -76,6 +117,27 @@ pub trait UdfStreamExt {
         options: ClientOptions,
         batch_size: usize,
     ) -> riffle::Result<Stream<Message>>;
+
+    /// Reduces each key's datums per window in-process: `reducer` is called once per
+    /// key and window when the window closes, with the window's interval; see
+    /// [`Reduced`].
+    fn udf_reduce<R: Reducer, W: Windower>(
+        &self,
+        step_id: &str,
+        clock: Clock<Datum>,
+        windower: W,
+        reducer: R,
+    ) -> riffle::Result<Reduced>;
+
+    /// Reduces each key's datums per window on a reduce UDF server: one call per key
+    /// and window when the window closes, on the worker's connection.
+    fn udf_call_reduce<W: Windower>(
+        &self,
+        step_id: &str,
+        clock: Clock<Datum>,
+        windower: W,
+        options: ClientOptions,
+    ) -> riffle::Result<Reduced>;
 
     /// Writes every datum with `sinker`, in-process.
     fn udf_sink<S: Sinker>(&self, step_id: &str, sinker: S) -> riffle::Result<()>;
@@ -140,6 +202,26 @@ impl UdfStreamExt for Stream<Datum> {
         batch_size: usize,
     ) -> riffle::Result<Stream<Message>> {
         map::udf_call_map(self, step_id, options, batch_size)
+    }
+
+    fn udf_reduce<R: Reducer, W: Windower>(
+        &self,
+        step_id: &str,
+        clock: Clock<Datum>,
+        windower: W,
+        reducer: R,
+    ) -> riffle::Result<Reduced> {
+        reduce::udf_reduce(self, step_id, clock, windower, reducer)
+    }
+
+    fn udf_call_reduce<W: Windower>(
+        &self,
+        step_id: &str,
+        clock: Clock<Datum>,
+        windower: W,
+        options: ClientOptions,
+    ) -> riffle::Result<Reduced> {
+        reduce::udf_call_reduce(self, step_id, clock, windower, options)
     }
 
     fn udf_sink<S: Sinker>(&self, step_id: &str, sinker: S) -> riffle::Result<()> {
