@@ -4,7 +4,7 @@
 //! time ([`Mapper`], [`SourceTransformer`]) or one batch at a time ([`BatchMapper`]).
 //! Over the socket, every kind goes through one engine, [`call_in_batches`]: datums
 //! are grouped into batches of up to `batch_size` (a batch is also sent when its
-//! epoch closes), each batch is one call on the worker's pooled client (see
+//! epoch closes), each batch is one call on a client of the step's pool (see
 //! [`pool`](super::pool)), and a call that fails stops the run with an error naming
 //! the step, the socket and the UDF kind. A server that goes away mid-batch is
 //! reconnected and the batch resent by the client, up to its retries.
@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use riffle::{Data, Stream};
 
 use super::keep;
-use super::pool::{Pooled, with_client};
-use crate::client::{ClientOptions, MapClient};
+use super::pool::{ClientPool, Pooled};
+use crate::client::{ClientOptions, MapClient, MapMode, SourceTransformClient};
 use crate::datum::{Datum, Message, TransformMessage};
+use crate::error::Error;
 use crate::kind::UdfKind;
 use crate::runtime::block_on;
 use crate::udf::{BatchMapper, Mapper, SourceTransformer};
@@ -102,11 +103,89 @@ pub(super) fn udf_call_map(
         options,
         batch_size,
         MapClient::connect,
-        async |client: &mut MapClient, batch: Vec<Datum>| {
-            let out = client.map_batch(batch).await?;
-            Ok(out.into_iter().flatten().filter(|m| !m.is_drop()).collect())
+        map_kept,
+    )
+}
+
+pub(super) fn udf_call_batch_map(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    options: ClientOptions,
+    batch_size: usize,
+) -> riffle::Result<Stream<Message>> {
+    call_in_batches(
+        stream,
+        step_id,
+        "messages",
+        options,
+        batch_size,
+        connect_batch_map,
+        map_kept,
+    )
+}
+
+pub(super) fn udf_call_transform(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    options: ClientOptions,
+    batch_size: usize,
+) -> riffle::Result<Stream<Datum>> {
+    call_in_batches(
+        stream,
+        step_id,
+        "datums",
+        options,
+        batch_size,
+        SourceTransformClient::connect,
+        async |client: &mut SourceTransformClient, batch: Vec<Datum>| {
+            let bases: Vec<Datum> = batch.iter().map(without_payload).collect();
+            let out = client.transform_batch(batch).await?;
+            Ok(bases
+                .iter()
+                .zip(out)
+                .flat_map(|(base, out)| transformed(base, out))
+                .collect())
         },
     )
+}
+
+/// One batch on a map-family client, the outputs flattened, dropped messages removed.
+async fn map_kept(client: &mut MapClient, batch: Vec<Datum>) -> crate::Result<Vec<Message>> {
+    let out = client.map_batch(batch).await?;
+    Ok(out.into_iter().flatten().filter(|m| !m.is_drop()).collect())
+}
+
+/// Connects a batch-map server: one whose server info announces batch-map mode, or
+/// any map server when the options skip the server info.
+async fn connect_batch_map(options: ClientOptions) -> crate::Result<MapClient> {
+    if !options.check_server_info {
+        return MapClient::connect_with_mode(options, MapMode::Batch).await;
+    }
+    let client = MapClient::connect(options).await?;
+    if client.mode() != MapMode::Batch {
+        let conn = client.connection();
+        return Err(Error::Incompatible {
+            kind: UdfKind::BatchMap,
+            socket: conn.socket.clone(),
+            reason: format!(
+                "the server info announces the {} mode, not batch-map",
+                conn.kind
+            ),
+        });
+    }
+    Ok(client)
+}
+
+/// What a transformed datum keeps of its input: everything but keys and value.
+fn without_payload(d: &Datum) -> Datum {
+    Datum {
+        keys: Vec::new(),
+        value: Vec::new(),
+        event_time: d.event_time,
+        watermark: d.watermark,
+        headers: d.headers.clone(),
+        id: d.id.clone(),
+    }
 }
 
 /// Groups a stream into batches of up to `batch_size` (flushed at the end of each epoch).
@@ -125,7 +204,7 @@ pub(super) fn batches(
 }
 
 /// The engine of every batched remote step: batches of `batch_size` datums, each one
-/// `call` on this worker's client of the server (made by `connect` on first use),
+/// `call` on a client of the step's pool (made by `connect` when none is idle),
 /// the outputs flattened into step `{step_id}.{outputs}`.
 pub(super) fn call_in_batches<C: Pooled, O: Data>(
     stream: &Stream<Datum>,
@@ -136,11 +215,11 @@ pub(super) fn call_in_batches<C: Pooled, O: Data>(
     connect: impl AsyncFn(ClientOptions) -> crate::Result<C> + Send + Sync + 'static,
     call: impl AsyncFn(&mut C, Vec<Datum>) -> crate::Result<Vec<O>> + Send + Sync + 'static,
 ) -> riffle::Result<Stream<O>> {
-    let step = step_id.to_string();
+    let pool = ClientPool::new(options);
     batches(stream, step_id, batch_size)?
         .try_map(step_id, move |(_, batch): (u64, Vec<Datum>)| {
             let call = &call;
-            with_client(&step, &options, &connect, async move |client: &mut C| {
+            pool.call(&connect, async move |client: &mut C| {
                 call(client, batch).await
             })
         })?

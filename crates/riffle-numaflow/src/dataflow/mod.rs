@@ -6,10 +6,12 @@
 //!   object in-process, item by item (or batch by batch), on the worker that holds
 //!   the item. Messages tagged [`DROP`](crate::DROP) are dropped, as Numaflow does.
 //! - `udf_call_map(step_id, options, batch_size)`: call a map, map-stream or batch-map
-//!   server of any language over its Unix socket. Items are grouped into batches of
-//!   `batch_size` (a batch is also sent when its epoch closes), each worker keeps its
-//!   own connection, and a failed call stops the run with an error that names the
-//!   step, the socket and the UDF kind.
+//!   server of any language over its Unix socket (`udf_call_batch_map` insists on a
+//!   batch-map server, `udf_call_transform` calls a source transformer). Items are
+//!   grouped into batches of `batch_size` (a batch is also sent when its epoch
+//!   closes), each calling worker gets its own connection, a server that restarted is
+//!   reconnected and the batch resent, and a failed call stops the run with an error
+//!   that names the step, the socket and the UDF kind.
 //! - `udf_reduce(step_id, clock, windower, reducer)` and
 //!   `udf_call_reduce(step_id, clock, windower, options)`: a reducer over windows.
 //!   Datums are keyed by their keys and collected per window (any Riffle
@@ -130,7 +132,7 @@ pub trait UdfStreamExt {
     ) -> riffle::Result<Reduced>;
 
     /// Reduces each key's datums per window on a reduce UDF server: one call per key
-    /// and window when the window closes, on the worker's connection.
+    /// and window when the window closes, on a connection of the step's pool.
     fn udf_call_reduce<W: Windower>(
         &self,
         step_id: &str,
@@ -138,6 +140,25 @@ pub trait UdfStreamExt {
         windower: W,
         options: ClientOptions,
     ) -> riffle::Result<Reduced>;
+
+    /// Calls a batch-map UDF server over its socket, in batches of `batch_size`: like
+    /// [`udf_call_map`](Self::udf_call_map), but the server must announce batch-map
+    /// mode in its server info (or the options skip the server info).
+    fn udf_call_batch_map(
+        &self,
+        step_id: &str,
+        options: ClientOptions,
+        batch_size: usize,
+    ) -> riffle::Result<Stream<Message>>;
+
+    /// Calls a source-transform UDF server over its socket, in batches of
+    /// `batch_size`; the output datums carry the new keys, value and event time.
+    fn udf_call_transform(
+        &self,
+        step_id: &str,
+        options: ClientOptions,
+        batch_size: usize,
+    ) -> riffle::Result<Stream<Datum>>;
 
     /// Writes every datum with `sinker`, in-process.
     fn udf_sink<S: Sinker>(&self, step_id: &str, sinker: S) -> riffle::Result<()>;
@@ -202,6 +223,24 @@ impl UdfStreamExt for Stream<Datum> {
         batch_size: usize,
     ) -> riffle::Result<Stream<Message>> {
         map::udf_call_map(self, step_id, options, batch_size)
+    }
+
+    fn udf_call_batch_map(
+        &self,
+        step_id: &str,
+        options: ClientOptions,
+        batch_size: usize,
+    ) -> riffle::Result<Stream<Message>> {
+        map::udf_call_batch_map(self, step_id, options, batch_size)
+    }
+
+    fn udf_call_transform(
+        &self,
+        step_id: &str,
+        options: ClientOptions,
+        batch_size: usize,
+    ) -> riffle::Result<Stream<Datum>> {
+        map::udf_call_transform(self, step_id, options, batch_size)
     }
 
     fn udf_reduce<R: Reducer, W: Windower>(

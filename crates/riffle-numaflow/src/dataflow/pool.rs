@@ -1,31 +1,29 @@
-//! The connections of steps that call UDF servers: one open client per step, server
-//! and worker thread, kept between batches.
+//! The connections of steps that call UDF servers: each step keeps a pool of open
+//! clients of its server, one per worker that is calling it at the moment.
 //!
-//! A Dataflow worker is a plain thread that handles one batch at a time, so each
-//! worker keeps its own client of every server its steps call ([`with_client`]): the
-//! first batch connects (waiting for the server info and `IsReady` as the client
-//! does), later batches reuse the open stream, and the client itself reconnects and
-//! resends a batch when the server went away mid-call. The clients are driven by one
-//! background runtime shared by the process; worker threads block on their own calls.
-//! The clients outlive the batches and are closed when their worker thread ends, so
-//! a stream is ended cleanly (some servers stop when a stream is cancelled instead).
+//! A Dataflow worker is a plain thread that handles one batch at a time. When it
+//! calls a step's server it takes an idle client from the step's [`ClientPool`], or
+//! connects a new one (waiting for the server info and `IsReady`, as the client
+//! does), makes the call, and puts the client back; so a step holds as many
+//! connections as workers call it at once, and each batch reuses an open stream. The
+//! client itself reconnects and resends a batch when the server went away mid-call.
+//! The clients are driven by one background runtime shared by the process; worker
+//! threads block on their own calls.
 //!
-//! Every remote step (map, batch map, transform, reduce) goes through here: a new kind
-//! of client only says how it closes ([`Pooled`]).
+//! The pool lives as long as the flow that holds the step, across runs: dropping
+//! the flow ends every stream cleanly (some servers stop when a stream is cancelled
+//! instead). Every remote step (map, batch map, transform, reduce) goes through
+//! here: a new kind of client only says how it closes ([`Pooled`]).
 
-use std::any::Any;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::client::{ClientOptions, MapClient, ReduceClient, SourceTransformClient};
 use crate::error::Error;
 use crate::kind::UdfKind;
 
-/// A client a worker keeps open between calls.
+/// A client a step keeps open between calls.
 pub(crate) trait Pooled: Send + 'static {
     /// Ends the client's streams cleanly (errors are of no use at that point).
     fn close(self) -> impl Future<Output = ()> + Send;
@@ -48,22 +46,6 @@ impl Pooled for ReduceClient {
     async fn close(self) {}
 }
 
-/// A pooled client of any type, as the per-thread map holds it.
-trait Held: Send {
-    fn into_any(self: Box<Self>) -> Box<dyn Any>;
-    fn close_boxed(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-}
-
-impl<C: Pooled> Held for C {
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
-
-    fn close_boxed(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(Pooled::close(*self))
-    }
-}
-
 /// The runtime that drives the pooled clients: one background thread, shared by
 /// every worker of the process.
 fn connections_runtime() -> Result<&'static tokio::runtime::Runtime, Error> {
@@ -82,50 +64,68 @@ fn connections_runtime() -> Result<&'static tokio::runtime::Runtime, Error> {
     })
 }
 
-/// One worker thread's clients, closed when the thread ends.
-#[derive(Default)]
-struct WorkerClients {
-    clients: HashMap<String, Box<dyn Held>>,
+/// The idle clients of one step's server.
+pub(crate) struct ClientPool<C: Pooled> {
+    options: ClientOptions,
+    idle: Mutex<Vec<C>>,
 }
 
-impl Drop for WorkerClients {
-    fn drop(&mut self) {
-        let Ok(runtime) = connections_runtime() else {
-            return;
-        };
-        for (_, client) in self.clients.drain() {
-            runtime.spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(2), client.close_boxed()).await;
-            });
+impl<C: Pooled> ClientPool<C> {
+    /// An empty pool of clients connected with `options`.
+    pub(crate) fn new(options: ClientOptions) -> Self {
+        Self {
+            options,
+            idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Runs `call` on an idle client, or on one made by `connect` when none is idle.
+    /// The client goes back to the pool whatever the outcome: after a failure it
+    /// reconnects by itself on its next call.
+    pub(crate) fn call<T>(
+        &self,
+        connect: impl AsyncFnOnce(ClientOptions) -> crate::Result<C>,
+        call: impl AsyncFnOnce(&mut C) -> crate::Result<T>,
+    ) -> crate::Result<T> {
+        let runtime = connections_runtime()?;
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut client = match idle {
+            Some(client) => client,
+            None => runtime.block_on(connect(self.options.clone()))?,
+        };
+        let out = runtime.block_on(call(&mut client));
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(client);
+        out
     }
 }
 
-thread_local! {
-    static CLIENTS: RefCell<WorkerClients> = RefCell::new(WorkerClients::default());
-}
-
-/// Runs `call` on this worker's client of `step`'s server, connecting it with
-/// `connect` first if this thread has none yet. The client is kept for the next call
-/// whatever the outcome: after a failure it reconnects by itself.
-pub(crate) fn with_client<C: Pooled, T>(
-    step: &str,
-    options: &ClientOptions,
-    connect: impl AsyncFnOnce(ClientOptions) -> crate::Result<C>,
-    call: impl AsyncFnOnce(&mut C) -> crate::Result<T>,
-) -> crate::Result<T> {
-    let key = format!(
-        "{step}\u{0}{}\u{0}{}",
-        options.socket.display(),
-        std::any::type_name::<C>()
-    );
-    let runtime = connections_runtime()?;
-    let held = CLIENTS.with(|w| w.borrow_mut().clients.remove(&key));
-    let mut client = match held.and_then(|h| h.into_any().downcast::<C>().ok()) {
-        Some(client) => *client,
-        None => runtime.block_on(connect(options.clone()))?,
-    };
-    let out = runtime.block_on(call(&mut client));
-    CLIENTS.with(|w| w.borrow_mut().clients.insert(key, Box::new(client)));
-    out
+impl<C: Pooled> Drop for ClientPool<C> {
+    fn drop(&mut self) {
+        let clients = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if clients.is_empty() {
+            return;
+        }
+        let Ok(runtime) = connections_runtime() else {
+            return;
+        };
+        let closing = async move {
+            let mut all = tokio::task::JoinSet::new();
+            for client in clients {
+                all.spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), client.close()).await;
+                });
+            }
+            while all.join_next().await.is_some() {}
+        };
+        // Wait for the streams to end, unless dropped inside async code (a flow
+        // dropped in a tokio task), where blocking is not allowed.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            runtime.spawn(closing);
+        } else {
+            runtime.block_on(closing);
+        }
+    }
 }

@@ -28,7 +28,7 @@ use riffle::Stream;
 use riffle::window::{Clock, Late, LiveWindows, Millis, WindowMeta, Windower};
 
 use super::keep;
-use super::pool::with_client;
+use super::pool::ClientPool;
 use crate::client::{ClientOptions, ReduceClient};
 use crate::datum::{Datum, Message, Window};
 use crate::kind::UdfKind;
@@ -158,14 +158,11 @@ pub(super) fn udf_call_reduce<W: Windower>(
     options: ClientOptions,
 ) -> riffle::Result<Reduced> {
     let (closed, rest) = closed_windows(stream, step_id, clock, windower)?;
-    let step = step_id.to_string();
+    let pool = ClientPool::new(options);
     let results = closed.try_map(step_id, move |(_, window, datums): ClosedWindow| {
-        with_client(
-            &step,
-            &options,
-            ReduceClient::connect,
-            async |client: &mut ReduceClient| client.reduce_window(&window, &datums).await,
-        )
+        pool.call(ReduceClient::connect, async |client: &mut ReduceClient| {
+            client.reduce_window(&window, &datums).await
+        })
     })?;
     reduced(step_id, results, rest)
 }
