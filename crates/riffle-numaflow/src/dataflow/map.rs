@@ -77,15 +77,25 @@ pub(super) fn udf_transform<T: SourceTransformer>(
 }
 
 /// The datums a transformer made of `base`: its new keys, value and event time, the
-/// rest (watermark, headers, id) kept; dropped messages removed.
+/// rest (watermark, headers) kept; dropped messages removed. A single output keeps
+/// the input's id; several get `{id}-0`, `{id}-1`, ... (as Numaflow numbers them), so
+/// that ids stay unique for a sink downstream.
 pub(super) fn transformed(base: &Datum, out: Vec<TransformMessage>) -> Vec<Datum> {
-    out.into_iter()
-        .filter(|t| !t.message.is_drop())
-        .map(|t| Datum {
+    let kept: Vec<TransformMessage> = out.into_iter().filter(|t| !t.message.is_drop()).collect();
+    let numbered = kept.len() > 1 && !base.id.is_empty();
+    kept.into_iter()
+        .enumerate()
+        .map(|(i, t)| Datum {
             keys: t.message.keys,
             value: t.message.value,
             event_time: t.event_time,
-            ..base.clone()
+            watermark: base.watermark,
+            headers: base.headers.clone(),
+            id: if numbered {
+                format!("{}-{i}", base.id)
+            } else {
+                base.id.clone()
+            },
         })
         .collect()
 }

@@ -20,6 +20,9 @@
 //!   arrive after their windows closed come out on [`Reduced::late`].
 //! - `udf_sink(step_id, sinker)` and `udf_call_sink(step_id, options)`: a sink UDF as
 //!   the flow's sink; a datum the sink fails (or sends to fallback) stops the run.
+//!   `udf_sink_with_fallback(step_id, primary, fallback)` writes the datums the
+//!   primary sends to fallback to a second sink; each is a [`SinkUdf`], in-process or
+//!   a server.
 //!
 //! [`UdfFlowExt`] adds `udf_source(step_id, sourcer, batch_size)` and
 //! `udf_call_source(step_id, options, batch_size)` to a [`Dataflow`]: a user-defined
@@ -87,6 +90,7 @@ use riffle::window::{Clock, Windower};
 use riffle::{Dataflow, RiffleError, Stream};
 
 pub use reduce::{Reduced, event_time};
+pub use sink::SinkUdf;
 
 use crate::client::ClientOptions;
 use crate::datum::{Datum, Message, SourceMessage};
@@ -105,7 +109,9 @@ pub trait UdfStreamExt {
         batch_size: usize,
     ) -> riffle::Result<Stream<Message>>;
 
-    /// Transforms every datum in-process; the output datums carry the new event time.
+    /// Transforms every datum in-process. An output datum carries the new keys, value
+    /// and event time, the input's watermark and headers, and its id (numbered `-0`,
+    /// `-1`, ... when one input made several outputs).
     fn udf_transform<T: SourceTransformer>(
         &self,
         step_id: &str,
@@ -152,7 +158,8 @@ pub trait UdfStreamExt {
     ) -> riffle::Result<Stream<Message>>;
 
     /// Calls a source-transform UDF server over its socket, in batches of
-    /// `batch_size`; the output datums carry the new keys, value and event time.
+    /// `batch_size`; the output datums are made as by
+    /// [`udf_transform`](Self::udf_transform).
     fn udf_call_transform(
         &self,
         step_id: &str,
@@ -165,6 +172,16 @@ pub trait UdfStreamExt {
 
     /// Writes every datum to a sink UDF server over its socket.
     fn udf_call_sink(&self, step_id: &str, options: ClientOptions) -> riffle::Result<()>;
+
+    /// Writes every datum to `primary`; the datums it answers with fallback are
+    /// written to `fallback` instead of failing the run. Each may be in-process
+    /// ([`SinkUdf::new`]) or a server ([`SinkUdf::call`]); see [`SinkUdf`].
+    fn udf_sink_with_fallback(
+        &self,
+        step_id: &str,
+        primary: SinkUdf,
+        fallback: SinkUdf,
+    ) -> riffle::Result<()>;
 }
 
 /// UDF sources of a [`Dataflow`].
@@ -264,11 +281,20 @@ impl UdfStreamExt for Stream<Datum> {
     }
 
     fn udf_sink<S: Sinker>(&self, step_id: &str, sinker: S) -> riffle::Result<()> {
-        sink::udf_sink(self, step_id, sinker)
+        sink::udf_sink_to(self, step_id, SinkUdf::new(sinker), None)
     }
 
     fn udf_call_sink(&self, step_id: &str, options: ClientOptions) -> riffle::Result<()> {
-        sink::udf_call_sink(self, step_id, options)
+        sink::udf_sink_to(self, step_id, SinkUdf::call(options), None)
+    }
+
+    fn udf_sink_with_fallback(
+        &self,
+        step_id: &str,
+        primary: SinkUdf,
+        fallback: SinkUdf,
+    ) -> riffle::Result<()> {
+        sink::udf_sink_to(self, step_id, primary, Some(fallback))
     }
 }
 
