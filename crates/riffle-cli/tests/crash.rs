@@ -1,7 +1,8 @@
 //! Proof that nothing is lost or repeated: a real `riffle` process running a keyed,
-//! windowed flow on 1,000,000 events is killed with SIGKILL at random moments, at
-//! least 20 times against one recovery store, each time after windows have closed
-//! and the file sink has written, and resumed each time. After every kill the test
+//! windowed flow on 1,000,000 events is killed with SIGKILL and resumed again and
+//! again on one recovery store: 20 times after the killed run committed and its
+//! windows closed into the file sink, spread over the first half of the output, and
+//! now and then early, while it opens the store. After every kill the test
 //! reads the store's committed epoch (`riffle recovery show`) and the output files:
 //! the epoch only moves forward and has moved during the killed run, and the lines
 //! on disk are lines of a clean run with none repeated. Then the store, as the kills
@@ -68,6 +69,18 @@ fn lines_on_disk(dir: &Path) -> (Vec<String>, u64) {
     }
     lines.sort();
     (lines, bytes)
+}
+
+/// The bytes in the files of `dir`.
+fn bytes_on_disk(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Lines of `got` (sorted) that are not in `expected` (sorted) or are repeated.
@@ -142,12 +155,14 @@ fn group_alive(group: u32) -> bool {
 /// When to kill a run.
 #[derive(Clone, Copy, Debug)]
 enum Moment {
-    /// At a random moment soon after it starts (while it opens and restores the store
+    /// At a random moment in its first 100 ms (while it opens and restores the store
     /// and truncates the output), committed or not.
     Early,
-    /// Once it has committed a first epoch of its own and then this many snapshots
-    /// more, plus a random delay.
-    AfterCommits(u64),
+    /// Once it has committed an epoch of its own and its output files hold this
+    /// share of the clean output's bytes, plus a random delay of up to 30 ms.
+    /// Steering by the output, not by time, keeps the kills spread over the run
+    /// however fast the machine is.
+    Written(f64),
 }
 
 /// What a kill left behind.
@@ -170,6 +185,7 @@ struct Crash {
     out: PathBuf,
     run_args: Vec<String>,
     expected: Vec<String>,
+    expected_bytes: u64,
     random: Random,
     seed: u64,
     kills: Vec<Kill>,
@@ -217,12 +233,13 @@ impl Crash {
         Some(epoch)
     }
 
-    /// One kill in five early, the others after 1 to 3 snapshots past the first commit.
-    fn moment(&mut self) -> Moment {
+    /// One kill in five early; the others once the output holds a random share
+    /// of the clean output between `from` and `to`.
+    fn moment(&mut self, from: f64, to: f64) -> Moment {
         if self.random.below(5) == 0 {
             Moment::Early
         } else {
-            Moment::AfterCommits(1 + self.random.below(3))
+            Moment::Written(from + (to - from) * self.random.below(1000) as f64 / 1000.0)
         }
     }
 
@@ -245,40 +262,45 @@ impl Crash {
                 );
             }
         };
-        // The epoch the run committed before its kill, for a kill after commits.
-        let mut target = None;
+        // An epoch the run committed before its kill, for a kill after a commit.
+        let mut seen_committed = None;
         match moment {
             Moment::Early => {
-                let deadline = started + Duration::from_millis(self.random.below(150));
+                let deadline = started + Duration::from_millis(self.random.below(100));
                 while Instant::now() < deadline {
                     finished(&mut child, self);
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
-            Moment::AfterCommits(snapshots) => {
-                // The run's first commit comes once it has started (a cluster takes a
-                // second to connect, and its epochs run on meanwhile); then it commits
-                // a snapshot every 2 epochs.
-                let mut first = None;
+            Moment::Written(share) => {
+                // A cluster takes a second to connect before its first commit.
                 loop {
                     finished(&mut child, self);
                     let now = self.committed();
                     if now > before {
-                        let first = *first.get_or_insert(now.unwrap());
-                        if now >= Some(first + 2 * snapshots) {
-                            break;
-                        }
+                        seen_committed = now;
+                        break;
                     }
                     assert!(
                         started.elapsed() < Duration::from_secs(30),
-                        "seed {seed}: run {n} ({workers:?}) resumed from {before:?}, committed \
-                         {now:?} and no more within 30 s:\n{}",
+                        "seed {seed}: run {n} ({workers:?}) resumed from {before:?} and \
+                         committed nothing within 30 s:\n{}",
                         self.log()
                     );
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                std::thread::sleep(Duration::from_millis(self.random.below(60)));
-                target = first.map(|f| f + 2 * snapshots);
+                let bytes = (share * self.expected_bytes as f64) as u64;
+                while bytes_on_disk(&self.out) < bytes {
+                    finished(&mut child, self);
+                    assert!(
+                        started.elapsed() < Duration::from_secs(30),
+                        "seed {seed}: run {n} ({workers:?}) wrote less than {bytes} bytes \
+                         within 30 s:\n{}",
+                        self.log()
+                    );
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                std::thread::sleep(Duration::from_millis(self.random.below(30)));
             }
         }
         finished(&mut child, self);
@@ -306,8 +328,9 @@ impl Crash {
             "seed {seed}: kill {n}: the committed epoch went back from {before:?} to {after:?}"
         );
         assert!(
-            after >= target,
-            "seed {seed}: kill {n}: committed {after:?}, below the {target:?} seen before the kill"
+            after >= seen_committed,
+            "seed {seed}: kill {n}: committed {after:?}, below the {seen_committed:?} seen \
+             before the kill"
         );
         let (lines, bytes) = lines_on_disk(&self.out);
         let (unexpected, repeated) = strays(&lines, &self.expected);
@@ -458,21 +481,24 @@ fn killed_twenty_times_and_rescaled_the_output_is_exactly_a_clean_runs() {
         out: out.clone(),
         run_args,
         expected,
+        expected_bytes,
         random: Random(seed),
         seed,
         kills: Vec::new(),
     };
 
     // 2 workers, killed until 20 kills have come after commits of the killed run's
-    // own; now and then one is killed early instead, while it opens the store.
+    // own, spread over the first half of the output; now and then one is killed
+    // early instead, while it opens the store.
     let mut late = 0;
     let mut wrote = 0;
     let mut not_empty = 0;
     let mut seen: HashSet<String> = HashSet::new();
     while late < KILLS {
-        let moment = crash.moment();
+        let share = late as f64 / KILLS as f64 / 2.0;
+        let moment = crash.moment(share, share + 0.5 / KILLS as f64);
         let kill = crash.kill(&["-w", "2"], moment);
-        if let Moment::AfterCommits(_) = kill.moment {
+        if let Moment::Written(_) = kill.moment {
             late += 1;
             not_empty += usize::from(kill.bytes > 0);
             wrote += usize::from(kill.lines.iter().any(|l| !seen.contains(l)));
@@ -515,8 +541,11 @@ fn killed_twenty_times_and_rescaled_the_output_is_exactly_a_clean_runs() {
             Crash::copy_dir(&saved_out, &out);
         }
         let from = crash.committed();
-        for _ in 0..3 {
-            let moment = crash.moment();
+        // Three more kills, spread up to 85% of the output.
+        let step = (0.85 - done).max(0.0) / 3.0;
+        for k in 0..3 {
+            let share = done + step * k as f64;
+            let moment = crash.moment(share, share + step);
             crash.kill(workers, moment);
         }
         let killed_at = crash.committed();
@@ -540,10 +569,13 @@ fn killed_twenty_times_and_rescaled_the_output_is_exactly_a_clean_runs() {
     }
     for (i, k) in crash.kills.iter().enumerate() {
         println!(
-            "kill {:>2}: {:<12} {:<16} after {:>4} ms, committed {:?} -> {:?}, {} lines on disk",
+            "kill {:>2}: {:<12} {:<17} after {:>4} ms, committed {:?} -> {:?}, {} lines on disk",
             i + 1,
             k.workers,
-            format!("{:?}", k.moment),
+            match k.moment {
+                Moment::Early => "early".to_string(),
+                Moment::Written(share) => format!("at {:.1}% written", share * 100.0),
+            },
             k.ran.as_millis(),
             k.before,
             k.after,
