@@ -24,10 +24,16 @@
 //!   primary sends to fallback to a second sink; each is a [`SinkUdf`], in-process or
 //!   a server.
 //!
-//! [`UdfFlowExt`] adds `udf_source(step_id, sourcer, batch_size)` and
-//! `udf_call_source(step_id, options, batch_size)` to a [`Dataflow`]: a user-defined
-//! source read on worker 0, each batch acknowledged once it entered the flow. Such a
-//! source ends when a read returns nothing and the source reports no pending messages.
+//! [`UdfFlowExt`] adds to a [`Dataflow`]:
+//!
+//! - `udf_source(step_id, sourcer, batch_size)` and `udf_call_source(step_id,
+//!   options, batch_size)`: a user-defined source read on worker 0, each batch
+//!   acknowledged once it entered the flow. Such a source ends when a read returns
+//!   nothing and the source reports no pending messages.
+//! - `udf_side_input(step_id, side_input, refresh)` and `udf_call_side_input(step_id,
+//!   options, refresh)`: a side input retrieved when a run starts and every `refresh`
+//!   after, by a background thread per process; the returned [`SideInputHandle`]
+//!   holds the latest value for steps to read.
 //!
 //! ```
 //! use riffle::{Dataflow, sources::TestingSource, sinks::TestingSink};
@@ -83,18 +89,22 @@
 mod map;
 mod pool;
 mod reduce;
+mod side_input;
 mod sink;
 mod source;
+
+use std::time::Duration;
 
 use riffle::window::{Clock, Windower};
 use riffle::{Dataflow, RiffleError, Stream};
 
 pub use reduce::{Reduced, event_time};
+pub use side_input::SideInputHandle;
 pub use sink::SinkUdf;
 
 use crate::client::ClientOptions;
 use crate::datum::{Datum, Message, SourceMessage};
-use crate::udf::{BatchMapper, Mapper, Reducer, Sinker, SourceTransformer, Sourcer};
+use crate::udf::{BatchMapper, Mapper, Reducer, SideInput, Sinker, SourceTransformer, Sourcer};
 
 /// UDF steps on a stream of [`Datum`]s.
 pub trait UdfStreamExt {
@@ -201,6 +211,25 @@ pub trait UdfFlowExt {
         options: ClientOptions,
         batch_size: u64,
     ) -> riffle::Result<Stream<SourceMessage>>;
+
+    /// Adds a side-input step that calls `side_input` in-process when a run starts
+    /// and every `refresh` after; the returned handle holds the latest value
+    /// broadcast, for steps to read (see [`SideInputHandle`]).
+    fn udf_side_input<S: SideInput>(
+        &self,
+        step_id: &str,
+        side_input: S,
+        refresh: Duration,
+    ) -> riffle::Result<SideInputHandle>;
+
+    /// Like [`udf_side_input`](Self::udf_side_input), retrieving from a side-input
+    /// UDF server over its socket.
+    fn udf_call_side_input(
+        &self,
+        step_id: &str,
+        options: ClientOptions,
+        refresh: Duration,
+    ) -> riffle::Result<SideInputHandle>;
 }
 
 fn step_error(step_id: &str, e: impl std::fmt::Display) -> RiffleError {
@@ -315,5 +344,23 @@ impl UdfFlowExt for Dataflow {
         batch_size: u64,
     ) -> riffle::Result<Stream<SourceMessage>> {
         source::udf_call_source(self, step_id, options, batch_size)
+    }
+
+    fn udf_side_input<S: SideInput>(
+        &self,
+        step_id: &str,
+        side_input: S,
+        refresh: Duration,
+    ) -> riffle::Result<SideInputHandle> {
+        side_input::udf_side_input(self, step_id, side_input, refresh)
+    }
+
+    fn udf_call_side_input(
+        &self,
+        step_id: &str,
+        options: ClientOptions,
+        refresh: Duration,
+    ) -> riffle::Result<SideInputHandle> {
+        side_input::udf_call_side_input(self, step_id, options, refresh)
     }
 }
