@@ -17,12 +17,12 @@
 //!   Datums are keyed by their keys and collected per window (any Riffle
 //!   [`Windower`]); when a window closes the reducer is called once per key with the
 //!   window's interval and datums, in-process or on a reduce server. Datums that
-//!   arrive after their windows closed come out on [`Reduced::late`].
+//!   arrive after their windows closed come out on [`Reduced::late`]. See [`reduce`].
 //! - `udf_sink(step_id, sinker)` and `udf_call_sink(step_id, options)`: a sink UDF as
 //!   the flow's sink; a datum the sink fails (or sends to fallback) stops the run.
 //!   `udf_sink_with_fallback(step_id, primary, fallback)` writes the datums the
 //!   primary sends to fallback to a second sink; each is a [`SinkUdf`], in-process or
-//!   a server.
+//!   a server. See [`sink`].
 //!
 //! [`UdfFlowExt`] adds to a [`Dataflow`]:
 //!
@@ -33,7 +33,7 @@
 //! - `udf_side_input(step_id, side_input, refresh)` and `udf_call_side_input(step_id,
 //!   options, refresh)`: a side input retrieved when a run starts and every `refresh`
 //!   after, by a background thread per process; the returned [`SideInputHandle`]
-//!   holds the latest value for steps to read.
+//!   holds the latest value for steps to read. See [`side_input`].
 //!
 //! ```
 //! use riffle::{Dataflow, sources::TestingSource, sinks::TestingSink};
@@ -88,9 +88,9 @@
 
 mod map;
 mod pool;
-mod reduce;
-mod side_input;
-mod sink;
+pub mod reduce;
+pub mod side_input;
+pub mod sink;
 mod source;
 
 use std::time::Duration;
