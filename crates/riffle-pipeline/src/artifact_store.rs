@@ -9,7 +9,10 @@
 //! The store is any [`object_store`] backend: a local folder (the default, under the
 //! project's `.riffle/`), memory, or S3, GCS and Azure by URL (`s3://bucket/prefix`,
 //! `gs://...`, `az://...`), with credentials taken from the usual environment
-//! variables (`AWS_ACCESS_KEY_ID`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`...).
+//! variables (`AWS_ACCESS_KEY_ID`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`...;
+//! only variables starting with `AWS_`, `GOOGLE_` or `AZURE_` are read). An
+//! S3-compatible server (MinIO, Ceph, ...) is reached with `AWS_ENDPOINT=http://host:port`
+//! (and `AWS_ALLOW_HTTP=true` for plain HTTP); its bucket must exist.
 
 use std::future::Future;
 use std::path::Path as FsPath;
@@ -129,7 +132,14 @@ impl ArtifactStore {
             "memory" => return Ok(Self::memory()),
             _ => {}
         }
-        let (store, prefix) = object_store::parse_url_opts(&parsed, std::env::vars())
+        // Only the cloud providers' own variables: object_store also reads unprefixed
+        // names (`ENDPOINT`, `TOKEN`, `REGION`, ...) that mean other things elsewhere.
+        let options = std::env::vars().filter(|(k, _)| {
+            ["AWS_", "GOOGLE_", "AZURE_"]
+                .iter()
+                .any(|p| k.to_ascii_uppercase().starts_with(p))
+        });
+        let (store, prefix) = object_store::parse_url_opts(&parsed, options)
             .map_err(|e| invalid(e.to_string()))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

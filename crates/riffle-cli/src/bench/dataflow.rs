@@ -178,6 +178,12 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         report
             .extra
             .insert("store_bytes".into(), dir_bytes(store.path()).into());
+        // How many snapshots the run committed: a run shorter than the snapshot
+        // interval measures nothing of their cost.
+        let committed = RecoveryStore::summary(store.path())?.committed;
+        report
+            .extra
+            .insert("committed_epoch".into(), committed.into());
     }
     report.extra.insert(
         "top".into(),

@@ -135,7 +135,12 @@ pub(crate) struct RecoveryRun {
     /// The committed epoch this run resumes from.
     pub resume: Option<u64>,
     pub backup: Option<Arc<dyn BackupTarget>>,
+    /// Commits made by this run.
+    commits: std::sync::atomic::AtomicU64,
 }
+
+/// Every how many commits the whole store is swept for rows no resume needs.
+const SWEEP_EVERY: u64 = 32;
 
 impl RecoveryRun {
     /// Opens the store for a run. The `leader` (the only process, or process 0 of
@@ -162,6 +167,7 @@ impl RecoveryRun {
             keep,
             resume,
             backup: config.backup.clone(),
+            commits: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -190,8 +196,17 @@ impl RecoveryRun {
     /// Records `epoch` as committed and drops history older than kept.
     pub fn commit(&self, epoch: u64) -> Result<()> {
         self.store.commit(epoch)?;
-        self.store
-            .collect_garbage(epoch.saturating_sub(self.keep))?;
+        let keep_from = epoch.saturating_sub(self.keep);
+        // Keys written again are pruned as they are written; a full sweep (which
+        // reads the whole store) now and then takes what is left: keys no longer
+        // written and their deletions.
+        self.store.prune_before(keep_from);
+        let commits = self
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if commits % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.store.collect_garbage(keep_from)?;
+        }
         if let Some(target) = &self.backup {
             self.store.backup_to(target.as_ref())?;
         }

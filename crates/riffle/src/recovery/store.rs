@@ -47,6 +47,9 @@ pub struct StoreSummary {
 pub struct RecoveryStore {
     dir: PathBuf,
     parts: Vec<Mutex<Connection>>,
+    /// Rows older than a key's newest row at or before this epoch are no longer
+    /// needed by any resume (see [`RecoveryStore::prune_before`]); 0 until set.
+    prune_before: std::sync::atomic::AtomicU64,
 }
 
 const SCHEMA: &str = "
@@ -151,6 +154,7 @@ impl RecoveryStore {
         let store = Self {
             dir: dir.to_path_buf(),
             parts,
+            prune_before: std::sync::atomic::AtomicU64::new(0),
         };
         store.bind(flow, fingerprint)?;
         Ok(store)
@@ -185,8 +189,12 @@ impl RecoveryStore {
         let conn = Connection::open(path).map_err(|e| sql_error(path, "open", e))?;
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(|e| sql_error(path, "open", e))?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-            .map_err(|e| sql_error(path, "open (is it a recovery store file?)", e))?;
+        // A snapshot of many keys is one transaction: a page cache big enough to hold
+        // the B-tree pages it touches keeps SQLite from spilling and re-reading them.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;",
+        )
+        .map_err(|e| sql_error(path, "open (is it a recovery store file?)", e))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| sql_error(path, "read its schema", e))?;
         Ok(conn)
@@ -241,10 +249,12 @@ impl RecoveryStore {
             let p = (stable_hash(&(step_id, &change.0)) % n as u64) as usize;
             by_part[p].push(change);
         }
-        for (i, changes) in by_part.into_iter().enumerate() {
+        for (i, mut changes) in by_part.into_iter().enumerate() {
             if changes.is_empty() {
                 continue;
             }
+            // In key order, rows go into the table's B-tree page after page.
+            changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             let path = part_path(&self.dir, i);
             let mut conn = self.lock(i);
             let tx = conn
@@ -256,7 +266,25 @@ impl RecoveryStore {
                         "INSERT OR REPLACE INTO snaps (step_id, state_key, epoch, state) VALUES (?1, ?2, ?3, ?4)",
                     )
                     .map_err(|e| sql_error(&path, "write a snapshot", e))?;
+                // Pruning a key as it is written touches the pages the insert reads
+                // anyway, so a store whose keys all change stays at about two rows a
+                // key without scanning the table.
+                // Of the key's rows at or before the boundary, all but the newest go,
+                // and the newest too when it is a deletion.
+                let mut superseded = tx
+                    .prepare_cached(
+                        "DELETE FROM snaps WHERE step_id = ?1 AND state_key = ?2 AND epoch <= ?3 \
+                         AND (state IS NULL OR epoch < (SELECT MAX(epoch) FROM snaps \
+                         WHERE step_id = ?1 AND state_key = ?2 AND epoch <= ?3))",
+                    )
+                    .map_err(|e| sql_error(&path, "write a snapshot", e))?;
+                let prune = self.prune_before.load(std::sync::atomic::Ordering::Relaxed) as i64;
                 for (key, state) in &changes {
+                    if prune > 0 {
+                        superseded
+                            .execute(params![step_id, key, prune])
+                            .map_err(|e| sql_error(&path, "write a snapshot", e))?;
+                    }
                     insert
                         .execute(params![step_id, key, epoch as i64, state])
                         .map_err(|e| sql_error(&path, "write a snapshot", e))?;
@@ -333,6 +361,15 @@ impl RecoveryStore {
             .map_err(|e| sql_error(&path, "read its commits", e))?
             .flatten();
         Ok(epoch.map(|e| e as u64))
+    }
+
+    /// From now on, [`RecoveryStore::write`] deletes the rows of each key it writes
+    /// that no resume at or after `epoch` can need (its older rows, and a deletion
+    /// that has nothing left to hide). Set it to the oldest epoch that must stay
+    /// resumable, once that epoch is committed.
+    pub fn prune_before(&self, epoch: u64) {
+        self.prune_before
+            .fetch_max(epoch, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Deletes rows no resume can need: rows superseded by a newer row of the same
@@ -436,6 +473,38 @@ mod tests {
             store.load("s", 2).unwrap().is_empty(),
             "superseded rows are gone"
         );
+    }
+
+    #[test]
+    fn keys_written_again_are_pruned_to_what_resumes_need() {
+        let dir = tempfile::tempdir().unwrap();
+        RecoveryStore::init(dir.path(), 1).unwrap();
+        let store = RecoveryStore::open(dir.path(), "f", "x").unwrap();
+        let k = |s: &str| s.as_bytes().to_vec();
+        let rows = |store: &RecoveryStore| -> i64 {
+            let conn = store.lock(0);
+            conn.query_row("SELECT COUNT(*) FROM snaps", [], |r| r.get(0))
+                .unwrap()
+        };
+        store
+            .write("s", 1, vec![(k("a"), Some(k("1"))), (k("b"), Some(k("1")))])
+            .unwrap();
+        store
+            .write("s", 2, vec![(k("a"), Some(k("2"))), (k("b"), None)])
+            .unwrap();
+        store.commit(2).unwrap();
+        store.prune_before(2);
+        // Epoch 3 rewrites both keys: their epoch-1 rows go, b's deletion at 2 goes
+        // too (nothing older is left for it to hide), a's row at 2 stays for a
+        // resume at 2.
+        store
+            .write("s", 3, vec![(k("a"), Some(k("3"))), (k("b"), Some(k("3")))])
+            .unwrap();
+        assert_eq!(rows(&store), 3);
+        assert_eq!(store.load("s", 2).unwrap(), [(k("a"), k("2"))]);
+        let mut at3 = store.load("s", 3).unwrap();
+        at3.sort();
+        assert_eq!(at3, [(k("a"), k("3")), (k("b"), k("3"))]);
     }
 
     #[test]
