@@ -256,3 +256,29 @@ fn a_window_that_closed_before_a_failure_stays_closed_after_the_resume() -> Resu
     same_lines(&read_sorted(&out), &expected);
     Ok(())
 }
+
+#[test]
+fn resuming_into_another_output_folder_is_refused_naming_the_step() -> Result<()> {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    write_events(&input, 20_000);
+    let store = tmp.path().join("store");
+    RecoveryStore::init(&store, 1)?;
+    let never = Arc::new(AtomicU64::new(u64::MAX));
+    let execution = || {
+        Execution::new()
+            .epoch_interval(Duration::from_millis(2))
+            .recovery(Recovery::new(&store).snapshot_interval(Duration::from_millis(2)))
+    };
+    execution().run(&flow(&input, &tmp.path().join("out"), never.clone())?)?;
+    let err = execution()
+        .run(&flow(&input, &tmp.path().join("elsewhere"), never)?)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("step \"out\""), "{err}");
+    assert!(
+        err.contains("resume with the same output location"),
+        "{err}"
+    );
+    Ok(())
+}

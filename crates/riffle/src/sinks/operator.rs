@@ -46,6 +46,22 @@ pub(super) fn add_fixed<T: Data, S: FixedPartitionedSink<Item = T>>(
                     resume.insert(name, decode(&id, &state)?);
                 }
             }
+            // Every partition snapshots its position, so a store that holds
+            // positions for this sink but none for one of its partitions was made
+            // with other partitions (say, another output folder): writing that
+            // partition from scratch would lose what the store says was written.
+            if !resume.is_empty()
+                && let Some(name) = names.iter().find(|n| !resume.contains_key(*n))
+            {
+                let mut known: Vec<&String> = resume.keys().collect();
+                known.sort();
+                known.truncate(3);
+                return Err(RiffleError::Recovery(format!(
+                    "step {id:?}: the recovery store has committed positions for partitions \
+                     {known:?}, but none for {name:?}; resume with the same output location \
+                     as the run that made the store, or start a new store"
+                )));
+            }
             // Partition index -> this worker's open partition (None if another
             // worker owns it).
             let mut parts: Vec<Option<S::Partition>> = Vec::with_capacity(count);
