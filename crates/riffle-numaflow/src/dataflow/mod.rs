@@ -18,6 +18,14 @@
 //!   [`Windower`]); when a window closes the reducer is called once per key with the
 //!   window's interval and datums, in-process or on a reduce server. Datums that
 //!   arrive after their windows closed come out on [`Reduced::late`]. See [`reduce`].
+//! - `udf_reduce_stream(step_id, clock, windower, streamer)` and
+//!   `udf_call_reduce_stream(step_id, clock, windower, options)`: the same windows
+//!   with a reduce-stream UDF; every message it sends for a key and window goes down.
+//! - `udf_accumulate(step_id, clock, timeout, accumulator)` and
+//!   `udf_call_accumulate(step_id, clock, timeout, options)`: an accumulator per key,
+//!   fed the key's datums in event-time order until the key has been quiet for
+//!   `timeout`, as Numaflow's accumulator window; its output datums (with their
+//!   tags) come out on [`Accumulation::down`]. See [`reduce`].
 //! - `udf_sink(step_id, sinker)` and `udf_call_sink(step_id, options)`: a sink UDF as
 //!   the flow's sink; a datum the sink fails (or sends to fallback) stops the run.
 //!   `udf_sink_with_fallback(step_id, primary, fallback)` writes the datums the
@@ -98,13 +106,16 @@ use std::time::Duration;
 use riffle::window::{Clock, Windower};
 use riffle::{Dataflow, RiffleError, Stream};
 
-pub use reduce::{Reduced, event_time};
+pub use reduce::{Accumulation, Reduced, event_time};
 pub use side_input::SideInputHandle;
 pub use sink::SinkUdf;
 
 use crate::client::ClientOptions;
 use crate::datum::{Datum, Message, SourceMessage};
-use crate::udf::{BatchMapper, Mapper, Reducer, SideInput, Sinker, SourceTransformer, Sourcer};
+use crate::udf::{
+    Accumulator, BatchMapper, Mapper, ReduceStreamer, Reducer, SideInput, Sinker,
+    SourceTransformer, Sourcer,
+};
 
 /// UDF steps on a stream of [`Datum`]s.
 pub trait UdfStreamExt {
@@ -156,6 +167,49 @@ pub trait UdfStreamExt {
         windower: W,
         options: ClientOptions,
     ) -> riffle::Result<Reduced>;
+
+    /// Like [`udf_reduce`](Self::udf_reduce) with a reduce-stream UDF: `streamer` is
+    /// called once per key and window when the window closes, and every message it
+    /// sends goes down, in the order sent.
+    fn udf_reduce_stream<R: ReduceStreamer, W: Windower>(
+        &self,
+        step_id: &str,
+        clock: Clock<Datum>,
+        windower: W,
+        streamer: R,
+    ) -> riffle::Result<Reduced>;
+
+    /// Like [`udf_call_reduce`](Self::udf_call_reduce) on a reduce-stream UDF server
+    /// (its server info is `reducestreamer-server-info`).
+    fn udf_call_reduce_stream<W: Windower>(
+        &self,
+        step_id: &str,
+        clock: Clock<Datum>,
+        windower: W,
+        options: ClientOptions,
+    ) -> riffle::Result<Reduced>;
+
+    /// Accumulates each key's datums in-process: one accumulator stream per key,
+    /// datums in event-time order, closed once the key has seen no datum for
+    /// `timeout` of `clock`'s time (or the input ended); see [`reduce`] for the
+    /// mapping of Numaflow's accumulator.
+    fn udf_accumulate<A: Accumulator>(
+        &self,
+        step_id: &str,
+        clock: Clock<Datum>,
+        timeout: Duration,
+        accumulator: A,
+    ) -> riffle::Result<Accumulation>;
+
+    /// Like [`udf_accumulate`](Self::udf_accumulate) on an accumulator UDF server:
+    /// one call per key's stream, on a connection of the step's pool.
+    fn udf_call_accumulate(
+        &self,
+        step_id: &str,
+        clock: Clock<Datum>,
+        timeout: Duration,
+        options: ClientOptions,
+    ) -> riffle::Result<Accumulation>;
 
     /// Calls a batch-map UDF server over its socket, in batches of `batch_size`: like
     /// [`udf_call_map`](Self::udf_call_map), but the server must announce batch-map
@@ -307,6 +361,46 @@ impl UdfStreamExt for Stream<Datum> {
         options: ClientOptions,
     ) -> riffle::Result<Reduced> {
         reduce::udf_call_reduce(self, step_id, clock, windower, options)
+    }
+
+    fn udf_reduce_stream<R: ReduceStreamer, W: Windower>(
+        &self,
+        step_id: &str,
+        clock: Clock<Datum>,
+        windower: W,
+        streamer: R,
+    ) -> riffle::Result<Reduced> {
+        reduce::udf_reduce_stream(self, step_id, clock, windower, streamer)
+    }
+
+    fn udf_call_reduce_stream<W: Windower>(
+        &self,
+        step_id: &str,
+        clock: Clock<Datum>,
+        windower: W,
+        options: ClientOptions,
+    ) -> riffle::Result<Reduced> {
+        reduce::udf_call_reduce_stream(self, step_id, clock, windower, options)
+    }
+
+    fn udf_accumulate<A: Accumulator>(
+        &self,
+        step_id: &str,
+        clock: Clock<Datum>,
+        timeout: Duration,
+        accumulator: A,
+    ) -> riffle::Result<Accumulation> {
+        reduce::udf_accumulate(self, step_id, clock, timeout, accumulator)
+    }
+
+    fn udf_call_accumulate(
+        &self,
+        step_id: &str,
+        clock: Clock<Datum>,
+        timeout: Duration,
+        options: ClientOptions,
+    ) -> riffle::Result<Accumulation> {
+        reduce::udf_call_accumulate(self, step_id, clock, timeout, options)
     }
 
     fn udf_sink<S: Sinker>(&self, step_id: &str, sinker: S) -> riffle::Result<()> {

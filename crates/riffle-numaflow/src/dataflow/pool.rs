@@ -12,14 +12,17 @@
 //!
 //! The pool lives as long as the flow that holds the step, across runs: dropping
 //! the flow ends every stream cleanly (some servers stop when a stream is cancelled
-//! instead). Every remote step (map, batch map, transform, reduce) goes through
-//! here: a new kind of client only says how it closes ([`Pooled`]).
+//! instead). Every remote step (map, batch map, transform, reduce, reduce-stream,
+//! accumulator) goes through here: a new kind of client only says how it closes
+//! ([`Pooled`]).
 
 use std::future::Future;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::client::{ClientOptions, MapClient, ReduceClient, SourceTransformClient};
+use crate::client::{
+    AccumulatorClient, ClientOptions, MapClient, ReduceClient, SourceTransformClient,
+};
 use crate::error::Error;
 use crate::kind::UdfKind;
 
@@ -43,6 +46,12 @@ impl Pooled for SourceTransformClient {
 
 /// A reduce client opens one stream per window and holds none in between.
 impl Pooled for ReduceClient {
+    async fn close(self) {}
+}
+
+/// An accumulator client opens one stream per call (each key opened and closed on
+/// it) and holds none in between.
+impl Pooled for AccumulatorClient {
     async fn close(self) {}
 }
 

@@ -1,5 +1,7 @@
 //! Reducers over windows: `udf_reduce` (in-process) and `udf_call_reduce` (a reduce
-//! server over its socket).
+//! server over its socket); the same for reduce-stream UDFs (`udf_reduce_stream`,
+//! `udf_call_reduce_stream`) and accumulators (`udf_accumulate`,
+//! `udf_call_accumulate`).
 //!
 //! A reduce step is a Riffle window step followed by a call. Datums are keyed by
 //! their `keys`, placed in windows by a [`Clock`] and a [`Windower`] (tumbling,
@@ -8,7 +10,7 @@
 //! once for that key and window, as Numaflow does: with the keys, the window's
 //! interval `[start, end)` as a [`Window`], and the window's datums in event-time
 //! order. The reducer's messages go down the step's [`Reduced::down`] stream
-//! (messages tagged [`DROP`](crate::DROP) are dropped).
+//! (messages tagged [`DROP`] are dropped).
 //!
 //! Under an event-time clock, a datum may arrive after every window it falls in has
 //! closed. It is not dropped silently: it goes to [`Reduced::late`] with its time,
@@ -20,30 +22,70 @@
 //!
 //! [`event_time`] is the usual clock: each datum's own event time, with an allowed
 //! lateness.
+//!
+//! # Reduce-stream
+//!
+//! A reduce-stream UDF ([`ReduceStreamer`], or a reduce-stream server) gets the same
+//! calls as a reducer: once per key and window, when the window closes, with the
+//! window's datums in event-time order. Every message it sends goes down, in the
+//! order sent. Riffle's window step hands a window's datums over when the window
+//! closes, so the messages of one window come out together at that point rather
+//! than while the window is open; what comes out is the same.
+//!
+//! # Accumulators
+//!
+//! In Numaflow an accumulator is a window of its own kind: each key has one open
+//! stream, fed the key's datums ordered by event time, and the UDF sends output
+//! datums whenever it likes (typically holding datums back to re-order them). The
+//! stream is closed once no datum came for the key for the window's `timeout`;
+//! pynumaflow (0.14) then ends the handler's input, sends what it still outputs and
+//! answers EOF, and the next datum of that key opens a new stream, on a new
+//! instance of a class-based accumulator. Riffle maps this onto the same window
+//! machinery:
+//!
+//! - a key's stream is a session window of the key with a gap of `timeout` under the
+//!   step's clock (so, with [`event_time`], a stream closes when the watermark has
+//!   passed its last datum by `timeout`; the end of the input closes every stream);
+//! - when the stream closes, the accumulator is called once with its datums in
+//!   event-time order: in-process on a fresh [`DatumStream`], remotely as one
+//!   `AccumulateFn` stream (OPEN, APPENDs, CLOSE for the key) whose outputs are read
+//!   up to the key's EOF;
+//! - each output datum, with its tags, goes down [`Accumulation::down`] (outputs
+//!   tagged [`DROP`] are dropped); a datum that comes after its key's
+//!   stream has closed, beyond the clock's lateness, goes to `late` instead.
+//!
+//! So an accumulator sees exactly the streams Numaflow would give it, and its
+//! outputs come out when each stream closes. Like the reduce step, the open
+//! streams' datums are kept under recovery.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use riffle::Stream;
-use riffle::window::{Clock, Late, LiveWindows, Millis, WindowMeta, Windower};
+use riffle::window::{Clock, Late, LiveWindows, Millis, SessionWindower, WindowMeta, Windower};
+use riffle::{Data, Stream};
 
-use super::keep;
-use super::pool::ClientPool;
-use crate::client::{ClientOptions, ReduceClient};
-use crate::datum::{Datum, Message, Window};
+use super::pool::{ClientPool, Pooled};
+use crate::DROP;
+use crate::client::{AccumulatorClient, ClientOptions, ReduceClient};
+use crate::datum::{Accumulated, Datum, Message, Window};
+use crate::error::HandlerResult;
 use crate::kind::UdfKind;
 use crate::runtime::block_on;
-use crate::udf::{DatumStream, Reducer};
+use crate::udf::{Accumulator, DatumStream, MessageSender, ReduceStreamer, Reducer};
 
-/// The streams of a reduce step.
-pub struct Reduced {
-    /// The reducer's messages, once per key and window as windows close.
-    pub down: Stream<Message>,
+/// The streams of a reduce, reduce-stream or accumulator step.
+pub struct Reduced<T = Message> {
+    /// The UDF's outputs, once per key and window as windows close.
+    pub down: Stream<T>,
     /// Datums whose windows had all closed when they arrived, by their keys.
     pub late: Stream<(Vec<String>, Late<Datum>)>,
     /// How many keys hold open windows while the flow runs (in this process).
     pub live: Arc<LiveWindows>,
 }
+
+/// The streams of an accumulator step: its output datums with their tags.
+pub type Accumulation = Reduced<Accumulated>;
 
 /// An event-time clock over datums: a datum's time is its `event_time`, and datums
 /// may arrive up to `allowed_lateness` behind the latest one seen.
@@ -121,15 +163,73 @@ fn closed_windows<W: Windower>(
 
 type LateAndLive = (Stream<(Vec<String>, Late<Datum>)>, Arc<LiveWindows>);
 
-fn reduced(
+/// Whether an output passes: outputs tagged [`DROP`] do not.
+trait Output: Data {
+    fn passes(&self) -> bool;
+}
+
+impl Output for Message {
+    fn passes(&self) -> bool {
+        !self.is_drop()
+    }
+}
+
+impl Output for Accumulated {
+    fn passes(&self) -> bool {
+        !self.tags.iter().any(|t| t == DROP)
+    }
+}
+
+/// Every windowed step: the window part of [`closed_windows`], then `call` once per
+/// key and closed window (on the worker that holds the key), its outputs down.
+fn windowed<T: Output, W: Windower>(
+    stream: &Stream<Datum>,
     step_id: &str,
-    results: Stream<Vec<Message>>,
-    (late, live): LateAndLive,
-) -> riffle::Result<Reduced> {
-    Ok(Reduced {
-        down: results.flat_map(&format!("{step_id}.messages"), keep)?,
-        late,
-        live,
+    clock: Clock<Datum>,
+    windower: W,
+    call: impl Fn(ClosedWindow) -> Result<Vec<T>, String> + Send + Sync + 'static,
+) -> riffle::Result<Reduced<T>> {
+    let (closed, (late, live)) = closed_windows(stream, step_id, clock, windower)?;
+    let down = closed
+        .try_map(step_id, call)?
+        .flat_map(&format!("{step_id}.messages"), |out: Vec<T>| {
+            out.into_iter().filter(Output::passes)
+        })?;
+    Ok(Reduced { down, late, live })
+}
+
+/// Runs a streaming handler to its end and gathers what it sent, in order.
+async fn gathered<T: Send, F>(run: impl FnOnce(MessageSender<T>) -> F) -> HandlerResult<Vec<T>>
+where
+    F: Future<Output = HandlerResult<()>>,
+{
+    let (out, mut rx) = MessageSender::channel(256);
+    let handler = run(out);
+    let gather = async {
+        let mut all = Vec::new();
+        while let Some(m) = rx.recv().await {
+            all.push(m);
+        }
+        all
+    };
+    let (done, all) = tokio::join!(handler, gather);
+    done.map(|()| all)
+}
+
+/// A window step that calls a UDF in-process: `handle` runs on the step's worker.
+fn in_process<T: Output, W: Windower, F>(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    clock: Clock<Datum>,
+    windower: W,
+    kind: UdfKind,
+    handle: impl Fn(ClosedWindow) -> F + Send + Sync + 'static,
+) -> riffle::Result<Reduced<T>>
+where
+    F: Future<Output = HandlerResult<Vec<T>>>,
+{
+    windowed(stream, step_id, clock, windower, move |closed| {
+        block_on(handle(closed)).map_err(|e| format!("{kind} UDF failed: {e}"))
     })
 }
 
@@ -140,14 +240,97 @@ pub(super) fn udf_reduce<R: Reducer, W: Windower>(
     windower: W,
     reducer: R,
 ) -> riffle::Result<Reduced> {
-    let (closed, rest) = closed_windows(stream, step_id, clock, windower)?;
     let reducer = Arc::new(reducer);
-    let kind = UdfKind::Reduce;
-    let results = closed.try_map(step_id, move |(keys, window, datums): ClosedWindow| {
-        block_on(reducer.reduce(keys, window, DatumStream::from_vec(datums)))
-            .map_err(|e| format!("{kind} UDF failed: {e}"))
-    })?;
-    reduced(step_id, results, rest)
+    in_process(
+        stream,
+        step_id,
+        clock,
+        windower,
+        UdfKind::Reduce,
+        move |(keys, window, datums): ClosedWindow| {
+            let reducer = reducer.clone();
+            async move {
+                reducer
+                    .reduce(keys, window, DatumStream::from_vec(datums))
+                    .await
+            }
+        },
+    )
+}
+
+pub(super) fn udf_reduce_stream<R: ReduceStreamer, W: Windower>(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    clock: Clock<Datum>,
+    windower: W,
+    streamer: R,
+) -> riffle::Result<Reduced> {
+    let streamer = Arc::new(streamer);
+    in_process(
+        stream,
+        step_id,
+        clock,
+        windower,
+        UdfKind::ReduceStream,
+        move |(keys, window, datums): ClosedWindow| {
+            let streamer = streamer.clone();
+            async move {
+                gathered(|out| {
+                    streamer.reduce_stream(keys, window, DatumStream::from_vec(datums), out)
+                })
+                .await
+            }
+        },
+    )
+}
+
+pub(super) fn udf_accumulate<A: Accumulator>(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    clock: Clock<Datum>,
+    timeout: Duration,
+    accumulator: A,
+) -> riffle::Result<Accumulation> {
+    let accumulator = Arc::new(accumulator);
+    in_process(
+        stream,
+        step_id,
+        clock,
+        SessionWindower::new(timeout),
+        UdfKind::Accumulator,
+        move |(_, _, datums): ClosedWindow| {
+            let accumulator = accumulator.clone();
+            async move {
+                gathered(|out| accumulator.accumulate(DatumStream::from_vec(datums), out)).await
+            }
+        },
+    )
+}
+
+/// A window step that calls a server: one call per key and window on a client of
+/// the step's pool, made by `connect`.
+fn on_server<T: Output, C: Pooled, W: Windower>(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    clock: Clock<Datum>,
+    windower: W,
+    options: ClientOptions,
+    connect: impl AsyncFn(ClientOptions) -> crate::Result<C> + Send + Sync + 'static,
+    call: impl AsyncFn(&mut C, Window, Vec<Datum>) -> crate::Result<Vec<T>> + Send + Sync + 'static,
+) -> riffle::Result<Reduced<T>> {
+    let pool = ClientPool::new(options);
+    windowed(
+        stream,
+        step_id,
+        clock,
+        windower,
+        move |(_, window, datums)| {
+            pool.call(&connect, async |client: &mut C| {
+                call(client, window, datums).await
+            })
+            .map_err(|e| e.to_string())
+        },
+    )
 }
 
 pub(super) fn udf_call_reduce<W: Windower>(
@@ -157,12 +340,61 @@ pub(super) fn udf_call_reduce<W: Windower>(
     windower: W,
     options: ClientOptions,
 ) -> riffle::Result<Reduced> {
-    let (closed, rest) = closed_windows(stream, step_id, clock, windower)?;
-    let pool = ClientPool::new(options);
-    let results = closed.try_map(step_id, move |(_, window, datums): ClosedWindow| {
-        pool.call(ReduceClient::connect, async |client: &mut ReduceClient| {
+    call_reduce_kind(stream, step_id, clock, windower, options, UdfKind::Reduce)
+}
+
+pub(super) fn udf_call_reduce_stream<W: Windower>(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    clock: Clock<Datum>,
+    windower: W,
+    options: ClientOptions,
+) -> riffle::Result<Reduced> {
+    call_reduce_kind(
+        stream,
+        step_id,
+        clock,
+        windower,
+        options,
+        UdfKind::ReduceStream,
+    )
+}
+
+fn call_reduce_kind<W: Windower>(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    clock: Clock<Datum>,
+    windower: W,
+    options: ClientOptions,
+    kind: UdfKind,
+) -> riffle::Result<Reduced> {
+    on_server(
+        stream,
+        step_id,
+        clock,
+        windower,
+        options,
+        async move |options| ReduceClient::connect_kind(kind, options).await,
+        async |client: &mut ReduceClient, window, datums| {
             client.reduce_window(&window, &datums).await
-        })
-    })?;
-    reduced(step_id, results, rest)
+        },
+    )
+}
+
+pub(super) fn udf_call_accumulate(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    clock: Clock<Datum>,
+    timeout: Duration,
+    options: ClientOptions,
+) -> riffle::Result<Accumulation> {
+    on_server(
+        stream,
+        step_id,
+        clock,
+        SessionWindower::new(timeout),
+        options,
+        AccumulatorClient::connect,
+        async |client: &mut AccumulatorClient, _, datums| client.accumulate(&datums).await,
+    )
 }
