@@ -413,14 +413,15 @@ fn calls_a_pynumaflow_accumulator_server() {
     let dir = tempfile::tempdir().unwrap();
     let server = PyServer::start(&py, "accumulator", dir.path());
     let options = ClientOptions::new(&server.socket).with_server_info_file(&server.info);
-    // One key's stream, out of event-time order. One stream only: pynumaflow 0.14.0's
-    // accumulator server shuts itself down when a client cancels an RPC, and the
-    // client drops its response stream as soon as every key's EOF is in, which can
-    // race the server's end of the RPC; a second call could find the server gone.
+    // Two keys' streams from two workers, out of event-time order. (pynumaflow
+    // 0.14.0's accumulator server shuts itself down when a client cancels a call,
+    // so the client reads every call to its end.)
     let datums = vec![
         at("a", 3_000, "a3"),
+        at("b", 1_500, "b1"),
         at("a", 1_000, "a1"),
         at("a", 2_000, "a2"),
+        at("b", 2_500, "b2"),
     ];
     let flow = Dataflow::new("accumulate-python");
     let out = TestingSink::new();
@@ -442,7 +443,13 @@ fn calls_a_pynumaflow_accumulator_server() {
     // pynumaflow's accumulator numbers the stream's values in the order sent, tag "py".
     assert_eq!(
         out.take_sorted(),
-        ["a a1#1 1000 [py]", "a a2#2 2000 [py]", "a a3#3 3000 [py]"]
+        [
+            "a a1#1 1000 [py]",
+            "a a2#2 2000 [py]",
+            "a a3#3 3000 [py]",
+            "b b1#1 1500 [py]",
+            "b b2#2 2500 [py]"
+        ]
     );
 }
 

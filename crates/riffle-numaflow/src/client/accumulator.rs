@@ -124,12 +124,12 @@ impl AccumulatorClient {
                 .into_inner();
             let mut out = Vec::new();
             let mut closed = 0;
+            // Read to the end of the stream, past the last EOF: a client that stops
+            // reading early cancels the call, and pynumaflow's server shuts down on
+            // a cancelled call.
             while let Some(r) = responses.message().await? {
                 if r.eof {
                     closed += 1;
-                    if closed == expected {
-                        break;
-                    }
                     continue;
                 }
                 if let Some(p) = r.payload {
