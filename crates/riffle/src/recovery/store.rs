@@ -99,6 +99,8 @@ impl RecoveryStore {
         for i in 0..partitions {
             let path = part_path(dir, i);
             let conn = Connection::open(&path).map_err(|e| sql_error(&path, "create", e))?;
+            conn.execute_batch("PRAGMA journal_mode=WAL;")
+                .map_err(|e| sql_error(&path, "create", e))?;
             conn.execute_batch(SCHEMA)
                 .map_err(|e| sql_error(&path, "create the schema", e))?;
             conn.execute(
@@ -189,12 +191,26 @@ impl RecoveryStore {
         let conn = Connection::open(path).map_err(|e| sql_error(path, "open", e))?;
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(|e| sql_error(path, "open", e))?;
+        // WAL is a property of the file, set when the store is made; switching to it
+        // takes a lock SQLite does not wait for, so only an older file is switched
+        // here, retrying while another process opens it too.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(|e| sql_error(path, "open (is it a recovery store file?)", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            let mut tries = 0;
+            while let Err(e) = conn.execute_batch("PRAGMA journal_mode=WAL;") {
+                tries += 1;
+                if tries > 100 {
+                    return Err(sql_error(path, "open (is it a recovery store file?)", e));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         // A snapshot of many keys is one transaction: a page cache big enough to hold
         // the B-tree pages it touches keeps SQLite from spilling and re-reading them.
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;",
-        )
-        .map_err(|e| sql_error(path, "open (is it a recovery store file?)", e))?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;")
+            .map_err(|e| sql_error(path, "open (is it a recovery store file?)", e))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| sql_error(path, "read its schema", e))?;
         Ok(conn)
@@ -509,7 +525,7 @@ mod tests {
 
     #[test]
     fn processes_opening_a_new_store_at_once_all_bind_it_to_one_flow() {
-        for _ in 0..5 {
+        for _ in 0..20 {
             let dir = tempfile::tempdir().unwrap();
             RecoveryStore::init(dir.path(), 2).unwrap();
             let opened: Vec<_> = std::thread::scope(|s| {
