@@ -139,8 +139,8 @@ impl ArtifactStore {
                 .iter()
                 .any(|p| k.to_ascii_uppercase().starts_with(p))
         });
-        let (store, prefix) = object_store::parse_url_opts(&parsed, options)
-            .map_err(|e| invalid(e.to_string()))?;
+        let (store, prefix) =
+            object_store::parse_url_opts(&parsed, options).map_err(|e| invalid(e.to_string()))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
