@@ -185,7 +185,7 @@ impl<K: Key, S: Slots> EpochLogic<(K, S::In), (K, S)> for JoinLogic<K, S> {
                     .or_insert_with(|| (self.empty)()),
             };
             slots.put(v);
-            match self.spec.mode {
+            let emit = match self.spec.mode {
                 JoinMode::Complete if slots.is_full() => {
                     if let Some(full) = self.state.remove(&k) {
                         self.touched.remove(&k);
@@ -193,10 +193,13 @@ impl<K: Key, S: Slots> EpochLogic<(K, S::In), (K, S)> for JoinLogic<K, S> {
                     }
                     continue;
                 }
-                JoinMode::Running => out.push((k.clone(), slots.clone())),
-                JoinMode::Complete | JoinMode::Final => {}
-            }
+                JoinMode::Running => Some(slots.clone()),
+                JoinMode::Complete | JoinMode::Final => None,
+            };
             self.touch(&k, now);
+            if let Some(slots) = emit {
+                out.push((k, slots));
+            }
         }
         Ok(())
     }

@@ -154,6 +154,31 @@ fn meta_id(step_id: &str) -> String {
     format!("{step_id}:meta")
 }
 
+/// The recovery methods of an [`EpochLogic`] whose state is a `state: StateMap`
+/// with a `dirty: Dirty` tracker: snapshot the changed keys, reload the owned ones.
+macro_rules! keyed_state_recovery {
+    () => {
+        fn recoverable(&self) -> bool {
+            true
+        }
+        fn track_changes(&mut self) {
+            self.dirty.enable();
+        }
+        fn snapshot(&mut self, site: &Site) -> Result<Vec<Change>> {
+            self.dirty.snapshot(site, &self.state)
+        }
+        fn restore(
+            &mut self,
+            site: &Site,
+            rows: Vec<(Vec<u8>, Vec<u8>)>,
+            worker: WorkerInfo,
+        ) -> Result<()> {
+            self.state.extend(owned_rows(site, rows, worker)?);
+            Ok(())
+        }
+    };
+}
+
 /// Builds the epoch-ordered operator with `pact` routing its input.
 pub(crate) fn epoch_operator<'s, I, O, P, L>(
     ctx: &BuildCtx<'s>,
@@ -577,24 +602,7 @@ impl<K: Key, A: Data, M: Fn(A, A) -> A + 'static> EpochLogic<(K, A), (K, A)>
         out.extend(self.state.drain());
         Ok(())
     }
-    fn recoverable(&self) -> bool {
-        true
-    }
-    fn track_changes(&mut self) {
-        self.dirty.enable();
-    }
-    fn snapshot(&mut self, site: &Site) -> Result<Vec<Change>> {
-        self.dirty.snapshot(site, &self.state)
-    }
-    fn restore(
-        &mut self,
-        site: &Site,
-        rows: Vec<(Vec<u8>, Vec<u8>)>,
-        worker: WorkerInfo,
-    ) -> Result<()> {
-        self.state.extend(owned_rows(site, rows, worker)?);
-        Ok(())
-    }
+    keyed_state_recovery!();
 }
 
 /// Per-epoch state of one key.
@@ -719,24 +727,7 @@ where
         }
         Ok(())
     }
-    fn recoverable(&self) -> bool {
-        true
-    }
-    fn track_changes(&mut self) {
-        self.dirty.enable();
-    }
-    fn snapshot(&mut self, site: &Site) -> Result<Vec<Change>> {
-        self.dirty.snapshot(site, &self.state)
-    }
-    fn restore(
-        &mut self,
-        site: &Site,
-        rows: Vec<(Vec<u8>, Vec<u8>)>,
-        worker: WorkerInfo,
-    ) -> Result<()> {
-        self.state.extend(owned_rows(site, rows, worker)?);
-        Ok(())
-    }
+    keyed_state_recovery!();
 }
 
 struct StatefulMap<K, V, S, W, B, M> {
@@ -777,24 +768,7 @@ where
         }
         Ok(())
     }
-    fn recoverable(&self) -> bool {
-        true
-    }
-    fn track_changes(&mut self) {
-        self.dirty.enable();
-    }
-    fn snapshot(&mut self, site: &Site) -> Result<Vec<Change>> {
-        self.dirty.snapshot(site, &self.state)
-    }
-    fn restore(
-        &mut self,
-        site: &Site,
-        rows: Vec<(Vec<u8>, Vec<u8>)>,
-        worker: WorkerInfo,
-    ) -> Result<()> {
-        self.state.extend(owned_rows(site, rows, worker)?);
-        Ok(())
-    }
+    keyed_state_recovery!();
 }
 
 struct Collect<K, V> {
