@@ -1,6 +1,8 @@
 //! The `riffle` binary as a user runs it: real processes, real files.
 
-use std::path::Path;
+mod common;
+use common::{sorted_lines, text};
+
 use std::process::{Command, Output};
 
 fn riffle(args: &[&str]) -> Output {
@@ -8,20 +10,6 @@ fn riffle(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("the riffle binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn sorted_lines(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let content = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        lines.extend(content.lines().map(str::to_string));
-    }
-    lines.sort();
-    lines
 }
 
 #[test]

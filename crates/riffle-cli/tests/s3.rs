@@ -7,8 +7,10 @@
 //! announces in `RIFFLE_TEST_S3_ENDPOINT`; without it the test skips with a note, or
 //! fails under `CI=true`.
 
+mod common;
+use common::{sorted_lines, text};
+
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::{Command, Output};
 
 /// The S3 variables for the test server, as a user would export them.
@@ -61,20 +63,6 @@ fn riffle(env: &[(&str, String)], args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("the riffle binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn sorted_lines(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let content = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        lines.extend(content.lines().map(str::to_string));
-    }
-    lines.sort();
-    lines
 }
 
 /// Creates `bucket` with a plain HTTP `PUT /bucket` (the S3 API's CreateBucket; the
