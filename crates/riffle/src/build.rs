@@ -18,6 +18,7 @@ use timely::dataflow::operators::Probe;
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::error::{Result, RiffleError};
+use crate::origin::Origins;
 use crate::run::RunShared;
 
 /// A timely stream of `T` at epoch timestamps, borrowed from a worker's scope.
@@ -57,12 +58,16 @@ pub(crate) struct BuildCtx<'s> {
     pub scope: Scope<'s, u64>,
     pub worker: WorkerInfo,
     pub shared: Arc<RunShared>,
+    /// Whether sources and stateless steps carry origins (the flow has an
+    /// event-time window; see [`crate::origin`]).
+    pub trace_origins: bool,
     streams: HashMap<String, Box<dyn AnySlot<'s> + 's>>,
+    origins: HashMap<String, Origins<'s>>,
     sinks: Vec<TStream<'s, ()>>,
 }
 
 impl<'s> BuildCtx<'s> {
-    pub fn new(scope: Scope<'s, u64>, shared: Arc<RunShared>) -> Self {
+    pub fn new(scope: Scope<'s, u64>, shared: Arc<RunShared>, trace_origins: bool) -> Self {
         let worker = WorkerInfo {
             index: scope.index(),
             count: scope.peers(),
@@ -71,7 +76,9 @@ impl<'s> BuildCtx<'s> {
             scope,
             worker,
             shared,
+            trace_origins,
             streams: HashMap::new(),
+            origins: HashMap::new(),
             sinks: Vec::new(),
         }
     }
@@ -108,6 +115,16 @@ impl<'s> BuildCtx<'s> {
     /// Adds a sink's progress stream to what [`BuildCtx::probe_all`] watches.
     pub fn watch_sink(&mut self, stream: TStream<'s, ()>) {
         self.sinks.push(stream);
+    }
+
+    /// The origins of the stream stored under `key`, if it carries them.
+    pub fn origins(&self, key: &str) -> Option<Origins<'s>> {
+        self.origins.get(key).cloned()
+    }
+
+    /// Stores the origins of the stream under `key`.
+    pub fn insert_origins(&mut self, key: String, origins: Origins<'s>) {
+        self.origins.insert(key, origins);
     }
 
     /// Stores `stream` under `key`.

@@ -115,6 +115,9 @@ pub(crate) struct FlowInner {
     pub name: String,
     pub steps: Vec<StepInfo>,
     pub builders: Vec<StepBuilder>,
+    /// Set by event-time windows: sources and stateless steps then carry the
+    /// partition each item came from ([`crate::origin`]).
+    pub trace_origins: bool,
     ids: HashSet<String>,
 }
 
@@ -142,6 +145,7 @@ impl Dataflow {
                 name: name.into(),
                 steps: Vec::new(),
                 builders: Vec::new(),
+                trace_origins: false,
                 ids: HashSet::new(),
             })),
         }
@@ -189,6 +193,16 @@ impl Dataflow {
 
     pub(crate) fn builders(&self) -> Vec<StepBuilder> {
         self.lock().builders.clone()
+    }
+
+    /// Whether the flow traces origins (see [`crate::origin`]).
+    pub(crate) fn traces_origins(&self) -> bool {
+        self.lock().trace_origins
+    }
+
+    /// Makes the flow trace origins: an event-time window needs them.
+    pub(crate) fn trace_origins(&self) {
+        self.lock().trace_origins = true;
     }
 
     /// Records a step: checks its id and upstreams, stores its description and builder.

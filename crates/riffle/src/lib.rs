@@ -49,6 +49,7 @@ pub mod error;
 pub mod exchange;
 pub mod flow;
 pub mod operators;
+pub(crate) mod origin;
 pub mod recovery;
 pub mod run;
 pub mod sinks;

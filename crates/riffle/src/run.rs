@@ -297,10 +297,11 @@ impl Execution {
         }
         if self.workers == 1 {
             let builders = flow.builders();
-            let name = flow.name();
+            let (name, trace) = (flow.name(), flow.traces_origins());
             let inner = shared.clone();
-            let result =
-                timely::execute_directly(move |worker| drive(worker, &name, &builders, &inner));
+            let result = timely::execute_directly(move |worker| {
+                drive(worker, &name, &builders, trace, &inner)
+            });
             return shared.take_error().map_or(result, Err);
         }
         execute(flow, timely::Config::process(self.workers), shared)
@@ -417,10 +418,10 @@ pub fn free_loopback_addresses(n: usize) -> Result<Vec<String>> {
 
 fn execute(flow: &Dataflow, config: timely::Config, shared: Arc<RunShared>) -> Result<()> {
     let builders = flow.builders();
-    let name = flow.name();
+    let (name, trace) = (flow.name(), flow.traces_origins());
     let inner = shared.clone();
     let guards = timely::execute(config, move |worker| {
-        drive(worker, &name, &builders, &inner)
+        drive(worker, &name, &builders, trace, &inner)
     })
     .map_err(RiffleError::Execution)?;
     let mut first = None;
@@ -446,12 +447,13 @@ fn drive(
     worker: &mut timely::worker::Worker,
     name: &str,
     builders: &[crate::flow::StepBuilder],
+    trace_origins: bool,
     shared: &Arc<RunShared>,
 ) -> Result<()> {
     let main_index = worker.next_dataflow_index();
     let probe = timely::dataflow::ProbeHandle::<u64>::new();
     let built: Result<()> = worker.dataflow_named::<u64, _, _>(name, |scope| {
-        let mut ctx = BuildCtx::new(scope, shared.clone());
+        let mut ctx = BuildCtx::new(scope, shared.clone(), trace_origins);
         for builder in builders {
             builder(&mut ctx)?;
         }

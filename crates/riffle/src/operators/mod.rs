@@ -36,6 +36,7 @@ use crate::build::{BuildCtx, TStream};
 use crate::data::Data;
 use crate::error::{Result, RiffleError};
 use crate::flow::{Stream, stream_key};
+use crate::origin::traced_operator;
 use crate::run::panic_message;
 
 /// Where a batch is being processed: for error messages.
@@ -116,7 +117,9 @@ pub(crate) fn each_ref<T: std::fmt::Debug, R>(
 
 impl<T: Data> Stream<T> {
     /// Adds a one-input, one-output step whose operator applies `make()`'s logic to
-    /// each batch: `logic(site, epoch, input_batch, output_batch)`.
+    /// each batch: `logic(site, epoch, input_batch, output_batch)`. When the input
+    /// carries origins ([`crate::origin`]), the logic sees each batch in runs from
+    /// one source partition and the output carries origins too.
     pub(crate) fn batch_step<U, M, L>(
         &self,
         step_id: &str,
@@ -137,8 +140,19 @@ impl<T: Data> Stream<T> {
             &["down"],
             Arc::new(move |ctx: &mut BuildCtx<'_>| {
                 let input = ctx.stream::<T>(&up_key)?;
-                let stream = batch_operator(ctx, &id, input, make());
-                ctx.insert(stream_key(&id, "down"), stream);
+                let key = stream_key(&id, "down");
+                match ctx.origins(&up_key) {
+                    Some(origins) => {
+                        let (stream, origins) =
+                            traced_operator(ctx, &id, vec![(input, origins)], make());
+                        ctx.insert(key.clone(), stream);
+                        ctx.insert_origins(key, origins);
+                    }
+                    None => {
+                        let stream = batch_operator(ctx, &id, input, make());
+                        ctx.insert(key, stream);
+                    }
+                }
                 Ok(())
             }),
         )?;

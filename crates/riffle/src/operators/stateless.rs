@@ -3,7 +3,7 @@
 use std::fmt::Display;
 use std::sync::Arc;
 
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::core::Concatenate;
 use timely::dataflow::operators::generic::operator::Operator;
 
@@ -12,6 +12,7 @@ use crate::build::BuildCtx;
 use crate::data::Data;
 use crate::error::Result;
 use crate::flow::{AnyStream, Stream, stream_key};
+use crate::origin::traced_operator;
 
 impl<T: Data> Stream<T> {
     /// Transforms every item with `f`.
@@ -236,37 +237,47 @@ impl<T: Data> Stream<T> {
                 let input = ctx.stream::<T>(&up_key)?;
                 let predicate = predicate.clone();
                 let mut flags: Vec<bool> = Vec::new();
-                let tagged = super::batch_operator(
-                    ctx,
-                    &id,
-                    input,
+                let tag =
                     move |site: &Site, epoch, batch: &mut Vec<T>, out: &mut Vec<(bool, T)>| {
                         flags.clear();
                         each_ref(site, epoch, batch, &mut flags, |x| predicate(x))?;
                         out.extend(flags.drain(..).zip(batch.drain(..)));
                         Ok(())
-                    },
-                );
-                for (port, wanted) in [("trues", true), ("falses", false)] {
-                    let side =
-                        tagged
-                            .clone()
-                            .unary(Pipeline, &format!("{id}.{port}"), move |_, _| {
-                                let mut out: Vec<T> = Vec::new();
-                                move |input, output| {
-                                    input.for_each(|time, data: &mut Vec<(bool, T)>| {
-                                        out.extend(
-                                            data.drain(..)
-                                                .filter(|(b, _)| *b == wanted)
-                                                .map(|(_, x)| x),
-                                        );
-                                        if !out.is_empty() {
-                                            output.session(&time).give_container(&mut out);
-                                            out.clear();
-                                        }
-                                    });
-                                }
-                            });
+                    };
+                let pick = |wanted: bool| {
+                    move |_: &Site, _, batch: &mut Vec<(bool, T)>, out: &mut Vec<T>| {
+                        out.extend(
+                            batch
+                                .drain(..)
+                                .filter(|(b, _)| *b == wanted)
+                                .map(|(_, x)| x),
+                        );
+                        Ok(())
+                    }
+                };
+                let ports = [("trues", true), ("falses", false)];
+                if let Some(origins) = ctx.origins(&up_key) {
+                    let (tagged, origins) = traced_operator(ctx, &id, vec![(input, origins)], tag);
+                    for (port, wanted) in ports {
+                        let (side, side_origins) = traced_operator(
+                            ctx,
+                            &format!("{id}.{port}"),
+                            vec![(tagged.clone(), origins.clone())],
+                            pick(wanted),
+                        );
+                        ctx.insert(stream_key(&id, port), side);
+                        ctx.insert_origins(stream_key(&id, port), side_origins);
+                    }
+                    return Ok(());
+                }
+                let tagged = super::batch_operator(ctx, &id, input, tag);
+                for (port, wanted) in ports {
+                    let side = super::batch_operator(
+                        ctx,
+                        &format!("{id}.{port}"),
+                        tagged.clone(),
+                        pick(wanted),
+                    );
                     ctx.insert(stream_key(&id, port), side);
                 }
                 Ok(())
@@ -296,8 +307,26 @@ impl<T: Data> Stream<T> {
                     .iter()
                     .map(|k| ctx.stream::<T>(k))
                     .collect::<Result<Vec<_>>>()?;
-                let merged = ctx.scope.concatenate(streams);
-                ctx.insert(stream_key(&id, "down"), merged);
+                let key = stream_key(&id, "down");
+                // Origins survive a merge only if every input carries them.
+                let origins: Option<Vec<_>> = keys.iter().map(|k| ctx.origins(k)).collect();
+                if let Some(origins) = origins {
+                    let inputs = streams.into_iter().zip(origins).collect();
+                    let (merged, origins) = traced_operator(
+                        ctx,
+                        &id,
+                        inputs,
+                        |_: &Site, _, batch: &mut Vec<T>, out: &mut Vec<T>| {
+                            out.append(batch);
+                            Ok(())
+                        },
+                    );
+                    ctx.insert(key.clone(), merged);
+                    ctx.insert_origins(key, origins);
+                } else {
+                    let merged = ctx.scope.concatenate(streams);
+                    ctx.insert(key, merged);
+                }
                 Ok(())
             }),
         )?;

@@ -4,12 +4,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::{OutputBuilder, OutputBuilderSession};
 
 use super::{DynamicSource, FixedPartitionedSource, Poll, SourcePartition};
-use crate::build::{BuildCtx, TStream};
+use crate::build::BuildCtx;
 use crate::error::{Result, RiffleError};
 use crate::flow::{Dataflow, Stream, stream_key};
+use crate::origin::{Origins, PartId, Span, part_id};
 use crate::recovery::{Change, decode, encode};
 
 /// How long a source keeps polling its partitions in one activation before it lets
@@ -22,11 +25,8 @@ const IDLE_POLL: Duration = Duration::from_millis(10);
 /// The longest a source sleeps between activations.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 
-/// Closes every partition and drops the capability: the source is done.
-fn stop<P: SourcePartition>(
-    parts: &mut Vec<LivePart<P>>,
-    cap: &mut Option<timely::dataflow::operators::Capability<u64>>,
-) {
+/// Closes every partition and drops the capabilities: the source is done.
+fn stop<P: SourcePartition>(parts: &mut Vec<LivePart<P>>, cap: &mut Option<Held>) {
     for live in parts.iter_mut() {
         let _ = live.part.close();
     }
@@ -67,8 +67,7 @@ pub(super) fn add_fixed<S: FixedPartitionedSource>(
                     parts.push((name, part));
                 }
             }
-            let stream = build(ctx, &id, parts);
-            ctx.insert(stream_key(&id, "down"), stream);
+            build(ctx, &id, parts);
             Ok(())
         }),
     )?;
@@ -95,12 +94,11 @@ pub(super) fn add_dynamic<S: DynamicSource>(
                 )));
             }
             let part = src.build(&id, ctx.worker)?;
-            let stream = build(
+            build(
                 ctx,
                 &id,
                 vec![(format!("worker-{}", ctx.worker.index), part)],
             );
-            ctx.insert(stream_key(&id, "down"), stream);
             Ok(())
         }),
     )?;
@@ -109,6 +107,8 @@ pub(super) fn add_dynamic<S: DynamicSource>(
 
 struct LivePart<P> {
     name: String,
+    /// Its identity in the flow's trace of origins.
+    id: PartId,
     part: P,
     /// The epoch the partition asked for with `ReadyAt`, if it assigns epochs.
     floor: Option<u64>,
@@ -116,11 +116,32 @@ struct LivePart<P> {
     clocked: bool,
 }
 
-fn build<'s, P: SourcePartition>(
-    ctx: &mut BuildCtx<'s>,
-    step_id: &str,
-    parts: Vec<(String, P)>,
-) -> TStream<'s, P::Item> {
+/// The source's capabilities: for its items and, when the flow traces origins,
+/// for its spans. Both are held at the same epoch.
+struct Held {
+    items: Capability<u64>,
+    spans: Option<Capability<u64>>,
+}
+
+impl Held {
+    fn time(&self) -> &u64 {
+        self.items.time()
+    }
+
+    fn downgrade(&mut self, epoch: &u64) {
+        self.items.downgrade(epoch);
+        if let Some(spans) = &mut self.spans {
+            spans.downgrade(epoch);
+        }
+    }
+}
+
+type ItemsOut<'a, T> = OutputBuilderSession<'a, u64, CapacityContainerBuilder<Vec<T>>>;
+type SpansOut<'a> = OutputBuilderSession<'a, u64, CapacityContainerBuilder<Vec<Span>>>;
+
+/// Adds the source operator and stores its stream (and its origins, when the flow
+/// traces them) under the step's `down` key.
+fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(String, P)>) {
     let shared = ctx.shared.clone();
     let worker = ctx.worker.index;
     let scope = ctx.scope;
@@ -132,202 +153,240 @@ fn build<'s, P: SourcePartition>(
     let mut parts: Vec<LivePart<P>> = parts
         .into_iter()
         .map(|(name, part)| LivePart {
+            id: part_id(&step_id, &name),
             name,
             part,
             floor: None,
             clocked: false,
         })
         .collect();
-    source::<_, CapacityContainerBuilder<Vec<P::Item>>, _, _>(
-        scope,
-        &step_id.clone(),
-        move |cap, info| {
-            let activator = scope.activator_for(info.address);
-            let mut cap = Some(cap);
-            if let Some(recovery) = &recovery {
-                let first = recovery.first_epoch();
-                if let Some(c) = cap.as_mut() {
-                    c.downgrade(&first);
+    let mut builder = OperatorBuilder::new(step_id.clone(), scope);
+    let info = builder.operator_info();
+    let (items_out, stream) = builder.new_output();
+    let mut items_out =
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<P::Item>>>::from(items_out);
+    let traced = ctx.trace_origins.then(|| builder.new_output());
+    let (mut spans_out, spans_stream) = match traced {
+        Some((out, stream)) => (
+            Some(OutputBuilder::<u64, CapacityContainerBuilder<Vec<Span>>>::from(out)),
+            Some(stream),
+        ),
+        None => (None, None),
+    };
+    let key = stream_key(&step_id, "down");
+    ctx.insert(key.clone(), stream);
+    if let Some(spans) = spans_stream {
+        ctx.insert_origins(key, Origins { spans, sources: 1 });
+    }
+    builder.build(move |mut caps| {
+        let activator = scope.activator_for(info.address);
+        let spans_cap = if caps.len() > 1 { caps.pop() } else { None };
+        let items_cap = caps.pop().expect("a source has an output");
+        let mut cap = Some(Held {
+            items: items_cap,
+            spans: spans_cap,
+        });
+        let mut announced = false;
+        if let Some(recovery) = &recovery {
+            let first = recovery.first_epoch();
+            if let Some(c) = cap.as_mut() {
+                c.downgrade(&first);
+            }
+        }
+        move |_frontiers| {
+            let mut output = items_out.activate();
+            let mut spans_h = spans_out.as_mut().map(|o| o.activate());
+            let output = &mut output;
+            let Some(held) = cap.as_mut() else { return };
+            // The partitions this worker reads, announced once.
+            if !announced {
+                announced = true;
+                if let (Some(spans), Some(at)) = (spans_h.as_mut(), held.spans.as_ref()) {
+                    let mut session = spans.session(at);
+                    for live in &parts {
+                        session.give(Span::Opened(live.id));
+                    }
+                    session.give(Span::Settled);
                 }
             }
-            move |output| {
-                let Some(held) = cap.as_mut() else { return };
-                let now = Instant::now();
-                if shared.aborted() {
+            let now = Instant::now();
+            if shared.aborted() {
+                stop(&mut parts, &mut cap);
+                return;
+            }
+            let clock = shared.epoch_at(now);
+            // Everything sent so far is at epochs before `clock`: a snapshot epoch
+            // between the held epoch and it sees exactly those positions.
+            if let Some(recovery) = &recovery
+                && let Some(epoch) = recovery.snapshot_before(clock)
+                && epoch >= *held.time()
+                && snapshotted.is_none_or(|s| epoch > s)
+            {
+                let mut changes = std::mem::take(&mut finished);
+                let mut failed = None;
+                // Partitions that assign their own epochs write their positions
+                // as they move from one epoch to the next (below); one that has
+                // sent nothing yet is where loading the store puts it anyway.
+                for live in parts.iter().filter(|p| p.floor.is_none() && p.clocked) {
+                    if let Some(state) = live.part.snapshot() {
+                        match (encode(&step_id, &live.name), encode(&step_id, &state)) {
+                            (Ok(k), Ok(v)) => changes.push((k, Some(v))),
+                            (Err(e), _) | (_, Err(e)) => failed = Some(e),
+                        }
+                    }
+                }
+                let written = match failed {
+                    Some(e) => Err(e),
+                    None => recovery.store.write(&step_id, epoch, changes),
+                };
+                if let Err(e) = written {
+                    shared.fail(e);
                     stop(&mut parts, &mut cap);
                     return;
                 }
-                let clock = shared.epoch_at(now);
-                // Everything sent so far is at epochs before `clock`: a snapshot epoch
-                // between the held epoch and it sees exactly those positions.
-                if let Some(recovery) = &recovery
-                    && let Some(epoch) = recovery.snapshot_before(clock)
-                    && epoch >= *held.time()
-                    && snapshotted.is_none_or(|s| epoch > s)
+                snapshotted = Some(epoch);
+            }
+            let slice_end = now + SLICE;
+            let mut wake: Option<Instant> = None;
+            let mut produced = false;
+            let mut i = 0;
+            while i < parts.len() {
+                let live = &mut parts[i];
+                if let Some(at) = live.part.next_awake()
+                    && at > now
                 {
-                    let mut changes = std::mem::take(&mut finished);
-                    let mut failed = None;
-                    // Partitions that assign their own epochs write their positions
-                    // as they move from one epoch to the next (below); one that has
-                    // sent nothing yet is where loading the store puts it anyway.
-                    for live in parts.iter().filter(|p| p.floor.is_none() && p.clocked) {
-                        if let Some(state) = live.part.snapshot() {
-                            match (encode(&step_id, &live.name), encode(&step_id, &state)) {
-                                (Ok(k), Ok(v)) => changes.push((k, Some(v))),
-                                (Err(e), _) | (_, Err(e)) => failed = Some(e),
-                            }
-                        }
+                    wake = Some(wake.map_or(at, |w| w.min(at)));
+                    i += 1;
+                    continue;
+                }
+                // Under recovery, the position before this poll: where the
+                // partition stands at the end of every epoch before the one its
+                // next batch is at.
+                let before = match &recovery {
+                    Some(_) => live.part.snapshot(),
+                    None => None,
+                };
+                let polled = shared.guard(
+                    &step_id,
+                    worker,
+                    || format!(" reading partition {:?}", live.name),
+                    || live.part.next_batch(),
+                );
+                let polled = match polled {
+                    None => {
+                        stop(&mut parts, &mut cap);
+                        return;
                     }
-                    let written = match failed {
-                        Some(e) => Err(e),
-                        None => recovery.store.write(&step_id, epoch, changes),
-                    };
-                    if let Err(e) = written {
+                    Some(Err(e)) => {
                         shared.fail(e);
                         stop(&mut parts, &mut cap);
                         return;
                     }
-                    snapshotted = Some(epoch);
-                }
-                let slice_end = now + SLICE;
-                let mut wake: Option<Instant> = None;
-                let mut produced = false;
-                let mut i = 0;
-                while i < parts.len() {
-                    let live = &mut parts[i];
-                    if let Some(at) = live.part.next_awake()
-                        && at > now
-                    {
-                        wake = Some(wake.map_or(at, |w| w.min(at)));
-                        i += 1;
-                        continue;
+                    Some(Ok(p)) => p,
+                };
+                match polled {
+                    Poll::Ready(mut items) => {
+                        live.clocked |= live.floor.is_none();
+                        let epoch = live.floor.unwrap_or(clock).max(*held.time());
+                        send(output, spans_h.as_mut(), held, live.id, epoch, &mut items);
+                        produced = true;
                     }
-                    // Under recovery, the position before this poll: where the
-                    // partition stands at the end of every epoch before the one its
-                    // next batch is at.
-                    let before = match &recovery {
-                        Some(_) => live.part.snapshot(),
-                        None => None,
-                    };
-                    let polled = shared.guard(
-                        &step_id,
-                        worker,
-                        || format!(" reading partition {:?}", live.name),
-                        || live.part.next_batch(),
-                    );
-                    let polled = match polled {
-                        None => {
-                            stop(&mut parts, &mut cap);
-                            return;
-                        }
-                        Some(Err(e)) => {
+                    Poll::ReadyAt(epoch, mut items) => {
+                        let epoch = epoch.max(*held.time());
+                        let prev = live.floor.unwrap_or(*held.time());
+                        if let Some(recovery) = &recovery
+                            && epoch > prev
+                            && let Err(e) = write_position(
+                                recovery,
+                                &step_id,
+                                &live.name,
+                                before.as_ref(),
+                                prev,
+                                epoch,
+                            )
+                        {
                             shared.fail(e);
                             stop(&mut parts, &mut cap);
                             return;
                         }
-                        Some(Ok(p)) => p,
-                    };
-                    match polled {
-                        Poll::Ready(mut items) => {
-                            live.clocked |= live.floor.is_none();
-                            let epoch = live.floor.unwrap_or(clock).max(*held.time());
-                            send(output, held, epoch, &mut items);
-                            produced = true;
-                        }
-                        Poll::ReadyAt(epoch, mut items) => {
-                            let epoch = epoch.max(*held.time());
-                            let prev = live.floor.unwrap_or(*held.time());
-                            if let Some(recovery) = &recovery
-                                && epoch > prev
-                                && let Err(e) = write_position(
-                                    recovery,
-                                    &step_id,
-                                    &live.name,
-                                    before.as_ref(),
-                                    prev,
-                                    epoch,
-                                )
-                            {
+                        live.floor = Some(epoch);
+                        send(output, spans_h.as_mut(), held, live.id, epoch, &mut items);
+                        produced = true;
+                    }
+                    Poll::Pending => {
+                        let at = live.part.next_awake().unwrap_or(now + IDLE_POLL);
+                        wake = Some(wake.map_or(at, |w| w.min(at)));
+                    }
+                    Poll::Exhausted => {
+                        if let (Some(recovery), Some(floor)) = (&recovery, live.floor) {
+                            // Everything it had is sent, at epochs up to its floor.
+                            let state = live.part.snapshot();
+                            if let Err(e) = write_position(
+                                recovery,
+                                &step_id,
+                                &live.name,
+                                state.as_ref(),
+                                floor,
+                                u64::MAX,
+                            ) {
                                 shared.fail(e);
                                 stop(&mut parts, &mut cap);
                                 return;
                             }
-                            live.floor = Some(epoch);
-                            send(output, held, epoch, &mut items);
-                            produced = true;
-                        }
-                        Poll::Pending => {
-                            let at = live.part.next_awake().unwrap_or(now + IDLE_POLL);
-                            wake = Some(wake.map_or(at, |w| w.min(at)));
-                        }
-                        Poll::Exhausted => {
-                            if let (Some(recovery), Some(floor)) = (&recovery, live.floor) {
-                                // Everything it had is sent, at epochs up to its floor.
-                                let state = live.part.snapshot();
-                                if let Err(e) = write_position(
-                                    recovery,
-                                    &step_id,
-                                    &live.name,
-                                    state.as_ref(),
-                                    floor,
-                                    u64::MAX,
-                                ) {
+                        } else if recovery.is_some()
+                            && let Some(state) = live.part.snapshot()
+                        {
+                            match (encode(&step_id, &live.name), encode(&step_id, &state)) {
+                                (Ok(k), Ok(v)) => finished.push((k, Some(v))),
+                                (Err(e), _) | (_, Err(e)) => {
                                     shared.fail(e);
                                     stop(&mut parts, &mut cap);
                                     return;
                                 }
-                            } else if recovery.is_some()
-                                && let Some(state) = live.part.snapshot()
-                            {
-                                match (encode(&step_id, &live.name), encode(&step_id, &state)) {
-                                    (Ok(k), Ok(v)) => finished.push((k, Some(v))),
-                                    (Err(e), _) | (_, Err(e)) => {
-                                        shared.fail(e);
-                                        stop(&mut parts, &mut cap);
-                                        return;
-                                    }
-                                }
                             }
-                            if let Err(e) = live.part.close() {
-                                shared.fail(e);
-                                stop(&mut parts, &mut cap);
-                                return;
-                            }
-                            parts.swap_remove(i);
-                            continue;
                         }
+                        if let Err(e) = live.part.close() {
+                            shared.fail(e);
+                            stop(&mut parts, &mut cap);
+                            return;
+                        }
+                        if let (Some(spans), Some(at)) = (spans_h.as_mut(), held.spans.as_ref()) {
+                            spans.session(at).give(Span::Closed(live.id));
+                        }
+                        parts.swap_remove(i);
+                        continue;
                     }
-                    if Instant::now() >= slice_end {
-                        break;
-                    }
-                    i += 1;
                 }
-                if parts.is_empty() {
-                    cap = None;
-                    return;
+                if Instant::now() >= slice_end {
+                    break;
                 }
-                // Hold the least epoch any partition may still produce at.
-                let low = parts
-                    .iter()
-                    .map(|p| p.floor.unwrap_or(clock))
-                    .min()
-                    .unwrap_or(clock);
-                if low > *held.time() {
-                    held.downgrade(&low);
-                }
-                if produced {
-                    activator.activate();
-                } else {
-                    // Never sleep long, so that an abort is noticed quickly.
-                    let mut at = wake.unwrap_or(now + IDLE_POLL).min(now + MAX_SLEEP);
-                    if parts.iter().any(|p| p.floor.is_none()) {
-                        at = at.min(shared.epoch_start(clock + 1));
-                    }
-                    activator.activate_after(at.saturating_duration_since(Instant::now()));
-                }
+                i += 1;
             }
-        },
-    )
+            if parts.is_empty() {
+                cap = None;
+                return;
+            }
+            // Hold the least epoch any partition may still produce at.
+            let low = parts
+                .iter()
+                .map(|p| p.floor.unwrap_or(clock))
+                .min()
+                .unwrap_or(clock);
+            if low > *held.time() {
+                held.downgrade(&low);
+            }
+            if produced {
+                activator.activate();
+            } else {
+                // Never sleep long, so that an abort is noticed quickly.
+                let mut at = wake.unwrap_or(now + IDLE_POLL).min(now + MAX_SLEEP);
+                if parts.iter().any(|p| p.floor.is_none()) {
+                    at = at.min(shared.epoch_start(clock + 1));
+                }
+                activator.activate_after(at.saturating_duration_since(Instant::now()));
+            }
+        }
+    });
 }
 
 /// Writes the position of a partition that assigns its own epochs, as it moves
@@ -352,23 +411,31 @@ fn write_position<S: serde::Serialize>(
     recovery.store.write(step_id, at, vec![change])
 }
 
+/// Sends a partition's batch at `epoch`, and its span when the flow traces origins.
 fn send<T: crate::Data>(
-    output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
-        '_,
-        u64,
-        CapacityContainerBuilder<Vec<T>>,
-    >,
-    held: &timely::dataflow::operators::Capability<u64>,
+    output: &mut ItemsOut<'_, T>,
+    spans: Option<&mut SpansOut<'_>>,
+    held: &Held,
+    part: PartId,
     epoch: u64,
     items: &mut Vec<T>,
 ) {
     if items.is_empty() {
         return;
     }
+    let count = items.len();
     if epoch == *held.time() {
-        output.session(held).give_container(items);
+        output.session(&held.items).give_container(items);
     } else {
-        let at = held.delayed(&epoch);
+        let at = held.items.delayed(&epoch);
         output.session(&at).give_container(items);
+    }
+    if let (Some(spans), Some(cap)) = (spans, &held.spans) {
+        let span = Span::Items { part, count };
+        if epoch == *cap.time() {
+            spans.session(cap).give(span);
+        } else {
+            spans.session(&cap.delayed(&epoch)).give(span);
+        }
     }
 }

@@ -111,6 +111,11 @@ impl<V: 'static> Clock<V> {
         self
     }
 
+    /// Whether this is an event clock (items carry their own time).
+    pub(crate) fn is_event(&self) -> bool {
+        matches!(self.kind, ClockKind::Event { .. })
+    }
+
     /// The item's time under an event clock; `None` under the system clock, where
     /// the time is the moment the window step sees the item.
     pub fn time_of(&self, item: &V) -> Option<Millis> {

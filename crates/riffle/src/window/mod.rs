@@ -59,6 +59,8 @@ use crate::build::BuildCtx;
 use crate::data::{Data, Key};
 use crate::error::{Result, RiffleError};
 use crate::flow::{AnyStream, Stream, stream_key};
+use crate::operators::Site;
+use crate::origin::traced_operator;
 
 /// The three streams of a window step; see the [module docs](self).
 pub struct WindowOut<K, A, V> {
@@ -104,6 +106,9 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         let windower = Arc::new(windower);
         let live = Arc::new(LiveWindows::default());
         let counter = live.clone();
+        if clock.is_event() {
+            self.flow.trace_origins();
+        }
         self.flow.add_step(
             step_id,
             kind,
@@ -111,10 +116,12 @@ impl<K: Key, V: Data> Stream<(K, V)> {
             &["down", "late", "meta"],
             Arc::new(move |ctx: &mut BuildCtx<'_>| {
                 let input = ctx.stream::<(K, V)>(&up_key)?;
+                let origins = ctx.origins(&up_key);
                 let (down, late, meta) = build_window(
                     ctx,
                     &id,
                     input,
+                    origins,
                     &clock,
                     windower.clone(),
                     agg.clone(),
@@ -310,6 +317,9 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         let windower = Arc::new(windower);
         let live = Arc::new(LiveWindows::default());
         let counter = live.clone();
+        if clock.is_event() {
+            self.flow.trace_origins();
+        }
         self.flow.add_step(
             step_id,
             "join_window",
@@ -318,17 +328,50 @@ impl<K: Key, V: Data> Stream<(K, V)> {
             Arc::new(move |ctx: &mut BuildCtx<'_>| {
                 use timely::dataflow::operators::Concat;
                 use timely::dataflow::operators::vec::Map;
-                let left = ctx
-                    .stream::<(K, V)>(&left_key)?
-                    .map(|(k, v)| (k, Side::Left(v)));
-                let right = ctx
-                    .stream::<(K, R)>(&right_key)?
-                    .map(|(k, r)| (k, Side::Right(r)));
-                let both = left.concat(right);
+                let left = ctx.stream::<(K, V)>(&left_key)?;
+                let right = ctx.stream::<(K, R)>(&right_key)?;
+                let (both, origins) = match (ctx.origins(&left_key), ctx.origins(&right_key)) {
+                    (Some(l), Some(r)) => {
+                        let (left, l) = traced_operator(
+                            ctx,
+                            &id,
+                            vec![(left, l)],
+                            |_: &Site, _, b: &mut Vec<(K, V)>, out: &mut Vec<(K, Side<V, R>)>| {
+                                out.extend(b.drain(..).map(|(k, v)| (k, Side::Left(v))));
+                                Ok(())
+                            },
+                        );
+                        let (right, r) = traced_operator(
+                            ctx,
+                            &id,
+                            vec![(right, r)],
+                            |_: &Site, _, b: &mut Vec<(K, R)>, out: &mut Vec<(K, Side<V, R>)>| {
+                                out.extend(b.drain(..).map(|(k, r)| (k, Side::Right(r))));
+                                Ok(())
+                            },
+                        );
+                        let (both, origins) = traced_operator(
+                            ctx,
+                            &id,
+                            vec![(left, l), (right, r)],
+                            |_: &Site, _, b: &mut Vec<_>, out: &mut Vec<_>| {
+                                out.append(b);
+                                Ok(())
+                            },
+                        );
+                        (both, Some(origins))
+                    }
+                    _ => {
+                        let left = left.map(|(k, v)| (k, Side::Left(v)));
+                        let right = right.map(|(k, r)| (k, Side::Right(r)));
+                        (left.concat(right), None)
+                    }
+                };
                 let (down, late, meta) = build_window(
                     ctx,
                     &id,
                     both,
+                    origins,
                     &clock,
                     windower.clone(),
                     agg.clone(),

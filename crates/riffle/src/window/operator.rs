@@ -10,13 +10,17 @@
 //! metadata and forgets the window. A key with no open window is forgotten too, so
 //! live state follows open windows, not keys ever seen.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::progress::operate::FrontierInterest;
 
 use super::clock::{Clock, ClockKind, Millis, now_millis};
 use super::windower::{OpenWindows, Placement, WindowId, WindowMeta, Windower};
@@ -28,6 +32,7 @@ use crate::exchange::stable_hash;
 use crate::operators::Site;
 use crate::operators::batch_operator;
 use crate::operators::keyed::{Dirty, EpochLogic, epoch_operator, owned_rows};
+use crate::origin::{Origins, PartId, Piece, Span, SpanQueue, UNTRACED};
 use crate::recovery::{Change, decode, encode};
 
 /// An item or a watermark on its way to the window stage.
@@ -35,12 +40,17 @@ use crate::recovery::{Change, decode, encode};
 pub(crate) enum Routed<K, V> {
     /// A keyed value and its time (0 under the system clock: timed on arrival).
     Item(K, V, Millis),
-    /// Upstream worker `from` has seen everything up to `watermark`.
+    /// Partition `part` read by upstream worker `from` (or, `UNTRACED`, that
+    /// worker as a whole) has seen everything up to `watermark`: `Millis::MIN`
+    /// when it opens, `Millis::MAX` when it has ended.
     Mark {
         to: u32,
         from: u32,
+        part: PartId,
         watermark: Millis,
     },
+    /// Upstream worker `from` has announced every partition it reads.
+    Settled { to: u32, from: u32 },
 }
 
 /// Why an item did not enter any window.
@@ -129,6 +139,7 @@ pub(crate) fn build_window<'s, K, V, A, W>(
     ctx: &BuildCtx<'s>,
     step_id: &str,
     input: TStream<'s, (K, V)>,
+    origins: Option<Origins<'s>>,
     clock: &Clock<V>,
     windower: Arc<W>,
     agg: Agg<K, V, A>,
@@ -146,6 +157,7 @@ where
 {
     let peers = ctx.worker.count;
     let me = ctx.worker.index as u32;
+    let traced = origins.is_some();
     let (routed, system, idle_timeout) = match &clock.kind {
         ClockKind::System => {
             let routed = batch_operator(
@@ -164,39 +176,34 @@ where
             lateness,
             idle_timeout,
         } => {
-            let time_of = time_of.clone();
-            let lateness = *lateness;
-            let mut seen = Millis::MIN;
-            let routed = batch_operator(
-                ctx,
-                step_id,
-                input,
-                move |_: &Site, _, batch: &mut Vec<(K, V)>, out: &mut Vec<Routed<K, V>>| {
-                    let mut max = seen;
-                    out.reserve(batch.len() + peers);
-                    for (k, v) in batch.drain(..) {
-                        let t = time_of(&v);
-                        max = max.max(t);
-                        out.push(Routed::Item(k, v, t));
-                    }
-                    if max > seen {
-                        seen = max;
-                        let watermark = max.saturating_sub(lateness);
-                        out.extend((0..peers as u32).map(|to| Routed::Mark {
-                            to,
-                            from: me,
-                            watermark,
-                        }));
-                    }
-                    Ok(())
-                },
-            );
+            let mut marks = Marks {
+                time_of: time_of.clone(),
+                lateness: *lateness,
+                refresh: *idle_timeout / 4,
+                me,
+                peers: peers as u32,
+                sources: origins.as_ref().map_or(0, |o| o.sources),
+                settled: 0,
+                parts: HashMap::new(),
+            };
+            let routed = match origins {
+                Some(origins) => marked_by_partition(ctx, step_id, input, origins, marks),
+                None => batch_operator(
+                    ctx,
+                    step_id,
+                    input,
+                    move |_: &Site, _, batch: &mut Vec<(K, V)>, out: &mut Vec<Routed<K, V>>| {
+                        marks.run(UNTRACED, batch, out);
+                        Ok(())
+                    },
+                ),
+            };
             (routed, false, *idle_timeout)
         }
     };
     let pact = Exchange::new(|r: &Routed<K, V>| match r {
         Routed::Item(k, _, _) => stable_hash(k),
-        Routed::Mark { to, .. } => u64::from(*to),
+        Routed::Mark { to, .. } | Routed::Settled { to, .. } => u64::from(*to),
     });
     let logic = WindowLogic {
         windower,
@@ -205,7 +212,8 @@ where
         idle_timeout,
         keys: Default::default(),
         timers: BTreeMap::new(),
-        upstream: vec![None; peers],
+        traced,
+        upstream: (0..peers).map(|_| Upstream::default()).collect(),
         started: Instant::now(),
         watermark: Millis::MIN,
         ids: Vec::new(),
@@ -258,11 +266,148 @@ struct KeyWindows<S, A> {
     timer: Option<Millis>,
 }
 
-/// The watermark an upstream worker last announced, and when.
+/// The watermark an upstream partition last announced, and when.
 #[derive(Clone, Copy)]
 struct Heard {
     watermark: Millis,
     at: Instant,
+}
+
+/// What a window stage has heard from one upstream worker: whether it has
+/// announced all its partitions, and each partition's watermark.
+#[derive(Default)]
+struct Upstream {
+    settled: bool,
+    parts: HashMap<PartId, Heard>,
+}
+
+/// The pre-stage's watermarks: the largest time seen per partition (or per worker,
+/// untraced), announced to every window worker as it advances.
+struct Marks<V> {
+    time_of: Arc<dyn Fn(&V) -> Millis + Send + Sync>,
+    lateness: Millis,
+    /// How often a partition that keeps sending items re-announces its watermark
+    /// even if it did not advance, so that it is not taken for idle.
+    refresh: Duration,
+    me: u32,
+    peers: u32,
+    /// How many sources feed the window, and how many have settled here.
+    sources: usize,
+    settled: usize,
+    parts: HashMap<PartId, PartClock>,
+}
+
+/// The largest time seen in one partition, and when it was last announced.
+struct PartClock {
+    seen: Millis,
+    announced: Instant,
+}
+
+impl<V> Marks<V> {
+    /// Times a run of items from `part`, and announces the partition's watermark if
+    /// it moved (or is due for a refresh).
+    fn run<K>(&mut self, part: PartId, batch: &mut Vec<(K, V)>, out: &mut Vec<Routed<K, V>>) {
+        let mut max = Millis::MIN;
+        out.reserve(batch.len() + self.peers as usize);
+        for (k, v) in batch.drain(..) {
+            let t = (self.time_of)(&v);
+            max = max.max(t);
+            out.push(Routed::Item(k, v, t));
+        }
+        let now = Instant::now();
+        let clock = self.parts.entry(part).or_insert(PartClock {
+            seen: Millis::MIN,
+            announced: now,
+        });
+        if max > clock.seen || now.duration_since(clock.announced) >= self.refresh {
+            clock.seen = clock.seen.max(max);
+            clock.announced = now;
+            let watermark = clock.seen.saturating_sub(self.lateness);
+            self.announce(part, watermark, out);
+        }
+    }
+
+    /// Handles a partition opening or closing, or a source settling.
+    fn control<K>(&mut self, span: Span, out: &mut Vec<Routed<K, V>>) {
+        match span {
+            Span::Opened(part) => {
+                self.parts.entry(part).or_insert(PartClock {
+                    seen: Millis::MIN,
+                    announced: Instant::now(),
+                });
+                self.announce(part, Millis::MIN, out);
+            }
+            Span::Closed(part) => {
+                self.parts.remove(&part);
+                self.announce(part, Millis::MAX, out);
+            }
+            Span::Settled => {
+                self.settled += 1;
+                if self.settled == self.sources {
+                    out.extend((0..self.peers).map(|to| Routed::Settled { to, from: self.me }));
+                }
+            }
+            Span::Items { .. } => {}
+        }
+    }
+
+    fn announce<K>(&self, part: PartId, watermark: Millis, out: &mut Vec<Routed<K, V>>) {
+        out.extend((0..self.peers).map(|to| Routed::Mark {
+            to,
+            from: self.me,
+            part,
+            watermark,
+        }));
+    }
+}
+
+/// The traced pre-stage: items arrive with the spans of their source partitions
+/// ([`crate::origin`]); each partition's watermark is announced on its own.
+fn marked_by_partition<'s, K: Key, V: Data>(
+    ctx: &BuildCtx<'s>,
+    step_id: &str,
+    input: TStream<'s, (K, V)>,
+    origins: Origins<'s>,
+    mut marks: Marks<V>,
+) -> TStream<'s, Routed<K, V>> {
+    let shared = ctx.shared.clone();
+    let mut builder = OperatorBuilder::new(step_id.to_string(), ctx.scope);
+    let mut items_in = builder.new_input(input, Pipeline);
+    let mut spans_in = builder.new_input(origins.spans, Pipeline);
+    builder.set_notify_for(0, FrontierInterest::Never);
+    builder.set_notify_for(1, FrontierInterest::Never);
+    let (out, stream) = builder.new_output();
+    let mut out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<Routed<K, V>>>>::from(out);
+    builder.build(move |_caps| {
+        let mut queue = SpanQueue::default();
+        let mut routed: Vec<Routed<K, V>> = Vec::new();
+        move |_frontiers| {
+            let mut out = out.activate();
+            spans_in.for_each(|cap, spans| queue.push(&cap, 0, spans));
+            items_in.for_each(|cap, data| {
+                if shared.aborted() {
+                    data.clear();
+                    return;
+                }
+                queue.walk(data, |piece| match piece {
+                    Piece::Run(part, items) => marks.run(part, items, &mut routed),
+                    Piece::Control(span) => marks.control(span, &mut routed),
+                });
+                if !routed.is_empty() {
+                    out.session(&cap).give_container(&mut routed);
+                    routed.clear();
+                }
+            });
+            queue.drain_controls(|cap, span| {
+                marks.control(span, &mut routed);
+                if !routed.is_empty() {
+                    out.session(cap).give_container(&mut routed);
+                    routed.clear();
+                }
+            });
+        }
+    });
+    stream
 }
 
 struct WindowLogic<K, V, A, W: Windower> {
@@ -274,7 +419,10 @@ struct WindowLogic<K, V, A, W: Windower> {
     /// Keys by the earliest close time of their windows (may hold stale entries,
     /// which are skipped when they come due).
     timers: BTreeMap<Millis, Vec<K>>,
-    upstream: Vec<Option<Heard>>,
+    /// Whether the input carries origins: then an upstream worker holds the
+    /// watermark back until it has announced its partitions.
+    traced: bool,
+    upstream: Vec<Upstream>,
     started: Instant,
     watermark: Millis,
     ids: Vec<WindowId>,
@@ -287,25 +435,37 @@ struct WindowLogic<K, V, A, W: Windower> {
 
 impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
     /// Recomputes the combined watermark: the system time, or the least watermark
-    /// of the upstream workers that are not idle. It never goes backwards.
+    /// of the upstream partitions that are neither idle nor ended (the greatest if
+    /// all are idle, the end of time if all have ended). An upstream worker not yet
+    /// heard from holds it at the beginning of time, until it has announced its
+    /// partitions or the idle timeout passes. It never goes backwards.
     fn advance(&mut self) {
         let next = if self.system {
             now_millis()
         } else {
             let now = Instant::now();
             let mut least: Option<Millis> = None;
-            let mut greatest = Millis::MIN;
-            for heard in &self.upstream {
-                let (watermark, at) = match heard {
-                    Some(h) => (h.watermark, h.at),
-                    None => (Millis::MIN, self.started),
-                };
-                greatest = greatest.max(watermark);
+            let mut greatest: Option<Millis> = None;
+            let mut consider = |watermark: Millis, at: Instant| {
+                greatest = Some(greatest.map_or(watermark, |g| g.max(watermark)));
                 if now.duration_since(at) < self.idle_timeout {
                     least = Some(least.map_or(watermark, |l| l.min(watermark)));
                 }
+            };
+            for up in &self.upstream {
+                let unheard = if self.traced {
+                    !up.settled
+                } else {
+                    up.parts.is_empty()
+                };
+                if unheard {
+                    consider(Millis::MIN, self.started);
+                }
+                for heard in up.parts.values().filter(|h| h.watermark != Millis::MAX) {
+                    consider(heard.watermark, heard.at);
+                }
             }
-            least.unwrap_or(greatest)
+            least.or(greatest).unwrap_or(Millis::MAX)
         };
         self.watermark = self.watermark.max(next);
     }
@@ -439,14 +599,21 @@ impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent
                     self.place(key, value, time, out);
                 }
                 Routed::Mark {
-                    from, watermark, ..
+                    from,
+                    part,
+                    watermark,
+                    ..
                 } => {
-                    if let Some(slot) = self.upstream.get_mut(from as usize) {
-                        let watermark = slot.map_or(watermark, |h| h.watermark.max(watermark));
-                        *slot = Some(Heard {
-                            watermark,
-                            at: Instant::now(),
-                        });
+                    if let Some(up) = self.upstream.get_mut(from as usize) {
+                        let at = Instant::now();
+                        let heard = up.parts.entry(part).or_insert(Heard { watermark, at });
+                        heard.watermark = heard.watermark.max(watermark);
+                        heard.at = at;
+                    }
+                }
+                Routed::Settled { from, .. } => {
+                    if let Some(up) = self.upstream.get_mut(from as usize) {
+                        up.settled = true;
                     }
                 }
             }

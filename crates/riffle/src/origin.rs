@@ -1,0 +1,254 @@
+//! Where items came from: the source partition of every run of items, carried
+//! beside a stream so that an event-time window keeps one watermark per partition.
+//!
+//! A worker that reads two partitions whose event times drift apart (one file
+//! replayed from yesterday, one written live) must not let the fast one decide the
+//! watermark: the slow one's items would all come out late. So a flow with an
+//! event-time window **traces origins**: every source gets a second output, its
+//! *spans*, and every stateless step between the source and the window carries the
+//! spans along.
+//!
+//! - `Span::Items { part, count }`: the next `count` items of this worker's stream
+//!   came from partition `part` (a [`part_id`] of the source step and partition).
+//! - `Span::Opened(part)` / `Span::Closed(part)`: this worker starts / stops
+//!   reading `part` (a finished partition stops holding the watermark back).
+//! - `Span::Settled`: a source has announced every partition it reads on this
+//!   worker (so the window knows it is not waiting for one it has not heard of).
+//!
+//! Items and spans travel on two channels between the same two operators of one
+//! worker. A step sends the spans of what it produced in the same activation as the
+//! items, and a receiving step reads all its waiting spans before its items, so
+//! an item's span is there when the item is ([`SpanQueue`] pairs them by count and
+//! splits a batch where its partition changes). Steps that move items between
+//! workers (keyed steps, `redistribute`, joins, exchanges of the user's own) end
+//! the trace: a window after them keeps one watermark per upstream worker.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::InputCapability;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::progress::operate::FrontierInterest;
+
+use crate::build::{BuildCtx, TStream};
+use crate::data::Data;
+use crate::error::Result;
+use crate::exchange::stable_hash;
+use crate::operators::Site;
+
+/// A source partition's identity in a trace: a hash of the source step and the
+/// partition's name, the same on every worker and process.
+pub(crate) type PartId = u64;
+
+/// Items whose partition is not known: a window counts them under their upstream
+/// worker as a whole.
+pub(crate) const UNTRACED: PartId = u64::MAX;
+
+/// The id of partition `name` of source step `step_id`.
+pub(crate) fn part_id(step_id: &str, name: &str) -> PartId {
+    match stable_hash(&(step_id, name)) {
+        UNTRACED => UNTRACED - 1,
+        id => id,
+    }
+}
+
+/// One entry of a trace; see the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Span {
+    /// The next `count` items came from `part`.
+    Items { part: PartId, count: usize },
+    /// This worker reads `part` from now on.
+    Opened(PartId),
+    /// This worker has read all of `part`.
+    Closed(PartId),
+    /// A source has announced all its partitions on this worker.
+    Settled,
+}
+
+/// The spans beside a stream, and how many sources feed it (each sends one
+/// `Settled` per worker).
+#[derive(Clone)]
+pub(crate) struct Origins<'s> {
+    pub spans: TStream<'s, Span>,
+    pub sources: usize,
+}
+
+/// A span waiting for its items, or a control span with the capability to pass
+/// it on at its own epoch if no item follows it in this activation.
+enum Pending {
+    Items { part: PartId, count: usize },
+    Control(Option<Capability<u64>>, Span),
+}
+
+/// What [`SpanQueue::walk`] hands out: a run of items from one partition, or a
+/// control span.
+pub(crate) enum Piece<'a, T> {
+    Run(PartId, &'a mut Vec<T>),
+    Control(Span),
+}
+
+/// Pairs a stream's items with their spans, in order; see the [module docs](self).
+#[derive(Default)]
+pub(crate) struct SpanQueue {
+    pending: VecDeque<Pending>,
+    /// Items seen before their spans (never expected): the next spans' counts are
+    /// paid down by this much, so pairing stays aligned.
+    debt: usize,
+}
+
+impl SpanQueue {
+    /// Queues spans that arrived at `cap`; control spans keep a capability for
+    /// output `port`, where they are passed on.
+    pub fn push(&mut self, cap: &InputCapability<u64>, port: usize, spans: &mut Vec<Span>) {
+        for span in spans.drain(..) {
+            match span {
+                Span::Items { part, mut count } => {
+                    let paid = self.debt.min(count);
+                    self.debt -= paid;
+                    count -= paid;
+                    if count > 0 {
+                        self.pending.push_back(Pending::Items { part, count });
+                    }
+                }
+                control => self
+                    .pending
+                    .push_back(Pending::Control(cap.retain_least(port), control)),
+            }
+        }
+    }
+
+    /// Splits `batch` into runs from one partition each and hands them to `each`
+    /// in order, with the control spans met between them. `batch` is left empty.
+    pub fn walk<T>(&mut self, batch: &mut Vec<T>, mut each: impl FnMut(Piece<'_, T>)) {
+        let mut rest = std::mem::take(batch);
+        while !rest.is_empty() {
+            match self.pending.front_mut() {
+                Some(Pending::Control(_, span)) => {
+                    each(Piece::Control(*span));
+                    self.pending.pop_front();
+                }
+                Some(Pending::Items { part, count }) => {
+                    let part = *part;
+                    if *count >= rest.len() {
+                        *count -= rest.len();
+                        if *count == 0 {
+                            self.pending.pop_front();
+                        }
+                        each(Piece::Run(part, &mut rest));
+                        rest.clear();
+                    } else {
+                        let tail = rest.split_off(*count);
+                        self.pending.pop_front();
+                        each(Piece::Run(part, &mut rest));
+                        rest = tail;
+                    }
+                }
+                None => {
+                    self.debt += rest.len();
+                    each(Piece::Run(UNTRACED, &mut rest));
+                    rest.clear();
+                }
+            }
+        }
+        *batch = rest;
+    }
+
+    /// Hands out the control spans at the head of the queue (those no waiting item
+    /// precedes), each with the capability it arrived with.
+    pub fn drain_controls(&mut self, mut control: impl FnMut(&Capability<u64>, Span)) {
+        while let Some(Pending::Control(cap, span)) = self.pending.front() {
+            if let Some(cap) = cap {
+                control(cap, *span);
+            }
+            self.pending.pop_front();
+        }
+    }
+}
+
+/// A traced stateless step: `inputs` (items with their origins) merged, each batch
+/// split into runs by partition and handed to `logic` run by run; returns the
+/// output and its origins. With one input this is a traced `map`, `filter`, ...;
+/// with several and a logic that moves items over, a traced `merge`.
+pub(crate) fn traced_operator<'s, T: Data, U: Data>(
+    ctx: &BuildCtx<'s>,
+    step_id: &str,
+    inputs: Vec<(TStream<'s, T>, Origins<'s>)>,
+    mut logic: impl FnMut(&Site, u64, &mut Vec<T>, &mut Vec<U>) -> Result<()> + 'static,
+) -> (TStream<'s, U>, Origins<'s>) {
+    let shared = ctx.shared.clone();
+    let site = Site {
+        step_id: step_id.into(),
+        worker: ctx.worker.index,
+    };
+    let sources = inputs.iter().map(|(_, o)| o.sources).sum();
+    let mut builder = OperatorBuilder::new(step_id.to_string(), ctx.scope);
+    let mut ports = Vec::new();
+    for (data, origins) in inputs {
+        let data_in = builder.new_input(data, Pipeline);
+        let spans_in = builder.new_input(origins.spans, Pipeline);
+        ports.push((data_in, spans_in, SpanQueue::default()));
+    }
+    for input in 0..ports.len() * 2 {
+        builder.set_notify_for(input, FrontierInterest::Never);
+    }
+    let (data_out, data_stream) = builder.new_output();
+    let (spans_out, spans_stream) = builder.new_output();
+    let mut data_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<U>>>::from(data_out);
+    let mut spans_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<Span>>>::from(spans_out);
+    builder.build(move |_caps| {
+        let mut out: Vec<U> = Vec::new();
+        let mut out_spans: Vec<Span> = Vec::new();
+        move |_frontiers| {
+            let mut data_h = data_out.activate();
+            let mut spans_h = spans_out.activate();
+            for (data_in, spans_in, queue) in ports.iter_mut() {
+                spans_in.for_each(|cap, spans| queue.push(&cap, 1, spans));
+                data_in.for_each(|cap, data| {
+                    if shared.aborted() {
+                        data.clear();
+                        return;
+                    }
+                    let epoch = cap.least().copied().unwrap_or_default();
+                    queue.walk(data, |piece| match piece {
+                        Piece::Run(part, items) => {
+                            let before = out.len();
+                            let done = catch_unwind(AssertUnwindSafe(|| {
+                                logic(&site, epoch, items, &mut out)
+                            }));
+                            match done {
+                                Ok(Ok(())) => {}
+                                Ok(Err(e)) => shared.fail(e),
+                                Err(payload) => {
+                                    shared.fail(site.panic_on::<()>(epoch, None, payload))
+                                }
+                            }
+                            let count = out.len() - before;
+                            if count > 0 {
+                                out_spans.push(Span::Items { part, count });
+                            }
+                        }
+                        Piece::Control(span) => out_spans.push(span),
+                    });
+                    if !out.is_empty() {
+                        data_h.session(&cap).give_container(&mut out);
+                        out.clear();
+                    }
+                    if !out_spans.is_empty() {
+                        spans_h.session(&cap).give_container(&mut out_spans);
+                        out_spans.clear();
+                    }
+                });
+                queue.drain_controls(|cap, span| spans_h.session(cap).give(span));
+            }
+        }
+    });
+    let origins = Origins {
+        spans: spans_stream,
+        sources,
+    };
+    (data_stream, origins)
+}
