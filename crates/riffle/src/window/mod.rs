@@ -120,8 +120,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
                 let (down, late, meta) = build_window(
                     ctx,
                     &id,
-                    input,
-                    origins,
+                    (input, origins),
                     &clock,
                     windower.clone(),
                     agg.clone(),
@@ -370,8 +369,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
                 let (down, late, meta) = build_window(
                     ctx,
                     &id,
-                    both,
-                    origins,
+                    (both, origins),
                     &clock,
                     windower.clone(),
                     agg.clone(),

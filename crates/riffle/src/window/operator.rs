@@ -133,13 +133,13 @@ impl<K, V, A> Clone for Agg<K, V, A> {
     }
 }
 
-/// Builds the window step's operators on `input` and returns its three streams.
+/// Builds the window step's operators on `input` (with its origins, if the flow
+/// traces them) and returns its three streams.
 #[allow(clippy::type_complexity)]
 pub(crate) fn build_window<'s, K, V, A, W>(
     ctx: &BuildCtx<'s>,
     step_id: &str,
-    input: TStream<'s, (K, V)>,
-    origins: Option<Origins<'s>>,
+    (input, origins): (TStream<'s, (K, V)>, Option<Origins<'s>>),
     clock: &Clock<V>,
     windower: Arc<W>,
     agg: Agg<K, V, A>,
