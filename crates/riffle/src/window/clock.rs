@@ -7,12 +7,18 @@
 //! - [`Clock::system`] is processing time: an item's time is the moment the window
 //!   operator sees it, and the watermark is now. Nothing is ever late.
 //! - [`Clock::event`] is event time: a function of the item gives its time. Each
-//!   worker feeding the window step tracks the largest time it has seen minus the
-//!   allowed lateness, and sends that as its watermark to every worker; a window
-//!   step combines them as the minimum, so a window closes only when every upstream
-//!   worker has moved past it. An upstream that sends nothing for the idle timeout
-//!   stops holding the watermark back until it speaks again. The watermark never
-//!   goes backwards.
+//!   source partition has its own watermark, the largest time seen from it minus
+//!   the allowed lateness, announced to every worker; a window step combines them
+//!   as the minimum across partitions and workers, so a window closes only when
+//!   every partition has moved past it, however the partitions are spread over
+//!   workers. A partition that sends nothing for the idle timeout stops holding the
+//!   watermark back until it speaks again; a finished partition, or a worker that
+//!   reads none, never holds it. The watermark never goes backwards.
+//!
+//!   The window learns each item's partition from the trace of origins that
+//!   sources and stateless steps carry (`crate::origin`). After a step that moves
+//!   items between workers (a keyed step, `redistribute`, a join) the partition is
+//!   no longer known, and the window keeps one watermark per upstream worker.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -75,8 +81,9 @@ impl<V> Clone for Clock<V> {
     }
 }
 
-/// How long an upstream worker may stay silent before it stops holding the
-/// watermark back, unless [`Clock::idle_timeout`] says otherwise.
+/// How long a source partition (or an upstream worker, where partitions are not
+/// traced) may stay silent before it stops holding the watermark back, unless
+/// [`Clock::idle_timeout`] says otherwise.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl<V: 'static> Clock<V> {
@@ -102,7 +109,7 @@ impl<V: 'static> Clock<V> {
         }
     }
 
-    /// Sets how long an upstream worker may send nothing before the watermark stops
+    /// Sets how long a source partition may send nothing before the watermark stops
     /// waiting for it (event time only).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         if let ClockKind::Event { idle_timeout, .. } = &mut self.kind {

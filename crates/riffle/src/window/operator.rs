@@ -2,8 +2,10 @@
 //! announces watermarks, an exchange by key, and the per-key window state on the
 //! key's owner.
 //!
-//! Items cross the exchange as [`Routed::Item`] with their time; each upstream
-//! worker's watermark crosses as [`Routed::Mark`], sent to every worker. The window
+//! Items cross the exchange as [`Routed::Item`] with their time; each source
+//! partition's watermark (each upstream worker's, where the input's partitions are
+//! not traced: see [`crate::origin`]) crosses as [`Routed::Mark`], sent to every
+//! worker after the items it covers. The window
 //! stage is an epoch-ordered keyed step (see [`crate::operators::keyed`]): it folds
 //! items into their windows, keeps a timer queue of the earliest close per key, and
 //! when the combined watermark passes a close time it emits the window's result and
