@@ -105,19 +105,21 @@ impl SpanQueue {
     /// output `port`, where they are passed on.
     pub fn push(&mut self, cap: &InputCapability<u64>, port: usize, spans: &mut Vec<Span>) {
         for span in spans.drain(..) {
-            match span {
-                Span::Items { part, mut count } => {
-                    let paid = self.debt.min(count);
-                    self.debt -= paid;
-                    count -= paid;
-                    if count > 0 {
-                        self.pending.push_back(Pending::Items { part, count });
-                    }
+            self.queue(span, || cap.retain_least(port));
+        }
+    }
+
+    fn queue(&mut self, span: Span, cap: impl FnOnce() -> Option<Capability<u64>>) {
+        match span {
+            Span::Items { part, mut count } => {
+                let paid = self.debt.min(count);
+                self.debt -= paid;
+                count -= paid;
+                if count > 0 {
+                    self.pending.push_back(Pending::Items { part, count });
                 }
-                control => self
-                    .pending
-                    .push_back(Pending::Control(cap.retain_least(port), control)),
             }
+            control => self.pending.push_back(Pending::Control(cap(), control)),
         }
     }
 
@@ -157,15 +159,34 @@ impl SpanQueue {
         *batch = rest;
     }
 
-    /// Hands out the control spans at the head of the queue (those no waiting item
-    /// precedes), each with the capability it arrived with.
+    /// Hands out the control spans still queued once the items at hand are walked,
+    /// each with the capability it arrived with, so that none holds its epoch open.
+    /// (Items reach a step in the same activation as their spans, so no control
+    /// span should be waiting behind items that have not arrived; if one were, it
+    /// would go out ahead of them rather than stall the flow.)
     pub fn drain_controls(&mut self, mut control: impl FnMut(&Capability<u64>, Span)) {
-        while let Some(Pending::Control(cap, span)) = self.pending.front() {
-            if let Some(cap) = cap {
-                control(cap, *span);
-            }
-            self.pending.pop_front();
+        if !self
+            .pending
+            .iter()
+            .any(|p| matches!(p, Pending::Control(..)))
+        {
+            return;
         }
+        self.pending.retain(|p| match p {
+            Pending::Control(cap, span) => {
+                if let Some(cap) = cap {
+                    control(cap, *span);
+                }
+                false
+            }
+            Pending::Items { .. } => true,
+        });
+    }
+
+    /// Forgets everything queued (the run is being aborted).
+    pub fn clear(&mut self) {
+        self.pending.clear();
+        self.debt = 0;
     }
 }
 
@@ -210,6 +231,7 @@ pub(crate) fn traced_operator<'s, T: Data, U: Data>(
                 data_in.for_each(|cap, data| {
                     if shared.aborted() {
                         data.clear();
+                        queue.clear();
                         return;
                     }
                     let epoch = cap.least().copied().unwrap_or_default();
@@ -251,4 +273,70 @@ pub(crate) fn traced_operator<'s, T: Data, U: Data>(
         sources,
     };
     (data_stream, origins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Walks `batch` and lists what came out: `Ok((part, items))` or `Err(span)`.
+    fn walk(
+        queue: &mut SpanQueue,
+        mut batch: Vec<u32>,
+    ) -> Vec<std::result::Result<(PartId, Vec<u32>), Span>> {
+        let mut seen = Vec::new();
+        queue.walk(&mut batch, |piece| match piece {
+            Piece::Run(part, items) => seen.push(Ok((part, std::mem::take(items)))),
+            Piece::Control(span) => seen.push(Err(span)),
+        });
+        assert!(batch.is_empty());
+        seen
+    }
+
+    #[test]
+    fn a_batch_is_split_where_its_partition_changes_and_controls_keep_their_place() {
+        let mut q = SpanQueue::default();
+        for span in [
+            Span::Opened(1),
+            Span::Items { part: 1, count: 2 },
+            Span::Items { part: 2, count: 3 },
+            Span::Closed(1),
+            Span::Items { part: 2, count: 1 },
+        ] {
+            q.queue(span, || None);
+        }
+        // One batch of 4 covers part 1's two items and two of part 2's three.
+        assert_eq!(
+            walk(&mut q, vec![10, 11, 20, 21]),
+            [
+                Err(Span::Opened(1)),
+                Ok((1, vec![10, 11])),
+                Ok((2, vec![20, 21]))
+            ]
+        );
+        // The next batch finishes part 2's run, passes `Closed`, then the last item.
+        assert_eq!(
+            walk(&mut q, vec![22, 23]),
+            [Ok((2, vec![22])), Err(Span::Closed(1)), Ok((2, vec![23]))]
+        );
+        assert!(q.pending.is_empty());
+    }
+
+    #[test]
+    fn items_ahead_of_their_spans_are_untraced_and_the_late_spans_are_paid_down() {
+        let mut q = SpanQueue::default();
+        assert_eq!(walk(&mut q, vec![1, 2, 3]), [Ok((UNTRACED, vec![1, 2, 3]))]);
+        q.queue(Span::Items { part: 7, count: 2 }, || None);
+        q.queue(Span::Items { part: 8, count: 2 }, || None);
+        // The first three items' spans are paid down: one of part 8's remains.
+        assert_eq!(walk(&mut q, vec![4]), [Ok((8, vec![4]))]);
+    }
+
+    #[test]
+    fn part_ids_are_stable_and_never_the_untraced_marker() {
+        assert_eq!(part_id("events", "a.csv"), part_id("events", "a.csv"));
+        assert_ne!(part_id("events", "a.csv"), part_id("events", "b.csv"));
+        assert_ne!(part_id("events", "a.csv"), part_id("other", "a.csv"));
+        assert_ne!(part_id("events", "a.csv"), UNTRACED);
+    }
 }

@@ -313,3 +313,33 @@ fn a_finished_partition_or_a_worker_without_partitions_never_holds_the_watermark
     assert_eq!(counts.take().len(), 5);
     Ok(())
 }
+
+#[test]
+fn a_failure_in_a_traced_step_stops_the_run_with_the_step_named() -> Result<()> {
+    let script = Script::new(
+        vec![
+            ("a-fast", Role::Fast),
+            ("b-fast", Role::Fast),
+            ("c-slow", Role::Slow),
+        ],
+        1000,
+        100,
+    );
+    let flow = Dataflow::new("fails");
+    flow.input("events", script)?
+        .map("explode", |(part, t): (String, i64)| {
+            assert!(t != 50_000 || part != "b-fast", "bad item");
+            (part, t)
+        })?
+        .count_window(
+            "count",
+            Clock::event(|e: &(String, i64)| e.1, Duration::ZERO),
+            TumblingWindower::new(Duration::from_secs(10), 0),
+            |e| e.0.clone(),
+        )?
+        .down
+        .output("out", TestingSink::new())?;
+    let err = testing::run_workers(&flow, 2).unwrap_err();
+    assert!(err.to_string().contains("\"explode\""), "{err}");
+    Ok(())
+}

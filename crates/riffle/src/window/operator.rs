@@ -389,6 +389,7 @@ fn marked_by_partition<'s, K: Key, V: Data>(
             items_in.for_each(|cap, data| {
                 if shared.aborted() {
                     data.clear();
+                    queue.clear();
                     return;
                 }
                 queue.walk(data, |piece| match piece {
