@@ -85,10 +85,22 @@ enum Pending {
 }
 
 /// What [`SpanQueue::walk`] hands out: a run of items from one partition, or a
-/// control span.
+/// control span with the capability of the epoch it was sent at. A control span
+/// must go on at that epoch if it is later than the batch's: a window handles
+/// epochs in order, and a partition's `Closed` must not be handled before items
+/// of it at a later epoch.
 pub(crate) enum Piece<'a, T> {
     Run(PartId, &'a mut Vec<T>),
-    Control(Span),
+    Control(Option<&'a Capability<u64>>, Span),
+}
+
+/// The capability to pass a control span on with, if its own epoch is later than
+/// the batch's (`epoch`); `None` means the batch's capability will do.
+pub(crate) fn later_than<'a>(
+    cap: Option<&'a Capability<u64>>,
+    epoch: u64,
+) -> Option<&'a Capability<u64>> {
+    cap.filter(|c| *c.time() > epoch)
 }
 
 /// Pairs a stream's items with their spans, in order; see the [module docs](self).
@@ -129,9 +141,10 @@ impl SpanQueue {
         let mut rest = std::mem::take(batch);
         while !rest.is_empty() {
             match self.pending.front_mut() {
-                Some(Pending::Control(_, span)) => {
-                    each(Piece::Control(*span));
-                    self.pending.pop_front();
+                Some(Pending::Control(..)) => {
+                    if let Some(Pending::Control(cap, span)) = self.pending.pop_front() {
+                        each(Piece::Control(cap.as_ref(), span));
+                    }
                 }
                 Some(Pending::Items { part, count }) => {
                     let part = *part;
@@ -248,12 +261,22 @@ pub(crate) fn traced_operator<'s, T: Data, U: Data>(
                                     shared.fail(site.panic_on::<()>(epoch, None, payload))
                                 }
                             }
-                            let count = out.len() - before;
+                            let count = out.len().saturating_sub(before);
                             if count > 0 {
                                 out_spans.push(Span::Items { part, count });
                             }
                         }
-                        Piece::Control(span) => out_spans.push(span),
+                        Piece::Control(own, span) => match later_than(own, epoch) {
+                            Some(own) => {
+                                // Keep the order: the spans so far, then this one.
+                                if !out_spans.is_empty() {
+                                    spans_h.session(&cap).give_container(&mut out_spans);
+                                    out_spans.clear();
+                                }
+                                spans_h.session(own).give(span);
+                            }
+                            None => out_spans.push(span),
+                        },
                     });
                     if !out.is_empty() {
                         data_h.session(&cap).give_container(&mut out);
@@ -287,7 +310,7 @@ mod tests {
         let mut seen = Vec::new();
         queue.walk(&mut batch, |piece| match piece {
             Piece::Run(part, items) => seen.push(Ok((part, std::mem::take(items)))),
-            Piece::Control(span) => seen.push(Err(span)),
+            Piece::Control(_, span) => seen.push(Err(span)),
         });
         assert!(batch.is_empty());
         seen

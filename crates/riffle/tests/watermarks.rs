@@ -343,3 +343,111 @@ fn a_failure_in_a_traced_step_stops_the_run_with_the_step_named() -> Result<()> 
     assert!(err.to_string().contains("\"explode\""), "{err}");
     Ok(())
 }
+
+/// A source whose partitions send `(name, time)` items at explicit epochs.
+#[derive(Clone)]
+struct AtEpochs(Vec<(&'static str, Vec<(u64, i64)>)>);
+
+struct AtEpochsPart(&'static str, std::vec::IntoIter<(u64, i64)>);
+
+impl FixedPartitionedSource for AtEpochs {
+    type Item = (String, i64);
+    type State = ();
+    type Partition = AtEpochsPart;
+
+    fn list_parts(&self, _: &str) -> Result<Vec<String>> {
+        Ok(self.0.iter().map(|(n, _)| n.to_string()).collect())
+    }
+
+    fn build_part(&self, _: &str, for_part: &str, _: Option<()>) -> Result<AtEpochsPart> {
+        let (name, items) = self.0.iter().find(|(n, _)| *n == for_part).unwrap();
+        Ok(AtEpochsPart(name, items.clone().into_iter()))
+    }
+}
+
+impl SourcePartition for AtEpochsPart {
+    type Item = (String, i64);
+    type State = ();
+
+    fn next_batch(&mut self) -> Result<Poll<(String, i64)>> {
+        Ok(match self.1.next() {
+            Some((epoch, t)) => Poll::ReadyAt(epoch, vec![(self.0.to_string(), t)]),
+            None => Poll::Exhausted,
+        })
+    }
+}
+
+fn count_all(events: &riffle::Stream<(String, i64)>) -> Result<(Counts, TestingSink<i64>)> {
+    let (counts, late) = (TestingSink::new(), TestingSink::new());
+    let windows = events.count_window(
+        "count",
+        Clock::event(|e: &(String, i64)| e.1, Duration::ZERO),
+        TumblingWindower::new(Duration::from_secs(10), 0),
+        |_| "all".to_string(),
+    )?;
+    windows.down.output("counts", counts.clone())?;
+    windows
+        .late
+        .map("late_value", |(_, late)| late.value.1)?
+        .output("late", late.clone())?;
+    Ok((counts, late))
+}
+
+#[test]
+fn a_partition_that_ends_at_a_later_epoch_is_not_ended_before_its_last_items() -> Result<()> {
+    // One worker reads both partitions; "b" holds the source's epoch at 3 while "a"
+    // sends at epoch 10 and ends. Its end must be handled after its item, or the
+    // watermark (both partitions ended) jumps to the end of time first.
+    let flow = Dataflow::new("ends");
+    let source = AtEpochs(vec![
+        ("a", vec![(10, 1_000)]),
+        ("b", vec![(3, 500), (4, 600)]),
+    ]);
+    let (counts, late) = count_all(&flow.input("events", source)?)?;
+    testing::run(&flow)?;
+    assert_eq!(late.take(), Vec::<i64>::new());
+    assert_eq!(counts.take(), [("all".to_string(), (0, 3))]);
+
+    // The same through a merge of two sources: the first one's end travels behind
+    // the second one's earlier batches and must keep its own epoch.
+    let flow = Dataflow::new("ends-merged");
+    let first = flow.input("first", AtEpochs(vec![("a", vec![(0, 1_000), (5, 2_000)])]))?;
+    let second = flow.input(
+        "second",
+        AtEpochs(vec![("b", vec![(0, 500), (1, 600), (2, 700)])]),
+    )?;
+    let (counts, late) = count_all(&first.merge("both", &[&second])?)?;
+    testing::run(&flow)?;
+    assert_eq!(late.take(), Vec::<i64>::new());
+    assert_eq!(counts.take(), [("all".to_string(), (0, 5))]);
+    Ok(())
+}
+
+#[test]
+fn a_panic_in_the_event_time_function_stops_the_run_naming_the_window() -> Result<()> {
+    let flow = Dataflow::new("bad-time");
+    let source = AtEpochs(vec![("a", vec![(0, 1_000), (1, -1)]), ("b", vec![(0, 5)])]);
+    flow.input("events", source)?
+        .count_window(
+            "count",
+            Clock::event(
+                |e: &(String, i64)| {
+                    assert!(e.1 >= 0, "negative time");
+                    e.1
+                },
+                Duration::ZERO,
+            ),
+            TumblingWindower::new(Duration::from_secs(10), 0),
+            |e| e.0.clone(),
+        )?
+        .down
+        .output("out", TestingSink::new())?;
+    for workers in [1, 2] {
+        let err = testing::run_workers(&flow, workers).unwrap_err();
+        assert!(
+            err.to_string().contains("\"count\""),
+            "{workers} workers: {err}"
+        );
+    }
+    Ok(())
+}

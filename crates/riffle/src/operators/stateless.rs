@@ -180,7 +180,11 @@ impl<T: Data> Stream<T> {
                 each_ref(site, epoch, batch, &mut units, |x| {
                     f(&site.step_id, x, epoch, site.worker)
                 })?;
-                std::mem::swap(batch, out);
+                if out.is_empty() {
+                    std::mem::swap(batch, out);
+                } else {
+                    out.append(batch);
+                }
                 Ok(())
             }
         })

@@ -114,6 +114,9 @@ struct LivePart<P> {
     floor: Option<u64>,
     /// Whether it has sent items at the wall clock's epochs (`Ready`).
     clocked: bool,
+    /// The latest epoch it has sent items at: its end is announced there, so that
+    /// a window does not handle the end before those items.
+    last: u64,
 }
 
 /// The source's capabilities: for its items and, when the flow traces origins,
@@ -158,6 +161,7 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
             part,
             floor: None,
             clocked: false,
+            last: 0,
         })
         .collect();
     let mut builder = OperatorBuilder::new(step_id.clone(), scope);
@@ -288,6 +292,7 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
                     Poll::Ready(mut items) => {
                         live.clocked |= live.floor.is_none();
                         let epoch = live.floor.unwrap_or(clock).max(*held.time());
+                        live.last = live.last.max(epoch);
                         send(output, spans_h.as_mut(), held, live.id, epoch, &mut items);
                         produced = true;
                     }
@@ -310,6 +315,7 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
                             return;
                         }
                         live.floor = Some(epoch);
+                        live.last = live.last.max(epoch);
                         send(output, spans_h.as_mut(), held, live.id, epoch, &mut items);
                         produced = true;
                     }
@@ -351,7 +357,13 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
                             return;
                         }
                         if let (Some(spans), Some(at)) = (spans_h.as_mut(), held.spans.as_ref()) {
-                            spans.session(at).give(Span::Closed(live.id));
+                            if live.last > *at.time() {
+                                spans
+                                    .session(&at.delayed(&live.last))
+                                    .give(Span::Closed(live.id));
+                            } else {
+                                spans.session(at).give(Span::Closed(live.id));
+                            }
                         }
                         parts.swap_remove(i);
                         continue;

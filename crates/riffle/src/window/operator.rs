@@ -13,6 +13,7 @@
 //! live state follows open windows, not keys ever seen.
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,7 @@ use crate::exchange::stable_hash;
 use crate::operators::Site;
 use crate::operators::batch_operator;
 use crate::operators::keyed::{Dirty, EpochLogic, epoch_operator, owned_rows};
-use crate::origin::{Origins, PartId, Piece, Span, SpanQueue, UNTRACED};
+use crate::origin::{Origins, PartId, Piece, Span, SpanQueue, UNTRACED, later_than};
 use crate::recovery::{Change, decode, encode};
 
 /// An item or a watermark on its way to the window stage.
@@ -373,6 +374,10 @@ fn marked_by_partition<'s, K: Key, V: Data>(
     mut marks: Marks<V>,
 ) -> TStream<'s, Routed<K, V>> {
     let shared = ctx.shared.clone();
+    let site = Site {
+        step_id: step_id.into(),
+        worker: ctx.worker.index,
+    };
     let mut builder = OperatorBuilder::new(step_id.to_string(), ctx.scope);
     let mut items_in = builder.new_input(input, Pipeline);
     let mut spans_in = builder.new_input(origins.spans, Pipeline);
@@ -392,9 +397,32 @@ fn marked_by_partition<'s, K: Key, V: Data>(
                     queue.clear();
                     return;
                 }
+                let epoch = cap.least().copied().unwrap_or_default();
                 queue.walk(data, |piece| match piece {
-                    Piece::Run(part, items) => marks.run(part, items, &mut routed),
-                    Piece::Control(span) => marks.control(span, &mut routed),
+                    Piece::Run(part, items) => {
+                        // The event-time function is the user's: a panic stops the
+                        // run with the step named, like any other step's.
+                        let timed =
+                            catch_unwind(AssertUnwindSafe(|| marks.run(part, items, &mut routed)));
+                        if let Err(payload) = timed {
+                            shared.fail(site.panic_on::<()>(epoch, None, payload));
+                            items.clear();
+                        }
+                    }
+                    Piece::Control(own, span) => match later_than(own, epoch) {
+                        Some(own) => {
+                            if !routed.is_empty() {
+                                out.session(&cap).give_container(&mut routed);
+                                routed.clear();
+                            }
+                            marks.control(span, &mut routed);
+                            if !routed.is_empty() {
+                                out.session(own).give_container(&mut routed);
+                                routed.clear();
+                            }
+                        }
+                        None => marks.control(span, &mut routed),
+                    },
                 });
                 if !routed.is_empty() {
                     out.session(&cap).give_container(&mut routed);
