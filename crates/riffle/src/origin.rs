@@ -96,10 +96,7 @@ pub(crate) enum Piece<'a, T> {
 
 /// The capability to pass a control span on with, if its own epoch is later than
 /// the batch's (`epoch`); `None` means the batch's capability will do.
-pub(crate) fn later_than<'a>(
-    cap: Option<&'a Capability<u64>>,
-    epoch: u64,
-) -> Option<&'a Capability<u64>> {
+pub(crate) fn later_than(cap: Option<&Capability<u64>>, epoch: u64) -> Option<&Capability<u64>> {
     cap.filter(|c| *c.time() > epoch)
 }
 

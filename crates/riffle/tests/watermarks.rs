@@ -395,13 +395,13 @@ fn count_all(events: &riffle::Stream<(String, i64)>) -> Result<(Counts, TestingS
 
 #[test]
 fn a_partition_that_ends_at_a_later_epoch_is_not_ended_before_its_last_items() -> Result<()> {
-    // One worker reads both partitions; "b" holds the source's epoch at 3 while "a"
+    // One worker reads both partitions; "a" holds the source's epoch at 3 while "b"
     // sends at epoch 10 and ends. Its end must be handled after its item, or the
     // watermark (both partitions ended) jumps to the end of time first.
     let flow = Dataflow::new("ends");
     let source = AtEpochs(vec![
-        ("a", vec![(10, 1_000)]),
-        ("b", vec![(3, 500), (4, 600)]),
+        ("a", vec![(3, 500), (4, 600)]),
+        ("b", vec![(10, 1_000)]),
     ]);
     let (counts, late) = count_all(&flow.input("events", source)?)?;
     testing::run(&flow)?;
