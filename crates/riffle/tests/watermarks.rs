@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use riffle::sinks::TestingSink;
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
-use riffle::window::{Clock, TumblingWindower};
+use riffle::window::{Clock, DEFAULT_IDLE_TIMEOUT, TumblingWindower};
 use riffle::{Dataflow, Result, testing};
 
 /// What one partition of a [`Script`] does.
@@ -344,11 +344,28 @@ fn a_failure_in_a_traced_step_stops_the_run_with_the_step_named() -> Result<()> 
     Ok(())
 }
 
-/// A source whose partitions send `(name, time)` items at explicit epochs.
+/// A source whose partitions send `(name, time)` items at explicit epochs, one
+/// item per poll; a partition with a gap waits that long between items.
 #[derive(Clone)]
-struct AtEpochs(Vec<(&'static str, Vec<(u64, i64)>)>);
+struct AtEpochs(Vec<(&'static str, Duration, Vec<(u64, i64)>)>);
 
-struct AtEpochsPart(&'static str, std::vec::IntoIter<(u64, i64)>);
+impl AtEpochs {
+    fn new(parts: Vec<(&'static str, Vec<(u64, i64)>)>) -> Self {
+        Self(
+            parts
+                .into_iter()
+                .map(|(n, items)| (n, Duration::ZERO, items))
+                .collect(),
+        )
+    }
+}
+
+struct AtEpochsPart {
+    name: &'static str,
+    gap: Duration,
+    next_at: Instant,
+    items: std::vec::IntoIter<(u64, i64)>,
+}
 
 impl FixedPartitionedSource for AtEpochs {
     type Item = (String, i64);
@@ -356,12 +373,17 @@ impl FixedPartitionedSource for AtEpochs {
     type Partition = AtEpochsPart;
 
     fn list_parts(&self, _: &str) -> Result<Vec<String>> {
-        Ok(self.0.iter().map(|(n, _)| n.to_string()).collect())
+        Ok(self.0.iter().map(|(n, _, _)| n.to_string()).collect())
     }
 
     fn build_part(&self, _: &str, for_part: &str, _: Option<()>) -> Result<AtEpochsPart> {
-        let (name, items) = self.0.iter().find(|(n, _)| *n == for_part).unwrap();
-        Ok(AtEpochsPart(name, items.clone().into_iter()))
+        let (name, gap, items) = self.0.iter().find(|(n, _, _)| *n == for_part).unwrap();
+        Ok(AtEpochsPart {
+            name,
+            gap: *gap,
+            next_at: Instant::now(),
+            items: items.clone().into_iter(),
+        })
     }
 }
 
@@ -370,18 +392,33 @@ impl SourcePartition for AtEpochsPart {
     type State = ();
 
     fn next_batch(&mut self) -> Result<Poll<(String, i64)>> {
-        Ok(match self.1.next() {
-            Some((epoch, t)) => Poll::ReadyAt(epoch, vec![(self.0.to_string(), t)]),
+        if Instant::now() < self.next_at {
+            return Ok(Poll::Pending);
+        }
+        self.next_at = Instant::now() + self.gap;
+        Ok(match self.items.next() {
+            Some((epoch, t)) => Poll::ReadyAt(epoch, vec![(self.name.to_string(), t)]),
             None => Poll::Exhausted,
         })
+    }
+
+    fn next_awake(&self) -> Option<Instant> {
+        Some(self.next_at)
     }
 }
 
 fn count_all(events: &riffle::Stream<(String, i64)>) -> Result<(Counts, TestingSink<i64>)> {
+    count_all_idle(events, DEFAULT_IDLE_TIMEOUT)
+}
+
+fn count_all_idle(
+    events: &riffle::Stream<(String, i64)>,
+    idle: Duration,
+) -> Result<(Counts, TestingSink<i64>)> {
     let (counts, late) = (TestingSink::new(), TestingSink::new());
     let windows = events.count_window(
         "count",
-        Clock::event(|e: &(String, i64)| e.1, Duration::ZERO),
+        Clock::event(|e: &(String, i64)| e.1, Duration::ZERO).idle_timeout(idle),
         TumblingWindower::new(Duration::from_secs(10), 0),
         |_| "all".to_string(),
     )?;
@@ -399,7 +436,7 @@ fn a_partition_that_ends_at_a_later_epoch_is_not_ended_before_its_last_items() -
     // sends at epoch 10 and ends. Its end must be handled after its item, or the
     // watermark (both partitions ended) jumps to the end of time first.
     let flow = Dataflow::new("ends");
-    let source = AtEpochs(vec![
+    let source = AtEpochs::new(vec![
         ("a", vec![(3, 500), (4, 600)]),
         ("b", vec![(10, 1_000)]),
     ]);
@@ -411,10 +448,13 @@ fn a_partition_that_ends_at_a_later_epoch_is_not_ended_before_its_last_items() -
     // The same through a merge of two sources: the first one's end travels behind
     // the second one's earlier batches and must keep its own epoch.
     let flow = Dataflow::new("ends-merged");
-    let first = flow.input("first", AtEpochs(vec![("a", vec![(0, 1_000), (5, 2_000)])]))?;
+    let first = flow.input(
+        "first",
+        AtEpochs::new(vec![("a", vec![(0, 1_000), (5, 2_000)])]),
+    )?;
     let second = flow.input(
         "second",
-        AtEpochs(vec![("b", vec![(0, 500), (1, 600), (2, 700)])]),
+        AtEpochs::new(vec![("b", vec![(0, 500), (1, 600), (2, 700)])]),
     )?;
     let (counts, late) = count_all(&first.merge("both", &[&second])?)?;
     testing::run(&flow)?;
@@ -426,7 +466,7 @@ fn a_partition_that_ends_at_a_later_epoch_is_not_ended_before_its_last_items() -
 #[test]
 fn a_panic_in_the_event_time_function_stops_the_run_naming_the_window() -> Result<()> {
     let flow = Dataflow::new("bad-time");
-    let source = AtEpochs(vec![("a", vec![(0, 1_000), (1, -1)]), ("b", vec![(0, 5)])]);
+    let source = AtEpochs::new(vec![("a", vec![(0, 1_000), (1, -1)]), ("b", vec![(0, 5)])]);
     flow.input("events", source)?
         .count_window(
             "count",
@@ -449,5 +489,30 @@ fn a_panic_in_the_event_time_function_stops_the_run_naming_the_window() -> Resul
             "{workers} workers: {err}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn a_partition_whose_items_wait_for_a_later_epoch_is_busy_not_idle() -> Result<()> {
+    // "b" sends its one item at once, at epoch 10; "a" takes 600 ms of wall time
+    // for epochs 3 to 5, far past the 100 ms idle timeout, and its last item would
+    // close window 0. "b" must hold the watermark until its epoch is handled.
+    let flow = Dataflow::new("busy");
+    let source = AtEpochs(vec![
+        (
+            "a",
+            Duration::from_millis(200),
+            vec![(3, 500), (4, 600), (5, 15_000)],
+        ),
+        ("b", Duration::ZERO, vec![(10, 1_000)]),
+    ]);
+    let (counts, late) =
+        count_all_idle(&flow.input("events", source)?, Duration::from_millis(100))?;
+    testing::run(&flow)?;
+    assert_eq!(late.take(), Vec::<i64>::new());
+    assert_eq!(
+        counts.take_sorted(),
+        [("all".to_string(), (0, 3)), ("all".to_string(), (1, 1))]
+    );
     Ok(())
 }

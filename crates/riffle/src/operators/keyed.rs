@@ -32,6 +32,10 @@ pub(crate) type StateMap<K, V> = std::collections::HashMap<K, V, foldhash::fast:
 /// What a keyed step does with batches, closing epochs and the end of the stream.
 pub(crate) trait EpochLogic<I, O>: 'static {
     fn on_batch(&mut self, site: &Site, epoch: u64, items: Vec<I>, out: &mut Vec<O>) -> Result<()>;
+    /// Sees every batch as it arrives, before it waits for its epoch's turn: for
+    /// signs of life that must not wait (a window's idle tracking). Nothing may be
+    /// decided on the items' content here; that is [`EpochLogic::on_batch`]'s job.
+    fn on_arrival(&mut self, _epoch: u64, _items: &[I]) {}
     fn on_close(&mut self, _site: &Site, _epoch: u64, _out: &mut Vec<O>) -> Result<()> {
         Ok(())
     }
@@ -249,6 +253,7 @@ where
                 {
                     caps.insert(epoch, cap);
                 }
+                logic.on_arrival(epoch, data);
                 pending.entry(epoch).or_default().append(data);
             });
             if shared.aborted() {

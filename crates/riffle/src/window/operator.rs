@@ -269,18 +269,33 @@ struct KeyWindows<S, A> {
     timer: Option<Millis>,
 }
 
-/// The watermark an upstream partition last announced, and when.
+/// The watermark an upstream partition last announced, and when; and how many of
+/// its announcements have arrived but wait for their epoch's turn (a partition
+/// with announcements waiting is busy, never idle).
 #[derive(Clone, Copy)]
 struct Heard {
     watermark: Millis,
     at: Instant,
+    waiting: u32,
+}
+
+impl Heard {
+    fn new(watermark: Millis, at: Instant) -> Self {
+        Self {
+            watermark,
+            at,
+            waiting: 0,
+        }
+    }
 }
 
 /// What a window stage has heard from one upstream worker: whether it has
-/// announced all its partitions, and each partition's watermark.
+/// announced all its partitions (or that announcement waits for its epoch), and
+/// each partition's watermark.
 #[derive(Default)]
 struct Upstream {
     settled: bool,
+    settling: bool,
     parts: HashMap<PartId, Heard>,
 }
 
@@ -477,9 +492,9 @@ impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
             let now = Instant::now();
             let mut least: Option<Millis> = None;
             let mut greatest: Option<Millis> = None;
-            let mut consider = |watermark: Millis, at: Instant| {
+            let mut consider = |watermark: Millis, at: Instant, busy: bool| {
                 greatest = Some(greatest.map_or(watermark, |g| g.max(watermark)));
-                if now.duration_since(at) < self.idle_timeout {
+                if busy || now.duration_since(at) < self.idle_timeout {
                     least = Some(least.map_or(watermark, |l| l.min(watermark)));
                 }
             };
@@ -490,10 +505,10 @@ impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
                     up.parts.is_empty()
                 };
                 if unheard {
-                    consider(Millis::MIN, self.started);
+                    consider(Millis::MIN, self.started, up.settling);
                 }
                 for heard in up.parts.values().filter(|h| h.watermark != Millis::MAX) {
-                    consider(heard.watermark, heard.at);
+                    consider(heard.watermark, heard.at, heard.waiting > 0);
                 }
             }
             least.or(greatest).unwrap_or(Millis::MAX)
@@ -637,9 +652,10 @@ impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent
                 } => {
                     if let Some(up) = self.upstream.get_mut(from as usize) {
                         let at = Instant::now();
-                        let heard = up.parts.entry(part).or_insert(Heard { watermark, at });
+                        let heard = up.parts.entry(part).or_insert(Heard::new(watermark, at));
                         heard.watermark = heard.watermark.max(watermark);
                         heard.at = at;
+                        heard.waiting = heard.waiting.saturating_sub(1);
                     }
                 }
                 Routed::Settled { from, .. } => {
@@ -653,6 +669,33 @@ impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent
         self.close_due(out);
         self.report();
         Ok(())
+    }
+
+    /// A partition whose announcements arrived for a later epoch is busy, not
+    /// idle: it must hold the watermark until they are handled in their turn (or
+    /// the window would close before its items, which wait for the same epoch).
+    fn on_arrival(&mut self, _: u64, items: &[Routed<K, V>]) {
+        if self.system {
+            return;
+        }
+        let mut now = None;
+        for item in items {
+            match item {
+                Routed::Item(..) => {}
+                Routed::Mark { from, part, .. } => {
+                    if let Some(up) = self.upstream.get_mut(*from as usize) {
+                        let at = *now.get_or_insert_with(Instant::now);
+                        let heard = up.parts.entry(*part).or_insert(Heard::new(Millis::MIN, at));
+                        heard.waiting += 1;
+                    }
+                }
+                Routed::Settled { from, .. } => {
+                    if let Some(up) = self.upstream.get_mut(*from as usize) {
+                        up.settling = true;
+                    }
+                }
+            }
+        }
     }
 
     fn on_wake(&mut self, _: &Site, _: u64, out: &mut Vec<WindowEvent<K, V, A>>) -> Result<()> {
