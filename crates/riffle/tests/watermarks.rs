@@ -347,7 +347,10 @@ fn a_failure_in_a_traced_step_stops_the_run_with_the_step_named() -> Result<()> 
 /// A source whose partitions send `(name, time)` items at explicit epochs, one
 /// item per poll; a partition with a gap waits that long between items.
 #[derive(Clone)]
-struct AtEpochs(Vec<(&'static str, Duration, Vec<(u64, i64)>)>);
+struct AtEpochs(Vec<(&'static str, Duration, Vec<EpochAndTime>)>);
+
+/// An item's epoch and event time.
+type EpochAndTime = (u64, i64);
 
 impl AtEpochs {
     fn new(parts: Vec<(&'static str, Vec<(u64, i64)>)>) -> Self {
