@@ -217,6 +217,7 @@ where
         timers: BTreeMap::new(),
         traced,
         upstream: (0..peers).map(|_| Upstream::default()).collect(),
+        handled: 0,
         started: Instant::now(),
         watermark: Millis::MIN,
         ids: Vec::new(),
@@ -269,14 +270,14 @@ struct KeyWindows<S, A> {
     timer: Option<Millis>,
 }
 
-/// The watermark an upstream partition last announced, and when; and how many of
-/// its announcements have arrived but wait for their epoch's turn (a partition
-/// with announcements waiting is busy, never idle).
+/// The watermark an upstream partition last announced, and when; and the latest
+/// epoch of its announcements that have arrived but wait for their epoch's turn
+/// (while one waits, the partition is busy, never idle).
 #[derive(Clone, Copy)]
 struct Heard {
     watermark: Millis,
     at: Instant,
-    waiting: u32,
+    waiting_until: u64,
 }
 
 impl Heard {
@@ -284,7 +285,7 @@ impl Heard {
         Self {
             watermark,
             at,
-            waiting: 0,
+            waiting_until: 0,
         }
     }
 }
@@ -295,7 +296,7 @@ impl Heard {
 #[derive(Default)]
 struct Upstream {
     settled: bool,
-    settling: bool,
+    settling_until: u64,
     parts: HashMap<PartId, Heard>,
 }
 
@@ -469,6 +470,8 @@ struct WindowLogic<K, V, A, W: Windower> {
     /// watermark back until it has announced its partitions.
     traced: bool,
     upstream: Vec<Upstream>,
+    /// The epoch being handled (epochs are handled in order).
+    handled: u64,
     started: Instant,
     watermark: Millis,
     ids: Vec<WindowId>,
@@ -505,10 +508,14 @@ impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
                     up.parts.is_empty()
                 };
                 if unheard {
-                    consider(Millis::MIN, self.started, up.settling);
+                    consider(Millis::MIN, self.started, up.settling_until > self.handled);
                 }
                 for heard in up.parts.values().filter(|h| h.watermark != Millis::MAX) {
-                    consider(heard.watermark, heard.at, heard.waiting > 0);
+                    consider(
+                        heard.watermark,
+                        heard.at,
+                        heard.waiting_until > self.handled,
+                    );
                 }
             }
             least.or(greatest).unwrap_or(Millis::MAX)
@@ -633,10 +640,11 @@ impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent
     fn on_batch(
         &mut self,
         _: &Site,
-        _: u64,
+        epoch: u64,
         items: Vec<Routed<K, V>>,
         out: &mut Vec<WindowEvent<K, V, A>>,
     ) -> Result<()> {
+        self.handled = self.handled.max(epoch);
         let now = if self.system { now_millis() } else { 0 };
         for item in items {
             match item {
@@ -655,7 +663,6 @@ impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent
                         let heard = up.parts.entry(part).or_insert(Heard::new(watermark, at));
                         heard.watermark = heard.watermark.max(watermark);
                         heard.at = at;
-                        heard.waiting = heard.waiting.saturating_sub(1);
                     }
                 }
                 Routed::Settled { from, .. } => {
@@ -674,8 +681,9 @@ impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent
     /// A partition whose announcements arrived for a later epoch is busy, not
     /// idle: it must hold the watermark until they are handled in their turn (or
     /// the window would close before its items, which wait for the same epoch).
-    fn on_arrival(&mut self, _: u64, items: &[Routed<K, V>]) {
-        if self.system {
+    fn on_arrival(&mut self, epoch: u64, items: &[Routed<K, V>]) {
+        // A batch at the epoch being handled is handled now: nothing waits.
+        if self.system || epoch <= self.handled {
             return;
         }
         let mut now = None;
@@ -686,19 +694,20 @@ impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent
                     if let Some(up) = self.upstream.get_mut(*from as usize) {
                         let at = *now.get_or_insert_with(Instant::now);
                         let heard = up.parts.entry(*part).or_insert(Heard::new(Millis::MIN, at));
-                        heard.waiting += 1;
+                        heard.waiting_until = heard.waiting_until.max(epoch);
                     }
                 }
                 Routed::Settled { from, .. } => {
                     if let Some(up) = self.upstream.get_mut(*from as usize) {
-                        up.settling = true;
+                        up.settling_until = up.settling_until.max(epoch);
                     }
                 }
             }
         }
     }
 
-    fn on_wake(&mut self, _: &Site, _: u64, out: &mut Vec<WindowEvent<K, V, A>>) -> Result<()> {
+    fn on_wake(&mut self, _: &Site, epoch: u64, out: &mut Vec<WindowEvent<K, V, A>>) -> Result<()> {
+        self.handled = self.handled.max(epoch);
         if !self.timers.is_empty() {
             self.advance();
             self.close_due(out);
