@@ -213,6 +213,32 @@ fn bench_prints_one_json_object_per_run() {
 }
 
 #[test]
+fn bench_windowed_over_many_partitions_counts_the_same_windows() {
+    let windowed = |extra: &[&str]| {
+        let mut args = vec!["bench", "windowed", "--items", "60000", "--json", "-w", "2"];
+        args.extend_from_slice(extra);
+        let out = riffle(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let one = windowed(&[]);
+    let many = windowed(&["-P", "partitions=30"]);
+    assert_eq!(many["partitions"], 30);
+    for run in [&one, &many] {
+        assert_eq!(run["late"], 0, "{run}");
+        assert_eq!(run["counted"], 60000, "{run}");
+    }
+    assert_eq!(many["windows"], one["windows"]);
+    let out = riffle(&["bench", "windowed", "--items", "1000", "-P", "partitions=7"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("-P partitions=7: the 1000 events must divide evenly"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn a_failure_under_two_processes_exits_non_zero_and_names_the_step() {
     let started = std::time::Instant::now();
     let out = riffle(&[

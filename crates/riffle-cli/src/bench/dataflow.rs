@@ -6,6 +6,9 @@
 //!   `count_final` per word.
 //! - `windowed`: 1,000,000 events, key `i % 1000`, event time 2026-01-01 + `i` ms ->
 //!   `count_window` over 10-second tumbling windows (event clock, no lateness).
+//!   `-P partitions=N` reads them from `N` partitions moving through event time at
+//!   the same pace (partition `p` holds events `p`, `p + N`, ...): the cost of one
+//!   watermark per partition.
 //!
 //! `wordcount -P recovery=1s` measures the cost of recovery: a fixed-partitioned
 //! generator, 1 s epochs and a snapshot every second into a fresh store (whose
@@ -123,14 +126,7 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     let recovery = RecoveryMode::from_args(args)?;
     let flow = Dataflow::new("bench-wordcount");
     let out = TestingSink::new();
-    let vocabulary = match args.params.iter().rev().find(|(k, _)| k == "vocabulary") {
-        Some((_, v)) => v
-            .parse::<u64>()
-            .ok()
-            .filter(|v| *v > 0)
-            .ok_or_else(|| anyhow::anyhow!("-P vocabulary={v}: not a positive number"))?,
-        None => VOCABULARY,
-    };
+    let vocabulary = positive_param(args, "vocabulary")?.unwrap_or(VOCABULARY);
     let make_line = move |j| line_of(j, words, vocabulary);
     let input = match &recovery {
         RecoveryMode::Off => flow.input_dynamic(
@@ -259,22 +255,49 @@ pub const WINDOW_START_MS: i64 = 1_767_225_600_000;
 /// Distinct keys of the windowed workload.
 pub const WINDOW_KEYS: u64 = 1000;
 
+/// The value of `-P name=N`, which must be a positive number.
+fn positive_param(args: &BenchArgs, name: &str) -> anyhow::Result<Option<u64>> {
+    match args.params.iter().rev().find(|(k, _)| k == name) {
+        Some((_, v)) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|v| *v > 0)
+            .map(Some)
+            .ok_or_else(|| anyhow::anyhow!("-P {name}={v}: not a positive number")),
+        None => Ok(None),
+    }
+}
+
 fn windowed(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     let events = args.items.unwrap_or(1_000_000);
     let flow = Dataflow::new("bench-windowed");
     let out = TestingSink::new();
     let late = TestingSink::new();
-    let windows = flow
-        .input_dynamic(
-            "events",
-            GeneratorSource::new(events, |i| (i % WINDOW_KEYS, WINDOW_START_MS + i as i64)),
-        )?
-        .count_window(
-            "count",
-            Clock::event(|e: &(u64, i64)| e.1, Duration::ZERO),
-            TumblingWindower::new(Duration::from_secs(10), WINDOW_START_MS),
-            |e| e.0,
-        )?;
+    let event = |j: u64| (j % WINDOW_KEYS, WINDOW_START_MS + j as i64);
+    let input = match positive_param(args, "partitions")? {
+        None => flow.input_dynamic("events", GeneratorSource::new(events, event))?,
+        Some(parts) => {
+            anyhow::ensure!(
+                events.is_multiple_of(parts),
+                "-P partitions={parts}: the {events} events must divide evenly among them"
+            );
+            // Partition `p` holds events p, p + parts, p + 2 * parts, ...: every
+            // partition moves through event time at the same pace, and the windows
+            // are the same as with one partition.
+            let per_part = events / parts;
+            let interleaved = move |i: u64| event((i % per_part) * parts + i / per_part);
+            flow.input(
+                "events",
+                PartitionedGenerator::new(events, parts, interleaved),
+            )?
+        }
+    };
+    let windows = input.count_window(
+        "count",
+        Clock::event(|e: &(u64, i64)| e.1, Duration::ZERO),
+        TumblingWindower::new(Duration::from_secs(10), WINDOW_START_MS),
+        |e| e.0,
+    )?;
     windows.down.output("out", out.clone())?;
     windows.late.output("late", late.clone())?;
     let started = Instant::now();
@@ -288,6 +311,9 @@ fn windowed(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "windowed counted {counted} and {late} late of {events} events"
     );
     let mut report = BenchReport::new("windowed", args.workers, events, seconds);
+    if let Some(parts) = positive_param(args, "partitions")? {
+        report.extra.insert("partitions".into(), parts.into());
+    }
     report.extra.insert("windows".into(), counts.len().into());
     report.extra.insert("counted".into(), counted.into());
     report.extra.insert("late".into(), late.into());
