@@ -18,7 +18,7 @@ use timely::dataflow::operators::Probe;
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::error::{Result, RiffleError};
-use crate::origin::Origins;
+use crate::origin::{Origins, Traced};
 use crate::run::RunShared;
 
 /// A timely stream of `T` at epoch timestamps, borrowed from a worker's scope.
@@ -117,9 +117,21 @@ impl<'s> BuildCtx<'s> {
         self.sinks.push(stream);
     }
 
-    /// The origins of the stream stored under `key`, if it carries them.
-    pub fn origins(&self, key: &str) -> Option<Origins<'s>> {
-        self.origins.get(key).cloned()
+    /// The stream stored under `key` with its origins, if it carries them.
+    pub fn traced<T: Clone + 'static>(&self, key: &str) -> Result<Traced<'s, T>> {
+        Ok((self.stream(key)?, self.origins.get(key).cloned()))
+    }
+
+    /// Stores `stream` under `key`, with its origins if it has them.
+    pub fn insert_traced<T: Clone + 'static>(
+        &mut self,
+        key: String,
+        (stream, origins): Traced<'s, T>,
+    ) {
+        if let Some(origins) = origins {
+            self.origins.insert(key.clone(), origins);
+        }
+        self.insert(key, stream);
     }
 
     /// Stores the origins of the stream under `key`.

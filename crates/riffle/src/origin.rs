@@ -38,7 +38,7 @@ use crate::build::{BuildCtx, TStream};
 use crate::data::Data;
 use crate::error::Result;
 use crate::exchange::stable_hash;
-use crate::operators::Site;
+use crate::operators::{Site, batch_operator};
 
 /// A source partition's identity in a trace: a hash of the source step and the
 /// partition's name, the same on every worker and process.
@@ -75,6 +75,58 @@ pub(crate) enum Span {
 pub(crate) struct Origins<'s> {
     pub spans: TStream<'s, Span>,
     pub sources: usize,
+}
+
+/// A stream with its origins, if it carries them.
+pub(crate) type Traced<'s, T> = (TStream<'s, T>, Option<Origins<'s>>);
+
+/// A stateless step on `input`: traced ([`traced_operator`]) if the input carries
+/// origins, a plain [`batch_operator`] otherwise. Every stateless step goes
+/// through here, so none has to decide for itself.
+pub(crate) fn stateless_operator<'s, T: Data, U: Data>(
+    ctx: &BuildCtx<'s>,
+    step_id: &str,
+    (input, origins): Traced<'s, T>,
+    logic: impl FnMut(&Site, u64, &mut Vec<T>, &mut Vec<U>) -> Result<()> + 'static,
+) -> Traced<'s, U> {
+    match origins {
+        Some(origins) => {
+            let (stream, origins) = traced_operator(ctx, step_id, vec![(input, origins)], logic);
+            (stream, Some(origins))
+        }
+        None => (batch_operator(ctx, step_id, input, logic), None),
+    }
+}
+
+/// One stream with the items of `inputs`; it carries origins only if every input
+/// does.
+pub(crate) fn merge_traced<'s, T: Data>(
+    ctx: &BuildCtx<'s>,
+    step_id: &str,
+    inputs: Vec<Traced<'s, T>>,
+) -> Traced<'s, T> {
+    if inputs.iter().all(|(_, o)| o.is_some()) {
+        let inputs = inputs
+            .into_iter()
+            .map(|(s, o)| (s, o.expect("checked")))
+            .collect();
+        let (merged, origins) = traced_operator(
+            ctx,
+            step_id,
+            inputs,
+            |_: &Site, _, batch: &mut Vec<T>, out: &mut Vec<T>| {
+                out.append(batch);
+                Ok(())
+            },
+        );
+        (merged, Some(origins))
+    } else {
+        use timely::dataflow::operators::core::Concatenate;
+        (
+            ctx.scope.concatenate(inputs.into_iter().map(|(s, _)| s)),
+            None,
+        )
+    }
 }
 
 /// A span waiting for its items, or a control span with the capability to pass

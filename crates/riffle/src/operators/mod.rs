@@ -36,7 +36,7 @@ use crate::build::{BuildCtx, TStream};
 use crate::data::Data;
 use crate::error::{Result, RiffleError};
 use crate::flow::{Stream, stream_key};
-use crate::origin::traced_operator;
+use crate::origin::stateless_operator;
 use crate::run::panic_message;
 
 /// Where a batch is being processed: for error messages.
@@ -139,20 +139,9 @@ impl<T: Data> Stream<T> {
             &[self],
             &["down"],
             Arc::new(move |ctx: &mut BuildCtx<'_>| {
-                let input = ctx.stream::<T>(&up_key)?;
-                let key = stream_key(&id, "down");
-                match ctx.origins(&up_key) {
-                    Some(origins) => {
-                        let (stream, origins) =
-                            traced_operator(ctx, &id, vec![(input, origins)], make());
-                        ctx.insert(key.clone(), stream);
-                        ctx.insert_origins(key, origins);
-                    }
-                    None => {
-                        let stream = batch_operator(ctx, &id, input, make());
-                        ctx.insert(key, stream);
-                    }
-                }
+                let input = ctx.traced::<T>(&up_key)?;
+                let output = stateless_operator(ctx, &id, input, make());
+                ctx.insert_traced(stream_key(&id, "down"), output);
                 Ok(())
             }),
         )?;

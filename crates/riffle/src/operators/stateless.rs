@@ -4,7 +4,6 @@ use std::fmt::Display;
 use std::sync::Arc;
 
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::core::Concatenate;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::{Site, each_ref};
@@ -12,7 +11,7 @@ use crate::build::BuildCtx;
 use crate::data::Data;
 use crate::error::Result;
 use crate::flow::{AnyStream, Stream, stream_key};
-use crate::origin::traced_operator;
+use crate::origin::{merge_traced, stateless_operator};
 
 impl<T: Data> Stream<T> {
     /// Transforms every item with `f`.
@@ -238,7 +237,7 @@ impl<T: Data> Stream<T> {
             &[self],
             &["trues", "falses"],
             Arc::new(move |ctx: &mut BuildCtx<'_>| {
-                let input = ctx.stream::<T>(&up_key)?;
+                let input = ctx.traced::<T>(&up_key)?;
                 let predicate = predicate.clone();
                 let mut flags: Vec<bool> = Vec::new();
                 let tag =
@@ -248,8 +247,9 @@ impl<T: Data> Stream<T> {
                         out.extend(flags.drain(..).zip(batch.drain(..)));
                         Ok(())
                     };
-                let pick = |wanted: bool| {
-                    move |_: &Site, _, batch: &mut Vec<(bool, T)>, out: &mut Vec<T>| {
+                let tagged = stateless_operator(ctx, &id, input, tag);
+                for (port, wanted) in [("trues", true), ("falses", false)] {
+                    let pick = move |_: &Site, _, batch: &mut Vec<(bool, T)>, out: &mut Vec<T>| {
                         out.extend(
                             batch
                                 .drain(..)
@@ -257,32 +257,10 @@ impl<T: Data> Stream<T> {
                                 .map(|(_, x)| x),
                         );
                         Ok(())
-                    }
-                };
-                let ports = [("trues", true), ("falses", false)];
-                if let Some(origins) = ctx.origins(&up_key) {
-                    let (tagged, origins) = traced_operator(ctx, &id, vec![(input, origins)], tag);
-                    for (port, wanted) in ports {
-                        let (side, side_origins) = traced_operator(
-                            ctx,
-                            &format!("{id}.{port}"),
-                            vec![(tagged.clone(), origins.clone())],
-                            pick(wanted),
-                        );
-                        ctx.insert(stream_key(&id, port), side);
-                        ctx.insert_origins(stream_key(&id, port), side_origins);
-                    }
-                    return Ok(());
-                }
-                let tagged = super::batch_operator(ctx, &id, input, tag);
-                for (port, wanted) in ports {
-                    let side = super::batch_operator(
-                        ctx,
-                        &format!("{id}.{port}"),
-                        tagged.clone(),
-                        pick(wanted),
-                    );
-                    ctx.insert(stream_key(&id, port), side);
+                    };
+                    let side =
+                        stateless_operator(ctx, &format!("{id}.{port}"), tagged.clone(), pick);
+                    ctx.insert_traced(stream_key(&id, port), side);
                 }
                 Ok(())
             }),
@@ -307,30 +285,12 @@ impl<T: Data> Stream<T> {
             &ups,
             &["down"],
             Arc::new(move |ctx: &mut BuildCtx<'_>| {
-                let streams = keys
+                let inputs = keys
                     .iter()
-                    .map(|k| ctx.stream::<T>(k))
+                    .map(|k| ctx.traced::<T>(k))
                     .collect::<Result<Vec<_>>>()?;
-                let key = stream_key(&id, "down");
-                // Origins survive a merge only if every input carries them.
-                let origins: Option<Vec<_>> = keys.iter().map(|k| ctx.origins(k)).collect();
-                if let Some(origins) = origins {
-                    let inputs = streams.into_iter().zip(origins).collect();
-                    let (merged, origins) = traced_operator(
-                        ctx,
-                        &id,
-                        inputs,
-                        |_: &Site, _, batch: &mut Vec<T>, out: &mut Vec<T>| {
-                            out.append(batch);
-                            Ok(())
-                        },
-                    );
-                    ctx.insert(key.clone(), merged);
-                    ctx.insert_origins(key, origins);
-                } else {
-                    let merged = ctx.scope.concatenate(streams);
-                    ctx.insert(key, merged);
-                }
+                let merged = merge_traced(ctx, &id, inputs);
+                ctx.insert_traced(stream_key(&id, "down"), merged);
                 Ok(())
             }),
         )?;

@@ -60,7 +60,7 @@ use crate::data::{Data, Key};
 use crate::error::{Result, RiffleError};
 use crate::flow::{AnyStream, Stream, stream_key};
 use crate::operators::Site;
-use crate::origin::traced_operator;
+use crate::origin::{merge_traced, stateless_operator};
 
 /// The three streams of a window step; see the [module docs](self).
 pub struct WindowOut<K, A, V> {
@@ -115,12 +115,11 @@ impl<K: Key, V: Data> Stream<(K, V)> {
             &[self],
             &["down", "late", "meta"],
             Arc::new(move |ctx: &mut BuildCtx<'_>| {
-                let input = ctx.stream::<(K, V)>(&up_key)?;
-                let origins = ctx.origins(&up_key);
+                let input = ctx.traced::<(K, V)>(&up_key)?;
                 let (down, late, meta) = build_window(
                     ctx,
                     &id,
-                    (input, origins),
+                    input,
                     &clock,
                     windower.clone(),
                     agg.clone(),
@@ -325,51 +324,29 @@ impl<K: Key, V: Data> Stream<(K, V)> {
             &[self as &dyn AnyStream, right],
             &["down", "late", "meta"],
             Arc::new(move |ctx: &mut BuildCtx<'_>| {
-                use timely::dataflow::operators::Concat;
-                use timely::dataflow::operators::vec::Map;
-                let left = ctx.stream::<(K, V)>(&left_key)?;
-                let right = ctx.stream::<(K, R)>(&right_key)?;
-                let (both, origins) = match (ctx.origins(&left_key), ctx.origins(&right_key)) {
-                    (Some(l), Some(r)) => {
-                        let (left, l) = traced_operator(
-                            ctx,
-                            &id,
-                            vec![(left, l)],
-                            |_: &Site, _, b: &mut Vec<(K, V)>, out: &mut Vec<(K, Side<V, R>)>| {
-                                out.extend(b.drain(..).map(|(k, v)| (k, Side::Left(v))));
-                                Ok(())
-                            },
-                        );
-                        let (right, r) = traced_operator(
-                            ctx,
-                            &id,
-                            vec![(right, r)],
-                            |_: &Site, _, b: &mut Vec<(K, R)>, out: &mut Vec<(K, Side<V, R>)>| {
-                                out.extend(b.drain(..).map(|(k, r)| (k, Side::Right(r))));
-                                Ok(())
-                            },
-                        );
-                        let (both, origins) = traced_operator(
-                            ctx,
-                            &id,
-                            vec![(left, l), (right, r)],
-                            |_: &Site, _, b: &mut Vec<_>, out: &mut Vec<_>| {
-                                out.append(b);
-                                Ok(())
-                            },
-                        );
-                        (both, Some(origins))
-                    }
-                    _ => {
-                        let left = left.map(|(k, v)| (k, Side::Left(v)));
-                        let right = right.map(|(k, r)| (k, Side::Right(r)));
-                        (left.concat(right), None)
-                    }
-                };
+                let left = stateless_operator(
+                    ctx,
+                    &format!("{id}.left"),
+                    ctx.traced::<(K, V)>(&left_key)?,
+                    |_: &Site, _, b: &mut Vec<(K, V)>, out: &mut Vec<(K, Side<V, R>)>| {
+                        out.extend(b.drain(..).map(|(k, v)| (k, Side::Left(v))));
+                        Ok(())
+                    },
+                );
+                let right = stateless_operator(
+                    ctx,
+                    &format!("{id}.right"),
+                    ctx.traced::<(K, R)>(&right_key)?,
+                    |_: &Site, _, b: &mut Vec<(K, R)>, out: &mut Vec<(K, Side<V, R>)>| {
+                        out.extend(b.drain(..).map(|(k, r)| (k, Side::Right(r))));
+                        Ok(())
+                    },
+                );
+                let both = merge_traced(ctx, &id, vec![left, right]);
                 let (down, late, meta) = build_window(
                     ctx,
                     &id,
-                    (both, origins),
+                    both,
                     &clock,
                     windower.clone(),
                     agg.clone(),
