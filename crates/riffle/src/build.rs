@@ -61,13 +61,50 @@ pub(crate) struct BuildCtx<'s> {
     /// Whether sources and stateless steps carry origins (the flow has an
     /// event-time window; see [`crate::origin`]).
     pub trace_origins: bool,
+    /// The whole flow's progress on this worker (every stream and every sink's
+    /// progress): a source commits what the flow has passed.
+    pub progress: ProbeHandle<u64>,
+    /// What to do once the flow has finished on this worker without a failure.
+    pub finally: Finally,
     streams: HashMap<String, Box<dyn AnySlot<'s> + 's>>,
     origins: HashMap<String, Origins<'s>>,
     sinks: Vec<TStream<'s, ()>>,
 }
 
+/// Work a step leaves for the end of a run that finished cleanly, such as a
+/// source's last commit and close once every sink has written its items. Run by
+/// the worker, in order, after its dataflow is complete.
+#[derive(Clone, Default)]
+pub(crate) struct Finally(std::rc::Rc<std::cell::RefCell<Vec<Box<dyn FnOnce() -> Result<()>>>>>);
+
+impl Finally {
+    /// Adds `task`.
+    pub fn push(&self, task: impl FnOnce() -> Result<()> + 'static) {
+        self.0.borrow_mut().push(Box::new(task));
+    }
+
+    /// Runs every task, returning the first error.
+    pub fn run(&self) -> Result<()> {
+        let tasks = std::mem::take(&mut *self.0.borrow_mut());
+        let mut first = Ok(());
+        for task in tasks {
+            if let Err(e) = task()
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+}
+
 impl<'s> BuildCtx<'s> {
-    pub fn new(scope: Scope<'s, u64>, shared: Arc<RunShared>, trace_origins: bool) -> Self {
+    pub fn new(
+        scope: Scope<'s, u64>,
+        shared: Arc<RunShared>,
+        trace_origins: bool,
+        progress: ProbeHandle<u64>,
+    ) -> Self {
         let worker = WorkerInfo {
             index: scope.index(),
             count: scope.peers(),
@@ -77,6 +114,8 @@ impl<'s> BuildCtx<'s> {
             worker,
             shared,
             trace_origins,
+            progress,
+            finally: Finally::default(),
             streams: HashMap::new(),
             origins: HashMap::new(),
             sinks: Vec::new(),

@@ -68,9 +68,15 @@ pub enum RiffleError {
         reason: String,
     },
 
-    /// A source or sink failed for a reason of its own.
+    /// A source or sink failed for a reason of its own; the client's error, if
+    /// any, is the [`std::error::Error::source`].
     #[error("step {step_id:?}: {message}")]
-    Connector { step_id: String, message: String },
+    Connector {
+        step_id: String,
+        message: String,
+        #[source]
+        cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 
     /// The execution could not be set up or did not finish cleanly.
     #[error("execution failed: {0}")]
@@ -109,6 +115,21 @@ impl RiffleError {
         RiffleError::Connector {
             step_id: step_id.to_string(),
             message: message.to_string(),
+            cause: None,
+        }
+    }
+
+    /// A connector error for `step_id` with `message`, caused by `cause` (kept as
+    /// the error's source, so the chain shows the client's own error once).
+    pub fn connector_caused(
+        step_id: &str,
+        message: impl std::fmt::Display,
+        cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        RiffleError::Connector {
+            step_id: step_id.to_string(),
+            message: message.to_string(),
+            cause,
         }
     }
 }

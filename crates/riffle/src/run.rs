@@ -452,8 +452,10 @@ fn drive(
 ) -> Result<()> {
     let main_index = worker.next_dataflow_index();
     let probe = timely::dataflow::ProbeHandle::<u64>::new();
+    let finally = crate::build::Finally::default();
     let built: Result<()> = worker.dataflow_named::<u64, _, _>(name, |scope| {
-        let mut ctx = BuildCtx::new(scope, shared.clone(), trace_origins);
+        let mut ctx = BuildCtx::new(scope, shared.clone(), trace_origins, probe.clone());
+        ctx.finally = finally.clone();
         for builder in builders {
             builder(&mut ctx)?;
         }
@@ -502,6 +504,12 @@ fn drive(
     }
     drop(control);
     while worker.step_or_park(Some(Duration::from_millis(50))) {}
+    // Work left for a clean end (a source's last commit): the run's error, if any.
+    if !shared.aborted()
+        && let Err(e) = finally.run()
+    {
+        shared.fail(e);
+    }
     if shared.aborted() {
         Err(RiffleError::Execution(
             "the run was aborted because another process of the cluster failed".to_string(),

@@ -137,7 +137,17 @@ pub(crate) struct RecoveryRun {
     pub backup: Option<Arc<dyn BackupTarget>>,
     /// Commits made by this run.
     commits: std::sync::atomic::AtomicU64,
+    /// The newest committed epoch this process knows of, plus one (0: none).
+    committed: std::sync::atomic::AtomicU64,
+    /// Whether this process commits (it hosts worker 0); the others read commits
+    /// from the store.
+    leader: bool,
+    /// When a process that does not commit last read the store's commit.
+    refreshed: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often a process that does not commit itself reads the store's commit.
+const COMMIT_REFRESH: Duration = Duration::from_millis(50);
 
 /// Every how many commits the whole store is swept for rows no resume needs.
 const SWEEP_EVERY: u64 = 32;
@@ -168,7 +178,28 @@ impl RecoveryRun {
             resume,
             backup: config.backup.clone(),
             commits: std::sync::atomic::AtomicU64::new(0),
+            committed: std::sync::atomic::AtomicU64::new(resume.map_or(0, |e| e + 1)),
+            leader,
+            refreshed: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The newest epoch committed to the store, as this process knows it: at once
+    /// in the process that commits, within [`COMMIT_REFRESH`] in the others (they
+    /// read the store). Commit hooks fire from it.
+    pub fn committed_epoch(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        if !self.leader {
+            let mut refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            if refreshed.is_none_or(|at| now.duration_since(at) >= COMMIT_REFRESH) {
+                *refreshed = Some(now);
+                if let Ok(Some(epoch)) = self.store.resume_epoch() {
+                    self.committed.fetch_max(epoch + 1, Ordering::AcqRel);
+                }
+            }
+        }
+        self.committed.load(Ordering::Acquire).checked_sub(1)
     }
 
     /// The first epoch of this run.
@@ -196,6 +227,8 @@ impl RecoveryRun {
     /// Records `epoch` as committed and drops history older than kept.
     pub fn commit(&self, epoch: u64) -> Result<()> {
         self.store.commit(epoch)?;
+        self.committed
+            .fetch_max(epoch + 1, std::sync::atomic::Ordering::AcqRel);
         let keep_from = epoch.saturating_sub(self.keep);
         // Keys written again are pruned as they are written; a full sweep (which
         // reads the whole store) now and then takes what is left: keys no longer

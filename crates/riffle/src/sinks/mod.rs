@@ -9,6 +9,13 @@
 //! committed position). A [`DynamicSink`] builds one stateless partition on every
 //! worker and writes whatever that worker holds.
 //!
+//! Every partition has a **commit hook** ([`SinkPartition::commit`]): under a
+//! recovery store it hears when the snapshot holding its position has been
+//! committed, which is how a two-phase sink (a Kafka transaction per snapshot)
+//! becomes exactly-once: prepare at the snapshot, make visible on the commit.
+//! [`SinkPartition::flush`] makes what was written durable; sources acknowledge
+//! upstream only after the sinks have flushed their items.
+//!
 //! Built in: [`TestingSink`] (in memory), [`StdOutSink`], [`FileSink`] (lines),
 //! [`CsvSink`] and [`JsonLinesSink`] (typed rows through serde), and [`DirSink`]
 //! (a directory of files, items routed by key).
@@ -46,9 +53,32 @@ pub trait SinkPartition: 'static {
     /// Writes a batch of items, in order.
     fn write_batch(&mut self, items: Vec<Self::Item>) -> Result<()>;
 
-    /// Its current position (None for partitions that cannot resume).
+    /// Makes everything written so far durable and visible: called, without a
+    /// recovery store, whenever the flow's epochs move on, so that sources commit
+    /// upstream only what the sinks made durable (under a store,
+    /// [`SinkPartition::snapshot`] does this job). Sinks that write through at once
+    /// need not implement it.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Its current position (None for partitions that cannot resume), with
+    /// everything written so far durable (or, for a two-phase sink, prepared).
     fn snapshot(&mut self) -> Result<Option<Self::State>> {
         Ok(None)
+    }
+
+    /// The snapshot holding `state` has been committed by the recovery store: the
+    /// **commit hook**. A two-phase sink makes the writes it prepared up to `state`
+    /// visible now (a Kafka transaction commits, a file is renamed into place), so
+    /// a crash can never leave visible output that a resumed run writes again.
+    /// Called only under a recovery store, in the order the states were handed
+    /// out; a state may be skipped when a later one is already committed. When it
+    /// is rebuilt from a committed state after a crash, a two-phase partition
+    /// finishes or aborts what it had prepared in
+    /// [`FixedPartitionedSink::build_part`].
+    fn commit(&mut self, _state: &Self::State) -> Result<()> {
+        Ok(())
     }
 
     /// Called once when the flow is done with it.

@@ -6,7 +6,11 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::{DynamicSink, FixedPartitionedSink, SinkPartition};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// How soon a sink waiting for a commit looks again.
+const COMMIT_POLL: Duration = Duration::from_millis(20);
 
 use timely::dataflow::channels::pact::ParallelizationContract;
 
@@ -80,46 +84,16 @@ pub(super) fn add_fixed<T: Data, S: FixedPartitionedSink<Item = T>>(
                 ctx.watch_sink(progress);
                 return Ok(());
             }
-            let shared = ctx.shared.clone();
-            let step_id = id.clone();
-            let sink = sink.clone();
-            let mut closed = false;
-            let mut groups: Vec<Vec<T>> = (0..count).map(|_| Vec::new()).collect();
-            input.sink(pact, &id, move |(input, frontier)| {
-                input.for_each(|_time, data| {
-                    if shared.aborted() || closed {
-                        data.clear();
-                        return;
-                    }
-                    let batch = std::mem::take(data);
-                    let result = if count == 1 {
-                        write(&mut parts[0], &step_id, batch)
-                    } else {
-                        for item in batch {
-                            let i = sink.part_fn(&item, count) % count;
-                            groups[i].push(item);
-                        }
-                        let mut result = Ok(());
-                        for (i, group) in groups.iter_mut().enumerate() {
-                            if !group.is_empty() && result.is_ok() {
-                                result = write(&mut parts[i], &step_id, std::mem::take(group));
-                            }
-                        }
-                        result
-                    };
-                    if let Err(e) = result {
-                        shared.fail(e);
-                    }
-                });
-                if !closed && (frontier.is_empty() || shared.aborted()) {
-                    closed = true;
-                    for part in parts.iter_mut().flatten() {
-                        if let Err(e) = part.close() {
-                            shared.fail(e);
-                        }
-                    }
-                }
-            });
+            let route = sink.clone();
+            let progress = flushing_sink(
+                ctx,
+                &id,
+                input,
+                pact,
+                move |item: &T| route.part_fn(item, count) % count,
+                parts,
+            );
+            ctx.watch_sink(progress);
             Ok(())
         }),
     )
@@ -140,9 +114,14 @@ fn recoverable_sink<'s, T: Data, S: FixedPartitionedSink<Item = T>>(
     let shared = ctx.shared.clone();
     let step_id = step_id.to_string();
     let count = parts.len();
-    input.unary_frontier(pact, &step_id.clone(), move |cap, _| {
+    let scope = ctx.scope;
+    input.unary_frontier(pact, &step_id.clone(), move |cap, info| {
+        let activator = scope.activator_for(info.address);
         let mut held = Some(cap);
         let mut pending: BTreeMap<u64, Vec<T>> = BTreeMap::new();
+        // States handed to snapshots and not yet committed, by snapshot epoch: the
+        // commit hook tells each partition of the newest one committed.
+        let mut uncommitted: VecDeque<(u64, Vec<(usize, S::State)>)> = VecDeque::new();
         let recovery = shared.recovery.clone();
         let mut snapshotted = recovery.as_ref().and_then(|r| r.resume);
         let mut closed = false;
@@ -181,14 +160,20 @@ fn recoverable_sink<'s, T: Data, S: FixedPartitionedSink<Item = T>>(
                     return Ok(());
                 }
                 let mut changes = Vec::new();
-                for (name, part) in names.iter().zip(parts.iter_mut()) {
-                    if let Some(part) = part
-                        && let Some(state) = part.snapshot()?
-                    {
-                        changes.push((encode(&step_id, name)?, Some(encode(&step_id, &state)?)));
+                let mut handed = Vec::new();
+                for (i, (name, part)) in names.iter().zip(parts.iter_mut()).enumerate() {
+                    if let Some(part) = part {
+                        if let Some(state) = part.snapshot()? {
+                            changes
+                                .push((encode(&step_id, name)?, Some(encode(&step_id, &state)?)));
+                            handed.push((i, state));
+                        }
                     }
                 }
                 recovery.store.write(&step_id, epoch, changes)?;
+                if !handed.is_empty() {
+                    uncommitted.push_back((epoch, handed));
+                }
                 snapshotted = Some(epoch);
                 Ok(())
             };
@@ -221,6 +206,31 @@ fn recoverable_sink<'s, T: Data, S: FixedPartitionedSink<Item = T>>(
             {
                 result = snapshot(low, &mut parts);
             }
+            // The commit hook, for the newest committed snapshot of each partition.
+            if result.is_ok()
+                && !uncommitted.is_empty()
+                && let Some(committed) = recovery.as_ref().and_then(|r| r.committed_epoch())
+            {
+                let mut newest: Vec<Option<S::State>> = (0..count).map(|_| None).collect();
+                while uncommitted.front().is_some_and(|(e, _)| *e <= committed) {
+                    if let Some((_, states)) = uncommitted.pop_front() {
+                        for (i, state) in states {
+                            newest[i] = Some(state);
+                        }
+                    }
+                }
+                for (i, state) in newest.into_iter().enumerate() {
+                    if let (Some(state), Some(part)) = (state, parts[i].as_mut())
+                        && result.is_ok()
+                    {
+                        result = part.commit(&state);
+                    }
+                }
+            }
+            if !uncommitted.is_empty() {
+                // Look again soon: the commit comes from worker 0 (or the store).
+                activator.activate_after(COMMIT_POLL);
+            }
             if let Err(e) = result {
                 shared.fail(e);
                 held = None;
@@ -248,6 +258,104 @@ fn recoverable_sink<'s, T: Data, S: FixedPartitionedSink<Item = T>>(
     })
 }
 
+/// A sink without a recovery store: writes items as they arrive, and flushes every
+/// partition before it lets the flow's progress move past an epoch, so that a
+/// source commits upstream only what the sinks have made durable (at-least-once).
+/// Returns an empty stream whose progress is the sink's.
+fn flushing_sink<'s, T: Data, P: SinkPartition<Item = T>>(
+    ctx: &BuildCtx<'s>,
+    step_id: &str,
+    input: TStream<'s, T>,
+    pact: impl ParallelizationContract<u64, Vec<T>>,
+    route: impl Fn(&T) -> usize + 'static,
+    mut parts: Vec<Option<P>>,
+) -> TStream<'s, ()> {
+    let shared = ctx.shared.clone();
+    let step_id = step_id.to_string();
+    let count = parts.len();
+    input.unary_frontier(pact, &step_id.clone(), move |cap, _| {
+        let mut held = Some(cap);
+        let mut groups: Vec<Vec<T>> = (0..count).map(|_| Vec::new()).collect();
+        move |(input, frontier), _output: &mut ProgressOut<'_>| {
+            if held.is_none() {
+                input.for_each(|_, data| data.clear());
+                return;
+            }
+            if shared.aborted() {
+                input.for_each(|_, data| data.clear());
+                held = None;
+                return;
+            }
+            let mut result = Ok(());
+            input.for_each(|_time, data| {
+                if result.is_err() {
+                    data.clear();
+                    return;
+                }
+                let batch = std::mem::take(data);
+                result = if count == 1 {
+                    write(&mut parts[0], &step_id, batch)
+                } else {
+                    for item in batch {
+                        groups[route(&item)].push(item);
+                    }
+                    write_groups(&mut groups, &mut parts, &step_id)
+                };
+            });
+            let low = frontier.frontier().first().copied();
+            let moved = match (&held, low) {
+                (Some(cap), Some(low)) => low > *cap.time(),
+                _ => true,
+            };
+            if result.is_ok() && moved {
+                result = parts.iter_mut().flatten().try_for_each(|p| p.flush());
+            }
+            if let Err(e) = result {
+                shared.fail(e);
+                held = None;
+                return;
+            }
+            match low {
+                Some(low) => {
+                    if let Some(cap) = held.as_mut()
+                        && *cap.time() < low
+                    {
+                        cap.downgrade(&low);
+                    }
+                }
+                None => {
+                    held = None;
+                    for part in parts.iter_mut().flatten() {
+                        if let Err(e) = part.close() {
+                            shared.fail(e);
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+type ProgressOut<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
+    'a,
+    u64,
+    timely::container::CapacityContainerBuilder<Vec<()>>,
+>;
+
+/// Writes each partition's group of items, emptying the groups.
+fn write_groups<P: SinkPartition>(
+    groups: &mut [Vec<P::Item>],
+    parts: &mut [Option<P>],
+    step_id: &str,
+) -> Result<()> {
+    for (i, group) in groups.iter_mut().enumerate() {
+        if !group.is_empty() {
+            write(&mut parts[i], step_id, std::mem::take(group))?;
+        }
+    }
+    Ok(())
+}
+
 fn write<P: SinkPartition>(part: &mut Option<P>, step_id: &str, batch: Vec<P::Item>) -> Result<()> {
     match part {
         Some(part) => part.write_batch(batch),
@@ -272,26 +380,9 @@ pub(super) fn add_dynamic<T: Data, S: DynamicSink<Item = T>>(
         &[],
         Arc::new(move |ctx: &mut BuildCtx<'_>| {
             let input = ctx.stream::<T>(&up_key)?;
-            let mut part = sink.build(&id, ctx.worker)?;
-            let shared = ctx.shared.clone();
-            let mut closed = false;
-            input.sink(Pipeline, &id, move |(input, frontier)| {
-                input.for_each(|_time, data| {
-                    if shared.aborted() || closed {
-                        data.clear();
-                        return;
-                    }
-                    if let Err(e) = part.write_batch(std::mem::take(data)) {
-                        shared.fail(e);
-                    }
-                });
-                if !closed && (frontier.is_empty() || shared.aborted()) {
-                    closed = true;
-                    if let Err(e) = part.close() {
-                        shared.fail(e);
-                    }
-                }
-            });
+            let part = sink.build(&id, ctx.worker)?;
+            let progress = flushing_sink(ctx, &id, input, Pipeline, |_: &T| 0, vec![Some(part)]);
+            ctx.watch_sink(progress);
             Ok(())
         }),
     )

@@ -12,6 +12,14 @@
 //! - A [`DynamicSource`] builds one stateless partition on every worker (a generator,
 //!   a socket each worker listens to, ...).
 //!
+//! A partition is told when what it produced is safe ([`SourcePartition::commit`]):
+//! that is when a broker's source acknowledges or commits upstream, never earlier,
+//! so a crash can always replay what was not committed (at-least-once), and a
+//! source whose position lives in the recovery store replays exactly from it.
+//! The traits know nothing of timely: a consumer loop outside a Dataflow can poll
+//! [`SourcePartition::next_batch`], write to a [`crate::sinks::SinkPartition`],
+//! flush it and then call `commit` itself ([`crate::consume`] does just that).
+//!
 //! Items enter at the current epoch: epochs advance on a wall-clock interval (see
 //! [`crate::Execution::epoch_interval`]), unless a partition assigns epochs itself by
 //! returning [`Poll::ReadyAt`] (the testing source does); then the source holds the
@@ -71,7 +79,22 @@ pub trait SourcePartition: 'static {
         None
     }
 
-    /// Called once when the partition is exhausted or the run stops.
+    /// Everything the partition produced before `state` (a position it handed out
+    /// through [`SourcePartition::snapshot`]) has left the flow for good: the
+    /// **commit hook**. Under a recovery store this is called once the snapshot
+    /// holding `state` has been committed, so a resumed run never goes back before
+    /// it; without a store, once every sink has written (and flushed) the items of
+    /// the epochs before it. Only then may a partition acknowledge upstream: delete
+    /// queue messages, commit a consumer group's offsets. Calls come in the order
+    /// the positions were handed out; a position may be skipped when a later one is
+    /// already committed. An error stops the run.
+    fn commit(&mut self, _state: &Self::State) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once when the run is done with the partition: after the flow has
+    /// finished with its items (and after the last [`SourcePartition::commit`]), or
+    /// when the run stops early.
     fn close(&mut self) -> Result<()> {
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The timely operator that polls a worker's partitions of one source.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -105,7 +106,7 @@ pub(super) fn add_dynamic<S: DynamicSource>(
     Ok(flow.stream_of(step_id, "down"))
 }
 
-struct LivePart<P> {
+struct LivePart<P: SourcePartition> {
     name: String,
     /// Its identity in the flow's trace of origins.
     id: PartId,
@@ -117,6 +118,27 @@ struct LivePart<P> {
     /// The latest epoch it has sent items at: its end is announced there, so that
     /// a window does not handle the end before those items.
     last: u64,
+    /// Positions handed out and not yet committed, oldest first, each with the
+    /// epoch it closes: a snapshot epoch under a store, else an epoch's end.
+    uncommitted: VecDeque<(u64, P::State)>,
+    /// Without a store: the epoch whose start the partition's position was last
+    /// recorded at.
+    recorded: Option<u64>,
+}
+
+impl<P: SourcePartition> LivePart<P> {
+    /// Tells the partition of the newest of its positions whose epoch is at or
+    /// before `safe`: everything before it has left the flow for good.
+    fn commit_through(&mut self, safe: u64) -> Result<()> {
+        let mut newest = None;
+        while self.uncommitted.front().is_some_and(|(e, _)| *e <= safe) {
+            newest = self.uncommitted.pop_front();
+        }
+        match newest {
+            Some((_, state)) => self.part.commit(&state),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The source's capabilities: for its items and, when the flow traces origins,
@@ -162,8 +184,12 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
             floor: None,
             clocked: false,
             last: 0,
+            uncommitted: VecDeque::new(),
+            recorded: None,
         })
         .collect();
+    let progress = ctx.progress.clone();
+    let finally = ctx.finally.clone();
     let mut builder = OperatorBuilder::new(step_id.clone(), scope);
     let info = builder.operator_info();
     let (items_out, stream) = builder.new_output();
@@ -228,15 +254,20 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
             {
                 let mut changes = std::mem::take(&mut finished);
                 let mut failed = None;
+                let mut handed = Vec::new();
                 // Partitions that assign their own epochs write their positions
                 // as they move from one epoch to the next (below); one that has
                 // sent nothing yet is where loading the store puts it anyway.
-                for live in parts.iter().filter(|p| p.floor.is_none() && p.clocked) {
+                for (i, live) in parts.iter().enumerate() {
+                    if live.floor.is_some() || !live.clocked {
+                        continue;
+                    }
                     if let Some(state) = live.part.snapshot() {
                         match (encode(&step_id, &live.name), encode(&step_id, &state)) {
                             (Ok(k), Ok(v)) => changes.push((k, Some(v))),
                             (Err(e), _) | (_, Err(e)) => failed = Some(e),
                         }
+                        handed.push((i, state));
                     }
                 }
                 let written = match failed {
@@ -248,7 +279,28 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
                     stop(&mut parts, &mut cap);
                     return;
                 }
+                for (i, state) in handed {
+                    parts[i].uncommitted.push_back((epoch, state));
+                }
                 snapshotted = Some(epoch);
+            }
+            // The commit hook: under a store, positions of committed snapshots;
+            // without one, positions at the start of epochs the whole flow (every
+            // sink included) has passed.
+            let safe = match &recovery {
+                Some(recovery) => recovery.committed_epoch(),
+                None => progress
+                    .with_frontier(|f| f.first().copied())
+                    .and_then(|low| low.checked_sub(1)),
+            };
+            if let Some(safe) = safe {
+                for live in parts.iter_mut() {
+                    if let Err(e) = live.commit_through(safe) {
+                        shared.fail(e);
+                        stop(&mut parts, &mut cap);
+                        return;
+                    }
+                }
             }
             let slice_end = now + SLICE;
             let mut wake: Option<Instant> = None;
@@ -266,9 +318,24 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
                 // Under recovery, the position before this poll: where the
                 // partition stands at the end of every epoch before the one its
                 // next batch is at.
-                let before = match &recovery {
-                    Some(_) => live.part.snapshot(),
-                    None => None,
+                // (Without a store, partitions that assign their own epochs need it
+                // too: their commits are positions where they moved to a later one.)
+                let before = if recovery.is_some() || live.floor.is_some() {
+                    live.part.snapshot()
+                } else {
+                    // Without a store, the position at the start of each wall-clock
+                    // epoch the partition reads in: once the flow has passed the
+                    // epoch before, everything before it has been written.
+                    let at = clock.max(*held.time());
+                    if live.recorded.is_none_or(|r| at > r) {
+                        live.recorded = Some(at);
+                        if at > 0
+                            && let Some(state) = live.part.snapshot()
+                        {
+                            live.uncommitted.push_back((at - 1, state));
+                        }
+                    }
+                    None
                 };
                 let polled = shared.guard(
                     &step_id,
@@ -301,18 +368,31 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
                         let prev = live.floor.unwrap_or(*held.time());
                         if let Some(recovery) = &recovery
                             && epoch > prev
-                            && let Err(e) = write_position(
+                        {
+                            match write_position(
                                 recovery,
                                 &step_id,
                                 &live.name,
                                 before.as_ref(),
                                 prev,
                                 epoch,
-                            )
+                            ) {
+                                Ok(Some(at)) => {
+                                    if let Some(state) = before {
+                                        live.uncommitted.push_back((at, state));
+                                    }
+                                }
+                                Ok(None) => {}
+                                Err(e) => {
+                                    shared.fail(e);
+                                    stop(&mut parts, &mut cap);
+                                    return;
+                                }
+                            }
+                        } else if epoch > prev
+                            && let Some(state) = before
                         {
-                            shared.fail(e);
-                            stop(&mut parts, &mut cap);
-                            return;
+                            live.uncommitted.push_back((epoch - 1, state));
                         }
                         live.floor = Some(epoch);
                         live.last = live.last.max(epoch);
@@ -351,11 +431,6 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
                                 }
                             }
                         }
-                        if let Err(e) = live.part.close() {
-                            shared.fail(e);
-                            stop(&mut parts, &mut cap);
-                            return;
-                        }
                         if let (Some(spans), Some(at)) = (spans_h.as_mut(), held.spans.as_ref()) {
                             if live.last > *at.time() {
                                 spans
@@ -365,7 +440,15 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
                                 spans.session(at).give(Span::Closed(live.id));
                             }
                         }
-                        parts.swap_remove(i);
+                        // Its last commit and its close wait for the end of the
+                        // run, when every sink has written what it produced.
+                        let mut done = parts.swap_remove(i);
+                        finally.push(move || {
+                            if let Some(state) = done.part.snapshot() {
+                                done.part.commit(&state)?;
+                            }
+                            done.part.close()
+                        });
                         continue;
                     }
                 }
@@ -390,7 +473,7 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
             if produced {
                 activator.activate();
             } else {
-                // Never sleep long, so that an abort is noticed quickly.
+                // Never sleep long, so that an abort (and a commit) is noticed quickly.
                 let mut at = wake.unwrap_or(now + IDLE_POLL).min(now + MAX_SLEEP);
                 if parts.iter().any(|p| p.floor.is_none()) {
                     at = at.min(shared.epoch_start(clock + 1));
@@ -404,7 +487,8 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
 /// Writes the position of a partition that assigns its own epochs, as it moves
 /// from epoch `from` to epoch `to`: `state` is where it stands at the end of every
 /// epoch in `from..to`, so it is written at the first snapshot epoch among them
-/// (resuming at any later snapshot epoch before `to` finds the same row).
+/// (resuming at any later snapshot epoch before `to` finds the same row). Returns
+/// the epoch it was written at, if it was.
 fn write_position<S: serde::Serialize>(
     recovery: &crate::recovery::RecoveryRun,
     step_id: &str,
@@ -412,15 +496,16 @@ fn write_position<S: serde::Serialize>(
     state: Option<&S>,
     from: u64,
     to: u64,
-) -> crate::error::Result<()> {
+) -> crate::error::Result<Option<u64>> {
     let (Some(state), Some(at)) = (state, recovery.snapshot_at_or_after(from)) else {
-        return Ok(());
+        return Ok(None);
     };
     if at >= to {
-        return Ok(());
+        return Ok(None);
     }
     let change = (encode(step_id, &name)?, Some(encode(step_id, state)?));
-    recovery.store.write(step_id, at, vec![change])
+    recovery.store.write(step_id, at, vec![change])?;
+    Ok(Some(at))
 }
 
 /// Sends a partition's batch at `epoch`, and its span when the flow traces origins.

@@ -1,0 +1,66 @@
+//! Managed topics: create and delete them, for set-up, tests and the applications
+//! that own their topics.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::settings::KafkaSettings;
+use crate::ConnectorError;
+
+fn admin(settings: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, ConnectorError> {
+    settings
+        .client_config()?
+        .create()
+        .map_err(|e| settings.error("cannot create an admin client").caused_by(e))
+}
+
+/// Creates `topic` with `partitions` partitions (replication factor 1 unless the
+/// settings' cluster needs more: `replication`). Returns `false` when it already
+/// existed (nothing changed), so calling it again is harmless.
+pub fn create_topic(
+    settings: &KafkaSettings,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+) -> Result<bool, ConnectorError> {
+    let admin = admin(settings)?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let options = AdminOptions::new().operation_timeout(Some(settings.timeout_duration()));
+    let results = crate::runtime::handle()
+        .block_on(admin.create_topics([&new], &options))
+        .map_err(|e| {
+            settings
+                .error(format!("cannot create topic {topic:?}"))
+                .caused_by(e)
+        })?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+        Some(Err((_, code))) => {
+            Err(settings.error(format!("cannot create topic {topic:?}: {code}")))
+        }
+        None => Err(settings.error(format!("no answer creating topic {topic:?}"))),
+    }
+}
+
+/// Deletes `topic`. Returns `false` when there was no such topic.
+pub fn delete_topic(settings: &KafkaSettings, topic: &str) -> Result<bool, ConnectorError> {
+    let admin = admin(settings)?;
+    let options = AdminOptions::new().operation_timeout(Some(settings.timeout_duration()));
+    let results = crate::runtime::handle()
+        .block_on(admin.delete_topics(&[topic], &options))
+        .map_err(|e| {
+            settings
+                .error(format!("cannot delete topic {topic:?}"))
+                .caused_by(e)
+        })?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, RDKafkaErrorCode::UnknownTopicOrPartition))) => Ok(false),
+        Some(Err((_, code))) => {
+            Err(settings.error(format!("cannot delete topic {topic:?}: {code}")))
+        }
+        None => Err(settings.error(format!("no answer deleting topic {topic:?}"))),
+    }
+}

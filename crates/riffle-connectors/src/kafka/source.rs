@@ -1,0 +1,430 @@
+//! The Kafka source: topic partitions as source partitions, offsets as state.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
+
+use super::format::{Bytes, Format};
+use super::message::KafkaMessage;
+use super::settings::KafkaSettings;
+
+/// The most messages one poll returns.
+const BATCH: usize = 4096;
+
+/// How long one poll may keep taking messages that are already there.
+const POLL_SLICE: Duration = Duration::from_millis(1);
+
+/// Where a partition starts reading when the run does not resume from a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOffset {
+    /// From the oldest record kept.
+    Earliest,
+    /// From the records written after the run starts.
+    Latest,
+    /// From the first record whose timestamp is at or after this time (ms since the
+    /// Unix epoch).
+    Timestamp(i64),
+    /// From the consumer group's committed offset, or the oldest record when the
+    /// group has none.
+    Committed,
+}
+
+/// Reads topics of a Kafka cluster; see the [module docs](super).
+pub struct KafkaSource<F = Bytes> {
+    settings: KafkaSettings,
+    topics: Vec<String>,
+    format: Arc<F>,
+    start: StartOffset,
+    group_id: Option<String>,
+    tail: bool,
+}
+
+impl KafkaSource<Bytes> {
+    /// Reads `topics` from the cluster of `settings`, values as bytes, from the
+    /// oldest record on, following each partition's new records for ever.
+    pub fn new<T: Into<String>>(
+        settings: KafkaSettings,
+        topics: impl IntoIterator<Item = T>,
+    ) -> Self {
+        Self {
+            settings,
+            topics: topics.into_iter().map(Into::into).collect(),
+            format: Arc::new(Bytes),
+            start: StartOffset::Earliest,
+            group_id: None,
+            tail: true,
+        }
+    }
+}
+
+impl<F: Format> KafkaSource<F> {
+    /// Decodes values with `format` ([`super::Utf8`], [`super::Json`], ...).
+    pub fn format<G: Format>(self, format: G) -> KafkaSource<G> {
+        KafkaSource {
+            settings: self.settings,
+            topics: self.topics,
+            format: Arc::new(format),
+            start: self.start,
+            group_id: self.group_id,
+            tail: self.tail,
+        }
+    }
+
+    /// Where partitions start without a snapshot (default: [`StartOffset::Earliest`]).
+    pub fn start(mut self, start: StartOffset) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// The consumer group offsets are committed to (default `riffle.{step id}`).
+    pub fn group_id(mut self, group: impl Into<String>) -> Self {
+        self.group_id = Some(group.into());
+        self
+    }
+
+    /// Whether to follow new records for ever (`true`, the default) or stop each
+    /// partition at the end offset it had when the run started.
+    pub fn tail(mut self, tail: bool) -> Self {
+        self.tail = tail;
+        self
+    }
+
+    fn group(&self, step_id: &str) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("riffle.{step_id}"))
+    }
+
+    fn consumer(&self, step_id: &str) -> riffle::Result<BaseConsumer> {
+        let mut config = self
+            .settings
+            .client_config()
+            .map_err(|e| e.for_step(step_id))?;
+        config
+            .set("group.id", self.group(step_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest");
+        config.create().map_err(|e| {
+            self.settings
+                .error("cannot create a consumer")
+                .caused_by(e)
+                .for_step(step_id)
+        })
+    }
+}
+
+/// Splits a partition name `topic/N`.
+fn split_name(name: &str) -> Option<(&str, i32)> {
+    let (topic, n) = name.rsplit_once('/')?;
+    Some((topic, n.parse().ok()?))
+}
+
+impl<F: Format> FixedPartitionedSource for KafkaSource<F> {
+    type Item = KafkaMessage<F::Value>;
+    type State = i64;
+    type Partition = KafkaSourcePartition<F>;
+
+    fn list_parts(&self, step_id: &str) -> riffle::Result<Vec<String>> {
+        if self.topics.is_empty() {
+            return Err(self
+                .settings
+                .error("the source names no topic")
+                .for_step(step_id));
+        }
+        let consumer = self.consumer(step_id)?;
+        let mut names = Vec::new();
+        for topic in &self.topics {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), self.settings.timeout_duration())
+                .map_err(|e| {
+                    self.settings
+                        .error(format!("cannot read the metadata of topic {topic:?}"))
+                        .caused_by(e)
+                        .for_step(step_id)
+                })?;
+            let found = metadata.topics().iter().find(|t| t.name() == topic);
+            match found {
+                Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                    names.extend(t.partitions().iter().map(|p| format!("{topic}/{}", p.id())));
+                }
+                Some(t) => {
+                    let why = match t.error().map(rdkafka::types::RDKafkaRespErr::from) {
+                        Some(
+                            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+                        ) => {
+                            return Err(self
+                                .settings
+                                .error(format!("topic {topic:?} does not exist"))
+                                .for_step(step_id));
+                        }
+                        Some(code) => format!("{code:?}"),
+                        None => "it has no partitions".into(),
+                    };
+                    return Err(self
+                        .settings
+                        .error(format!("topic {topic:?} cannot be read: {why}"))
+                        .for_step(step_id));
+                }
+                None => {
+                    return Err(self
+                        .settings
+                        .error(format!("topic {topic:?} does not exist"))
+                        .for_step(step_id));
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    fn build_part(
+        &self,
+        step_id: &str,
+        for_part: &str,
+        resume_state: Option<i64>,
+    ) -> riffle::Result<KafkaSourcePartition<F>> {
+        let (topic, partition) = split_name(for_part).ok_or_else(|| {
+            riffle::RiffleError::connector(
+                step_id,
+                format!("{for_part:?} is not a Kafka partition name (topic/N)"),
+            )
+        })?;
+        let consumer = self.consumer(step_id)?;
+        let timeout = self.settings.timeout_duration();
+        let fail = |action: String, e: rdkafka::error::KafkaError| {
+            self.settings.error(action).caused_by(e).for_step(step_id)
+        };
+        let start = match (resume_state, self.start) {
+            (Some(next), _) => Offset::Offset(next),
+            (None, StartOffset::Earliest) => Offset::Beginning,
+            (None, StartOffset::Latest) => Offset::End,
+            (None, StartOffset::Committed) => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(topic, partition);
+                let committed = consumer.committed_offsets(tpl, timeout).map_err(|e| {
+                    fail(format!("cannot read the committed offset of {for_part}"), e)
+                })?;
+                match committed
+                    .find_partition(topic, partition)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(o)) => Offset::Offset(o),
+                    _ => Offset::Beginning,
+                }
+            }
+            (None, StartOffset::Timestamp(ms)) => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(topic, partition, Offset::Offset(ms))
+                    .map_err(|e| fail(format!("bad timestamp {ms} for {for_part}"), e))?;
+                let found = consumer.offsets_for_times(tpl, timeout).map_err(|e| {
+                    fail(format!("cannot find the offset at {ms} in {for_part}"), e)
+                })?;
+                match found.find_partition(topic, partition).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Offset::Offset(o),
+                    _ => Offset::End,
+                }
+            }
+        };
+        // Where to stop, for a batch read: the end when the run started.
+        let end = if self.tail {
+            None
+        } else {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition, timeout)
+                .map_err(|e| fail(format!("cannot read the end offset of {for_part}"), e))?;
+            Some(high)
+        };
+        // The position as a number: where a snapshot resumes.
+        let next = match start {
+            Offset::Offset(o) => o,
+            Offset::Beginning
+            | Offset::End
+            | Offset::Stored
+            | Offset::Invalid
+            | Offset::OffsetTail(_) => {
+                let (low, high) = consumer
+                    .fetch_watermarks(topic, partition, timeout)
+                    .map_err(|e| fail(format!("cannot read the offsets of {for_part}"), e))?;
+                if start == Offset::End { high } else { low }
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(next))
+            .map_err(|e| fail(format!("bad offset {next} for {for_part}"), e))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| fail(format!("cannot assign {for_part}"), e))?;
+        Ok(KafkaSourcePartition {
+            step_id: step_id.to_string(),
+            name: for_part.to_string(),
+            topic: Arc::from(topic),
+            partition,
+            consumer,
+            format: self.format.clone(),
+            settings: self.settings.clone(),
+            next,
+            end,
+            committed: None,
+        })
+    }
+}
+
+/// One topic partition being read; made by [`KafkaSource`].
+pub struct KafkaSourcePartition<F> {
+    step_id: String,
+    name: String,
+    topic: Arc<str>,
+    partition: i32,
+    consumer: BaseConsumer,
+    format: Arc<F>,
+    settings: KafkaSettings,
+    /// The offset of the next message to emit.
+    next: i64,
+    /// Where a batch read stops.
+    end: Option<i64>,
+    /// The last offset committed to the group.
+    committed: Option<i64>,
+}
+
+impl<F: Format> KafkaSourcePartition<F> {
+    fn message(
+        &self,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> riffle::Result<KafkaMessage<F::Value>> {
+        let value = match m.payload() {
+            None => None,
+            Some(bytes) => Some(self.format.decode(bytes).map_err(|why| {
+                riffle::RiffleError::connector(
+                    &self.step_id,
+                    format!(
+                        "kafka at brokers {}: {} offset {}: {why}",
+                        self.settings.brokers,
+                        self.name,
+                        m.offset()
+                    ),
+                )
+            })?),
+        };
+        let headers = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(KafkaMessage {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+            value,
+            headers,
+        })
+    }
+}
+
+impl<F: Format> SourcePartition for KafkaSourcePartition<F> {
+    type Item = KafkaMessage<F::Value>;
+    type State = i64;
+
+    fn next_batch(&mut self) -> riffle::Result<Poll<Self::Item>> {
+        if self.end.is_some_and(|end| self.next >= end) {
+            return Ok(Poll::Exhausted);
+        }
+        let mut items = Vec::new();
+        let until = Instant::now() + POLL_SLICE;
+        while items.len() < BATCH {
+            let Some(polled) = self.consumer.poll(Duration::ZERO) else {
+                break;
+            };
+            match polled {
+                Ok(m) => {
+                    // Skip what lies before the position (a transaction's markers
+                    // take offsets too, so the next offset may jump).
+                    if m.offset() < self.next {
+                        continue;
+                    }
+                    if self.end.is_some_and(|end| m.offset() >= end) {
+                        self.next = m.offset();
+                        break;
+                    }
+                    items.push(self.message(&m)?);
+                    self.next = m.offset() + 1;
+                }
+                Err(e) => {
+                    return Err(self
+                        .settings
+                        .error(format!("cannot read {}", self.name))
+                        .caused_by(e)
+                        .for_step(&self.step_id));
+                }
+            }
+            if items.len() % 256 == 0 && Instant::now() >= until {
+                break;
+            }
+        }
+        if items.is_empty() {
+            if self.end.is_some_and(|end| self.next >= end) {
+                return Ok(Poll::Exhausted);
+            }
+            // A batch read whose end lies past aborted records and markers: the
+            // consumer's position tells when nothing readable is left.
+            if let Some(end) = self.end
+                && let Ok(pos) = self.consumer.position()
+                && let Some(Offset::Offset(p)) = pos
+                    .find_partition(&self.topic, self.partition)
+                    .map(|e| e.offset())
+                && p >= end
+            {
+                self.next = end;
+                return Ok(Poll::Exhausted);
+            }
+            return Ok(Poll::Pending);
+        }
+        Ok(Poll::Ready(items))
+    }
+
+    fn snapshot(&self) -> Option<i64> {
+        Some(self.next)
+    }
+
+    fn commit(&mut self, next: &i64) -> riffle::Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(*next))
+            .and_then(|()| self.consumer.commit(&tpl, CommitMode::Async))
+            .map_err(|e| {
+                self.settings
+                    .error(format!(
+                        "cannot commit offset {next} of {} to the group",
+                        self.name
+                    ))
+                    .caused_by(e)
+                    .for_step(&self.step_id)
+            })?;
+        self.committed = Some(*next);
+        Ok(())
+    }
+
+    fn close(&mut self) -> riffle::Result<()> {
+        // Make the last commit land before the consumer goes (commits are
+        // asynchronous while the run goes on); never commit more than was.
+        if let Some(next) = self.committed.take() {
+            let mut tpl = TopicPartitionList::new();
+            if tpl
+                .add_partition_offset(&self.topic, self.partition, Offset::Offset(next))
+                .is_ok()
+            {
+                let _ = self.consumer.commit(&tpl, CommitMode::Sync);
+            }
+        }
+        Ok(())
+    }
+}

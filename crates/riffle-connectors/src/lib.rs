@@ -1,0 +1,35 @@
+//! Riffle's connectors: sources and sinks for the systems data lives in.
+//!
+//! Each system has a folder of its own (`kafka/`, and next `nats/`, `redis/`,
+//! `sqs/`, ...) holding its settings, its source, its sink and their tests, behind a
+//! cargo feature of the same name; the default features (and so the `riffle`
+//! binary) include them all.
+//!
+//! Every connector is built on the engine's partitioned model
+//! ([`riffle::sources::FixedPartitionedSource`] and
+//! [`riffle::sinks::FixedPartitionedSink`]): a broker's partitions are the source's
+//! partitions, the position inside one (a Kafka offset) is its snapshot state, and
+//! the **commit hook** ([`riffle::sources::SourcePartition::commit`],
+//! [`riffle::sinks::SinkPartition::commit`]) tells a partition when what it did is
+//! safe, so that it acknowledges upstream, or makes its writes visible, only then.
+//! Polling never blocks a worker thread on the network: the clients do their I/O on
+//! threads of their own (librdkafka's) or on the one shared [`runtime`] of the
+//! process.
+//!
+//! The same sources and sinks work outside a Dataflow: [`riffle::consume`] runs a
+//! consumer loop over them (poll, transform, write, flush, then commit).
+//!
+//! | connector | source | sink | delivery |
+//! |---|---|---|---|
+//! | Kafka ([`kafka`]) | topic partitions, offsets in snapshots, group offsets committed after each recovery commit | by key (Kafka's own murmur2 partitioning), idempotent producer | source: exactly-once positions under a store, at-least-once without; sink: exactly-once with a store and transactions, at-least-once otherwise |
+//!
+//! Settings are plain data (serde), so they can come from `riffle.toml`;
+//! credentials come only from the environment or from files.
+#![warn(missing_docs)]
+
+pub mod error;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod runtime;
+
+pub use error::ConnectorError;
