@@ -45,6 +45,11 @@ pub fn flows() -> Vec<FlowExample> {
             build: windowed_counts,
         },
         FlowExample {
+            name: "kafka-wordcount",
+            about: "running word counts from a Kafka topic to another, exactly-once under --recovery (-P brokers=HOST:PORT -P topic=NAME -P out=NAME -P tail=false -P delivery=at-least-once)",
+            build: crate::kafka::kafka_wordcount,
+        },
+        FlowExample {
             name: "keyed-sums",
             about: "sum generated events per key into files (-P events=N -P keys=K -P out=DIR)",
             build: keyed_sums,

@@ -1,10 +1,11 @@
 //! The bundled examples: the dataflows and pipelines the standalone `riffle` binary
 //! knows by name. Each one is also a test of the crate it shows.
 //!
-//! This crate depends only on the libraries (`riffle`, `riffle-pipeline`); the `riffle`
+//! This crate depends only on the libraries (`riffle`, `riffle-pipeline`, `riffle-connectors`); the `riffle`
 //! binary registers what [`flows`] lists with its app entry.
 
 pub mod flows;
+pub mod kafka;
 pub mod pipelines;
 
 pub use flows::{FlowExample, flows};

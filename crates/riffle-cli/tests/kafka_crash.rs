@@ -1,0 +1,263 @@
+//! Proof that Kafka in, Kafka out is exactly-once across crashes: the bundled
+//! `kafka-wordcount` runs as a real `riffle` process on a recovery store, reading
+//! 200,000 lines from a 4-partition topic of a real Apache Kafka broker
+//! (`scripts/test.d/50-kafka.sh`, `RIFFLE_TEST_KAFKA_BROKERS`; needs transactions
+//! and `read_committed`), and is killed with SIGKILL 20 times, each time after its
+//! output topic has grown (so kills land while data is in flight), on 2 workers and
+//! then on 1 and on 3. A last run on 3 workers reads to the end. Its output, read
+//! with `read_committed`, must hold every word's running count 1, 2, ..., n exactly
+//! once: a lost record leaves a gap, a duplicate repeats a count.
+//!
+//! The seed is printed; `RIFFLE_CRASH_SEED=N` replays one.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use riffle_connectors::kafka::{KafkaSettings, admin};
+
+const LINES: usize = 200_000;
+const WORDS: usize = 500;
+const KILLS: usize = 20;
+
+fn brokers() -> Option<String> {
+    match std::env::var("RIFFLE_TEST_KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "CI=true but RIFFLE_TEST_KAFKA_BROKERS is not set: scripts/test.d/50-kafka.sh should have started Kafka"
+            )
+        }
+        _ => {
+            eprintln!("skipping: RIFFLE_TEST_KAFKA_BROKERS is not set");
+            None
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift), so a seed replays a run.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn high_watermarks(consumer: &BaseConsumer, topic: &str, parts: i32) -> i64 {
+    (0..parts)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .sum()
+}
+
+/// Every (word, count) record of `topic`, as `read_committed` readers see them.
+fn committed_counts(brokers: &str, topic: &str) -> Vec<(String, u64)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("check-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let parts: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in &parts {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+        ends.insert(
+            *p,
+            consumer
+                .fetch_watermarks(topic, *p, Duration::from_secs(10))
+                .unwrap()
+                .1,
+        );
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let position = consumer.position().unwrap();
+        if parts.iter().all(
+            |p| match position.find_partition(topic, *p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o >= ends[p],
+                _ => ends[p] == 0,
+            },
+        ) {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "reading {topic} took too long");
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            let word = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+            let n: u64 = std::str::from_utf8(m.payload().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            out.push((word, n));
+        }
+    }
+}
+
+#[test]
+fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
+    let Some(brokers) = brokers() else { return };
+    let seed: u64 = std::env::var("RIFFLE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("seed {seed} (RIFFLE_CRASH_SEED={seed} replays it)");
+    let mut rng = Rng(seed);
+    let settings = KafkaSettings::new(&brokers);
+    let input = format!("crash-in-{seed}");
+    let output = format!("crash-out-{seed}");
+    admin::create_topic(&settings, &input, 4, 1).unwrap();
+    admin::create_topic(&settings, &output, 4, 1).unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..LINES {
+        let word = format!("w{}", (i * 7919) % WORDS);
+        *expected.entry(word.clone()).or_default() += 1;
+        let partition = (i % 4) as i32;
+        loop {
+            let rec: BaseRecord<'_, (), String> =
+                BaseRecord::to(&input).payload(&word).partition(partition);
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let init = Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args(["recovery", "init"])
+        .arg(&store)
+        .args(["--partitions", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let run = |workers: &str, tail: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_riffle"));
+        cmd.args(["run", "kafka-wordcount", "-w", workers])
+            .args([
+                "-P",
+                &format!("brokers={brokers}"),
+                "-P",
+                &format!("topic={input}"),
+            ])
+            .args([
+                "-P",
+                &format!("out={output}"),
+                "-P",
+                &format!("tail={tail}"),
+            ])
+            .arg("--recovery")
+            .arg(&store)
+            .args(["--epoch-interval", "100ms", "--snapshot-interval", "200ms"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let watcher: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let mut live_kills = 0;
+    for kill in 0..KILLS {
+        let workers = match kill {
+            18 => "1",
+            19 => "3",
+            _ => "2",
+        };
+        let before = high_watermarks(&watcher, &output, 4);
+        // Kill once the output has grown by a random amount (while records are in
+        // flight), or after a random time when it does not grow.
+        let grow = 200 + (rng.next() % 3000) as i64;
+        let limit = Duration::from_millis(1500 + rng.next() % 3000);
+        let mut child = run(workers, true).spawn().unwrap();
+        let started = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+                panic!("kill {kill}: the run ended by itself ({status}): {err}");
+            }
+            let now = high_watermarks(&watcher, &output, 4);
+            if now - before >= grow {
+                live_kills += 1;
+                break;
+            }
+            if started.elapsed() > limit {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    eprintln!("{live_kills} of {KILLS} kills landed while the output grew");
+    assert!(
+        live_kills >= KILLS / 2,
+        "too few kills hit live data: {live_kills}"
+    );
+    let finish = run("3", false).output().unwrap();
+    assert!(
+        finish.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finish.stderr)
+    );
+
+    let records = committed_counts(&brokers, &output);
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (word, n) in records {
+        seen.entry(word).or_default().push(n);
+    }
+    assert_eq!(seen.len(), expected.len(), "words missing from the output");
+    for (word, total) in &expected {
+        let mut counts = seen.remove(word).unwrap();
+        counts.sort_unstable();
+        let want: Vec<u64> = (1..=*total).collect();
+        assert_eq!(
+            counts.len(),
+            want.len(),
+            "{word}: {} records for {total} occurrences",
+            counts.len()
+        );
+        assert_eq!(counts, want, "{word}: counts missing or repeated");
+    }
+}
