@@ -75,7 +75,10 @@ pub(crate) struct BuildCtx<'s> {
 /// source's last commit and close once every sink has written its items. Run by
 /// the worker, in order, after its dataflow is complete.
 #[derive(Clone, Default)]
-pub(crate) struct Finally(std::rc::Rc<std::cell::RefCell<Vec<Box<dyn FnOnce() -> Result<()>>>>>);
+pub(crate) struct Finally(std::rc::Rc<std::cell::RefCell<Vec<Task>>>);
+
+/// One piece of work for the end of a run.
+type Task = Box<dyn FnOnce() -> Result<()>>;
 
 impl Finally {
     /// Adds `task`.

@@ -155,7 +155,7 @@ impl<F: Format> FixedPartitionedSource for KafkaSource<F> {
                     names.extend(t.partitions().iter().map(|p| format!("{topic}/{}", p.id())));
                 }
                 Some(t) => {
-                    let why = match t.error().map(rdkafka::types::RDKafkaRespErr::from) {
+                    let why = match t.error() {
                         Some(
                             rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
                         ) => {

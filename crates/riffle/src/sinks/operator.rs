@@ -9,6 +9,9 @@ use super::{DynamicSink, FixedPartitionedSink, SinkPartition};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+/// The states a snapshot epoch handed out: (partition index, state) pairs.
+type Handed<S> = (u64, Vec<(usize, S)>);
+
 /// How soon a sink waiting for a commit looks again.
 const COMMIT_POLL: Duration = Duration::from_millis(20);
 
@@ -121,7 +124,7 @@ fn recoverable_sink<'s, T: Data, S: FixedPartitionedSink<Item = T>>(
         let mut pending: BTreeMap<u64, Vec<T>> = BTreeMap::new();
         // States handed to snapshots and not yet committed, by snapshot epoch: the
         // commit hook tells each partition of the newest one committed.
-        let mut uncommitted: VecDeque<(u64, Vec<(usize, S::State)>)> = VecDeque::new();
+        let mut uncommitted: VecDeque<Handed<S::State>> = VecDeque::new();
         let recovery = shared.recovery.clone();
         let mut snapshotted = recovery.as_ref().and_then(|r| r.resume);
         let mut closed = false;
@@ -162,12 +165,11 @@ fn recoverable_sink<'s, T: Data, S: FixedPartitionedSink<Item = T>>(
                 let mut changes = Vec::new();
                 let mut handed = Vec::new();
                 for (i, (name, part)) in names.iter().zip(parts.iter_mut()).enumerate() {
-                    if let Some(part) = part {
-                        if let Some(state) = part.snapshot()? {
-                            changes
-                                .push((encode(&step_id, name)?, Some(encode(&step_id, &state)?)));
-                            handed.push((i, state));
-                        }
+                    if let Some(part) = part
+                        && let Some(state) = part.snapshot()?
+                    {
+                        changes.push((encode(&step_id, name)?, Some(encode(&step_id, &state)?)));
+                        handed.push((i, state));
                     }
                 }
                 recovery.store.write(&step_id, epoch, changes)?;
