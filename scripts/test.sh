@@ -9,6 +9,15 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RIFFLE_REPO="$PWD"
 
+# What the setup files ask to run when the suite ends (servers to stop), the last
+# one asked first: `riffle_at_exit COMMAND`.
+RIFFLE_AT_EXIT=""
+riffle_at_exit() {
+  RIFFLE_AT_EXIT="$1; $RIFFLE_AT_EXIT"
+  # shellcheck disable=SC2016
+  trap 'eval "$RIFFLE_AT_EXIT"' EXIT
+}
+
 for setup in scripts/test.d/*.sh; do
   [ -e "$setup" ] || continue
   echo "== setup: $setup"

@@ -51,7 +51,7 @@ riffle_pg_setup() {
   "${run_as[@]}" "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres riffle_test
   export RIFFLE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/riffle_test"
   RIFFLE_PG_STOP="${run_as[*]} $bindir/pg_ctl -D $data/db -m fast stop"
-  trap 'eval "$RIFFLE_PG_STOP" >/dev/null 2>&1 || true' EXIT
+  riffle_at_exit "$RIFFLE_PG_STOP >/dev/null 2>&1 || true"
   echo "== PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port: RIFFLE_TEST_POSTGRES_URL=$RIFFLE_TEST_POSTGRES_URL"
 }
 

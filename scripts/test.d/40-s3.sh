@@ -45,15 +45,7 @@ riffle_s3_setup() {
   export RIFFLE_TEST_S3_SECRET_ACCESS_KEY="riffle-test-secret"
   export RIFFLE_TEST_S3_REGION="us-east-1"
   RIFFLE_S3_STOP="kill $pid 2>/dev/null || true; rm -rf $dir"
-  # Keep whatever an earlier setup file asked to run at exit (20-postgres.sh stops
-  # its server there), and stop this server too.
-  local previous=""
-  if [ -n "$(trap -p EXIT)" ]; then
-    eval "set -- $(trap -p EXIT)"
-    previous="$3"
-  fi
-  # shellcheck disable=SC2064
-  trap "eval \"\$RIFFLE_S3_STOP\"; $previous" EXIT
+  riffle_at_exit "$RIFFLE_S3_STOP"
   echo "== moto_server 5.2.5 (S3) on 127.0.0.1:$port, log $dir/server.log: RIFFLE_TEST_S3_ENDPOINT=$RIFFLE_TEST_S3_ENDPOINT"
 }
 

@@ -76,14 +76,7 @@ PROPS
   export RIFFLE_TEST_KAFKA_BROKERS="127.0.0.1:$port"
   export RIFFLE_TEST_KAFKA_CLASSPATH="$jars/*"
   RIFFLE_KAFKA_STOP="kill $pid 2>/dev/null || true; sleep 1; kill -9 $pid 2>/dev/null || true; rm -rf $dir"
-  # Keep whatever earlier setup files asked to run at exit, and stop this broker too.
-  local previous=""
-  if [ -n "$(trap -p EXIT)" ]; then
-    eval "set -- $(trap -p EXIT)"
-    previous="$3"
-  fi
-  # shellcheck disable=SC2064
-  trap "eval \"\$RIFFLE_KAFKA_STOP\"; $previous" EXIT
+  riffle_at_exit "$RIFFLE_KAFKA_STOP"
   echo "== Apache Kafka $version (KRaft, one node) on $RIFFLE_TEST_KAFKA_BROKERS, ready in $(( ($(date +%s%N) - started) / 1000000 )) ms, log $dir/server.log"
 }
 

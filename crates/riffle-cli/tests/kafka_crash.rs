@@ -14,30 +14,14 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use riffle_connectors::kafka::{KafkaSettings, admin};
+use riffle_connectors::kafka::admin;
+use riffle_connectors::kafka::testing::KafkaTarget;
 
 const LINES: usize = 200_000;
 const WORDS: usize = 500;
 const KILLS: usize = 20;
-
-fn brokers() -> Option<String> {
-    match std::env::var("RIFFLE_TEST_KAFKA_BROKERS") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "CI=true but RIFFLE_TEST_KAFKA_BROKERS is not set: scripts/test.d/50-kafka.sh should have started Kafka"
-            )
-        }
-        _ => {
-            eprintln!("skipping: RIFFLE_TEST_KAFKA_BROKERS is not set");
-            None
-        }
-    }
-}
 
 /// A small deterministic generator (xorshift), so a seed replays a run.
 struct Rng(u64);
@@ -61,65 +45,12 @@ fn high_watermarks(consumer: &BaseConsumer, topic: &str, parts: i32) -> i64 {
         .sum()
 }
 
-/// Every (word, count) record of `topic`, as `read_committed` readers see them.
-fn committed_counts(brokers: &str, topic: &str) -> Vec<(String, u64)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("check-{topic}"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let parts: Vec<i32> = metadata.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| p.id())
-        .collect();
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for p in &parts {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning)
-            .unwrap();
-        ends.insert(
-            *p,
-            consumer
-                .fetch_watermarks(topic, *p, Duration::from_secs(10))
-                .unwrap()
-                .1,
-        );
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let position = consumer.position().unwrap();
-        if parts.iter().all(
-            |p| match position.find_partition(topic, *p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o >= ends[p],
-                _ => ends[p] == 0,
-            },
-        ) {
-            return out;
-        }
-        assert!(Instant::now() < deadline, "reading {topic} took too long");
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.unwrap();
-            let word = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-            let n: u64 = std::str::from_utf8(m.payload().unwrap())
-                .unwrap()
-                .parse()
-                .unwrap();
-            out.push((word, n));
-        }
-    }
-}
-
 #[test]
 fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
-    let Some(brokers) = brokers() else { return };
+    let Some(kafka) = KafkaTarget::from_env() else {
+        return;
+    };
+    let brokers = kafka.brokers().to_string();
     let seed: u64 = std::env::var("RIFFLE_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -132,31 +63,19 @@ fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
         });
     eprintln!("seed {seed} (RIFFLE_CRASH_SEED={seed} replays it)");
     let mut rng = Rng(seed);
-    let settings = KafkaSettings::new(&brokers);
     let input = format!("crash-in-{seed}");
     let output = format!("crash-out-{seed}");
-    admin::create_topic(&settings, &input, 4, 1).unwrap();
-    admin::create_topic(&settings, &output, 4, 1).unwrap();
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
+    admin::create_topic(&kafka.settings, &input, 4, 1).unwrap();
+    admin::create_topic(&kafka.settings, &output, 4, 1).unwrap();
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    for i in 0..LINES {
-        let word = format!("w{}", (i * 7919) % WORDS);
-        *expected.entry(word.clone()).or_default() += 1;
-        let partition = (i % 4) as i32;
-        loop {
-            let rec: BaseRecord<'_, (), String> =
-                BaseRecord::to(&input).payload(&word).partition(partition);
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
+    let lines: Vec<(Option<String>, String)> = (0..LINES)
+        .map(|i| {
+            let word = format!("w{}", (i * 7919) % WORDS);
+            *expected.entry(word.clone()).or_default() += 1;
+            (None, word)
+        })
+        .collect();
+    kafka.produce(&input, &lines);
 
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
@@ -242,9 +161,13 @@ fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
         String::from_utf8_lossy(&finish.stderr)
     );
 
-    let records = committed_counts(&brokers, &output);
     let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (word, n) in records {
+    for m in kafka.messages(&output, true) {
+        let word = String::from_utf8(m.key.unwrap()).unwrap();
+        let n: u64 = String::from_utf8(m.value.unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
         seen.entry(word).or_default().push(n);
     }
     assert_eq!(seen.len(), expected.len(), "words missing from the output");

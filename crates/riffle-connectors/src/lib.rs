@@ -23,10 +23,13 @@
 //! |---|---|---|---|
 //! | Kafka ([`kafka`]) | topic partitions, offsets in snapshots, group offsets committed after each recovery commit | by key (Kafka's own murmur2 partitioning), idempotent producer | source: exactly-once positions under a store, at-least-once without; sink: exactly-once with a store and transactions, at-least-once otherwise |
 //!
+//! Every connector passes the [`conformance`] kit against its real server.
+//!
 //! Settings are plain data (serde), so they can come from `riffle.toml`;
 //! credentials come only from the environment or from files.
 #![warn(missing_docs)]
 
+pub mod conformance;
 pub mod error;
 #[cfg(feature = "kafka")]
 pub mod kafka;

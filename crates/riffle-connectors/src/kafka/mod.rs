@@ -65,10 +65,12 @@
 pub mod admin;
 mod format;
 mod message;
+mod metadata;
 mod partitioner;
 mod settings;
 mod sink;
 mod source;
+pub mod testing;
 
 pub use format::{Bytes, Format, Json, Utf8};
 pub use message::{KafkaMessage, KafkaRecord};

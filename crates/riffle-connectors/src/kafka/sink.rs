@@ -74,41 +74,8 @@ impl FixedPartitionedSink for KafkaSink {
     type Partition = KafkaSinkPartition;
 
     fn list_parts(&self, step_id: &str) -> riffle::Result<Vec<String>> {
-        let config = self
-            .settings
-            .client_config()
-            .map_err(|e| e.for_step(step_id))?;
-        let consumer: BaseConsumer = config.create().map_err(|e| {
-            self.settings
-                .error("cannot create a client")
-                .caused_by(e)
-                .for_step(step_id)
-        })?;
         let topic = &self.topic;
-        let metadata = consumer
-            .fetch_metadata(Some(topic), self.settings.timeout_duration())
-            .map_err(|e| {
-                self.settings
-                    .error(format!("cannot read the metadata of topic {topic:?}"))
-                    .caused_by(e)
-                    .for_step(step_id)
-            })?;
-        let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
-            return Err(self
-                .settings
-                .error(format!("topic {topic:?} does not exist"))
-                .for_step(step_id));
-        };
-        if t.error().is_some() || t.partitions().is_empty() {
-            return Err(self
-                .settings
-                .error(format!(
-                    "topic {topic:?} does not exist or has no partitions"
-                ))
-                .for_step(step_id));
-        }
-        let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
-        ids.sort_unstable();
+        let ids = super::metadata::partitions(&self.settings, step_id, topic)?;
         Ok(ids.into_iter().map(|id| format!("{topic}/{id}")).collect())
     }
 

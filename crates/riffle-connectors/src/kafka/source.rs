@@ -138,47 +138,10 @@ impl<F: Format> FixedPartitionedSource for KafkaSource<F> {
                 .error("the source names no topic")
                 .for_step(step_id));
         }
-        let consumer = self.consumer(step_id)?;
         let mut names = Vec::new();
         for topic in &self.topics {
-            let metadata = consumer
-                .fetch_metadata(Some(topic), self.settings.timeout_duration())
-                .map_err(|e| {
-                    self.settings
-                        .error(format!("cannot read the metadata of topic {topic:?}"))
-                        .caused_by(e)
-                        .for_step(step_id)
-                })?;
-            let found = metadata.topics().iter().find(|t| t.name() == topic);
-            match found {
-                Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                    names.extend(t.partitions().iter().map(|p| format!("{topic}/{}", p.id())));
-                }
-                Some(t) => {
-                    let why = match t.error() {
-                        Some(
-                            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
-                        ) => {
-                            return Err(self
-                                .settings
-                                .error(format!("topic {topic:?} does not exist"))
-                                .for_step(step_id));
-                        }
-                        Some(code) => format!("{code:?}"),
-                        None => "it has no partitions".into(),
-                    };
-                    return Err(self
-                        .settings
-                        .error(format!("topic {topic:?} cannot be read: {why}"))
-                        .for_step(step_id));
-                }
-                None => {
-                    return Err(self
-                        .settings
-                        .error(format!("topic {topic:?} does not exist"))
-                        .for_step(step_id));
-                }
-            }
+            let ids = super::metadata::partitions(&self.settings, step_id, topic)?;
+            names.extend(ids.into_iter().map(|id| format!("{topic}/{id}")));
         }
         Ok(names)
     }

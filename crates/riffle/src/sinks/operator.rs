@@ -238,24 +238,7 @@ fn recoverable_sink<'s, T: Data, S: FixedPartitionedSink<Item = T>>(
                 held = None;
                 return;
             }
-            match low {
-                Some(low) => {
-                    if let Some(cap) = held.as_mut()
-                        && *cap.time() < low
-                    {
-                        cap.downgrade(&low);
-                    }
-                }
-                None => {
-                    held = None;
-                    closed = true;
-                    for part in parts.iter_mut().flatten() {
-                        if let Err(e) = part.close() {
-                            shared.fail(e);
-                        }
-                    }
-                }
-            }
+            closed = !follow(&mut held, low, &mut parts, &shared);
         }
     })
 }
@@ -317,25 +300,38 @@ fn flushing_sink<'s, T: Data, P: SinkPartition<Item = T>>(
                 held = None;
                 return;
             }
-            match low {
-                Some(low) => {
-                    if let Some(cap) = held.as_mut()
-                        && *cap.time() < low
-                    {
-                        cap.downgrade(&low);
-                    }
-                }
-                None => {
-                    held = None;
-                    for part in parts.iter_mut().flatten() {
-                        if let Err(e) = part.close() {
-                            shared.fail(e);
-                        }
-                    }
-                }
-            }
+            follow(&mut held, low, &mut parts, &shared);
         }
     })
+}
+
+/// Moves the sink's progress to its input's frontier `low`, or, at the end of the
+/// input, drops it and closes every partition. Returns whether the sink goes on.
+fn follow<P: SinkPartition>(
+    held: &mut Option<timely::dataflow::operators::Capability<u64>>,
+    low: Option<u64>,
+    parts: &mut [Option<P>],
+    shared: &crate::run::RunShared,
+) -> bool {
+    match low {
+        Some(low) => {
+            if let Some(cap) = held.as_mut()
+                && *cap.time() < low
+            {
+                cap.downgrade(&low);
+            }
+            true
+        }
+        None => {
+            *held = None;
+            for part in parts.iter_mut().flatten() {
+                if let Err(e) = part.close() {
+                    shared.fail(e);
+                }
+            }
+            false
+        }
+    }
 }
 
 type ProgressOut<'a> = timely::dataflow::operators::generic::OutputBuilderSession<

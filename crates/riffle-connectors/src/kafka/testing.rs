@@ -1,0 +1,211 @@
+//! Kafka as a [`Target`] of the conformance kit, and the helpers tests use to put
+//! records in and read them back through an independent client.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::{KafkaMessage, KafkaRecord, KafkaSettings, KafkaSink, KafkaSource, Utf8, admin};
+use crate::conformance::Target;
+
+/// A running Kafka broker for tests.
+#[derive(Debug, Clone)]
+pub struct KafkaTarget {
+    /// Its settings.
+    pub settings: KafkaSettings,
+}
+
+impl KafkaTarget {
+    /// The broker `scripts/test.d/50-kafka.sh` started (`RIFFLE_TEST_KAFKA_BROKERS`);
+    /// `None` (with a note) when there is none, a panic under `CI=true`.
+    pub fn from_env() -> Option<Self> {
+        match std::env::var("RIFFLE_TEST_KAFKA_BROKERS") {
+            Ok(b) if !b.is_empty() => Some(Self {
+                settings: KafkaSettings::new(b),
+            }),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
+                "CI=true but RIFFLE_TEST_KAFKA_BROKERS is not set: scripts/test.d/50-kafka.sh \
+                 should have started Kafka"
+            ),
+            _ => {
+                eprintln!(
+                    "skipping: RIFFLE_TEST_KAFKA_BROKERS is not set (scripts/test.d/50-kafka.sh \
+                     starts a broker)"
+                );
+                None
+            }
+        }
+    }
+
+    /// The brokers.
+    pub fn brokers(&self) -> &str {
+        &self.settings.brokers
+    }
+
+    /// Writes `records` (value and optional key) to the partitions of `topic` in
+    /// turn, and waits until they are delivered.
+    pub fn produce(&self, topic: &str, records: &[(Option<String>, String)]) {
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("enable.idempotence", "true")
+            .create()
+            .expect("a producer");
+        let partitions = self.partitions(topic).len() as i32;
+        for (i, (key, value)) in records.iter().enumerate() {
+            loop {
+                let mut rec: BaseRecord<'_, String, String> = BaseRecord::to(topic)
+                    .payload(value)
+                    .partition(i as i32 % partitions);
+                if let Some(key) = key {
+                    rec = rec.key(key);
+                }
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    // A full queue: let the producer's thread send.
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(60))
+            .expect("records delivered");
+    }
+
+    fn partitions(&self, topic: &str) -> Vec<i32> {
+        super::metadata::partitions(&self.settings, "test", topic).expect("the topic's partitions")
+    }
+
+    /// Every record of `topic` as `read_committed` readers see it (or every record
+    /// written, aborted ones included, when `committed` is false).
+    pub fn messages(&self, topic: &str, committed: bool) -> Vec<KafkaMessage> {
+        let isolation = if committed {
+            "read_committed"
+        } else {
+            "read_uncommitted"
+        };
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", unique("reader"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", isolation)
+            .create()
+            .expect("a consumer");
+        let parts = self.partitions(topic);
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = BTreeMap::new();
+        for p in &parts {
+            tpl.add_partition_offset(topic, *p, Offset::Beginning)
+                .expect("a partition");
+            let (_, high) = consumer
+                .fetch_watermarks(topic, *p, Duration::from_secs(10))
+                .expect("watermarks");
+            ends.insert(*p, high);
+        }
+        consumer.assign(&tpl).expect("assigned");
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let position = consumer.position().expect("a position");
+            let done = parts.iter().all(|p| {
+                match position.find_partition(topic, *p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o >= ends[p],
+                    _ => ends[p] == 0,
+                }
+            });
+            if done {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reading {topic} took over two minutes"
+            );
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                let m = m.expect("a record");
+                out.push(KafkaMessage {
+                    topic: topic.into(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp: m.timestamp().to_millis(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers: Vec::new(),
+                });
+            }
+        }
+    }
+}
+
+/// A name no other test or run uses.
+pub fn unique(hint: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "{hint}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Target for KafkaTarget {
+    type Source = KafkaSource<Utf8>;
+    type Sink = KafkaSink;
+
+    fn server(&self) -> String {
+        self.settings.brokers.clone()
+    }
+
+    fn create(&self, hint: &str, partitions: usize) -> String {
+        let topic = unique(hint);
+        admin::create_topic(&self.settings, &topic, partitions as i32, 1).expect("a new topic");
+        topic
+    }
+
+    fn write(&self, stream: &str, values: &[String]) {
+        let records: Vec<_> = values.iter().map(|v| (None, v.clone())).collect();
+        self.produce(stream, &records);
+    }
+
+    fn read(&self, stream: &str) -> Vec<String> {
+        self.messages(stream, true)
+            .into_iter()
+            .map(|m| String::from_utf8_lossy(&m.value.unwrap_or_default()).into_owned())
+            .collect()
+    }
+
+    fn source(&self, stream: &str) -> KafkaSource<Utf8> {
+        KafkaSource::new(self.settings.clone(), [stream])
+            .format(Utf8)
+            .tail(false)
+    }
+
+    fn unreachable_source(&self) -> KafkaSource<Utf8> {
+        let nowhere = KafkaSettings::new("127.0.0.1:1").timeout(Duration::from_millis(1500));
+        KafkaSource::new(nowhere, ["t"]).format(Utf8).tail(false)
+    }
+
+    fn sink(&self, stream: &str, id: &str) -> KafkaSink {
+        // The same id on every run of a check (it fences and marks transactions),
+        // and no other check's: the output topic is the check's own.
+        KafkaSink::new(self.settings.clone(), stream).exactly_once(format!("{id}-{stream}"))
+    }
+
+    fn value(item: KafkaMessage<String>) -> Option<String> {
+        item.value
+    }
+
+    fn record(value: String) -> KafkaRecord {
+        KafkaRecord::new(value)
+    }
+
+    fn exactly_once(&self) -> bool {
+        true
+    }
+}
