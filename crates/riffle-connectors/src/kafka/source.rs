@@ -104,6 +104,15 @@ impl<F: Format> KafkaSource<F> {
             .settings
             .client_config()
             .map_err(|e| e.for_step(step_id))?;
+        // One consumer per partition: keep each one's read-ahead modest (librdkafka
+        // prefetches up to 64 MiB per consumer by default), unless the settings say.
+        if !self
+            .settings
+            .properties
+            .contains_key("queued.max.messages.kbytes")
+        {
+            config.set("queued.max.messages.kbytes", "8192");
+        }
         config
             .set("group.id", self.group(step_id))
             .set("enable.auto.commit", "false")
