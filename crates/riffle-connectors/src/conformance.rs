@@ -13,9 +13,11 @@
 //! | [`missing_stream`] | reading a stream that does not exist is an error naming the step, the server and the stream |
 //! | [`unreachable_server`] | a server that does not answer is an error naming it, with the client's cause |
 //!
-//! Killing a real process with SIGKILL and restarting the server mid-run need a
-//! process and a server of their own; each connector's tests do those through the
-//! `riffle` binary (see `crates/riffle-cli/tests/kafka_crash.rs`).
+//! Killing a real process with SIGKILL, restarting the server mid-run and wrong
+//! credentials need a process or a server of their own; each connector's tests do
+//! those (for Kafka: `crates/riffle-cli/tests/kafka_crash.rs` through the `riffle`
+//! binary, and a private broker killed and restarted, or wanting SASL, in
+//! `crates/riffle-connectors/tests/kafka_restart.rs` and `kafka_sasl.rs`).
 
 use std::time::Duration;
 

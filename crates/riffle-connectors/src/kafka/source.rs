@@ -243,6 +243,7 @@ impl<F: Format> FixedPartitionedSource for KafkaSource<F> {
             next,
             end,
             committed: None,
+            troubled: false,
         })
     }
 }
@@ -262,6 +263,28 @@ pub struct KafkaSourcePartition<F> {
     end: Option<i64>,
     /// The last offset committed to the group.
     committed: Option<i64>,
+    /// Whether a transient error was reported and nothing read since.
+    troubled: bool,
+}
+
+/// Errors the client recovers from by itself: the cluster is (briefly) away.
+fn transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
+    matches!(
+        e,
+        KafkaError::MessageConsumption(
+            Code::BrokerTransportFailure
+                | Code::AllBrokersDown
+                | Code::NetworkException
+                | Code::RequestTimedOut
+                | Code::OperationTimedOut
+                | Code::NotLeaderForPartition
+                | Code::LeaderNotAvailable
+                | Code::NotCoordinator
+                | Code::CoordinatorNotAvailable
+                | Code::CoordinatorLoadInProgress
+        )
+    )
 }
 
 impl<F: Format> KafkaSourcePartition<F> {
@@ -319,6 +342,7 @@ impl<F: Format> SourcePartition for KafkaSourcePartition<F> {
             };
             match polled {
                 Ok(m) => {
+                    self.troubled = false;
                     // Skip what lies before the position (a transaction's markers
                     // take offsets too, so the next offset may jump).
                     if m.offset() < self.next {
@@ -330,6 +354,20 @@ impl<F: Format> SourcePartition for KafkaSourcePartition<F> {
                     }
                     items.push(self.message(&m)?);
                     self.next = m.offset() + 1;
+                }
+                Err(e) if transient(&e) => {
+                    // The client reconnects by itself (a broker restarting, a
+                    // leader moving): say so once, and poll again later.
+                    if !self.troubled {
+                        self.troubled = true;
+                        tracing::warn!(
+                            "step {:?}: kafka at brokers {}: {} waits for the cluster: {e}",
+                            self.step_id,
+                            self.settings.brokers,
+                            self.name
+                        );
+                    }
+                    break;
                 }
                 Err(e) => {
                     return Err(self

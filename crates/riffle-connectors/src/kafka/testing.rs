@@ -50,8 +50,8 @@ impl KafkaTarget {
     /// Writes `records` (value and optional key) to the partitions of `topic` in
     /// turn, and waits until they are delivered.
     pub fn produce(&self, topic: &str, records: &[(Option<String>, String)]) {
-        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.brokers())
+        let producer: ThreadedProducer<DefaultProducerContext> = self
+            .config()
             .set("enable.idempotence", "true")
             .create()
             .expect("a producer");
@@ -76,6 +76,13 @@ impl KafkaTarget {
             .expect("records delivered");
     }
 
+    /// A client configuration for this broker (its settings and credentials).
+    fn config(&self) -> ClientConfig {
+        self.settings
+            .client_config()
+            .expect("a client configuration")
+    }
+
     fn partitions(&self, topic: &str) -> Vec<i32> {
         super::metadata::partitions(&self.settings, "test", topic).expect("the topic's partitions")
     }
@@ -88,8 +95,8 @@ impl KafkaTarget {
         } else {
             "read_uncommitted"
         };
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.brokers())
+        let consumer: BaseConsumer = self
+            .config()
             .set("group.id", unique("reader"))
             .set("enable.auto.commit", "false")
             .set("isolation.level", isolation)
@@ -207,5 +214,152 @@ impl Target for KafkaTarget {
 
     fn exactly_once(&self) -> bool {
         true
+    }
+}
+
+/// A private Apache Kafka broker a test starts, kills and restarts itself (one
+/// KRaft node from the jars in `RIFFLE_TEST_KAFKA_CLASSPATH`), for what the shared
+/// broker must not go through: a restart mid-run, a listener that wants SASL
+/// credentials.
+pub struct KafkaServer {
+    classpath: String,
+    dir: tempfile::TempDir,
+    /// Its client port on 127.0.0.1.
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+/// The user and password a [`KafkaServer::with_sasl`] broker accepts.
+pub const SASL_USER: (&str, &str) = ("riffle", "riffle-secret");
+
+impl KafkaServer {
+    /// Starts a plain broker; `None` when there are no Kafka jars (the note says why).
+    pub fn start() -> Option<Self> {
+        Self::launch(false)
+    }
+
+    /// Starts a broker whose client listener wants SASL/PLAIN as [`SASL_USER`].
+    pub fn with_sasl() -> Option<Self> {
+        Self::launch(true)
+    }
+
+    fn launch(sasl: bool) -> Option<Self> {
+        let classpath = match std::env::var("RIFFLE_TEST_KAFKA_CLASSPATH") {
+            Ok(c) if !c.is_empty() => c,
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!(
+                    "CI=true but RIFFLE_TEST_KAFKA_CLASSPATH is not set (scripts/test.d/50-kafka.sh)"
+                )
+            }
+            _ => {
+                eprintln!("skipping: RIFFLE_TEST_KAFKA_CLASSPATH is not set");
+                return None;
+            }
+        };
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port")
+        };
+        let (port, controller) = (free(), free());
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let (listener, security) = if sasl {
+            (
+                "SASL_PLAINTEXT",
+                "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            )
+        } else {
+            ("PLAINTEXT", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT")
+        };
+        let mut props = format!(
+            "process.roles=broker,controller\nnode.id=1\n\
+             controller.quorum.voters=1@127.0.0.1:{controller}\n\
+             listeners={listener}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
+             advertised.listeners={listener}://127.0.0.1:{port}\n\
+             inter.broker.listener.name={listener}\n\
+             controller.listener.names=CONTROLLER\nlistener.security.protocol.map={security}\n\
+             log.dirs={}\noffsets.topic.replication.factor=1\noffsets.topic.num.partitions=2\n\
+             transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n\
+             transaction.state.log.num.partitions=2\ngroup.initial.rebalance.delay.ms=0\n",
+            dir.path().join("data").display()
+        );
+        if sasl {
+            let (user, password) = SASL_USER;
+            props.push_str(&format!(
+                "sasl.enabled.mechanisms=PLAIN\nsasl.mechanism.inter.broker.protocol=PLAIN\n\
+                 listener.name.sasl_plaintext.plain.sasl.jaas.config=\
+                 org.apache.kafka.common.security.plain.PlainLoginModule required \
+                 username=\"{user}\" password=\"{password}\" user_{user}=\"{password}\";\n"
+            ));
+        }
+        let config = dir.path().join("server.properties");
+        std::fs::write(&config, props).expect("the broker's settings");
+        let formatted = std::process::Command::new("java")
+            .args(["-cp", &classpath, "kafka.tools.StorageTool", "format"])
+            .args(["-t", "MkU3OEVBNTcwNTJENDM2Qg", "-c"])
+            .arg(&config)
+            .output()
+            .expect("java runs");
+        assert!(
+            formatted.status.success(),
+            "formatting the broker's folder: {}",
+            String::from_utf8_lossy(&formatted.stdout)
+        );
+        let mut server = Self {
+            classpath,
+            dir,
+            port,
+            child: None,
+        };
+        server.run();
+        Some(server)
+    }
+
+    /// Starts the broker's process (again) on its folder and ports, and waits until
+    /// it takes connections.
+    pub fn run(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("a log file");
+        let child = std::process::Command::new("java")
+            .args([
+                "-Xms128m",
+                "-Xmx512m",
+                "-cp",
+                &self.classpath,
+                "kafka.Kafka",
+            ])
+            .arg(self.dir.path().join("server.properties"))
+            .stdout(log.try_clone().expect("a log file"))
+            .stderr(log)
+            .spawn()
+            .expect("java runs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the private broker did not start in a minute"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the broker's process with SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Its address.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for KafkaServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
