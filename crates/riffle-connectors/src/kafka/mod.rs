@@ -12,7 +12,8 @@
 //! have flushed what came before) the offsets are also committed to the consumer
 //! group ([`KafkaSource::group_id`]), so `kafka-consumer-groups --describe` shows
 //! the flow's lag like any consumer's. Items are [`KafkaMessage`]s: key, value
-//! (decoded by a [`Format`]: [`Bytes`], [`Utf8`], [`Json`]), headers, timestamp,
+//! (decoded by a [`Format`]: [`Bytes`], [`Utf8`], [`Json`], `Avro` with a schema in
+//! code or a file, raw or in a schema registry's framing), headers, timestamp,
 //! topic, partition and offset. [`KafkaSource::tail`]`(false)` stops each partition
 //! at the end offset it had when the run started (a batch read).
 //!
@@ -63,6 +64,8 @@
 //! groups, idempotence and transactions, and polls without blocking.
 
 pub mod admin;
+#[cfg(feature = "avro")]
+mod avro;
 mod format;
 mod message;
 mod metadata;
@@ -72,6 +75,8 @@ mod sink;
 mod source;
 pub mod testing;
 
+#[cfg(feature = "avro")]
+pub use avro::Avro;
 pub use format::{Bytes, Format, Json, Utf8};
 pub use message::{KafkaMessage, KafkaRecord};
 pub use partitioner::murmur2_partition;
