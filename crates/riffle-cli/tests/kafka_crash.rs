@@ -1,16 +1,18 @@
-//! Proof that Kafka in, Kafka out is exactly-once across crashes: the bundled
-//! `kafka-wordcount` runs as a real `riffle` process on a recovery store, reading
-//! 200,000 lines from a 4-partition topic of a real Apache Kafka broker
-//! (`scripts/test.d/50-kafka.sh`, `RIFFLE_TEST_KAFKA_BROKERS`; needs transactions
-//! and `read_committed`), and is killed with SIGKILL 20 times, each time after its
-//! output topic has grown (so kills land while data is in flight), on 2 workers and
-//! then on 1 and on 3. A last run on 3 workers reads to the end. Its output, read
-//! with `read_committed`, must hold every word's running count 1, 2, ..., n exactly
-//! once: a lost record leaves a gap, a duplicate repeats a count.
+//! Proof that Kafka in is exactly-once across crashes, with Kafka out and with
+//! files out: the bundled `kafka-wordcount` runs as a real `riffle` process on a
+//! recovery store, reading 200,000 lines from a 4-partition topic of a real Apache
+//! Kafka broker (`scripts/test.d/50-kafka.sh`, `RIFFLE_TEST_KAFKA_BROKERS`; needs
+//! transactions and `read_committed`), and is killed with SIGKILL 20 times, each
+//! time after its output has grown (so kills land while data is in flight), on 2
+//! workers and then on 1 and on 3. A last run on 3 workers reads to the end. Its
+//! output (the topic read with `read_committed`, or the files) must hold every
+//! word's running count 1, 2, ..., n exactly once: a lost record leaves a gap, a
+//! duplicate repeats a count.
 //!
 //! The seed is printed; `RIFFLE_CRASH_SEED=N` replays one.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,22 +36,74 @@ impl Rng {
     }
 }
 
-fn high_watermarks(consumer: &BaseConsumer, topic: &str, parts: i32) -> i64 {
-    (0..parts)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap()
-                .1
-        })
-        .sum()
+/// Where the counts go.
+enum Out {
+    Topic(String),
+    Dir(PathBuf),
 }
 
-#[test]
-fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
-    let Some(kafka) = KafkaTarget::from_env() else {
-        return;
-    };
+impl Out {
+    fn param(&self) -> String {
+        match self {
+            Out::Topic(t) => format!("out={t}"),
+            Out::Dir(d) => format!("out-dir={}", d.display()),
+        }
+    }
+
+    /// How much has been written: records of the topic, or bytes in the files.
+    fn size(&self, watcher: &BaseConsumer) -> i64 {
+        match self {
+            Out::Topic(topic) => (0..4)
+                .map(|p| {
+                    watcher
+                        .fetch_watermarks(topic, p, Duration::from_secs(10))
+                        .unwrap()
+                        .1
+                })
+                .sum(),
+            Out::Dir(dir) => files(dir)
+                .iter()
+                .map(|f| f.metadata().map_or(0, |m| m.len() as i64))
+                .sum(),
+        }
+    }
+
+    /// Every (word, count) written, as readers see it.
+    fn counts(&self, kafka: &KafkaTarget) -> Vec<(String, u64)> {
+        match self {
+            Out::Topic(topic) => kafka
+                .messages(topic, true)
+                .into_iter()
+                .map(|m| {
+                    let word = String::from_utf8(m.key.unwrap()).unwrap();
+                    let n = String::from_utf8(m.value.unwrap()).unwrap();
+                    (word, n.parse().unwrap())
+                })
+                .collect(),
+            Out::Dir(dir) => files(dir)
+                .iter()
+                .flat_map(|f| {
+                    let text = std::fs::read_to_string(f).unwrap();
+                    text.lines()
+                        .map(|l| {
+                            let (word, n) = l.split_once(',').unwrap();
+                            (word.to_string(), n.parse().unwrap())
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+        }
+    }
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.filter_map(|e| Some(e.ok()?.path())).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn crash_and_check(kafka: &KafkaTarget, name: &str, out: impl FnOnce(&Path, u64) -> Out) {
     let brokers = kafka.brokers().to_string();
     let seed: u64 = std::env::var("RIFFLE_CRASH_SEED")
         .ok()
@@ -61,12 +115,12 @@ fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
                 .as_nanos() as u64
                 | 1
         });
-    eprintln!("seed {seed} (RIFFLE_CRASH_SEED={seed} replays it)");
+    eprintln!("{name}: seed {seed} (RIFFLE_CRASH_SEED={seed} replays it)");
     let mut rng = Rng(seed);
-    let input = format!("crash-in-{seed}");
-    let output = format!("crash-out-{seed}");
+    let dir = tempfile::tempdir().unwrap();
+    let input = format!("crash-{name}-in-{seed}");
     admin::create_topic(&kafka.settings, &input, 4, 1).unwrap();
-    admin::create_topic(&kafka.settings, &output, 4, 1).unwrap();
+    let out = out(dir.path(), seed);
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let lines: Vec<(Option<String>, String)> = (0..LINES)
         .map(|i| {
@@ -77,7 +131,6 @@ fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
         .collect();
     kafka.produce(&input, &lines);
 
-    let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let init = Command::new(env!("CARGO_BIN_EXE_riffle"))
         .args(["recovery", "init"])
@@ -93,18 +146,9 @@ fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
     let run = |workers: &str, tail: bool| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_riffle"));
         cmd.args(["run", "kafka-wordcount", "-w", workers])
-            .args([
-                "-P",
-                &format!("brokers={brokers}"),
-                "-P",
-                &format!("topic={input}"),
-            ])
-            .args([
-                "-P",
-                &format!("out={output}"),
-                "-P",
-                &format!("tail={tail}"),
-            ])
+            .args(["-P", &format!("brokers={brokers}")])
+            .args(["-P", &format!("topic={input}")])
+            .args(["-P", &out.param(), "-P", &format!("tail={tail}")])
             .arg("--recovery")
             .arg(&store)
             .args(["--epoch-interval", "100ms", "--snapshot-interval", "200ms"])
@@ -123,7 +167,7 @@ fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
             19 => "3",
             _ => "2",
         };
-        let before = high_watermarks(&watcher, &output, 4);
+        let before = out.size(&watcher);
         // Kill once the output has grown by a random amount (while records are in
         // flight), or after a random time when it does not grow.
         let grow = 200 + (rng.next() % 3000) as i64;
@@ -135,10 +179,9 @@ fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
             if let Ok(Some(status)) = child.try_wait() {
                 let mut err = String::new();
                 std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-                panic!("kill {kill}: the run ended by itself ({status}): {err}");
+                panic!("{name}: kill {kill}: the run ended by itself ({status}): {err}");
             }
-            let now = high_watermarks(&watcher, &output, 4);
-            if now - before >= grow {
+            if out.size(&watcher) - before >= grow {
                 live_kills += 1;
                 break;
             }
@@ -149,10 +192,10 @@ fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    eprintln!("{live_kills} of {KILLS} kills landed while the output grew");
+    eprintln!("{name}: {live_kills} of {KILLS} kills landed while the output grew");
     assert!(
         live_kills >= KILLS / 2,
-        "too few kills hit live data: {live_kills}"
+        "{name}: too few kills hit live data: {live_kills}"
     );
     let finish = run("3", false).output().unwrap();
     assert!(
@@ -162,15 +205,14 @@ fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
     );
 
     let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for m in kafka.messages(&output, true) {
-        let word = String::from_utf8(m.key.unwrap()).unwrap();
-        let n: u64 = String::from_utf8(m.value.unwrap())
-            .unwrap()
-            .parse()
-            .unwrap();
+    for (word, n) in out.counts(kafka) {
         seen.entry(word).or_default().push(n);
     }
-    assert_eq!(seen.len(), expected.len(), "words missing from the output");
+    assert_eq!(
+        seen.len(),
+        expected.len(),
+        "{name}: words missing from the output"
+    );
     for (word, total) in &expected {
         let mut counts = seen.remove(word).unwrap();
         counts.sort_unstable();
@@ -178,9 +220,29 @@ fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
         assert_eq!(
             counts.len(),
             want.len(),
-            "{word}: {} records for {total} occurrences",
+            "{name}: {word}: {} records for {total} occurrences",
             counts.len()
         );
-        assert_eq!(counts, want, "{word}: counts missing or repeated");
+        assert_eq!(counts, want, "{name}: {word}: counts missing or repeated");
     }
+}
+
+#[test]
+fn kafka_in_kafka_out_is_exactly_once_across_20_sigkills_and_rescaling() {
+    let Some(kafka) = KafkaTarget::from_env() else {
+        return;
+    };
+    crash_and_check(&kafka, "topic", |_, seed| {
+        let topic = format!("crash-topic-out-{seed}");
+        admin::create_topic(&kafka.settings, &topic, 4, 1).unwrap();
+        Out::Topic(topic)
+    });
+}
+
+#[test]
+fn kafka_in_files_out_is_exactly_once_across_20_sigkills_and_rescaling() {
+    let Some(kafka) = KafkaTarget::from_env() else {
+        return;
+    };
+    crash_and_check(&kafka, "files", |dir, _| Out::Dir(dir.join("counts")));
 }

@@ -46,7 +46,7 @@ pub fn flows() -> Vec<FlowExample> {
         },
         FlowExample {
             name: "kafka-wordcount",
-            about: "running word counts from a Kafka topic to another, exactly-once under --recovery (-P brokers=HOST:PORT -P topic=NAME -P out=NAME -P tail=false -P delivery=at-least-once)",
+            about: "running word counts from a Kafka topic to another, exactly-once under --recovery (-P brokers=HOST:PORT -P topic=NAME -P out=NAME or -P out-dir=PATH -P tail=false -P delivery=at-least-once)",
             build: crate::kafka::kafka_wordcount,
         },
         FlowExample {

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use riffle::Dataflow;
 use riffle::context::FlowContext;
+use riffle::sinks::DirSink;
 use riffle_connectors::kafka::{
     KafkaRecord, KafkaSettings, KafkaSink, KafkaSource, StartOffset, Utf8,
 };
@@ -16,7 +17,8 @@ use crate::flows::words;
 /// `-P out=` (default `{topic}-counts`) as a record keyed by the word, whose value
 /// is the count. `-P tail=false` stops at the end of the topic; `-P delivery=
 /// at-least-once` writes without transactions (exactly-once is the default, and
-/// holds across crashes under `--recovery`).
+/// holds across crashes under `--recovery`). `-P out-dir=PATH` writes `word,count`
+/// lines into files under `PATH` instead of a topic.
 ///
 /// ```
 /// use riffle::context::FlowContext;
@@ -48,32 +50,45 @@ pub fn kafka_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
         "at-least-once" => sink,
         other => anyhow::bail!("-P delivery={other:?}: use exactly-once or at-least-once"),
     };
+    let out_dir = ctx.params.get("out-dir").cloned();
     let counter = ctx.counter("words");
     let flow = Dataflow::new("kafka-wordcount");
-    flow.input(
-        "lines",
-        KafkaSource::new(settings, [topic.as_str()])
-            .format(Utf8)
-            .start(StartOffset::Earliest)
-            .group_id("riffle.kafka-wordcount")
-            .tail(tail),
-    )?
-    .flat_map("split", move |m| {
-        let words: Vec<(String, ())> = m
-            .value
-            .as_deref()
-            .map(words)
-            .into_iter()
-            .flatten()
-            .map(|w| (w, ()))
-            .collect();
-        counter.fetch_add(words.len() as u64, Ordering::Relaxed);
-        words
-    })?
-    .stateful_map("count", |_| 0u64, |n, ()| (Some(n + 1), n + 1))?
-    .map("record", |(word, n): (String, u64)| {
-        KafkaRecord::new(n.to_string()).key(word)
-    })?
-    .output("counts", sink)?;
+    let counts = flow
+        .input(
+            "lines",
+            KafkaSource::new(settings, [topic.as_str()])
+                .format(Utf8)
+                .start(StartOffset::Earliest)
+                .group_id("riffle.kafka-wordcount")
+                .tail(tail),
+        )?
+        .flat_map("split", move |m| {
+            let words: Vec<(String, ())> = m
+                .value
+                .as_deref()
+                .map(words)
+                .into_iter()
+                .flatten()
+                .map(|w| (w, ()))
+                .collect();
+            counter.fetch_add(words.len() as u64, Ordering::Relaxed);
+            words
+        })?
+        .stateful_map("count", |_| 0u64, |n, ()| (Some(n + 1), n + 1))?;
+    match out_dir {
+        // Kafka in, files out: `word,count` lines in 4 files, exactly-once under
+        // --recovery like every file sink.
+        Some(dir) => counts
+            .map("line", |(word, n): (String, u64)| {
+                let line = format!("{word},{n}");
+                (word, line)
+            })?
+            .output("counts", DirSink::new(dir, 4))?,
+        None => counts
+            .map("record", |(word, n): (String, u64)| {
+                KafkaRecord::new(n.to_string()).key(word)
+            })?
+            .output("counts", sink)?,
+    }
     Ok(flow)
 }
