@@ -2,6 +2,7 @@
 
 pub mod inspect;
 pub mod pipeline;
+pub mod project;
 pub mod recovery;
 pub mod run;
 pub mod udf;
@@ -42,6 +43,12 @@ pub enum Command {
     Ui(ui::UiArgs),
     /// Create or inspect a dataflow recovery store.
     Recovery(recovery::RecoveryArgs),
+    /// Print the project's version, read from git tags.
+    ProjectVersion(project::VersionArgs),
+    /// Tag the next minor release on a clean tree (and push the tag with --push).
+    Release(project::ReleaseArgs),
+    /// Write an Airflow DAG file per scheduled pipeline.
+    BuildDags(project::BuildDagsArgs),
 }
 
 /// Runs one parsed command line against `app`.
@@ -56,5 +63,8 @@ pub fn dispatch(app: &App, cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Udf(args) => udf::udf(&args),
         Command::Ui(args) => ui::ui(app, &args),
         Command::Recovery(args) => recovery::recovery(&args),
+        Command::ProjectVersion(args) => project::project_version(&args),
+        Command::Release(args) => project::release(&args),
+        Command::BuildDags(args) => project::build_dags(app, &args),
     }
 }

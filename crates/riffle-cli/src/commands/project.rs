@@ -1,0 +1,213 @@
+//! The project commands: `project-version`, `release` and `build-dags` (the work
+//! itself is in the `riffle-project` crate; this module reads the arguments and
+//! prints).
+//!
+//! ```text
+//! riffle project-version                    # 1.4, or 1.5.dev3+g1a2b3c4d, ... from git
+//! riffle release --push origin              # tag the next minor release and push it
+//! riffle build-dags                         # build/dags/: KubernetesPodOperator DAGs
+//! riffle build-dags --operator bash --out dags   # BashOperator DAGs running this binary
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use riffle_pipeline::Runtime;
+use riffle_project::dags::{self, DagOptions, Operator};
+use riffle_project::git::{self, Checkout};
+use riffle_project::version::name_safe;
+
+use crate::App;
+
+/// The project folder (any folder inside its git repository).
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct ProjectDir {
+    /// The project folder (default: the current folder).
+    #[arg(long = "project", value_name = "DIR")]
+    pub project: Option<PathBuf>,
+}
+
+impl ProjectDir {
+    fn path(&self) -> PathBuf {
+        self.project.clone().unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+/// `riffle project-version [--json]`
+#[derive(Debug, clap::Args)]
+pub struct VersionArgs {
+    /// Print the tag, commit count, commit and dirty fingerprint too, as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dir: ProjectDir,
+}
+
+/// `riffle release [--push REMOTE]`
+#[derive(Debug, clap::Args)]
+pub struct ReleaseArgs {
+    /// Push the new tag to this remote (a name such as `origin`, or a URL).
+    #[arg(long, value_name = "REMOTE")]
+    pub push: Option<String>,
+    #[command(flatten)]
+    pub dir: ProjectDir,
+}
+
+/// How `build-dags` tasks run the binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OperatorKind {
+    /// KubernetesPodOperator in the project's image.
+    Kubernetes,
+    /// BashOperator running the binary on the Airflow worker.
+    Bash,
+}
+
+/// `riffle build-dags [--workflow ID ...] [--operator kubernetes|bash] [--out DIR]`
+#[derive(Debug, clap::Args)]
+pub struct BuildDagsArgs {
+    /// Only these pipelines (repeatable; each must have a schedule). Default: every
+    /// pipeline with a schedule.
+    #[arg(long, value_name = "ID")]
+    pub workflow: Vec<String>,
+    /// How tasks run the binary.
+    #[arg(long, value_enum, default_value_t = OperatorKind::Kubernetes)]
+    pub operator: OperatorKind,
+    /// The DAG folder to write (replaced whole). Default: build/dags in the project.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The version in DAG ids (default: from git, as `riffle project-version`).
+    #[arg(long = "project-version", value_name = "VERSION")]
+    pub version: Option<String>,
+    /// The image tasks run in (kubernetes). Default: NAME:VERSION, NAME the app's name.
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// The pods' Kubernetes namespace (kubernetes).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// The Kubernetes secret holding the pipelines' secrets (default: APP-PIPELINE).
+    #[arg(long, value_name = "NAME")]
+    pub secret: Option<String>,
+    /// The binary tasks run (bash). Default: this binary.
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// The folder tasks run in (bash): its .riffle/ holds the stores. Default: the
+    /// project folder.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// The Airflow Variable holding the config environment.
+    #[arg(long, value_name = "NAME", default_value = "riffle_env")]
+    pub env_variable: String,
+    /// An environment variable for every task, as KEY=VALUE (repeatable; written in
+    /// the DAG file, so never a secret).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = super::run::parse_param)]
+    pub env: Vec<(String, String)>,
+    /// The start date of pipelines whose schedule has none (default: today, UTC).
+    #[arg(long, value_name = "DATE")]
+    pub start_date: Option<String>,
+    #[command(flatten)]
+    pub dir: ProjectDir,
+}
+
+/// Runs `riffle project-version`.
+pub fn project_version(args: &VersionArgs) -> anyhow::Result<ExitCode> {
+    let version = git::project_version(&args.dir.path())?;
+    if args.json {
+        let json = serde_json::json!({
+            "version": version.version(),
+            "release": version.is_release(),
+            "tag": version.tag,
+            "commits_since_tag": version.commits_since_tag,
+            "commit": version.commit,
+            "dirty": version.dirty,
+        });
+        println!("{json}");
+    } else {
+        println!("{version}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `riffle release`.
+pub fn release(args: &ReleaseArgs) -> anyhow::Result<ExitCode> {
+    let checkout = Checkout::open(&args.dir.path())?;
+    let release = checkout.tag_next_release()?;
+    let tag = release.tag();
+    println!("tagged {tag}");
+    if let Some(remote) = &args.push {
+        git::push_tag(checkout.root(), remote, &tag)?;
+        println!("pushed {tag} to {remote}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    Ok(std::env::current_dir()
+        .context("cannot read the current folder")?
+        .join(path))
+}
+
+/// Runs `riffle build-dags`.
+pub fn build_dags(app: &App, args: &BuildDagsArgs) -> anyhow::Result<ExitCode> {
+    let project = args.dir.path();
+    let version = match &args.version {
+        Some(v) if v.trim().is_empty() => bail!("--project-version is empty"),
+        Some(v) => v.clone(),
+        None => git::project_version(&project)
+            .context("the DAG ids carry the project's version (or give --project-version)")?
+            .version(),
+    };
+    let operator = match args.operator {
+        OperatorKind::Kubernetes => Operator::Kubernetes {
+            image: args
+                .image
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", app.name(), name_safe(&version))),
+            namespace: args.namespace.clone(),
+        },
+        OperatorKind::Bash => Operator::Bash {
+            binary: match &args.binary {
+                Some(b) => absolute(b)?,
+                None => std::env::current_exe().context("cannot find this binary's path")?,
+            },
+            workdir: absolute(args.workdir.as_deref().unwrap_or(&project))?,
+        },
+    };
+    let mut options = DagOptions::new(app.name(), &version, operator);
+    options.env_variable = args.env_variable.clone();
+    options.env = args.env.clone();
+    options.secret_name = args.secret.clone();
+    if let Some(start) = &args.start_date {
+        options.default_start = start
+            .parse::<Runtime>()
+            .with_context(|| format!("--start-date {start:?}"))?;
+    }
+    let mut files = Vec::new();
+    if args.workflow.is_empty() {
+        for pipeline in app.pipelines().iter() {
+            if pipeline.schedule().is_none() {
+                eprintln!("{}: no schedule, no DAG", pipeline.id());
+                continue;
+            }
+            files.push(dags::render_dag(pipeline, &options)?);
+        }
+    } else {
+        for id in &args.workflow {
+            let pipeline = app.pipelines().lookup(id)?;
+            files.push(dags::render_dag(pipeline, &options)?);
+        }
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| project.join("build").join("dags"));
+    dags::write_dag_folder(&out, &files)?;
+    for file in &files {
+        println!("{}  {}", file.dag_id, out.join(&file.file_name).display());
+    }
+    println!("{} DAGs in {}", files.len(), out.display());
+    Ok(ExitCode::SUCCESS)
+}
