@@ -6,7 +6,9 @@
 //!
 //! - [`version`]: release numbers and snapshot versions, as text;
 //! - [`git`]: the project's version read from git tags, and tagging a release;
-//! - [`dags`]: Airflow DAG files from the project's scheduled pipelines.
+//! - [`dags`]: Airflow DAG files from the project's scheduled pipelines;
+//! - [`image`]: a container image of the project's binary, built without Docker, and
+//!   its push to an OCI registry.
 //!
 //! Nothing here runs a pipeline; the CLI calls these functions for `riffle
 //! project-version`, `riffle release` and `riffle build-dags`.
@@ -27,6 +29,7 @@
 pub mod dags;
 pub mod error;
 pub mod git;
+pub mod image;
 pub mod version;
 
 pub use error::{Error, Result};

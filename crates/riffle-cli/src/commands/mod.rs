@@ -49,6 +49,8 @@ pub enum Command {
     Release(project::ReleaseArgs),
     /// Write an Airflow DAG file per scheduled pipeline.
     BuildDags(project::BuildDagsArgs),
+    /// Build an OCI image of the binary without Docker (and push it with --push).
+    BuildImage(Box<project::BuildImageArgs>),
 }
 
 /// Runs one parsed command line against `app`.
@@ -66,5 +68,6 @@ pub fn dispatch(app: &App, cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ProjectVersion(args) => project::project_version(&args),
         Command::Release(args) => project::release(&args),
         Command::BuildDags(args) => project::build_dags(app, &args),
+        Command::BuildImage(args) => project::build_image(app, &args),
     }
 }

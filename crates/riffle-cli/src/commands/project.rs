@@ -7,6 +7,8 @@
 //! riffle release --push origin              # tag the next minor release and push it
 //! riffle build-dags                         # build/dags/: KubernetesPodOperator DAGs
 //! riffle build-dags --operator bash --out dags   # BashOperator DAGs running this binary
+//! riffle build-image                        # build/image.tar: OCI layout + docker load archive
+//! riffle build-image --push registry.example/team/app
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use anyhow::{Context, bail};
 use riffle_pipeline::Runtime;
 use riffle_project::dags::{self, DagOptions, Operator};
 use riffle_project::git::{self, Checkout};
+use riffle_project::image::{self, ImageSpec, push::PushTarget};
 use riffle_project::version::name_safe;
 
 use crate::App;
@@ -107,6 +110,88 @@ pub struct BuildDagsArgs {
     pub start_date: Option<String>,
     #[command(flatten)]
     pub dir: ProjectDir,
+}
+
+/// `riffle build-image [--binary PATH] [--out FILE] [--push REGISTRY/REPO]`
+#[derive(Debug, clap::Args)]
+pub struct BuildImageArgs {
+    /// The binary to put in the image (default: this binary).
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// The image tar to write. Default: build/image.tar in the project.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The version (label and tag; default: from git, as `riffle project-version`).
+    #[arg(long = "project-version", value_name = "VERSION")]
+    pub version: Option<String>,
+    /// The name: the binary's path /usr/local/bin/NAME and the image's (default: the app's).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The CA bundle to copy into the image.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/ssl/certs/ca-certificates.crt"
+    )]
+    pub ca_certs: PathBuf,
+    /// The time zone database to copy into the image.
+    #[arg(long, value_name = "DIR", default_value = "/usr/share/zoneinfo")]
+    pub zoneinfo: PathBuf,
+    /// Also push it to this registry: [http(s)://]REGISTRY/REPO[:TAG].
+    #[arg(long, value_name = "REGISTRY/REPO", value_parser = PushTarget::parse)]
+    pub push: Option<PushTarget>,
+    #[command(flatten)]
+    pub dir: ProjectDir,
+}
+
+/// Runs `riffle build-image`.
+pub fn build_image(app: &App, args: &BuildImageArgs) -> anyhow::Result<ExitCode> {
+    let project = args.dir.path();
+    let from_git = git::project_version(&project);
+    let (version, commit) = match (&args.version, from_git) {
+        (Some(v), _) if v.trim().is_empty() => bail!("--project-version is empty"),
+        (Some(v), git) => (v.clone(), git.ok().map(|g| g.commit)),
+        (None, Ok(g)) => (g.version(), Some(g.commit)),
+        (None, Err(e)) => {
+            return Err(anyhow::Error::new(e)
+                .context("the image carries the project's version (or give --project-version)"));
+        }
+    };
+    let binary = match &args.binary {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().context("cannot find this binary's path")?,
+    };
+    let name = args.name.clone().unwrap_or_else(|| app.name().to_string());
+    if name.is_empty() || name.contains('/') {
+        bail!("--name {name:?} must be a plain file name");
+    }
+    let mut spec = ImageSpec::new(&name, &binary, &version);
+    spec.commit = commit;
+    spec.ca_certs = args.ca_certs.clone();
+    spec.zoneinfo = args.zoneinfo.clone();
+    let built = image::build_image(&spec)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| project.join("build").join("image.tar"));
+    image::write_image(&out, &built)?;
+    println!(
+        "{}:{}  {}  {} bytes  {}",
+        spec.repository(),
+        built.tag,
+        built.digest,
+        built.archive.len(),
+        out.display()
+    );
+    if let Some(target) = &args.push {
+        let digest = image::push::push_image(&built, target)?;
+        let tag = target.tag.clone().unwrap_or_else(|| built.tag.clone());
+        println!(
+            "pushed {}/{}:{tag}@{digest}",
+            target.base, target.repository
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `riffle project-version`.
