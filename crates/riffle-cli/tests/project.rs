@@ -383,3 +383,78 @@ fn build_dags_refuses_an_unknown_pipeline_and_keeps_the_folder() {
     assert!(stderr.contains("not inside a git repository"), "{stderr}");
     assert!(out_dir.join("keep.py").exists());
 }
+
+#[test]
+fn cluster_manifests_pass_the_kubernetes_schemas() {
+    let validator = match std::env::var("RIFFLE_TEST_KUBERNETES_VALIDATE") {
+        Ok(v) => PathBuf::from(v),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "CI=true but RIFFLE_TEST_KUBERNETES_VALIDATE is not set: scripts/test.d/70-kubernetes.sh installs it"
+            )
+        }
+        Err(_) => {
+            eprintln!(
+                "skipping the manifest validation: RIFFLE_TEST_KUBERNETES_VALIDATE is not set (source scripts/test.d/70-kubernetes.sh)"
+            );
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = riffle(
+        d,
+        &[
+            "build-manifests",
+            "windowed-counts",
+            "--processes",
+            "3",
+            "-w",
+            "2",
+            "-P",
+            "events=/data/events.csv",
+            "--recovery-size",
+            "5Gi",
+            "--project-version",
+            "1.5",
+            "--out",
+            "cluster.yaml",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let yaml = std::fs::read_to_string(d.join("cluster.yaml")).unwrap();
+    for needle in [
+        r#""image": "riffle:1.5""#,
+        r#""replicas": 3"#,
+        "windowed-counts-2.windowed-counts:2101",
+        r#""claimName": "windowed-counts-recovery""#,
+    ] {
+        assert!(yaml.contains(needle), "{needle} in {yaml}");
+    }
+    let validate = |file: &str| {
+        Command::new(&validator)
+            .current_dir(d)
+            .args(["--strict", "-k", "1.30.0", file])
+            .output()
+            .expect("kubernetes-validate runs")
+    };
+    let checked = validate("cluster.yaml");
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        text(&checked.stdout),
+        text(&checked.stderr)
+    );
+    assert_eq!(text(&checked.stdout).matches("passed").count(), 4);
+    // The validator does refuse a broken manifest.
+    std::fs::write(
+        d.join("broken.yaml"),
+        yaml.replace(r#""replicas": 3"#, r#""replicas": "three""#),
+    )
+    .unwrap();
+    assert!(!validate("broken.yaml").status.success());
+
+    let out = riffle(d, &["build-manifests", "nope", "--project-version", "1.5"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no dataflow named \"nope\""));
+}

@@ -8,7 +8,8 @@
 //! - [`git`]: the project's version read from git tags, and tagging a release;
 //! - [`dags`]: Airflow DAG files from the project's scheduled pipelines;
 //! - [`image`]: a container image of the project's binary, built without Docker, and
-//!   its push to an OCI registry.
+//!   its push to an OCI registry;
+//! - [`manifests`]: Kubernetes manifests that run a dataflow as a cluster.
 //!
 //! Nothing here runs a pipeline; the CLI calls these functions for `riffle
 //! project-version`, `riffle release` and `riffle build-dags`.
@@ -30,6 +31,7 @@ pub mod dags;
 pub mod error;
 pub mod git;
 pub mod image;
+pub mod manifests;
 pub mod version;
 
 pub use error::{Error, Result};

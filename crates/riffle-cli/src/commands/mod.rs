@@ -51,6 +51,8 @@ pub enum Command {
     BuildDags(project::BuildDagsArgs),
     /// Build an OCI image of the binary without Docker (and push it with --push).
     BuildImage(Box<project::BuildImageArgs>),
+    /// Write Kubernetes manifests that run a dataflow as a cluster of processes.
+    BuildManifests(Box<project::BuildManifestsArgs>),
 }
 
 /// Runs one parsed command line against `app`.
@@ -69,5 +71,6 @@ pub fn dispatch(app: &App, cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Release(args) => project::release(&args),
         Command::BuildDags(args) => project::build_dags(app, &args),
         Command::BuildImage(args) => project::build_image(app, &args),
+        Command::BuildManifests(args) => project::build_manifests(app, &args),
     }
 }

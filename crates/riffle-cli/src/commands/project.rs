@@ -9,6 +9,7 @@
 //! riffle build-dags --operator bash --out dags   # BashOperator DAGs running this binary
 //! riffle build-image                        # build/image.tar: OCI layout + docker load archive
 //! riffle build-image --push registry.example/team/app
+//! riffle build-manifests wordcount --processes 3   # build/manifests/wordcount.yaml
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use riffle_pipeline::Runtime;
 use riffle_project::dags::{self, DagOptions, Operator};
 use riffle_project::git::{self, Checkout};
 use riffle_project::image::{self, ImageSpec, push::PushTarget};
+use riffle_project::manifests::{self, ClusterSpec, RecoverySpec};
 use riffle_project::version::name_safe;
 
 use crate::App;
@@ -191,6 +193,110 @@ pub fn build_image(app: &App, args: &BuildImageArgs) -> anyhow::Result<ExitCode>
             target.base, target.repository
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `riffle build-manifests FLOW --processes N [--workers W] [--recovery-size SIZE]`
+#[derive(Debug, clap::Args)]
+pub struct BuildManifestsArgs {
+    /// The registered dataflow to run as a cluster.
+    pub flow: String,
+    /// Processes (pods of the StatefulSet).
+    #[arg(long, default_value_t = 2)]
+    pub processes: u32,
+    /// Worker threads per process.
+    #[arg(short = 'w', long, default_value_t = 1)]
+    pub workers: u32,
+    /// The image (default: APP:VERSION, as `build-image` tags it).
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// The version in the default image tag (default: from git).
+    #[arg(long = "project-version", value_name = "VERSION")]
+    pub version: Option<String>,
+    /// The objects' name (default: the flow's name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The namespace written in the manifests.
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// The port the processes talk on.
+    #[arg(long, default_value_t = 2101)]
+    pub port: u16,
+    /// A parameter for the flow, as key=value (repeatable).
+    #[arg(short = 'P', long = "param", value_parser = super::run::parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Run with a recovery store on a ReadWriteMany volume of this size (e.g. 10Gi).
+    #[arg(long, value_name = "SIZE")]
+    pub recovery_size: Option<String>,
+    /// The recovery volume's storage class.
+    #[arg(long, value_name = "CLASS", requires = "recovery_size")]
+    pub storage_class: Option<String>,
+    /// The recovery store's partitions.
+    #[arg(long, default_value_t = 4, requires = "recovery_size")]
+    pub partitions: u32,
+    /// The snapshot interval under recovery.
+    #[arg(long, default_value = "10s", requires = "recovery_size")]
+    pub snapshot_interval: String,
+    /// The file to write. Default: build/manifests/FLOW.yaml in the project.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub dir: ProjectDir,
+}
+
+/// Runs `riffle build-manifests`.
+pub fn build_manifests(app: &App, args: &BuildManifestsArgs) -> anyhow::Result<ExitCode> {
+    if !app.flows.contains_key(&args.flow) {
+        let known: Vec<&str> = app.flows.keys().map(String::as_str).collect();
+        bail!(
+            "no dataflow named {:?}; registered: {}",
+            args.flow,
+            known.join(", ")
+        );
+    }
+    let project = args.dir.path();
+    let image = match &args.image {
+        Some(image) => image.clone(),
+        None => {
+            let version = match &args.version {
+                Some(v) => v.clone(),
+                None => git::project_version(&project)
+                    .context("the default image tag is the project's version (or give --image or --project-version)")?
+                    .version(),
+            };
+            format!("{}:{}", app.name(), name_safe(&version))
+        }
+    };
+    let mut spec = ClusterSpec::new(&args.flow, &image, args.processes);
+    if let Some(name) = &args.name {
+        spec.name = name.clone();
+    }
+    spec.workers = args.workers;
+    spec.namespace = args.namespace.clone();
+    spec.port = args.port;
+    spec.params = args.params.clone();
+    spec.recovery = args.recovery_size.as_ref().map(|size| RecoverySpec {
+        size: size.clone(),
+        storage_class: args.storage_class.clone(),
+        partitions: args.partitions,
+        snapshot_interval: args.snapshot_interval.clone(),
+    });
+    let yaml = manifests::render_manifests(&spec)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        project
+            .join("build")
+            .join("manifests")
+            .join(format!("{}.yaml", spec.name))
+    });
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let tmp = out.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, yaml)
+        .and_then(|()| std::fs::rename(&tmp, &out))
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!("{}", out.display());
     Ok(ExitCode::SUCCESS)
 }
 
