@@ -458,3 +458,58 @@ fn cluster_manifests_pass_the_kubernetes_schemas() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("no dataflow named \"nope\""));
 }
+
+#[test]
+fn a_new_project_builds_and_passes_its_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = riffle(dir.path(), &["new", "demo-app"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let project = dir.path().join("demo-app");
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src/main.rs",
+        "src/flows.rs",
+        "src/pipelines.rs",
+        "tests/cli.rs",
+        "resources/words.txt",
+        "riffle.toml",
+        "README.md",
+        ".gitignore",
+    ] {
+        assert!(project.join(file).is_file(), "{file} written");
+    }
+    // A second time: refused, nothing touched.
+    let out = riffle(dir.path(), &["new", "demo-app"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("exists already"));
+    let out = riffle(dir.path(), &["new", "Bad Name"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("\"Bad Name\" is not valid"));
+
+    // Its tests pass, built in this workspace's target folder so Riffle's crates
+    // compiled for the suite are reused.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(&project)
+        .args(["test", "--quiet"])
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo runs");
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cargo test in the new project: {stdout}{}",
+        text(&out.stderr)
+    );
+    // Two unit tests and two command-line tests ran and passed.
+    let passed: usize = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("test result: ok. "))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<usize>().ok())
+        .sum();
+    assert_eq!(passed, 4, "{stdout}");
+}

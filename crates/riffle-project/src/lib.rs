@@ -9,7 +9,8 @@
 //! - [`dags`]: Airflow DAG files from the project's scheduled pipelines;
 //! - [`image`]: a container image of the project's binary, built without Docker, and
 //!   its push to an OCI registry;
-//! - [`manifests`]: Kubernetes manifests that run a dataflow as a cluster.
+//! - [`manifests`]: Kubernetes manifests that run a dataflow as a cluster;
+//! - [`scaffold`]: a new project (`riffle new`).
 //!
 //! Nothing here runs a pipeline; the CLI calls these functions for `riffle
 //! project-version`, `riffle release` and `riffle build-dags`.
@@ -32,6 +33,7 @@ pub mod error;
 pub mod git;
 pub mod image;
 pub mod manifests;
+pub mod scaffold;
 pub mod version;
 
 pub use error::{Error, Result};

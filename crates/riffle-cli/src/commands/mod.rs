@@ -53,6 +53,8 @@ pub enum Command {
     BuildImage(Box<project::BuildImageArgs>),
     /// Write Kubernetes manifests that run a dataflow as a cluster of processes.
     BuildManifests(Box<project::BuildManifestsArgs>),
+    /// Create a new project: a binary with one dataflow and one pipeline, and tests.
+    New(project::NewArgs),
 }
 
 /// Runs one parsed command line against `app`.
@@ -72,5 +74,6 @@ pub fn dispatch(app: &App, cli: Cli) -> anyhow::Result<ExitCode> {
         Command::BuildDags(args) => project::build_dags(app, &args),
         Command::BuildImage(args) => project::build_image(app, &args),
         Command::BuildManifests(args) => project::build_manifests(app, &args),
+        Command::New(args) => project::new_project(&args),
     }
 }

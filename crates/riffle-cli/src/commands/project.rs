@@ -10,6 +10,7 @@
 //! riffle build-image                        # build/image.tar: OCI layout + docker load archive
 //! riffle build-image --push registry.example/team/app
 //! riffle build-manifests wordcount --processes 3   # build/manifests/wordcount.yaml
+//! riffle new my-project                     # a project that builds and passes its tests
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use riffle_project::dags::{self, DagOptions, Operator};
 use riffle_project::git::{self, Checkout};
 use riffle_project::image::{self, ImageSpec, push::PushTarget};
 use riffle_project::manifests::{self, ClusterSpec, RecoverySpec};
+use riffle_project::scaffold::{self, NewProject};
 use riffle_project::version::name_safe;
 
 use crate::App;
@@ -297,6 +299,46 @@ pub fn build_manifests(app: &App, args: &BuildManifestsArgs) -> anyhow::Result<E
         .and_then(|()| std::fs::rename(&tmp, &out))
         .with_context(|| format!("cannot write {}", out.display()))?;
     println!("{}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `riffle new NAME [--riffle DIR]`
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// The project's name (package, binary and folder): a lower-case letter, then
+    /// lower-case letters, digits, - or _.
+    pub name: String,
+    /// The folder to create (default: NAME in the current folder).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The Riffle checkout the project depends on (default: the one this binary was
+    /// built from).
+    #[arg(long, value_name = "DIR")]
+    pub riffle: Option<PathBuf>,
+}
+
+/// Runs `riffle new`.
+pub fn new_project(args: &NewArgs) -> anyhow::Result<ExitCode> {
+    let riffle = match &args.riffle {
+        Some(dir) => absolute(dir)?,
+        None => {
+            let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            built_from.canonicalize().unwrap_or(built_from)
+        }
+    };
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
+    scaffold::create_project(
+        &dir,
+        &NewProject {
+            name: args.name.clone(),
+            riffle,
+        },
+    )?;
+    println!("created {} in {}", args.name, dir.display());
+    println!("next: cd {} && cargo test", dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
