@@ -313,6 +313,54 @@ fn images_are_reproducible_loadable_runnable_and_pushable() {
         assert!(copy.join(hex).is_file(), "layer {hex} pulled");
     }
 
+    // `deploy` pushes build/image.tar and copies build/dags/ as riffle.toml says.
+    std::fs::write(
+        project.join("riffle.toml"),
+        format!(
+            "[env.dev]\nconfig = \"dev\"\ndags_folder = \"deployed/dags\"\nimage_repository = \"127.0.0.1:{}/team/deployed\"\n",
+            registry.port
+        ),
+    )
+    .unwrap();
+    let o = riffle(&project, &["deploy", "--env", "staging"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("no environment \"staging\" (known: dev)"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = riffle(&project, &["deploy", "--env", "dev"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("run build-image first"),
+        "{}",
+        text(&o.stderr)
+    );
+    for args in [
+        vec!["build-image", "--binary", binary_arg, "--name", "hello"],
+        vec!["build-dags"],
+    ] {
+        let o = riffle(&project, &args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+    }
+    let o = riffle(&project, &["deploy", "--env", "dev"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains(&format!("/team/deployed:1.5@{digest}")),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(project.join("deployed/dags/sales__1_5.py").is_file());
+    let deployed = json(&ok(
+        &tools.skopeo,
+        &[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://127.0.0.1:{}/team/deployed:1.5", registry.port),
+        ],
+    ));
+    assert_eq!(deployed["Digest"], digest.as_str());
+
     // A registry that is not there, and a target that is not one: clear errors.
     drop(registry);
     let o = riffle(

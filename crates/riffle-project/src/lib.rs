@@ -10,7 +10,8 @@
 //! - [`image`]: a container image of the project's binary, built without Docker, and
 //!   its push to an OCI registry;
 //! - [`manifests`]: Kubernetes manifests that run a dataflow as a cluster;
-//! - [`scaffold`]: a new project (`riffle new`).
+//! - [`scaffold`]: a new project (`riffle new`);
+//! - [`deploy`]: `riffle.toml`'s environments and the copy of DAG files to one.
 //!
 //! Nothing here runs a pipeline; the CLI calls these functions for `riffle
 //! project-version`, `riffle release` and `riffle build-dags`.
@@ -29,6 +30,7 @@
 //! ```
 
 pub mod dags;
+pub mod deploy;
 pub mod error;
 pub mod git;
 pub mod image;

@@ -55,6 +55,8 @@ pub enum Command {
     BuildManifests(Box<project::BuildManifestsArgs>),
     /// Create a new project: a binary with one dataflow and one pipeline, and tests.
     New(project::NewArgs),
+    /// Push the image and copy the DAG files to an environment of riffle.toml.
+    Deploy(project::DeployArgs),
 }
 
 /// Runs one parsed command line against `app`.
@@ -75,5 +77,6 @@ pub fn dispatch(app: &App, cli: Cli) -> anyhow::Result<ExitCode> {
         Command::BuildImage(args) => project::build_image(app, &args),
         Command::BuildManifests(args) => project::build_manifests(app, &args),
         Command::New(args) => project::new_project(&args),
+        Command::Deploy(args) => project::deploy(&args),
     }
 }

@@ -11,6 +11,7 @@
 //! riffle build-image --push registry.example/team/app
 //! riffle build-manifests wordcount --processes 3   # build/manifests/wordcount.yaml
 //! riffle new my-project                     # a project that builds and passes its tests
+//! riffle deploy --env prod                  # push build/image.tar, copy build/dags/ (riffle.toml)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use riffle_pipeline::Runtime;
 use riffle_project::dags::{self, DagOptions, Operator};
+use riffle_project::deploy::{self, Settings};
 use riffle_project::git::{self, Checkout};
 use riffle_project::image::{self, ImageSpec, push::PushTarget};
 use riffle_project::manifests::{self, ClusterSpec, RecoverySpec};
@@ -339,6 +341,52 @@ pub fn new_project(args: &NewArgs) -> anyhow::Result<ExitCode> {
     )?;
     println!("created {} in {}", args.name, dir.display());
     println!("next: cd {} && cargo test", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `riffle deploy --env ENV [--image FILE] [--dags DIR]`
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The environment of riffle.toml to deploy to.
+    #[arg(long = "env", value_name = "ENV")]
+    pub env: String,
+    /// The image to push (written by build-image). Default: build/image.tar.
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// The DAG files to copy (written by build-dags). Default: build/dags.
+    #[arg(long, value_name = "DIR")]
+    pub dags: Option<PathBuf>,
+    #[command(flatten)]
+    pub dir: ProjectDir,
+}
+
+/// Runs `riffle deploy`: checks every setting first, then pushes the image, then
+/// copies the DAGs (so no DAG ever names an image that is not in the registry).
+pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
+    let project = args.dir.path();
+    let settings = Settings::load(&project)?;
+    let env = settings.env(&args.env)?;
+    let repository = settings.require(&args.env, "image_repository", &env.image_repository)?;
+    let folder = settings.require(&args.env, "dags_folder", &env.dags_folder)?;
+    let target = PushTarget::parse(repository).map_err(|why| {
+        anyhow::anyhow!("riffle.toml: [env.{}] image_repository: {why}", args.env)
+    })?;
+    let image_file = args
+        .image
+        .clone()
+        .unwrap_or_else(|| project.join("build").join("image.tar"));
+    let dags = args
+        .dags
+        .clone()
+        .unwrap_or_else(|| project.join("build").join("dags"));
+    let built = image::read_image(&image_file).context("run build-image first")?;
+    let digest = image::push::push_image(&built, &target)?;
+    println!(
+        "pushed {}/{}:{}@{digest}",
+        target.base, target.repository, built.tag
+    );
+    let copied = deploy::copy_dags(&dags, folder, &project)?;
+    println!("copied {} DAG files to {folder}", copied.len());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -358,6 +358,73 @@ pub fn write_image(path: &Path, image: &Image) -> Result<(), ImageError> {
     Ok(())
 }
 
+/// Reads back an image archive written by [`write_image`] (for `riffle deploy`,
+/// which pushes what `build-image` wrote): its one manifest, config and layers.
+pub fn read_image(path: &Path) -> Result<Image, ImageError> {
+    let archive = read(path)?;
+    let bad = |why: String| ImageError::Read {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+    };
+    let mut files = std::collections::BTreeMap::new();
+    let mut tar = tar::Archive::new(archive.as_slice());
+    for entry in tar.entries().map_err(|e| bad(e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let name = entry
+            .path()
+            .map_err(|e| bad(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| bad(e.to_string()))?;
+        files.insert(name, bytes);
+    }
+    let file = |name: &str| {
+        files.get(name).cloned().ok_or_else(|| {
+            bad(format!(
+                "no {name} in the archive (not made by build-image?)"
+            ))
+        })
+    };
+    let json = |bytes: &[u8], what: &str| -> Result<serde_json::Value, ImageError> {
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("{what}: {e}")))
+    };
+    let index = json(&file("index.json")?, "index.json")?;
+    let entry = &index["manifests"][0];
+    let digest = entry["digest"]
+        .as_str()
+        .ok_or_else(|| bad("index.json names no manifest".into()))?
+        .to_string();
+    let tag = entry["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .unwrap_or("latest")
+        .to_string();
+    let manifest = file(&blob_path(&digest))?;
+    if sha256(&manifest) != digest {
+        return Err(bad(format!("manifest {digest} does not match its digest")));
+    }
+    let parsed = json(&manifest, "manifest")?;
+    let config_digest = parsed["config"]["digest"].as_str().unwrap_or_default();
+    let config = file(&blob_path(config_digest))?;
+    let mut layers = Vec::new();
+    for layer in parsed["layers"].as_array().into_iter().flatten() {
+        let digest = layer["digest"].as_str().unwrap_or_default().to_string();
+        let tar = file(&blob_path(&digest))?;
+        if sha256(&tar) != digest {
+            return Err(bad(format!("layer {digest} does not match its digest")));
+        }
+        layers.push(LayerBlob { tar, digest });
+    }
+    Ok(Image {
+        layers,
+        config,
+        manifest,
+        digest,
+        tag,
+        archive,
+    })
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since 1970 (UTC).
 fn chrono_like_utc(seconds: u64) -> String {
     let days = (seconds / 86_400) as i64;
