@@ -158,6 +158,22 @@ impl Drop for Registry {
     }
 }
 
+/// One plain HTTP request to the test S3 server (it asks for no signature); the
+/// whole answer as text.
+fn s3_request(endpoint: &str, method: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        conn,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
@@ -360,6 +376,49 @@ fn images_are_reproducible_loadable_runnable_and_pushable() {
         ],
     ));
     assert_eq!(deployed["Digest"], digest.as_str());
+
+    // To an object-store DAG folder too, when the suite's S3-compatible server runs
+    // (scripts/test.d/40-s3.sh).
+    if let Ok(endpoint) = std::env::var("RIFFLE_TEST_S3_ENDPOINT") {
+        let bucket = format!("riffle-dags-{}", std::process::id());
+        assert!(s3_request(&endpoint, "PUT", &format!("/{bucket}")).starts_with("HTTP/1.1 200"));
+        let mut settings = std::fs::read_to_string(project.join("riffle.toml")).unwrap();
+        settings.push_str(&format!(
+            "[env.s3]\ndags_folder = \"s3://{bucket}/dags\"\nimage_repository = \"127.0.0.1:{}/team/deployed\"\n",
+            registry.port
+        ));
+        std::fs::write(project.join("riffle.toml"), settings).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_riffle"))
+            .current_dir(&project)
+            .args(["deploy", "--env", "s3"])
+            .env("AWS_ENDPOINT", &endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "riffle-test")
+            .env("AWS_SECRET_ACCESS_KEY", "riffle-test-secret")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        // Read back with boto3 (installed with moto in the test venv), signed.
+        let python = std::env::var("RIFFLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let read = Command::new(python)
+            .args([
+                "-c",
+                "import sys, boto3; s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='riffle-test', aws_secret_access_key='riffle-test-secret'); print(s3.get_object(Bucket=sys.argv[2], Key='dags/sales__1_5.py')['Body'].read().decode())",
+                &endpoint,
+                &bucket,
+            ])
+            .output()
+            .unwrap();
+        assert!(read.status.success(), "{}", text(&read.stderr));
+        assert!(
+            text(&read.stdout).contains(r#"dag_id="sales__1.5""#),
+            "{}",
+            text(&read.stdout)
+        );
+    } else {
+        eprintln!("RIFFLE_TEST_S3_ENDPOINT is not set: deploy to an object store not checked");
+    }
 
     // A registry that is not there, and a target that is not one: clear errors.
     drop(registry);
