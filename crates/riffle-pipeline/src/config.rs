@@ -100,6 +100,11 @@ impl Config {
         self.envs.keys().map(String::as_str)
     }
 
+    /// The secrets: each key and the environment variable its value is read from.
+    pub fn secrets(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.secrets.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// The environment a run without `--config` uses.
     pub fn default_environment(&self) -> Option<&str> {
         self.default_env.as_deref()

@@ -2,6 +2,7 @@
 
 pub mod inspect;
 pub mod pipeline;
+pub mod project;
 pub mod recovery;
 pub mod run;
 pub mod udf;
@@ -42,6 +43,20 @@ pub enum Command {
     Ui(ui::UiArgs),
     /// Create or inspect a dataflow recovery store.
     Recovery(recovery::RecoveryArgs),
+    /// Print the project's version, read from git tags.
+    ProjectVersion(project::VersionArgs),
+    /// Tag the next minor release on a clean tree (and push the tag with --push).
+    Release(project::ReleaseArgs),
+    /// Write an Airflow DAG file per scheduled pipeline.
+    BuildDags(project::BuildDagsArgs),
+    /// Build an OCI image of the binary without Docker (and push it with --push).
+    BuildImage(Box<project::BuildImageArgs>),
+    /// Write Kubernetes manifests that run a dataflow as a cluster of processes.
+    BuildManifests(Box<project::BuildManifestsArgs>),
+    /// Create a new project: a binary with one dataflow and one pipeline, and tests.
+    New(project::NewArgs),
+    /// Push the image and copy the DAG files to an environment of riffle.toml.
+    Deploy(project::DeployArgs),
 }
 
 /// Runs one parsed command line against `app`.
@@ -56,5 +71,12 @@ pub fn dispatch(app: &App, cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Udf(args) => udf::udf(&args),
         Command::Ui(args) => ui::ui(app, &args),
         Command::Recovery(args) => recovery::recovery(&args),
+        Command::ProjectVersion(args) => project::project_version(&args),
+        Command::Release(args) => project::release(&args),
+        Command::BuildDags(args) => project::build_dags(app, &args),
+        Command::BuildImage(args) => project::build_image(app, &args),
+        Command::BuildManifests(args) => project::build_manifests(app, &args),
+        Command::New(args) => project::new_project(&args),
+        Command::Deploy(args) => project::deploy(&args),
     }
 }

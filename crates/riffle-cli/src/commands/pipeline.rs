@@ -46,7 +46,7 @@ impl Registry {
         self.pipelines.values()
     }
 
-    fn lookup(&self, id: &str) -> anyhow::Result<&Arc<Pipeline>> {
+    pub(crate) fn lookup(&self, id: &str) -> anyhow::Result<&Arc<Pipeline>> {
         if let Some(p) = self.pipelines.get(id) {
             return Ok(p);
         }
