@@ -266,7 +266,7 @@ impl Execution {
                     shared.epoch_interval,
                     &flow.name(),
                     &flow.fingerprint(),
-                    self.process_id.is_none_or(|id| id == 0),
+                    self.process_id.unwrap_or(0),
                 )?;
                 shared.with_recovery(run)
             }
@@ -341,18 +341,19 @@ pub fn spawn_cluster(processes: usize, workers_per_proc: usize) -> Result<()> {
     let addresses = free_loopback_addresses(processes)?;
     let mut children = Vec::new();
     for id in 0..processes {
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .args(&args)
             .env(ENV_PROCESS_ID, id.to_string())
             .env(ENV_ADDRESSES, addresses.join(","))
-            .env(ENV_WORKERS, workers_per_proc.to_string())
-            .spawn()
-            .map_err(|e| {
-                RiffleError::Execution(format!(
-                    "cannot start process {id} ({}): {e}",
-                    exe.display()
-                ))
-            })?;
+            .env(ENV_WORKERS, workers_per_proc.to_string());
+        die_with_parent(&mut command);
+        let child = command.spawn().map_err(|e| {
+            RiffleError::Execution(format!(
+                "cannot start process {id} ({}): {e}",
+                exe.display()
+            ))
+        })?;
         children.push(child);
     }
     let mut failure = None;
@@ -402,6 +403,35 @@ pub fn spawn_cluster(processes: usize, workers_per_proc: usize) -> Result<()> {
         None => Ok(()),
     }
 }
+
+/// Makes the child started by `command` die when this process dies. Children left
+/// running after their parent was killed would go on snapshotting and writing while
+/// a rerun of the same command works on the same store and output. On Linux the
+/// kernel sends the child SIGKILL when its parent ends (`PR_SET_PDEATHSIG`), and a
+/// child whose parent is already gone when it starts does not start.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid is async-signal-safe; the closure runs in the forked child
+    // before exec and calls only prctl and getppid, which are async-signal-safe too,
+    // and allocates nothing on its success path.
+    let parent = unsafe { libc::getpid() };
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("the parent process is gone"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere children are not tied to their parent's life.
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut Command) {}
 
 /// `n` loopback addresses with ports that were free a moment ago.
 pub fn free_loopback_addresses(n: usize) -> Result<Vec<String>> {
