@@ -27,7 +27,7 @@ pub enum MapMode {
 }
 
 impl MapMode {
-    fn kind(self) -> UdfKind {
+    pub(crate) fn kind(self) -> UdfKind {
         match self {
             MapMode::Unary => UdfKind::Map,
             MapMode::Stream => UdfKind::MapStream,
@@ -338,6 +338,13 @@ async fn receive(
                     out[i] = Some(streamed.remove(&i).unwrap_or_default());
                     done += 1;
                 }
+            }
+            MapMode::Unary if eot => {
+                return Err(BatchFailure::Fatal(conn.protocol_error(
+                    "the server sent an end-of-transmission mark, as only a map-stream or \
+                     batch-map server does: it is not a unary map server, so its answers \
+                     would be cut short; call it as map-stream or batch-map",
+                )));
             }
             _ => {
                 let Some(i) = index_of(&response.id) else {
