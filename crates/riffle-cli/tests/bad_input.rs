@@ -618,3 +618,49 @@ fn a_directory_source_follows_links_to_files_and_says_what_it_skips() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_sink_call_that_gets_failures_exits_non_zero_after_printing_every_answer() {
+    use riffle_numaflow::server::SinkServer;
+    use riffle_numaflow::udf::sink_fn;
+    use riffle_numaflow::{Datum, SinkResponse};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("sink.sock");
+    let sink = sink_fn(|batch: Vec<Datum>| {
+        Ok(batch
+            .into_iter()
+            .map(|d| {
+                if d.value == b"bad" {
+                    SinkResponse::failure(d.id, "refused: bad")
+                } else {
+                    SinkResponse::success(d.id)
+                }
+            })
+            .collect())
+    });
+    let server = SinkServer::new(sink).with_socket(&socket);
+    // The server lives until the test process ends.
+    std::thread::spawn(move || riffle_numaflow::runtime::block_on(server.serve()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args(["udf", "call", "--kind", "sink", "--socket"])
+        .arg(&socket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"value\": \"a\"}\n{\"value\": \"bad\"}\n{\"value\": \"c\"}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert!(stdout.contains("refused: bad"), "{stdout}");
+    assert!(stderr.contains("failure for 1 of 3 datum(s)"), "{stderr}");
+}
