@@ -450,7 +450,8 @@ impl Crash {
             "seed {}: {workers:?}: {status}\n{log}",
             self.seed
         );
-        // One `windowed-counts: N events in ...` line per process that ran workers.
+        // One `windowed-counts: N events in ...` line: the run's, or under `-p N` the
+        // parent's summary of its children's counts.
         let counts: Vec<u64> = log
             .lines()
             .filter_map(|l| l.strip_prefix("windowed-counts: "))

@@ -55,19 +55,36 @@ impl FlowContext {
 
     /// Prints the run's throughput line(s).
     pub fn report(&self, flow: &str, seconds: f64) {
+        Self::report_counts(flow, seconds, &self.counts());
+    }
+
+    /// Each counter's unit and value, in the order they were made.
+    pub fn counts(&self) -> Vec<(String, u64)> {
         let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        if counters.is_empty() {
-            eprintln!("{flow}: done in {seconds:.3} s");
+        counters
+            .iter()
+            .map(|(unit, counter)| (unit.clone(), counter.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Prints throughput lines for `counts` (summed over the processes of a run, say)
+    /// to stderr, in one write so that processes sharing it do not mix their lines.
+    pub fn report_counts(flow: &str, seconds: f64, counts: &[(String, u64)]) {
+        let mut text = String::new();
+        if counts.is_empty() {
+            text.push_str(&format!("{flow}: done in {seconds:.3} s\n"));
         }
-        for (unit, counter) in counters.iter() {
-            let n = counter.load(Ordering::Relaxed);
+        for (unit, n) in counts {
             let rate = if seconds > 0.0 {
-                n as f64 / seconds
+                *n as f64 / seconds
             } else {
                 0.0
             };
-            eprintln!("{flow}: {n} {unit} in {seconds:.3} s ({rate:.0} {unit}/s)");
+            text.push_str(&format!(
+                "{flow}: {n} {unit} in {seconds:.3} s ({rate:.0} {unit}/s)\n"
+            ));
         }
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
     }
 
     /// The parameters given that the builder never asked for (so far): with

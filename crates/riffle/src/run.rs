@@ -433,6 +433,64 @@ fn die_with_parent(command: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 fn die_with_parent(_command: &mut Command) {}
 
+/// Standard output sent to stderr for a while, for diagnostics printed by code
+/// Riffle does not own.
+mod diagnostics {
+    use std::sync::Mutex;
+
+    /// Standard output pointed at stderr until [`StdoutDiverted::end`].
+    pub(super) struct StdoutDiverted {
+        /// A copy of the real stdout, until it is put back.
+        saved: Mutex<Option<i32>>,
+    }
+
+    impl StdoutDiverted {
+        /// Points standard output at stderr; `None` where that is not possible.
+        #[cfg(unix)]
+        pub(super) fn start() -> Option<Self> {
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            // SAFETY: dup and dup2 on the process's own standard descriptors; a
+            // failure leaves them as they were.
+            let saved = unsafe { libc::dup(1) };
+            if saved < 0 {
+                return None;
+            }
+            if unsafe { libc::dup2(2, 1) } < 0 {
+                unsafe { libc::close(saved) };
+                return None;
+            }
+            Some(Self {
+                saved: Mutex::new(Some(saved)),
+            })
+        }
+
+        #[cfg(not(unix))]
+        pub(super) fn start() -> Option<Self> {
+            None
+        }
+
+        /// Puts standard output back (once; later calls do nothing).
+        pub(super) fn end(&self) {
+            let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(fd) = saved.take() {
+                #[cfg(unix)]
+                {
+                    use std::io::Write;
+                    let _ = std::io::stdout().flush();
+                    // SAFETY: `fd` is the copy of stdout made by `start`, still open.
+                    unsafe {
+                        libc::dup2(fd, 1);
+                        libc::close(fd);
+                    }
+                }
+                #[cfg(not(unix))]
+                let _ = fd;
+            }
+        }
+    }
+}
+
 /// `n` loopback addresses with ports that were free a moment ago.
 pub fn free_loopback_addresses(n: usize) -> Result<Vec<String>> {
     let listeners = (0..n)
@@ -450,10 +508,29 @@ fn execute(flow: &Dataflow, config: timely::Config, shared: Arc<RunShared>) -> R
     let builders = flow.builders();
     let (name, trace) = (flow.name(), flow.traces_origins());
     let inner = shared.clone();
+    // Timely prints its connection progress ("awaiting connections ...") with
+    // println!: while a cluster connects, standard output goes to stderr, so a flow
+    // that writes its results to stdout gets only its results there. The first
+    // worker to start puts it back, before any of the flow's output.
+    let diverted = matches!(
+        config.communication,
+        timely::CommunicationConfig::Cluster { .. }
+    )
+    .then(diagnostics::StdoutDiverted::start)
+    .flatten()
+    .map(Arc::new);
+    let restore = diverted.clone();
     let guards = timely::execute(config, move |worker| {
+        if let Some(diverted) = &restore {
+            diverted.end();
+        }
         drive(worker, &name, &builders, trace, &inner)
     })
-    .map_err(RiffleError::Execution)?;
+    .map_err(RiffleError::Execution);
+    if let Some(diverted) = &diverted {
+        diverted.end();
+    }
+    let guards = guards?;
     let mut first = None;
     for result in guards.join() {
         let outcome = match result {

@@ -226,14 +226,105 @@ pub fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         exec = exec.recovery(recovery);
     }
     let exec = exec.from_env()?;
+    let spawned_by_us = std::env::var(riffle::run::ENV_PROCESS_ID).is_ok();
+    let spawns_children = args.processes > 1 && !spawned_by_us;
+    let tally = if spawns_children {
+        Some(counts::Tally::create()?)
+    } else {
+        None
+    };
     let started = Instant::now();
     exec.run(&flow)
         .with_context(|| format!("dataflow {name:?} failed"))?;
     let seconds = started.elapsed().as_secs_f64();
-    let spawned_children =
-        args.processes > 1 && std::env::var(riffle::run::ENV_PROCESS_ID).is_err();
-    if !spawned_children {
-        ctx.report(name, seconds);
+    match tally {
+        // The parent of `-p N` prints one summary of what its children counted.
+        Some(tally) => {
+            let counts = tally.sum()?;
+            FlowContext::report_counts(name, seconds, &counts);
+        }
+        None if spawned_by_us && counts::Tally::hand_in(&ctx.counts()) => {}
+        None => ctx.report(name, seconds),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the processes of `riffle run -p N` bring their counters to the parent, which
+/// prints one throughput summary: the parent makes a folder named after its pid in
+/// the temp folder, each child writes its counts there as it ends, and the parent
+/// sums them.
+mod counts {
+    use std::path::PathBuf;
+
+    use anyhow::Context;
+
+    /// The folder of the parent with pid `pid`.
+    fn folder(pid: u32) -> PathBuf {
+        std::env::temp_dir().join(format!("riffle-counts-{pid}"))
+    }
+
+    /// The parent's folder, removed when dropped.
+    pub(super) struct Tally {
+        dir: PathBuf,
+    }
+
+    impl Tally {
+        pub(super) fn create() -> anyhow::Result<Self> {
+            let dir = folder(std::process::id());
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            Ok(Self { dir })
+        }
+
+        /// The counts of every child, summed by unit in the order first seen.
+        pub(super) fn sum(&self) -> anyhow::Result<Vec<(String, u64)>> {
+            let mut totals: Vec<(String, u64)> = Vec::new();
+            let entries = std::fs::read_dir(&self.dir)
+                .with_context(|| format!("cannot read {}", self.dir.display()))?;
+            let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            files.sort();
+            for file in files {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                for line in text.lines() {
+                    let Some((unit, n)) = line.rsplit_once(' ') else {
+                        continue;
+                    };
+                    let n: u64 = n.parse().unwrap_or(0);
+                    match totals.iter_mut().find(|(u, _)| u == unit) {
+                        Some((_, total)) => *total += n,
+                        None => totals.push((unit.to_string(), n)),
+                    }
+                }
+            }
+            Ok(totals)
+        }
+
+        /// A child's hand-in: writes `counts` into its parent's folder; `false` when
+        /// there is no such folder (a cluster started by hand), so it prints its own.
+        pub(super) fn hand_in(counts: &[(String, u64)]) -> bool {
+            #[cfg(unix)]
+            {
+                let dir = folder(std::os::unix::process::parent_id());
+                if !dir.is_dir() {
+                    return false;
+                }
+                let id = std::env::var(riffle::run::ENV_PROCESS_ID).unwrap_or_default();
+                let text: String = counts.iter().map(|(u, n)| format!("{u} {n}\n")).collect();
+                std::fs::write(dir.join(format!("process-{id}")), text).is_ok()
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = counts;
+                false
+            }
+        }
+    }
+
+    impl Drop for Tally {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
