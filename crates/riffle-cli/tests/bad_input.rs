@@ -491,6 +491,26 @@ const CASES: &[Case] = &[
         after: nothing,
     },
     Case {
+        name: "a UDF server that never starts",
+        args: &[
+            "udf",
+            "call",
+            "--socket",
+            "{dir}/map.sock",
+            "--timeout",
+            "3",
+        ],
+        env: &[],
+        setup: nothing,
+        code: 1,
+        says: &[
+            "waiting for the server-info file {dir}/mapper-server-info",
+            "no complete server info after 3s",
+            "the map server should listen on {dir}/map.sock",
+        ],
+        after: nothing,
+    },
+    Case {
         name: "a UDF call with a zero timeout",
         args: &[
             "udf",
