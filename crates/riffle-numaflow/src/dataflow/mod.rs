@@ -108,7 +108,7 @@ use riffle::{Dataflow, RiffleError, Stream};
 
 pub use reduce::{Accumulation, Reduced, event_time};
 pub use side_input::SideInputHandle;
-pub use sink::SinkUdf;
+pub use sink::{OnFailure, SinkRetry, SinkUdf};
 
 use crate::client::ClientOptions;
 use crate::datum::{Datum, Message, SourceMessage};
