@@ -113,7 +113,7 @@ pub use sink::{OnFailure, SinkRetry, SinkUdf};
 use crate::client::ClientOptions;
 use crate::datum::{Datum, Message, SourceMessage};
 use crate::udf::{
-    Accumulator, BatchMapper, Mapper, ReduceStreamer, Reducer, SideInput, Sinker,
+    Accumulator, BatchMapper, MapStreamer, Mapper, ReduceStreamer, Reducer, SideInput, Sinker,
     SourceTransformer, Sourcer,
 };
 
@@ -121,6 +121,41 @@ use crate::udf::{
 pub trait UdfStreamExt {
     /// Maps every datum in-process with `mapper`; dropped messages do not pass.
     fn udf_map<M: Mapper>(&self, step_id: &str, mapper: M) -> riffle::Result<Stream<Message>>;
+
+    /// Maps every datum in-process with a map-stream UDF: the messages it sends for
+    /// a datum, in order, drops left out.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, sources::TestingSource};
+    /// use riffle_numaflow::dataflow::UdfStreamExt;
+    /// use riffle_numaflow::udf::{MapStreamer, MessageSender};
+    /// use riffle_numaflow::{Datum, HandlerResult, Message};
+    ///
+    /// struct Words;
+    /// impl MapStreamer for Words {
+    ///     async fn map_stream(&self, d: Datum, out: MessageSender<Message>) -> HandlerResult<()> {
+    ///         for w in String::from_utf8_lossy(&d.value).split(' ') {
+    ///             out.send(Message::new(w.to_string())).await?;
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let flow = Dataflow::new("words");
+    /// let out = flow
+    ///     .input("in", TestingSource::new(vec![Datum::new("a b c")]))?
+    ///     .udf_map_stream("split", Words)?
+    ///     .capture("out")?;
+    /// riffle::run_main(&flow)?;
+    /// let words: Vec<Vec<u8>> = out.take().into_iter().map(|(_, m)| m.value).collect();
+    /// assert_eq!(words, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    fn udf_map_stream<M: MapStreamer>(
+        &self,
+        step_id: &str,
+        mapper: M,
+    ) -> riffle::Result<Stream<Message>>;
 
     /// Maps batches of up to `batch_size` datums in-process with `mapper`.
     fn udf_batch_map<B: BatchMapper>(
@@ -297,6 +332,14 @@ fn keep(messages: Vec<Message>) -> impl Iterator<Item = Message> {
 impl UdfStreamExt for Stream<Datum> {
     fn udf_map<M: Mapper>(&self, step_id: &str, mapper: M) -> riffle::Result<Stream<Message>> {
         map::udf_map(self, step_id, mapper)
+    }
+
+    fn udf_map_stream<M: MapStreamer>(
+        &self,
+        step_id: &str,
+        mapper: M,
+    ) -> riffle::Result<Stream<Message>> {
+        map::udf_map_stream(self, step_id, mapper)
     }
 
     fn udf_batch_map<B: BatchMapper>(
