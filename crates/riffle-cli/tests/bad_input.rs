@@ -97,7 +97,7 @@ const CASES: &[Case] = &[
         env: &[],
         setup: nothing,
         code: 1,
-        says: &["name a dataflow to run", "--list"],
+        says: &["name a dataflow to run", "`riffle run --list`"],
         after: nothing,
     },
     Case {
@@ -263,7 +263,10 @@ const CASES: &[Case] = &[
         env: &[],
         setup: nothing,
         code: 1,
-        says: &["state is not a recovery store", "recovery init"],
+        says: &[
+            "state is not a recovery store",
+            "`riffle recovery init {dir}/state",
+        ],
         after: no_store_made,
     },
     Case {

@@ -168,7 +168,8 @@ pub fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let Some(name) = args.flow.as_deref() else {
         bail!(
-            "name a dataflow to run (riffle run --list shows them), or a pipeline with --workflow"
+            "name a dataflow to run (`{} run --list` shows them), or a pipeline with --workflow",
+            app.name()
         );
     };
     let entry = app.flows.get(name).with_context(|| {

@@ -66,6 +66,19 @@ CREATE TABLE IF NOT EXISTS snaps (
 CREATE TABLE IF NOT EXISTS commits (epoch INTEGER PRIMARY KEY, committed_at TEXT NOT NULL);
 ";
 
+/// The running program's name, for the commands that messages suggest: `riffle`, or
+/// a project's own binary built on the app entry.
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|p| {
+            Path::new(&p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "riffle".to_string())
+}
+
 fn part_path(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("part-{i}.sqlite3"))
 }
@@ -120,9 +133,10 @@ impl RecoveryStore {
         let first = part_path(dir, 0);
         if !first.exists() {
             return Err(RiffleError::Recovery(format!(
-                "{} is not a recovery store (no {}); create one with `riffle recovery init {} --partitions N`",
+                "{} is not a recovery store (no {}); create one with `{} recovery init {} --partitions N`",
                 dir.display(),
                 first.display(),
+                program_name(),
                 dir.display()
             )));
         }
