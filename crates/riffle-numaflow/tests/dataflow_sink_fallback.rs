@@ -338,3 +338,52 @@ fn ids_are_given_checked_and_numbered_by_transforms() {
     assert!(err.contains("\"write\""), "{err}");
     assert!(err.contains("\"same\""), "{err}");
 }
+
+#[test]
+fn on_success_answers_are_forwarded_to_the_on_success_sink() {
+    // Even values: forwarded with a message of the sink's own; multiples of 3 (odd):
+    // forwarded as they are; the rest: plain successes, forwarded nowhere.
+    let (primary, _) = recording(|v, id| {
+        let n: u64 = v.parse().unwrap();
+        let status = if n.is_multiple_of(2) {
+            riffle_numaflow::SinkStatus::OnSuccess(Some(
+                Message::new(format!("done-{n}")).with_keys(["k"]),
+            ))
+        } else if n.is_multiple_of(3) {
+            riffle_numaflow::SinkStatus::OnSuccess(None)
+        } else {
+            riffle_numaflow::SinkStatus::Success
+        };
+        SinkResponse { id, status }
+    });
+    let (on_success, forwarded) = recording(|_, id| SinkResponse::success(id));
+    let source = GeneratorSource::new(12, |i| Datum::new(i.to_string())).batch_size(5);
+    let flow = Dataflow::new("on-success");
+    flow.input_dynamic("in", source)
+        .unwrap()
+        .udf_sink_with_fallback(
+            "write",
+            primary.with_on_success(on_success),
+            SinkUdf::new(sink_fn(|batch: Vec<Datum>| {
+                Ok(batch
+                    .into_iter()
+                    .map(|d| SinkResponse::success(d.id))
+                    .collect())
+            })),
+        )
+        .unwrap();
+    riffle::run_main(&flow).unwrap();
+    let mut expected: Vec<String> = (0..12u64)
+        .filter_map(|n| {
+            if n.is_multiple_of(2) {
+                Some(format!("done-{n}"))
+            } else if n.is_multiple_of(3) {
+                Some(n.to_string())
+            } else {
+                None
+            }
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(values(&forwarded), expected);
+}

@@ -272,6 +272,10 @@ pub trait UdfStreamExt {
     /// Writes every datum to a sink UDF server over its socket.
     fn udf_call_sink(&self, step_id: &str, options: ClientOptions) -> riffle::Result<()>;
 
+    /// Writes every datum to `sink`, with its retry strategy and on-success sink
+    /// (see [`SinkUdf::with_retry`], [`SinkUdf::with_on_success`]) and no fallback.
+    fn udf_sink_with(&self, step_id: &str, sink: SinkUdf) -> riffle::Result<()>;
+
     /// Writes every datum to `primary`; the datums it answers with fallback are
     /// written to `fallback` instead of failing the run. Each may be in-process
     /// ([`SinkUdf::new`]) or a server ([`SinkUdf::call`]); see [`SinkUdf`].
@@ -452,6 +456,10 @@ impl UdfStreamExt for Stream<Datum> {
 
     fn udf_call_sink(&self, step_id: &str, options: ClientOptions) -> riffle::Result<()> {
         sink::udf_sink_to(self, step_id, SinkUdf::call(options), None)
+    }
+
+    fn udf_sink_with(&self, step_id: &str, sink: SinkUdf) -> riffle::Result<()> {
+        sink::udf_sink_to(self, step_id, sink, None)
     }
 
     fn udf_sink_with_fallback(

@@ -22,6 +22,10 @@
 //!   the number of datums not written and the first one's reason. So by default no
 //!   datum is lost without the run failing.
 //!
+//! A sink that answers `OnSuccess` hands a message on to the step's on-success sink
+//! ([`SinkUdf::with_on_success`]), as Numaflow does; without one that answer is a
+//! success.
+//!
 //! A fallback sink server is expected to run as Numaflow runs one (as
 //! `fb-udsink`, writing `fb-sinker-server-info`); errors name it `fallback-sink`.
 //!
@@ -60,7 +64,7 @@ use riffle::{RiffleError, Stream, WorkerInfo};
 
 use super::step_error;
 use crate::client::{ClientOptions, SinkClient};
-use crate::datum::{Datum, SinkResponse, SinkStatus};
+use crate::datum::{Datum, Message, SinkResponse, SinkStatus};
 use crate::kind::UdfKind;
 use crate::runtime::block_on;
 use crate::udf::Sinker;
@@ -71,6 +75,7 @@ use crate::udf::Sinker;
 pub struct SinkUdf {
     open: Arc<OpenWriter>,
     retry: SinkRetry,
+    on_success: Option<Arc<SinkUdf>>,
 }
 
 /// What a sink step does with datums its sink still refuses after the retries.
@@ -174,7 +179,17 @@ impl SinkUdf {
                 }) as Box<dyn SinkWriter>)
             }),
             retry: SinkRetry::default(),
+            on_success: None,
         }
+    }
+
+    /// The same sink, forwarding what it answers `OnSuccess` to `sink` (in the
+    /// on-success role, as Numaflow does): the message the answer carries, with the
+    /// datum's id, event time and headers, or the datum itself when it carries none.
+    /// Every forwarded datum must be written there, or the run stops.
+    pub fn with_on_success(mut self, sink: SinkUdf) -> Self {
+        self.on_success = Some(Arc::new(sink));
+        self
     }
 
     /// The same sink, retrying refused datums with `retry` (see [`SinkRetry`]).
@@ -193,6 +208,7 @@ impl SinkUdf {
                 }) as Box<dyn SinkWriter>)
             }),
             retry: SinkRetry::default(),
+            on_success: None,
         }
     }
 }
@@ -278,10 +294,15 @@ impl DynamicSink for UdfSink {
             Some(sink) => Some(open(sink, UdfKind::FallbackSink)?),
             None => None,
         };
+        let on_success = match &self.primary.on_success {
+            Some(sink) => Some(open(sink, UdfKind::OnSuccessSink)?),
+            None => None,
+        };
         Ok(UdfSinkPart {
             step_id: step_id.to_string(),
             primary,
             fallback,
+            on_success,
             retry: self.primary.retry,
             next_id: 0,
         })
@@ -292,6 +313,7 @@ struct UdfSinkPart {
     step_id: String,
     primary: Box<dyn SinkWriter>,
     fallback: Option<Box<dyn SinkWriter>>,
+    on_success: Option<Box<dyn SinkWriter>>,
     retry: SinkRetry,
     next_id: u64,
 }
@@ -321,6 +343,47 @@ impl UdfSinkPart {
     }
 }
 
+impl UdfSinkPart {
+    /// Writes what the sink answered `OnSuccess` to the on-success sink, if the step
+    /// has one (without one, such an answer is just a success).
+    fn forward_on_success(
+        &mut self,
+        kept: &[Datum],
+        mut forwarded: Vec<(usize, Option<Message>)>,
+    ) -> riffle::Result<()> {
+        let Some(on_success) = self.on_success.as_mut() else {
+            return Ok(());
+        };
+        if forwarded.is_empty() {
+            return Ok(());
+        }
+        forwarded.sort_by_key(|(i, _)| *i);
+        let batch: Vec<Datum> = forwarded
+            .into_iter()
+            .map(|(i, message)| {
+                let mut datum = kept[i].clone();
+                if let Some(m) = message {
+                    datum.value = m.value;
+                    datum.keys = m.keys;
+                }
+                datum
+            })
+            .collect();
+        let count = batch.len();
+        let responses = on_success
+            .write(batch)
+            .map_err(|e| step_error(&self.step_id, e))?;
+        let refused: Vec<&SinkResponse> = responses
+            .iter()
+            .filter(|r| !matches!(r.status, SinkStatus::Success | SinkStatus::Serve(_)))
+            .collect();
+        match refused.first() {
+            None => Ok(()),
+            Some(first) => Err(self.error(not_written("on-success sink", &refused, count, first))),
+        }
+    }
+}
+
 impl SinkPartition for UdfSinkPart {
     type Item = Datum;
     type State = ();
@@ -332,10 +395,12 @@ impl SinkPartition for UdfSinkPart {
         let responses = self.primary.write(items).map_err(|e| self.error(e))?;
         let total = responses.len();
         let mut handed_on = Vec::new();
+        let mut forwarded: Vec<(usize, Option<Message>)> = Vec::new();
         let mut failed: Vec<(usize, SinkResponse)> = Vec::new();
         for (i, r) in responses.into_iter().enumerate() {
-            match &r.status {
-                SinkStatus::Success | SinkStatus::OnSuccess(_) | SinkStatus::Serve(_) => {}
+            match r.status {
+                SinkStatus::Success | SinkStatus::Serve(_) => {}
+                SinkStatus::OnSuccess(m) => forwarded.push((i, m)),
                 SinkStatus::Fallback => handed_on.push(i),
                 SinkStatus::Failure(_) => failed.push((i, r)),
             }
@@ -360,8 +425,9 @@ impl SinkPartition for UdfSinkPart {
             let again = self.primary.write(batch).map_err(|e| self.error(e))?;
             let mut still = Vec::new();
             for ((i, _), r) in failed.iter().zip(again) {
-                match &r.status {
-                    SinkStatus::Success | SinkStatus::OnSuccess(_) | SinkStatus::Serve(_) => {}
+                match r.status {
+                    SinkStatus::Success | SinkStatus::Serve(_) => {}
+                    SinkStatus::OnSuccess(m) => forwarded.push((*i, m)),
                     SinkStatus::Fallback => handed_on.push(*i),
                     SinkStatus::Failure(_) => still.push((*i, r)),
                 }
@@ -397,6 +463,7 @@ impl SinkPartition for UdfSinkPart {
                 )));
             }
         }
+        self.forward_on_success(&kept, forwarded)?;
         if handed_on.is_empty() {
             return Ok(());
         }
@@ -435,7 +502,11 @@ impl SinkPartition for UdfSinkPart {
     fn close(&mut self) -> riffle::Result<()> {
         let primary = self.primary.close();
         let fallback = self.fallback.as_mut().map_or(Ok(()), |f| f.close());
-        primary.and(fallback).map_err(|e| self.error(e))
+        let on_success = self.on_success.as_mut().map_or(Ok(()), |f| f.close());
+        primary
+            .and(fallback)
+            .and(on_success)
+            .map_err(|e| self.error(e))
     }
 }
 
