@@ -29,6 +29,8 @@ pub struct FlowEntry {
 /// [`App::main`].
 pub struct App {
     pub(crate) name: String,
+    /// Whether `bench` (Riffle's own benchmark workloads) is listed in the help.
+    pub(crate) benchmarks: bool,
     pub(crate) flows: BTreeMap<String, FlowEntry>,
     pub(crate) pipelines: commands::pipeline::Registry,
 }
@@ -38,9 +40,17 @@ impl App {
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
+            benchmarks: false,
             flows: BTreeMap::new(),
             pipelines: Default::default(),
         }
+    }
+
+    /// Lists `bench` in the help: the benchmark workloads are Riffle's own, so a
+    /// project's binary leaves them out of its help (they still run when named).
+    pub fn with_benchmarks(mut self) -> Self {
+        self.benchmarks = true;
+        self
     }
 
     /// Registers a dataflow under `name`, built by `builder` each time it runs.
@@ -106,9 +116,11 @@ impl App {
         I: IntoIterator<Item = S>,
         S: Into<std::ffi::OsString> + Clone,
     {
+        let benchmarks = self.benchmarks;
         let command = Cli::command()
             .name(self.name.clone())
-            .bin_name(self.name.clone());
+            .bin_name(self.name.clone())
+            .mut_subcommand("bench", |bench| bench.hide(!benchmarks));
         let matches = command.try_get_matches_from(args)?;
         Cli::from_arg_matches(&matches)
     }

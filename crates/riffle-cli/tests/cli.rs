@@ -408,3 +408,9 @@ fn two_processes_print_only_the_flows_output_on_stdout_and_one_summary() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_riffle_binary_lists_its_benchmarks() {
+    let out = riffle(&["--help"]);
+    assert!(text(&out.stdout).contains("bench"), "{}", text(&out.stdout));
+}

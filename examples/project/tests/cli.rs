@@ -136,6 +136,9 @@ fn the_binary_speaks_of_itself_by_its_own_name() {
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("Usage: inventory "), "{help}");
+    // Riffle's own benchmark workloads are not the project's.
+    assert!(!help.contains("bench"), "{help}");
+    assert!(help.contains("runs") && help.contains("ui"), "{help}");
     let (ok, text) = inventory(dir.path(), &["run"]);
     assert!(!ok && text.contains("`inventory run --list`"), "{text}");
 }
