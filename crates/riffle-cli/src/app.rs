@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use riffle::Dataflow;
 
 use crate::commands::{self, Cli};
@@ -29,6 +29,8 @@ pub struct FlowEntry {
 /// [`App::main`].
 pub struct App {
     pub(crate) name: String,
+    /// Whether `bench` (Riffle's own benchmark workloads) is listed in the help.
+    pub(crate) benchmarks: bool,
     pub(crate) flows: BTreeMap<String, FlowEntry>,
     pub(crate) pipelines: commands::pipeline::Registry,
 }
@@ -38,9 +40,17 @@ impl App {
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
+            benchmarks: false,
             flows: BTreeMap::new(),
             pipelines: Default::default(),
         }
+    }
+
+    /// Lists `bench` in the help: the benchmark workloads are Riffle's own, so a
+    /// project's binary leaves them out of its help (they still run when named).
+    pub fn with_benchmarks(mut self) -> Self {
+        self.benchmarks = true;
+        self
     }
 
     /// Registers a dataflow under `name`, built by `builder` each time it runs.
@@ -72,13 +82,16 @@ impl App {
     /// Parses the process's arguments, runs the subcommand, and turns its outcome into
     /// an exit code (errors are printed with their chain of causes).
     pub fn main(self) -> ExitCode {
-        let cli = Cli::parse();
+        let cli = match self.parse(std::env::args_os()) {
+            Ok(cli) => cli,
+            Err(e) => e.exit(),
+        };
         match commands::dispatch(&self, cli) {
             Ok(code) => code,
             Err(err) => {
                 // One write, so the processes of a cluster sharing this stderr
                 // cannot interleave their messages mid-line.
-                let message = format!("error: {err:#}\n");
+                let message = format!("error: {}\n", error_chain(&err));
                 let _ =
                     std::io::Write::write_all(&mut std::io::stderr().lock(), message.as_bytes());
                 ExitCode::FAILURE
@@ -93,7 +106,50 @@ impl App {
         I: IntoIterator<Item = S>,
         S: Into<std::ffi::OsString> + Clone,
     {
-        let cli = Cli::try_parse_from(args)?;
+        let cli = self.parse(args)?;
         commands::dispatch(self, cli)
     }
+
+    /// Parses a command line with the app's own name in help and usage lines.
+    fn parse<I, S>(&self, args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString> + Clone,
+    {
+        let benchmarks = self.benchmarks;
+        let command = Cli::command()
+            .name(self.name.clone())
+            .bin_name(self.name.clone())
+            .mut_subcommand("bench", |bench| bench.hide(!benchmarks));
+        let matches = command.try_get_matches_from(args)?;
+        Cli::from_arg_matches(&matches)
+    }
+}
+
+/// An error and its causes on one line, `outer: cause: root`, each cause once: a
+/// cause whose text the message already holds (a library that prints its source in
+/// its own message) is not repeated.
+///
+/// ```
+/// let io = || std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+/// // A message that holds its source's text, over that source.
+/// let err = anyhow::Error::new(io())
+///     .context(format!("bind 127.0.0.1:80: {}", io()))
+///     .context("the dashboard stopped");
+/// let text = riffle_cli::app::error_chain(&err);
+/// assert_eq!(text, "the dashboard stopped: bind 127.0.0.1:80: Address already in use");
+/// ```
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }

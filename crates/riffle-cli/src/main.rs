@@ -6,7 +6,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let mut app = riffle_cli::App::new("riffle");
+    let mut app = riffle_cli::App::new("riffle").with_benchmarks();
     for example in riffle_examples::flows() {
         app = app.dataflow(example.name, example.about, example.build);
     }

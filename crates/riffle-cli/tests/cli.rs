@@ -379,3 +379,38 @@ fn a_recovery_store_is_backed_up_to_a_url_or_folder_and_restored_to_resume_from(
         text(&out.stderr)
     );
 }
+
+#[test]
+fn two_processes_print_only_the_flows_output_on_stdout_and_one_summary() {
+    // Timely reports its connection progress with println!; those lines belong on
+    // stderr, not among a StdOutSink's results.
+    let out = riffle(&["run", "wordcount", "-p", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 10, "{stdout}");
+    assert!(
+        lines
+            .iter()
+            .enumerate()
+            .all(|(i, l)| l.trim_start().starts_with(&format!("{}. ", i + 1))),
+        "{stdout}"
+    );
+    // One throughput summary, from the parent, counting what both children read.
+    let stderr = text(&out.stderr);
+    let summaries: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("wordcount"))
+        .collect();
+    assert_eq!(summaries.len(), 1, "{stderr}");
+    assert!(
+        summaries[0].starts_with("wordcount: 364 words in"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_riffle_binary_lists_its_benchmarks() {
+    let out = riffle(&["--help"]);
+    assert!(text(&out.stdout).contains("bench"), "{}", text(&out.stdout));
+}

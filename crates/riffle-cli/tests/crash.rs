@@ -7,7 +7,9 @@
 //! the epoch only moves forward and has moved during the killed run, and the lines
 //! on disk are lines of a clean run with none repeated. Then the store, as the kills
 //! left it, is resumed three ways: on 1 worker, on 2 processes of 2 workers, and on
-//! 3 workers, each killed a few more times and then run to the end; every finished
+//! 3 workers, each killed a few more times and then run to the end (the 2 processes
+//! also once by killing only their parent: the children must die with it, and a
+//! second run started beside them must be refused); every finished
 //! output equals a clean run's line for line, and the finishing run read fewer than
 //! all the events, so it resumed rather than started over.
 //!
@@ -355,6 +357,74 @@ impl Crash {
         self.kills.last().unwrap()
     }
 
+    /// Starts a cluster on `workers` (`-p N`), and once it has committed and written
+    /// a little: runs the same command beside it, which must be refused since the
+    /// store is in use; then kills only the parent, whose children must die with it
+    /// rather than write on while a rerun truncates their output.
+    fn kill_parent_only(&mut self, workers: &[&str]) {
+        let seed = self.seed;
+        let before = self.committed();
+        let mut child = self.start(workers);
+        let started = Instant::now();
+        while self.committed() <= before || bytes_on_disk(&self.out) == 0 {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "seed {seed}: the run ended before the parent could be killed:\n{}",
+                self.log()
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "seed {seed}: {workers:?} committed nothing within 30 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let second = riffle(&self.run_args.iter().map(String::as_str).collect::<Vec<_>>())
+            .args(["-w", "1"])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&second.stderr);
+        assert!(
+            !second.status.success() && said.contains("is in use by process"),
+            "seed {seed}: a second run on the store in use was not refused: {}\n{said}",
+            second.status
+        );
+        let group = child.id();
+        // SAFETY: kill(2) of the one process this test started, not of its group.
+        unsafe {
+            libc::kill(group as i32, libc::SIGKILL);
+        }
+        let _ = child.wait();
+        // The kernel kills them as the parent ends; a second is ample.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while group_alive(group) {
+            assert!(
+                Instant::now() < deadline,
+                "seed {seed}: the children of {workers:?} outlived their killed parent by 1 s"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let (lines, _) = lines_on_disk(&self.out);
+        assert!(
+            lines.len() < self.expected.len(),
+            "seed {seed}: the run was done before its parent was killed; kill it earlier"
+        );
+        let (unexpected, repeated) = strays(&lines, &self.expected);
+        assert!(
+            unexpected.is_empty() && repeated.is_empty(),
+            "seed {seed}: after killing the parent of {workers:?} the output holds {} lines \
+             not in the clean output and {} repeated lines",
+            unexpected.len(),
+            repeated.len(),
+        );
+        println!(
+            "killed only the parent of {workers:?} after {} ms: its children ended with it, \
+             and a second run beside it was refused",
+            started.elapsed().as_millis()
+        );
+    }
+
     /// Runs to the end on `workers`; returns how many events the finishing run
     /// read (summed over its processes).
     fn finish(&self, workers: &[&str]) -> u64 {
@@ -380,7 +450,8 @@ impl Crash {
             "seed {}: {workers:?}: {status}\n{log}",
             self.seed
         );
-        // One `windowed-counts: N events in ...` line per process that ran workers.
+        // One `windowed-counts: N events in ...` line: the run's, or under `-p N` the
+        // parent's summary of its children's counts.
         let counts: Vec<u64> = log
             .lines()
             .filter_map(|l| l.strip_prefix("windowed-counts: "))
@@ -541,6 +612,9 @@ fn killed_twenty_times_and_rescaled_the_output_is_exactly_a_clean_runs() {
             Crash::copy_dir(&saved_out, &out);
         }
         let from = crash.committed();
+        if workers.contains(&"-p") {
+            crash.kill_parent_only(workers);
+        }
         // Three more kills, spread up to 85% of the output.
         let step = (0.85 - done).max(0.0) / 3.0;
         for k in 0..3 {

@@ -115,16 +115,23 @@ fn riffle_ui_with_a_token_refuses_requests_without_it() {
 }
 
 #[test]
-fn riffle_ui_without_a_store_says_so() {
+fn riffle_ui_starts_on_a_new_project_and_refuses_a_missing_named_store() {
+    // A new project (no runs yet): the dashboard starts, empty.
     let project = tempfile::tempdir().unwrap();
+    let (_server, addr) = start(project.path(), &[]);
+    let (status, body) = get(&addr, "/api/runs", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total"], 0, "{body}");
+    // A store named explicitly that is not there is a typo: refused, not created.
+    let missing = project.path().join("elsewhere/metadata.db");
     let out = Command::new(env!("CARGO_BIN_EXE_riffle"))
-        .args(["ui", "--addr", "127.0.0.1:0", "--project"])
-        .arg(project.path())
+        .args(["ui", "--addr", "127.0.0.1:0", "--store"])
+        .arg(&missing)
         .env_remove("RIFFLE_METADATA_URL")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no metadata store"), "{stderr}");
-    assert!(!project.path().join(".riffle").exists());
+    assert!(!missing.exists());
 }

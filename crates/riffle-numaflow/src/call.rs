@@ -59,11 +59,24 @@ pub async fn call(
                 UdfKind::BatchMap => MapMode::Batch,
                 _ => MapMode::Unary,
             };
+            let socket = options.socket.clone();
             let mut client = if options.check_server_info {
                 MapClient::connect(options).await?
             } else {
                 MapClient::connect_with_mode(options, mode).await?
             };
+            // Answering a datum in another mode loses messages or misreads them.
+            if client.mode() != mode {
+                let theirs = client.mode().kind();
+                return Err(crate::error::Error::Incompatible {
+                    kind,
+                    socket,
+                    reason: format!(
+                        "its server-info says it is a {theirs} server, not {kind}; \
+                         call it as {theirs}"
+                    ),
+                });
+            }
             for (i, messages) in client.map_batch(datums).await?.iter().enumerate() {
                 out.push(json!({"input": i, "messages": messages.iter().map(jsonl::message_json).collect::<Vec<_>>()}));
             }

@@ -113,6 +113,7 @@ impl ServerInfo {
     /// Waits until the file exists and carries its end marker, polling every 10 ms.
     pub async fn wait_for(path: &Path, timeout: Duration) -> Result<Self> {
         let start = Instant::now();
+        let mut notice = crate::client::WaitNotice::new(timeout);
         loop {
             match tokio::fs::read_to_string(path).await {
                 Ok(text) => match Self::parse(&text) {
@@ -141,6 +142,7 @@ impl ServerInfo {
                     ),
                 });
             }
+            notice.tell(|| format!("the server-info file {}", path.display()));
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use riffle_numaflow::call::{CallParams, call};
 use riffle_numaflow::client::{ClientOptions, ReduceClient};
-use riffle_numaflow::server::{ReduceStreamServer, ServerOptions, SinkServer};
-use riffle_numaflow::udf::{DatumStream, MessageSender, ReduceStreamer, sink_fn};
+use riffle_numaflow::server::{MapStreamServer, ReduceStreamServer, ServerOptions, SinkServer};
+use riffle_numaflow::udf::{DatumStream, MapStreamer, MessageSender, ReduceStreamer, sink_fn};
 use riffle_numaflow::{Datum, Error, HandlerResult, Message, SinkResponse, UdfKind, Window};
 
 /// Serves until the returned sender is dropped or sent to.
@@ -158,4 +158,56 @@ async fn the_reduce_client_refuses_other_kinds() {
         "{err}"
     );
     assert!(err.to_string().contains("reduce-stream"), "{err}");
+}
+
+/// Two messages per datum: what a unary-map call would cut to one.
+struct Twice;
+
+impl MapStreamer for Twice {
+    async fn map_stream(&self, datum: Datum, out: MessageSender<Message>) -> HandlerResult<()> {
+        out.send(Message::new(datum.value.clone())).await?;
+        out.send(Message::new(datum.value)).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_call_to_a_map_stream_server_is_refused_not_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("map.sock");
+    let server = MapStreamServer::new(Twice).with_socket(&socket);
+    let running = serve(|stopped| {
+        server.serve_with_shutdown(async {
+            let _ = stopped.await;
+        })
+    });
+    let datums = || vec![Datum::new("a")];
+    let params = CallParams::default();
+    // Its server-info says map-stream: a call as map is refused up front.
+    let err = call(UdfKind::Map, options(&socket), datums(), &params)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Incompatible { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("map-stream") && text.contains("map.sock"),
+        "{text}"
+    );
+    // Without server info, the extra answers give it away.
+    let blind = options(&socket).without_server_info();
+    let err = call(UdfKind::Map, blind, datums(), &params)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("after every datum was answered"), "{err}");
+    // As the right kind, every message arrives.
+    let lines = call(UdfKind::MapStream, options(&socket), datums(), &params)
+        .await
+        .unwrap();
+    assert_eq!(
+        lines[0]["messages"].as_array().unwrap().len(),
+        2,
+        "{lines:?}"
+    );
+    running.stop().await;
 }

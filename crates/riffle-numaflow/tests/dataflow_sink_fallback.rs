@@ -1,6 +1,6 @@
 //! Sinks with a fallback sink as Dataflow steps: datums a sink answers with fallback
 //! go to the fallback sink (in-process or a server, pynumaflow's or Riffle's);
-//! failures still stop the run, naming the step.
+//! datums it refuses are retried, then go where the step's retry strategy says.
 
 mod common;
 mod rust_server;
@@ -12,7 +12,7 @@ use riffle::Execution;
 use riffle::sources::{GeneratorSource, TestingSource};
 use riffle::{Dataflow, Stream};
 use riffle_numaflow::client::ClientOptions;
-use riffle_numaflow::dataflow::{SinkUdf, UdfStreamExt};
+use riffle_numaflow::dataflow::{OnFailure, SinkRetry, SinkUdf, UdfStreamExt};
 use riffle_numaflow::server::{ServerOptions, SinkServer};
 use riffle_numaflow::udf::{sink_fn, transform_fn};
 use riffle_numaflow::{Datum, Message, SinkResponse, TransformMessage, UdfKind};
@@ -171,23 +171,95 @@ fn an_in_process_sink_hands_on_to_a_pynumaflow_fallback_sink() {
 }
 
 #[test]
-fn a_failure_still_stops_the_run_naming_the_step() {
+fn a_pynumaflow_sinks_failures_are_retried_then_sent_to_the_fallback_and_nothing_is_lost() {
+    // 10,000 datums, 1% of which pynumaflow's sink refuses (Response.as_failure,
+    // every time): the run goes on, the good datums of every batch are written, and
+    // the refused ones reach the fallback sink after the retries.
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let primary = PyServer::start(&py, "sink", dir.path());
     let (fallback, parked) = recording(|_, id| SinkResponse::success(id));
-    let flow = Dataflow::new("fallback-failure");
-    words(&flow, &["ok", "fb", "fail"])
-        .udf_sink_with_fallback("write", SinkUdf::call(py_options(&primary)), fallback)
+    let source = GeneratorSource::new(10_000, |i| {
+        Datum::new(if i % 100 == 0 {
+            "fail".to_string()
+        } else {
+            i.to_string()
+        })
+    })
+    .batch_size(500);
+    let flow = Dataflow::new("sink-retry-fallback");
+    let retry = SinkRetry::default().backoff(Duration::from_millis(1), 2);
+    flow.input_dynamic("in", source)
+        .unwrap()
+        .udf_sink_with_fallback(
+            "write",
+            SinkUdf::call(py_options(&primary)).with_retry(retry),
+            fallback,
+        )
+        .unwrap();
+    riffle::run_main(&flow).unwrap();
+    assert_eq!(values(&parked), vec!["fail".to_string(); 100]);
+}
+
+#[test]
+fn a_failure_goes_to_the_fallback_or_stops_the_run_or_is_dropped_as_told() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let primary = PyServer::start(&py, "sink", dir.path());
+    let quick = SinkRetry::default().backoff(Duration::from_millis(1), 2);
+    // By default, with a fallback sink, what is refused goes there.
+    let flow = Dataflow::new("sink-failure");
+    words(&flow, &["ok", "fail"])
+        .udf_sink_with_fallback(
+            "write",
+            SinkUdf::call(py_options(&primary)).with_retry(quick),
+            SinkUdf::new(sink_fn(|batch: Vec<Datum>| {
+                Ok(batch
+                    .into_iter()
+                    .map(|d| SinkResponse::success(d.id))
+                    .collect())
+            })),
+        )
+        .unwrap();
+    riffle::run_main(&flow).unwrap();
+    // By default, without one, nowhere to put it: the run stops, after 3 retries.
+    let flow = Dataflow::new("sink-failure-alone");
+    words(&flow, &["ok", "fail"])
+        .udf_call_sink("write", py_options(&primary))
         .unwrap();
     let err = riffle::run_main(&flow).unwrap_err().to_string();
     assert!(err.contains("\"write\""), "{err}");
-    assert!(err.contains("did not write 1 of 3"), "{err}");
-    assert!(err.contains("refused"), "{err}");
+    assert!(err.contains("did not write 1 of 2"), "{err}");
     assert!(
-        values(&parked).is_empty(),
-        "nothing is handed on from a failed batch"
+        err.contains("after 3 retries") && err.contains("refused"),
+        "{err}"
     );
+    // Told to stop: the fallback gets nothing.
+    let (fallback, parked) = recording(|_, id| SinkResponse::success(id));
+    let flow = Dataflow::new("sink-failure-stop");
+    words(&flow, &["ok", "fb", "fail"])
+        .udf_sink_with_fallback(
+            "write",
+            SinkUdf::call(py_options(&primary)).with_retry(quick.on_failure(OnFailure::Stop)),
+            fallback,
+        )
+        .unwrap();
+    let err = riffle::run_main(&flow).unwrap_err().to_string();
+    assert!(err.contains("did not write 1 of 3"), "{err}");
+    assert!(values(&parked).is_empty(), "{:?}", values(&parked));
+    // Told to drop: the run goes on, and the fallback sink gets nothing.
+    let flow = Dataflow::new("sink-failure-drop");
+    words(&flow, &["ok", "fail"])
+        .udf_sink_with_fallback(
+            "write",
+            SinkUdf::call(py_options(&primary)).with_retry(quick.on_failure(OnFailure::Drop)),
+            SinkUdf::new(sink_fn(|batch: Vec<Datum>| {
+                assert!(batch.is_empty(), "a dropped datum reached the fallback");
+                Ok(Vec::new())
+            })),
+        )
+        .unwrap();
+    riffle::run_main(&flow).unwrap();
 }
 
 #[test]
@@ -265,4 +337,53 @@ fn ids_are_given_checked_and_numbered_by_transforms() {
     let err = riffle::run_main(&flow).unwrap_err().to_string();
     assert!(err.contains("\"write\""), "{err}");
     assert!(err.contains("\"same\""), "{err}");
+}
+
+#[test]
+fn on_success_answers_are_forwarded_to_the_on_success_sink() {
+    // Even values: forwarded with a message of the sink's own; multiples of 3 (odd):
+    // forwarded as they are; the rest: plain successes, forwarded nowhere.
+    let (primary, _) = recording(|v, id| {
+        let n: u64 = v.parse().unwrap();
+        let status = if n.is_multiple_of(2) {
+            riffle_numaflow::SinkStatus::OnSuccess(Some(
+                Message::new(format!("done-{n}")).with_keys(["k"]),
+            ))
+        } else if n.is_multiple_of(3) {
+            riffle_numaflow::SinkStatus::OnSuccess(None)
+        } else {
+            riffle_numaflow::SinkStatus::Success
+        };
+        SinkResponse { id, status }
+    });
+    let (on_success, forwarded) = recording(|_, id| SinkResponse::success(id));
+    let source = GeneratorSource::new(12, |i| Datum::new(i.to_string())).batch_size(5);
+    let flow = Dataflow::new("on-success");
+    flow.input_dynamic("in", source)
+        .unwrap()
+        .udf_sink_with_fallback(
+            "write",
+            primary.with_on_success(on_success),
+            SinkUdf::new(sink_fn(|batch: Vec<Datum>| {
+                Ok(batch
+                    .into_iter()
+                    .map(|d| SinkResponse::success(d.id))
+                    .collect())
+            })),
+        )
+        .unwrap();
+    riffle::run_main(&flow).unwrap();
+    let mut expected: Vec<String> = (0..12u64)
+        .filter_map(|n| {
+            if n.is_multiple_of(2) {
+                Some(format!("done-{n}"))
+            } else if n.is_multiple_of(3) {
+                Some(n.to_string())
+            } else {
+                None
+            }
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(values(&forwarded), expected);
 }

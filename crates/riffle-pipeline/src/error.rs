@@ -42,7 +42,19 @@ pub enum Error {
     UnknownStep { pipeline: String, step: String },
     /// A schedule expression could not be parsed.
     #[error("schedule {expr:?} is not valid: {why}")]
-    InvalidSchedule { expr: String, why: String },
+    InvalidSchedule {
+        expr: String,
+        why: String,
+        /// The pipeline whose schedule it is (empty when parsed on its own).
+        pipeline: String,
+    },
+    /// A parameter set from outside is declared by no step of the pipeline.
+    #[error("pipeline {pipeline:?} has no parameter {name:?}; its steps declare: {known}")]
+    UnknownParam {
+        pipeline: String,
+        name: String,
+        known: String,
+    },
     /// A runtime (the logical date of a run) could not be parsed.
     #[error("runtime {text:?} is not valid: expected \"YYYY-MM-DD\" or \"YYYY-MM-DD HH:MM:SS\"")]
     InvalidRuntime { text: String },
@@ -75,6 +87,9 @@ pub enum Error {
     /// An artifact store URL could not be understood.
     #[error("artifact store URL {url:?} is not valid: {why}")]
     InvalidStoreUrl { url: String, why: String },
+    /// A metadata store location names a scheme Riffle does not know.
+    #[error("metadata store URL {url:?} is not valid: {why}")]
+    InvalidMetadataUrl { url: String, why: String },
     /// The SQLite metadata store failed.
     #[error("metadata store {path}: {what}: {source}")]
     Sqlite {
@@ -128,6 +143,32 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The pipeline this error is about, when it names one: how a command line that
+    /// registers many pipelines tells which one failed to build.
+    ///
+    /// ```
+    /// let mut p = riffle_pipeline::Pipeline::builder("sales");
+    /// p.schedule("61 * * * *");
+    /// assert_eq!(p.build().unwrap_err().pipeline(), Some("sales"));
+    /// ```
+    pub fn pipeline(&self) -> Option<&str> {
+        match self {
+            Error::DuplicateStep { pipeline, .. }
+            | Error::MissingInput { pipeline, .. }
+            | Error::Cycle { pipeline, .. }
+            | Error::UnknownStep { pipeline, .. }
+            | Error::UnknownParam { pipeline, .. }
+            | Error::Config { pipeline, .. } => Some(pipeline),
+            Error::InvalidSchedule { pipeline, .. } if !pipeline.is_empty() => Some(pipeline),
+            Error::InvalidId {
+                kind: "pipeline",
+                id,
+                ..
+            } => Some(id),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(
         path: impl Into<PathBuf>,
         what: impl Into<String>,

@@ -417,6 +417,10 @@ impl<'a> Run<'a> {
             finished_ms: None,
             error: None,
         })?;
+        md.claim_run(
+            &self.run_id,
+            &crate::metadata::RunOwner::current().to_text(),
+        )?;
         md.hold_writes();
         let outcome = self.flushed_drive(&md);
         let released = md.release_writes();

@@ -323,6 +323,13 @@ impl PipelineBuilder {
     pub fn schedule(&mut self, expr: &str) -> &mut Self {
         match Schedule::parse(expr) {
             Ok(s) => self.schedule = Some(s),
+            Err(Error::InvalidSchedule { expr, why, .. }) => {
+                self.errors.push(Error::InvalidSchedule {
+                    expr,
+                    why,
+                    pipeline: self.id.to_string(),
+                })
+            }
             Err(e) => self.errors.push(e),
         }
         self
@@ -335,6 +342,7 @@ impl PipelineBuilder {
             (Ok(_), None) => self.errors.push(Error::InvalidSchedule {
                 expr: String::new(),
                 why: format!("start {runtime:?} given before a schedule"),
+                pipeline: self.id.to_string(),
             }),
             (Err(e), s) => {
                 self.schedule = s;
@@ -504,6 +512,7 @@ impl<T> StepBuilder<'_, T> {
 }
 
 /// A checked pipeline: its steps, their graph, schedule and configuration.
+#[derive(Clone)]
 pub struct Pipeline {
     id: String,
     about: String,
@@ -543,6 +552,59 @@ impl Pipeline {
     /// Its steps, in definition order.
     pub fn steps(&self) -> &[StepSpec] {
         &self.steps
+    }
+
+    /// The same pipeline with parameters set from outside (`riffle run --workflow ID
+    /// -P name=value`): `name` sets that parameter of every step that declares it,
+    /// `step.name` only that step's. A value is read as JSON (`3`, `true`, `[1,2]`,
+    /// `"text"`), else taken as text. A name no step declares is refused, so a typo
+    /// is not silently ignored. The new values are part of the steps' cache keys.
+    ///
+    /// ```
+    /// use riffle_pipeline::Pipeline;
+    ///
+    /// let mut p = Pipeline::builder("p");
+    /// p.step("fit", (), |ctx, ()| Ok(ctx.param::<u32>("min_days")?)).param("min_days", 3);
+    /// let p = p.build()?;
+    /// let set = p.with_params(&[("min_days".into(), "5".into())])?;
+    /// assert_eq!(set.step("fit")?.params()["min_days"], 5);
+    /// assert!(p.with_params(&[("min_dasy".into(), "5".into())]).is_err());
+    /// # Ok::<(), riffle_pipeline::Error>(())
+    /// ```
+    pub fn with_params(&self, values: &[(String, String)]) -> Result<Pipeline> {
+        let mut pipeline = self.clone();
+        for (name, text) in values {
+            let value = serde_json::from_str(text)
+                .unwrap_or_else(|_| serde_json::Value::String(text.clone()));
+            let (step, param) = match name.split_once('.') {
+                Some((step, param)) => (Some(step), param),
+                None => (None, name.as_str()),
+            };
+            let mut set = 0;
+            for spec in &mut pipeline.steps {
+                if step.is_none_or(|s| s == spec.id) && spec.params.contains_key(param) {
+                    spec.params.insert(param.to_string(), value.clone());
+                    set += 1;
+                }
+            }
+            if set == 0 {
+                let known: Vec<String> = self
+                    .steps
+                    .iter()
+                    .flat_map(|s| s.params.keys().map(move |k| format!("{}.{k}", s.id)))
+                    .collect();
+                return Err(Error::UnknownParam {
+                    pipeline: self.id.clone(),
+                    name: name.clone(),
+                    known: if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    },
+                });
+            }
+        }
+        Ok(pipeline)
     }
 
     /// The step ids, in definition order.
@@ -605,9 +667,20 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// closure's code invalidates its cached outputs (and, by content, those of the steps
 /// after it whose inputs change) with no version to bump by hand.
 ///
-/// The macro sees only the tokens it is given: for a named function, or a closure
-/// that calls helpers or reads captured values, those are not part of the version;
-/// give such steps an explicit [`StepBuilder::version`].
+/// The macro sees only the tokens it is given, so it takes a closure written in
+/// place and refuses anything else at compile time: for a named function it would
+/// hash the function's name, and an edit to its body would go on reusing stale
+/// cached outputs. Give a named function an explicit [`StepBuilder::version`] (and
+/// bump it when the function changes); the same goes for a closure whose behaviour
+/// lives in helpers it calls or values it captures.
+///
+/// ```compile_fail
+/// use riffle_pipeline::{Pipeline, StepContext, StepResult, step};
+///
+/// fn load(_ctx: &StepContext, (): ()) -> StepResult<u32> { Ok(1) }
+/// let mut p = Pipeline::builder("named");
+/// step!(p, "load", (), load); // error: step! needs the step's code as a closure
+/// ```
 ///
 /// ```
 /// use riffle_pipeline::{Pipeline, step};
@@ -629,9 +702,24 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// ```
 #[macro_export]
 macro_rules! step {
-    ($builder:expr, $id:expr, $inputs:expr, $($function:tt)+) => {
+    ($builder:expr, $id:expr, $inputs:expr, move | $($rest:tt)+) => {
         $builder
-            .step($id, $inputs, $($function)+)
-            .source_version(stringify!($($function)+))
+            .step($id, $inputs, move | $($rest)+)
+            .source_version(stringify!(move | $($rest)+))
+    };
+    ($builder:expr, $id:expr, $inputs:expr, | $($rest:tt)+) => {
+        $builder
+            .step($id, $inputs, | $($rest)+)
+            .source_version(stringify!(| $($rest)+))
+    };
+    ($builder:expr, $id:expr, $inputs:expr, $($function:tt)+) => {
+        ::core::compile_error!(concat!(
+            "step! needs the step's code as a closure written in place, not `",
+            stringify!($($function)+),
+            "`: it versions a step by the tokens it is given, so a function's name would ",
+            "not change when its body does. Use `.step(id, inputs, ",
+            stringify!($($function)+),
+            ").version(\"1\")` and bump the version when the function changes."
+        ))
     };
 }

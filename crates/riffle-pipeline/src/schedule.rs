@@ -41,6 +41,7 @@ impl Schedule {
             .map_err(|e| Error::InvalidSchedule {
                 expr: expr.to_string(),
                 why: e.to_string(),
+                pipeline: String::new(),
             })?;
         Ok(Self {
             expr: expr.trim().to_string(),

@@ -182,3 +182,122 @@ fn reopening_the_sqlite_store_keeps_its_data_and_schema() {
         .to_string();
     assert!(err.contains("newer"), "{err}");
 }
+
+#[test]
+fn many_threads_opening_one_new_store_all_succeed() {
+    // Switching a new file to WAL takes a lock SQLite does not wait for: without a
+    // retry, some of these opens fail with "database is locked" (seen within the
+    // first 50 rounds here).
+    for round in 0..100 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.db");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(12));
+        let opens: Vec<_> = (0..12)
+            .map(|_| {
+                let path = path.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    SqliteStore::open(&path).map(|_| ())
+                })
+            })
+            .collect();
+        for open in opens {
+            if let Err(e) = open.join().unwrap() {
+                panic!("round {round}: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unknown_metadata_url_scheme_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "mysql://u@db/riffle",
+        "postgress://u@db/riffle",
+        "sqlit://x.db",
+    ] {
+        let err = riffle_pipeline::metadata::open(url)
+            .err()
+            .unwrap_or_else(|| panic!("{url} was accepted"))
+            .to_string();
+        assert!(err.contains(url), "{err}");
+        assert!(err.contains("postgres://"), "{err}");
+    }
+    // A path, and an explicit sqlite:// URL, are still SQLite files.
+    let path = dir.path().join("m.db");
+    riffle_pipeline::metadata::open(&path.to_string_lossy()).unwrap();
+    riffle_pipeline::metadata::open(&format!("sqlite://{}", dir.path().join("n.db").display()))
+        .unwrap();
+    assert!(dir.path().join("n.db").exists());
+}
+
+#[test]
+fn a_run_whose_process_is_gone_is_marked_failed_and_a_live_one_is_not() {
+    use riffle_pipeline::metadata::{RunOwner, RunRecord, reap_abandoned};
+    // A process that has ended: its pid names nothing alive any more.
+    let mut done = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = done.id();
+    done.wait().unwrap();
+    each_backend(|project| {
+        let md = project.metadata.as_ref();
+        md.record_pipeline(&riffle_pipeline::metadata::PipelineRecord {
+            id: "shop".into(),
+            about: String::new(),
+            schedule: None,
+            last_seen_ms: 0,
+        })
+        .unwrap();
+        let here = RunOwner::current();
+        let owners = [
+            (
+                "dead",
+                RunOwner {
+                    pid: dead_pid,
+                    ..here.clone()
+                },
+            ),
+            ("alive", here.clone()),
+            (
+                "elsewhere",
+                RunOwner {
+                    host: "another-host".into(),
+                    pid: dead_pid,
+                    started: 1,
+                },
+            ),
+        ];
+        for (id, owner) in &owners {
+            md.start_run(&RunRecord {
+                id: id.to_string(),
+                pipeline_id: "shop".into(),
+                status: RunStatus::Running,
+                runtime: "2024-01-01 00:00:00".into(),
+                environment: "dev".into(),
+                config: "{}".into(),
+                only_step: None,
+                started_ms: 1,
+                finished_ms: None,
+                error: None,
+            })
+            .unwrap();
+            md.claim_run(id, &owner.to_text()).unwrap();
+        }
+        assert_eq!(reap_abandoned(md).unwrap(), ["dead"], "{}", project.backend);
+        let dead = md.run("dead").unwrap();
+        assert_eq!(dead.status, RunStatus::Failed);
+        let error = dead.error.unwrap();
+        assert!(
+            error.contains("abandoned") && error.contains(&dead_pid.to_string()),
+            "{error}"
+        );
+        for r in md.runs(None, 10).unwrap() {
+            if r.id != "dead" {
+                assert_eq!(r.status, RunStatus::Running, "{}", r.id);
+            }
+        }
+        // Reaping again finds nothing more.
+        assert!(reap_abandoned(md).unwrap().is_empty());
+    });
+}

@@ -121,7 +121,10 @@ async function runsView(view, query, mine) {
     h('thead', {}, h('tr', {}, ['Run', 'Pipeline', 'Status', 'Runtime', 'Started', 'Duration', 'Steps', 'Cache hits', 'Error'].map(header))),
     h('tbody', {}, page.runs.map(runRow)));
   view.append(h('h1', {}, 'Runs'), form, pager,
-    page.runs.length ? table : h('p', { class: 'muted', id: 'runs-empty' }, 'No runs match.'));
+    page.runs.length ? table : h('p', { class: 'muted', id: 'runs-empty' },
+      Object.values(filters).some((v) => v) || offset > 0
+        ? 'No runs match.'
+        : 'No runs yet. Make a first run from the project folder with: run --workflow ID (the Pipelines page lists the ids).'));
   if (!mount(view, mine)) return;
   // Milliseconds from navigation to this table on screen (read by `riffle bench ui`).
   if (!document.body.dataset.firstRunsMs) document.body.dataset.firstRunsMs = String(Math.round(performance.now()));

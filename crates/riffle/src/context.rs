@@ -14,7 +14,7 @@
 //! # Ok::<(), riffle::RiffleError>(())
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +28,8 @@ pub struct FlowContext {
     /// Parameters given as `-P key=value`.
     pub params: BTreeMap<String, String>,
     counters: Arc<Mutex<Vec<Counter>>>,
+    /// The parameter names the builder asked for, given or not.
+    asked: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl FlowContext {
@@ -36,6 +38,7 @@ impl FlowContext {
         Self {
             params,
             counters: Default::default(),
+            asked: Default::default(),
         }
     }
 
@@ -52,23 +55,80 @@ impl FlowContext {
 
     /// Prints the run's throughput line(s).
     pub fn report(&self, flow: &str, seconds: f64) {
+        Self::report_counts(flow, seconds, &self.counts());
+    }
+
+    /// Each counter's unit and value, in the order they were made.
+    pub fn counts(&self) -> Vec<(String, u64)> {
         let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        if counters.is_empty() {
-            eprintln!("{flow}: done in {seconds:.3} s");
+        counters
+            .iter()
+            .map(|(unit, counter)| (unit.clone(), counter.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Prints throughput lines for `counts` (summed over the processes of a run, say)
+    /// to stderr, in one write so that processes sharing it do not mix their lines.
+    pub fn report_counts(flow: &str, seconds: f64, counts: &[(String, u64)]) {
+        let mut text = String::new();
+        if counts.is_empty() {
+            text.push_str(&format!("{flow}: done in {seconds:.3} s\n"));
         }
-        for (unit, counter) in counters.iter() {
-            let n = counter.load(Ordering::Relaxed);
+        for (unit, n) in counts {
             let rate = if seconds > 0.0 {
-                n as f64 / seconds
+                *n as f64 / seconds
             } else {
                 0.0
             };
-            eprintln!("{flow}: {n} {unit} in {seconds:.3} s ({rate:.0} {unit}/s)");
+            text.push_str(&format!(
+                "{flow}: {n} {unit} in {seconds:.3} s ({rate:.0} {unit}/s)\n"
+            ));
         }
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
+    }
+
+    /// The parameters given that the builder never asked for (so far): with
+    /// [`FlowContext::asked_params`], what `riffle run` needs to refuse a typo such as
+    /// `-P inptu=x` instead of ignoring it.
+    ///
+    /// ```
+    /// use riffle::context::FlowContext;
+    /// let ctx = FlowContext::new([("inptu".to_string(), "a.txt".to_string())].into());
+    /// let _ = ctx.param_or("input", "default.txt");
+    /// assert_eq!(ctx.unused_params(), ["inptu"]);
+    /// assert_eq!(ctx.asked_params(), ["input"]);
+    /// ```
+    pub fn unused_params(&self) -> Vec<String> {
+        let asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        self.params
+            .keys()
+            .filter(|k| !asked.contains(*k))
+            .cloned()
+            .collect()
+    }
+
+    /// The parameter names the builder asked for, given or not, in order.
+    pub fn asked_params(&self) -> Vec<String> {
+        let asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        asked.iter().cloned().collect()
+    }
+
+    fn ask(&self, key: &str) {
+        self.asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string());
+    }
+
+    /// The parameter `key`, if it was given.
+    pub fn param(&self, key: &str) -> Option<String> {
+        self.ask(key);
+        self.params.get(key).cloned()
     }
 
     /// The parameter `key`, or `default` when it was not given.
     pub fn param_or(&self, key: &str, default: &str) -> String {
+        self.ask(key);
         self.params
             .get(key)
             .cloned()
@@ -82,6 +142,7 @@ impl FlowContext {
         T: std::str::FromStr,
         T::Err: std::fmt::Display,
     {
+        self.ask(key);
         match self.params.get(key) {
             None => Ok(default),
             Some(text) => text.parse().map_err(|e| crate::RiffleError::InvalidFlow {

@@ -266,7 +266,7 @@ impl Execution {
                     shared.epoch_interval,
                     &flow.name(),
                     &flow.fingerprint(),
-                    self.process_id.is_none_or(|id| id == 0),
+                    self.process_id.unwrap_or(0),
                 )?;
                 shared.with_recovery(run)
             }
@@ -341,18 +341,19 @@ pub fn spawn_cluster(processes: usize, workers_per_proc: usize) -> Result<()> {
     let addresses = free_loopback_addresses(processes)?;
     let mut children = Vec::new();
     for id in 0..processes {
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .args(&args)
             .env(ENV_PROCESS_ID, id.to_string())
             .env(ENV_ADDRESSES, addresses.join(","))
-            .env(ENV_WORKERS, workers_per_proc.to_string())
-            .spawn()
-            .map_err(|e| {
-                RiffleError::Execution(format!(
-                    "cannot start process {id} ({}): {e}",
-                    exe.display()
-                ))
-            })?;
+            .env(ENV_WORKERS, workers_per_proc.to_string());
+        die_with_parent(&mut command);
+        let child = command.spawn().map_err(|e| {
+            RiffleError::Execution(format!(
+                "cannot start process {id} ({}): {e}",
+                exe.display()
+            ))
+        })?;
         children.push(child);
     }
     let mut failure = None;
@@ -403,6 +404,93 @@ pub fn spawn_cluster(processes: usize, workers_per_proc: usize) -> Result<()> {
     }
 }
 
+/// Makes the child started by `command` die when this process dies. Children left
+/// running after their parent was killed would go on snapshotting and writing while
+/// a rerun of the same command works on the same store and output. On Linux the
+/// kernel sends the child SIGKILL when its parent ends (`PR_SET_PDEATHSIG`), and a
+/// child whose parent is already gone when it starts does not start.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid is async-signal-safe; the closure runs in the forked child
+    // before exec and calls only prctl and getppid, which are async-signal-safe too,
+    // and allocates nothing on its success path.
+    let parent = unsafe { libc::getpid() };
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("the parent process is gone"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere children are not tied to their parent's life.
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut Command) {}
+
+/// Standard output sent to stderr for a while, for diagnostics printed by code
+/// Riffle does not own.
+mod diagnostics {
+    use std::sync::Mutex;
+
+    /// Standard output pointed at stderr until [`StdoutDiverted::end`].
+    pub(super) struct StdoutDiverted {
+        /// A copy of the real stdout, until it is put back.
+        saved: Mutex<Option<i32>>,
+    }
+
+    impl StdoutDiverted {
+        /// Points standard output at stderr; `None` where that is not possible.
+        #[cfg(unix)]
+        pub(super) fn start() -> Option<Self> {
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            // SAFETY: dup and dup2 on the process's own standard descriptors; a
+            // failure leaves them as they were.
+            let saved = unsafe { libc::dup(1) };
+            if saved < 0 {
+                return None;
+            }
+            if unsafe { libc::dup2(2, 1) } < 0 {
+                unsafe { libc::close(saved) };
+                return None;
+            }
+            Some(Self {
+                saved: Mutex::new(Some(saved)),
+            })
+        }
+
+        #[cfg(not(unix))]
+        pub(super) fn start() -> Option<Self> {
+            None
+        }
+
+        /// Puts standard output back (once; later calls do nothing).
+        pub(super) fn end(&self) {
+            let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(fd) = saved.take() {
+                #[cfg(unix)]
+                {
+                    use std::io::Write;
+                    let _ = std::io::stdout().flush();
+                    // SAFETY: `fd` is the copy of stdout made by `start`, still open.
+                    unsafe {
+                        libc::dup2(fd, 1);
+                        libc::close(fd);
+                    }
+                }
+                #[cfg(not(unix))]
+                let _ = fd;
+            }
+        }
+    }
+}
+
 /// `n` loopback addresses with ports that were free a moment ago.
 pub fn free_loopback_addresses(n: usize) -> Result<Vec<String>> {
     let listeners = (0..n)
@@ -420,10 +508,29 @@ fn execute(flow: &Dataflow, config: timely::Config, shared: Arc<RunShared>) -> R
     let builders = flow.builders();
     let (name, trace) = (flow.name(), flow.traces_origins());
     let inner = shared.clone();
+    // Timely prints its connection progress ("awaiting connections ...") with
+    // println!: while a cluster connects, standard output goes to stderr, so a flow
+    // that writes its results to stdout gets only its results there. The first
+    // worker to start puts it back, before any of the flow's output.
+    let diverted = matches!(
+        config.communication,
+        timely::CommunicationConfig::Cluster { .. }
+    )
+    .then(diagnostics::StdoutDiverted::start)
+    .flatten()
+    .map(Arc::new);
+    let restore = diverted.clone();
     let guards = timely::execute(config, move |worker| {
+        if let Some(diverted) = &restore {
+            diverted.end();
+        }
         drive(worker, &name, &builders, trace, &inner)
     })
-    .map_err(RiffleError::Execution)?;
+    .map_err(RiffleError::Execution);
+    if let Some(diverted) = &diverted {
+        diverted.end();
+    }
+    let guards = guards?;
     let mut first = None;
     for result in guards.join() {
         let outcome = match result {

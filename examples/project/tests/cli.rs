@@ -126,3 +126,19 @@ fn ctrl_c_stops_a_run_and_records_it_as_cancelled() {
     let row = list.lines().find(|l| l.contains("maintenance")).unwrap();
     assert!(row.contains("cancelled"), "{list}");
 }
+
+#[test]
+fn the_binary_speaks_of_itself_by_its_own_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = Command::new(env!("CARGO_BIN_EXE_inventory"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Usage: inventory "), "{help}");
+    // Riffle's own benchmark workloads are not the project's.
+    assert!(!help.contains("bench"), "{help}");
+    assert!(help.contains("runs") && help.contains("ui"), "{help}");
+    let (ok, text) = inventory(dir.path(), &["run"]);
+    assert!(!ok && text.contains("`inventory run --list`"), "{text}");
+}

@@ -27,15 +27,14 @@ use crate::flows::words;
 /// assert_eq!(flow.name(), "kafka-wordcount");
 /// ```
 pub fn kafka_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
-    let brokers = match ctx.params.get("brokers") {
+    let brokers = match ctx.param("brokers") {
         Some(b) => b.to_string(),
         None => std::env::var("RIFFLE_KAFKA_BROKERS").map_err(|_| {
             anyhow::anyhow!("kafka-wordcount needs -P brokers=HOST:PORT (or RIFFLE_KAFKA_BROKERS)")
         })?,
     };
     let topic = ctx
-        .params
-        .get("topic")
+        .param("topic")
         .ok_or_else(|| {
             anyhow::anyhow!("kafka-wordcount needs -P topic=NAME (the topic of lines to count)")
         })?
@@ -50,7 +49,7 @@ pub fn kafka_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
         "at-least-once" => sink,
         other => anyhow::bail!("-P delivery={other:?}: use exactly-once or at-least-once"),
     };
-    let out_dir = ctx.params.get("out-dir").cloned();
+    let out_dir = ctx.param("out-dir");
     let counter = ctx.counter("words");
     let flow = Dataflow::new("kafka-wordcount");
     let counts = flow

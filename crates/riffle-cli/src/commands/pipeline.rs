@@ -32,7 +32,8 @@ use riffle_pipeline::{
 #[derive(Default)]
 pub struct Registry {
     pipelines: BTreeMap<String, Arc<Pipeline>>,
-    errors: Vec<String>,
+    /// The pipelines that failed to build, with why.
+    errors: Vec<riffle_pipeline::Error>,
 }
 
 impl Registry {
@@ -49,6 +50,10 @@ impl Registry {
     pub(crate) fn lookup(&self, id: &str) -> anyhow::Result<&Arc<Pipeline>> {
         if let Some(p) = self.pipelines.get(id) {
             return Ok(p);
+        }
+        // A pipeline that failed to build is reported as itself, not as unknown.
+        if let Some(e) = self.errors.iter().find(|e| e.pipeline() == Some(id)) {
+            bail!("pipeline {id:?} failed to register: {e}");
         }
         let known: Vec<&str> = self.pipelines.keys().map(String::as_str).collect();
         let mut msg = format!(
@@ -94,7 +99,7 @@ impl crate::App {
                     .pipelines
                     .insert(p.id().to_string(), Arc::new(p));
             }
-            Err(e) => self.pipelines.errors.push(e.to_string()),
+            Err(e) => self.pipelines.errors.push(e),
         }
         self
     }
@@ -260,7 +265,11 @@ impl RunObserver for Progress {
 }
 
 /// Runs `riffle run --workflow/--job/--workflows`.
-pub fn run_pipeline(app: &crate::App, args: &RunPipelineArgs) -> anyhow::Result<ExitCode> {
+pub fn run_pipeline(
+    app: &crate::App,
+    args: &RunPipelineArgs,
+    params: &[(String, String)],
+) -> anyhow::Result<ExitCode> {
     if args.workflows {
         for p in app.pipelines.iter() {
             let schedule = p
@@ -289,6 +298,13 @@ pub fn run_pipeline(app: &crate::App, args: &RunPipelineArgs) -> anyhow::Result<
         _ => bail!("give --workflow ID or --job WORKFLOW.STEP"),
     };
     let pipeline = app.pipelines.lookup(pipeline_id)?;
+    let with_params;
+    let pipeline: &Pipeline = if params.is_empty() {
+        pipeline
+    } else {
+        with_params = pipeline.with_params(params)?;
+        &with_params
+    };
     if let Some(step) = &only_step {
         pipeline.step(step)?;
     }
@@ -406,6 +422,7 @@ fn one_line(text: &str, max: usize) -> String {
 /// Runs `riffle runs list|show`.
 pub fn runs(_app: &crate::App, args: &RunsArgs) -> anyhow::Result<ExitCode> {
     let md = args.project.metadata()?;
+    riffle_pipeline::metadata::reap_abandoned(md.as_ref())?;
     match &args.command {
         RunsCommand::List { pipeline, limit } => {
             let runs = md.runs(pipeline.as_deref(), *limit)?;

@@ -125,6 +125,17 @@ pub fn recovery(args: &RecoveryArgs) -> anyhow::Result<ExitCode> {
                 Some(epoch) => println!("committed:  epoch {epoch}"),
                 None => println!("committed:  nothing yet"),
             }
+            if !summary.problems.is_empty() {
+                for problem in &summary.problems {
+                    eprintln!("problem:    {problem}");
+                }
+                bail!(
+                    "the recovery store {} has {} damaged or missing partition file(s); \
+                     it cannot be resumed from as it is",
+                    dir.display(),
+                    summary.problems.len()
+                );
+            }
         }
         RecoveryCommand::Restore { from, dir } => {
             let parts = restore(from, dir)?;

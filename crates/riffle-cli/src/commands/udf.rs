@@ -149,8 +149,19 @@ async fn call_udf(args: &CallArgs) -> anyhow::Result<ExitCode> {
     };
     let lines = call(kind, options, datums, &params).await?;
     let mut stdout = std::io::stdout().lock();
-    for line in lines {
+    for line in &lines {
         writeln!(stdout, "{line}")?;
+    }
+    // A sink that refused datums failed the call, though it answered.
+    let failed = lines
+        .iter()
+        .filter(|l| l.get("status").and_then(|s| s.as_str()) == Some("failure"))
+        .count();
+    if failed > 0 {
+        anyhow::bail!(
+            "the {kind} UDF answered failure for {failed} of {} datum(s)",
+            lines.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -93,15 +93,32 @@ pub fn ui(app: &App, args: &UiArgs) -> anyhow::Result<ExitCode> {
     if let Some(artifacts) = &args.artifacts {
         stores.artifacts_url = Some(artifacts.clone());
     }
-    let location = stores.metadata_url.clone().unwrap_or_else(|| {
-        root.join(".riffle")
-            .join("metadata.db")
-            .to_string_lossy()
-            .into_owned()
-    });
-    let mut dashboard = Dashboard::open(&location)?
-        .with_catalog(catalog(app))
-        .with_name(app.name());
+    let location = match stores.metadata_url.clone() {
+        Some(location) => location,
+        None => {
+            // The project's own store: a new project has none yet, and the
+            // dashboard starts on an empty one rather than refusing a first look.
+            let path = root.join(".riffle").join("metadata.db");
+            if !path.exists() {
+                stores
+                    .metadata()
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                eprintln!(
+                    "no runs yet in {}: the dashboard starts empty; make a first run with \
+                     `{} run --workflow ID`",
+                    path.display(),
+                    app.name()
+                );
+            }
+            path.to_string_lossy().into_owned()
+        }
+    };
+    let mut dashboard = Dashboard::open(&location)?;
+    // Runs whose process died on this machine are shown as failed, not running.
+    riffle_pipeline::metadata::open(&location)
+        .and_then(|md| riffle_pipeline::metadata::reap_abandoned(md.as_ref()))
+        .with_context(|| format!("metadata store {location}"))?;
+    dashboard = dashboard.with_catalog(catalog(app)).with_name(app.name());
     match stores.artifacts() {
         Ok(artifacts) => dashboard = dashboard.with_artifacts(artifacts),
         Err(e) => eprintln!("warning: artifact previews are off: {e}"),

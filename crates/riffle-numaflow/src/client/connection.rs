@@ -40,7 +40,20 @@ impl Connection {
     {
         let info = if options.check_server_info {
             let path = options.server_info_path(kind);
-            let info = ServerInfo::wait_for(&path, options.info_timeout).await?;
+            // The final error names the socket too: that is where the server
+            // should be listening.
+            let info = ServerInfo::wait_for(&path, options.info_timeout)
+                .await
+                .map_err(|e| match e {
+                    Error::ServerInfo { path, reason } => Error::ServerInfo {
+                        path,
+                        reason: format!(
+                            "{reason}; the {kind} server should listen on {}",
+                            options.socket.display()
+                        ),
+                    },
+                    other => other,
+                })?;
             info.check_compatible()
                 .map_err(|reason| Error::Incompatible {
                     kind,
@@ -127,6 +140,7 @@ where
     Fut: std::future::Future<Output = std::result::Result<bool, tonic::Status>>,
 {
     let start = Instant::now();
+    let mut notice = super::WaitNotice::new(timeout);
     let mut last;
     loop {
         if socket.exists() {
@@ -147,7 +161,49 @@ where
                 reason: format!("not ready after {timeout:?}: {last}"),
             });
         }
+        notice.tell(|| format!("the {kind} UDF at {} ({last})", socket.display()));
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Says on stderr what a client is waiting for, so a run waiting for a UDF server
+/// does not look hung: first after [`WaitNotice::FIRST`], then every
+/// [`WaitNotice::EVERY`].
+pub struct WaitNotice {
+    start: Instant,
+    next: Duration,
+    timeout: Duration,
+}
+
+impl WaitNotice {
+    /// When the first notice comes.
+    pub const FIRST: Duration = Duration::from_secs(2);
+    /// How often the next ones come.
+    pub const EVERY: Duration = Duration::from_secs(10);
+
+    /// Starts the clock of a wait of at most `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            next: Self::FIRST,
+            timeout,
+        }
+    }
+
+    /// Prints `waiting for WHAT (N s of at most M s)` when a notice is due.
+    pub fn tell(&mut self, what: impl FnOnce() -> String) {
+        let waited = self.start.elapsed();
+        if waited < self.next {
+            return;
+        }
+        self.next = waited + Self::EVERY;
+        let line = format!(
+            "waiting for {} ({:.0} s of at most {:.0} s)\n",
+            what(),
+            waited.as_secs_f64(),
+            self.timeout.as_secs_f64()
+        );
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
     }
 }
 

@@ -27,7 +27,7 @@ pub enum MapMode {
 }
 
 impl MapMode {
-    fn kind(self) -> UdfKind {
+    pub(crate) fn kind(self) -> UdfKind {
         match self {
             MapMode::Unary => UdfKind::Map,
             MapMode::Stream => UdfKind::MapStream,
@@ -157,6 +157,7 @@ impl MapClient {
     /// finish its side. Some servers (pynumaflow's async ones) shut down when a
     /// client's stream is cancelled rather than closed, so close before exiting.
     pub async fn close(mut self) -> Result<()> {
+        let mut extra = 0usize;
         if let Some(OpenStream { tx, mut rx }) = self.stream.take() {
             drop(tx);
             while rx
@@ -164,7 +165,19 @@ impl MapClient {
                 .await
                 .map_err(|s| self.conn.rpc_error(s))?
                 .is_some()
-            {}
+            {
+                extra += 1;
+            }
+        }
+        // Every datum was answered: anything more means the server answers in
+        // another mode, and what it said was cut short.
+        if extra > 0 {
+            return Err(self.conn.protocol_error(format!(
+                "the server sent {extra} response(s) after every datum was answered: it \
+                 answers in another mode than {} (a map-stream or batch-map server?), so \
+                 its answers were cut short",
+                self.mode.kind()
+            )));
         }
         drop(self);
         super::connection::settle().await;
@@ -338,6 +351,13 @@ async fn receive(
                     out[i] = Some(streamed.remove(&i).unwrap_or_default());
                     done += 1;
                 }
+            }
+            MapMode::Unary if eot => {
+                return Err(BatchFailure::Fatal(conn.protocol_error(
+                    "the server sent an end-of-transmission mark, as only a map-stream or \
+                     batch-map server does: it is not a unary map server, so its answers \
+                     would be cut short; call it as map-stream or batch-map",
+                )));
             }
             _ => {
                 let Some(i) = index_of(&response.id) else {

@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use accumulator::AccumulatorClient;
-pub use connection::Connection;
+pub use connection::{Connection, WaitNotice};
 pub use map::{MapClient, MapMode};
 pub use reduce::ReduceClient;
 pub use sideinput::SideInputClient;

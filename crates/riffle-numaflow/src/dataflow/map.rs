@@ -1,7 +1,9 @@
 //! Map-family steps: a datum in, messages (or transformed datums) out.
 //!
 //! In-process, the UDF is called on the worker that holds the datum, one datum at a
-//! time ([`Mapper`], [`SourceTransformer`]) or one batch at a time ([`BatchMapper`]).
+//! time ([`Mapper`], [`MapStreamer`], [`SourceTransformer`]) or one batch at a time
+//! ([`BatchMapper`]). A map-stream UDF's messages are gathered as it sends them and
+//! go on, in the order sent, when it returns.
 //! Over the socket, every kind goes through one engine, [`call_in_batches`]: datums
 //! are grouped into batches of up to `batch_size` (a batch is also sent when its
 //! epoch closes), each batch is one call on a client of the step's pool (see
@@ -21,7 +23,7 @@ use crate::datum::{Datum, Message, TransformMessage};
 use crate::error::Error;
 use crate::kind::UdfKind;
 use crate::runtime::block_on;
-use crate::udf::{BatchMapper, Mapper, SourceTransformer};
+use crate::udf::{BatchMapper, MapStreamer, Mapper, MessageSender, SourceTransformer};
 
 pub(super) fn udf_map<M: Mapper>(
     stream: &Stream<Datum>,
@@ -33,6 +35,33 @@ pub(super) fn udf_map<M: Mapper>(
     stream
         .try_map(step_id, move |datum: Datum| {
             block_on(mapper.map(datum)).map_err(|e| format!("{kind} UDF failed: {e}"))
+        })?
+        .flat_map(&format!("{step_id}.messages"), keep)
+}
+
+pub(super) fn udf_map_stream<M: MapStreamer>(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    mapper: M,
+) -> riffle::Result<Stream<Message>> {
+    let mapper = Arc::new(mapper);
+    let kind = UdfKind::MapStream;
+    stream
+        .try_map(step_id, move |datum: Datum| {
+            block_on(async {
+                let (out, mut sent) = MessageSender::channel(64);
+                let mapping = mapper.map_stream(datum, out);
+                let collecting = async {
+                    let mut messages = Vec::new();
+                    while let Some(m) = sent.recv().await {
+                        messages.push(m);
+                    }
+                    messages
+                };
+                let (mapped, messages) = tokio::join!(mapping, collecting);
+                mapped.map(|()| messages)
+            })
+            .map_err(|e| format!("{kind} UDF failed: {e}"))
         })?
         .flat_map(&format!("{step_id}.messages"), keep)
 }

@@ -108,12 +108,12 @@ use riffle::{Dataflow, RiffleError, Stream};
 
 pub use reduce::{Accumulation, Reduced, event_time};
 pub use side_input::SideInputHandle;
-pub use sink::SinkUdf;
+pub use sink::{OnFailure, SinkRetry, SinkUdf};
 
 use crate::client::ClientOptions;
 use crate::datum::{Datum, Message, SourceMessage};
 use crate::udf::{
-    Accumulator, BatchMapper, Mapper, ReduceStreamer, Reducer, SideInput, Sinker,
+    Accumulator, BatchMapper, MapStreamer, Mapper, ReduceStreamer, Reducer, SideInput, Sinker,
     SourceTransformer, Sourcer,
 };
 
@@ -121,6 +121,41 @@ use crate::udf::{
 pub trait UdfStreamExt {
     /// Maps every datum in-process with `mapper`; dropped messages do not pass.
     fn udf_map<M: Mapper>(&self, step_id: &str, mapper: M) -> riffle::Result<Stream<Message>>;
+
+    /// Maps every datum in-process with a map-stream UDF: the messages it sends for
+    /// a datum, in order, drops left out.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, sources::TestingSource};
+    /// use riffle_numaflow::dataflow::UdfStreamExt;
+    /// use riffle_numaflow::udf::{MapStreamer, MessageSender};
+    /// use riffle_numaflow::{Datum, HandlerResult, Message};
+    ///
+    /// struct Words;
+    /// impl MapStreamer for Words {
+    ///     async fn map_stream(&self, d: Datum, out: MessageSender<Message>) -> HandlerResult<()> {
+    ///         for w in String::from_utf8_lossy(&d.value).split(' ') {
+    ///             out.send(Message::new(w.to_string())).await?;
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let flow = Dataflow::new("words");
+    /// let out = flow
+    ///     .input("in", TestingSource::new(vec![Datum::new("a b c")]))?
+    ///     .udf_map_stream("split", Words)?
+    ///     .capture("out")?;
+    /// riffle::run_main(&flow)?;
+    /// let words: Vec<Vec<u8>> = out.take().into_iter().map(|(_, m)| m.value).collect();
+    /// assert_eq!(words, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    fn udf_map_stream<M: MapStreamer>(
+        &self,
+        step_id: &str,
+        mapper: M,
+    ) -> riffle::Result<Stream<Message>>;
 
     /// Maps batches of up to `batch_size` datums in-process with `mapper`.
     fn udf_batch_map<B: BatchMapper>(
@@ -237,6 +272,10 @@ pub trait UdfStreamExt {
     /// Writes every datum to a sink UDF server over its socket.
     fn udf_call_sink(&self, step_id: &str, options: ClientOptions) -> riffle::Result<()>;
 
+    /// Writes every datum to `sink`, with its retry strategy and on-success sink
+    /// (see [`SinkUdf::with_retry`], [`SinkUdf::with_on_success`]) and no fallback.
+    fn udf_sink_with(&self, step_id: &str, sink: SinkUdf) -> riffle::Result<()>;
+
     /// Writes every datum to `primary`; the datums it answers with fallback are
     /// written to `fallback` instead of failing the run. Each may be in-process
     /// ([`SinkUdf::new`]) or a server ([`SinkUdf::call`]); see [`SinkUdf`].
@@ -297,6 +336,14 @@ fn keep(messages: Vec<Message>) -> impl Iterator<Item = Message> {
 impl UdfStreamExt for Stream<Datum> {
     fn udf_map<M: Mapper>(&self, step_id: &str, mapper: M) -> riffle::Result<Stream<Message>> {
         map::udf_map(self, step_id, mapper)
+    }
+
+    fn udf_map_stream<M: MapStreamer>(
+        &self,
+        step_id: &str,
+        mapper: M,
+    ) -> riffle::Result<Stream<Message>> {
+        map::udf_map_stream(self, step_id, mapper)
     }
 
     fn udf_batch_map<B: BatchMapper>(
@@ -409,6 +456,10 @@ impl UdfStreamExt for Stream<Datum> {
 
     fn udf_call_sink(&self, step_id: &str, options: ClientOptions) -> riffle::Result<()> {
         sink::udf_sink_to(self, step_id, SinkUdf::call(options), None)
+    }
+
+    fn udf_sink_with(&self, step_id: &str, sink: SinkUdf) -> riffle::Result<()> {
+        sink::udf_sink_to(self, step_id, sink, None)
     }
 
     fn udf_sink_with_fallback(

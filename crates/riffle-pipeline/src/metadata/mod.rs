@@ -5,11 +5,12 @@
 //! and the dashboard read through the same trait, so they work on any backend:
 //! [`SqliteStore`] (the default, `.riffle/metadata.db`) or [`PostgresStore`].
 //!
-//! ## The schema (version 2)
+//! ## The schema (version 3)
 //!
 //! | table | one row per | key columns |
 //! |---|---|---|
 //! | `pipelines` | pipeline ever run | `id`, `schedule`, `about`, `last_seen_ms` |
+//! | `run_owners` | run (version 3) | `run_id`, `owner` (host, pid and process start: see [`RunOwner`]) |
 //! | `runs` | run | `id`, `pipeline_id`, `status`, `runtime`, `environment`, `config` (JSON, no secrets), `started_ms`, `finished_ms`, `error` |
 //! | `step_runs` | step of a run | `id`, `run_id`, `step_id`, `status`, `attempts`, `cache_key`, `cache_hit`, `started_ms`, `finished_ms`, `error`, `output_hash` |
 //! | `artifacts` | distinct artifact | `hash`, `size`, `type_name`, `uri`, `created_ms` |
@@ -25,9 +26,11 @@
 //! numbered; opening a store applies the missing ones in a transaction and refuses a
 //! database from a newer version.
 
+mod owner;
 mod postgres;
 mod sqlite;
 
+pub use self::owner::{RunOwner, reap_abandoned};
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
 
@@ -37,7 +40,8 @@ use crate::step::LogLine;
 /// The state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
-    /// Still going (or the process died: a run stays `running` forever then).
+    /// Still going (a run whose process died on this host is marked failed by
+    /// [`reap_abandoned`]).
     Running,
     /// Every planned step succeeded or was cached.
     Succeeded,
@@ -207,6 +211,11 @@ pub trait MetadataStore: Send + Sync {
     fn record_pipeline(&self, record: &PipelineRecord) -> Result<()>;
     /// Records a run starting.
     fn start_run(&self, run: &RunRecord) -> Result<()>;
+    /// Records which process runs `run_id` (a [`RunOwner`] as text), so a run whose
+    /// process died can be told from one still going.
+    fn claim_run(&self, run_id: &str, owner: &str) -> Result<()>;
+    /// The `running` runs that have an owner, with it.
+    fn running_owners(&self) -> Result<Vec<(String, String)>>;
     /// Records a run's end.
     fn finish_run(
         &self,
@@ -273,15 +282,39 @@ pub trait MetadataStore: Send + Sync {
 
 /// Opens the metadata store at `location`: a `postgres://` or `postgresql://` URL, or a
 /// path to an SQLite file (created with its folder if missing).
+///
+/// Any other `scheme://` is refused rather than taken for a file name:
+///
+/// ```
+/// let err = riffle_pipeline::metadata::open("mysql://u@db/riffle").err().unwrap();
+/// assert!(err.to_string().contains("mysql://u@db/riffle"));
+/// ```
 pub fn open(location: &str) -> Result<std::sync::Arc<dyn MetadataStore>> {
     if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        PostgresStore::open_dyn(location)
-    } else {
-        let path = location.strip_prefix("sqlite://").unwrap_or(location);
-        Ok(std::sync::Arc::new(SqliteStore::open(
-            std::path::Path::new(path),
-        )?))
+        return PostgresStore::open_dyn(location);
     }
+    if let Some(path) = location.strip_prefix("sqlite://") {
+        return Ok(std::sync::Arc::new(SqliteStore::open(
+            std::path::Path::new(path),
+        )?));
+    }
+    if let Some((scheme, _)) = location.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        return Err(crate::Error::InvalidMetadataUrl {
+            url: location.to_string(),
+            why: format!(
+                "{scheme}:// is not a metadata store Riffle knows; use postgres://, \
+                 postgresql://, sqlite://PATH or a plain file path"
+            ),
+        });
+    }
+    Ok(std::sync::Arc::new(SqliteStore::open(
+        std::path::Path::new(location),
+    )?))
 }
 
 /// A stored time (milliseconds since the Unix epoch) as `YYYY-MM-DD HH:MM:SS` UTC.

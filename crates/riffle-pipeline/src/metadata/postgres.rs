@@ -90,6 +90,8 @@ CREATE INDEX logs_by_step_run ON logs(step_run_id, id);
 "#,
     // 2: the dashboard lists artifacts newest first.
     "CREATE INDEX artifacts_by_created ON artifacts(created_ms DESC);",
+    // 3: who runs a run, so a run whose process died can be found.
+    "CREATE TABLE run_owners (run_id TEXT PRIMARY KEY REFERENCES runs(id), owner TEXT NOT NULL);",
 ];
 
 /// The metadata store in a Postgres database; see the [module docs](super).
@@ -306,6 +308,30 @@ impl MetadataStore for PostgresStore {
                 ],
             )
             .map(drop)
+        })
+    }
+
+    fn claim_run(&self, run_id: &str, owner: &str) -> Result<()> {
+        self.with("recording a run's owner", |c| {
+            c.execute(
+                "INSERT INTO run_owners (run_id, owner) VALUES ($1, $2)
+                 ON CONFLICT (run_id) DO UPDATE SET owner = EXCLUDED.owner",
+                &[&run_id, &owner],
+            )
+            .map(drop)
+        })
+    }
+
+    fn running_owners(&self) -> Result<Vec<(String, String)>> {
+        self.with("reading the owners of running runs", |c| {
+            Ok(c.query(
+                "SELECT r.id, o.owner FROM runs r JOIN run_owners o ON o.run_id = r.id
+                     WHERE r.status = 'running'",
+                &[],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
         })
     }
 

@@ -92,7 +92,35 @@ CREATE INDEX logs_by_step_run ON logs(step_run_id, id);
 "#,
     // 2: the dashboard lists artifacts newest first.
     "CREATE INDEX artifacts_by_created ON artifacts(created_ms DESC);",
+    // 3: who runs a run, so a run whose process died can be found.
+    "CREATE TABLE run_owners (run_id TEXT PRIMARY KEY REFERENCES runs(id), owner TEXT NOT NULL);",
 ];
+
+/// How long opening waits for another process that is switching a new store to WAL.
+const PRAGMA_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sets the connection's pragmas. Switching a new file to WAL takes a lock that SQLite
+/// does not wait for (the busy timeout does not apply), so when several runs open one
+/// new store at once, all but one are told "database is locked": those retry until
+/// the switch is done or [`PRAGMA_PATIENCE`] runs out.
+fn set_pragmas(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + PRAGMA_PATIENCE;
+    loop {
+        match conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        ) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// The metadata store in an SQLite file; see the [module docs](super).
 ///
@@ -133,10 +161,7 @@ impl SqliteStore {
         let mut conn = Connection::open(path).map_err(fail("opening"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(fail("setting the busy timeout"))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(fail("setting pragmas"))?;
+        set_pragmas(&conn).map_err(fail("setting pragmas"))?;
         migrate(&mut conn, path)?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -370,6 +395,28 @@ impl MetadataStore for SqliteStore {
                 r.error
             ])
             .map(drop)
+        })
+    }
+
+    fn claim_run(&self, run_id: &str, owner: &str) -> Result<()> {
+        self.write("recording a run's owner", |c| {
+            c.prepare_cached(
+                "INSERT INTO run_owners (run_id, owner) VALUES (?1, ?2)
+                 ON CONFLICT(run_id) DO UPDATE SET owner = excluded.owner",
+            )?
+            .execute(params![run_id, owner])
+            .map(drop)
+        })
+    }
+
+    fn running_owners(&self) -> Result<Vec<(String, String)>> {
+        self.with("reading the owners of running runs", |c| {
+            c.prepare_cached(
+                "SELECT r.id, o.owner FROM runs r JOIN run_owners o ON o.run_id = r.id
+                 WHERE r.status = 'running'",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
         })
     }
 

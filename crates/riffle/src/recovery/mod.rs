@@ -48,6 +48,7 @@
 //! ```
 
 mod backup;
+mod lock;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use backup::{BackupTarget, LocalBackup};
+pub use lock::RunLock;
 pub use store::{Change, RecoveryStore, StoreSummary};
 
 use crate::error::{Result, RiffleError};
@@ -144,6 +146,8 @@ pub(crate) struct RecoveryRun {
     leader: bool,
     /// When a process that does not commit last read the store's commit.
     refreshed: std::sync::Mutex<Option<std::time::Instant>>,
+    /// This process's hold on the store, for as long as the run lasts.
+    _lock: RunLock,
 }
 
 /// How often a process that does not commit itself reads the store's commit.
@@ -153,17 +157,20 @@ const COMMIT_REFRESH: Duration = Duration::from_millis(50);
 const SWEEP_EVERY: u64 = 32;
 
 impl RecoveryRun {
-    /// Opens the store for a run. The `leader` (the only process, or process 0 of
-    /// a cluster, before it connects to the others) first discards what a killed
-    /// run wrote after its last commit.
+    /// Opens the store for process `process` of a run (0 when alone), refusing it
+    /// while another run holds it (see [`RunLock`]). The leader (process 0, before
+    /// it connects to the others) first discards what a killed run wrote after its
+    /// last commit.
     pub fn open(
         config: &Recovery,
         epoch_interval: Duration,
         flow: &str,
         fingerprint: &str,
-        leader: bool,
+        process: usize,
     ) -> Result<Self> {
+        let leader = process == 0;
         let store = RecoveryStore::open(&config.dir, flow, fingerprint)?;
+        let lock = RunLock::take(&config.dir, process)?;
         let resume = store.resume_epoch()?;
         if leader {
             store.discard_uncommitted(resume)?;
@@ -181,6 +188,7 @@ impl RecoveryRun {
             committed: std::sync::atomic::AtomicU64::new(resume.map_or(0, |e| e + 1)),
             leader,
             refreshed: std::sync::Mutex::new(None),
+            _lock: lock,
         })
     }
 

@@ -41,6 +41,8 @@ pub struct StoreSummary {
     pub flow: Option<String>,
     /// The newest committed epoch.
     pub committed: Option<u64>,
+    /// What is wrong with any of its files, one line each (empty when all is well).
+    pub problems: Vec<String>,
 }
 
 /// An open recovery store.
@@ -63,6 +65,19 @@ CREATE TABLE IF NOT EXISTS snaps (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS commits (epoch INTEGER PRIMARY KEY, committed_at TEXT NOT NULL);
 ";
+
+/// The running program's name, for the commands that messages suggest: `riffle`, or
+/// a project's own binary built on the app entry.
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|p| {
+            Path::new(&p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "riffle".to_string())
+}
 
 fn part_path(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("part-{i}.sqlite3"))
@@ -118,9 +133,10 @@ impl RecoveryStore {
         let first = part_path(dir, 0);
         if !first.exists() {
             return Err(RiffleError::Recovery(format!(
-                "{} is not a recovery store (no {}); create one with `riffle recovery init {} --partitions N`",
+                "{} is not a recovery store (no {}); create one with `{} recovery init {} --partitions N`",
                 dir.display(),
                 first.display(),
+                program_name(),
                 dir.display()
             )));
         }
@@ -162,7 +178,21 @@ impl RecoveryStore {
         Ok(store)
     }
 
-    /// Reads what the store in `dir` holds without binding it to a flow.
+    /// Reads what the store in `dir` holds without binding it to a flow and without
+    /// writing to it: every partition file is opened read-only, and each one that
+    /// cannot be read (missing, empty, not SQLite, from another store) is listed in
+    /// [`StoreSummary::problems`] rather than hidden.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// riffle::recovery::RecoveryStore::init(dir.path(), 2)?;
+    /// std::fs::write(dir.path().join("part-1.sqlite3"), b"garbage")?;
+    /// let summary = riffle::recovery::RecoveryStore::summary(dir.path())?;
+    /// assert_eq!(summary.partitions, 2);
+    /// assert!(summary.problems[0].contains("part-1.sqlite3"));
+    /// assert_eq!(std::fs::read(dir.path().join("part-1.sqlite3"))?, b"garbage");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn summary(dir: &Path) -> Result<StoreSummary> {
         let first = part_path(dir, 0);
         if !first.exists() {
@@ -172,19 +202,99 @@ impl RecoveryStore {
                 first.display()
             )));
         }
-        let conn = Self::connect(&first)?;
-        let partitions = meta(&conn, &first, "partitions")?
+        let mut summary = StoreSummary {
+            partitions: 0,
+            flow: None,
+            committed: None,
+            problems: Vec::new(),
+        };
+        match Self::read_head(&first) {
+            Ok((partitions, flow, committed)) => {
+                summary.partitions = partitions;
+                summary.flow = flow;
+                summary.committed = committed;
+            }
+            Err(e) => summary.problems.push(e.to_string()),
+        }
+        // Every file there is, and every one the count promises.
+        let mut i = 1;
+        loop {
+            let path = part_path(dir, i);
+            if !path.exists() {
+                if i < summary.partitions {
+                    summary.problems.push(format!(
+                        "recovery file {} is missing (the store has {} partitions)",
+                        path.display(),
+                        summary.partitions
+                    ));
+                    i += 1;
+                    continue;
+                }
+                break;
+            }
+            if let Err(e) = Self::check_partition(&path, summary.partitions) {
+                summary.problems.push(e.to_string());
+            }
+            i += 1;
+        }
+        Ok(summary)
+    }
+
+    /// Opens a partition file for reading only: no schema is made, no journal mode
+    /// switched, so looking into a store never changes it.
+    fn connect_read_only(path: &Path) -> Result<Connection> {
+        use rusqlite::OpenFlags;
+        let len = std::fs::metadata(path)
+            .map_err(|e| io(path, "read", e))?
+            .len();
+        if len == 0 {
+            return Err(RiffleError::Recovery(format!(
+                "recovery file {} is empty (0 bytes): not a recovery store file",
+                path.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sql_error(path, "open", e))?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(|e| sql_error(path, "open", e))?;
+        Ok(conn)
+    }
+
+    /// Partition 0's count, flow and newest commit.
+    fn read_head(path: &Path) -> Result<(usize, Option<String>, Option<u64>)> {
+        let conn = Self::connect_read_only(path)?;
+        let partitions = meta(&conn, path, "partitions")?
             .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        let flow = meta(&conn, &first, "flow")?;
+            .ok_or_else(|| {
+                RiffleError::Recovery(format!(
+                    "recovery file {}: its partition count is missing",
+                    path.display()
+                ))
+            })?;
+        let flow = meta(&conn, path, "flow")?;
         let committed: Option<i64> = conn
             .query_row("SELECT MAX(epoch) FROM commits", [], |r| r.get(0))
-            .map_err(|e| sql_error(&first, "read its commits", e))?;
-        Ok(StoreSummary {
-            partitions,
-            flow,
-            committed: committed.map(|e| e as u64),
-        })
+            .map_err(|e| sql_error(path, "read its commits", e))?;
+        Ok((partitions, flow, committed.map(|e| e as u64)))
+    }
+
+    /// Checks that a partition file is readable and belongs to a store of `partitions`.
+    fn check_partition(path: &Path, partitions: usize) -> Result<()> {
+        let conn = Self::connect_read_only(path)?;
+        let n = meta(&conn, path, "partitions")?;
+        if partitions > 0 && n.as_deref() != Some(&partitions.to_string()) {
+            return Err(RiffleError::Recovery(format!(
+                "recovery file {} belongs to another store ({} partitions, not {partitions})",
+                path.display(),
+                n.unwrap_or_else(|| "no count of".to_string())
+            )));
+        }
+        conn.query_row("SELECT COUNT(*) FROM snaps", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| sql_error(path, "read its snapshots", e))?;
+        Ok(())
     }
 
     fn connect(path: &Path) -> Result<Connection> {

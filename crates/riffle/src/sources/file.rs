@@ -258,6 +258,16 @@ impl<T: Data + DeserializeOwned> LineFormat for JsonLines<T> {
     }
 }
 
+/// Tells, once per path and process, that a directory source skips `path`.
+fn warn_skipped(path: &Path, why: &str) {
+    static WARNED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if !warned.iter().any(|p| p == path) {
+        warned.push(path.to_path_buf());
+        eprintln!("warning: skipping {}: {why}", path.display());
+    }
+}
+
 impl<F: LineFormat> FixedPartitionedSource for LineSource<F> {
     type Item = F::Item;
     type State = FilePosition;
@@ -287,8 +297,14 @@ impl<F: LineFormat> FixedPartitionedSource for LineSource<F> {
                 path: self.path.clone(),
                 error,
             })?;
-            if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
-                names.push(entry.path().display().to_string());
+            // A link to a file is read like the file; anything else is skipped, and
+            // said so.
+            let path = entry.path();
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => names.push(path.display().to_string()),
+                Ok(meta) if meta.is_dir() => warn_skipped(&path, "it is a directory"),
+                Ok(_) => warn_skipped(&path, "it is not a regular file"),
+                Err(e) => warn_skipped(&path, &format!("it cannot be read ({e})")),
             }
         }
         names.sort();
