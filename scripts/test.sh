@@ -18,6 +18,17 @@ riffle_at_exit() {
   trap 'eval "$RIFFLE_AT_EXIT"' EXIT
 }
 
+# Runs a setup file's function; when it fails, CI fails, and elsewhere the tests
+# that need what it sets up skip: `riffle_needs FUNCTION "WHAT" "TESTS"`.
+riffle_needs() {
+  "$1" && return 0
+  if [ "${CI:-}" = true ]; then
+    echo "$setup: $2 could not be set up, and CI=true needs it" >&2
+    return 1
+  fi
+  echo "$setup: no $2; $3 will skip" >&2
+}
+
 for setup in scripts/test.d/*.sh; do
   [ -e "$setup" ] || continue
   echo "== setup: $setup"

@@ -49,10 +49,5 @@ riffle_s3_setup() {
   echo "== moto_server 5.2.5 (S3) on 127.0.0.1:$port, log $dir/server.log: RIFFLE_TEST_S3_ENDPOINT=$RIFFLE_TEST_S3_ENDPOINT"
 }
 
-if ! riffle_s3_setup; then
-  if [ "${CI:-}" = true ]; then
-    echo "40-s3.sh: the S3-compatible server did not start, and CI=true needs it" >&2
-    return 1
-  fi
-  echo "40-s3.sh: no S3-compatible server; the object-store tests will skip" >&2
-fi
+riffle_needs riffle_s3_setup "the S3-compatible server" "the object-store tests" || return 1
+

@@ -38,10 +38,5 @@ riffle_airflow_setup() {
   echo "== Airflow $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("apache-airflow"))'): RIFFLE_TEST_AIRFLOW=$RIFFLE_TEST_AIRFLOW"
 }
 
-if ! riffle_airflow_setup; then
-  if [ "${CI:-}" = true ]; then
-    echo "50-airflow.sh: Airflow could not be installed, and CI=true needs it" >&2
-    return 1
-  fi
-  echo "50-airflow.sh: no Airflow; the build-dags tests against Airflow will skip" >&2
-fi
+riffle_needs riffle_airflow_setup "Airflow" "the build-dags tests against Airflow" || return 1
+

@@ -80,10 +80,5 @@ PROPS
   echo "== Apache Kafka $version (KRaft, one node) on $RIFFLE_TEST_KAFKA_BROKERS, ready in $(( ($(date +%s%N) - started) / 1000000 )) ms, log $dir/server.log"
 }
 
-if ! riffle_kafka_setup; then
-  if [ "${CI:-}" = true ]; then
-    echo "50-kafka.sh: the Kafka broker did not start, and CI=true needs it" >&2
-    return 1
-  fi
-  echo "50-kafka.sh: no Kafka broker; the Kafka tests will skip" >&2
-fi
+riffle_needs riffle_kafka_setup "the Kafka broker" "the Kafka tests" || return 1
+

@@ -33,10 +33,5 @@ riffle_image_tools_setup() {
   echo "== image tools: $("$RIFFLE_TEST_SKOPEO" --version), umoci $("$RIFFLE_TEST_UMOCI" --version 2>&1 | awk '{print $NF}'), $RIFFLE_TEST_REGISTRY"
 }
 
-if ! riffle_image_tools_setup; then
-  if [ "${CI:-}" = true ]; then
-    echo "60-image.sh: skopeo, umoci or docker-registry could not be installed, and CI=true needs them" >&2
-    return 1
-  fi
-  echo "60-image.sh: no image tools; the build-image tests against them will skip" >&2
-fi
+riffle_needs riffle_image_tools_setup "skopeo, umoci or docker-registry" "the build-image tests against them" || return 1
+

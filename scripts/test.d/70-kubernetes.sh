@@ -16,10 +16,5 @@ riffle_k8s_validate_setup() {
   echo "== kubernetes-validate 1.37.0: RIFFLE_TEST_KUBERNETES_VALIDATE=$RIFFLE_TEST_KUBERNETES_VALIDATE"
 }
 
-if ! riffle_k8s_validate_setup; then
-  if [ "${CI:-}" = true ]; then
-    echo "70-kubernetes.sh: kubernetes-validate could not be installed, and CI=true needs it" >&2
-    return 1
-  fi
-  echo "70-kubernetes.sh: no kubernetes-validate; the manifest validation test will skip" >&2
-fi
+riffle_needs riffle_k8s_validate_setup "kubernetes-validate" "the manifest validation test" || return 1
+
