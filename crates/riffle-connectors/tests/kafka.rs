@@ -167,3 +167,72 @@ fn keys_go_where_kafkas_default_partitioner_puts_them() {
         );
     }
 }
+
+#[test]
+fn a_following_source_picks_up_partitions_added_while_it_runs() {
+    let Some(kafka) = KafkaTarget::from_env() else {
+        return;
+    };
+    let topic = kafka.create("grow", 1);
+    kafka.write(&topic, &["first".to_string()]);
+    let seen = riffle::sinks::TestingSink::new();
+    let flow = Dataflow::new("grow");
+    flow.input(
+        "in",
+        KafkaSource::new(kafka.settings.clone(), [topic.as_str()])
+            .format(Utf8)
+            .discover_every(Some(Duration::from_millis(300))),
+    )
+    .unwrap()
+    .filter_map("value", |m| {
+        let v = m.value?;
+        // The only way a following source ends: the test's own stop word.
+        assert!(v != "stop", "stop word from partition {}", m.partition);
+        Some(v)
+    })
+    .unwrap()
+    .output("out", seen.clone())
+    .unwrap();
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(
+            Execution::new()
+                .workers(2)
+                .epoch_interval(Duration::from_millis(50))
+                .run(&flow),
+        );
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    riffle_connectors::kafka::admin::add_partitions(&kafka.settings, &topic, 3).unwrap();
+    // Write straight to the new partitions.
+    kafka.produce(
+        &topic,
+        &[
+            (None, "p0".into()),
+            (None, "p1".into()),
+            (None, "p2".into()),
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    kafka.produce(
+        &topic,
+        &[
+            (None, "x".into()),
+            (None, "x".into()),
+            (None, "stop".into()),
+        ],
+    );
+    let ended = result.recv_timeout(Duration::from_secs(60));
+    let err = ended
+        .expect("the stop word on a new partition was never read")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("stop word from partition 2"), "{err}");
+    // What came before the stop word on the other partitions may or may not be in.
+    let seen: Vec<String> = seen
+        .take_sorted()
+        .into_iter()
+        .filter(|v| v != "x")
+        .collect();
+    assert_eq!(seen, ["first", "p0", "p1", "p2"]);
+}

@@ -1,7 +1,7 @@
 //! Managed topics: create and delete them, for set-up, tests and the applications
 //! that own their topics.
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -62,5 +62,30 @@ pub fn delete_topic(settings: &KafkaSettings, topic: &str) -> Result<bool, Conne
             Err(settings.error(format!("cannot delete topic {topic:?}: {code}")))
         }
         None => Err(settings.error(format!("no answer deleting topic {topic:?}"))),
+    }
+}
+
+/// Grows `topic` to `partitions` partitions (Kafka never shrinks a topic).
+pub fn add_partitions(
+    settings: &KafkaSettings,
+    topic: &str,
+    partitions: usize,
+) -> Result<(), ConnectorError> {
+    let admin = admin(settings)?;
+    let options = AdminOptions::new().operation_timeout(Some(settings.timeout_duration()));
+    let grow = NewPartitions::new(topic, partitions);
+    let results = crate::runtime::handle()
+        .block_on(admin.create_partitions([&grow], &options))
+        .map_err(|e| {
+            settings
+                .error(format!("cannot add partitions to {topic:?}"))
+                .caused_by(e)
+        })?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(()),
+        Some(Err((_, code))) => {
+            Err(settings.error(format!("cannot add partitions to {topic:?}: {code}")))
+        }
+        None => Err(settings.error(format!("no answer adding partitions to {topic:?}"))),
     }
 }

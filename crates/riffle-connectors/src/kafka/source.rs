@@ -41,6 +41,7 @@ pub struct KafkaSource<F = Bytes> {
     start: StartOffset,
     group_id: Option<String>,
     tail: bool,
+    discover: Option<Duration>,
 }
 
 impl KafkaSource<Bytes> {
@@ -57,6 +58,7 @@ impl KafkaSource<Bytes> {
             start: StartOffset::Earliest,
             group_id: None,
             tail: true,
+            discover: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -71,6 +73,7 @@ impl<F: Format> KafkaSource<F> {
             start: self.start,
             group_id: self.group_id,
             tail: self.tail,
+            discover: self.discover,
         }
     }
 
@@ -90,6 +93,14 @@ impl<F: Format> KafkaSource<F> {
     /// partition at the end offset it had when the run started.
     pub fn tail(mut self, tail: bool) -> Self {
         self.tail = tail;
+        self
+    }
+
+    /// How often a following source looks for partitions added to its topics
+    /// (default every 30 s; `None` never). A new partition starts where
+    /// [`KafkaSource::start`] says (from its beginning by default).
+    pub fn discover_every(mut self, every: Option<Duration>) -> Self {
+        self.discover = every;
         self
     }
 
@@ -153,6 +164,11 @@ impl<F: Format> FixedPartitionedSource for KafkaSource<F> {
             names.extend(ids.into_iter().map(|id| format!("{topic}/{id}")));
         }
         Ok(names)
+    }
+
+    fn discover_every(&self) -> Option<Duration> {
+        // A batch read stops at the ends it saw at the start: nothing to discover.
+        self.discover.filter(|_| self.tail)
     }
 
     fn build_part(

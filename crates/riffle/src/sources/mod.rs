@@ -119,6 +119,16 @@ pub trait FixedPartitionedSource: Send + Sync + 'static {
         for_part: &str,
         resume_state: Option<Self::State>,
     ) -> Result<Self::Partition>;
+
+    /// How often to list the partitions again while the run goes on, to pick up
+    /// new ones (partitions added to a topic); `None` (the default) lists them once.
+    /// A partition found while running is read by the worker the stable hash of
+    /// its name picks ([`crate::exchange::worker_for`]), from where a new partition
+    /// starts; a source that discovers partitions runs until the flow is stopped,
+    /// even on a worker that has none yet.
+    fn discover_every(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// A source that builds one stateless partition on every worker.

@@ -1,6 +1,6 @@
 //! The timely operator that polls a worker's partitions of one source.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,13 +62,34 @@ pub(super) fn add_fixed<S: FixedPartitionedSource>(
                 }
             }
             let mut parts = Vec::new();
+            let mut known: HashSet<String> = HashSet::new();
             for (i, name) in names.into_iter().enumerate() {
                 if i % ctx.worker.count == ctx.worker.index {
                     let part = src.build_part(&id, &name, resume.remove(&name))?;
-                    parts.push((name, part));
+                    parts.push((name.clone(), part));
                 }
+                known.insert(name);
             }
-            build(ctx, &id, parts);
+            let discover = src.discover_every().map(|every| {
+                let (src, worker) = (src.clone(), ctx.worker);
+                Discover {
+                    every,
+                    next: Instant::now() + every,
+                    find: Box::new(move |step_id: &str| {
+                        let mut found = Vec::new();
+                        for name in src.list_parts(step_id)? {
+                            if known.insert(name.clone())
+                                && crate::exchange::worker_for(&name, worker.count) == worker.index
+                            {
+                                tracing::info!("step {step_id:?}: a new partition {name:?}");
+                                found.push((name.clone(), src.build_part(step_id, &name, None)?));
+                            }
+                        }
+                        Ok(found)
+                    }),
+                }
+            });
+            build(ctx, &id, parts, discover);
             Ok(())
         }),
     )?;
@@ -99,6 +120,7 @@ pub(super) fn add_dynamic<S: DynamicSource>(
                 ctx,
                 &id,
                 vec![(format!("worker-{}", ctx.worker.index), part)],
+                None,
             );
             Ok(())
         }),
@@ -166,7 +188,23 @@ type SpansOut<'a> = OutputBuilderSession<'a, u64, CapacityContainerBuilder<Vec<S
 
 /// Adds the source operator and stores its stream (and its origins, when the flow
 /// traces them) under the step's `down` key.
-fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(String, P)>) {
+/// Partitions found while running: how often to look, and how to find and open
+/// the new ones this worker reads.
+struct Discover<P> {
+    every: Duration,
+    next: Instant,
+    find: Box<Find<P>>,
+}
+
+/// Lists the source's partitions and opens those new to this worker.
+type Find<P> = dyn FnMut(&str) -> Result<Vec<(String, P)>>;
+
+fn build<P: SourcePartition>(
+    ctx: &mut BuildCtx<'_>,
+    step_id: &str,
+    parts: Vec<(String, P)>,
+    mut discover: Option<Discover<P>>,
+) {
     let shared = ctx.shared.clone();
     let worker = ctx.worker.index;
     let scope = ctx.scope;
@@ -243,6 +281,34 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
             if shared.aborted() {
                 stop(&mut parts, &mut cap);
                 return;
+            }
+            if let Some(d) = discover.as_mut()
+                && now >= d.next
+            {
+                d.next = now + d.every;
+                match (d.find)(&step_id) {
+                    Ok(found) => {
+                        for (name, part) in found {
+                            let id = part_id(&step_id, &name);
+                            if let (Some(spans), Some(at)) = (spans_h.as_mut(), held.spans.as_ref())
+                            {
+                                spans.session(at).give(Span::Opened(id));
+                            }
+                            parts.push(LivePart {
+                                id,
+                                name,
+                                part,
+                                floor: None,
+                                clocked: false,
+                                last: 0,
+                                uncommitted: VecDeque::new(),
+                                recorded: None,
+                            });
+                        }
+                    }
+                    // The partitions being read go on; look again next time.
+                    Err(e) => tracing::warn!("cannot look for new partitions: {e}"),
+                }
             }
             let clock = shared.epoch_at(now);
             // Everything sent so far is at epochs before `clock`: a snapshot epoch
@@ -458,7 +524,17 @@ fn build<P: SourcePartition>(ctx: &mut BuildCtx<'_>, step_id: &str, parts: Vec<(
                 i += 1;
             }
             if parts.is_empty() {
-                cap = None;
+                match &discover {
+                    // Nothing to read yet: look for new partitions now and then.
+                    Some(d) => {
+                        let at = d.next.min(now + MAX_SLEEP);
+                        if clock > *held.time() {
+                            held.downgrade(&clock);
+                        }
+                        activator.activate_after(at.saturating_duration_since(Instant::now()));
+                    }
+                    None => cap = None,
+                }
                 return;
             }
             // Hold the least epoch any partition may still produce at.
