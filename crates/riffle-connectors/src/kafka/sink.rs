@@ -486,11 +486,9 @@ impl Transactions {
                     e,
                 )
             })?;
-        tracing::info!(
+        eprintln!(
             "step {:?}: {}: committed transaction {} again after a restart ({count} records)",
-            part.step_id,
-            part.name,
-            state.seq
+            part.step_id, part.name, state.seq
         );
         self.idle.push(slot);
         Ok(())

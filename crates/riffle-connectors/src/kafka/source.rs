@@ -376,11 +376,9 @@ impl<F: Format> SourcePartition for KafkaSourcePartition<F> {
                     // leader moving): say so once, and poll again later.
                     if !self.troubled {
                         self.troubled = true;
-                        tracing::warn!(
+                        eprintln!(
                             "step {:?}: kafka at brokers {}: {} waits for the cluster: {e}",
-                            self.step_id,
-                            self.settings.brokers,
-                            self.name
+                            self.step_id, self.settings.brokers, self.name
                         );
                     }
                     break;

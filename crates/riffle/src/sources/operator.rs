@@ -81,7 +81,7 @@ pub(super) fn add_fixed<S: FixedPartitionedSource>(
                             if known.insert(name.clone())
                                 && crate::exchange::worker_for(&name, worker.count) == worker.index
                             {
-                                tracing::info!("step {step_id:?}: a new partition {name:?}");
+                                eprintln!("step {step_id:?}: a new partition {name:?}");
                                 found.push((name.clone(), src.build_part(step_id, &name, None)?));
                             }
                         }
@@ -307,7 +307,7 @@ fn build<P: SourcePartition>(
                         }
                     }
                     // The partitions being read go on; look again next time.
-                    Err(e) => tracing::warn!("cannot look for new partitions: {e}"),
+                    Err(e) => eprintln!("step {step_id:?}: cannot look for new partitions: {e}"),
                 }
             }
             let clock = shared.epoch_at(now);
