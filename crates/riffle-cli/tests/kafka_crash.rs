@@ -171,7 +171,7 @@ fn crash_and_check(kafka: &KafkaTarget, name: &str, out: impl FnOnce(&Path, u64)
         // Kill once the output has grown by a random amount (while records are in
         // flight), or after a random time when it does not grow.
         let grow = 200 + (rng.next() % 3000) as i64;
-        let limit = Duration::from_millis(1500 + rng.next() % 3000);
+        let limit = Duration::from_millis(2500 + rng.next() % 4000);
         let mut child = run(workers, true).spawn().unwrap();
         let started = Instant::now();
         loop {

@@ -120,24 +120,34 @@ fn a_transaction_the_store_committed_but_kafka_did_not_is_committed_on_resume() 
     let mut part = sink.build_part("out", &name, None).unwrap();
     part.write_batch(vec![KafkaRecord::new("a"), KafkaRecord::new("b")])
         .unwrap();
-    // Prepared and snapshotted; the store would commit this state...
+    // Two snapshots prepared before the commit hook is heard: the store may
+    // commit both while a busy partition has not yet committed the first...
+    part.snapshot().unwrap().unwrap();
+    part.write_batch(vec![KafkaRecord::new("c")]).unwrap();
     let state = part.snapshot().unwrap().unwrap();
-    assert_eq!(state.ranges.iter().map(|(a, b)| b - a + 1).sum::<i64>(), 2);
-    // ...but the run dies before the commit hook: the transaction is aborted.
+    assert_eq!(state.prepared.len(), 2);
+    let records: i64 = state
+        .prepared
+        .iter()
+        .flat_map(|(_, r)| r)
+        .map(|(a, b)| b - a + 1)
+        .sum();
+    assert_eq!(records, 3);
+    // ...but the run dies before the commit hook: both transactions are aborted.
     drop(part);
     assert!(kafka.read(&output).is_empty());
     assert_eq!(
         kafka.messages(&output, false).len(),
-        2,
+        3,
         "the aborted records stay in the log"
     );
-    // The resumed partition finds the transaction unfinished and commits its records.
+    // The resumed partition finds them unfinished and commits their records.
     let again = sink.build_part("out", &name, Some(state.clone())).unwrap();
-    assert_eq!(sorted(kafka.read(&output)), ["a", "b"]);
+    assert_eq!(sorted(kafka.read(&output)), ["a", "b", "c"]);
     drop(again);
     // A second resume from the same state sees the marker and writes nothing more.
     let _third = sink.build_part("out", &name, Some(state)).unwrap();
-    assert_eq!(sorted(kafka.read(&output)), ["a", "b"]);
+    assert_eq!(sorted(kafka.read(&output)), ["a", "b", "c"]);
 }
 
 #[test]

@@ -18,6 +18,13 @@ use super::message::KafkaRecord;
 use super::partitioner::murmur2_partition;
 use super::settings::KafkaSettings;
 
+/// Producers started beyond the known ones, to fence those a killed run made after
+/// its last snapshot.
+const SPARE_SLOTS: u32 = 4;
+
+/// Offsets of records, as inclusive runs.
+type Ranges = Vec<(i64, i64)>;
+
 /// Transactional producers made at the start of a partition; more are made when
 /// commits lag behind snapshots.
 const FIRST_SLOTS: u32 = 2;
@@ -50,15 +57,18 @@ impl KafkaSink {
     }
 }
 
-/// A partition's snapshot state, under [`KafkaSink::exactly_once`]: the last
-/// transaction it prepared, and where its records lie, so a resumed run can commit
-/// it again if the first run died before it did.
+/// A partition's snapshot state, under [`KafkaSink::exactly_once`]: the
+/// transactions it had prepared and not yet seen committed, and where their
+/// records lie, so a resumed run can commit them again if the first run died
+/// before it did (the store may commit several snapshots before a busy partition
+/// hears of the first).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct KafkaSinkState {
-    /// The prepared transaction's number.
+    /// The newest transaction number handed out.
     pub seq: u64,
-    /// The offsets of its records, as inclusive runs.
-    pub ranges: Vec<(i64, i64)>,
+    /// Prepared transactions not known to be committed, oldest first: each one's
+    /// number and the offsets of its records, as inclusive runs.
+    pub prepared: Vec<(u64, Vec<(i64, i64)>)>,
     /// How many transactional producers the partition had made.
     pub slots: u32,
 }
@@ -316,10 +326,9 @@ impl SinkPartition for KafkaSinkPartition {
             Mode::Plain(Some(producer)) => self.deliver(producer).map(drop),
             Mode::Plain(None) => Ok(()),
             Mode::Transactional(_) => {
-                if let Some(state) = self.prepare()? {
-                    self.commit(&state)?;
-                }
-                Ok(())
+                self.prepare()?;
+                let state = self.state();
+                self.commit(&state)
             }
         }
     }
@@ -329,13 +338,8 @@ impl SinkPartition for KafkaSinkPartition {
             Mode::Plain(Some(producer)) => self.deliver(producer).map(|_| None),
             Mode::Plain(None) => Ok(None),
             Mode::Transactional(_) => {
-                let state = self.prepare()?;
-                let tx = self.tx();
-                Ok(Some(state.unwrap_or_else(|| KafkaSinkState {
-                    seq: tx.next_seq.saturating_sub(1),
-                    ranges: Vec::new(),
-                    slots: tx.slots,
-                })))
+                self.prepare()?;
+                Ok(Some(self.state()))
             }
         }
     }
@@ -344,11 +348,11 @@ impl SinkPartition for KafkaSinkPartition {
         if !matches!(self.mode, Mode::Transactional(_)) {
             return Ok(());
         }
-        while let Some((seq, _)) = self.tx().prepared.front() {
+        while let Some((seq, _, _)) = self.tx().prepared.front() {
             if *seq > state.seq {
                 break;
             }
-            let Some((seq, slot)) = self.tx().prepared.pop_front() else {
+            let Some((seq, _, slot)) = self.tx().prepared.pop_front() else {
                 break;
             };
             slot.producer
@@ -372,15 +376,9 @@ impl SinkPartition for KafkaSinkPartition {
             Mode::Plain(None) => {}
             Mode::Transactional(_) => {
                 // The run ended cleanly: what is prepared or open is final.
-                if let Some(state) = self.prepare()? {
-                    self.commit(&state)?;
-                } else if let Some(&(seq, _)) = self.tx().prepared.back() {
-                    let state = KafkaSinkState {
-                        seq,
-                        ..KafkaSinkState::default()
-                    };
-                    self.commit(&state)?;
-                }
+                self.prepare()?;
+                let state = self.state();
+                self.commit(&state)?;
             }
         }
         self.mode = Mode::Plain(None);
@@ -396,7 +394,8 @@ struct Transactions {
     marker: ConsumerGroupMetadata,
     idle: Vec<Slot>,
     open: Option<Slot>,
-    prepared: VecDeque<(u64, Slot)>,
+    /// Prepared transactions: number, the offsets of their records, producer.
+    prepared: VecDeque<(u64, Ranges, Slot)>,
     next_seq: u64,
     slots: u32,
 }
@@ -414,9 +413,14 @@ impl Transactions {
         base: String,
         resume: Option<KafkaSinkState>,
     ) -> riffle::Result<Transactions> {
+        // Start (and so fence) every producer a killed run may have used: those its
+        // last committed snapshot knew of, and a few it may have made since (an
+        // unfenced one's open transaction would hold back the marker read and
+        // `read_committed` readers until the broker timed it out).
         let slots = resume
             .as_ref()
-            .map_or(FIRST_SLOTS, |s| s.slots.max(FIRST_SLOTS));
+            .map_or(FIRST_SLOTS, |s| s.slots.max(FIRST_SLOTS))
+            + SPARE_SLOTS;
         let mut idle = Vec::new();
         for i in 0..slots {
             idle.push(Slot {
@@ -450,21 +454,30 @@ impl Transactions {
         };
         if let Some(state) = resume {
             tx.next_seq = state.seq + 1;
-            if !state.ranges.is_empty() {
+            if !state.prepared.is_empty() {
+                // Transactions commit in order, and each records its number: those
+                // after the last recorded one were lost with the run.
                 let done = last_marker(part, &marker_reader)?;
-                if done.is_none_or(|d| d < state.seq) {
-                    tx.finish(part, &state)?;
+                for (seq, ranges) in &state.prepared {
+                    if done.is_none_or(|d| d < *seq) && !ranges.is_empty() {
+                        tx.finish(part, *seq, ranges)?;
+                    }
                 }
             }
         }
         Ok(tx)
     }
 
-    /// Sends the records of prepared transaction `state.seq` again, read back
-    /// from the log (they stay there, aborted), in one new transaction, and
+    /// Sends the records of prepared transaction `seq` (at `ranges`) again, read
+    /// back from the log (they stay there, aborted), in one new transaction, and
     /// commits it with its marker.
-    fn finish(&mut self, part: &KafkaSinkPartition, state: &KafkaSinkState) -> riffle::Result<()> {
-        let records = read_back(part, &state.ranges)?;
+    fn finish(
+        &mut self,
+        part: &KafkaSinkPartition,
+        seq: u64,
+        ranges: &[(i64, i64)],
+    ) -> riffle::Result<()> {
+        let records = read_back(part, ranges)?;
         let slot = self.idle.pop().ok_or_else(|| {
             RiffleError::connector(
                 &part.step_id,
@@ -477,18 +490,18 @@ impl Transactions {
         let count = records.len();
         part.send(&slot.producer, records)?;
         part.deliver(&slot.producer)?;
-        self.mark(part, &slot, state.seq)?;
+        self.mark(part, &slot, seq)?;
         slot.producer
             .commit_transaction(part.settings.timeout_duration())
             .map_err(|e| {
                 part.fail(
-                    format!("cannot commit transaction {} of {}", state.seq, part.name),
+                    format!("cannot commit transaction {seq} of {}", part.name),
                     e,
                 )
             })?;
         eprintln!(
             "step {:?}: {}: committed transaction {} again after a restart ({count} records)",
-            part.step_id, part.name, state.seq
+            part.step_id, part.name, seq
         );
         self.idle.push(slot);
         Ok(())
@@ -546,11 +559,11 @@ impl KafkaSinkPartition {
         Ok(slot)
     }
 
-    /// Prepares the open transaction: delivers its records and its marker; it then
-    /// waits for its commit. `None` when nothing was written since the last one.
-    fn prepare(&mut self) -> riffle::Result<Option<KafkaSinkState>> {
+    /// Prepares the open transaction, if there is one: delivers its records and
+    /// its marker; it then waits for its commit.
+    fn prepare(&mut self) -> riffle::Result<()> {
         let Some(slot) = self.tx().open.take() else {
-            return Ok(None);
+            return Ok(());
         };
         let ranges = match self.deliver(&slot.producer) {
             Ok(r) => r,
@@ -567,12 +580,22 @@ impl KafkaSinkPartition {
         }
         let tx = self.tx();
         tx.next_seq += 1;
-        tx.prepared.push_back((seq, slot));
-        Ok(Some(KafkaSinkState {
-            seq,
-            ranges,
+        tx.prepared.push_back((seq, ranges, slot));
+        Ok(())
+    }
+
+    /// The partition's state: every prepared transaction not yet committed.
+    fn state(&mut self) -> KafkaSinkState {
+        let tx = self.tx();
+        KafkaSinkState {
+            seq: tx.next_seq.saturating_sub(1),
+            prepared: tx
+                .prepared
+                .iter()
+                .map(|(seq, ranges, _)| (*seq, ranges.clone()))
+                .collect(),
             slots: tx.slots,
-        }))
+        }
     }
 }
 
@@ -585,7 +608,7 @@ impl Drop for KafkaSinkPartition {
             if let Some(slot) = tx.open.take() {
                 let _ = slot.producer.abort_transaction(timeout);
             }
-            for (_, slot) in tx.prepared.drain(..) {
+            for (_, _, slot) in tx.prepared.drain(..) {
                 let _ = slot.producer.abort_transaction(timeout);
             }
         }
