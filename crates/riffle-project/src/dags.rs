@@ -506,21 +506,15 @@ pub fn k8s_name(text: &str) -> String {
 }
 
 fn check_variable(name: &str) -> Result<(), DagError> {
-    let ok = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(DagError::Invalid {
-            what: "Airflow Variable name",
-            value: name.to_string(),
-            why: "use letters, digits and _ (not starting with a digit)",
-        })
-    }
+    check_identifier("Airflow Variable name", name)
 }
 
 fn check_env_name(name: &str) -> Result<(), DagError> {
+    check_identifier("environment variable name", name)
+}
+
+/// `name` must be letters, digits and `_`, not starting with a digit.
+fn check_identifier(what: &'static str, name: &str) -> Result<(), DagError> {
     let ok = !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
@@ -528,7 +522,7 @@ fn check_env_name(name: &str) -> Result<(), DagError> {
         Ok(())
     } else {
         Err(DagError::Invalid {
-            what: "environment variable name",
+            what,
             value: name.to_string(),
             why: "use letters, digits and _ (not starting with a digit)",
         })
