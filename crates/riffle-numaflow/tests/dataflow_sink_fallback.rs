@@ -205,7 +205,7 @@ fn a_pynumaflow_sinks_failures_are_retried_then_sent_to_the_fallback_and_nothing
 fn a_failure_goes_to_the_fallback_or_stops_the_run_or_is_dropped_as_told() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let primary = PyServer::start(&py, "sink", dir.path());
+    let mut primary = PyServer::start(&py, "sink", dir.path());
     let quick = SinkRetry::default().backoff(Duration::from_millis(1), 2);
     // By default, with a fallback sink, what is refused goes there.
     let flow = Dataflow::new("sink-failure");
@@ -247,6 +247,12 @@ fn a_failure_goes_to_the_fallback_or_stops_the_run_or_is_dropped_as_told() {
     let err = riffle::run_main(&flow).unwrap_err().to_string();
     assert!(err.contains("did not write 1 of 3"), "{err}");
     assert!(values(&parked).is_empty(), "{:?}", values(&parked));
+    // The stopped run ended its stream cleanly: pynumaflow shuts down on a cancelled one.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        primary.child.try_wait().unwrap().is_none(),
+        "the pynumaflow sink exited after a run stopped"
+    );
     // Told to drop: the run goes on, and the fallback sink gets nothing.
     let flow = Dataflow::new("sink-failure-drop");
     words(&flow, &["ok", "fail"])

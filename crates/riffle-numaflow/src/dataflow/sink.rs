@@ -269,6 +269,22 @@ impl SinkWriter for Remote {
     }
 }
 
+impl Drop for Remote {
+    /// A run that stops on an error drops its sinks unclosed. Cancelling the stream
+    /// would make some servers (pynumaflow's) shut down, so end it cleanly here too,
+    /// waiting at most two seconds; not inside async code, and not while panicking.
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() && !std::thread::panicking() {
+            let close =
+                async { tokio::time::timeout(Duration::from_secs(2), client.close()).await };
+            let _ = block_on(close);
+        }
+    }
+}
+
 pub(super) fn udf_sink_to(
     stream: &Stream<Datum>,
     step_id: &str,
