@@ -29,6 +29,29 @@ riffle_needs() {
   echo "$setup: no $2; $3 will skip" >&2
 }
 
+# Installs Debian packages (with sudo when not root) without starting their services
+# (a policy-rc.d answering 101 while apt runs); apt's index is refreshed once per
+# suite: `riffle_apt_install PACKAGE...`.
+RIFFLE_APT_UPDATED=""
+riffle_apt_install() {
+  local sudo="" policy=/usr/sbin/policy-rc.d had_policy=1 rc=0
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  echo "== installing $*"
+  if [ ! -e "$policy" ]; then
+    had_policy=0
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+  fi
+  if [ -z "$RIFFLE_APT_UPDATED" ]; then
+    $sudo apt-get update -qq && RIFFLE_APT_UPDATED=1 || rc=1
+  fi
+  if [ "$rc" = 0 ]; then
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || rc=1
+  fi
+  [ "$had_policy" = 1 ] || $sudo rm -f "$policy"
+  return "$rc"
+}
+
 for setup in scripts/test.d/*.sh; do
   [ -e "$setup" ] || continue
   echo "== setup: $setup"

@@ -15,12 +15,7 @@ riffle_pg_setup() {
   local bindir port data run_as
   bindir="$(riffle_pg_bindir)"
   if [ -z "$bindir" ]; then
-    echo "== installing PostgreSQL"
-    if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-    else
-      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-    fi
+    riffle_apt_install postgresql
     bindir="$(riffle_pg_bindir)"
   fi
   if [ -z "$bindir" ]; then

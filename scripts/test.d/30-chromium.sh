@@ -1,19 +1,13 @@
 # Sourced by scripts/test.sh: a real headless browser for the dashboard's end-to-end
 # tests. Installs Debian's chromium and chromium-driver when chromedriver is missing
-# (with sudo when not root, as 20-postgres.sh does) and exports
-# RIFFLE_TEST_CHROMEDRIVER and RIFFLE_TEST_CHROMIUM; riffle-ui's browser tests start
-# chromedriver themselves and skip (or, under CI, fail) when these are unset.
+# and exports RIFFLE_TEST_CHROMEDRIVER and RIFFLE_TEST_CHROMIUM; riffle-ui's browser
+# tests start chromedriver themselves and skip (or, under CI, fail) when these are unset.
 
 riffle_chromium_setup() {
   local driver browser
   driver="$(command -v chromedriver || true)"
   if [ -z "$driver" ]; then
-    echo "== installing chromium and chromium-driver"
-    if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
-    else
-      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
-    fi
+    riffle_apt_install chromium chromium-driver
     driver="$(command -v chromedriver || true)"
   fi
   browser="$(command -v chromium || command -v chromium-browser || true)"
