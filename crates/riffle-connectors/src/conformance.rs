@@ -19,6 +19,7 @@
 //! binary, and a private broker killed and restarted, or wanting SASL, in
 //! `crates/riffle-connectors/tests/kafka_restart.rs` and `kafka_sasl.rs`).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use riffle::recovery::{Recovery, RecoveryStore};
@@ -55,6 +56,20 @@ pub trait Target: 'static {
     fn record(value: String) -> <Self::Sink as FixedPartitionedSink>::Item;
     /// Whether the sink claims exactly-once under a recovery store.
     fn exactly_once(&self) -> bool;
+}
+
+/// A name no other test or run uses (for streams, topics, groups a check makes).
+pub fn unique(hint: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "{hint}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn numbered(prefix: &str, n: usize) -> Vec<String> {

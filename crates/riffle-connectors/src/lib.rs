@@ -22,6 +22,7 @@
 //! | connector | source | sink | delivery |
 //! |---|---|---|---|
 //! | Kafka ([`kafka`]) | topic partitions, offsets in snapshots, group offsets committed after each recovery commit | by key (Kafka's own murmur2 partitioning), idempotent producer | source: exactly-once positions under a store, at-least-once without; sink: exactly-once with a store and transactions, at-least-once otherwise |
+//! | Redis Streams ([`redis`]) | stream keys, read through a consumer group, entries acknowledged after each commit, abandoned ones claimed | `XADD` to streams by key, pipelined, optional `MAXLEN ~` | at-least-once both ways |
 //!
 //! Every connector passes the [`conformance`] kit against its real server.
 //!
@@ -33,6 +34,8 @@ pub mod conformance;
 pub mod error;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod runtime;
 
 pub use error::ConnectorError;

@@ -2,7 +2,6 @@
 //! records in and read them back through an independent client.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -12,6 +11,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::{KafkaMessage, KafkaRecord, KafkaSettings, KafkaSink, KafkaSource, Utf8, admin};
 use crate::conformance::Target;
+pub use crate::conformance::unique;
 
 /// A running Kafka broker for tests.
 #[derive(Debug, Clone)]
@@ -145,20 +145,6 @@ impl KafkaTarget {
             }
         }
     }
-}
-
-/// A name no other test or run uses.
-pub fn unique(hint: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    format!(
-        "{hint}-{}-{}-{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 impl Target for KafkaTarget {
