@@ -50,6 +50,11 @@ pub fn flows() -> Vec<FlowExample> {
             build: crate::kafka::kafka_wordcount,
         },
         FlowExample {
+            name: "redis-wordcount",
+            about: "running word counts from Redis streams to another stream, at-least-once across crashes (-P url=redis://HOST:PORT -P streams=KEY,KEY -P out=KEY or -P out-dir=PATH -P tail=false)",
+            build: crate::redis::redis_wordcount,
+        },
+        FlowExample {
             name: "keyed-sums",
             about: "sum generated events per key into files (-P events=N -P keys=K -P out=DIR)",
             build: keyed_sums,

@@ -7,5 +7,6 @@
 pub mod flows;
 pub mod kafka;
 pub mod pipelines;
+pub mod redis;
 
 pub use flows::{FlowExample, flows};

@@ -19,18 +19,10 @@ use riffle::recovery::{Recovery, RecoveryStore};
 use riffle::{Dataflow, Execution};
 use riffle_connectors::kafka::{KafkaRecord, KafkaSettings, KafkaSink, KafkaSource, admin};
 
-use super::{BenchArgs, BenchReport};
+use super::{BenchArgs, BenchReport, param};
 
 /// Records per run unless `--items` says otherwise.
 const ITEMS: u64 = 10_000_000;
-
-fn param<'a>(args: &'a BenchArgs, key: &str) -> Option<&'a str> {
-    args.params
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
 
 /// Records already in the topic (the sum of its partitions' end offsets), or `None`
 /// when it does not exist.

@@ -8,6 +8,7 @@
 pub mod dataflow;
 pub mod kafka;
 pub mod pipeline;
+pub mod redis;
 pub mod udf;
 pub mod ui;
 pub mod webdriver;
@@ -21,7 +22,8 @@ use crate::App;
 /// `riffle bench NAME [--workers N] [--runs N] [--json]`
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The workload: stateless, wordcount, windowed, kafka, pipeline, udf-map, ui.
+    /// The workload: stateless, wordcount, windowed, kafka, connector-redis, pipeline,
+    /// udf-map, ui.
     pub name: String,
     /// Worker threads, where the workload is a dataflow.
     #[arg(short, long, default_value_t = 1)]
@@ -123,6 +125,15 @@ pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// The value of workload option `-P key=value` (the last one given).
+pub fn param<'a>(args: &'a BenchArgs, key: &str) -> Option<&'a str> {
+    args.params
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
 /// Runs the named workload `args.runs` times and prints each report.
 pub fn bench(app: &App, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     for _ in 0..args.runs.max(1) {
@@ -132,9 +143,10 @@ pub fn bench(app: &App, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             "pipeline" => pipeline::run(app, args)?,
             "udf-map" => udf::run(args)?,
             "kafka" => kafka::run(args)?,
+            "connector-redis" => redis::run(args)?,
             "ui" => ui::run(args)?,
             other => anyhow::bail!(
-                "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, pipeline, udf-map, ui"
+                "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-redis, pipeline, udf-map, ui"
             ),
         };
         for report in reports {

@@ -35,7 +35,7 @@ use riffle_numaflow::server::{BatchMapServer, MapServer};
 use riffle_numaflow::udf::{batch_map_fn, map_fn};
 use riffle_numaflow::{Datum, HandlerResult, Message};
 
-use super::{BenchArgs, BenchReport};
+use super::{BenchArgs, BenchReport, param};
 
 const PYTHON_SERVER: &str = r#"
 import sys
@@ -79,14 +79,6 @@ print(elapsed)
 
 fn upper(d: Datum) -> HandlerResult<Vec<Message>> {
     Ok(vec![Message::new(d.value.to_ascii_uppercase())])
-}
-
-fn param<'a>(args: &'a BenchArgs, name: &str) -> Option<&'a str> {
-    args.params
-        .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
 }
 
 fn number(args: &BenchArgs, name: &str, default: u64) -> anyhow::Result<u64> {
