@@ -315,3 +315,39 @@ fn a_copy_rides_out_the_server_killed_and_restarted_mid_run() {
     want.sort();
     assert_eq!(got, want, "entries lost through the restart");
 }
+
+#[test]
+fn a_consumer_loop_outside_a_dataflow_copies_and_acknowledges() {
+    let Some(redis) = RedisTarget::from_env() else {
+        return;
+    };
+    let input = redis.create("consume-in", 2);
+    let output = redis.create("consume-out", 1);
+    let values: Vec<String> = (0..2000).map(|i| format!("q{i:04}")).collect();
+    redis.write(&input, &values);
+    let stop = AtomicBool::new(false);
+    let done = riffle::consume::consume(
+        "copy",
+        RedisSource::new(redis.settings.clone(), redis.keys(&input))
+            .group("consume-group")
+            .tail(false),
+        redis.sink(&output, "copy"),
+        |e: riffle_connectors::redis::RedisEntry| {
+            e.value().map(|v| RedisRecord::new(v.to_uppercase()))
+        },
+        &stop,
+    )
+    .unwrap();
+    assert_eq!((done.read, done.written), (2000, 2000));
+    let mut got = redis.read(&output);
+    got.sort();
+    let want: Vec<String> = values.iter().map(|v| v.to_uppercase()).collect();
+    assert_eq!(got, want);
+    for key in redis.keys(&input) {
+        assert_eq!(
+            redis.pending(&key, "consume-group"),
+            0,
+            "{key}: not acknowledged"
+        );
+    }
+}
