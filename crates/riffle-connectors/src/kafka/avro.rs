@@ -6,8 +6,8 @@ use std::path::Path;
 use apache_avro::Schema;
 use serde::de::DeserializeOwned;
 
-use super::format::Format;
 use crate::ConnectorError;
+use crate::format::Format;
 
 /// Values encoded as Avro datums of one schema (given in code or a file), decoded
 /// into `T` through serde. [`Avro::confluent_framed`] reads values written with a

@@ -66,7 +66,6 @@
 pub mod admin;
 #[cfg(feature = "avro")]
 mod avro;
-mod format;
 mod message;
 mod metadata;
 mod partitioner;
@@ -75,9 +74,9 @@ mod sink;
 mod source;
 pub mod testing;
 
+pub use crate::format::{Bytes, Format, Json, Utf8};
 #[cfg(feature = "avro")]
 pub use avro::Avro;
-pub use format::{Bytes, Format, Json, Utf8};
 pub use message::{KafkaMessage, KafkaRecord};
 pub use partitioner::murmur2_partition;
 pub use settings::KafkaSettings;

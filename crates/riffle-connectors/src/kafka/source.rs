@@ -8,9 +8,9 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 
-use super::format::{Bytes, Format};
 use super::message::KafkaMessage;
 use super::settings::KafkaSettings;
+use crate::format::{Bytes, Format};
 
 /// The most messages one poll returns.
 const BATCH: usize = 4096;

@@ -1,12 +1,12 @@
-//! How a Kafka message's value becomes an item: the [`Format`] trait and the built-in
-//! formats.
+//! How a message's value (a Kafka record's value, a line of an object) becomes an
+//! item: the [`Format`] trait and the built-in formats, shared by the connectors.
 
 use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 
-/// Decodes a message value. Errors are the reason only; the source adds the topic,
-/// partition and offset.
+/// Decodes a message value. Errors are the reason only; the source adds where the
+/// value was (topic, partition and offset; object and line).
 pub trait Format: Send + Sync + 'static {
     /// What a value decodes to.
     type Value: riffle::Data;
@@ -29,7 +29,7 @@ impl Format for Bytes {
 /// Values as UTF-8 text.
 ///
 /// ```
-/// use riffle_connectors::kafka::{Format, Utf8};
+/// use riffle_connectors::format::{Format, Utf8};
 /// assert_eq!(Utf8.decode(b"hi").unwrap(), "hi");
 /// assert!(Utf8.decode(&[0xff]).unwrap_err().contains("UTF-8"));
 /// ```
@@ -48,7 +48,7 @@ impl Format for Utf8 {
 /// Values as JSON documents of type `T` (serde).
 ///
 /// ```
-/// use riffle_connectors::kafka::{Format, Json};
+/// use riffle_connectors::format::{Format, Json};
 /// #[derive(serde::Deserialize, serde::Serialize, Clone, Debug, PartialEq)]
 /// struct Order { id: u32 }
 /// assert_eq!(Json::<Order>::new().decode(br#"{"id":7}"#).unwrap(), Order { id: 7 });

@@ -1,0 +1,64 @@
+//! Files in object stores: lines of the objects under a prefix in, new objects out,
+//! exactly-once under a recovery store. S3, Google Cloud Storage, Azure Blob
+//! Storage and local folders, through `object_store`.
+//!
+//! ## Source
+//!
+//! [`ObjectSource`] reads every object under a folder (`s3://bucket/prefix`,
+//! `file:///data/in`, ...). Each object is a partition of the source, read line by
+//! line from a ranged GET; its position (the byte offset after the last line
+//! emitted, and the line number) is the partition's snapshot state, so a resumed
+//! run goes on from exactly the committed line. A following source
+//! ([`ObjectSource::tail`], the default) lists the folder again every 10 s and reads
+//! the objects that appeared; `.tail(false)` reads what is there and ends (an empty
+//! folder is then an error). Objects under a folder or with a name starting with
+//! `_` or `.` are not read (a sink's staging area, hidden files). Lines are
+//! decoded by a [`Format`](crate::format::Format): UTF-8 text by default,
+//! [`Json`](crate::format::Json) for JSON lines; an undecodable line stops the run
+//! with an error naming the object and the line. Items are [`ObjectLine`]s: the
+//! object, the line number and the value.
+//!
+//! ## Sink
+//!
+//! [`ObjectSink`] writes lines (each item one line) into new objects, from
+//! [`ObjectSink::parts`] partitions. No object is ever visible half written (a PUT
+//! is atomic, and so is a local rename):
+//!
+//! - Without a recovery store, each partition puts what it got into a new object
+//!   every time the flow's epoch moves on: **at-least-once** (a crash after the put
+//!   and before the source's commit writes those lines again, in another object).
+//! - With a recovery store, each partition stages its lines at every snapshot
+//!   (`_staging/NAME`) and the commit hook moves them into place (copy, then
+//!   delete) once the store has committed the snapshot. A resumed partition moves
+//!   what its committed state had staged, and writes anything after it again under
+//!   the same names, so every line is in place **exactly once**.
+//!
+//! Objects are named `{step}-{partition}-{run}-{n}{suffix}`, `run` being fixed
+//! for the life of a recovery store, so two stores never overwrite each other.
+//!
+//! ```no_run
+//! use riffle::Dataflow;
+//! use riffle_connectors::format::Json;
+//! use riffle_connectors::objects::{ObjectSink, ObjectSource, ObjectStoreSettings};
+//!
+//! let flow = Dataflow::new("clean");
+//! flow.input("in", ObjectSource::new(ObjectStoreSettings::new("s3://events/raw")).format(Json::<serde_json::Value>::new()))?
+//!     .filter_map("valid", |l| l.value.get("user").map(|u| u.to_string()))?
+//!     .output("out", ObjectSink::new(ObjectStoreSettings::new("s3://events/users")).parts(4))?;
+//! # Ok::<(), riffle::RiffleError>(())
+//! ```
+//!
+//! ## Settings
+//!
+//! [`ObjectStoreSettings`] are the folder's URL and the store's non-secret
+//! options; credentials come from the provider's environment variables
+//! (`AWS_ACCESS_KEY_ID`, ...), never from settings.
+
+mod settings;
+mod sink;
+mod source;
+pub mod testing;
+
+pub use settings::ObjectStoreSettings;
+pub use sink::{ObjectSink, ObjectSinkPartition, ObjectSinkState, STAGING};
+pub use source::{ObjectLine, ObjectPosition, ObjectSource, ObjectSourcePartition};

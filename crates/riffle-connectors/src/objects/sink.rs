@@ -1,0 +1,243 @@
+//! The object sink: lines written to new objects, one per sink partition and
+//! snapshot, made visible only once the recovery store committed the snapshot.
+
+use bytes::Bytes;
+use object_store::{ObjectStoreExt, PutPayload};
+use riffle::sinks::{FixedPartitionedSink, SinkPartition};
+use serde::{Deserialize, Serialize};
+
+use super::settings::{Folder, ObjectStoreSettings};
+use crate::{ConnectorError, runtime};
+
+/// The folder under the sink's prefix where prepared objects wait for their commit.
+pub const STAGING: &str = "_staging";
+
+/// Writes lines to objects in a folder of an object store; see the
+/// [module docs](super).
+#[derive(Debug, Clone)]
+pub struct ObjectSink {
+    settings: ObjectStoreSettings,
+    parts: usize,
+    suffix: String,
+}
+
+impl ObjectSink {
+    /// Writes lines (each item one line) into new objects under `settings`' folder,
+    /// from one sink partition.
+    pub fn new(settings: ObjectStoreSettings) -> Self {
+        Self {
+            settings,
+            parts: 1,
+            suffix: ".jsonl".to_string(),
+        }
+    }
+
+    /// How many sink partitions write at once (default 1); lines are spread over
+    /// them by a stable hash of their text.
+    pub fn parts(mut self, parts: usize) -> Self {
+        self.parts = parts.max(1);
+        self
+    }
+
+    /// The end of every object's name (default `.jsonl`).
+    pub fn suffix(mut self, suffix: impl Into<String>) -> Self {
+        self.suffix = suffix.into();
+        self
+    }
+}
+
+/// A sink partition's position: the run that names its objects, the number of the
+/// next object, and the objects prepared (staged) and not yet known committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectSinkState {
+    /// Names the objects of this flow's store, so another store's objects are
+    /// never overwritten.
+    pub run: String,
+    /// The number of the next object.
+    pub next: u64,
+    /// Objects staged at a snapshot, to move into place once it is committed.
+    pub prepared: Vec<u64>,
+}
+
+impl FixedPartitionedSink for ObjectSink {
+    type Item = String;
+    type State = ObjectSinkState;
+    type Partition = ObjectSinkPartition;
+
+    fn list_parts(&self, _step_id: &str) -> riffle::Result<Vec<String>> {
+        Ok((0..self.parts).map(|p| format!("part-{p:05}")).collect())
+    }
+
+    fn part_fn(&self, item: &String, parts: usize) -> usize {
+        (riffle::exchange::stable_hash(item) % parts.max(1) as u64) as usize
+    }
+
+    fn build_part(
+        &self,
+        step_id: &str,
+        for_part: &str,
+        resume_state: Option<ObjectSinkState>,
+    ) -> riffle::Result<ObjectSinkPartition> {
+        let folder = self.settings.open(true).map_err(|e| e.for_step(step_id))?;
+        let mut part = ObjectSinkPartition {
+            step_id: step_id.to_string(),
+            settings: self.settings.clone(),
+            folder,
+            part: for_part.to_string(),
+            suffix: self.suffix.clone(),
+            buffer: Vec::new(),
+            state: resume_state.clone().unwrap_or_else(|| ObjectSinkState {
+                run: new_run(),
+                next: 0,
+                prepared: Vec::new(),
+            }),
+        };
+        // A resumed partition finishes what its committed state had prepared (the
+        // crash may have come before the commit moved it into place); what it
+        // staged after that state is written again under the same names.
+        if let Some(state) = resume_state {
+            for n in &state.prepared {
+                part.finish(*n).map_err(|e| e.for_step(step_id))?;
+            }
+            part.state.prepared.clear();
+        }
+        Ok(part)
+    }
+}
+
+/// A name for a new run's objects: the time in ms and the process id, in hex.
+fn new_run() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    format!("{ms:x}{:x}", std::process::id())
+}
+
+/// One partition of an [`ObjectSink`].
+pub struct ObjectSinkPartition {
+    step_id: String,
+    settings: ObjectStoreSettings,
+    folder: Folder,
+    part: String,
+    suffix: String,
+    buffer: Vec<u8>,
+    state: ObjectSinkState,
+}
+
+impl ObjectSinkPartition {
+    fn name(&self, n: u64) -> String {
+        format!(
+            "{}-{}-{}-{n:010}{}",
+            self.step_id, self.part, self.state.run, self.suffix
+        )
+    }
+
+    /// Puts the buffer into a new object: at `name` directly, or staged.
+    fn put(&mut self, staged: bool) -> Result<Option<u64>, ConnectorError> {
+        if self.buffer.is_empty() {
+            return Ok(None);
+        }
+        let n = self.state.next;
+        let name = self.name(n);
+        let path = if staged {
+            self.folder.child(&format!("{STAGING}/{name}"))
+        } else {
+            self.folder.child(&name)
+        };
+        let payload = PutPayload::from(Bytes::from(std::mem::take(&mut self.buffer)));
+        let store = self.folder.store.clone();
+        runtime::handle()
+            .block_on(async move { store.put(&path, payload).await })
+            .map_err(|e| {
+                self.settings
+                    .error(format!("cannot write object {name:?}"))
+                    .caused_by(e)
+            })?;
+        self.state.next += 1;
+        Ok(Some(n))
+    }
+
+    /// Moves staged object `n` into place (nothing when it already is).
+    fn finish(&self, n: u64) -> Result<(), ConnectorError> {
+        let name = self.name(n);
+        let staged = self.folder.child(&format!("{STAGING}/{name}"));
+        let target = self.folder.child(&name);
+        let store = self.folder.store.clone();
+        runtime::handle().block_on(async move {
+            match store.copy(&staged, &target).await {
+                Ok(()) => {
+                    store.delete(&staged).await.map_err(|e| {
+                        self.settings
+                            .error(format!("cannot remove staged object {name:?}"))
+                            .caused_by(e)
+                    })?;
+                    Ok(())
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    // Moved before: the object must be in place.
+                    store.head(&target).await.map(drop).map_err(|e| {
+                        self.settings
+                            .error(format!(
+                                "object {name:?} was prepared but is neither staged nor in place"
+                            ))
+                            .caused_by(e)
+                    })
+                }
+                Err(e) => Err(self
+                    .settings
+                    .error(format!("cannot move staged object {name:?} into place"))
+                    .caused_by(e)),
+            }
+        })
+    }
+}
+
+impl SinkPartition for ObjectSinkPartition {
+    type Item = String;
+    type State = ObjectSinkState;
+
+    fn write_batch(&mut self, items: Vec<String>) -> riffle::Result<()> {
+        for line in items {
+            self.buffer.extend_from_slice(line.as_bytes());
+            self.buffer.push(b'\n');
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> riffle::Result<()> {
+        // Without a recovery store: an object per epoch, visible at once.
+        self.put(false)
+            .map(drop)
+            .map_err(|e| e.for_step(&self.step_id))
+    }
+
+    fn snapshot(&mut self) -> riffle::Result<Option<ObjectSinkState>> {
+        if let Some(n) = self.put(true).map_err(|e| e.for_step(&self.step_id))? {
+            self.state.prepared.push(n);
+        }
+        Ok(Some(self.state.clone()))
+    }
+
+    fn commit(&mut self, state: &ObjectSinkState) -> riffle::Result<()> {
+        for n in &state.prepared {
+            if self.state.prepared.contains(n) {
+                self.finish(*n).map_err(|e| e.for_step(&self.step_id))?;
+            }
+        }
+        self.state.prepared.retain(|n| !state.prepared.contains(n));
+        Ok(())
+    }
+
+    fn close(&mut self) -> riffle::Result<()> {
+        // The run ended cleanly: what is staged, and what came after the last
+        // snapshot, is final.
+        let prepared = std::mem::take(&mut self.state.prepared);
+        for n in prepared {
+            self.finish(n).map_err(|e| e.for_step(&self.step_id))?;
+        }
+        self.put(false)
+            .map(drop)
+            .map_err(|e| e.for_step(&self.step_id))
+    }
+}

@@ -1,0 +1,152 @@
+//! Files in object stores: the conformance kit against a local folder and against
+//! S3 on the moto server `scripts/test.d/40-s3.sh` starts
+//! (`RIFFLE_TEST_S3_ENDPOINT`; those tests skip with a note without it, or fail
+//! under `CI=true`), then what is the objects connector's own.
+
+use std::time::Duration;
+
+use riffle::recovery::{Recovery, RecoveryStore};
+use riffle::sinks::TestingSink;
+use riffle::{Dataflow, Execution};
+use riffle_connectors::conformance::{self, Target};
+use riffle_connectors::format::Json;
+use riffle_connectors::objects::testing::ObjectsTarget;
+use riffle_connectors::objects::{ObjectSink, ObjectSource, STAGING};
+
+#[test]
+fn conformance_on_a_local_folder() {
+    let local = ObjectsTarget::local();
+    conformance::read_after_write(&local);
+    conformance::resume_without_loss(&local);
+    conformance::rescale(&local);
+    conformance::missing_stream(&local);
+}
+
+#[test]
+fn conformance_on_s3() {
+    let Some(s3) = ObjectsTarget::s3_from_env() else {
+        return;
+    };
+    conformance::read_after_write(&s3);
+    conformance::resume_without_loss(&s3);
+    conformance::missing_stream(&s3);
+    conformance::unreachable_server(&s3);
+}
+
+#[test]
+fn a_bad_line_is_named_by_object_and_line() {
+    let local = ObjectsTarget::local();
+    let folder = local.create("bad", 1);
+    local.write(
+        &folder,
+        &["{\"a\": 1}".into(), "{\"a\": 2}".into(), "not json".into()],
+    );
+    let flow = Dataflow::new("bad");
+    flow.input(
+        "in",
+        ObjectSource::new(local.settings(&folder))
+            .format(Json::<serde_json::Value>::new())
+            .tail(false),
+    )
+    .unwrap()
+    .map("value", |l| l.value.to_string())
+    .unwrap()
+    .output("out", TestingSink::new())
+    .unwrap();
+    let err = riffle::run_main(&flow).unwrap_err().to_string();
+    assert!(err.contains("\"in\""), "{err}");
+    assert!(
+        err.contains("in-000.txt") && err.contains("line 3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_following_source_reads_objects_that_appear_and_not_staged_ones() {
+    let local = ObjectsTarget::local();
+    let folder = local.create("follow", 1);
+    local.write(&folder, &["first".into()]);
+    let seen = TestingSink::new();
+    let flow = Dataflow::new("follow");
+    flow.input(
+        "in",
+        ObjectSource::new(local.settings(&folder)).discover_every(Duration::from_millis(100)),
+    )
+    .unwrap()
+    .map("value", |l| {
+        // The only way a following source ends: the test's own stop word.
+        assert!(l.value != "stop", "stop word from {}", l.object);
+        assert!(
+            l.value != "staged",
+            "a staged object was read: {}",
+            l.object
+        );
+        l.value
+    })
+    .unwrap()
+    .output("out", seen.clone())
+    .unwrap();
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(
+            Execution::new()
+                .epoch_interval(Duration::from_millis(20))
+                .run(&flow),
+        );
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let dir = local
+        .settings(&folder)
+        .url
+        .trim_start_matches("file://")
+        .to_string();
+    std::fs::create_dir_all(format!("{dir}/2024/{STAGING}")).unwrap();
+    std::fs::write(format!("{dir}/2024/{STAGING}/x.txt"), "staged\n").unwrap();
+    std::fs::write(format!("{dir}/2024/b.txt"), "second\nthird").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(format!("{dir}/2024/c.txt"), "stop\n").unwrap();
+    let err = result
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the stop word in a new object was never read")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("stop word from 2024/c.txt"), "{err}");
+    assert_eq!(seen.take_sorted(), ["first", "second", "third"]);
+}
+
+#[test]
+fn a_run_that_ends_cleanly_leaves_every_line_in_place_and_nothing_staged() {
+    let local = ObjectsTarget::local();
+    let input = local.create("stage-in", 2);
+    let output = local.create("stage-out", 1);
+    let values: Vec<String> = (0..3000).map(|i| format!("s{i:05}")).collect();
+    local.write(&input, &values);
+    let store = tempfile::tempdir().unwrap();
+    RecoveryStore::init(store.path(), 1).unwrap();
+    let run = || {
+        let flow = Dataflow::new("stage");
+        flow.input("in", local.source(&input))
+            .unwrap()
+            .map("slow", |l| {
+                std::thread::sleep(Duration::from_micros(300));
+                l.value
+            })
+            .unwrap()
+            .output("out", ObjectSink::new(local.settings(&output)).parts(2))
+            .unwrap();
+        Execution::new()
+            .epoch_interval(Duration::from_millis(20))
+            .recovery(Recovery::new(store.path()).snapshot_interval(Duration::from_millis(50)))
+            .run(&flow)
+    };
+    run().unwrap();
+    // Every line in place once; nothing left staged.
+    let objects = local.objects(&output, true);
+    assert!(
+        objects.iter().all(|(name, _)| !name.starts_with(STAGING)),
+        "left staged: {objects:?}"
+    );
+    let mut got = local.read(&output);
+    got.sort();
+    assert_eq!(got, values);
+}
