@@ -150,3 +150,42 @@ fn a_run_that_ends_cleanly_leaves_every_line_in_place_and_nothing_staged() {
     got.sort();
     assert_eq!(got, values);
 }
+
+#[test]
+fn a_resume_inside_an_object_goes_on_from_the_exact_line() {
+    // Lines of many lengths in one object of about a megabyte: many of them cross
+    // the chunks the store reads in, and the run stops in the middle of it.
+    let local = ObjectsTarget::local();
+    let input = local.create("long-in", 1);
+    let output = local.create("long-out", 1);
+    let values: Vec<String> = (0..40_000)
+        .map(|i| format!("{i:06}-{}", "x".repeat(i % 47)))
+        .collect();
+    local.write(&input, &values);
+    let store = tempfile::tempdir().unwrap();
+    RecoveryStore::init(store.path(), 1).unwrap();
+    let run = |fail_at: Option<usize>| {
+        let flow = Dataflow::new("long");
+        flow.input("in", local.source(&input))
+            .unwrap()
+            .map("check", move |l| {
+                if fail_at.is_some_and(|n| l.line as usize == n) {
+                    std::thread::sleep(Duration::from_millis(300));
+                    panic!("the test stops the run at line {n}", n = l.line);
+                }
+                l.value
+            })
+            .unwrap()
+            .output("out", ObjectSink::new(local.settings(&output)))
+            .unwrap();
+        Execution::new()
+            .epoch_interval(Duration::from_millis(10))
+            .recovery(Recovery::new(store.path()).snapshot_interval(Duration::from_millis(10)))
+            .run(&flow)
+    };
+    assert!(run(Some(30_000)).is_err());
+    run(None).unwrap();
+    let mut got = local.read(&output);
+    got.sort();
+    assert_eq!(got, values);
+}

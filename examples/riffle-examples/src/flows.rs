@@ -55,6 +55,11 @@ pub fn flows() -> Vec<FlowExample> {
             build: crate::redis::redis_wordcount,
         },
         FlowExample {
+            name: "objects-wordcount",
+            about: "running word counts from the objects under a prefix (S3, GCS, Azure, file://) into new objects, exactly-once under --recovery (-P in=URL -P out=URL -P tail=false)",
+            build: crate::objects::objects_wordcount,
+        },
+        FlowExample {
             name: "keyed-sums",
             about: "sum generated events per key into files (-P events=N -P keys=K -P out=DIR)",
             build: keyed_sums,

@@ -225,8 +225,9 @@ async fn read_lines(
         let chunk = chunk.map_err(|e| fail("cannot read", e))?;
         let mut rest = &chunk[..];
         while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            // The line may have begun in an earlier chunk: count all of it.
+            at += (pending.len() + end + 1) as u64;
             pending.extend_from_slice(&rest[..end]);
-            at += (end + 1) as u64;
             rest = &rest[end + 1..];
             let mut line = std::mem::take(&mut pending);
             if line.last() == Some(&b'\r') {
