@@ -46,6 +46,7 @@ pub mod build;
 pub mod consume;
 pub mod context;
 pub mod data;
+pub mod duration;
 pub mod error;
 pub mod exchange;
 pub mod flow;

@@ -84,39 +84,9 @@ pub fn parse_param(text: &str) -> Result<(String, String), String> {
 }
 
 /// Parses `10s`, `500ms`, `2m` or a number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 10s or 500ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
-    };
-    if !(seconds > 0.0 && seconds.is_finite()) {
-        return Err(format!("{text:?} must be positive"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
+pub use riffle::duration::parse as parse_duration;
 /// Like [`parse_duration`], but zero is allowed.
-pub fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
-    if text
-        .trim()
-        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
-        == "0"
-    {
-        return Ok(Duration::ZERO);
-    }
-    parse_duration(text)
-}
+pub use riffle::duration::parse_or_zero as parse_duration_or_zero;
 
 /// Checks one `host:port` of an addresses file: a host, and a port from 1 to 65535.
 fn check_address(address: &str) -> Result<(), String> {

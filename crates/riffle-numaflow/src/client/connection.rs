@@ -38,6 +38,13 @@ impl Connection {
         F: Fn(Channel) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<bool, tonic::Status>>,
     {
+        if let Some(why) = options.env_error() {
+            return Err(Error::Connect {
+                kind,
+                socket: options.socket.clone(),
+                reason: format!("bad environment variable {why}"),
+            });
+        }
         let info = if options.check_server_info {
             let path = options.server_info_path(kind);
             // The final error names the socket too: that is where the server

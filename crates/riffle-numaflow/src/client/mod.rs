@@ -74,7 +74,16 @@ pub struct ClientOptions {
     /// How many connections these options (and their clones) have opened: spreads
     /// connections over the processes of a multi-process server.
     opened: Arc<AtomicUsize>,
+    /// A malformed `RIFFLE_UDF_*` variable, reported when connecting.
+    env_error: Option<String>,
 }
+
+/// The variables that set the waits' defaults, and which wait each sets.
+const WAIT_VARIABLES: [&str; 3] = [
+    "RIFFLE_UDF_INFO_TIMEOUT",
+    "RIFFLE_UDF_CONNECT_TIMEOUT",
+    "RIFFLE_UDF_REQUEST_TIMEOUT",
+];
 
 impl ClientOptions {
     /// Options for a server on `socket`, with its server info beside it.
@@ -84,8 +93,15 @@ impl ClientOptions {
     /// let options = ClientOptions::new("/tmp/udf/map.sock").with_retries(5);
     /// assert_eq!(options.retries, 5);
     /// ```
+    ///
+    /// The waits default to 60 s for the server-info file, 30 s to connect and 120 s
+    /// per batch; `RIFFLE_UDF_INFO_TIMEOUT`, `RIFFLE_UDF_CONNECT_TIMEOUT` and
+    /// `RIFFLE_UDF_REQUEST_TIMEOUT` (`90s`, `500ms`, `2m`) change those defaults for
+    /// every client of the process, registered dataflows included; the `with_*`
+    /// methods still set them in code. A malformed variable fails the connection,
+    /// naming it.
     pub fn new(socket: impl AsRef<Path>) -> Self {
-        Self {
+        let mut options = Self {
             socket: socket.as_ref().to_path_buf(),
             server_info: None,
             check_server_info: true,
@@ -95,7 +111,27 @@ impl ClientOptions {
             retries: 3,
             max_message_size: MAX_MESSAGE_SIZE,
             opened: Arc::default(),
+            env_error: None,
+        };
+        for name in WAIT_VARIABLES {
+            let Ok(text) = std::env::var(name) else {
+                continue;
+            };
+            match riffle::duration::parse(&text) {
+                Ok(wait) => match name {
+                    "RIFFLE_UDF_INFO_TIMEOUT" => options.info_timeout = wait,
+                    "RIFFLE_UDF_CONNECT_TIMEOUT" => options.connect_timeout = wait,
+                    _ => options.request_timeout = wait,
+                },
+                Err(why) => options.env_error = Some(format!("{name}: {why}")),
+            }
         }
+        options
+    }
+
+    /// A malformed `RIFFLE_UDF_*` wait variable, if there was one.
+    pub fn env_error(&self) -> Option<&str> {
+        self.env_error.as_deref()
     }
 
     /// Options for a server of `kind` at Numaflow's default socket and server-info paths.
