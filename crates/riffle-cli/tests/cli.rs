@@ -410,6 +410,33 @@ fn two_processes_print_only_the_flows_output_on_stdout_and_one_summary() {
 }
 
 #[test]
+fn a_parent_killed_before_it_cleaned_up_leaves_nothing_behind_for_long() {
+    // What a SIGKILLed `riffle run -p N` leaves in the temp folder is removed by the
+    // next one; a live parent's folder is kept.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let stale = tmp.path().join(format!("riffle-counts-{dead}"));
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("process-0"), "words 1\n").unwrap();
+    let live = tmp
+        .path()
+        .join(format!("riffle-counts-{}", std::process::id()));
+    std::fs::create_dir_all(&live).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args(["run", "wordcount", "-p", "2"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!stale.exists(), "the dead parent's folder is still there");
+    assert!(live.exists(), "a live parent's folder was removed");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
+
+#[test]
 fn the_riffle_binary_lists_its_benchmarks() {
     let out = riffle(&["--help"]);
     assert!(text(&out.stdout).contains("bench"), "{}", text(&out.stdout));

@@ -241,6 +241,7 @@ mod counts {
 
     impl Tally {
         pub(super) fn create() -> anyhow::Result<Self> {
+            sweep();
             let dir = folder(std::process::id());
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)
@@ -289,6 +290,28 @@ mod counts {
             {
                 let _ = counts;
                 false
+            }
+        }
+    }
+
+    /// Removes the folders of parents that are gone (killed before they could
+    /// remove their own).
+    fn sweep() {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("riffle-counts-"))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
