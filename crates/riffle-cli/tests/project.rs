@@ -254,7 +254,7 @@ fn generated_dags_import_render_and_run_in_airflow() {
     assert!(out.status.success(), "{rendered}{}", text(&out.stderr));
     assert!(
         rendered.contains(
-            "['run', '--job', 'sales.fit_trend', '--runtime', '2024-03-01 00:00:00', '--config', 'prod', '--quiet']"
+            "['run', '--job', 'sales.fit_trend', '--runtime', '2024-03-01 00:00:00', '--config', 'prod', '--no-retries', '--quiet']"
         ),
         "{rendered}"
     );

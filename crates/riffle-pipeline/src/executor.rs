@@ -91,6 +91,10 @@ pub struct RunOptions {
     /// Where config overrides and secrets are read from (default: the process's
     /// environment variables).
     pub env_lookup: Option<EnvLookup>,
+    /// Make one attempt per step, whatever its retries say: for a scheduler that
+    /// retries the task itself (the generated Airflow DAGs), so tries do not
+    /// multiply.
+    pub no_retries: bool,
 }
 
 /// The outcome of one step in a run.
@@ -642,7 +646,10 @@ impl<'a> Run<'a> {
     }
 
     fn dispatch(&mut self, i: usize, cpus: u32, mem: u64, tx: mpsc::Sender<Done>) -> Result<()> {
-        let spec = self.spec(i).clone();
+        let mut spec = self.spec(i).clone();
+        if self.options.no_retries {
+            spec.retries = 0;
+        }
         self.ex
             .metadata
             .start_step(&self.run_id, &spec.id, now_ms())?;

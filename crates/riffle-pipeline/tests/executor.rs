@@ -124,6 +124,35 @@ fn retries_run_out_and_the_error_names_the_step() {
 }
 
 #[test]
+fn no_retries_makes_one_attempt_whatever_the_step_says() {
+    each_backend(|project| {
+        let tries = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = tries.clone();
+        let mut p = Pipeline::builder("once");
+        p.step(
+            "flaky",
+            (),
+            move |_ctx, ()| -> riffle_pipeline::StepResult<()> {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err("not today".into())
+            },
+        )
+        .retries(3, Duration::ZERO);
+        let options = RunOptions {
+            no_retries: true,
+            ..RunOptions::default()
+        };
+        let report = project
+            .executor()
+            .run(&p.build().unwrap(), options)
+            .unwrap();
+        assert_eq!(report.status, RunStatus::Failed);
+        assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(!report.error.unwrap().contains("attempts"));
+    });
+}
+
+#[test]
 fn an_attempt_over_its_timeout_fails() {
     each_backend(|project| {
         let mut p = Pipeline::builder("slow");

@@ -4,8 +4,11 @@
 //! Every task runs the project's own binary on one step:
 //!
 //! ```text
-//! riffle run --job PIPELINE.STEP --runtime "<the run's logical date>" --config "<Variable>" --quiet
+//! riffle run --job PIPELINE.STEP --runtime "<the run's logical date>" --config "<Variable>" --no-retries --quiet
 //! ```
+//!
+//! (`--no-retries`: Airflow retries the task as the step's retries say, so the task
+//! makes one attempt; tries would multiply otherwise.)
 //!
 //! with [`KubernetesPodOperator`](Operator::Kubernetes) in the project's image (the
 //! default), or with [`BashOperator`](Operator::Bash) running a binary on the Airflow
@@ -328,7 +331,7 @@ pub fn render_dag(pipeline: &Pipeline, options: &DagOptions) -> Result<DagFile, 
                 args.push("image=IMAGE".into());
                 args.push("namespace=NAMESPACE".into());
                 args.push(format!(
-                    "arguments=[\"run\", \"--job\", {}, \"--runtime\", RUNTIME, \"--config\", CONFIG, \"--quiet\"]",
+                    "arguments=[\"run\", \"--job\", {}, \"--runtime\", RUNTIME, \"--config\", CONFIG, \"--no-retries\", \"--quiet\"]",
                     py_str(&job)
                 ));
                 args.push("env_vars=ENV".into());
@@ -339,7 +342,7 @@ pub fn render_dag(pipeline: &Pipeline, options: &DagOptions) -> Result<DagFile, 
                 args.push(format!(
                     "bash_command={}",
                     py_str(&format!(
-                        "\"$RIFFLE_BINARY\" run --job {job} --runtime \"$RIFFLE_RUNTIME\" --config \"$RIFFLE_ENV\" --quiet"
+                        "\"$RIFFLE_BINARY\" run --job {job} --runtime \"$RIFFLE_RUNTIME\" --config \"$RIFFLE_ENV\" --no-retries --quiet"
                     ))
                 ));
                 args.push("env=ENV".into());

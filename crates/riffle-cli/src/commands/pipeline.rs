@@ -219,6 +219,10 @@ pub struct RunPipelineArgs {
     /// On a failure, keep running the steps that do not depend on it.
     #[arg(long)]
     pub keep_going: bool,
+    /// One attempt per step, whatever its retries say (for schedulers that retry
+    /// the task themselves, as the generated Airflow DAGs do).
+    #[arg(long)]
+    pub no_retries: bool,
     /// At most this many CPU slots busy at once (default: the number of cores).
     #[arg(long, value_name = "N")]
     pub parallel: Option<u32>,
@@ -347,6 +351,7 @@ pub fn run_pipeline(
         cancel,
         observer: Some(Arc::new(Progress { bar: bar.clone() })),
         env_lookup: None,
+        no_retries: args.no_retries,
     };
     let report = executor.run(pipeline, options);
     bar.finish_and_clear();
