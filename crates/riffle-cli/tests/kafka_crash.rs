@@ -14,27 +14,19 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use riffle_connectors::kafka::admin;
 use riffle_connectors::kafka::testing::KafkaTarget;
 
+mod common;
+use common::sigkill::{Kills, Rng, init_store, seed};
+
 const LINES: usize = 200_000;
 const WORDS: usize = 500;
 const KILLS: usize = 20;
-
-/// A small deterministic generator (xorshift), so a seed replays a run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// Where the counts go.
 enum Out {
@@ -51,19 +43,19 @@ impl Out {
     }
 
     /// How much has been written: records of the topic, or bytes in the files.
-    fn size(&self, watcher: &BaseConsumer) -> i64 {
+    fn size(&self, watcher: &BaseConsumer) -> u64 {
         match self {
             Out::Topic(topic) => (0..4)
                 .map(|p| {
                     watcher
                         .fetch_watermarks(topic, p, Duration::from_secs(10))
                         .unwrap()
-                        .1
+                        .1 as u64
                 })
                 .sum(),
             Out::Dir(dir) => files(dir)
                 .iter()
-                .map(|f| f.metadata().map_or(0, |m| m.len() as i64))
+                .map(|f| f.metadata().map_or(0, |m| m.len()))
                 .sum(),
         }
     }
@@ -105,17 +97,8 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 
 fn crash_and_check(kafka: &KafkaTarget, name: &str, out: impl FnOnce(&Path, u64) -> Out) {
     let brokers = kafka.brokers().to_string();
-    let seed: u64 = std::env::var("RIFFLE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("{name}: seed {seed} (RIFFLE_CRASH_SEED={seed} replays it)");
+    let seed = seed();
+    eprintln!("{name}: seed {seed}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let input = format!("crash-{name}-in-{seed}");
@@ -132,17 +115,7 @@ fn crash_and_check(kafka: &KafkaTarget, name: &str, out: impl FnOnce(&Path, u64)
     kafka.produce(&input, &lines);
 
     let store = dir.path().join("store");
-    let init = Command::new(env!("CARGO_BIN_EXE_riffle"))
-        .args(["recovery", "init"])
-        .arg(&store)
-        .args(["--partitions", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    init_store(&store);
     let run = |workers: &str, tail: bool| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_riffle"));
         cmd.args(["run", "kafka-wordcount", "-w", workers])
@@ -160,42 +133,15 @@ fn crash_and_check(kafka: &KafkaTarget, name: &str, out: impl FnOnce(&Path, u64)
         .set("bootstrap.servers", &brokers)
         .create()
         .unwrap();
-    let mut live_kills = 0;
-    for kill in 0..KILLS {
-        let workers = match kill {
-            18 => "1",
-            19 => "3",
-            _ => "2",
-        };
-        let before = out.size(&watcher);
-        // Kill once the output has grown by a random amount (while records are in
-        // flight), or after a random time when it does not grow.
-        let grow = 200 + (rng.next() % 3000) as i64;
-        let limit = Duration::from_millis(2500 + rng.next() % 4000);
-        let mut child = run(workers, true).spawn().unwrap();
-        let started = Instant::now();
-        loop {
-            std::thread::sleep(Duration::from_millis(20));
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-                panic!("{name}: kill {kill}: the run ended by itself ({status}): {err}");
-            }
-            if out.size(&watcher) - before >= grow {
-                live_kills += 1;
-                break;
-            }
-            if started.elapsed() > limit {
-                break;
-            }
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+    Kills {
+        count: KILLS,
+        grow: (200, 3199),
+        wait: (Duration::from_millis(2500), Duration::from_millis(6499)),
     }
-    eprintln!("{name}: {live_kills} of {KILLS} kills landed while the output grew");
-    assert!(
-        live_kills >= KILLS / 2,
-        "{name}: too few kills hit live data: {live_kills}"
+    .run(
+        &mut rng,
+        |workers| run(workers, true).spawn().unwrap(),
+        || out.size(&watcher),
     );
     let finish = run("3", false).output().unwrap();
     assert!(

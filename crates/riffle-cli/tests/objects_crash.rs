@@ -12,43 +12,25 @@
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use riffle_connectors::conformance::Target;
 use riffle_connectors::objects::STAGING;
 use riffle_connectors::objects::testing::ObjectsTarget;
 
+mod common;
+use common::sigkill::{Kills, Rng, init_store, seed};
+
 const LINES: usize = 2_000_000;
 const WORDS: usize = 500;
 const KILLS: usize = 10;
-
-/// A small deterministic generator (xorshift), so a seed replays a run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 #[test]
 fn objects_in_objects_out_is_exactly_once_across_10_sigkills_and_rescaling() {
     let Some(s3) = ObjectsTarget::s3_from_env() else {
         return;
     };
-    let seed: u64 = std::env::var("RIFFLE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("seed {seed} (RIFFLE_CRASH_SEED={seed} replays it)");
+    let seed = seed();
     let mut rng = Rng(seed);
     let input = s3.create("in", 8);
     let output = format!("out-{seed}");
@@ -64,17 +46,7 @@ fn objects_in_objects_out_is_exactly_once_across_10_sigkills_and_rescaling() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let init = Command::new(env!("CARGO_BIN_EXE_riffle"))
-        .args(["recovery", "init"])
-        .arg(&store)
-        .args(["--partitions", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    init_store(&store);
     let endpoint = std::env::var("RIFFLE_TEST_S3_ENDPOINT").unwrap();
     let (in_url, out_url) = (s3.settings(&input).url, s3.settings(&output).url);
     let run = |workers: &str, tail: bool| {
@@ -98,43 +70,16 @@ fn objects_in_objects_out_is_exactly_once_across_10_sigkills_and_rescaling() {
             .stderr(Stdio::piped());
         cmd
     };
-    let size = || s3.objects(&output, false).len();
-    let mut live_kills = 0;
-    for kill in 0..KILLS {
-        let workers = match kill {
-            8 => "1",
-            9 => "3",
-            _ => "2",
-        };
-        let before = size();
-        // Kill once objects have been committed (while lines are in flight), or
-        // after a random time when nothing is.
-        let grow = 1 + (rng.next() % 3) as usize;
-        let limit = Duration::from_millis(1500 + rng.next() % 2000);
-        let mut child = run(workers, true).spawn().unwrap();
-        let started = Instant::now();
-        loop {
-            std::thread::sleep(Duration::from_millis(20));
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-                panic!("kill {kill}: the run ended by itself ({status}): {err}");
-            }
-            if size() >= before + grow {
-                live_kills += 1;
-                break;
-            }
-            if started.elapsed() > limit {
-                break;
-            }
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+    let size = || s3.objects(&output, false).len() as u64;
+    Kills {
+        count: KILLS,
+        grow: (1, 3),
+        wait: (Duration::from_millis(1500), Duration::from_millis(3499)),
     }
-    eprintln!("{live_kills} of {KILLS} kills landed while the output grew");
-    assert!(
-        live_kills >= KILLS / 2,
-        "too few kills hit live data: {live_kills}"
+    .run(
+        &mut rng,
+        |workers| run(workers, true).spawn().unwrap(),
+        size,
     );
     let finish = run("3", false).output().unwrap();
     assert!(

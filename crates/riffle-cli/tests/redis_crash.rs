@@ -12,42 +12,24 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use riffle_connectors::redis::admin;
 use riffle_connectors::redis::testing::RedisTarget;
 
+mod common;
+use common::sigkill::{Kills, Rng, init_store, seed};
+
 const LINES: usize = 60_000;
 const WORDS: usize = 300;
 const KILLS: usize = 10;
-
-/// A small deterministic generator (xorshift), so a seed replays a run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 #[test]
 fn redis_in_redis_out_is_at_least_once_across_10_sigkills_and_rescaling() {
     let Some(redis) = RedisTarget::from_env() else {
         return;
     };
-    let seed: u64 = std::env::var("RIFFLE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("seed {seed} (RIFFLE_CRASH_SEED={seed} replays it)");
+    let seed = seed();
     let mut rng = Rng(seed);
     let inputs = [format!("crash-in-a-{seed}"), format!("crash-in-b-{seed}")];
     let output = format!("crash-out-{seed}");
@@ -64,17 +46,7 @@ fn redis_in_redis_out_is_at_least_once_across_10_sigkills_and_rescaling() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let init = Command::new(env!("CARGO_BIN_EXE_riffle"))
-        .args(["recovery", "init"])
-        .arg(&store)
-        .args(["--partitions", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    init_store(&store);
     let url = redis.settings.url.clone();
     let run = |workers: &str, tail: bool| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_riffle"));
@@ -95,42 +67,15 @@ fn redis_in_redis_out_is_at_least_once_across_10_sigkills_and_rescaling() {
         cmd
     };
     let size = || admin::length(&redis.settings, &output).unwrap();
-    let mut live_kills = 0;
-    for kill in 0..KILLS {
-        let workers = match kill {
-            8 => "1",
-            9 => "3",
-            _ => "2",
-        };
-        let before = size();
-        // Kill once the output has grown by a random amount (while entries are in
-        // flight), or after a random time when it does not grow.
-        let grow = 200 + rng.next() % 2000;
-        let limit = Duration::from_millis(2000 + rng.next() % 2000);
-        let mut child = run(workers, true).spawn().unwrap();
-        let started = Instant::now();
-        loop {
-            std::thread::sleep(Duration::from_millis(10));
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-                panic!("kill {kill}: the run ended by itself ({status}): {err}");
-            }
-            if size() - before >= grow {
-                live_kills += 1;
-                break;
-            }
-            if started.elapsed() > limit {
-                break;
-            }
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+    Kills {
+        count: KILLS,
+        grow: (200, 2199),
+        wait: (Duration::from_millis(2000), Duration::from_millis(3999)),
     }
-    eprintln!("{live_kills} of {KILLS} kills landed while the output grew");
-    assert!(
-        live_kills >= KILLS / 2,
-        "too few kills hit live data: {live_kills}"
+    .run(
+        &mut rng,
+        |workers| run(workers, true).spawn().unwrap(),
+        size,
     );
     let finish = run("3", false).output().unwrap();
     assert!(

@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
+mod credentials;
 pub mod error;
 pub mod format;
 #[cfg(feature = "kafka")]

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+pub mod sigkill;
+
 /// Process output as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -102,17 +102,8 @@ impl RedisSettings {
         if let Ok(user) = std::env::var(ENV_USERNAME) {
             redis_settings = redis_settings.set_username(user);
         }
-        let password = match std::env::var(ENV_PASSWORD_FILE) {
-            Ok(path) => Some(
-                std::fs::read_to_string(&path)
-                    .map(|p| p.trim_end().to_string())
-                    .map_err(|e| {
-                        self.error(format!("cannot read {ENV_PASSWORD_FILE}={path}"))
-                            .caused_by(e)
-                    })?,
-            ),
-            Err(_) => std::env::var(ENV_PASSWORD).ok(),
-        };
+        let password =
+            crate::credentials::secret(ENV_PASSWORD, ENV_PASSWORD_FILE, |a| self.error(a))?;
         if let Some(password) = password {
             redis_settings = redis_settings.set_password(password);
         }
