@@ -63,6 +63,8 @@ pub(crate) struct RunShared {
     pub epoch_base: u64,
     /// The recovery store, when the run snapshots.
     pub recovery: Option<Arc<RecoveryRun>>,
+    /// How far event-time windows let their source partitions run ahead.
+    pub pace: Arc<crate::window::pace::Pace>,
 }
 
 impl RunShared {
@@ -74,6 +76,7 @@ impl RunShared {
             start: Instant::now(),
             epoch_base: 0,
             recovery: None,
+            pace: Default::default(),
         }
     }
 

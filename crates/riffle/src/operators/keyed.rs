@@ -234,7 +234,8 @@ where
         // Held at the earliest open epoch, for output driven by the clock (and, under
         // recovery, until the snapshot of the epochs before it is written).
         let mut held: Option<Capability<u64>> = Some(cap);
-        let mut pending: BTreeMap<u64, Vec<I>> = BTreeMap::new();
+        // Batches wait by epoch as they came: kept, never copied into one.
+        let mut pending: BTreeMap<u64, Vec<Vec<I>>> = BTreeMap::new();
         let mut caps: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
         let mut last: Option<Capability<u64>> = None;
         let mut out: Vec<O> = Vec::new();
@@ -254,7 +255,7 @@ where
                     caps.insert(epoch, cap);
                 }
                 logic.on_arrival(epoch, data);
-                pending.entry(epoch).or_default().append(data);
+                pending.entry(epoch).or_default().push(std::mem::take(data));
             });
             if shared.aborted() {
                 pending.clear();
@@ -347,18 +348,22 @@ where
                     return;
                 }
                 if next_batch == Some(epoch) {
-                    let items = pending.remove(&epoch).unwrap_or_default();
+                    let batches = pending.remove(&epoch).unwrap_or_default();
                     let Some(cap) = caps.get(&epoch) else {
                         continue;
                     };
-                    let mut items = Some(items);
-                    if !run(
-                        &mut |l, o| l.on_batch(&site, epoch, items.take().unwrap_or_default(), o),
-                        cap,
-                        &mut logic,
-                        &mut out,
-                    ) {
-                        return;
+                    for items in batches {
+                        let mut items = Some(items);
+                        if !run(
+                            &mut |l, o| {
+                                l.on_batch(&site, epoch, items.take().unwrap_or_default(), o)
+                            },
+                            cap,
+                            &mut logic,
+                            &mut out,
+                        ) {
+                            return;
+                        }
                     }
                 }
                 if next_close == Some(epoch)
