@@ -56,6 +56,9 @@ fn tumbling_counts_are_the_same_on_one_two_and_four_workers() -> Result<()> {
     Ok(())
 }
 
+/// What came out late: `(key, late item)`.
+type LateEvents = TestingSink<(u64, riffle::window::Late<(u64, i64)>)>;
+
 /// The counts flow read from `parts` partitions that move through event time at
 /// the same pace (partition `p` holds events `p`, `p + parts`, ...), with the
 /// window's drift set where `drift` says; also returns the late stream.
@@ -63,11 +66,7 @@ fn partitioned_counts_flow(
     events: u64,
     parts: u64,
     drift: Option<Duration>,
-) -> Result<(
-    Dataflow,
-    Counts,
-    TestingSink<(u64, riffle::window::Late<(u64, i64)>)>,
-)> {
+) -> Result<(Dataflow, Counts, LateEvents)> {
     let flow = Dataflow::new("counts");
     let out = TestingSink::new();
     let late = TestingSink::new();
