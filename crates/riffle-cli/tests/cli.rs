@@ -213,6 +213,59 @@ fn bench_prints_one_json_object_per_run() {
 }
 
 #[test]
+fn bench_runs_a_list_of_worker_counts_beside_a_hashmap_baseline() {
+    let out = riffle(&[
+        "bench",
+        "wordcount",
+        "--items",
+        "20000",
+        "--json",
+        "-w",
+        "1,2",
+        "-P",
+        "baseline=hashmap",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let runs: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Per worker count: the engine's run, then the baseline's.
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    for (run, (workload, workers)) in runs.iter().zip([
+        ("wordcount", 1),
+        ("wordcount-hashmap", 1),
+        ("wordcount", 2),
+        ("wordcount-hashmap", 1),
+    ]) {
+        assert_eq!(run["workload"], workload, "{run}");
+        assert_eq!(run["workers"], workers, "{run}");
+        assert_eq!(run["items"], 20000, "{run}");
+        assert_eq!(run["distinct"], runs[0]["distinct"], "{run}");
+    }
+    assert!(runs[0]["of_baseline"].as_f64().unwrap() > 0.0);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("scaling wordcount: 2 worker(s)") && stderr.contains("x 1 worker(s)"),
+        "{stderr}"
+    );
+    let out = riffle(&[
+        "bench",
+        "wordcount",
+        "--items",
+        "100",
+        "-P",
+        "baseline=btree",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("-P baseline=btree: the only baseline is hashmap"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn bench_windowed_over_many_partitions_counts_the_same_windows() {
     let windowed = |extra: &[&str]| {
         let mut args = vec!["bench", "windowed", "--items", "60000", "--json", "-w", "2"];

@@ -27,45 +27,77 @@
 
 use std::hash::{Hash, Hasher};
 
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+
+/// Keys up to this many bytes are hashed in one call from a buffer on the stack;
+/// longer ones stream through [`Xxh3`] (the same value either way: XXH3's
+/// streaming and one-shot forms agree).
+const INLINE: usize = 64;
 
 /// A [`Hasher`] whose output depends only on the value hashed (see the module docs).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct StableHasher {
-    inner: Xxh3,
+    buf: [u8; INLINE],
+    len: usize,
+    /// Set once the bytes outgrow `buf`.
+    stream: Option<Box<Xxh3>>,
+}
+
+impl Default for StableHasher {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl StableHasher {
     /// A new hasher with seed 0.
     pub fn new() -> Self {
-        Self { inner: Xxh3::new() }
+        Self {
+            buf: [0; INLINE],
+            len: 0,
+            stream: None,
+        }
     }
 }
 
 impl Hasher for StableHasher {
     fn finish(&self) -> u64 {
-        self.inner.digest()
+        match &self.stream {
+            Some(stream) => stream.digest(),
+            None => xxh3_64(&self.buf[..self.len]),
+        }
     }
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        self.inner.update(bytes);
+        if let Some(stream) = &mut self.stream {
+            stream.update(bytes);
+        } else if self.len + bytes.len() <= INLINE {
+            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            let mut stream = Box::new(Xxh3::new());
+            stream.update(&self.buf[..self.len]);
+            stream.update(bytes);
+            self.stream = Some(stream);
+        }
     }
     fn write_u8(&mut self, i: u8) {
-        self.inner.update(&[i]);
+        self.write(&[i]);
     }
     fn write_u16(&mut self, i: u16) {
-        self.inner.update(&i.to_le_bytes());
+        self.write(&i.to_le_bytes());
     }
     fn write_u32(&mut self, i: u32) {
-        self.inner.update(&i.to_le_bytes());
+        self.write(&i.to_le_bytes());
     }
     fn write_u64(&mut self, i: u64) {
-        self.inner.update(&i.to_le_bytes());
+        self.write(&i.to_le_bytes());
     }
     fn write_u128(&mut self, i: u128) {
-        self.inner.update(&i.to_le_bytes());
+        self.write(&i.to_le_bytes());
     }
     fn write_usize(&mut self, i: usize) {
-        self.inner.update(&(i as u64).to_le_bytes());
+        self.write(&(i as u64).to_le_bytes());
     }
     fn write_i8(&mut self, i: i8) {
         self.write_u8(i as u8);
@@ -133,6 +165,19 @@ mod tests {
         // str hashes its bytes, then 0xff.
         let expected = xxhash_rust::xxh3::xxh3_64(b"apple\xff");
         assert_eq!(stable_hash(&"apple"), expected);
+    }
+
+    #[test]
+    fn long_keys_hash_as_their_bytes_in_one_piece() {
+        let long = "k".repeat(200);
+        let mut bytes = long.clone().into_bytes();
+        bytes.push(0xff);
+        assert_eq!(stable_hash(&long), xxhash_rust::xxh3::xxh3_64(&bytes));
+        let pair = (7u64, "x".repeat(60));
+        let mut bytes = 7u64.to_le_bytes().to_vec();
+        bytes.extend(std::iter::repeat_n(b'x', 60));
+        bytes.push(0xff);
+        assert_eq!(stable_hash(&pair), xxhash_rust::xxh3::xxh3_64(&bytes));
     }
 
     #[test]

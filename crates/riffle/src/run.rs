@@ -45,6 +45,11 @@ use crate::recovery::{Recovery, RecoveryRun};
 /// The default wall-clock length of an epoch, as in bytewax.
 pub const DEFAULT_EPOCH_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How many keys a worker's pre-aggregation (`count_final`, `fold_final`,
+/// `reduce_epoch`) holds before it sends its partial results on, unless
+/// [`Execution::preaggregate_limit`] says otherwise.
+pub const DEFAULT_PREAGGREGATE_LIMIT: usize = 100_000;
+
 /// Environment variables through which [`spawn_cluster`] tells each child process
 /// who it is.
 pub const ENV_PROCESS_ID: &str = "RIFFLE_PROCESS_ID";
@@ -63,6 +68,11 @@ pub(crate) struct RunShared {
     pub epoch_base: u64,
     /// The recovery store, when the run snapshots.
     pub recovery: Option<Arc<RecoveryRun>>,
+    /// How far event-time windows let their source partitions run ahead.
+    pub pace: Arc<crate::window::pace::Pace>,
+    /// How many keys a worker's pre-aggregation holds before it sends its partial
+    /// results on to the keys' owners.
+    pub preaggregate_limit: usize,
 }
 
 impl RunShared {
@@ -74,6 +84,8 @@ impl RunShared {
             start: Instant::now(),
             epoch_base: 0,
             recovery: None,
+            pace: Default::default(),
+            preaggregate_limit: DEFAULT_PREAGGREGATE_LIMIT,
         }
     }
 
@@ -175,6 +187,7 @@ pub struct Execution {
     addresses: Vec<String>,
     epoch_interval: Duration,
     recovery: Option<Recovery>,
+    preaggregate_limit: usize,
 }
 
 impl Default for Execution {
@@ -193,6 +206,7 @@ impl Execution {
             addresses: Vec::new(),
             epoch_interval: DEFAULT_EPOCH_INTERVAL,
             recovery: None,
+            preaggregate_limit: DEFAULT_PREAGGREGATE_LIMIT,
         }
     }
 
@@ -229,6 +243,32 @@ impl Execution {
         self
     }
 
+    /// How many keys each worker's pre-aggregation may hold (at least 1; default
+    /// [`DEFAULT_PREAGGREGATE_LIMIT`]). Steps that combine values before sending
+    /// them to each key's owner (`count_final`, `fold_final`, `reduce_epoch`) keep a
+    /// partial result per key seen in the epoch; past this many keys a worker
+    /// sends them on and starts again, so its memory stays bounded however many
+    /// keys it sees. Results do not change; a smaller limit sends more partial
+    /// results through the exchange.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, Execution, sources::TestingSource, sinks::TestingSink};
+    /// let flow = Dataflow::new("f");
+    /// let out = TestingSink::new();
+    /// let words = ["a", "b", "a", "c", "a"].map(String::from).to_vec();
+    /// flow.input("words", TestingSource::new(words))?
+    ///     .count_final("count", |w: String| w)?
+    ///     .output("out", out.clone())?;
+    /// Execution::new().preaggregate_limit(1).run(&flow)?;
+    /// let expected = [("a", 3), ("b", 1), ("c", 1)].map(|(w, n)| (w.to_string(), n));
+    /// assert_eq!(out.take_sorted(), expected);
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn preaggregate_limit(mut self, keys: usize) -> Self {
+        self.preaggregate_limit = keys.max(1);
+        self
+    }
+
     /// If this process was started by [`spawn_cluster`], joins the cluster the
     /// environment describes (process id, addresses, workers).
     pub fn from_env(mut self) -> Result<Self> {
@@ -254,7 +294,9 @@ impl Execution {
 
     /// Runs `flow` to completion.
     pub fn run(&self, flow: &Dataflow) -> Result<()> {
-        self.run_with(flow, RunShared::new(self.epoch_interval))
+        let mut shared = RunShared::new(self.epoch_interval);
+        shared.preaggregate_limit = self.preaggregate_limit;
+        self.run_with(flow, shared)
     }
 
     pub(crate) fn run_with(&self, flow: &Dataflow, shared: RunShared) -> Result<()> {

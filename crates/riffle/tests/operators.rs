@@ -328,3 +328,70 @@ fn describe_reports_steps_kinds_and_upstreams() {
     let tree = d.to_tree();
     assert!(tree.contains("    split (branch)"), "{tree}");
 }
+
+/// `count_final`, `fold_final` and `reduce_epoch` over 20,000 items of 5,000 keys in
+/// three epochs: what each emits for the limits given.
+/// `(epoch, (key, value))` as captured.
+type Emitted = Vec<(u64, (u64, u64))>;
+
+fn preaggregated(workers: usize, limit: Option<usize>) -> (Emitted, Emitted, Emitted) {
+    use riffle::sources::PartitionedGenerator;
+    let flow = Dataflow::new("pre");
+    let items = flow
+        .input(
+            "items",
+            PartitionedGenerator::new(20_000, 4, |i| ((i * 7919) % 5_000, i)),
+        )
+        .unwrap();
+    let counts = items
+        .count_final("count", |(k, _): (u64, u64)| k)
+        .unwrap()
+        .capture("counts")
+        .unwrap();
+    let sums = items
+        .fold_final("sum", |_k| 0u64, |a, v| a + v, |a, b| a + b)
+        .unwrap()
+        .capture("sums")
+        .unwrap();
+    let maxima = items
+        .reduce_epoch("max", |a: u64, b: u64| a.max(b))
+        .unwrap()
+        .capture("maxima")
+        .unwrap();
+    let mut execution = riffle::Execution::new()
+        .workers(workers)
+        .epoch_interval(std::time::Duration::from_secs(3600));
+    if let Some(limit) = limit {
+        execution = execution.preaggregate_limit(limit);
+    }
+    execution.run(&flow).unwrap();
+    (
+        counts.take_sorted(),
+        sums.take_sorted(),
+        maxima.take_sorted(),
+    )
+}
+
+#[test]
+fn the_preaggregation_limit_does_not_change_results() {
+    let expected = preaggregated(1, None);
+    assert_eq!(expected.0.len(), 5_000);
+    assert!(
+        expected.0.iter().all(|(_, (_, n))| *n == 4),
+        "{:?}",
+        &expected.0[..3]
+    );
+    assert_eq!(
+        expected.1.iter().map(|(_, (_, s))| s).sum::<u64>(),
+        (0..20_000u64).sum::<u64>()
+    );
+    for workers in [1, 2] {
+        for limit in [1, 7, 4_999] {
+            assert_eq!(
+                preaggregated(workers, Some(limit)),
+                expected,
+                "{workers} worker(s), limit {limit}"
+            );
+        }
+    }
+}

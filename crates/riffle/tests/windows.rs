@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use riffle::sinks::TestingSink;
-use riffle::sources::{GeneratorSource, TestingSource};
+use riffle::sources::{GeneratorSource, PartitionedGenerator, TestingSource};
 use riffle::window::{
     Clock, LateReason, SessionWindower, SlidingWindower, TumblingWindower, WindowMeta,
 };
@@ -53,6 +53,73 @@ fn tumbling_counts_are_the_same_on_one_two_and_four_workers() -> Result<()> {
     let (flow, out) = counts_flow(50_000)?;
     testing::run_cluster(&flow, 2, 2)?;
     assert_eq!(out.take_sorted(), one, "2 processes of 2 workers");
+    Ok(())
+}
+
+/// What came out late: `(key, late item)`.
+type LateEvents = TestingSink<(u64, riffle::window::Late<(u64, i64)>)>;
+
+/// The counts flow read from `parts` partitions that move through event time at
+/// the same pace (partition `p` holds events `p`, `p + parts`, ...), with the
+/// window's drift set where `drift` says; also returns the late stream.
+fn partitioned_counts_flow(
+    events: u64,
+    parts: u64,
+    drift: Option<Duration>,
+) -> Result<(Dataflow, Counts, LateEvents)> {
+    let flow = Dataflow::new("counts");
+    let out = TestingSink::new();
+    let late = TestingSink::new();
+    let per_part = events / parts;
+    let event = move |i: u64| {
+        let j = (i % per_part) * parts + i / per_part;
+        (j % 1000, j as i64)
+    };
+    let mut clock = Clock::event(|e: &(u64, i64)| e.1, Duration::ZERO);
+    if let Some(drift) = drift {
+        clock = clock.max_drift(drift);
+    }
+    let windows = flow
+        .input(
+            "events",
+            PartitionedGenerator::new(events, parts, event).batch_size(500),
+        )?
+        .count_window(
+            "count",
+            clock,
+            TumblingWindower::new(Duration::from_secs(10), 0),
+            |e| e.0,
+        )?;
+    windows.down.output("out", out.clone())?;
+    windows.late.output("late", late.clone())?;
+    Ok((flow, out, late))
+}
+
+#[test]
+fn a_windowed_flow_on_four_workers_over_eight_partitions_gives_the_one_worker_result() -> Result<()>
+{
+    let (flow, out, late) = partitioned_counts_flow(200_000, 1, None)?;
+    testing::run(&flow)?;
+    let one = out.take_sorted();
+    // 200 s of events: 20 windows per key, 10 events per key and window.
+    assert_eq!(one.len(), 20_000);
+    assert!(one.iter().all(|(_, (_, n))| *n == 10), "{:?}", &one[..3]);
+    assert!(late.take().is_empty());
+    // Pacing on (the default drift, and a drift of 1 ms that holds a partition
+    // back after nearly every batch) changes when items are read, never what is
+    // counted.
+    for drift in [None, Some(Duration::from_millis(1))] {
+        for (workers, parts) in [(1, 8), (4, 8)] {
+            let (flow, out, late) = partitioned_counts_flow(200_000, parts, drift)?;
+            testing::run_workers(&flow, workers)?;
+            assert_eq!(
+                out.take_sorted(),
+                one,
+                "{workers} workers over {parts} partitions, drift {drift:?}"
+            );
+            assert_eq!(late.take(), [], "{workers} workers, drift {drift:?}");
+        }
+    }
     Ok(())
 }
 

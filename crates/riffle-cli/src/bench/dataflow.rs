@@ -15,11 +15,17 @@
 //! size is reported as `store_bytes`); `-P recovery=none` is the same without a
 //! store, the baseline to compare with. `-P vocabulary=N` draws words from `N`
 //! distinct ones instead of 10,000 (e.g. 1,000,000 to size a store of 1M keys).
+//! `wordcount -P baseline=hashmap` also counts the same lines, generated the same
+//! way, with a plain single-threaded `std::collections::HashMap<String, u64>` in
+//! the same process right after each run, reported as workload
+//! `wordcount-hashmap`: the one-core limit to hold the engine against (the
+//! engine's report gains `of_baseline`, its items/s over the baseline's).
 //!
 //! Items are generated inside the source, so generation is part of the measured
 //! time. The checksum fields (`count`, `distinct`) let a reader check that peers
 //! computed the same thing.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use riffle::recovery::{Recovery, RecoveryStore};
@@ -170,6 +176,17 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     report
         .extra
         .insert("recovery".into(), recovery.name().into());
+    let baseline = match super::param(args, "baseline") {
+        None => None,
+        Some("hashmap") => Some(hashmap_baseline(words, vocabulary)?),
+        Some(v) => anyhow::bail!("-P baseline={v}: the only baseline is hashmap"),
+    };
+    if let Some(b) = &baseline {
+        report.extra.insert(
+            "of_baseline".into(),
+            (report.items_per_s / b.items_per_s).into(),
+        );
+    }
     if let RecoveryMode::Every(_) = recovery {
         report
             .extra
@@ -190,7 +207,37 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
                 .collect::<Vec<_>>()
         ),
     );
-    Ok(vec![report])
+    Ok([report].into_iter().chain(baseline).collect())
+}
+
+/// The same word count as a plain single-threaded `HashMap` of the same lines,
+/// generated the same way: each line is split and a word allocates a `String`
+/// only the first time it is seen.
+fn hashmap_baseline(words: u64, vocabulary: u64) -> anyhow::Result<BenchReport> {
+    super::reset_peak_rss();
+    let lines = words.div_ceil(WORDS_PER_LINE);
+    let started = Instant::now();
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for j in 0..lines {
+        let line = line_of(j, words, vocabulary);
+        for word in line.split(' ') {
+            match counts.get_mut(word) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(word.to_owned(), 1);
+                }
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let total: u64 = counts.values().sum();
+    anyhow::ensure!(
+        total == words,
+        "the hashmap baseline counted {total} words, expected {words}"
+    );
+    let mut report = BenchReport::new("wordcount-hashmap", 1, words, seconds);
+    report.extra.insert("distinct".into(), counts.len().into());
+    Ok(report)
 }
 
 /// How the wordcount workload uses recovery (`-P recovery=...`).
@@ -257,8 +304,8 @@ pub const WINDOW_KEYS: u64 = 1000;
 
 /// The value of `-P name=N`, which must be a positive number.
 fn positive_param(args: &BenchArgs, name: &str) -> anyhow::Result<Option<u64>> {
-    match args.params.iter().rev().find(|(k, _)| k == name) {
-        Some((_, v)) => v
+    match super::param(args, name) {
+        Some(v) => v
             .parse::<u64>()
             .ok()
             .filter(|v| *v > 0)

@@ -4,6 +4,10 @@
 //! line with the stable fields `workload`, `workers`, `items`, `seconds`,
 //! `items_per_s`, `peak_rss_bytes` (and `phase` for pipelines). Peak RSS is the
 //! process's high-water mark, reset before each run through `/proc/self/clear_refs`.
+//!
+//! `--workers 1,2,4` runs the workload at each worker count in turn (`--runs` times
+//! each) and then prints the scaling: each count's median items/s against the
+//! first count's (on stderr with `--json`, so that stdout stays one report a line).
 
 pub mod dataflow;
 pub mod kafka;
@@ -19,14 +23,19 @@ use serde::Serialize;
 
 use crate::App;
 
-/// `riffle bench NAME [--workers N] [--runs N] [--json]`
-#[derive(Debug, clap::Args)]
+/// `riffle bench NAME [--workers N[,N...]] [--runs N] [--json]`
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// The workload: stateless, wordcount, windowed, kafka, connector-redis, pipeline,
     /// udf-map, ui.
     pub name: String,
-    /// Worker threads, where the workload is a dataflow.
-    #[arg(short, long, default_value_t = 1)]
+    /// Worker threads, where the workload is a dataflow; a list such as `1,2,4`
+    /// runs each count in turn and prints the scaling ratio.
+    #[arg(short = 'w', long = "workers", value_delimiter = ',', default_value = "1",
+          value_parser = clap::value_parser!(usize))]
+    pub worker_counts: Vec<usize>,
+    /// The worker count of the run under way (one of `worker_counts`).
+    #[arg(skip)]
     pub workers: usize,
     /// How many times to run it (each run prints its own line).
     #[arg(long, default_value_t = 1)]
@@ -134,24 +143,112 @@ pub fn param<'a>(args: &'a BenchArgs, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Runs the named workload `args.runs` times and prints each report.
+/// Runs the named workload `args.runs` times at each worker count and prints each
+/// report, then the scaling ratios when there was more than one count.
 pub fn bench(app: &App, args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    for _ in 0..args.runs.max(1) {
-        reset_peak_rss();
-        let reports = match args.name.as_str() {
-            "stateless" | "wordcount" | "windowed" => dataflow::run(args)?,
-            "pipeline" => pipeline::run(app, args)?,
-            "udf-map" => udf::run(args)?,
-            "kafka" => kafka::run(args)?,
-            "connector-redis" => redis::run(args)?,
-            "ui" => ui::run(args)?,
-            other => anyhow::bail!(
-                "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-redis, pipeline, udf-map, ui"
-            ),
+    let mut medians: Vec<(usize, f64)> = Vec::new();
+    for &workers in &args.worker_counts {
+        anyhow::ensure!(workers > 0, "--workers: 0 is not a worker count");
+        let args = BenchArgs {
+            workers,
+            ..args.clone()
         };
-        for report in reports {
-            report.print(args.json);
+        let mut speeds = Vec::new();
+        for _ in 0..args.runs.max(1) {
+            reset_peak_rss();
+            let reports = run_once(app, &args)?;
+            // The first report is the workload's own (others are baselines).
+            if let Some(first) = reports.first() {
+                speeds.push(first.items_per_s);
+            }
+            for report in reports {
+                report.print(args.json);
+            }
+        }
+        medians.push((workers, median(&mut speeds)));
+    }
+    if medians.len() > 1 {
+        for line in scaling_lines(&args.name, &medians) {
+            if args.json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
+    match args.name.as_str() {
+        "stateless" | "wordcount" | "windowed" => dataflow::run(args),
+        "pipeline" => pipeline::run(app, args),
+        "udf-map" => udf::run(args),
+        "kafka" => kafka::run(args),
+        "connector-redis" => redis::run(args),
+        "ui" => ui::run(args),
+        other => anyhow::bail!(
+            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-redis, pipeline, udf-map, ui"
+        ),
+    }
+}
+
+/// The median of `values` (0 for none).
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+/// One line per worker count: its median items/s and its ratio to the first
+/// count's, and that ratio per worker added (the scaling efficiency).
+fn scaling_lines(workload: &str, medians: &[(usize, f64)]) -> Vec<String> {
+    let Some(&(base_workers, base)) = medians.first() else {
+        return Vec::new();
+    };
+    medians
+        .iter()
+        .map(|&(workers, speed)| {
+            let ratio = if base > 0.0 { speed / base } else { 0.0 };
+            let efficiency = ratio * base_workers as f64 / workers as f64;
+            format!(
+                "scaling {workload}: {workers} worker(s) {speed:.0} items/s (median) = {ratio:.2}x {base_workers} worker(s), {efficiency:.2} per worker"
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_compares_each_count_with_the_first() {
+        let lines = scaling_lines("windowed", &[(1, 10.0), (2, 15.0), (4, 20.0)]);
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[0].contains("= 1.00x 1 worker(s), 1.00 per worker"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains("= 1.50x 1 worker(s), 0.75 per worker"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].contains("= 2.00x 1 worker(s), 0.50 per worker"),
+            "{}",
+            lines[2]
+        );
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
 }

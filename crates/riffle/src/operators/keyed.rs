@@ -234,7 +234,8 @@ where
         // Held at the earliest open epoch, for output driven by the clock (and, under
         // recovery, until the snapshot of the epochs before it is written).
         let mut held: Option<Capability<u64>> = Some(cap);
-        let mut pending: BTreeMap<u64, Vec<I>> = BTreeMap::new();
+        // Batches wait by epoch as they came: kept, never copied into one.
+        let mut pending: BTreeMap<u64, Vec<Vec<I>>> = BTreeMap::new();
         let mut caps: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
         let mut last: Option<Capability<u64>> = None;
         let mut out: Vec<O> = Vec::new();
@@ -254,7 +255,7 @@ where
                     caps.insert(epoch, cap);
                 }
                 logic.on_arrival(epoch, data);
-                pending.entry(epoch).or_default().append(data);
+                pending.entry(epoch).or_default().push(std::mem::take(data));
             });
             if shared.aborted() {
                 pending.clear();
@@ -347,18 +348,22 @@ where
                     return;
                 }
                 if next_batch == Some(epoch) {
-                    let items = pending.remove(&epoch).unwrap_or_default();
+                    let batches = pending.remove(&epoch).unwrap_or_default();
                     let Some(cap) = caps.get(&epoch) else {
                         continue;
                     };
-                    let mut items = Some(items);
-                    if !run(
-                        &mut |l, o| l.on_batch(&site, epoch, items.take().unwrap_or_default(), o),
-                        cap,
-                        &mut logic,
-                        &mut out,
-                    ) {
-                        return;
+                    for items in batches {
+                        let mut items = Some(items);
+                        if !run(
+                            &mut |l, o| {
+                                l.on_batch(&site, epoch, items.take().unwrap_or_default(), o)
+                            },
+                            cap,
+                            &mut logic,
+                            &mut out,
+                        ) {
+                            return;
+                        }
                     }
                 }
                 if next_close == Some(epoch)
@@ -432,7 +437,7 @@ impl<T: Data> Stream<T> {
         O: Data,
         L1: EpochLogic<T, (K, A)>,
         L2: EpochLogic<(K, A), O>,
-        M1: Fn() -> L1 + Send + Sync + 'static,
+        M1: Fn(usize) -> L1 + Send + Sync + 'static,
         M2: Fn() -> L2 + Send + Sync + 'static,
     {
         let up_key = self.key();
@@ -444,7 +449,8 @@ impl<T: Data> Stream<T> {
             &["down"],
             Arc::new(move |ctx: &mut BuildCtx<'_>| {
                 let input = ctx.stream::<T>(&up_key)?;
-                let partial = epoch_operator(ctx, &id, input, Pipeline, local());
+                let limit = ctx.shared.preaggregate_limit;
+                let partial = epoch_operator(ctx, &id, input, Pipeline, local(limit));
                 let merged = epoch_operator(ctx, &id, partial, by_key::<K, A>(), global());
                 ctx.insert(stream_key(&id, "down"), merged);
                 Ok(())
@@ -517,9 +523,10 @@ impl<T: Data> Stream<T> {
         self.two_stage(
             step_id,
             "count_final",
-            move || CountLocal {
+            move |limit| CountLocal {
                 key: key.clone(),
                 counts: StateMap::default(),
+                limit,
                 _t: std::marker::PhantomData,
             },
             || FoldGlobal {
@@ -545,15 +552,27 @@ impl<K: Hash, V> KeyedItem for (K, V) {
 struct CountLocal<T, K, F> {
     key: Arc<F>,
     counts: StateMap<K, u64>,
+    /// How many keys it holds before it sends the partial counts on.
+    limit: usize,
     _t: std::marker::PhantomData<fn(T)>,
+}
+
+/// Sends a pre-aggregation's partial results on once it holds more than `limit`
+/// keys, so that its memory stays bounded (the key's owner merges them).
+#[inline]
+fn flush_past<K: Key, A>(state: &mut StateMap<K, A>, limit: usize, out: &mut Vec<(K, A)>) {
+    if state.len() > limit {
+        out.extend(state.drain());
+    }
 }
 
 impl<T: Data, K: Key, F: Fn(T) -> K + Send + Sync + 'static> EpochLogic<T, (K, u64)>
     for CountLocal<T, K, F>
 {
-    fn on_batch(&mut self, _: &Site, _: u64, items: Vec<T>, _: &mut Vec<(K, u64)>) -> Result<()> {
+    fn on_batch(&mut self, _: &Site, _: u64, items: Vec<T>, out: &mut Vec<(K, u64)>) -> Result<()> {
         for item in items {
             *self.counts.entry((self.key)(item)).or_insert(0) += 1;
+            flush_past(&mut self.counts, self.limit, out);
         }
         Ok(())
     }
@@ -618,6 +637,9 @@ type PerEpoch<K, A> = BTreeMap<u64, StateMap<K, A>>;
 struct EpochFold<K, A, V, F> {
     fold: Arc<F>,
     state: PerEpoch<K, A>,
+    /// Keys held per epoch before the partial results go on (`usize::MAX` where
+    /// this is not a pre-aggregation: each key must come out once per epoch).
+    limit: usize,
     _v: std::marker::PhantomData<fn(V)>,
 }
 
@@ -629,13 +651,14 @@ impl<K: Key, V: Data, F: Fn(Option<V>, V) -> V + Send + Sync + 'static> EpochLog
         _: &Site,
         epoch: u64,
         items: Vec<(K, V)>,
-        _: &mut Vec<(K, V)>,
+        out: &mut Vec<(K, V)>,
     ) -> Result<()> {
         let state = self.state.entry(epoch).or_default();
         for (k, v) in items {
             let acc = state.remove(&k);
             let next = (self.fold)(acc, v);
             state.insert(k, next);
+            flush_past(state, self.limit, out);
         }
         Ok(())
     }
@@ -655,6 +678,8 @@ struct FoldLocal<K, V, A, B, F> {
     builder: Arc<B>,
     folder: Arc<F>,
     state: StateMap<K, A>,
+    /// How many keys it holds before it sends the partial accumulators on.
+    limit: usize,
     _v: std::marker::PhantomData<fn(V)>,
 }
 
@@ -671,7 +696,7 @@ where
         _: &Site,
         _: u64,
         items: Vec<(K, V)>,
-        _: &mut Vec<(K, A)>,
+        out: &mut Vec<(K, A)>,
     ) -> Result<()> {
         for (k, v) in items {
             let acc = match self.state.remove(&k) {
@@ -680,6 +705,7 @@ where
             };
             let next = (self.folder)(acc, v);
             self.state.insert(k, next);
+            flush_past(&mut self.state, self.limit, out);
         }
         Ok(())
     }
@@ -888,14 +914,16 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         self.two_stage(
             step_id,
             "reduce_epoch",
-            move || EpochFold {
+            move |limit| EpochFold {
                 fold: fold.clone(),
                 state: BTreeMap::new(),
+                limit,
                 _v: std::marker::PhantomData,
             },
             move || EpochFold {
                 fold: global.clone(),
                 state: BTreeMap::new(),
+                limit: usize::MAX,
                 _v: std::marker::PhantomData,
             },
         )
@@ -915,6 +943,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         self.epoch_step(step_id, "reduce_epoch_local", false, move || EpochFold {
             fold: fold.clone(),
             state: BTreeMap::new(),
+            limit: usize::MAX,
             _v: std::marker::PhantomData,
         })
     }
@@ -981,10 +1010,11 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         self.two_stage(
             step_id,
             "fold_final",
-            move || FoldLocal {
+            move |limit| FoldLocal {
                 builder: builder.clone(),
                 folder: folder.clone(),
                 state: StateMap::default(),
+                limit,
                 _v: std::marker::PhantomData,
             },
             move || FoldGlobal {

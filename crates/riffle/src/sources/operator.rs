@@ -23,6 +23,15 @@ const SLICE: Duration = Duration::from_millis(2);
 /// How soon a source that has nothing polls again.
 const IDLE_POLL: Duration = Duration::from_millis(10);
 
+/// How soon a source looks again at a partition an event-time window holds back
+/// (see `crate::window::pace`): the slower partitions usually catch up within
+/// a batch or two.
+const PACE_POLL: Duration = Duration::from_micros(200);
+
+/// The longest a partition is held back at a time: then it reads one batch
+/// anyway, so that pacing can never stop a flow, whatever holds the watermark.
+const PACE_MAX_HOLD: Duration = Duration::from_millis(100);
+
 /// The longest a source sleeps between activations.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 
@@ -146,6 +155,8 @@ struct LivePart<P: SourcePartition> {
     /// Without a store: the epoch whose start the partition's position was last
     /// recorded at.
     recorded: Option<u64>,
+    /// Since when an event-time window has held this partition back, if it does.
+    held_since: Option<Instant>,
 }
 
 impl<P: SourcePartition> LivePart<P> {
@@ -224,6 +235,7 @@ fn build<P: SourcePartition>(
             last: 0,
             uncommitted: VecDeque::new(),
             recorded: None,
+            held_since: None,
         })
         .collect();
     let progress = ctx.progress.clone();
@@ -303,6 +315,7 @@ fn build<P: SourcePartition>(
                                 last: 0,
                                 uncommitted: VecDeque::new(),
                                 recorded: None,
+                                held_since: None,
                             });
                         }
                     }
@@ -381,6 +394,20 @@ fn build<P: SourcePartition>(
                     i += 1;
                     continue;
                 }
+                // Far ahead of a window's watermark: let the slower partitions
+                // catch up. Only partitions read at the wall clock's epochs are
+                // held (holding one that assigns its own epochs would hold the
+                // frontier that the slower ones' announcements wait for).
+                if live.floor.is_none() && shared.pace.holds_back(live.id) {
+                    let since = *live.held_since.get_or_insert(now);
+                    if now.duration_since(since) < PACE_MAX_HOLD {
+                        let at = now + PACE_POLL;
+                        wake = Some(wake.map_or(at, |w| w.min(at)));
+                        i += 1;
+                        continue;
+                    }
+                }
+                live.held_since = None;
                 // Under recovery, the position before this poll: where the
                 // partition stands at the end of every epoch before the one its
                 // next batch is at.

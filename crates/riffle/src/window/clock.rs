@@ -60,6 +60,9 @@ pub(crate) enum ClockKind<V> {
         time_of: Arc<dyn Fn(&V) -> Millis + Send + Sync>,
         lateness: Millis,
         idle_timeout: Duration,
+        /// How far a partition may run ahead of the window's watermark before its
+        /// source waits (`None`: from the window's length; see `pace`).
+        max_drift: Option<Millis>,
     },
 }
 
@@ -71,10 +74,12 @@ impl<V> Clone for Clock<V> {
                 time_of,
                 lateness,
                 idle_timeout,
+                max_drift,
             } => ClockKind::Event {
                 time_of: time_of.clone(),
                 lateness: *lateness,
                 idle_timeout: *idle_timeout,
+                max_drift: *max_drift,
             },
         };
         Self { kind }
@@ -85,6 +90,12 @@ impl<V> Clone for Clock<V> {
 /// traced) may stay silent before it stops holding the watermark back, unless
 /// [`Clock::idle_timeout`] says otherwise.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How far (in event time) a source partition may run ahead of the slowest one
+/// feeding the same window before its source waits for it, where the windows have no
+/// fixed length and [`Clock::max_drift`] says nothing. Windows of a fixed length
+/// allow twice their length.
+pub const DEFAULT_MAX_DRIFT: Duration = Duration::from_secs(60);
 
 impl<V: 'static> Clock<V> {
     /// Processing time: items are timed when the window step sees them.
@@ -105,6 +116,7 @@ impl<V: 'static> Clock<V> {
                 time_of: Arc::new(time_of),
                 lateness: millis(allowed_lateness),
                 idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                max_drift: None,
             },
         }
     }
@@ -114,6 +126,27 @@ impl<V: 'static> Clock<V> {
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         if let ClockKind::Event { idle_timeout, .. } = &mut self.kind {
             *idle_timeout = timeout;
+        }
+        self
+    }
+
+    /// Sets how far (in event time) a source partition may run ahead of the
+    /// slowest partition still moving before its source stops reading it and waits
+    /// (event time only). Every window between the slowest and the fastest
+    /// partition is held open, so this bounds the held windows when workers drift
+    /// apart; it changes when items are read, never the results.
+    /// By default twice the window's length (sliding and tumbling windows, the gap
+    /// of sessions), else [`DEFAULT_MAX_DRIFT`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use riffle::window::Clock;
+    /// let clock = Clock::event(|t: &i64| *t, Duration::ZERO).max_drift(Duration::from_secs(120));
+    /// # let _ = clock;
+    /// ```
+    pub fn max_drift(mut self, drift: Duration) -> Self {
+        if let ClockKind::Event { max_drift, .. } = &mut self.kind {
+            *max_drift = Some(millis(drift));
         }
         self
     }

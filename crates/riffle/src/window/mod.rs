@@ -41,11 +41,12 @@
 
 mod clock;
 mod operator;
+pub(crate) mod pace;
 mod windower;
 
 use std::sync::Arc;
 
-pub use clock::{Clock, DEFAULT_IDLE_TIMEOUT, Millis, now_millis};
+pub use clock::{Clock, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_DRIFT, Millis, now_millis};
 pub use operator::{Late, LateReason, LiveWindows};
 pub use windower::{
     OpenWindows, Placement, SessionWindower, Sessions, SlidingWindower, TumblingWindower, WindowId,
@@ -429,11 +430,13 @@ fn side_clock<V: Data, R: Data>(
                 time_of: l,
                 lateness: ll,
                 idle_timeout: li,
+                max_drift: ld,
             },
             ClockKind::Event {
                 time_of: r,
                 lateness: rl,
                 idle_timeout: ri,
+                max_drift: rd,
             },
         ) => {
             let (l, r) = (l.clone(), r.clone());
@@ -445,6 +448,10 @@ fn side_clock<V: Data, R: Data>(
                     }),
                     lateness: (*ll).max(*rl),
                     idle_timeout: (*li).max(*ri),
+                    max_drift: match (ld, rd) {
+                        (Some(l), Some(r)) => Some((*l).max(*r)),
+                        (l, r) => l.or(*r),
+                    },
                 },
             })
         }

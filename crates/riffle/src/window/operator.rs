@@ -25,7 +25,8 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::progress::operate::FrontierInterest;
 
-use super::clock::{Clock, ClockKind, Millis, now_millis};
+use super::clock::{Clock, ClockKind, DEFAULT_MAX_DRIFT, Millis, millis, now_millis};
+use super::pace::Pace;
 use super::windower::{OpenWindows, Placement, WindowId, WindowMeta, Windower};
 use crate::build::WorkerInfo;
 use crate::build::{BuildCtx, TStream};
@@ -178,8 +179,20 @@ where
             time_of,
             lateness,
             idle_timeout,
+            max_drift,
         } => {
+            // Partitions are paced where the window knows them (see `pace`).
+            let paced = traced.then(|| {
+                let drift = max_drift.unwrap_or_else(|| {
+                    windower
+                        .length()
+                        .map_or(millis(DEFAULT_MAX_DRIFT), |l| l.saturating_mul(2))
+                });
+                ctx.shared.pace.join(step_id, drift);
+                (ctx.shared.pace.clone(), step_id.to_string())
+            });
             let mut marks = Marks {
+                pace: paced,
                 time_of: time_of.clone(),
                 lateness: *lateness,
                 refresh: *idle_timeout / 4,
@@ -314,6 +327,8 @@ struct Marks<V> {
     sources: usize,
     settled: usize,
     parts: HashMap<PartId, PartClock>,
+    /// Where the partitions' watermarks are told, to pace their sources.
+    pace: Option<(Arc<Pace>, String)>,
 }
 
 /// The largest time seen in one partition, and when it was last announced.
@@ -371,6 +386,13 @@ impl<V> Marks<V> {
     }
 
     fn announce<K>(&self, part: PartId, watermark: Millis, out: &mut Vec<Routed<K, V>>) {
+        if let Some((pace, step)) = &self.pace {
+            match watermark {
+                Millis::MIN => {}
+                Millis::MAX => pace.ended(step, part),
+                _ => pace.announced(step, part, watermark),
+            }
+        }
         out.extend((0..self.peers).map(|to| Routed::Mark {
             to,
             from: self.me,
@@ -749,6 +771,7 @@ impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent
             let watermark: Millis = decode(&site.step_id, &bytes)?;
             self.watermark = self.watermark.max(watermark);
         }
+
         Ok(())
     }
 

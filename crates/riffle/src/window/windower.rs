@@ -78,6 +78,12 @@ pub trait Windower: Send + Sync + 'static {
 
     /// The earliest close time of the key's open windows.
     fn next_close(&self, state: &Self::State) -> Option<Millis>;
+
+    /// How long one window lasts, where that is fixed (a session's gap): how far
+    /// partitions may drift apart by default (see [`super::Clock::max_drift`]).
+    fn length(&self) -> Option<Millis> {
+        None
+    }
 }
 
 /// Windows of `length` starting every `offset`, aligned so that one starts at
@@ -195,6 +201,10 @@ impl Windower for SlidingWindower {
     fn next_close(&self, state: &OpenWindows) -> Option<Millis> {
         state.first().map(|(_, m)| m.close_time)
     }
+
+    fn length(&self) -> Option<Millis> {
+        Some(self.length)
+    }
 }
 
 impl Windower for TumblingWindower {
@@ -233,6 +243,10 @@ impl Windower for TumblingWindower {
 
     fn next_close(&self, state: &OpenWindows) -> Option<Millis> {
         self.0.next_close(state)
+    }
+
+    fn length(&self) -> Option<Millis> {
+        self.0.length()
     }
 }
 
@@ -353,6 +367,10 @@ impl Windower for SessionWindower {
             .iter()
             .map(|(_, _, last)| last.saturating_add(self.gap))
             .min()
+    }
+
+    fn length(&self) -> Option<Millis> {
+        Some(self.gap)
     }
 }
 
