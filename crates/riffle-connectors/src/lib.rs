@@ -22,6 +22,7 @@
 //! | connector | source | sink | delivery |
 //! |---|---|---|---|
 //! | Kafka ([`kafka`]) | topic partitions, offsets in snapshots, group offsets committed after each recovery commit | by key (Kafka's own murmur2 partitioning), idempotent producer | source: exactly-once positions under a store, at-least-once without; sink: exactly-once with a store and transactions, at-least-once otherwise |
+//! | NATS JetStream ([`nats`]) | a stream, or one partition per subject filter; durable pull consumers acknowledged after each commit, stream sequences in snapshots | publish with `Nats-Msg-Id`, acknowledgements awaited before each commit | source: at-least-once (positions exact under a store); sink: exactly-once within the stream's duplicate window for records with stable ids, at-least-once otherwise |
 //!
 //! Every connector passes the [`conformance`] kit against its real server.
 //!
@@ -33,6 +34,8 @@ pub mod conformance;
 pub mod error;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod runtime;
 
 pub use error::ConnectorError;
