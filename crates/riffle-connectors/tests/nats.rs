@@ -50,7 +50,11 @@ fn conformance_missing_stream_and_unreachable_server() {
 }
 
 /// Polls `part` until it has `n` messages (or `limit` passes).
-fn take(part: &mut impl SourcePartition<Item = NatsMessage>, n: usize, limit: Duration) -> Vec<NatsMessage> {
+fn take(
+    part: &mut impl SourcePartition<Item = NatsMessage>,
+    n: usize,
+    limit: Duration,
+) -> Vec<NatsMessage> {
     let deadline = Instant::now() + limit;
     let mut got = Vec::new();
     while got.len() < n && Instant::now() < deadline {
@@ -101,7 +105,9 @@ fn a_restarted_partition_reads_at_once_what_a_dead_one_was_handed_and_not_what_i
     assert_eq!(texts(&again), values[20..]);
 
     // From a snapshot, it starts exactly at the snapshot's position.
-    let mut third = source.build_part("in", &stream, Some(again[50].sequence)).unwrap();
+    let mut third = source
+        .build_part("in", &stream, Some(again[50].sequence))
+        .unwrap();
     let from_snapshot = take(&mut third, 30, Duration::from_secs(10));
     assert_eq!(texts(&from_snapshot), values[70..]);
     third.close().unwrap();
@@ -121,7 +127,9 @@ fn the_source_acknowledges_only_on_commit() {
     assert_eq!(read.len(), 50);
     let floor = || {
         let info = riffle_connectors::runtime::handle().block_on(async {
-            let client = async_nats::connect(nats.settings.servers.as_str()).await.unwrap();
+            let client = async_nats::connect(nats.settings.servers.as_str())
+                .await
+                .unwrap();
             let js = async_nats::jetstream::new(client);
             let stream = js.get_stream(&stream).await.unwrap();
             stream.consumer_info("acks").await.unwrap()
@@ -135,7 +143,11 @@ fn the_source_acknowledges_only_on_commit() {
     while floor() != read[29].sequence && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(floor(), read[29].sequence, "the commit acknowledged up to its position");
+    assert_eq!(
+        floor(),
+        read[29].sequence,
+        "the commit acknowledged up to its position"
+    );
     part.close().unwrap();
 }
 
@@ -149,14 +161,18 @@ fn the_sink_publishes_a_replayed_id_once_and_waits_for_acknowledgements() {
     let records: Vec<NatsRecord> = (0..500)
         .map(|i| NatsRecord::new(format!("r{i}")).id(format!("id-{i}")))
         .collect();
-    let mut part = sink.build_part("out", &format!("{stream}.out#0"), None).unwrap();
+    let mut part = sink
+        .build_part("out", &format!("{stream}.out#0"), None)
+        .unwrap();
     part.write_batch(records[..300].to_vec()).unwrap();
     // The snapshot returns once all 300 are stored.
     assert_eq!(part.snapshot().unwrap(), Some(300));
     assert_eq!(nats.read(&stream).len(), 300);
     // A replay of the last 100 and the rest, from a rebuilt partition.
     drop(part);
-    let mut part = sink.build_part("out", &format!("{stream}.out#0"), Some(300)).unwrap();
+    let mut part = sink
+        .build_part("out", &format!("{stream}.out#0"), Some(300))
+        .unwrap();
     part.write_batch(records[200..].to_vec()).unwrap();
     part.flush().unwrap();
     // Records without ids are never dropped.
@@ -193,13 +209,16 @@ fn managed_streams_and_consumers_are_created_and_deleted_once() {
         return;
     };
     let name = unique("managed");
-    let spec = StreamSpec::new(&name, [format!("{name}.>")]).duplicate_window(Duration::from_secs(600));
+    let spec =
+        StreamSpec::new(&name, [format!("{name}.>")]).duplicate_window(Duration::from_secs(600));
     assert!(admin::create_stream(&nats.settings, &spec).unwrap());
     assert!(!admin::create_stream(&nats.settings, &spec).unwrap());
     assert!(admin::create_consumer(&nats.settings, &name, "reader", "").unwrap());
     assert!(!admin::create_consumer(&nats.settings, &name, "reader", "").unwrap());
     let window = riffle_connectors::runtime::handle().block_on(async {
-        let client = async_nats::connect(nats.settings.servers.as_str()).await.unwrap();
+        let client = async_nats::connect(nats.settings.servers.as_str())
+            .await
+            .unwrap();
         let js = async_nats::jetstream::new(client);
         let mut stream = js.get_stream(&name).await.unwrap();
         stream.info().await.unwrap().config.duplicate_window
@@ -212,7 +231,10 @@ fn managed_streams_and_consumers_are_created_and_deleted_once() {
     let err = admin::create_consumer(&nats.settings, &name, "reader", "")
         .unwrap_err()
         .to_string();
-    assert!(err.contains(&name) && err.contains(&nats.settings.servers), "{err}");
+    assert!(
+        err.contains(&name) && err.contains(&nats.settings.servers),
+        "{err}"
+    );
 }
 
 #[test]
@@ -220,7 +242,8 @@ fn wrong_credentials_are_an_error_naming_the_server_and_right_ones_read() {
     let Some(server) = NatsServer::start(&["--user", "riffle", "--pass", "right-one"]) else {
         return;
     };
-    let good = NatsTarget::new(NatsSettings::new(server.url()).user_password("riffle", "right-one"));
+    let good =
+        NatsTarget::new(NatsSettings::new(server.url()).user_password("riffle", "right-one"));
     let stream = good.create("auth", 1);
     good.write(&stream, &["hello".to_string()]);
 
@@ -232,11 +255,21 @@ fn wrong_credentials_are_an_error_naming_the_server_and_right_ones_read() {
     let text = err.to_string();
     assert!(text.contains("\"in\""), "{text}");
     assert!(text.contains(&server.url()), "{text}");
-    let cause = std::error::Error::source(&err).map(|c| c.to_string()).unwrap_or_default();
-    assert!(cause.to_lowercase().contains("authorization"), "cause: {cause:?} of {text}");
+    let cause = std::error::Error::source(&err)
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    assert!(
+        cause.to_lowercase().contains("authorization"),
+        "cause: {cause:?} of {text}"
+    );
 
-    let source = NatsSource::new(good.settings.clone(), &stream).filters([format!("{stream}.0")]).tail(false);
+    let source = NatsSource::new(good.settings.clone(), &stream)
+        .filters([format!("{stream}.0")])
+        .tail(false);
     let parts = source.list_parts("in").unwrap();
     let mut part = source.build_part("in", &parts[0], None).unwrap();
-    assert_eq!(texts(&take(&mut part, 1, Duration::from_secs(10))), ["hello"]);
+    assert_eq!(
+        texts(&take(&mut part, 1, Duration::from_secs(10))),
+        ["hello"]
+    );
 }

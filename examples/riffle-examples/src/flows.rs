@@ -50,6 +50,11 @@ pub fn flows() -> Vec<FlowExample> {
             build: crate::kafka::kafka_wordcount,
         },
         FlowExample {
+            name: "nats-wordcount",
+            about: "running word counts from a NATS JetStream stream to a subject, exactly-once by message id under --recovery (-P servers=nats://HOST:PORT -P stream=NAME -P subjects=a,b -P out=SUBJECT -P durable=NAME -P tail=false -P delivery=at-least-once)",
+            build: crate::nats::nats_wordcount,
+        },
+        FlowExample {
             name: "keyed-sums",
             about: "sum generated events per key into files (-P events=N -P keys=K -P out=DIR)",
             build: keyed_sums,

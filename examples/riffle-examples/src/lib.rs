@@ -6,6 +6,7 @@
 
 pub mod flows;
 pub mod kafka;
+pub mod nats;
 pub mod pipelines;
 
 pub use flows::{FlowExample, flows};

@@ -7,6 +7,7 @@
 
 pub mod dataflow;
 pub mod kafka;
+pub mod nats;
 pub mod pipeline;
 pub mod udf;
 pub mod ui;
@@ -21,7 +22,7 @@ use crate::App;
 /// `riffle bench NAME [--workers N] [--runs N] [--json]`
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The workload: stateless, wordcount, windowed, kafka, pipeline, udf-map, ui.
+    /// The workload: stateless, wordcount, windowed, kafka, connector-nats, pipeline, udf-map, ui.
     pub name: String,
     /// Worker threads, where the workload is a dataflow.
     #[arg(short, long, default_value_t = 1)]
@@ -132,9 +133,10 @@ pub fn bench(app: &App, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             "pipeline" => pipeline::run(app, args)?,
             "udf-map" => udf::run(args)?,
             "kafka" => kafka::run(args)?,
+            "connector-nats" => nats::run(args)?,
             "ui" => ui::run(args)?,
             other => anyhow::bail!(
-                "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, pipeline, udf-map, ui"
+                "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, pipeline, udf-map, ui"
             ),
         };
         for report in reports {

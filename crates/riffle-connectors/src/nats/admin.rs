@@ -43,7 +43,10 @@ fn default_window_ms() -> u64 {
 impl StreamSpec {
     /// A file-backed stream `name` capturing `subjects`, with a 2-minute
     /// duplicate window.
-    pub fn new<S: Into<String>>(name: impl Into<String>, subjects: impl IntoIterator<Item = S>) -> Self {
+    pub fn new<S: Into<String>>(
+        name: impl Into<String>,
+        subjects: impl IntoIterator<Item = S>,
+    ) -> Self {
         Self {
             name: name.into(),
             subjects: subjects.into_iter().map(Into::into).collect(),
@@ -137,7 +140,9 @@ pub fn create_consumer(
         .await
         .map_err(|e| {
             settings
-                .error(format!("cannot create consumer {durable:?} on stream {stream:?}"))
+                .error(format!(
+                    "cannot create consumer {durable:?} on stream {stream:?}"
+                ))
                 .caused_by(e)
         })?;
         Ok(true)
@@ -161,7 +166,9 @@ pub fn delete_consumer(
         }
         s.delete_consumer(durable).await.map_err(|e| {
             settings
-                .error(format!("cannot delete consumer {durable:?} of stream {stream:?}"))
+                .error(format!(
+                    "cannot delete consumer {durable:?} of stream {stream:?}"
+                ))
                 .caused_by(e)
         })?;
         Ok(true)

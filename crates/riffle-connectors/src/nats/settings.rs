@@ -147,7 +147,10 @@ impl NatsSettings {
         match std::env::var(file_var) {
             Ok(path) => std::fs::read_to_string(&path)
                 .map(|s| Some(s.trim_end().to_string()))
-                .map_err(|e| self.error(format!("cannot read {file_var}={path}")).caused_by(e)),
+                .map_err(|e| {
+                    self.error(format!("cannot read {file_var}={path}"))
+                        .caused_by(e)
+                }),
             Err(_) => Ok(std::env::var(var).ok()),
         }
     }
@@ -186,8 +189,11 @@ impl NatsSettings {
             .or_else(|| std::env::var_os(ENV_CREDS).map(PathBuf::from));
         if let Some(path) = creds {
             options = options.credentials_file(&path).await.map_err(|e| {
-                self.error(format!("cannot read the credentials file {}", path.display()))
-                    .caused_by(e)
+                self.error(format!(
+                    "cannot read the credentials file {}",
+                    path.display()
+                ))
+                .caused_by(e)
             })?;
         }
         Ok(options)

@@ -145,7 +145,11 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
     })
 }
 
-fn missing_stream(settings: &NatsSettings, stream: &str, e: impl std::error::Error + Send + Sync + 'static) -> ConnectorError {
+fn missing_stream(
+    settings: &NatsSettings,
+    stream: &str,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> ConnectorError {
     settings
         .error(format!("cannot open stream {stream:?} (does it exist?)"))
         .caused_by(e)
@@ -188,7 +192,10 @@ impl FixedPartitionedSource for NatsSource {
                 .ok_or_else(|| {
                     self.fail(
                         step_id,
-                        format!("{for_part:?} is not a partition of stream {:?}", self.stream),
+                        format!(
+                            "{for_part:?} is not a partition of stream {:?}",
+                            self.stream
+                        ),
                     )
                 })?
         };

@@ -84,8 +84,11 @@ impl NatsTarget {
     /// Makes stream `name` capturing `{name}.*`, with `partitions` partitions for
     /// the source (its subjects `{name}.0` ...).
     pub fn create_named(&self, name: &str, partitions: usize) {
-        admin::create_stream(&self.settings, &StreamSpec::new(name, [format!("{name}.*")]))
-            .expect("a new stream");
+        admin::create_stream(
+            &self.settings,
+            &StreamSpec::new(name, [format!("{name}.*")]),
+        )
+        .expect("a new stream");
         if let Ok(mut p) = self.partitions.lock() {
             p.insert(name.to_string(), partitions.max(1));
         }
@@ -123,8 +126,16 @@ impl NatsTarget {
     /// `{stream}.{partitions - 1}` in turn, with up to 4096 acknowledgements in
     /// flight (the client's own pace: a benchmark's baseline); returns the time it
     /// took, acknowledgements included.
-    pub fn publish_numbered(&self, stream: &str, partitions: usize, count: u64, size: usize) -> Duration {
-        let subjects: Vec<String> = (0..partitions.max(1)).map(|i| format!("{stream}.{i}")).collect();
+    pub fn publish_numbered(
+        &self,
+        stream: &str,
+        partitions: usize,
+        count: u64,
+        size: usize,
+    ) -> Duration {
+        let subjects: Vec<String> = (0..partitions.max(1))
+            .map(|i| format!("{stream}.{i}"))
+            .collect();
         let payload = bytes::Bytes::from(vec![b'x'; size]);
         crate::runtime::handle().block_on(async {
             let js = self.settings.jetstream().await.expect("a connection");
@@ -132,7 +143,11 @@ impl NatsTarget {
             let mut acks = std::collections::VecDeque::new();
             for i in 0..count {
                 let subject = subjects[(i % subjects.len() as u64) as usize].clone();
-                acks.push_back(js.publish(subject, payload.clone()).await.expect("published"));
+                acks.push_back(
+                    js.publish(subject, payload.clone())
+                        .await
+                        .expect("published"),
+                );
                 if acks.len() >= 4096
                     && let Some(ack) = acks.pop_front()
                 {
@@ -199,7 +214,10 @@ impl NatsTarget {
             let mut seen = 0;
             let deadline = Instant::now() + Duration::from_secs(120);
             while seen < count {
-                assert!(Instant::now() < deadline, "reading {stream} took over two minutes");
+                assert!(
+                    Instant::now() < deadline,
+                    "reading {stream} took over two minutes"
+                );
                 let Ok(Some(m)) =
                     tokio::time::timeout(Duration::from_secs(10), messages.next()).await
                 else {
@@ -301,7 +319,9 @@ impl NatsServer {
                 "CI=true but RIFFLE_TEST_NATS_SERVER is not set: scripts/test.d/51-nats.sh sets it"
             ),
             _ => {
-                eprintln!("SKIPPED: RIFFLE_TEST_NATS_SERVER is not set (scripts/test.d/51-nats.sh)");
+                eprintln!(
+                    "SKIPPED: RIFFLE_TEST_NATS_SERVER is not set (scripts/test.d/51-nats.sh)"
+                );
                 return None;
             }
         };
@@ -333,7 +353,14 @@ impl NatsServer {
             .open(self.dir.path().join("server.log"))
             .expect("a log file");
         let child = Command::new(&self.binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
             .arg(self.dir.path().join("store"))
             .args(&self.args)
             .stdin(Stdio::null())
