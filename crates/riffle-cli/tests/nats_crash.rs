@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use riffle_connectors::conformance::Target;
-use riffle_connectors::nats::testing::NatsTarget;
+use riffle_connectors::nats::NatsSettings;
+use riffle_connectors::nats::testing::{NatsServer, NatsTarget};
 
 const LINES: usize = 40_000;
 const WORDS: usize = 300;
@@ -191,4 +192,42 @@ fn nats_wordcount_is_listed_and_names_what_it_lacks() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("-P stream=NAME"), "{err}");
+}
+
+#[test]
+fn the_riffle_binary_takes_a_nats_token_from_a_file_named_in_the_environment() {
+    let Some(server) = NatsServer::start(&["--auth", "s3cret-token"]) else {
+        return;
+    };
+    let nats = NatsTarget::new(NatsSettings::new(server.url()).token("s3cret-token"));
+    let stream = nats.create("token", 1);
+    nats.write(&stream, &["a b a".to_string()]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |token: &str| {
+        let file = dir.path().join("token");
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_riffle"))
+            .args(["run", "nats-wordcount"])
+            .args(["-P", &format!("servers={}", server.url())])
+            .args(["-P", &format!("stream={stream}"), "-P", "tail=false"])
+            .env("RIFFLE_NATS_TOKEN_FILE", &file)
+            .output()
+            .unwrap()
+    };
+    let wrong = run("not-it");
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        err.contains(&server.url()) && err.contains("\"lines\""),
+        "{err}"
+    );
+    let right = run("s3cret-token");
+    assert!(
+        right.status.success(),
+        "{}",
+        String::from_utf8_lossy(&right.stderr)
+    );
+    let mut got = nats.read(&stream);
+    got.sort();
+    assert_eq!(got, ["a b a", "a,1", "a,2", "b,1"]);
 }
