@@ -50,6 +50,11 @@ pub fn flows() -> Vec<FlowExample> {
             build: crate::kafka::kafka_wordcount,
         },
         FlowExample {
+            name: "nats-wordcount",
+            about: "running word counts from a NATS JetStream stream to a subject, exactly-once by message id under --recovery (-P servers=nats://HOST:PORT -P stream=NAME -P subjects=a,b -P out=SUBJECT -P durable=NAME -P tail=false -P delivery=at-least-once)",
+            build: crate::nats::nats_wordcount,
+        },
+        FlowExample {
             name: "redis-wordcount",
             about: "running word counts from Redis streams to another stream, at-least-once across crashes (-P url=redis://HOST:PORT -P streams=KEY,KEY -P out=KEY or -P out-dir=PATH -P tail=false)",
             build: crate::redis::redis_wordcount,

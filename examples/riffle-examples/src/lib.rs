@@ -6,6 +6,7 @@
 
 pub mod flows;
 pub mod kafka;
+pub mod nats;
 pub mod objects;
 pub mod pipelines;
 pub mod redis;

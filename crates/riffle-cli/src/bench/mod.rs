@@ -11,6 +11,7 @@
 
 pub mod dataflow;
 pub mod kafka;
+pub mod nats;
 pub mod pipeline;
 pub mod redis;
 pub mod udf;
@@ -26,8 +27,8 @@ use crate::App;
 /// `riffle bench NAME [--workers N[,N...]] [--runs N] [--json]`
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// The workload: stateless, wordcount, windowed, kafka, connector-redis, pipeline,
-    /// udf-map, ui.
+    /// The workload: stateless, wordcount, windowed, kafka, connector-nats,
+    /// connector-redis, pipeline, udf-map, ui.
     pub name: String,
     /// Worker threads, where the workload is a dataflow; a list such as `1,2,4`
     /// runs each count in turn and prints the scaling ratio.
@@ -185,10 +186,11 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "pipeline" => pipeline::run(app, args),
         "udf-map" => udf::run(args),
         "kafka" => kafka::run(args),
+        "connector-nats" => nats::run(args),
         "connector-redis" => redis::run(args),
         "ui" => ui::run(args),
         other => anyhow::bail!(
-            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-redis, pipeline, udf-map, ui"
+            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, pipeline, udf-map, ui"
         ),
     }
 }
