@@ -18,37 +18,19 @@ use riffle_connectors::conformance::Target;
 use riffle_connectors::nats::NatsSettings;
 use riffle_connectors::nats::testing::{NatsServer, NatsTarget};
 
+mod common;
+use common::sigkill::{Kills, Rng, init_store, seed};
+
 const LINES: usize = 40_000;
 const WORDS: usize = 300;
 const KILLS: usize = 10;
-
-/// A small deterministic generator (xorshift), so a seed replays a run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 #[test]
 fn nats_in_nats_out_is_exactly_once_across_sigkills_and_rescaling() {
     let Some(nats) = NatsTarget::from_env() else {
         return;
     };
-    let seed: u64 = std::env::var("RIFFLE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("seed {seed} (RIFFLE_CRASH_SEED={seed} replays it)");
+    let seed = seed();
     let mut rng = Rng(seed);
     let input = format!("crash-in-{seed}");
     nats.create_named(&input, 4);
@@ -66,17 +48,7 @@ fn nats_in_nats_out_is_exactly_once_across_sigkills_and_rescaling() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let init = Command::new(env!("CARGO_BIN_EXE_riffle"))
-        .args(["recovery", "init"])
-        .arg(&store)
-        .args(["--partitions", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    init_store(&store);
     let subjects: Vec<String> = (0..4).map(|i| format!("{input}.{i}")).collect();
     let run = |workers: &str, tail: bool| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_riffle"));
@@ -93,51 +65,17 @@ fn nats_in_nats_out_is_exactly_once_across_sigkills_and_rescaling() {
             .stderr(Stdio::piped());
         cmd
     };
+    // Every run must end within the output stream's duplicate window (2 minutes).
     let started = Instant::now();
-    let mut live_kills = 0;
-    for kill in 0..KILLS {
-        let workers = match kill {
-            8 => "1",
-            9 => "3",
-            _ => "2",
-        };
-        let before = nats.count(&output);
-        // Kill once the output has grown by a random amount (while messages are
-        // in flight), or after a random time when it does not grow.
-        let grow = 200 + rng.next() % 1500;
-        let limit = Duration::from_millis(1500 + rng.next() % 1500);
-        let mut child = run(workers, true).spawn().unwrap();
-        let begun = Instant::now();
-        loop {
-            std::thread::sleep(Duration::from_millis(10));
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-                panic!("kill {kill}: the run ended by itself ({status}): {err}");
-            }
-            if nats.count(&output) - before >= grow {
-                live_kills += 1;
-                break;
-            }
-            if begun.elapsed() > limit {
-                break;
-            }
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        eprintln!(
-            "kill {kill} after {:?}: +{}",
-            begun.elapsed(),
-            nats.count(&output) - before
-        );
+    Kills {
+        count: KILLS,
+        grow: (200, 1699),
+        wait: (Duration::from_millis(1500), Duration::from_millis(2999)),
     }
-    eprintln!(
-        "{live_kills} of {KILLS} kills landed while the output grew ({:?})",
-        started.elapsed()
-    );
-    assert!(
-        live_kills >= KILLS / 2,
-        "too few kills hit live data: {live_kills}"
+    .run(
+        &mut rng,
+        |workers| run(workers, true).spawn().unwrap(),
+        || nats.count(&output) as u64,
     );
     let finish = run("3", false).output().unwrap();
     assert!(
