@@ -25,6 +25,7 @@
 //! | NATS JetStream ([`nats`]) | a stream, or one partition per subject filter; durable pull consumers acknowledged after each commit, stream sequences in snapshots | publish with `Nats-Msg-Id`, acknowledgements awaited before each commit | source: at-least-once (positions exact under a store); sink: exactly-once within the stream's duplicate window for records with stable ids, at-least-once otherwise |
 //! | Files in object stores ([`objects`]) | every object under a prefix (S3, GCS, Azure, local), lines decoded by a format, the byte offset and line in snapshots, new objects found while following | new objects per partition, staged at each snapshot and moved into place by the commit hook | source: resumes exactly from the committed line; sink: exactly-once under a store, at-least-once otherwise |
 //! | Redis Streams ([`redis`]) | stream keys, read through a consumer group, entries acknowledged after each commit, abandoned ones claimed | `XADD` to streams by key, pipelined, optional `MAXLEN ~` | at-least-once both ways |
+//! | RabbitMQ ([`rabbitmq`]) | queues, consumed with a prefetch, messages acknowledged after each commit, put back by the broker when a run stops | publish with confirms to queues or an exchange, unroutable messages an error | at-least-once both ways |
 //!
 //! Every connector passes the [`conformance`] kit against its real server.
 //!
@@ -42,6 +43,8 @@ pub mod kafka;
 pub mod nats;
 #[cfg(feature = "objects")]
 pub mod objects;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod runtime;

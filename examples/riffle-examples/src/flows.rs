@@ -60,6 +60,11 @@ pub fn flows() -> Vec<FlowExample> {
             build: crate::redis::redis_wordcount,
         },
         FlowExample {
+            name: "rabbitmq-wordcount",
+            about: "running word counts from RabbitMQ queues to another queue, at-least-once across crashes (-P url=amqp://HOST:PORT/VHOST -P queues=NAME,NAME -P out=QUEUE or -P out-dir=PATH -P tail=false -P prefetch=N)",
+            build: crate::rabbitmq::rabbitmq_wordcount,
+        },
+        FlowExample {
             name: "objects-wordcount",
             about: "running word counts from the objects under a prefix (S3, GCS, Azure, file://) into new objects, exactly-once under --recovery (-P in=URL -P out=URL -P tail=false)",
             build: crate::objects::objects_wordcount,

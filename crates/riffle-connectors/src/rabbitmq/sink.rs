@@ -1,0 +1,369 @@
+//! The RabbitMQ sink: records published with publisher confirms, each routing key
+//! a partition of the sink, confirmed before the flow's epoch moves on.
+
+use std::collections::VecDeque;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
+use riffle::sinks::{FixedPartitionedSink, SinkPartition};
+use tokio::sync::{mpsc, oneshot};
+
+use super::message::RabbitRecord;
+use super::retry;
+use super::settings::RabbitSettings;
+use crate::{ConnectorError, runtime};
+
+/// The most batches a partition keeps in flight before it waits.
+const IN_FLIGHT: usize = 8;
+
+/// Publishes records to RabbitMQ; see the [module docs](super).
+#[derive(Debug, Clone)]
+pub struct RabbitSink {
+    settings: RabbitSettings,
+    exchange: String,
+    routing_keys: Vec<String>,
+    persistent: bool,
+}
+
+impl RabbitSink {
+    /// Publishes straight to the queues with these names (through the default
+    /// exchange, whose routing keys are queue names); a record with a key always
+    /// goes to the same queue. The queues must exist.
+    pub fn queues<T: Into<String>>(
+        settings: RabbitSettings,
+        queues: impl IntoIterator<Item = T>,
+    ) -> Self {
+        Self::exchange(settings, "", queues)
+    }
+
+    /// Publishes to `exchange` with these routing keys; a record with a key
+    /// always goes with the same routing key. Every message must reach a queue:
+    /// one the exchange routes nowhere is an error naming it.
+    pub fn exchange<T: Into<String>>(
+        settings: RabbitSettings,
+        exchange: impl Into<String>,
+        routing_keys: impl IntoIterator<Item = T>,
+    ) -> Self {
+        Self {
+            settings,
+            exchange: exchange.into(),
+            routing_keys: routing_keys.into_iter().map(Into::into).collect(),
+            persistent: true,
+        }
+    }
+
+    /// Whether messages are persistent (delivery mode 2, the default: a durable
+    /// queue keeps them through a broker restart) or transient.
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
+    fn target(&self, routing_key: &str) -> String {
+        if self.exchange.is_empty() {
+            format!("queue {routing_key:?}")
+        } else {
+            format!("exchange {:?} (routing key {routing_key:?})", self.exchange)
+        }
+    }
+}
+
+impl FixedPartitionedSink for RabbitSink {
+    type Item = RabbitRecord;
+    type State = ();
+    type Partition = RabbitSinkPartition;
+
+    fn list_parts(&self, step_id: &str) -> riffle::Result<Vec<String>> {
+        if self.routing_keys.is_empty() {
+            let what = if self.exchange.is_empty() {
+                "the sink names no queue".to_string()
+            } else {
+                format!(
+                    "the sink names no routing key for exchange {:?}",
+                    self.exchange
+                )
+            };
+            return Err(self.settings.error(what).for_step(step_id));
+        }
+        Ok(self.routing_keys.clone())
+    }
+
+    fn part_fn(&self, item: &RabbitRecord, parts: usize) -> usize {
+        let hash = match &item.key {
+            Some(key) => riffle::exchange::stable_hash(key),
+            None => riffle::exchange::stable_hash(&item.payload),
+        };
+        (hash % parts.max(1) as u64) as usize
+    }
+
+    fn build_part(
+        &self,
+        step_id: &str,
+        for_part: &str,
+        _resume_state: Option<()>,
+    ) -> riffle::Result<RabbitSinkPartition> {
+        let mut writer = Writer {
+            settings: self.settings.clone(),
+            exchange: self.exchange.clone(),
+            routing_key: for_part.to_string(),
+            target: self.target(for_part),
+            persistent: self.persistent,
+            link: None,
+        };
+        runtime::handle()
+            .block_on(writer.open(Some(self.settings.timeout_duration())))
+            .map_err(|e| e.for_step(step_id))?;
+        let (jobs, queue) = mpsc::channel(IN_FLIGHT);
+        let target = writer.target.clone();
+        runtime::handle().spawn(writer.run(queue));
+        Ok(RabbitSinkPartition {
+            step_id: step_id.to_string(),
+            settings: self.settings.clone(),
+            target,
+            jobs,
+            in_flight: VecDeque::new(),
+        })
+    }
+}
+
+/// One batch of records for the writing task, and where to answer.
+struct Job {
+    records: Vec<RabbitRecord>,
+    done: oneshot::Sender<Result<(), ConnectorError>>,
+}
+
+/// The task that publishes one partition's batches in order on a channel in
+/// confirm mode, connecting again when the broker goes away.
+struct Writer {
+    settings: RabbitSettings,
+    exchange: String,
+    routing_key: String,
+    target: String,
+    persistent: bool,
+    link: Option<(Connection, Channel)>,
+}
+
+/// Why a batch was not confirmed.
+enum Failure {
+    /// The connection broke: publish the batch again on a new one.
+    Lost(String),
+    /// The broker said no: stop.
+    Refused(ConnectorError),
+}
+
+impl Writer {
+    /// Connects, checks the target exists and turns confirms on.
+    async fn open(&mut self, patience: Option<std::time::Duration>) -> Result<(), ConnectorError> {
+        let what = format!("publishing to {}", self.target);
+        let (connection, channel) = retry::connect(&self.settings, "sink", &what, patience).await?;
+        if self.exchange.is_empty() {
+            super::admin::queue_size(&self.settings, &channel, &self.routing_key).await?;
+        } else {
+            let options = ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            channel
+                .exchange_declare(
+                    self.exchange.as_str().into(),
+                    ExchangeKind::Direct,
+                    options,
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| {
+                    let why = if e.to_string().contains("NOT_FOUND") {
+                        format!("exchange {:?} does not exist", self.exchange)
+                    } else {
+                        format!("cannot look up exchange {:?}", self.exchange)
+                    };
+                    self.settings.error(why).caused_by(e)
+                })?;
+        }
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| {
+                self.settings
+                    .error(format!(
+                        "cannot turn on publisher confirms for {}",
+                        self.target
+                    ))
+                    .caused_by(e)
+            })?;
+        self.link = Some((connection, channel));
+        Ok(())
+    }
+
+    async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+        while let Some(job) = queue.recv().await {
+            let sent = self.deliver(&job.records).await;
+            let failed = sent.is_err();
+            let _ = job.done.send(sent);
+            if failed {
+                break;
+            }
+        }
+        if let Some((connection, _)) = self.link.take() {
+            let _ = connection.close(200, "the run is over".into()).await;
+        }
+    }
+
+    /// Publishes `records` until confirmed, through reconnections for as long as
+    /// the settings' timeout: a batch the broker took before the connection broke
+    /// is then published twice (at-least-once), never lost.
+    async fn deliver(&mut self, records: &[RabbitRecord]) -> Result<(), ConnectorError> {
+        let give_up = tokio::time::Instant::now() + self.settings.timeout_duration();
+        loop {
+            let why = match self.publish(records).await {
+                Ok(()) => return Ok(()),
+                Err(Failure::Refused(e)) => return Err(e),
+                Err(Failure::Lost(why)) => why,
+            };
+            if let Some((connection, _)) = self.link.take() {
+                let _ = connection.close(200, "reconnecting".into()).await;
+            }
+            let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(self.settings.error(format!(
+                    "cannot publish {} messages to {}: {why}",
+                    records.len(),
+                    self.target
+                )));
+            }
+            self.open(Some(left)).await?;
+        }
+    }
+
+    async fn publish(&mut self, records: &[RabbitRecord]) -> Result<(), Failure> {
+        let Some((_, channel)) = &self.link else {
+            return Err(Failure::Lost("not connected".into()));
+        };
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        let mut confirms = Vec::with_capacity(records.len());
+        for record in records {
+            let mut properties = BasicProperties::default();
+            if self.persistent {
+                properties = properties.with_delivery_mode(2);
+            }
+            if let Some(id) = &record.message_id {
+                properties = properties.with_message_id(id.as_str().into());
+            }
+            let confirm = channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    self.routing_key.as_str().into(),
+                    options,
+                    &record.payload,
+                    properties,
+                )
+                .await
+                .map_err(|e| Failure::Lost(e.to_string()))?;
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            match confirm.await.map_err(|e| Failure::Lost(e.to_string()))? {
+                Confirmation::Ack(None) | Confirmation::NotRequested => {}
+                Confirmation::Ack(Some(_)) => {
+                    let why = if self.exchange.is_empty() {
+                        format!("queue {:?} does not exist", self.routing_key)
+                    } else {
+                        format!(
+                            "exchange {:?} routes routing key {:?} to no queue",
+                            self.exchange, self.routing_key
+                        )
+                    };
+                    return Err(Failure::Refused(
+                        self.settings
+                            .error(format!("a message was returned: {why}")),
+                    ));
+                }
+                Confirmation::Nack(_) => {
+                    return Err(Failure::Refused(self.settings.error(format!(
+                        "the broker refused a message for {} (a negative confirm)",
+                        self.target
+                    ))));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One routing key being published to; made by [`RabbitSink`].
+pub struct RabbitSinkPartition {
+    step_id: String,
+    settings: RabbitSettings,
+    target: String,
+    jobs: mpsc::Sender<Job>,
+    /// The answers of the batches sent and not yet waited for, oldest first.
+    in_flight: VecDeque<oneshot::Receiver<Result<(), ConnectorError>>>,
+}
+
+impl RabbitSinkPartition {
+    fn stopped(&self) -> riffle::RiffleError {
+        self.settings
+            .error(format!("the publisher to {} stopped", self.target))
+            .for_step(&self.step_id)
+    }
+
+    /// Waits for the oldest batch in flight.
+    fn wait_one(&mut self) -> riffle::Result<()> {
+        let Some(answer) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        match answer.blocking_recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.for_step(&self.step_id)),
+            Err(_) => Err(self.stopped()),
+        }
+    }
+}
+
+impl SinkPartition for RabbitSinkPartition {
+    type Item = RabbitRecord;
+    type State = ();
+
+    fn write_batch(&mut self, items: Vec<RabbitRecord>) -> riffle::Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        while self.in_flight.len() >= IN_FLIGHT {
+            self.wait_one()?;
+        }
+        let (done, answer) = oneshot::channel();
+        let job = Job {
+            records: items,
+            done,
+        };
+        if self.jobs.blocking_send(job).is_err() {
+            // The writer stopped on an error: its answer says which.
+            while !self.in_flight.is_empty() {
+                self.wait_one()?;
+            }
+            return Err(self.stopped());
+        }
+        self.in_flight.push_back(answer);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> riffle::Result<()> {
+        while !self.in_flight.is_empty() {
+            self.wait_one()?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> riffle::Result<Option<()>> {
+        self.flush()?;
+        Ok(Some(()))
+    }
+
+    fn close(&mut self) -> riffle::Result<()> {
+        self.flush()
+    }
+}

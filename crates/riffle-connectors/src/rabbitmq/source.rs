@@ -1,0 +1,516 @@
+//! The RabbitMQ source: each queue a partition, consumed with manual
+//! acknowledgements that only the commit hook sends.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use futures_util::{FutureExt, StreamExt};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
+use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::message::RabbitMessage;
+use super::retry;
+use super::settings::RabbitSettings;
+use crate::{ConnectorError, runtime};
+
+/// The most messages one poll returns.
+const BATCH: usize = 4096;
+
+/// A partition's position, its snapshot state: how many messages it has emitted,
+/// which the commit hook acknowledges up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RabbitPosition {
+    /// Messages emitted so far by this partition, over every run.
+    pub emitted: u64,
+}
+
+/// Consumes RabbitMQ queues; see the [module docs](super).
+#[derive(Debug, Clone)]
+pub struct RabbitSource {
+    settings: RabbitSettings,
+    queues: Vec<String>,
+    prefetch: u16,
+    tail: bool,
+}
+
+impl RabbitSource {
+    /// Consumes the queues with these names on the broker of `settings`, following
+    /// new messages for ever.
+    pub fn new<T: Into<String>>(
+        settings: RabbitSettings,
+        queues: impl IntoIterator<Item = T>,
+    ) -> Self {
+        Self {
+            settings,
+            queues: queues.into_iter().map(Into::into).collect(),
+            prefetch: 10_000,
+            tail: true,
+        }
+    }
+
+    /// How many messages the broker may deliver to a partition before it has
+    /// acknowledged them (default 10,000). Messages are acknowledged at each
+    /// commit, so this must cover what a partition reads between two commits, or
+    /// reading pauses until the next one.
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// Whether to follow new messages for ever (`true`, the default) or stop each
+    /// queue after the messages it held ready when the run started, once they are
+    /// all acknowledged.
+    pub fn tail(mut self, tail: bool) -> Self {
+        self.tail = tail;
+        self
+    }
+}
+
+impl FixedPartitionedSource for RabbitSource {
+    type Item = RabbitMessage;
+    type State = RabbitPosition;
+    type Partition = RabbitSourcePartition;
+
+    fn list_parts(&self, step_id: &str) -> riffle::Result<Vec<String>> {
+        if self.queues.is_empty() {
+            return Err(self
+                .settings
+                .error("the source names no queue")
+                .for_step(step_id));
+        }
+        Ok(self.queues.clone())
+    }
+
+    fn build_part(
+        &self,
+        step_id: &str,
+        for_part: &str,
+        resume_state: Option<RabbitPosition>,
+    ) -> riffle::Result<RabbitSourcePartition> {
+        let mut reader = Reader {
+            settings: self.settings.clone(),
+            queue: for_part.to_string(),
+            tag: format!("riffle.{step_id}.{}", std::process::id()),
+            prefetch: self.prefetch,
+            remaining: None,
+            last_tag: None,
+            done_sent: false,
+            generation: 0,
+        };
+        let (link, ready) = runtime::handle()
+            .block_on(reader.open(Some(self.settings.timeout_duration())))
+            .map_err(|e| e.for_step(step_id))?;
+        if !self.tail {
+            reader.remaining = Some(u64::from(ready));
+        }
+        let (tx, batches) = mpsc::channel(4);
+        let (orders, orders_rx) = mpsc::unbounded_channel();
+        let task = runtime::handle().spawn(reader.run(link, tx, orders_rx));
+        let position = resume_state.unwrap_or_default();
+        Ok(RabbitSourcePartition {
+            step_id: step_id.to_string(),
+            settings: self.settings.clone(),
+            queue: Arc::from(for_part),
+            batches,
+            orders,
+            reader: Some(task),
+            emitted: position.emitted,
+            generation: 0,
+            unacked: VecDeque::new(),
+            done: false,
+        })
+    }
+}
+
+/// What the reading task hands the partition.
+enum Read {
+    /// Messages delivered on the channel of `generation`, with their delivery tags.
+    Messages {
+        generation: u64,
+        messages: Vec<(u64, RabbitMessage)>,
+    },
+    /// A bounded read reached its end.
+    Done,
+    /// Reading failed for good.
+    Failed(ConnectorError),
+}
+
+/// What the partition asks of the reading task, in order.
+enum Order {
+    /// Acknowledge every delivery up to `tag` on the channel of `generation`
+    /// (nothing when that channel is gone: the broker gave its messages back).
+    Ack { generation: u64, tag: u64 },
+    /// Send the acknowledgements asked so far, close the connection, answer.
+    Close(oneshot::Sender<Result<(), ConnectorError>>),
+}
+
+/// One open connection with its consumer.
+struct Link {
+    connection: Connection,
+    channel: Channel,
+    consumer: Consumer,
+}
+
+/// The task that consumes one queue on the shared runtime and sends the
+/// acknowledgements on the same channel; it opens a new connection (a new
+/// generation of delivery tags) when the broker goes away.
+struct Reader {
+    settings: RabbitSettings,
+    queue: String,
+    tag: String,
+    prefetch: u16,
+    /// For a bounded read: how many messages are still to come.
+    remaining: Option<u64>,
+    /// For a bounded read that has them all: the last delivery's tag, whose
+    /// acknowledgement ends the read.
+    last_tag: Option<u64>,
+    /// Whether the bounded read's end was announced.
+    done_sent: bool,
+    generation: u64,
+}
+
+impl Reader {
+    /// Connects and starts consuming; the queue's ready messages with the link.
+    async fn open(
+        &self,
+        patience: Option<std::time::Duration>,
+    ) -> Result<(Link, u32), ConnectorError> {
+        let what = format!("consuming queue {:?}", self.queue);
+        let (connection, channel) =
+            retry::connect(&self.settings, &self.tag, &what, patience).await?;
+        let ready = super::admin::queue_size(&self.settings, &channel, &self.queue).await?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| self.error("cannot set the prefetch").caused_by(e))?;
+        let consumer = channel
+            .basic_consume(
+                self.queue.as_str().into(),
+                self.tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.error("cannot consume").caused_by(e))?;
+        Ok((
+            Link {
+                connection,
+                channel,
+                consumer,
+            },
+            ready,
+        ))
+    }
+
+    fn error(&self, action: &str) -> ConnectorError {
+        self.settings
+            .error(format!("{action} (queue {:?})", self.queue))
+    }
+
+    async fn run(
+        mut self,
+        mut link: Link,
+        tx: mpsc::Sender<Read>,
+        mut orders: mpsc::UnboundedReceiver<Order>,
+    ) {
+        loop {
+            match self.consume(&mut link, &tx, &mut orders).await {
+                Ok(()) => return,
+                Err(Lost(e)) => {
+                    // The broker gives back what was delivered and not acknowledged:
+                    // it comes again on the next connection (at-least-once).
+                    eprintln!(
+                        "rabbitmq at {}: the connection consuming queue {:?} broke ({e}); \
+                         connecting again",
+                        self.settings.server(),
+                        self.queue
+                    );
+                    let _ = link.connection.close(200, "reconnecting".into()).await;
+                    // Tried for ever, a timeout at a time, while the partition lives.
+                    let patience = Some(self.settings.timeout_duration());
+                    loop {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        match self.open(patience).await {
+                            Ok((next, ready)) => {
+                                link = next;
+                                self.generation += 1;
+                                // A bounded read ends after what the queue holds now.
+                                // Unless it was over, the messages given back
+                                // included.
+                                if self.remaining.is_some() && !self.done_sent {
+                                    self.remaining = Some(u64::from(ready));
+                                    self.last_tag = None;
+                                }
+                                break;
+                            }
+                            Err(e) if retry::transient(&e) => {}
+                            Err(e) => {
+                                let _ = tx.send(Read::Failed(e)).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Consumes until done (`Ok`) or until the connection breaks.
+    async fn consume(
+        &mut self,
+        link: &mut Link,
+        tx: &mpsc::Sender<Read>,
+        orders: &mut mpsc::UnboundedReceiver<Order>,
+    ) -> Result<(), Lost> {
+        // A bounded read has everything once `remaining` is 0; it ends (`Done`)
+        // once the last of it is acknowledged, so that a broken connection in
+        // between brings what the broker gave back through this run too.
+        let mut finished = self.remaining == Some(0);
+        if finished && self.last_tag.is_none() && !self.done_sent {
+            self.done_sent = true;
+            let _ = tx.send(Read::Done).await;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                order = orders.recv() => match order {
+                    Some(Order::Ack { generation, tag }) => {
+                        if generation == self.generation {
+                            link.channel
+                                .basic_ack(tag, BasicAckOptions { multiple: true })
+                                .await
+                                .map_err(|e| Lost(e.to_string()))?;
+                            if self.last_tag.is_some_and(|last| tag >= last) && !self.done_sent {
+                                self.done_sent = true;
+                                let _ = tx.send(Read::Done).await;
+                            }
+                        }
+                    }
+                    Some(Order::Close(answer)) => {
+                        let closed = link
+                            .connection
+                            .close(200, "the run is over".into())
+                            .await
+                            .map_err(|e| self.error("cannot close the connection").caused_by(e));
+                        let _ = answer.send(closed);
+                        return Ok(());
+                    }
+                    // The partition is gone; the broker gives back what was not
+                    // acknowledged when the connection closes.
+                    None => {
+                        let _ = link.connection.close(200, "dropped".into()).await;
+                        return Ok(());
+                    }
+                },
+                delivery = link.consumer.next(), if !finished => {
+                    let mut messages = Vec::new();
+                    let mut next = delivery;
+                    loop {
+                        match next {
+                            Some(Ok(d)) => {
+                                let tag = d.delivery_tag;
+                                messages.push((tag, self.message(d)));
+                                if let Some(r) = self.remaining.as_mut() {
+                                    *r -= 1;
+                                    if *r == 0 {
+                                        finished = true;
+                                        self.last_tag = Some(tag);
+                                        break;
+                                    }
+                                }
+                            }
+                            Some(Err(e)) => {
+                                self.send(tx, messages).await;
+                                return Err(Lost(e.to_string()));
+                            }
+                            None => {
+                                self.send(tx, messages).await;
+                                return Err(Lost("the broker cancelled the consumer".into()));
+                            }
+                        }
+                        if messages.len() >= BATCH {
+                            break;
+                        }
+                        match link.consumer.next().now_or_never() {
+                            Some(more) => next = more,
+                            None => break,
+                        }
+                    }
+                    self.send(tx, messages).await;
+                }
+            }
+        }
+    }
+
+    async fn send(&self, tx: &mpsc::Sender<Read>, messages: Vec<(u64, RabbitMessage)>) {
+        if !messages.is_empty() {
+            let _ = tx
+                .send(Read::Messages {
+                    generation: self.generation,
+                    messages,
+                })
+                .await;
+        }
+    }
+
+    fn message(&self, d: lapin::message::Delivery) -> RabbitMessage {
+        RabbitMessage {
+            queue: Arc::from(self.queue.as_str()),
+            exchange: d.exchange.to_string(),
+            routing_key: d.routing_key.to_string(),
+            redelivered: d.redelivered,
+            message_id: d.properties.message_id().as_ref().map(|id| id.to_string()),
+            payload: d.data,
+        }
+    }
+}
+
+/// The connection broke: why.
+struct Lost(String);
+
+/// One queue being consumed; made by [`RabbitSource`].
+pub struct RabbitSourcePartition {
+    step_id: String,
+    settings: RabbitSettings,
+    queue: Arc<str>,
+    batches: mpsc::Receiver<Read>,
+    orders: mpsc::UnboundedSender<Order>,
+    /// The reading task; dropping the partition closes its channels, and the
+    /// task then closes the connection and ends.
+    reader: Option<tokio::task::JoinHandle<()>>,
+    /// Messages emitted so far (the position's count).
+    emitted: u64,
+    /// The channel generation of the newest delivery.
+    generation: u64,
+    /// Emitted and not yet acknowledged: (count when emitted, generation, tag).
+    unacked: VecDeque<(u64, u64, u64)>,
+    done: bool,
+}
+
+impl RabbitSourcePartition {
+    fn stopped(&self) -> riffle::RiffleError {
+        self.settings
+            .error(format!("the consumer of queue {:?} stopped", self.queue))
+            .for_step(&self.step_id)
+    }
+}
+
+impl SourcePartition for RabbitSourcePartition {
+    type Item = RabbitMessage;
+    type State = RabbitPosition;
+
+    fn next_batch(&mut self) -> riffle::Result<Poll<RabbitMessage>> {
+        if self.done {
+            return Ok(Poll::Exhausted);
+        }
+        let mut out = Vec::new();
+        while out.len() < BATCH {
+            match self.batches.try_recv() {
+                Ok(Read::Messages {
+                    generation,
+                    messages,
+                }) => {
+                    if generation != self.generation {
+                        // The old channel is gone and its deliveries with it.
+                        self.unacked.clear();
+                        self.generation = generation;
+                    }
+                    for (tag, message) in messages {
+                        self.emitted += 1;
+                        self.unacked.push_back((self.emitted, generation, tag));
+                        out.push(message);
+                    }
+                }
+                Ok(Read::Done) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(Read::Failed(e)) => return Err(e.for_step(&self.step_id)),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return Err(self.stopped()),
+            }
+        }
+        if out.is_empty() {
+            return Ok(if self.done {
+                Poll::Exhausted
+            } else {
+                Poll::Pending
+            });
+        }
+        Ok(Poll::Ready(out))
+    }
+
+    fn snapshot(&self) -> Option<RabbitPosition> {
+        Some(RabbitPosition {
+            emitted: self.emitted,
+        })
+    }
+
+    fn commit(&mut self, position: &RabbitPosition) -> riffle::Result<()> {
+        let mut last = None;
+        while let Some(&(n, generation, tag)) = self.unacked.front() {
+            if n > position.emitted {
+                break;
+            }
+            self.unacked.pop_front();
+            last = Some((generation, tag));
+        }
+        if let Some((generation, tag)) = last
+            && self.orders.send(Order::Ack { generation, tag }).is_err()
+        {
+            return Err(self.stopped());
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> riffle::Result<()> {
+        let Some(reader) = self.reader.take() else {
+            return Ok(());
+        };
+        let (answer, closed) = oneshot::channel();
+        if self.orders.send(Order::Close(answer)).is_err() {
+            // The reader stopped: what it said is in the batches.
+            while let Ok(read) = self.batches.try_recv() {
+                if let Read::Failed(e) = read {
+                    return Err(e.for_step(&self.step_id));
+                }
+            }
+            return Ok(());
+        }
+        let timeout = self.settings.timeout_duration();
+        let batches = &mut self.batches;
+        let closed = runtime::handle().block_on(async {
+            // Deliveries not emitted yet are dropped (the broker gives them back
+            // when the connection closes), so the reader is never stuck sending.
+            let drained = async {
+                let mut closed = closed;
+                loop {
+                    tokio::select! {
+                        answer = &mut closed => return answer,
+                        _ = batches.recv() => {}
+                    }
+                }
+            };
+            let closed = tokio::time::timeout(timeout, drained).await;
+            reader.abort();
+            closed
+        });
+        match closed {
+            Ok(Ok(result)) => result.map_err(|e| e.for_step(&self.step_id)),
+            Ok(Err(_)) => Err(self.stopped()),
+            Err(_) => Err(self
+                .settings
+                .error(format!(
+                    "closing the consumer of queue {:?}: no answer within {timeout:?}",
+                    self.queue
+                ))
+                .for_step(&self.step_id)),
+        }
+    }
+}
