@@ -179,6 +179,51 @@ fn keys_go_where_kafkas_default_partitioner_puts_them() {
 }
 
 #[test]
+fn values_the_format_cannot_decode_go_to_the_dead_letter_file() {
+    let Some(kafka) = KafkaTarget::from_env() else {
+        return;
+    };
+    let input = kafka.create("letters", 1);
+    let values = ["1", "not a number", "2", "[3]"];
+    let records: Vec<(Option<String>, String)> =
+        values.iter().map(|v| (None, v.to_string())).collect();
+    kafka.produce(&input, &records);
+    let dir = tempfile::tempdir().unwrap();
+    let letters = dir.path().join("dead.jsonl");
+    let sink = riffle::sinks::TestingSink::new();
+    let flow = Dataflow::new("letters");
+    flow.input(
+        "in",
+        KafkaSource::new(kafka.settings.clone(), [&input])
+            .format(riffle_connectors::format::Json::<u32>::new())
+            .dead_letters(riffle::dead_letters::DeadLetters::file(&letters))
+            .tail(false),
+    )
+    .unwrap()
+    .filter_map("value", |m| m.value)
+    .unwrap()
+    .output("out", sink.clone())
+    .unwrap();
+    riffle::run_main(&flow).unwrap();
+    assert_eq!(sink.take(), [1, 2]);
+    let written: Vec<serde_json::Value> = std::fs::read_to_string(&letters)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(written.len(), 2, "{written:?}");
+    assert_eq!(written[0]["topic"], input.as_str());
+    assert_eq!(written[0]["partition"], 0);
+    assert_eq!(written[0]["offset"], 1);
+    assert_eq!(written[0]["text"], "not a number");
+    assert_eq!(written[1]["offset"], 3);
+    assert!(
+        written[1]["reason"].as_str().unwrap().contains("JSON"),
+        "{written:?}"
+    );
+}
+
+#[test]
 fn a_following_source_picks_up_partitions_added_while_it_runs() {
     let Some(kafka) = KafkaTarget::from_env() else {
         return;

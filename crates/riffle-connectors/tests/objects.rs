@@ -62,6 +62,56 @@ fn a_bad_line_is_named_by_object_and_line() {
 }
 
 #[test]
+fn bad_lines_go_to_the_dead_letter_file_and_the_run_goes_on() {
+    let local = ObjectsTarget::local();
+    let folder = local.create("letters", 1);
+    local.write(
+        &folder,
+        &[
+            "{\"a\": 1}".into(),
+            "not json".into(),
+            "{\"a\": 2}".into(),
+            "{\"a\": ".into(),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let letters = dir.path().join("dead.jsonl");
+    let sink = TestingSink::new();
+    let flow = Dataflow::new("letters");
+    flow.input(
+        "in",
+        ObjectSource::new(local.settings(&folder))
+            .format(Json::<serde_json::Value>::new())
+            .dead_letters(riffle::dead_letters::DeadLetters::file(&letters))
+            .tail(false),
+    )
+    .unwrap()
+    .map("value", |l| l.value["a"].to_string())
+    .unwrap()
+    .output("out", sink.clone())
+    .unwrap();
+    riffle::run_main(&flow).unwrap();
+    assert_eq!(sink.take(), ["1", "2"]);
+    let written: Vec<serde_json::Value> = std::fs::read_to_string(&letters)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(written.len(), 2, "{written:?}");
+    assert_eq!(written[0]["step_id"], "in");
+    assert_eq!(written[0]["line"], 2);
+    assert_eq!(written[0]["text"], "not json");
+    assert!(
+        written[0]["object"]
+            .as_str()
+            .unwrap()
+            .ends_with("in-000.txt")
+    );
+    assert!(written[0]["reason"].as_str().unwrap().contains("JSON"));
+    assert_eq!(written[1]["line"], 4);
+}
+
+#[test]
 fn a_following_source_reads_objects_that_appear_and_not_staged_ones() {
     let local = ObjectsTarget::local();
     let folder = local.create("follow", 1);

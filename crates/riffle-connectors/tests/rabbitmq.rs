@@ -248,7 +248,12 @@ fn a_copy_rides_out_the_broker_killed_and_restarted_mid_run() {
     let outcome = std::thread::scope(|scope| {
         let handle = scope.spawn(|| {
             let flow = Dataflow::new("restart");
-            flow.input("in", mq.source(&input))
+            // A prefetch well under the queues' size: the kill lands while
+            // messages are still ready, delivered and acknowledged.
+            let source = RabbitSource::new(mq.settings.clone(), mq.queues(&input))
+                .prefetch(500)
+                .tail(false);
+            flow.input("in", source)
                 .unwrap()
                 .filter_map("upper", |m| {
                     // Slow enough that the kill lands mid-run.

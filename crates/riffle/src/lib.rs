@@ -46,6 +46,7 @@ pub mod build;
 pub mod consume;
 pub mod context;
 pub mod data;
+pub mod dead_letters;
 pub mod duration;
 pub mod error;
 pub mod exchange;

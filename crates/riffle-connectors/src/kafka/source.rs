@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use riffle::dead_letters::DeadLetters;
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 
 use super::message::KafkaMessage;
@@ -42,6 +43,7 @@ pub struct KafkaSource<F = Bytes> {
     group_id: Option<String>,
     tail: bool,
     discover: Option<Duration>,
+    dead_letters: Option<DeadLetters>,
 }
 
 impl KafkaSource<Bytes> {
@@ -59,6 +61,7 @@ impl KafkaSource<Bytes> {
             group_id: None,
             tail: true,
             discover: Some(Duration::from_secs(30)),
+            dead_letters: None,
         }
     }
 }
@@ -74,6 +77,7 @@ impl<F: Format> KafkaSource<F> {
             group_id: self.group_id,
             tail: self.tail,
             discover: self.discover,
+            dead_letters: self.dead_letters,
         }
     }
 
@@ -101,6 +105,15 @@ impl<F: Format> KafkaSource<F> {
     /// [`KafkaSource::start`] says (from its beginning by default).
     pub fn discover_every(mut self, every: Option<Duration>) -> Self {
         self.discover = every;
+        self
+    }
+
+    /// Records whose value the format cannot decode are appended to `letters`
+    /// (with `topic`, `partition`, `offset`, `reason` and the value) and skipped,
+    /// instead of stopping the run; see [`riffle::dead_letters`]. The file is
+    /// synced before each commit, so no letter is lost to a crash.
+    pub fn dead_letters(mut self, letters: DeadLetters) -> Self {
+        self.dead_letters = Some(letters);
         self
     }
 
@@ -255,6 +268,7 @@ impl<F: Format> FixedPartitionedSource for KafkaSource<F> {
             partition,
             consumer,
             format: self.format.clone(),
+            dead_letters: self.dead_letters.clone(),
             settings: self.settings.clone(),
             next,
             end,
@@ -272,6 +286,7 @@ pub struct KafkaSourcePartition<F> {
     partition: i32,
     consumer: BaseConsumer,
     format: Arc<F>,
+    dead_letters: Option<DeadLetters>,
     settings: KafkaSettings,
     /// The offset of the next message to emit.
     next: i64,
@@ -307,20 +322,32 @@ impl<F: Format> KafkaSourcePartition<F> {
     fn message(
         &self,
         m: &rdkafka::message::BorrowedMessage<'_>,
-    ) -> riffle::Result<KafkaMessage<F::Value>> {
+    ) -> riffle::Result<Option<KafkaMessage<F::Value>>> {
         let value = match m.payload() {
             None => None,
-            Some(bytes) => Some(self.format.decode(bytes).map_err(|why| {
-                riffle::RiffleError::connector(
-                    &self.step_id,
-                    format!(
-                        "kafka at brokers {}: {} offset {}: {why}",
-                        self.settings.brokers,
-                        self.name,
-                        m.offset()
-                    ),
-                )
-            })?),
+            Some(bytes) => match self.format.decode(bytes) {
+                Ok(value) => Some(value),
+                Err(why) => {
+                    let Some(letters) = &self.dead_letters else {
+                        return Err(riffle::RiffleError::connector(
+                            &self.step_id,
+                            format!(
+                                "kafka at brokers {}: {} offset {}: {why}",
+                                self.settings.brokers,
+                                self.name,
+                                m.offset()
+                            ),
+                        ));
+                    };
+                    let position = [
+                        ("topic", (*self.topic).into()),
+                        ("partition", self.partition.into()),
+                        ("offset", m.offset().into()),
+                    ];
+                    letters.write(&self.step_id, &position, &why, bytes)?;
+                    return Ok(None);
+                }
+            },
         };
         let headers = m
             .headers()
@@ -330,7 +357,7 @@ impl<F: Format> KafkaSourcePartition<F> {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(KafkaMessage {
+        Ok(Some(KafkaMessage {
             topic: self.topic.clone(),
             partition: self.partition,
             offset: m.offset(),
@@ -338,7 +365,7 @@ impl<F: Format> KafkaSourcePartition<F> {
             key: m.key().map(<[u8]>::to_vec),
             value,
             headers,
-        })
+        }))
     }
 }
 
@@ -368,7 +395,9 @@ impl<F: Format> SourcePartition for KafkaSourcePartition<F> {
                         self.next = m.offset();
                         break;
                     }
-                    items.push(self.message(&m)?);
+                    if let Some(message) = self.message(&m)? {
+                        items.push(message);
+                    }
                     self.next = m.offset() + 1;
                 }
                 Err(e) if transient(&e) => {
@@ -421,6 +450,10 @@ impl<F: Format> SourcePartition for KafkaSourcePartition<F> {
     }
 
     fn commit(&mut self, next: &i64) -> riffle::Result<()> {
+        // The letters of the records this offset passed are on disk before it counts.
+        if let Some(letters) = &self.dead_letters {
+            letters.sync(&self.step_id)?;
+        }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(*next))
             .and_then(|()| self.consumer.commit(&tpl, CommitMode::Async))

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use object_store::{GetOptions, GetRange, ObjectStoreExt};
+use riffle::dead_letters::DeadLetters;
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -45,6 +46,7 @@ pub struct ObjectSource<F = Utf8> {
     format: Arc<F>,
     tail: bool,
     discover: Duration,
+    dead_letters: Option<DeadLetters>,
 }
 
 impl ObjectSource<Utf8> {
@@ -56,6 +58,7 @@ impl ObjectSource<Utf8> {
             format: Arc::new(Utf8),
             tail: true,
             discover: Duration::from_secs(10),
+            dead_letters: None,
         }
     }
 }
@@ -68,6 +71,7 @@ impl<F: Format> ObjectSource<F> {
             format: Arc::new(format),
             tail: self.tail,
             discover: self.discover,
+            dead_letters: self.dead_letters,
         }
     }
 
@@ -81,6 +85,15 @@ impl<F: Format> ObjectSource<F> {
     /// How often a following source lists the folder for new objects (default 10 s).
     pub fn discover_every(mut self, every: Duration) -> Self {
         self.discover = every;
+        self
+    }
+
+    /// Lines the format cannot decode are appended to `letters` (with `object`,
+    /// `line`, `reason` and the line) and skipped, instead of stopping the run;
+    /// see [`riffle::dead_letters`]. The file is synced before each commit, so no
+    /// letter is lost to a crash.
+    pub fn dead_letters(mut self, letters: DeadLetters) -> Self {
+        self.dead_letters = Some(letters);
         self
     }
 }
@@ -155,6 +168,7 @@ impl<F: Format> FixedPartitionedSource for ObjectSource<F> {
             settings: self.settings.clone(),
             object: Arc::from(for_part),
             format: self.format.clone(),
+            dead_letters: self.dead_letters.clone(),
             position,
             lines,
             reader: task,
@@ -263,6 +277,7 @@ pub struct ObjectSourcePartition<F> {
     settings: ObjectStoreSettings,
     object: Arc<str>,
     format: Arc<F>,
+    dead_letters: Option<DeadLetters>,
     position: ObjectPosition,
     lines: mpsc::Receiver<Read>,
     reader: tokio::task::JoinHandle<()>,
@@ -283,17 +298,34 @@ impl<F: Format> SourcePartition for ObjectSourcePartition<F> {
                 Ok(Read::Lines(lines)) => {
                     for (bytes, end) in lines {
                         let line = self.position.line + 1;
-                        let value = self.format.decode(&bytes).map_err(|why| {
-                            self.settings
-                                .error(format!("object {:?} line {line}: {why}", self.object))
-                                .for_step(&self.step_id)
-                        })?;
+                        let value = match self.format.decode(&bytes) {
+                            Ok(value) => Some(value),
+                            Err(why) => match &self.dead_letters {
+                                Some(letters) => {
+                                    let position =
+                                        [("object", (*self.object).into()), ("line", line.into())];
+                                    letters.write(&self.step_id, &position, &why, &bytes)?;
+                                    None
+                                }
+                                None => {
+                                    return Err(self
+                                        .settings
+                                        .error(format!(
+                                            "object {:?} line {line}: {why}",
+                                            self.object
+                                        ))
+                                        .for_step(&self.step_id));
+                                }
+                            },
+                        };
                         self.position = ObjectPosition { offset: end, line };
-                        out.push(ObjectLine {
-                            object: self.object.clone(),
-                            line,
-                            value,
-                        });
+                        if let Some(value) = value {
+                            out.push(ObjectLine {
+                                object: self.object.clone(),
+                                line,
+                                value,
+                            });
+                        }
                     }
                 }
                 Ok(Read::Done) => {
@@ -322,6 +354,14 @@ impl<F: Format> SourcePartition for ObjectSourcePartition<F> {
 
     fn snapshot(&self) -> Option<ObjectPosition> {
         Some(self.position)
+    }
+
+    fn commit(&mut self, _position: &ObjectPosition) -> riffle::Result<()> {
+        // The letters of the lines this position passed are on disk before it counts.
+        match &self.dead_letters {
+            Some(letters) => letters.sync(&self.step_id),
+            None => Ok(()),
+        }
     }
 }
 

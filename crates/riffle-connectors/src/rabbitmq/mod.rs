@@ -17,8 +17,9 @@
 //! duplicates only for what was read after the last commit. A connection lost
 //! mid-run is opened again (for as long as it takes, saying so once on stderr).
 //! [`RabbitSource::tail`]`(false)` stops each queue after the messages it held
-//! ready when the run started, once they are all acknowledged (what the broker
-//! gives back after a broken connection is read again first). Several replicas may consume the same queue: the
+//! ready when the run started (after a broken connection: when it was opened
+//! again, the messages the broker gave back included); they are acknowledged by
+//! the run's last commit, before its connections close. Several replicas may consume the same queue: the
 //! broker shares its messages among them.
 //!
 //! ## Sink

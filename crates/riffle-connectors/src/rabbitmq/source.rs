@@ -62,8 +62,7 @@ impl RabbitSource {
     }
 
     /// Whether to follow new messages for ever (`true`, the default) or stop each
-    /// queue after the messages it held ready when the run started, once they are
-    /// all acknowledged.
+    /// queue after the messages it held ready when the run started.
     pub fn tail(mut self, tail: bool) -> Self {
         self.tail = tail;
         self
@@ -97,7 +96,6 @@ impl FixedPartitionedSource for RabbitSource {
             tag: format!("riffle.{step_id}.{}", std::process::id()),
             prefetch: self.prefetch,
             remaining: None,
-            last_tag: None,
             done_sent: false,
             generation: 0,
         };
@@ -165,9 +163,6 @@ struct Reader {
     prefetch: u16,
     /// For a bounded read: how many messages are still to come.
     remaining: Option<u64>,
-    /// For a bounded read that has them all: the last delivery's tag, whose
-    /// acknowledgement ends the read.
-    last_tag: Option<u64>,
     /// Whether the bounded read's end was announced.
     done_sent: bool,
     generation: u64,
@@ -245,7 +240,6 @@ impl Reader {
                                 // included.
                                 if self.remaining.is_some() && !self.done_sent {
                                     self.remaining = Some(u64::from(ready));
-                                    self.last_tag = None;
                                 }
                                 break;
                             }
@@ -268,11 +262,10 @@ impl Reader {
         tx: &mpsc::Sender<Read>,
         orders: &mut mpsc::UnboundedReceiver<Order>,
     ) -> Result<(), Lost> {
-        // A bounded read has everything once `remaining` is 0; it ends (`Done`)
-        // once the last of it is acknowledged, so that a broken connection in
-        // between brings what the broker gave back through this run too.
+        // A bounded read ends (`Done`) once `remaining` is 0; its last
+        // acknowledgements come with the run's last commit, before the close.
         let mut finished = self.remaining == Some(0);
-        if finished && self.last_tag.is_none() && !self.done_sent {
+        if finished && !self.done_sent {
             self.done_sent = true;
             let _ = tx.send(Read::Done).await;
         }
@@ -286,10 +279,6 @@ impl Reader {
                                 .basic_ack(tag, BasicAckOptions { multiple: true })
                                 .await
                                 .map_err(|e| Lost(e.to_string()))?;
-                            if self.last_tag.is_some_and(|last| tag >= last) && !self.done_sent {
-                                self.done_sent = true;
-                                let _ = tx.send(Read::Done).await;
-                            }
                         }
                     }
                     Some(Order::Close(answer)) => {
@@ -314,13 +303,11 @@ impl Reader {
                     loop {
                         match next {
                             Some(Ok(d)) => {
-                                let tag = d.delivery_tag;
-                                messages.push((tag, self.message(d)));
+                                messages.push((d.delivery_tag, self.message(d)));
                                 if let Some(r) = self.remaining.as_mut() {
                                     *r -= 1;
                                     if *r == 0 {
                                         finished = true;
-                                        self.last_tag = Some(tag);
                                         break;
                                     }
                                 }
@@ -343,6 +330,10 @@ impl Reader {
                         }
                     }
                     self.send(tx, messages).await;
+                    if finished {
+                        self.done_sent = true;
+                        let _ = tx.send(Read::Done).await;
+                    }
                 }
             }
         }

@@ -12,17 +12,18 @@
 //! dead-letter file was given: then the bad line is appended there as one JSON object
 //! (`file`, `line`, `reason`, `text`) and the run goes on.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{FixedPartitionedSource, Poll, SourcePartition};
 use crate::data::Data;
+use crate::dead_letters::DeadLetters;
 use crate::error::{Result, RiffleError};
 
 /// A partition's position in its file.
@@ -55,46 +56,6 @@ pub trait LineFormat: Send + Sync + 'static {
     ) -> std::result::Result<Option<Self::Item>, String>;
 }
 
-/// Where bad lines go when the user asked for a dead-letter file.
-#[derive(Clone)]
-struct DeadLetters {
-    path: PathBuf,
-    file: Arc<Mutex<Option<File>>>,
-}
-
-impl DeadLetters {
-    fn write(&self, step_id: &str, file: &Path, line: u64, reason: &str, text: &str) -> Result<()> {
-        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            let opened = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map_err(|error| RiffleError::Io {
-                    step_id: step_id.to_string(),
-                    action: "open the dead-letter file",
-                    path: self.path.clone(),
-                    error,
-                })?;
-            *guard = Some(opened);
-        }
-        let record = serde_json::json!({
-            "step_id": step_id,
-            "file": file.display().to_string(),
-            "line": line,
-            "reason": reason,
-            "text": text,
-        });
-        let out = guard.as_mut().expect("opened above");
-        writeln!(out, "{record}").map_err(|error| RiffleError::Io {
-            step_id: step_id.to_string(),
-            action: "write the dead-letter file",
-            path: self.path.clone(),
-            error,
-        })
-    }
-}
-
 /// Lines of text files, read through a [`LineFormat`].
 pub struct LineSource<F> {
     path: PathBuf,
@@ -122,10 +83,7 @@ impl<F: LineFormat> LineSource<F> {
     /// Send lines that cannot be read or parsed to `path` (JSON lines, appended)
     /// instead of stopping the run.
     pub fn dead_letter_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.dead_letters = Some(DeadLetters {
-            path: path.into(),
-            file: Arc::new(Mutex::new(None)),
-        });
+        self.dead_letters = Some(DeadLetters::file(path));
         self
     }
 }
@@ -438,7 +396,15 @@ pub struct LinePartition<F: LineFormat> {
 impl<F: LineFormat> LinePartition<F> {
     fn bad_line(&self, line: u64, reason: String, text: &str) -> Result<()> {
         match &self.dead_letters {
-            Some(dl) => dl.write(&self.step_id, &self.path, line, &reason, text),
+            Some(dl) => dl.write(
+                &self.step_id,
+                &[
+                    ("file", self.path.display().to_string().into()),
+                    ("line", line.into()),
+                ],
+                &reason,
+                text.as_bytes(),
+            ),
             None => Err(RiffleError::BadInput {
                 step_id: self.step_id.clone(),
                 path: self.path.clone(),
@@ -520,6 +486,14 @@ impl<F: LineFormat> SourcePartition for LinePartition<F> {
 
     fn snapshot(&self) -> Option<FilePosition> {
         Some(self.position)
+    }
+
+    fn commit(&mut self, _position: &FilePosition) -> Result<()> {
+        // The letters of the lines this position passed are on disk before it counts.
+        match &self.dead_letters {
+            Some(dl) => dl.sync(&self.step_id),
+            None => Ok(()),
+        }
     }
 }
 
