@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod nats;
 pub mod objects;
 pub mod pipelines;
+pub mod postgres;
 pub mod redis;
 
 pub use flows::{FlowExample, flows};
