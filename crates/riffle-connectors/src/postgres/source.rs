@@ -130,7 +130,7 @@ impl<F: Format> PostgresSource<F> {
     }
 
     /// The rows as a `FROM` item aliased `r`.
-    fn from_sql(&self) -> String {
+    fn rows_sql(&self) -> String {
         match &self.rows {
             Rows::Table(t) => format!("{} AS r", quote_table(t)),
             Rows::Query(q) => format!("({q}) AS r"),
@@ -166,7 +166,7 @@ impl<F: Format> FixedPartitionedSource for PostgresSource<F> {
             settings: self.settings.clone(),
             client: None,
             what: self.what(),
-            from: self.from_sql(),
+            from: self.rows_sql(),
             column: self.column.clone(),
             sql: Sql::default(),
             last: position.last.clone(),
