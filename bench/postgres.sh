@@ -54,7 +54,7 @@ rows="$(mktemp)"
 riffle_at_exit "rm -f $rows"
 payload="$(head -c 100 /dev/zero | tr '\0' x)"
 awk -v n="$items" -v p="$payload" 'BEGIN { for (i = 0; i < n; i++) printf "%d\t%s\n", i, p }' >"$rows"
-psql() { "$bin/psql" "$url" -X -q -v ON_ERROR_STOP=1 "$@"; }
+psql() { PGOPTIONS="-c client_min_messages=warning" "$bin/psql" "$url" -X -q -v ON_ERROR_STOP=1 "$@"; }
 now() { date +%s.%N; }
 for _ in $(seq "$runs"); do
   psql -c "DROP TABLE IF EXISTS riffle_perf_copy; CREATE TABLE riffle_perf_copy (id bigint PRIMARY KEY, payload text)"
