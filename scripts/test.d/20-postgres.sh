@@ -2,7 +2,10 @@
 # tests. Installs PostgreSQL when it is missing, starts a server on loopback from a
 # temporary folder (as the `postgres` user when running as root), and exports
 # RIFFLE_TEST_POSTGRES_URL; riffle-pipeline's tests then run against it as well as
-# against SQLite. The server stops when the test script exits.
+# against SQLite, and the Postgres connector's tests use it too. It also exports
+# RIFFLE_TEST_POSTGRES_BIN (the folder of initdb, pg_ctl, psql, pgbench), from which
+# the connector's tests make private servers to restart or to want a password. The
+# server stops when the test script exits.
 
 riffle_pg_bindir() {
   local dir
@@ -45,6 +48,7 @@ riffle_pg_setup() {
   }
   "${run_as[@]}" "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres riffle_test
   export RIFFLE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/riffle_test"
+  export RIFFLE_TEST_POSTGRES_BIN="$bindir"
   RIFFLE_PG_STOP="${run_as[*]} $bindir/pg_ctl -D $data/db -m fast stop"
   riffle_at_exit "$RIFFLE_PG_STOP >/dev/null 2>&1 || true"
   echo "== PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port: RIFFLE_TEST_POSTGRES_URL=$RIFFLE_TEST_POSTGRES_URL"

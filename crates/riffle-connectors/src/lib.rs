@@ -24,6 +24,7 @@
 //! | Kafka ([`kafka`]) | topic partitions, offsets in snapshots, group offsets committed after each recovery commit | by key (Kafka's own murmur2 partitioning), idempotent producer | source: exactly-once positions under a store, at-least-once without; sink: exactly-once with a store and transactions, at-least-once otherwise |
 //! | NATS JetStream ([`nats`]) | a stream, or one partition per subject filter; durable pull consumers acknowledged after each commit, stream sequences in snapshots | publish with `Nats-Msg-Id`, acknowledgements awaited before each commit | source: at-least-once (positions exact under a store); sink: exactly-once within the stream's duplicate window for records with stable ids, at-least-once otherwise |
 //! | Files in object stores ([`objects`]) | every object under a prefix (S3, GCS, Azure, local), lines decoded by a format, the byte offset and line in snapshots, new objects found while following | new objects per partition, staged at each snapshot and moved into place by the commit hook | source: resumes exactly from the committed line; sink: exactly-once under a store, at-least-once otherwise |
+//! | PostgreSQL ([`postgres`]) | a table or query read by an increasing column behind a fence of the transactions in progress, the last value in snapshots | batched upsert by key columns (`INSERT ... ON CONFLICT`), or `COPY` | source: exact positions; sink: upsert exactly-once by idempotence, `COPY` at-least-once |
 //! | Redis Streams ([`redis`]) | stream keys, read through a consumer group, entries acknowledged after each commit, abandoned ones claimed | `XADD` to streams by key, pipelined, optional `MAXLEN ~` | at-least-once both ways |
 //! | RabbitMQ ([`rabbitmq`]) | queues, consumed with a prefetch, messages acknowledged after each commit, put back by the broker when a run stops | publish with confirms to queues or an exchange, unroutable messages an error | at-least-once both ways |
 //!
@@ -43,6 +44,8 @@ pub mod kafka;
 pub mod nats;
 #[cfg(feature = "objects")]
 pub mod objects;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
 #[cfg(feature = "redis")]

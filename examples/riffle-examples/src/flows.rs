@@ -65,6 +65,11 @@ pub fn flows() -> Vec<FlowExample> {
             build: crate::rabbitmq::rabbitmq_wordcount,
         },
         FlowExample {
+            name: "postgres-wordcount",
+            about: "running word counts from the rows of a PostgreSQL table upserted into another, exactly-once under --recovery (-P url=postgres://USER@HOST:PORT/DB -P table=NAME -P column=id -P line=line -P out=NAME -P tail=false -P poll=500ms)",
+            build: crate::postgres::postgres_wordcount,
+        },
+        FlowExample {
             name: "objects-wordcount",
             about: "running word counts from the objects under a prefix (S3, GCS, Azure, file://) into new objects, exactly-once under --recovery (-P in=URL -P out=URL -P tail=false)",
             build: crate::objects::objects_wordcount,

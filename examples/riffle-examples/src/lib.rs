@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod nats;
 pub mod objects;
 pub mod pipelines;
+pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
 

@@ -13,6 +13,7 @@ pub mod dataflow;
 pub mod kafka;
 pub mod nats;
 pub mod pipeline;
+pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
 pub mod udf;
@@ -29,7 +30,8 @@ use crate::App;
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// The workload: stateless, wordcount, windowed, kafka, connector-nats,
-    /// connector-redis, connector-rabbitmq, pipeline, udf-map, ui.
+    /// connector-redis, connector-rabbitmq, connector-postgres, pipeline, udf-map,
+    /// ui.
     pub name: String,
     /// Worker threads, where the workload is a dataflow; a list such as `1,2,4`
     /// runs each count in turn and prints the scaling ratio.
@@ -190,9 +192,10 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "connector-nats" => nats::run(args),
         "connector-redis" => redis::run(args),
         "connector-rabbitmq" => rabbitmq::run(args),
+        "connector-postgres" => postgres::run(args),
         "ui" => ui::run(args),
         other => anyhow::bail!(
-            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, pipeline, udf-map, ui"
+            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, pipeline, udf-map, ui"
         ),
     }
 }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The PostgreSQL benchmark, side by side on one server in one go:
+# `riffle bench connector-postgres` (rows into a table through the upsert sink and
+# through the COPY sink, then out through the source; 1 and 2 workers) and psql's
+# own COPY of the same rows (id, 100-byte payload) into a table and out of it, as
+# what the server can take. Prints one JSON line per run and appends them to
+# bench/results/<UTC date>.jsonl.
+#
+#   bench/postgres.sh
+#
+# Environment:
+#   RIFFLE_BIN          the riffle binary (default target/release/riffle)
+#   BENCH_ITEMS         rows per run (default 1000000, of 100 bytes)
+#   BENCH_RUNS          runs per configuration (default 3)
+#   BENCH_POSTGRES_URL  an existing database (postgres://USER@HOST:PORT/DB) and
+#   BENCH_POSTGRES_BIN  the folder of its psql; without them a server is started by
+#                       scripts/test.d/20-postgres.sh
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+items="${BENCH_ITEMS:-1000000}"
+runs="${BENCH_RUNS:-3}"
+riffle="${RIFFLE_BIN:-target/release/riffle}"
+mkdir -p bench/results
+results="bench/results/$(date -u +%Y-%m-%d).jsonl"
+
+RIFFLE_AT_EXIT=""
+riffle_at_exit() {
+  RIFFLE_AT_EXIT="$1; $RIFFLE_AT_EXIT"
+  # shellcheck disable=SC2016
+  trap 'eval "$RIFFLE_AT_EXIT"' EXIT
+}
+riffle_needs() { "$1"; }
+riffle_apt_install() { echo "bench/postgres.sh: install $* first" >&2; return 1; }
+if [ -n "${BENCH_POSTGRES_URL:-}" ]; then
+  url="$BENCH_POSTGRES_URL"
+  bin="${BENCH_POSTGRES_BIN:-$(dirname "$(command -v psql)")}"
+else
+  # shellcheck disable=SC1091
+  source scripts/test.d/20-postgres.sh || exit 1
+  url="$RIFFLE_TEST_POSTGRES_URL"
+  bin="$RIFFLE_TEST_POSTGRES_BIN"
+fi
+record() { tee -a "$results"; }
+
+echo "== riffle bench connector-postgres ($items x 100 B) on $url" >&2
+for workers in 1 2; do
+  "$riffle" bench connector-postgres --workers "$workers" --runs "$runs" --items "$items" \
+    -P "url=$url" --json | record
+done
+
+echo "== psql COPY of the same rows (the server's limit)" >&2
+rows="$(mktemp)"
+riffle_at_exit "rm -f $rows"
+payload="$(head -c 100 /dev/zero | tr '\0' x)"
+awk -v n="$items" -v p="$payload" 'BEGIN { for (i = 0; i < n; i++) printf "%d\t%s\n", i, p }' >"$rows"
+psql() { PGOPTIONS="-c client_min_messages=warning" "$bin/psql" "$url" -X -q -v ON_ERROR_STOP=1 "$@"; }
+now() { date +%s.%N; }
+for _ in $(seq "$runs"); do
+  psql -c "DROP TABLE IF EXISTS riffle_perf_copy; CREATE TABLE riffle_perf_copy (id bigint PRIMARY KEY, payload text)"
+  start="$(now)"
+  psql -c "\\copy riffle_perf_copy FROM '$rows'"
+  into="$(now)"
+  psql -c "\\copy riffle_perf_copy TO '/dev/null'"
+  out="$(now)"
+  for phase in into out; do
+    if [ "$phase" = into ]; then from="$start" to="$into"; else from="$into" to="$out"; fi
+    awk -v p="$phase" -v n="$items" -v a="$from" -v b="$to" 'BEGIN {
+      printf "{\"workload\":\"psql-copy\",\"phase\":\"%s\",\"workers\":1,\"items\":%d,\"seconds\":%.3f,\"items_per_s\":%.0f}\n", p, n, b - a, n / (b - a) }' | record
+  done
+done
+psql -c "DROP TABLE IF EXISTS riffle_perf_copy"

@@ -1,0 +1,141 @@
+//! The `connector-postgres` workload: a generator into a PostgreSQL table, then the
+//! table out again, on a real server.
+//!
+//! `riffle bench connector-postgres -P url=postgres://USER@HOST:PORT/DB` writes
+//! 1,000,000 rows `(id bigint, payload text of 100 bytes)` (`--items`, `-P size=`)
+//! into a fresh table through [`PostgresSink::upsert`] by `id` (phase `into`,
+//! exactly-once by idempotence), the same rows into a second fresh table through
+//! [`PostgresSink::append`] with `COPY` (phase `into-copy`), then reads the second
+//! table back through [`PostgresSource`] by `id` (phase `out`). Each phase is one
+//! report; the time runs from the start of the flow until every row is committed
+//! (`into`, `into-copy`) or read (`out`). The tables are dropped after the run.
+//! `bench/postgres.sh` runs it beside `psql`'s own `COPY` of the same rows in and
+//! out, as the server's limit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use riffle::sources::PartitionedGenerator;
+use riffle::{Dataflow, Execution};
+use riffle_connectors::postgres::admin::{self, Column};
+use riffle_connectors::postgres::{PostgresSettings, PostgresSink, PostgresSource};
+
+use super::{BenchArgs, BenchReport, param};
+
+/// Rows per run unless `--items` says otherwise.
+const ITEMS: u64 = 1_000_000;
+
+/// One row of the bench's tables.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Row {
+    id: i64,
+    payload: String,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
+    let url = match param(args, "url") {
+        Some(u) => u.to_string(),
+        None => std::env::var("RIFFLE_POSTGRES_URL").map_err(|_| {
+            anyhow::anyhow!(
+                "riffle bench connector-postgres needs -P url=postgres://USER@HOST:PORT/DB \
+                 (or RIFFLE_POSTGRES_URL)"
+            )
+        })?,
+    };
+    let items = args.items.unwrap_or(ITEMS);
+    let size: usize = param(args, "size").map_or(Ok(100), str::parse)?;
+    let settings = PostgresSettings::new(url);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let upserted = format!("riffle_bench_upsert_{nanos}");
+    let copied = format!("riffle_bench_copy_{nanos}");
+    let columns = [
+        Column::new("id", "bigint NOT NULL"),
+        Column::new("payload", "text"),
+    ];
+    admin::create_table(&settings, &upserted, &columns, &["id"])?;
+    admin::create_table(&settings, &copied, &columns, &["id"])?;
+    let payload = "x".repeat(size);
+    let write = |phase: &str, sink: PostgresSink<Row>| -> anyhow::Result<f64> {
+        let flow = Dataflow::new(format!("bench-postgres-{phase}"));
+        let payload = payload.clone();
+        flow.input(
+            "gen",
+            PartitionedGenerator::new(items, 4, move |i| Row {
+                id: i as i64,
+                payload: payload.clone(),
+            }),
+        )?
+        .output("out", sink)?;
+        let started = Instant::now();
+        Execution::new().workers(args.workers).run(&flow)?;
+        Ok(started.elapsed().as_secs_f64())
+    };
+    let count = |table: &str| admin::count_rows(&settings, table);
+    let mut reports = Vec::new();
+    let seconds = write(
+        "into",
+        PostgresSink::upsert(settings.clone(), &upserted, ["id"]),
+    )?;
+    let mut into = report(args, "into", items, seconds, size, "exactly-once (upsert)");
+    into.extra
+        .insert("rows_in_table".into(), count(&upserted)?.into());
+    reports.push(into);
+
+    super::reset_peak_rss();
+    let seconds = write("into-copy", PostgresSink::append(settings.clone(), &copied))?;
+    let mut copy = report(
+        args,
+        "into-copy",
+        items,
+        seconds,
+        size,
+        "at-least-once (COPY)",
+    );
+    let written = count(&copied)?;
+    copy.extra.insert("rows_in_table".into(), written.into());
+    reports.push(copy);
+
+    super::reset_peak_rss();
+    let read = Dataflow::new("bench-postgres-out");
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    read.input(
+        "in",
+        PostgresSource::table(settings.clone(), &copied, "id")
+            .batch_size(10_000)
+            .tail(false),
+    )?
+    .inspect("count", move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    })?
+    .filter("none", |_| false)?
+    .output("out", riffle::sinks::TestingSink::new())?;
+    let started = Instant::now();
+    Execution::new().workers(args.workers).run(&read)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut out = report(args, "out", written, seconds, size, "exact positions");
+    out.extra
+        .insert("rows_read".into(), seen.load(Ordering::Relaxed).into());
+    reports.push(out);
+    let _ = admin::drop_table(&settings, &upserted);
+    let _ = admin::drop_table(&settings, &copied);
+    Ok(reports)
+}
+
+fn report(
+    args: &BenchArgs,
+    phase: &str,
+    items: u64,
+    seconds: f64,
+    size: usize,
+    delivery: &str,
+) -> BenchReport {
+    let mut report = BenchReport::new("connector-postgres", args.workers, items, seconds);
+    report.phase = Some(phase.to_string());
+    report.extra.insert("bytes_per_row".into(), size.into());
+    report.extra.insert("delivery".into(), delivery.into());
+    report
+}
