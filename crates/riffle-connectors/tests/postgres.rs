@@ -173,6 +173,51 @@ fn rows_by_timestamp_into_structs_and_appended_with_copy() {
     );
 }
 
+/// Rows the format cannot decode go to the dead-letter file with their position,
+/// and the run goes on.
+#[test]
+fn rows_that_do_not_decode_go_to_the_dead_letter_file() {
+    let Some(pg) = PostgresTarget::from_env() else {
+        return;
+    };
+    let input = unique("letters-in");
+    pg.execute(&format!(
+        "CREATE TABLE {i} (id bigserial PRIMARY KEY, sensor text, celsius float8); \
+         INSERT INTO {i} (sensor, celsius) VALUES ('a', 1.5), ('b', NULL), ('c', 3.5)",
+        i = quote_table(&input)
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let letters = dir.path().join("dead.jsonl");
+    let sink = TestingSink::new();
+    let flow = Dataflow::new("letters");
+    flow.input(
+        "in",
+        PostgresSource::table(pg.settings.clone(), &input, "id")
+            .format(Json::<Reading>::new())
+            .dead_letters(riffle::dead_letters::DeadLetters::file(&letters))
+            .tail(false),
+    )
+    .unwrap()
+    .map("sensor", |row| row.value.sensor)
+    .unwrap()
+    .output("out", sink.clone())
+    .unwrap();
+    riffle::run_main(&flow).unwrap();
+    assert_eq!(sink.take(), ["a", "c"]);
+    let text = std::fs::read_to_string(&letters).unwrap();
+    let letter: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(letter["step_id"], "in");
+    assert_eq!(letter["position"], "2");
+    assert!(
+        letter["text"].as_str().unwrap().contains("\"b\""),
+        "{letter}"
+    );
+    assert!(
+        letter["reason"].as_str().unwrap().contains("JSON"),
+        "{letter}"
+    );
+}
+
 /// A missing table, a field with no column and a bad key are errors naming the
 /// step, the server, the table and the column.
 #[test]

@@ -11,7 +11,8 @@
 //! of its columns (`row_to_json`), decoded by the source's format: a
 //! `serde_json::Value` by default, a struct whose fields are the columns with
 //! [`PostgresSource::format`]`(`[`Json`](crate::format::Json)`::<Order>::new())`.
-//! A row that cannot be decoded stops the run with an error naming its position.
+//! A row that cannot be decoded stops the run with an error naming its position,
+//! or goes to a dead-letter file ([`PostgresSource::dead_letters`]).
 //!
 //! Reading `WHERE id > last` naively loses rows: a transaction that took id 5 may
 //! commit after one that took id 6, and once 6 is read, 5 is never read. The

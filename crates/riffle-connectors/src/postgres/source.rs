@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use riffle::dead_letters::DeadLetters;
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -49,6 +50,7 @@ pub struct PostgresSource<F = Json<serde_json::Value>> {
     poll_every: Duration,
     batch: usize,
     tail: bool,
+    dead_letters: Option<DeadLetters>,
 }
 
 impl PostgresSource<Json<serde_json::Value>> {
@@ -83,6 +85,7 @@ impl PostgresSource<Json<serde_json::Value>> {
             poll_every: Duration::from_millis(500),
             batch: 4096,
             tail: true,
+            dead_letters: None,
         }
     }
 }
@@ -99,6 +102,7 @@ impl<F: Format> PostgresSource<F> {
             poll_every: self.poll_every,
             batch: self.batch,
             tail: self.tail,
+            dead_letters: self.dead_letters,
         }
     }
 
@@ -119,6 +123,15 @@ impl<F: Format> PostgresSource<F> {
     /// end the table has when the run starts, then finish.
     pub fn tail(mut self, tail: bool) -> Self {
         self.tail = tail;
+        self
+    }
+
+    /// Rows the format cannot decode are appended to `letters` (with `source`,
+    /// `position`, `reason` and the row as JSON) and skipped, instead of stopping
+    /// the run; see [`riffle::dead_letters`]. The file is synced before each
+    /// commit, so no letter is lost to a crash.
+    pub fn dead_letters(mut self, letters: DeadLetters) -> Self {
+        self.dead_letters = Some(letters);
         self
     }
 
@@ -190,6 +203,7 @@ impl<F: Format> FixedPartitionedSource for PostgresSource<F> {
             source: Arc::from(for_part),
             what: self.what(),
             format: self.format.clone(),
+            dead_letters: self.dead_letters.clone(),
             batches,
             reader: task,
             last: position.last,
@@ -467,6 +481,7 @@ pub struct PostgresSourcePartition<F> {
     source: Arc<str>,
     what: String,
     format: Arc<F>,
+    dead_letters: Option<DeadLetters>,
     batches: mpsc::Receiver<Read>,
     reader: tokio::task::JoinHandle<()>,
     last: Option<String>,
@@ -485,14 +500,27 @@ impl<F: Format> SourcePartition for PostgresSourcePartition<F> {
             Ok(Read::Rows(rows)) => {
                 let mut out = Vec::with_capacity(rows.len());
                 for (position, json) in rows {
-                    let value = self.format.decode(json.as_bytes()).map_err(|why| {
-                        self.settings
-                            .error(format!(
-                                "the row of {} at position {position} cannot be decoded: {why}",
-                                self.what
-                            ))
-                            .for_step(&self.step_id)
-                    })?;
+                    let value = match self.format.decode(json.as_bytes()) {
+                        Ok(value) => value,
+                        Err(why) => {
+                            let Some(letters) = &self.dead_letters else {
+                                return Err(self
+                                    .settings
+                                    .error(format!(
+                                        "the row of {} at position {position} cannot be decoded: {why}",
+                                        self.what
+                                    ))
+                                    .for_step(&self.step_id));
+                            };
+                            let at = [
+                                ("source", (*self.source).into()),
+                                ("position", position.as_str().into()),
+                            ];
+                            letters.write(&self.step_id, &at, &why, json.as_bytes())?;
+                            self.last = Some(position);
+                            continue;
+                        }
+                    };
                     self.last = Some(position.clone());
                     out.push(PostgresRow {
                         source: self.source.clone(),
@@ -519,6 +547,14 @@ impl<F: Format> SourcePartition for PostgresSourcePartition<F> {
         Some(PostgresPosition {
             last: self.last.clone(),
         })
+    }
+
+    fn commit(&mut self, _position: &PostgresPosition) -> riffle::Result<()> {
+        // The letters of the rows this position passed are on disk before it counts.
+        match &self.dead_letters {
+            Some(letters) => letters.sync(&self.step_id),
+            None => Ok(()),
+        }
     }
 
     fn close(&mut self) -> riffle::Result<()> {
