@@ -5,7 +5,8 @@
 //! 200,000 persistent messages of 100 bytes (`--items`, `-P size=`) into 4 fresh
 //! durable queues (`-P queues=`) through [`RabbitSink`] with publisher confirms
 //! (phase `into`), then consumes them all through [`RabbitSource`], acknowledging
-//! at each commit (phase `out`). Each phase is one report; the time runs from the
+//! at each commit (phase `out`), on epochs of 200 ms (`-P epoch=`). Each phase is
+//! one report; the time runs from the
 //! start of the flow until every message is confirmed (`into`) or consumed and
 //! acknowledged (`out`). The queues are deleted after the run. `bench/rabbitmq.sh`
 //! runs it beside a Python client (pika) doing the same with the same batches.
@@ -33,6 +34,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     let items = args.items.unwrap_or(ITEMS);
     let size: usize = param(args, "size").map_or(Ok(100), str::parse)?;
     let count: usize = param(args, "queues").map_or(Ok(4), str::parse)?;
+    // Messages are acknowledged at each commit, and a queue is read at most a
+    // prefetch (10,000) per commit: epochs of 200 ms, as a RabbitMQ flow would run.
+    let epoch = riffle::duration::parse(param(args, "epoch").unwrap_or("200ms"))
+        .map_err(|e| anyhow::anyhow!("-P epoch=: {e}"))?;
     let settings = RabbitSettings::new(url);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -54,13 +59,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     )?
     .output("out", RabbitSink::queues(settings.clone(), queues.clone()))?;
     let started = Instant::now();
-    Execution::new().workers(args.workers).run(&into)?;
+    Execution::new()
+        .workers(args.workers)
+        .epoch_interval(epoch)
+        .run(&into)?;
     let seconds = started.elapsed().as_secs_f64();
     let mut queued = 0u64;
     for q in &queues {
         queued += u64::from(admin::message_count(&settings, q)?);
     }
-    let mut reports = vec![report(args, "into", items, seconds, size, count)];
+    let mut reports = vec![report(args, "into", items, seconds, size, count, epoch)];
     reports[0]
         .extra
         .insert("messages_in_queues".into(), queued.into());
@@ -82,9 +90,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         riffle::sinks::TestingSink::<riffle_connectors::rabbitmq::RabbitMessage>::new(),
     )?;
     let started = Instant::now();
-    Execution::new().workers(args.workers).run(&read)?;
+    Execution::new()
+        .workers(args.workers)
+        .epoch_interval(epoch)
+        .run(&read)?;
     let seconds = started.elapsed().as_secs_f64();
-    let mut out = report(args, "out", queued, seconds, size, count);
+    let mut out = report(args, "out", queued, seconds, size, count, epoch);
     out.extra.insert(
         "messages_read".into(),
         seen.load(std::sync::atomic::Ordering::Relaxed).into(),
@@ -103,11 +114,15 @@ fn report(
     seconds: f64,
     size: usize,
     queues: usize,
+    epoch: std::time::Duration,
 ) -> BenchReport {
     let mut report = BenchReport::new("connector-rabbitmq", args.workers, items, seconds);
     report.phase = Some(phase.to_string());
     report.extra.insert("bytes_per_message".into(), size.into());
     report.extra.insert("queues".into(), queues.into());
+    report
+        .extra
+        .insert("epoch_ms".into(), (epoch.as_millis() as u64).into());
     report
         .extra
         .insert("delivery".into(), "at-least-once".into());

@@ -53,9 +53,11 @@ impl RabbitSource {
     }
 
     /// How many messages the broker may deliver to a partition before it has
-    /// acknowledged them (default 10,000). Messages are acknowledged at each
-    /// commit, so this must cover what a partition reads between two commits, or
-    /// reading pauses until the next one.
+    /// acknowledged them (default 10,000; AMQP's most is 65,535). Messages are
+    /// acknowledged at each commit, so a queue is read at most a prefetch per
+    /// commit: with the engine's default 10 s epochs and no store, 1,000
+    /// messages a second. Raise it, or commit more often (a shorter epoch or
+    /// snapshot interval); a partition that waits says so once on stderr.
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch.max(1);
         self
@@ -105,7 +107,9 @@ impl FixedPartitionedSource for RabbitSource {
         if !self.tail {
             reader.remaining = Some(u64::from(ready));
         }
-        let (tx, batches) = mpsc::channel(4);
+        // Unbounded, yet bounded by the prefetch: the broker delivers no more
+        // than that many messages before they are acknowledged.
+        let (tx, batches) = mpsc::unbounded_channel();
         let (orders, orders_rx) = mpsc::unbounded_channel();
         let task = runtime::handle().spawn(reader.run(link, tx, orders_rx));
         let position = resume_state.unwrap_or_default();
@@ -119,6 +123,8 @@ impl FixedPartitionedSource for RabbitSource {
             emitted: position.emitted,
             generation: 0,
             unacked: VecDeque::new(),
+            prefetch: usize::from(self.prefetch),
+            told_full: false,
             done: false,
         })
     }
@@ -209,7 +215,7 @@ impl Reader {
     async fn run(
         mut self,
         mut link: Link,
-        tx: mpsc::Sender<Read>,
+        tx: mpsc::UnboundedSender<Read>,
         mut orders: mpsc::UnboundedReceiver<Order>,
     ) {
         loop {
@@ -245,7 +251,7 @@ impl Reader {
                             }
                             Err(e) if retry::transient(&e) => {}
                             Err(e) => {
-                                let _ = tx.send(Read::Failed(e)).await;
+                                let _ = tx.send(Read::Failed(e));
                                 return;
                             }
                         }
@@ -259,7 +265,7 @@ impl Reader {
     async fn consume(
         &mut self,
         link: &mut Link,
-        tx: &mpsc::Sender<Read>,
+        tx: &mpsc::UnboundedSender<Read>,
         orders: &mut mpsc::UnboundedReceiver<Order>,
     ) -> Result<(), Lost> {
         // A bounded read ends (`Done`) once `remaining` is 0; its last
@@ -267,7 +273,7 @@ impl Reader {
         let mut finished = self.remaining == Some(0);
         if finished && !self.done_sent {
             self.done_sent = true;
-            let _ = tx.send(Read::Done).await;
+            let _ = tx.send(Read::Done);
         }
         loop {
             tokio::select! {
@@ -313,11 +319,11 @@ impl Reader {
                                 }
                             }
                             Some(Err(e)) => {
-                                self.send(tx, messages).await;
+                                self.send(tx, messages);
                                 return Err(Lost(e.to_string()));
                             }
                             None => {
-                                self.send(tx, messages).await;
+                                self.send(tx, messages);
                                 return Err(Lost("the broker cancelled the consumer".into()));
                             }
                         }
@@ -329,24 +335,22 @@ impl Reader {
                             None => break,
                         }
                     }
-                    self.send(tx, messages).await;
+                    self.send(tx, messages);
                     if finished {
                         self.done_sent = true;
-                        let _ = tx.send(Read::Done).await;
+                        let _ = tx.send(Read::Done);
                     }
                 }
             }
         }
     }
 
-    async fn send(&self, tx: &mpsc::Sender<Read>, messages: Vec<(u64, RabbitMessage)>) {
+    fn send(&self, tx: &mpsc::UnboundedSender<Read>, messages: Vec<(u64, RabbitMessage)>) {
         if !messages.is_empty() {
-            let _ = tx
-                .send(Read::Messages {
-                    generation: self.generation,
-                    messages,
-                })
-                .await;
+            let _ = tx.send(Read::Messages {
+                generation: self.generation,
+                messages,
+            });
         }
     }
 
@@ -370,7 +374,7 @@ pub struct RabbitSourcePartition {
     step_id: String,
     settings: RabbitSettings,
     queue: Arc<str>,
-    batches: mpsc::Receiver<Read>,
+    batches: mpsc::UnboundedReceiver<Read>,
     orders: mpsc::UnboundedSender<Order>,
     /// The reading task; dropping the partition closes its channels, and the
     /// task then closes the connection and ends.
@@ -381,6 +385,10 @@ pub struct RabbitSourcePartition {
     generation: u64,
     /// Emitted and not yet acknowledged: (count when emitted, generation, tag).
     unacked: VecDeque<(u64, u64, u64)>,
+    /// The prefetch: with this many unacknowledged, the broker sends no more.
+    prefetch: usize,
+    /// Whether a full prefetch window was reported.
+    told_full: bool,
     done: bool,
 }
 
@@ -428,6 +436,20 @@ impl SourcePartition for RabbitSourcePartition {
             }
         }
         if out.is_empty() {
+            if self.unacked.len() >= self.prefetch && !self.told_full {
+                // Reading waits for the next commit: say so once, and what helps.
+                self.told_full = true;
+                eprintln!(
+                    "step {:?}: rabbitmq at {}: queue {:?} waits for the next commit with \
+                     {} messages unacknowledged (the prefetch); a queue is read at most \
+                     a prefetch per commit: raise the prefetch or commit more often \
+                     (a shorter epoch or snapshot interval)",
+                    self.step_id,
+                    self.settings.server(),
+                    self.queue,
+                    self.prefetch
+                );
+            }
             return Ok(if self.done {
                 Poll::Exhausted
             } else {
@@ -475,20 +497,8 @@ impl SourcePartition for RabbitSourcePartition {
             return Ok(());
         }
         let timeout = self.settings.timeout_duration();
-        let batches = &mut self.batches;
         let closed = runtime::handle().block_on(async {
-            // Deliveries not emitted yet are dropped (the broker gives them back
-            // when the connection closes), so the reader is never stuck sending.
-            let drained = async {
-                let mut closed = closed;
-                loop {
-                    tokio::select! {
-                        answer = &mut closed => return answer,
-                        _ = batches.recv() => {}
-                    }
-                }
-            };
-            let closed = tokio::time::timeout(timeout, drained).await;
+            let closed = tokio::time::timeout(timeout, closed).await;
             reader.abort();
             closed
         });
