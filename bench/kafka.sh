@@ -19,15 +19,9 @@ cd "$root"
 items="${BENCH_ITEMS:-10000000}"
 runs="${BENCH_RUNS:-3}"
 riffle="${RIFFLE_BIN:-target/release/riffle}"
-mkdir -p bench/results
-results="bench/results/$(date -u +%Y-%m-%d).jsonl"
 
-RIFFLE_AT_EXIT=""
-riffle_at_exit() {
-  RIFFLE_AT_EXIT="$1; $RIFFLE_AT_EXIT"
-  # shellcheck disable=SC2016
-  trap 'eval "$RIFFLE_AT_EXIT"' EXIT
-}
+# shellcheck disable=SC1091
+source bench/servers.sh kafka
 if [ -n "${BENCH_BROKERS:-}" ]; then
   brokers="$BENCH_BROKERS"
 else
@@ -36,7 +30,6 @@ else
   brokers="$RIFFLE_TEST_KAFKA_BROKERS"
 fi
 classpath="${RIFFLE_TEST_KAFKA_CLASSPATH:-$HOME/.cache/riffle/kafka-4.1.1/*}"
-record() { tee -a "$results"; }
 
 echo "== riffle bench kafka ($items x 100 B, 4 partitions) on $brokers" >&2
 for workers in 1 2; do

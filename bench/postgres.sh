@@ -21,17 +21,9 @@ cd "$root"
 items="${BENCH_ITEMS:-1000000}"
 runs="${BENCH_RUNS:-3}"
 riffle="${RIFFLE_BIN:-target/release/riffle}"
-mkdir -p bench/results
-results="bench/results/$(date -u +%Y-%m-%d).jsonl"
 
-RIFFLE_AT_EXIT=""
-riffle_at_exit() {
-  RIFFLE_AT_EXIT="$1; $RIFFLE_AT_EXIT"
-  # shellcheck disable=SC2016
-  trap 'eval "$RIFFLE_AT_EXIT"' EXIT
-}
-riffle_needs() { "$1"; }
-riffle_apt_install() { echo "bench/postgres.sh: install $* first" >&2; return 1; }
+# shellcheck disable=SC1091
+source bench/servers.sh postgres
 if [ -n "${BENCH_POSTGRES_URL:-}" ]; then
   url="$BENCH_POSTGRES_URL"
   bin="${BENCH_POSTGRES_BIN:-$(dirname "$(command -v psql)")}"
@@ -41,7 +33,6 @@ else
   url="$RIFFLE_TEST_POSTGRES_URL"
   bin="$RIFFLE_TEST_POSTGRES_BIN"
 fi
-record() { tee -a "$results"; }
 
 echo "== riffle bench connector-postgres ($items x 100 B) on $url" >&2
 for workers in 1 2; do

@@ -20,17 +20,9 @@ cd "$root"
 items="${BENCH_ITEMS:-200000}"
 runs="${BENCH_RUNS:-3}"
 riffle="${RIFFLE_BIN:-target/release/riffle}"
-mkdir -p bench/results
-results="bench/results/$(date -u +%Y-%m-%d).jsonl"
 
-RIFFLE_AT_EXIT=""
-riffle_at_exit() {
-  RIFFLE_AT_EXIT="$1; $RIFFLE_AT_EXIT"
-  # shellcheck disable=SC2016
-  trap 'eval "$RIFFLE_AT_EXIT"' EXIT
-}
-riffle_needs() { "$1"; }
-riffle_apt_install() { echo "bench/rabbitmq.sh: install $* first" >&2; return 1; }
+# shellcheck disable=SC1091
+source bench/servers.sh rabbitmq
 if [ -n "${BENCH_RABBITMQ_URL:-}" ]; then
   url="$BENCH_RABBITMQ_URL"
 else
@@ -42,5 +34,5 @@ fi
 echo "== riffle bench connector-rabbitmq ($items x 100 B, 4 queues) on $url" >&2
 for workers in 1 2; do
   "$riffle" bench connector-rabbitmq --workers "$workers" --runs "$runs" --items "$items" \
-    -P "url=$url" --json | tee -a "$results"
+    -P "url=$url" --json | record
 done

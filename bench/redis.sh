@@ -20,17 +20,9 @@ cd "$root"
 items="${BENCH_ITEMS:-1000000}"
 runs="${BENCH_RUNS:-3}"
 riffle="${RIFFLE_BIN:-target/release/riffle}"
-mkdir -p bench/results
-results="bench/results/$(date -u +%Y-%m-%d).jsonl"
 
-RIFFLE_AT_EXIT=""
-riffle_at_exit() {
-  RIFFLE_AT_EXIT="$1; $RIFFLE_AT_EXIT"
-  # shellcheck disable=SC2016
-  trap 'eval "$RIFFLE_AT_EXIT"' EXIT
-}
-riffle_needs() { "$1"; }
-riffle_apt_install() { echo "bench/redis.sh: install $* first" >&2; return 1; }
+# shellcheck disable=SC1091
+source bench/servers.sh redis
 if [ -n "${BENCH_REDIS_URL:-}" ]; then
   url="$BENCH_REDIS_URL"
 else
@@ -40,7 +32,6 @@ else
 fi
 hostport="${url#redis://}"
 hostport="${hostport%%/*}"
-record() { tee -a "$results"; }
 
 echo "== riffle bench connector-redis ($items x 100 B, 4 streams) on $url" >&2
 for workers in 1 2; do
