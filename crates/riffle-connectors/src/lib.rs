@@ -51,5 +51,7 @@ pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod runtime;
+#[cfg(any(feature = "redis", feature = "rabbitmq", feature = "postgres"))]
+mod writer;
 
 pub use error::ConnectorError;

@@ -2,7 +2,7 @@
 //! either upserted by key columns (`INSERT ... ON CONFLICT ... DO UPDATE`) or
 //! appended with `COPY ... FROM STDIN`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -10,10 +10,10 @@ use futures_util::SinkExt;
 use riffle::sinks::{FixedPartitionedSink, SinkPartition};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
 use super::settings::{PostgresSettings, quote, quote_table, says, transient};
+use crate::writer::{BatchWriter, InFlight};
 use crate::{ConnectorError, runtime};
 
 /// The most batches a partition keeps in flight before it waits.
@@ -155,22 +155,26 @@ impl<T: riffle::Data + Serialize> FixedPartitionedSink for PostgresSink<T> {
                     .for_step(step_id));
             }
         }
-        let (jobs, queue) = mpsc::channel(IN_FLIGHT);
         let writer = Writer {
             settings: self.settings.clone(),
             client: Some(client),
             table: self.table.clone(),
             mode: self.mode.clone(),
         };
-        runtime::handle().spawn(writer.run(queue));
+        let batches = InFlight::start(
+            writer,
+            IN_FLIGHT,
+            "postgres",
+            self.settings.server(),
+            format!("table {:?}", self.table),
+        );
         Ok(PostgresSinkPartition {
             step_id: step_id.to_string(),
             settings: self.settings.clone(),
             table: self.table.clone(),
             mode: self.mode.clone(),
             columns,
-            jobs,
-            in_flight: VecDeque::new(),
+            batches,
             _items: PhantomData,
         })
     }
@@ -204,34 +208,12 @@ pub struct PostgresSinkPartition<T> {
     table: String,
     mode: WriteMode,
     columns: Vec<String>,
-    jobs: mpsc::Sender<Job>,
-    in_flight: VecDeque<oneshot::Receiver<Result<(), ConnectorError>>>,
+    /// Batches (the columns they set, their rows) handed to the writer.
+    batches: InFlight<(Vec<String>, Vec<Map<String, Value>>)>,
     _items: PhantomData<fn(T)>,
 }
 
-/// One batch for the writing task: the columns it sets and its rows, and where
-/// to answer.
-struct Job {
-    columns: Vec<String>,
-    rows: Vec<Map<String, Value>>,
-    done: oneshot::Sender<Result<(), ConnectorError>>,
-}
-
 impl<T: riffle::Data + Serialize> PostgresSinkPartition<T> {
-    fn wait_one(&mut self) -> riffle::Result<()> {
-        let Some(answer) = self.in_flight.pop_front() else {
-            return Ok(());
-        };
-        match answer.blocking_recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.for_step(&self.step_id)),
-            Err(_) => Err(self
-                .settings
-                .error(format!("the writer of table {:?} stopped", self.table))
-                .for_step(&self.step_id)),
-        }
-    }
-
     fn refuse(&self, why: String) -> riffle::RiffleError {
         self.settings
             .error(format!("table {:?}: {why}", self.table))
@@ -289,33 +271,13 @@ impl<T: riffle::Data + Serialize> SinkPartition for PostgresSinkPartition<T> {
             .filter(|(_, s)| **s)
             .map(|(c, _)| c.clone())
             .collect();
-        while self.in_flight.len() >= IN_FLIGHT {
-            self.wait_one()?;
-        }
-        let (done, answer) = oneshot::channel();
-        if self
-            .jobs
-            .blocking_send(Job {
-                columns,
-                rows,
-                done,
-            })
-            .is_err()
-        {
-            while !self.in_flight.is_empty() {
-                self.wait_one()?;
-            }
-            return Err(self.refuse("the writer stopped".to_string()));
-        }
-        self.in_flight.push_back(answer);
-        Ok(())
+        self.batches
+            .send((columns, rows))
+            .map_err(|e| e.for_step(&self.step_id))
     }
 
     fn flush(&mut self) -> riffle::Result<()> {
-        while !self.in_flight.is_empty() {
-            self.wait_one()?;
-        }
-        Ok(())
+        self.batches.flush().map_err(|e| e.for_step(&self.step_id))
     }
 
     fn snapshot(&mut self) -> riffle::Result<Option<()>> {
@@ -328,6 +290,17 @@ impl<T: riffle::Data + Serialize> SinkPartition for PostgresSinkPartition<T> {
     }
 }
 
+impl BatchWriter for Writer {
+    type Batch = (Vec<String>, Vec<Map<String, Value>>);
+
+    async fn write(
+        &mut self,
+        (columns, rows): (Vec<String>, Vec<Map<String, Value>>),
+    ) -> Result<(), ConnectorError> {
+        self.write_batch(&columns, &rows).await
+    }
+}
+
 /// The task that writes one lane's batches, one transaction each, in order.
 struct Writer {
     settings: PostgresSettings,
@@ -337,21 +310,10 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
-        while let Some(job) = queue.recv().await {
-            let written = self.write(&job.columns, &job.rows).await;
-            let failed = written.is_err();
-            let _ = job.done.send(written);
-            if failed {
-                return;
-            }
-        }
-    }
-
     /// Writes one batch, again on a new connection when the server went away, for
     /// at most the settings' patience. An upsert written twice changes nothing; a
     /// `COPY` whose commit was lost with the connection may append twice.
-    async fn write(
+    async fn write_batch(
         &mut self,
         columns: &[String],
         rows: &[Map<String, Value>],

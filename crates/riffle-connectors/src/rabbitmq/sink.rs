@@ -1,17 +1,15 @@
 //! The RabbitMQ sink: records published with publisher confirms, each routing key
 //! a partition of the sink, confirmed before the flow's epoch moves on.
 
-use std::collections::VecDeque;
-
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
 use riffle::sinks::{FixedPartitionedSink, SinkPartition};
-use tokio::sync::{mpsc, oneshot};
 
 use super::message::RabbitRecord;
 use super::retry;
 use super::settings::RabbitSettings;
+use crate::writer::{BatchWriter, InFlight};
 use crate::{ConnectorError, runtime};
 
 /// The most batches a partition keeps in flight before it waits.
@@ -114,23 +112,19 @@ impl FixedPartitionedSink for RabbitSink {
         runtime::handle()
             .block_on(writer.open(Some(self.settings.timeout_duration())))
             .map_err(|e| e.for_step(step_id))?;
-        let (jobs, queue) = mpsc::channel(IN_FLIGHT);
         let target = writer.target.clone();
-        runtime::handle().spawn(writer.run(queue));
+        let batches = InFlight::start(
+            writer,
+            IN_FLIGHT,
+            "rabbitmq",
+            self.settings.server(),
+            target,
+        );
         Ok(RabbitSinkPartition {
             step_id: step_id.to_string(),
-            settings: self.settings.clone(),
-            target,
-            jobs,
-            in_flight: VecDeque::new(),
+            batches,
         })
     }
-}
-
-/// One batch of records for the writing task, and where to answer.
-struct Job {
-    records: Vec<RabbitRecord>,
-    done: oneshot::Sender<Result<(), ConnectorError>>,
 }
 
 /// The task that publishes one partition's batches in order on a channel in
@@ -194,20 +188,6 @@ impl Writer {
             })?;
         self.link = Some((connection, channel));
         Ok(())
-    }
-
-    async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
-        while let Some(job) = queue.recv().await {
-            let sent = self.deliver(&job.records).await;
-            let failed = sent.is_err();
-            let _ = job.done.send(sent);
-            if failed {
-                break;
-            }
-        }
-        if let Some((connection, _)) = self.link.take() {
-            let _ = connection.close(200, "the run is over".into()).await;
-        }
     }
 
     /// Publishes `records` until confirmed, through reconnections for as long as
@@ -294,34 +274,24 @@ impl Writer {
     }
 }
 
+impl BatchWriter for Writer {
+    type Batch = Vec<RabbitRecord>;
+
+    async fn write(&mut self, records: Vec<RabbitRecord>) -> Result<(), ConnectorError> {
+        self.deliver(&records).await
+    }
+
+    async fn close(&mut self) {
+        if let Some((connection, _)) = self.link.take() {
+            let _ = connection.close(200, "the run is over".into()).await;
+        }
+    }
+}
+
 /// One routing key being published to; made by [`RabbitSink`].
 pub struct RabbitSinkPartition {
     step_id: String,
-    settings: RabbitSettings,
-    target: String,
-    jobs: mpsc::Sender<Job>,
-    /// The answers of the batches sent and not yet waited for, oldest first.
-    in_flight: VecDeque<oneshot::Receiver<Result<(), ConnectorError>>>,
-}
-
-impl RabbitSinkPartition {
-    fn stopped(&self) -> riffle::RiffleError {
-        self.settings
-            .error(format!("the publisher to {} stopped", self.target))
-            .for_step(&self.step_id)
-    }
-
-    /// Waits for the oldest batch in flight.
-    fn wait_one(&mut self) -> riffle::Result<()> {
-        let Some(answer) = self.in_flight.pop_front() else {
-            return Ok(());
-        };
-        match answer.blocking_recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.for_step(&self.step_id)),
-            Err(_) => Err(self.stopped()),
-        }
-    }
+    batches: InFlight<Vec<RabbitRecord>>,
 }
 
 impl SinkPartition for RabbitSinkPartition {
@@ -332,30 +302,13 @@ impl SinkPartition for RabbitSinkPartition {
         if items.is_empty() {
             return Ok(());
         }
-        while self.in_flight.len() >= IN_FLIGHT {
-            self.wait_one()?;
-        }
-        let (done, answer) = oneshot::channel();
-        let job = Job {
-            records: items,
-            done,
-        };
-        if self.jobs.blocking_send(job).is_err() {
-            // The writer stopped on an error: its answer says which.
-            while !self.in_flight.is_empty() {
-                self.wait_one()?;
-            }
-            return Err(self.stopped());
-        }
-        self.in_flight.push_back(answer);
-        Ok(())
+        self.batches
+            .send(items)
+            .map_err(|e| e.for_step(&self.step_id))
     }
 
     fn flush(&mut self) -> riffle::Result<()> {
-        while !self.in_flight.is_empty() {
-            self.wait_one()?;
-        }
-        Ok(())
+        self.batches.flush().map_err(|e| e.for_step(&self.step_id))
     }
 
     fn snapshot(&mut self) -> riffle::Result<Option<()>> {

@@ -1,15 +1,13 @@
 //! The Redis Streams sink: records added (`XADD`) to one or more streams, each a
 //! partition of the sink, delivered before the flow's epoch moves on.
 
-use std::collections::VecDeque;
-
 use redis::aio::ConnectionManager;
 use riffle::sinks::{FixedPartitionedSink, SinkPartition};
-use tokio::sync::{mpsc, oneshot};
 
 use super::entry::RedisRecord;
 use super::retry;
 use super::settings::RedisSettings;
+use crate::writer::{BatchWriter, InFlight};
 use crate::{ConnectorError, runtime};
 
 /// The most pipelines of `XADD`s a partition keeps in flight before it waits.
@@ -78,20 +76,24 @@ impl FixedPartitionedSink for RedisSink {
         let conn = runtime::handle()
             .block_on(self.settings.connect())
             .map_err(|e| e.for_step(step_id))?;
-        let (jobs, queue) = mpsc::channel(IN_FLIGHT);
-        runtime::handle().spawn(write(
-            self.settings.clone(),
+        let writer = Writer {
+            settings: self.settings.clone(),
             conn,
-            for_part.to_string(),
-            queue,
-        ));
+            stream: for_part.to_string(),
+        };
+        let batches = InFlight::start(
+            writer,
+            IN_FLIGHT,
+            "redis",
+            self.settings.server(),
+            format!("stream {for_part:?}"),
+        );
         Ok(RedisSinkPartition {
             step_id: step_id.to_string(),
             settings: self.settings.clone(),
             stream: for_part.to_string(),
             max_len: self.max_len,
-            jobs,
-            in_flight: VecDeque::new(),
+            batches,
         })
     }
 }
@@ -102,70 +104,46 @@ pub struct RedisSinkPartition {
     settings: RedisSettings,
     stream: String,
     max_len: Option<u64>,
-    jobs: mpsc::Sender<Job>,
-    /// The answers of the pipelines sent and not yet waited for, oldest first.
-    in_flight: VecDeque<oneshot::Receiver<Result<(), ConnectorError>>>,
+    /// Pipelines of `XADD`s (and how many entries each adds) handed to the writer.
+    batches: InFlight<(redis::Pipeline, usize)>,
 }
 
-/// One pipeline of `XADD`s for the writing task, and where to answer.
-struct Job {
-    pipe: redis::Pipeline,
-    count: usize,
-    done: oneshot::Sender<Result<(), ConnectorError>>,
-}
-
-/// The task that writes one stream's pipelines, one after the other, so that
-/// entries keep the order they were written in.
-async fn write(
+/// Writes one stream's pipelines, one after the other, so that entries keep the
+/// order they were written in.
+struct Writer {
     settings: RedisSettings,
-    mut conn: ConnectionManager,
+    conn: ConnectionManager,
     stream: String,
-    mut queue: mpsc::Receiver<Job>,
-) {
-    while let Some(job) = queue.recv().await {
+}
+
+impl BatchWriter for Writer {
+    type Batch = (redis::Pipeline, usize);
+
+    async fn write(
+        &mut self,
+        (pipe, count): (redis::Pipeline, usize),
+    ) -> Result<(), ConnectorError> {
         // Sent again through a restart, for as long as the settings' timeout: a
         // pipeline the server applied before the connection dropped is then added
         // twice (at-least-once), never lost.
-        let what = || format!("stream {stream:?} ({} entries to add)", job.count);
-        let sent = retry::send(
-            &settings,
-            &mut conn,
-            &job.pipe,
+        let stream = &self.stream;
+        let what = || format!("stream {stream:?} ({count} entries to add)");
+        retry::send(
+            &self.settings,
+            &mut self.conn,
+            &pipe,
             &what,
-            Some(settings.timeout_duration()),
+            Some(self.settings.timeout_duration()),
         )
         .await
         .map(drop)
         .map_err(|e| {
-            let mut err = settings.error(format!(
-                "cannot add {} entries to stream {stream:?}",
-                job.count
-            ));
+            let mut err = self
+                .settings
+                .error(format!("cannot add {count} entries to stream {stream:?}"));
             err.cause = Some(retry::short(e));
             err
-        });
-        let failed = sent.is_err();
-        let _ = job.done.send(sent);
-        if failed {
-            return;
-        }
-    }
-}
-
-impl RedisSinkPartition {
-    /// Waits for the oldest pipeline in flight.
-    fn wait_one(&mut self) -> riffle::Result<()> {
-        let Some(answer) = self.in_flight.pop_front() else {
-            return Ok(());
-        };
-        match answer.blocking_recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.for_step(&self.step_id)),
-            Err(_) => Err(self
-                .settings
-                .error(format!("the writer of stream {:?} stopped", self.stream))
-                .for_step(&self.step_id)),
-        }
+        })
     }
 }
 
@@ -176,9 +154,6 @@ impl SinkPartition for RedisSinkPartition {
     fn write_batch(&mut self, items: Vec<RedisRecord>) -> riffle::Result<()> {
         if items.is_empty() {
             return Ok(());
-        }
-        while self.in_flight.len() >= IN_FLIGHT {
-            self.wait_one()?;
         }
         let mut pipe = redis::pipe();
         for record in &items {
@@ -201,31 +176,13 @@ impl SinkPartition for RedisSinkPartition {
             }
             cmd.ignore();
         }
-        let (done, answer) = oneshot::channel();
-        let job = Job {
-            pipe,
-            count: items.len(),
-            done,
-        };
-        if self.jobs.blocking_send(job).is_err() {
-            // The writer stopped on an error: its answer says which.
-            while !self.in_flight.is_empty() {
-                self.wait_one()?;
-            }
-            return Err(self
-                .settings
-                .error(format!("the writer of stream {:?} stopped", self.stream))
-                .for_step(&self.step_id));
-        }
-        self.in_flight.push_back(answer);
-        Ok(())
+        self.batches
+            .send((pipe, items.len()))
+            .map_err(|e| e.for_step(&self.step_id))
     }
 
     fn flush(&mut self) -> riffle::Result<()> {
-        while !self.in_flight.is_empty() {
-            self.wait_one()?;
-        }
-        Ok(())
+        self.batches.flush().map_err(|e| e.for_step(&self.step_id))
     }
 
     fn snapshot(&mut self) -> riffle::Result<Option<()>> {
