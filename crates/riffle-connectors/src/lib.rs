@@ -25,6 +25,7 @@
 //! | NATS JetStream ([`nats`]) | a stream, or one partition per subject filter; durable pull consumers acknowledged after each commit, stream sequences in snapshots | publish with `Nats-Msg-Id`, acknowledgements awaited before each commit | source: at-least-once (positions exact under a store); sink: exactly-once within the stream's duplicate window for records with stable ids, at-least-once otherwise |
 //! | Files in object stores ([`objects`]) | every object under a prefix (S3, GCS, Azure, local), lines decoded by a format, the byte offset and line in snapshots, new objects found while following | new objects per partition, staged at each snapshot and moved into place by the commit hook | source: resumes exactly from the committed line; sink: exactly-once under a store, at-least-once otherwise |
 //! | Redis Streams ([`redis`]) | stream keys, read through a consumer group, entries acknowledged after each commit, abandoned ones claimed | `XADD` to streams by key, pipelined, optional `MAXLEN ~` | at-least-once both ways |
+//! | AWS SQS ([`sqs`]) | one queue long-polled by N readers, messages deleted after each commit, visibility extended while in flight | `SendMessageBatch` (10 a call, 256 KiB), FIFO groups and de-duplication ids | at-least-once both ways; FIFO sink de-duplicated within SQS's 5-minute window |
 //!
 //! Every connector passes the [`conformance`] kit against its real server.
 //!
@@ -45,5 +46,7 @@ pub mod objects;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod runtime;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 
 pub use error::ConnectorError;
