@@ -10,5 +10,6 @@ pub mod nats;
 pub mod objects;
 pub mod pipelines;
 pub mod redis;
+pub mod sqs;
 
 pub use flows::{FlowExample, flows};

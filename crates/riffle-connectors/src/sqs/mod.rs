@@ -14,8 +14,8 @@
 //! ([`SqsSource::visibility_timeout`], 30 s). It is deleted (`DeleteMessageBatch`)
 //! only by the commit hook: once the recovery store has committed the snapshot
 //! after it, or, without a store, once the flow's sinks have written it. Until
-//! then the source extends its visibility (`ChangeMessageVisibilityBatch`) every
-//! half timeout, so a slow snapshot does not let SQS hand it out again. A reader's
+//! then the source extends its visibility (`ChangeMessageVisibilityBatch`) once a
+//! third of the timeout has passed, so a slow snapshot does not let SQS hand it out again. A reader's
 //! snapshot holds how many messages it emitted and the receipt handles of those
 //! not yet deleted; a run resuming from it deletes those first.
 //!

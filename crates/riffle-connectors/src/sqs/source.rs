@@ -1,8 +1,8 @@
 //! The SQS source: readers long-polling one queue, messages deleted only by the
 //! commit hook, their visibility timeout extended while they wait for it.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
@@ -72,7 +72,7 @@ impl SqsSource {
 
     /// How long a received message stays hidden from other readers
     /// (`VisibilityTimeout`, whole seconds, default 30). While the flow has not
-    /// committed a message, the source extends it every half of this time; after a
+    /// committed a message, the source extends it once a third of this time has passed; after a
     /// crash, what was not deleted comes back after at most this long.
     pub fn visibility_timeout(mut self, visibility: Duration) -> Self {
         self.visibility = visibility.max(Duration::from_secs(1));
@@ -152,8 +152,9 @@ impl FixedPartitionedSource for SqsSource {
 
 /// What the reading task hands the partition.
 enum Read {
-    /// Messages received, with their receipt handles.
-    Messages(Vec<(SqsMessage, String)>),
+    /// Messages received, with their receipt handles, and when the receive was
+    /// sent (their visibility timeout runs from about then).
+    Messages(Vec<(SqsMessage, String)>, Instant),
     /// A bounded read found the queue empty long enough.
     Done,
     /// Reading failed for good.
@@ -190,6 +191,7 @@ impl Reader {
             }
             // Receiving is safe to try again: what a lost answer handed out
             // comes back after its visibility timeout.
+            let asked = Instant::now();
             let answer = self
                 .client
                 .call("ReceiveMessage", &request, self.wait, &what, None)
@@ -221,7 +223,7 @@ impl Reader {
                 continue;
             }
             empty = 0;
-            if self.tx.send(Read::Messages(read)).await.is_err() {
+            if self.tx.send(Read::Messages(read, asked)).await.is_err() {
                 return;
             }
         }
@@ -343,11 +345,30 @@ async fn extend(client: &SqsClient, queue: &str, url: &str, handles: Vec<String>
     }
 }
 
+/// The latest receipt handle of a message in flight, shared by every reader of
+/// the process that was handed it.
+type Handle = Arc<Mutex<String>>;
+
+/// The messages in flight in this process, by queue URL and message id: a
+/// message handed to a second reader while a first still holds it (a standard
+/// queue may do so; moto does under concurrent receives) is not emitted again;
+/// its newer receipt handle, the one SQS deletes by, replaces the first's.
+fn registry() -> &'static Mutex<HashMap<String, Handle>> {
+    static IN_FLIGHT: OnceLock<Mutex<HashMap<String, Handle>>> = OnceLock::new();
+    IN_FLIGHT.get_or_init(Default::default)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A message emitted and not yet deleted.
 struct InFlight {
     /// The reader's count when it was emitted.
     seq: u64,
-    handle: String,
+    /// Its key in the [`registry`].
+    key: String,
+    handle: Handle,
     /// When its visibility was last set (received or extended).
     hidden_at: Instant,
 }
@@ -372,20 +393,20 @@ pub struct SqsSourcePartition {
 }
 
 impl SqsSourcePartition {
-    /// Extends the visibility of what has waited half its visibility timeout for
-    /// the commit hook, so a slow snapshot does not let SQS hand it out again.
+    /// Extends the visibility of what has waited a third of its visibility timeout
+    /// for the commit hook, so a slow snapshot does not let SQS hand it out again.
     fn extend_due(&mut self) {
         let now = Instant::now();
         if now < self.next_extend {
             return;
         }
-        self.next_extend = now + self.visibility / 4;
-        let due = now.checked_sub(self.visibility / 2);
+        self.next_extend = now + self.visibility / 6;
+        let due = now.checked_sub(self.visibility / 3);
         let mut handles = Vec::new();
         for m in self.in_flight.iter_mut() {
             if due.is_some_and(|due| m.hidden_at <= due) {
                 m.hidden_at = now;
-                handles.push(m.handle.clone());
+                handles.push(lock(&m.handle).clone());
             }
         }
         if handles.is_empty() {
@@ -400,6 +421,19 @@ impl SqsSourcePartition {
     }
 }
 
+impl SqsSourcePartition {
+    /// A bounded reader is exhausted once what it emitted is committed: until
+    /// then it stays, extending their visibility, so that other readers still
+    /// polling the queue are not handed them again.
+    fn finished(&self) -> Poll<SqsMessage> {
+        if self.in_flight.is_empty() {
+            Poll::Exhausted
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
 impl SourcePartition for SqsSourcePartition {
     type Item = SqsMessage;
     type State = SqsPosition;
@@ -408,19 +442,27 @@ impl SourcePartition for SqsSourcePartition {
         self.tasks.retain(|t| !t.is_finished());
         self.extend_due();
         if self.done {
-            return Ok(Poll::Exhausted);
+            return Ok(self.finished());
         }
         let mut out = Vec::new();
         while out.len() < 1000 {
             match self.batches.try_recv() {
-                Ok(Read::Messages(messages)) => {
-                    let now = Instant::now();
+                Ok(Read::Messages(messages, asked)) => {
+                    let mut registry = lock(registry());
                     for (message, handle) in messages {
+                        let key = format!("{}\n{}", self.url, message.message_id);
+                        if let Some(held) = registry.get(&key) {
+                            *lock(held) = handle;
+                            continue;
+                        }
+                        let handle = Arc::new(Mutex::new(handle));
+                        registry.insert(key.clone(), handle.clone());
                         self.received += 1;
                         self.in_flight.push_back(InFlight {
                             seq: self.received,
+                            key,
                             handle,
-                            hidden_at: now,
+                            hidden_at: asked,
                         });
                         out.push(message);
                     }
@@ -442,7 +484,7 @@ impl SourcePartition for SqsSourcePartition {
         }
         if out.is_empty() {
             return Ok(if self.done {
-                Poll::Exhausted
+                self.finished()
             } else {
                 Poll::Pending
             });
@@ -453,7 +495,7 @@ impl SourcePartition for SqsSourcePartition {
     fn snapshot(&self) -> Option<SqsPosition> {
         Some(SqsPosition {
             received: self.received,
-            pending: self.in_flight.iter().map(|m| m.handle.clone()).collect(),
+            pending: self.in_flight.iter().map(|m| lock(&m.handle).clone()).collect(),
         })
     }
 
@@ -465,7 +507,8 @@ impl SourcePartition for SqsSourcePartition {
             .is_some_and(|m| m.seq <= position.received)
         {
             if let Some(m) = self.in_flight.pop_front() {
-                handles.push(m.handle);
+                lock(registry()).remove(&m.key);
+                handles.push(lock(&m.handle).clone());
             }
         }
         if handles.is_empty() {
@@ -499,5 +542,9 @@ impl SourcePartition for SqsSourcePartition {
 impl Drop for SqsSourcePartition {
     fn drop(&mut self) {
         self.reader.abort();
+        let mut registry = lock(registry());
+        for m in &self.in_flight {
+            registry.remove(&m.key);
+        }
     }
 }
