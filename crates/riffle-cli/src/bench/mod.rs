@@ -14,6 +14,7 @@ pub mod kafka;
 pub mod nats;
 pub mod pipeline;
 pub mod redis;
+pub mod sqs;
 pub mod udf;
 pub mod ui;
 pub mod webdriver;
@@ -28,7 +29,7 @@ use crate::App;
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// The workload: stateless, wordcount, windowed, kafka, connector-nats,
-    /// connector-redis, pipeline, udf-map, ui.
+    /// connector-redis, connector-sqs, pipeline, udf-map, ui.
     pub name: String,
     /// Worker threads, where the workload is a dataflow; a list such as `1,2,4`
     /// runs each count in turn and prints the scaling ratio.
@@ -188,9 +189,10 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "kafka" => kafka::run(args),
         "connector-nats" => nats::run(args),
         "connector-redis" => redis::run(args),
+        "connector-sqs" => sqs::run(args),
         "ui" => ui::run(args),
         other => anyhow::bail!(
-            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, pipeline, udf-map, ui"
+            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-sqs, pipeline, udf-map, ui"
         ),
     }
 }

@@ -78,7 +78,8 @@ impl CallError {
 
     /// Whether SQS refused the credentials or the signature.
     pub(crate) fn refused_credentials(&self) -> bool {
-        matches!(
+        matches!(self, Self::Service { status: 403, .. })
+            || matches!(
             self.code(),
             Some(
                 "InvalidClientTokenId"

@@ -421,19 +421,6 @@ impl SqsSourcePartition {
     }
 }
 
-impl SqsSourcePartition {
-    /// A bounded reader is exhausted once what it emitted is committed: until
-    /// then it stays, extending their visibility, so that other readers still
-    /// polling the queue are not handed them again.
-    fn finished(&self) -> Poll<SqsMessage> {
-        if self.in_flight.is_empty() {
-            Poll::Exhausted
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
 impl SourcePartition for SqsSourcePartition {
     type Item = SqsMessage;
     type State = SqsPosition;
@@ -442,7 +429,7 @@ impl SourcePartition for SqsSourcePartition {
         self.tasks.retain(|t| !t.is_finished());
         self.extend_due();
         if self.done {
-            return Ok(self.finished());
+            return Ok(Poll::Exhausted);
         }
         let mut out = Vec::new();
         while out.len() < 1000 {
@@ -484,7 +471,10 @@ impl SourcePartition for SqsSourcePartition {
         }
         if out.is_empty() {
             return Ok(if self.done {
-                self.finished()
+                // What it holds is committed at the end of the run; meanwhile
+                // other readers may be handed it again when its visibility ends,
+                // and the registry keeps them from emitting it twice.
+                Poll::Exhausted
             } else {
                 Poll::Pending
             });
