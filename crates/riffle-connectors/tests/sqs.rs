@@ -141,15 +141,15 @@ fn a_slow_flow_keeps_its_messages_hidden_by_extending_their_visibility() {
     let queue = sqs.create("extend", 1);
     let values: Vec<String> = (0..20).map(|i| format!("s{i:02}")).collect();
     sqs.send(&queue, &values);
-    // Two readers on one queue; every message takes longer than the visibility
-    // timeout to go through, so without extensions SQS would hand messages to the
-    // other reader while the first still holds them.
+    // Two readers on one queue; the epoch (and so the commit) comes after longer
+    // than the visibility timeout, so without extensions SQS would hand messages
+    // to the other reader while the first still holds them.
     let sink = TestingSink::new();
     let flow = Dataflow::new("slow");
     flow.input("in", sqs.bounded_source(&queue).readers(2))
         .unwrap()
         .map("slow", |m| {
-            std::thread::sleep(VISIBILITY / 8);
+            std::thread::sleep(VISIBILITY / 20);
             (m.body, m.receive_count)
         })
         .unwrap()
@@ -183,7 +183,11 @@ fn the_sink_batches_large_messages_within_256_kib_and_names_what_is_too_big() {
         .output("out", SqsSink::new(sqs.settings.clone(), queue.as_str()))
         .unwrap();
     riffle::run_main(&flow).unwrap();
-    let mut got: Vec<String> = sqs.drain(&queue).iter().map(|b| b[..2].to_string()).collect();
+    let mut got: Vec<String> = sqs
+        .drain(&queue)
+        .iter()
+        .map(|b| b[..2].to_string())
+        .collect();
     got.sort();
     let want: Vec<String> = (0..12).map(|i| format!("{i:02}")).collect();
     assert_eq!(got, want);
@@ -281,9 +285,11 @@ fn bad_credentials_are_an_error_naming_the_queue_and_the_variables() {
     );
     let cause = std::error::Error::source(&err).map(|c| c.to_string());
     assert!(
-        cause.as_deref().is_some_and(|c| c.contains("InvalidClientTokenId")
-            || c.contains("UnrecognizedClient")
-            || c.contains("AccessDenied")),
+        cause
+            .as_deref()
+            .is_some_and(|c| c.contains("InvalidClientTokenId")
+                || c.contains("UnrecognizedClient")
+                || c.contains("AccessDenied")),
         "{cause:?}"
     );
 }

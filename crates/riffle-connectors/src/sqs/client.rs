@@ -80,18 +80,18 @@ impl CallError {
     pub(crate) fn refused_credentials(&self) -> bool {
         matches!(self, Self::Service { status: 403, .. })
             || matches!(
-            self.code(),
-            Some(
-                "InvalidClientTokenId"
-                    | "UnrecognizedClientException"
-                    | "SignatureDoesNotMatch"
-                    | "IncompleteSignature"
-                    | "InvalidSecurity"
-                    | "AccessDenied"
-                    | "AccessDeniedException"
-                    | "ExpiredToken"
+                self.code(),
+                Some(
+                    "InvalidClientTokenId"
+                        | "UnrecognizedClientException"
+                        | "SignatureDoesNotMatch"
+                        | "IncompleteSignature"
+                        | "InvalidSecurity"
+                        | "AccessDenied"
+                        | "AccessDeniedException"
+                        | "ExpiredToken"
+                )
             )
-        )
     }
 }
 

@@ -121,7 +121,8 @@ impl FixedPartitionedSource for SqsSource {
                 Ok::<_, ConnectorError>((client, url))
             })
             .map_err(|e| e.for_step(step_id))?;
-        let (tx, batches) = mpsc::channel(4);
+        // One batch waits at most: what is received is emitted (and extended) soon.
+        let (tx, batches) = mpsc::channel(1);
         let reader = Reader {
             client: client.clone(),
             queue: Arc::from(queue.as_str()),
@@ -132,18 +133,25 @@ impl FixedPartitionedSource for SqsSource {
             tx,
         };
         let task = runtime::handle().spawn(reader.run());
+        let in_flight = Arc::new(Mutex::new(VecDeque::new()));
+        let extender = runtime::handle().spawn(extend_while_held(
+            client.clone(),
+            Arc::from(queue.as_str()),
+            url.clone(),
+            in_flight.clone(),
+            Duration::from_secs(Self::whole_seconds(self.visibility)),
+        ));
         Ok(SqsSourcePartition {
             step_id: step_id.to_string(),
             name: for_part.to_string(),
             client,
             queue: Arc::from(queue.as_str()),
             url,
-            visibility: Duration::from_secs(Self::whole_seconds(self.visibility)),
             batches,
             reader: task,
             received: position.received,
-            in_flight: VecDeque::new(),
-            next_extend: Instant::now(),
+            in_flight,
+            extender,
             tasks: Vec::new(),
             done: false,
         })
@@ -186,9 +194,10 @@ impl Reader {
         let queue = self.queue.clone();
         let what = move || format!("receiving from queue {queue:?}");
         loop {
-            if self.tx.is_closed() {
+            // Receive only once the partition has room for what comes.
+            let Ok(permit) = self.tx.reserve().await else {
                 return;
-            }
+            };
             // Receiving is safe to try again: what a lost answer handed out
             // comes back after its visibility timeout.
             let asked = Instant::now();
@@ -204,28 +213,26 @@ impl Reader {
                             "an unexpected answer receiving from queue {:?}: {why}",
                             self.queue
                         ));
-                        let _ = self.tx.send(Read::Failed(err)).await;
+                        permit.send(Read::Failed(err));
                         return;
                     }
                 },
                 Err(e) => {
                     let err = self.client.error(&self.queue, "receiving from", e);
-                    let _ = self.tx.send(Read::Failed(err)).await;
+                    permit.send(Read::Failed(err));
                     return;
                 }
             };
             if read.is_empty() {
                 empty += 1;
                 if self.stop_after_empty.is_some_and(|n| empty >= n) {
-                    let _ = self.tx.send(Read::Done).await;
+                    permit.send(Read::Done);
                     return;
                 }
                 continue;
             }
             empty = 0;
-            if self.tx.send(Read::Messages(read, asked)).await.is_err() {
-                return;
-            }
+            permit.send(Read::Messages(read, asked));
         }
     }
 }
@@ -345,6 +352,34 @@ async fn extend(client: &SqsClient, queue: &str, url: &str, handles: Vec<String>
     }
 }
 
+/// Extends the visibility of what a reader holds, once a third of its
+/// visibility timeout has passed, until the commit hook deletes it: on the
+/// runtime, so a worker busy with a slow batch or a slow snapshot does not let
+/// SQS hand its messages out again.
+async fn extend_while_held(
+    client: SqsClient,
+    queue: Arc<str>,
+    url: String,
+    in_flight: Arc<Mutex<VecDeque<InFlight>>>,
+    visibility: Duration,
+) {
+    loop {
+        tokio::time::sleep(visibility / 6).await;
+        let now = Instant::now();
+        let due = now.checked_sub(visibility / 3);
+        let mut handles = Vec::new();
+        for m in lock(&in_flight).iter_mut() {
+            if due.is_some_and(|due| m.hidden_at <= due) {
+                m.hidden_at = now;
+                handles.push(lock(&m.handle).clone());
+            }
+        }
+        if !handles.is_empty() {
+            extend(&client, &queue, &url, handles, visibility.as_secs()).await;
+        }
+    }
+}
+
 /// The latest receipt handle of a message in flight, shared by every reader of
 /// the process that was handed it.
 type Handle = Arc<Mutex<String>>;
@@ -380,45 +415,15 @@ pub struct SqsSourcePartition {
     client: SqsClient,
     queue: Arc<str>,
     url: String,
-    visibility: Duration,
     batches: mpsc::Receiver<Read>,
     reader: tokio::task::JoinHandle<()>,
     /// Messages emitted so far (the position's count).
     received: u64,
     /// Emitted and not yet deleted, oldest first.
-    in_flight: VecDeque<InFlight>,
-    next_extend: Instant,
+    in_flight: Arc<Mutex<VecDeque<InFlight>>>,
+    extender: tokio::task::JoinHandle<()>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     done: bool,
-}
-
-impl SqsSourcePartition {
-    /// Extends the visibility of what has waited a third of its visibility timeout
-    /// for the commit hook, so a slow snapshot does not let SQS hand it out again.
-    fn extend_due(&mut self) {
-        let now = Instant::now();
-        if now < self.next_extend {
-            return;
-        }
-        self.next_extend = now + self.visibility / 6;
-        let due = now.checked_sub(self.visibility / 3);
-        let mut handles = Vec::new();
-        for m in self.in_flight.iter_mut() {
-            if due.is_some_and(|due| m.hidden_at <= due) {
-                m.hidden_at = now;
-                handles.push(lock(&m.handle).clone());
-            }
-        }
-        if handles.is_empty() {
-            return;
-        }
-        let client = self.client.clone();
-        let (queue, url) = (self.queue.clone(), self.url.clone());
-        let seconds = self.visibility.as_secs();
-        self.tasks.push(runtime::handle().spawn(async move {
-            extend(&client, &queue, &url, handles, seconds).await;
-        }));
-    }
 }
 
 impl SourcePartition for SqsSourcePartition {
@@ -427,7 +432,6 @@ impl SourcePartition for SqsSourcePartition {
 
     fn next_batch(&mut self) -> riffle::Result<Poll<SqsMessage>> {
         self.tasks.retain(|t| !t.is_finished());
-        self.extend_due();
         if self.done {
             return Ok(Poll::Exhausted);
         }
@@ -445,7 +449,7 @@ impl SourcePartition for SqsSourcePartition {
                         let handle = Arc::new(Mutex::new(handle));
                         registry.insert(key.clone(), handle.clone());
                         self.received += 1;
-                        self.in_flight.push_back(InFlight {
+                        lock(&self.in_flight).push_back(InFlight {
                             seq: self.received,
                             key,
                             handle,
@@ -485,22 +489,26 @@ impl SourcePartition for SqsSourcePartition {
     fn snapshot(&self) -> Option<SqsPosition> {
         Some(SqsPosition {
             received: self.received,
-            pending: self.in_flight.iter().map(|m| lock(&m.handle).clone()).collect(),
+            pending: lock(&self.in_flight)
+                .iter()
+                .map(|m| lock(&m.handle).clone())
+                .collect(),
         })
     }
 
     fn commit(&mut self, position: &SqsPosition) -> riffle::Result<()> {
         let mut handles = Vec::new();
-        while self
-            .in_flight
+        let mut in_flight = lock(&self.in_flight);
+        while in_flight
             .front()
             .is_some_and(|m| m.seq <= position.received)
         {
-            if let Some(m) = self.in_flight.pop_front() {
+            if let Some(m) = in_flight.pop_front() {
                 lock(registry()).remove(&m.key);
                 handles.push(lock(&m.handle).clone());
             }
         }
+        drop(in_flight);
         if handles.is_empty() {
             return Ok(());
         }
@@ -514,6 +522,7 @@ impl SourcePartition for SqsSourcePartition {
 
     fn close(&mut self) -> riffle::Result<()> {
         self.reader.abort();
+        self.extender.abort();
         // Let the last deletes land.
         let tasks = std::mem::take(&mut self.tasks);
         let timeout = self.client.settings.timeout_duration() * 2;
@@ -532,8 +541,9 @@ impl SourcePartition for SqsSourcePartition {
 impl Drop for SqsSourcePartition {
     fn drop(&mut self) {
         self.reader.abort();
+        self.extender.abort();
         let mut registry = lock(registry());
-        for m in &self.in_flight {
+        for m in lock(&self.in_flight).iter() {
             registry.remove(&m.key);
         }
     }

@@ -108,7 +108,9 @@ impl SqsTarget {
                             .await
                             .expect("messages sent");
                         assert!(
-                            answer.get("Failed").is_none_or(|f| f.as_array().is_none_or(Vec::is_empty)),
+                            answer
+                                .get("Failed")
+                                .is_none_or(|f| f.as_array().is_none_or(Vec::is_empty)),
                             "messages failed: {answer}"
                         );
                     }));
