@@ -54,7 +54,8 @@ pub fn sqs_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
     let counts = flow
         .input("lines", source)?
         .flat_map("split", move |message| {
-            let words: Vec<(String, ())> = words(&message.body).into_iter().map(|w| (w, ())).collect();
+            let words: Vec<(String, ())> =
+                words(&message.body).into_iter().map(|w| (w, ())).collect();
             counter.fetch_add(words.len() as u64, Ordering::Relaxed);
             words
         })?
@@ -67,7 +68,9 @@ pub fn sqs_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
             })?
             .output("counts", DirSink::new(dir, 4))?,
         None => counts
-            .map("record", |(word, n): (String, u64)| SqsRecord::new(format!("{word},{n}")))?
+            .map("record", |(word, n): (String, u64)| {
+                SqsRecord::new(format!("{word},{n}"))
+            })?
             .output("counts", SqsSink::new(settings, out))?,
     }
     Ok(flow)
