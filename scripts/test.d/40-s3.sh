@@ -44,9 +44,14 @@ riffle_s3_setup() {
   export RIFFLE_TEST_S3_ACCESS_KEY_ID="riffle-test"
   export RIFFLE_TEST_S3_SECRET_ACCESS_KEY="riffle-test-secret"
   export RIFFLE_TEST_S3_REGION="us-east-1"
+  # moto serves SQS on the same port (the SQS connector's tests).
+  export RIFFLE_TEST_SQS_ENDPOINT="$RIFFLE_TEST_S3_ENDPOINT"
+  export RIFFLE_TEST_SQS_ACCESS_KEY_ID="$RIFFLE_TEST_S3_ACCESS_KEY_ID"
+  export RIFFLE_TEST_SQS_SECRET_ACCESS_KEY="$RIFFLE_TEST_S3_SECRET_ACCESS_KEY"
+  export RIFFLE_TEST_SQS_REGION="$RIFFLE_TEST_S3_REGION"
   RIFFLE_S3_STOP="kill $pid 2>/dev/null || true; rm -rf $dir"
   riffle_at_exit "$RIFFLE_S3_STOP"
-  echo "== moto_server 5.2.5 (S3) on 127.0.0.1:$port, log $dir/server.log: RIFFLE_TEST_S3_ENDPOINT=$RIFFLE_TEST_S3_ENDPOINT"
+  echo "== moto_server 5.2.5 (S3, SQS) on 127.0.0.1:$port, log $dir/server.log: RIFFLE_TEST_S3_ENDPOINT=$RIFFLE_TEST_S3_ENDPOINT"
 }
 
 riffle_needs riffle_s3_setup "the S3-compatible server" "the object-store tests" || return 1

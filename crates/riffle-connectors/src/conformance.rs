@@ -56,6 +56,18 @@ pub trait Target: 'static {
     fn record(value: String) -> <Self::Sink as FixedPartitionedSink>::Item;
     /// Whether the sink claims exactly-once under a recovery store.
     fn exactly_once(&self) -> bool;
+    /// The checks' value counts are divided by this: 1 (the default) but for
+    /// servers that slow down with large queues (moto's SQS).
+    fn shrink(&self) -> usize {
+        1
+    }
+    /// Whether the server itself may hand a message out more than once in a run
+    /// without failures (SQS standard queues: "at-least-once delivery", and moto
+    /// under concurrent receives): read-after-write then checks that nothing is
+    /// lost and nothing foreign appears, not the exact counts.
+    fn may_repeat(&self) -> bool {
+        false
+    }
 }
 
 /// A name no other test or run uses (for streams, topics, groups a check makes).
@@ -114,7 +126,7 @@ fn copy_flow<T: Target>(
 pub fn read_after_write<T: Target>(target: &T) {
     let input = target.create("raw-in", 4);
     let output = target.create("raw-out", 3);
-    let values = numbered("v", 4000);
+    let values = numbered("v", 4000 / target.shrink().max(1));
     target.write(&input, &values);
     let flow = copy_flow(target, "read-after-write", &input, &output, None);
     Execution::new()
@@ -123,11 +135,11 @@ pub fn read_after_write<T: Target>(target: &T) {
         .run(&flow)
         .unwrap_or_else(|e| panic!("read-after-write failed: {e}"));
     let want: Vec<String> = values.iter().map(|v| v.to_uppercase()).collect();
-    assert_eq!(
-        sorted(target.read(&output)),
-        sorted(want),
-        "read-after-write: output differs"
-    );
+    let mut got = sorted(target.read(&output));
+    if target.may_repeat() {
+        got.dedup();
+    }
+    assert_eq!(got, sorted(want), "read-after-write: output differs");
 }
 
 /// Runs a copy that fails at one value on `first` workers, then resumes it on
@@ -135,7 +147,7 @@ pub fn read_after_write<T: Target>(target: &T) {
 fn fail_and_resume<T: Target>(target: &T, name: &str, first: usize, second: usize) {
     let input = target.create(&format!("{name}-in"), 4);
     let output = target.create(&format!("{name}-out"), 2);
-    let values = numbered("r", 6000);
+    let values = numbered("r", 6000 / target.shrink().max(1));
     target.write(&input, &values);
     let store = tempfile::tempdir().expect("a temporary folder");
     RecoveryStore::init(store.path(), 2).unwrap_or_else(|e| panic!("{e}"));
@@ -147,7 +159,7 @@ fn fail_and_resume<T: Target>(target: &T, name: &str, first: usize, second: usiz
             .recovery(Recovery::new(store.path()).snapshot_interval(Duration::from_millis(20)))
             .run(&flow)
     };
-    let failed = run(first, Some(values[4000].clone()));
+    let failed = run(first, Some(values[values.len() * 2 / 3].clone()));
     assert!(failed.is_err(), "{name}: the first run should have stopped");
     run(second, None).unwrap_or_else(|e| panic!("{name}: the resumed run failed: {e}"));
     let want: Vec<String> = values.iter().map(|v| v.to_uppercase()).collect();

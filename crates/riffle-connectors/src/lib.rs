@@ -27,6 +27,7 @@
 //! | PostgreSQL ([`postgres`]) | a table or query read by an increasing column behind a fence of the transactions in progress, the last value in snapshots | batched upsert by key columns (`INSERT ... ON CONFLICT`), or `COPY` | source: exact positions; sink: upsert exactly-once by idempotence, `COPY` at-least-once |
 //! | Redis Streams ([`redis`]) | stream keys, read through a consumer group, entries acknowledged after each commit, abandoned ones claimed | `XADD` to streams by key, pipelined, optional `MAXLEN ~` | at-least-once both ways |
 //! | RabbitMQ ([`rabbitmq`]) | queues, consumed with a prefetch, messages acknowledged after each commit, put back by the broker when a run stops | publish with confirms to queues or an exchange, unroutable messages an error | at-least-once both ways |
+//! | AWS SQS ([`sqs`]) | one queue long-polled by N readers, messages deleted after each commit, visibility extended while in flight | `SendMessageBatch` (10 a call, 256 KiB), FIFO groups and de-duplication ids | at-least-once both ways; FIFO sink de-duplicated within SQS's 5-minute window |
 //!
 //! Every connector passes the [`conformance`] kit against its real server.
 //!
@@ -51,6 +52,8 @@ pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod runtime;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 #[cfg(any(feature = "redis", feature = "rabbitmq", feature = "postgres"))]
 mod writer;
 

@@ -75,6 +75,11 @@ pub fn flows() -> Vec<FlowExample> {
             build: crate::objects::objects_wordcount,
         },
         FlowExample {
+            name: "sqs-wordcount",
+            about: "running word counts from an SQS queue to another queue, at-least-once across crashes (-P queue=NAME -P out=NAME or -P out-dir=PATH -P endpoint=URL -P region=NAME -P readers=2 -P empty-polls=N)",
+            build: crate::sqs::sqs_wordcount,
+        },
+        FlowExample {
             name: "keyed-sums",
             about: "sum generated events per key into files (-P events=N -P keys=K -P out=DIR)",
             build: keyed_sums,

@@ -12,5 +12,6 @@ pub mod pipelines;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
+pub mod sqs;
 
 pub use flows::{FlowExample, flows};

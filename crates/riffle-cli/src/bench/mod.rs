@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
+pub mod sqs;
 pub mod udf;
 pub mod ui;
 pub mod webdriver;
@@ -30,8 +31,8 @@ use crate::App;
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// The workload: stateless, wordcount, windowed, kafka, connector-nats,
-    /// connector-redis, connector-rabbitmq, connector-postgres, pipeline, udf-map,
-    /// ui.
+    /// connector-redis, connector-rabbitmq, connector-postgres, connector-sqs,
+    /// pipeline, udf-map, ui.
     pub name: String,
     /// Worker threads, where the workload is a dataflow; a list such as `1,2,4`
     /// runs each count in turn and prints the scaling ratio.
@@ -193,9 +194,10 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "connector-redis" => redis::run(args),
         "connector-rabbitmq" => rabbitmq::run(args),
         "connector-postgres" => postgres::run(args),
+        "connector-sqs" => sqs::run(args),
         "ui" => ui::run(args),
         other => anyhow::bail!(
-            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, pipeline, udf-map, ui"
+            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, pipeline, udf-map, ui"
         ),
     }
 }
