@@ -54,8 +54,7 @@ pub fn sqs_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
     let counts = flow
         .input("lines", source)?
         .flat_map("split", move |message| {
-            let words: Vec<(String, ())> =
-                words(&message.body).into_iter().map(|w| (w, ())).collect();
+            let words: Vec<(String, ())> = words(&message.body).map(|w| (w, ())).collect();
             counter.fetch_add(words.len() as u64, Ordering::Relaxed);
             words
         })?

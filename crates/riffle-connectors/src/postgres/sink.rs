@@ -208,8 +208,8 @@ pub struct PostgresSinkPartition<T> {
     table: String,
     mode: WriteMode,
     columns: Vec<String>,
-    /// Batches (the columns they set, their rows) handed to the writer.
-    batches: InFlight<(Vec<String>, Vec<Map<String, Value>>)>,
+    /// Batches handed to the writer.
+    batches: InFlight<Batch>,
     _items: PhantomData<fn(T)>,
 }
 
@@ -290,13 +290,13 @@ impl<T: riffle::Data + Serialize> SinkPartition for PostgresSinkPartition<T> {
     }
 }
 
-impl BatchWriter for Writer {
-    type Batch = (Vec<String>, Vec<Map<String, Value>>);
+/// One batch for the writer: the columns it sets, and its rows.
+type Batch = (Vec<String>, Vec<Map<String, Value>>);
 
-    async fn write(
-        &mut self,
-        (columns, rows): (Vec<String>, Vec<Map<String, Value>>),
-    ) -> Result<(), ConnectorError> {
+impl BatchWriter for Writer {
+    type Batch = Batch;
+
+    async fn write(&mut self, (columns, rows): Batch) -> Result<(), ConnectorError> {
         self.write_batch(&columns, &rows).await
     }
 }
