@@ -24,6 +24,18 @@ pub struct RabbitMessage {
 }
 
 impl RabbitMessage {
+    /// The message of a delivery from `queue` (consumed or fetched).
+    pub(crate) fn delivered(queue: &Arc<str>, d: lapin::message::Delivery) -> Self {
+        Self {
+            queue: queue.clone(),
+            exchange: d.exchange.to_string(),
+            routing_key: d.routing_key.to_string(),
+            redelivered: d.redelivered,
+            message_id: d.properties.message_id().as_ref().map(|id| id.to_string()),
+            payload: d.data,
+        }
+    }
+
     /// The body as text (`None` when not UTF-8).
     ///
     /// ```

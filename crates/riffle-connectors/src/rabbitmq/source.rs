@@ -94,7 +94,7 @@ impl FixedPartitionedSource for RabbitSource {
     ) -> riffle::Result<RabbitSourcePartition> {
         let mut reader = Reader {
             settings: self.settings.clone(),
-            queue: for_part.to_string(),
+            queue: Arc::from(for_part),
             tag: format!("riffle.{step_id}.{}", std::process::id()),
             prefetch: self.prefetch,
             remaining: None,
@@ -164,7 +164,7 @@ struct Link {
 /// generation of delivery tags) when the broker goes away.
 struct Reader {
     settings: RabbitSettings,
-    queue: String,
+    queue: Arc<str>,
     tag: String,
     prefetch: u16,
     /// For a bounded read: how many messages are still to come.
@@ -190,7 +190,7 @@ impl Reader {
             .map_err(|e| self.error("cannot set the prefetch").caused_by(e))?;
         let consumer = channel
             .basic_consume(
-                self.queue.as_str().into(),
+                (&*self.queue).into(),
                 self.tag.as_str().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -309,7 +309,7 @@ impl Reader {
                     loop {
                         match next {
                             Some(Ok(d)) => {
-                                messages.push((d.delivery_tag, self.message(d)));
+                                messages.push((d.delivery_tag, RabbitMessage::delivered(&self.queue, d)));
                                 if let Some(r) = self.remaining.as_mut() {
                                     *r -= 1;
                                     if *r == 0 {
@@ -351,17 +351,6 @@ impl Reader {
                 generation: self.generation,
                 messages,
             });
-        }
-    }
-
-    fn message(&self, d: lapin::message::Delivery) -> RabbitMessage {
-        RabbitMessage {
-            queue: Arc::from(self.queue.as_str()),
-            exchange: d.exchange.to_string(),
-            routing_key: d.routing_key.to_string(),
-            redelivered: d.redelivered,
-            message_id: d.properties.message_id().as_ref().map(|id| id.to_string()),
-            payload: d.data,
         }
     }
 }

@@ -103,20 +103,13 @@ impl RabbitTarget {
         crate::runtime::handle().block_on(async {
             let (connection, channel) = self.settings.connect("test").await.expect("a connection");
             let mut out = Vec::new();
+            let from: std::sync::Arc<str> = queue.into();
             while let Some(m) = channel
                 .basic_get(queue.into(), BasicGetOptions { no_ack: true })
                 .await
                 .expect("basic.get")
             {
-                let d = m.delivery;
-                out.push(RabbitMessage {
-                    queue: queue.into(),
-                    exchange: d.exchange.to_string(),
-                    routing_key: d.routing_key.to_string(),
-                    redelivered: d.redelivered,
-                    message_id: d.properties.message_id().as_ref().map(|i| i.to_string()),
-                    payload: d.data,
-                });
+                out.push(RabbitMessage::delivered(&from, m.delivery));
             }
             let _ = connection.close(200, "done".into()).await;
             out
