@@ -279,3 +279,112 @@ fn resuming_into_another_output_folder_is_refused_naming_the_step() -> Result<()
     );
     Ok(())
 }
+
+/// A source of `count` numbers that then waits, idle, until its commit hook has
+/// been told every one of them is committed, and only then ends (or gives up after
+/// `patience`, saying so in `gave_up`).
+struct IdleAfter {
+    count: u64,
+    patience: Duration,
+    gave_up: Arc<AtomicU64>,
+}
+
+struct IdleAfterPart {
+    count: u64,
+    sent: u64,
+    committed: u64,
+    idle_since: Option<std::time::Instant>,
+    patience: Duration,
+    gave_up: Arc<AtomicU64>,
+}
+
+impl riffle::sources::FixedPartitionedSource for IdleAfter {
+    type Item = (String, u64);
+    type State = u64;
+    type Partition = IdleAfterPart;
+
+    fn list_parts(&self, _step_id: &str) -> Result<Vec<String>> {
+        Ok(vec!["only".to_string()])
+    }
+
+    fn build_part(&self, _: &str, _: &str, resume: Option<u64>) -> Result<IdleAfterPart> {
+        Ok(IdleAfterPart {
+            count: self.count,
+            sent: resume.unwrap_or(0),
+            committed: 0,
+            idle_since: None,
+            patience: self.patience,
+            gave_up: self.gave_up.clone(),
+        })
+    }
+}
+
+impl riffle::sources::SourcePartition for IdleAfterPart {
+    type Item = (String, u64);
+    type State = u64;
+
+    fn next_batch(&mut self) -> Result<riffle::sources::Poll<(String, u64)>> {
+        use riffle::sources::Poll;
+        if self.sent < self.count {
+            self.sent += 1;
+            return Ok(Poll::Ready(vec![(
+                format!("k{}", self.sent % 3),
+                self.sent,
+            )]));
+        }
+        if self.committed >= self.count {
+            return Ok(Poll::Exhausted);
+        }
+        let since = *self.idle_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() > self.patience {
+            self.gave_up.store(self.committed + 1, Ordering::SeqCst);
+            return Ok(Poll::Exhausted);
+        }
+        Ok(Poll::Pending)
+    }
+
+    fn snapshot(&self) -> Option<u64> {
+        Some(self.sent)
+    }
+
+    fn commit(&mut self, state: &u64) -> Result<()> {
+        self.committed = self.committed.max(*state);
+        Ok(())
+    }
+}
+
+#[test]
+fn an_idle_flow_with_a_keyed_step_still_commits_what_it_has_read() -> Result<()> {
+    // A keyed step kept a capability for the last epoch that brought it items, so
+    // once its source went idle the flow's progress, and with it every recovery
+    // commit, stopped there: the last items read were never acknowledged upstream
+    // (and a two-phase sink never made them visible) until more items came.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    RecoveryStore::init(&store, 1)?;
+    let gave_up = Arc::new(AtomicU64::new(0));
+    let flow = Dataflow::new("idle");
+    flow.input(
+        "numbers",
+        IdleAfter {
+            count: 20,
+            patience: Duration::from_secs(10),
+            gave_up: gave_up.clone(),
+        },
+    )?
+    .stateful_map("sum", |_| 0u64, |s, n: u64| (Some(s + n), s + n))?
+    .map("line", |(k, sum): (String, u64)| {
+        (k.clone(), format!("{k},{sum}"))
+    })?
+    .output("out", DirSink::new(tmp.path().join("out"), 1))?;
+    Execution::new()
+        .epoch_interval(Duration::from_millis(20))
+        .recovery(Recovery::new(&store).snapshot_interval(Duration::from_millis(40)))
+        .run(&flow)?;
+    assert_eq!(
+        gave_up.load(Ordering::SeqCst),
+        0,
+        "the source waited 10 s for the commit of its last items, idle, in vain"
+    );
+    Ok(())
+}

@@ -5,7 +5,10 @@
 //! epoch's items are processed only once every earlier epoch is complete, so results
 //! do not depend on how items interleave between workers), tells the logic when an
 //! epoch closes, and when the stream ends. Output for an epoch is sent at that epoch;
-//! output at the end is sent at the last epoch seen.
+//! output at the end is sent at the last epoch the stream reached, or, for steps whose
+//! whole output comes at the end (final aggregations), at the last epoch that brought
+//! items. Other steps keep no capability for a closed epoch: an idle stream's
+//! progress (and so its recovery commits) moves on with the clock.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -41,6 +44,15 @@ pub(crate) trait EpochLogic<I, O>: 'static {
     }
     fn on_end(&mut self, _site: &Site, _out: &mut Vec<O>) -> Result<()> {
         Ok(())
+    }
+    /// Whether [`EpochLogic::on_end`]'s output is sent at the last epoch that
+    /// brought the step items (the same epoch on every shape of cluster, for
+    /// results that exist only at the end: final aggregations), rather than at the
+    /// last epoch the stream reached. Holding that epoch holds the flow's progress
+    /// (and its recovery commits) there while the stream is idle, so only steps
+    /// whose whole output comes at the end ask for it.
+    fn ends_at_last_epoch(&self) -> bool {
+        false
     }
     /// Called on every activation once the batches the frontier allows are handled,
     /// with the earliest epoch still open: for work driven by the clock (closing
@@ -237,6 +249,7 @@ where
         // Batches wait by epoch as they came: kept, never copied into one.
         let mut pending: BTreeMap<u64, Vec<Vec<I>>> = BTreeMap::new();
         let mut caps: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
+        // The last closed epoch's capability, for steps that end at it.
         let mut last: Option<Capability<u64>> = None;
         let mut out: Vec<O> = Vec::new();
         let mut ended = false;
@@ -377,7 +390,9 @@ where
                     ) {
                         return;
                     }
-                    last = Some(cap);
+                    if logic.ends_at_last_epoch() {
+                        last = Some(cap);
+                    }
                 }
             }
             match low {
@@ -403,13 +418,13 @@ where
                     }
                 }
                 None => {
-                    held = None;
                     if !ended {
                         ended = true;
-                        if let Some(cap) = last.take() {
+                        if let Some(cap) = last.take().or_else(|| held.take()) {
                             run(&mut |l, o| l.on_end(&site, o), &cap, &mut logic, &mut out);
                         }
                     }
+                    held = None;
                 }
             }
         }
@@ -582,6 +597,9 @@ impl<T: Data, K: Key, F: Fn(T) -> K + Send + Sync + 'static> EpochLogic<T, (K, u
         out.extend(self.counts.drain());
         Ok(())
     }
+    fn ends_at_last_epoch(&self) -> bool {
+        true
+    }
     fn on_end(&mut self, _: &Site, out: &mut Vec<(K, u64)>) -> Result<()> {
         out.extend(self.counts.drain());
         Ok(())
@@ -621,6 +639,9 @@ impl<K: Key, A: Data, M: Fn(A, A) -> A + 'static> EpochLogic<(K, A), (K, A)>
             }
         }
         Ok(())
+    }
+    fn ends_at_last_epoch(&self) -> bool {
+        true
     }
     fn on_end(&mut self, _: &Site, out: &mut Vec<(K, A)>) -> Result<()> {
         out.extend(self.state.drain());
@@ -713,6 +734,9 @@ where
     fn on_close(&mut self, _: &Site, _: u64, out: &mut Vec<(K, A)>) -> Result<()> {
         out.extend(self.state.drain());
         Ok(())
+    }
+    fn ends_at_last_epoch(&self) -> bool {
+        true
     }
     fn on_end(&mut self, _: &Site, out: &mut Vec<(K, A)>) -> Result<()> {
         out.extend(self.state.drain());
