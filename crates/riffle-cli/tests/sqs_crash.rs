@@ -1,6 +1,6 @@
 //! Proof that SQS in and out is at-least-once across crashes: the bundled
 //! `sqs-wordcount` runs as a real `riffle` process on a recovery store, reading
-//! 1,000 messages from a queue of moto's server (`scripts/test.d/40-s3.sh`,
+//! 500 messages from a queue of moto's server (`scripts/test.d/40-s3.sh`,
 //! `RIFFLE_TEST_SQS_ENDPOINT`) and sending running counts to another, and is killed
 //! with SIGKILL 10 times, each time after its output queue has grown (so kills land
 //! while messages are in flight), on 2 workers and then on 1 and on 3. A last run
@@ -22,13 +22,11 @@ use riffle_connectors::sqs::testing::SqsTarget;
 mod common;
 use common::sigkill::{Kills, Rng, init_store, seed};
 
-const LINES: usize = 1_000;
+const LINES: usize = 500;
 const WORDS: usize = 40;
 const KILLS: usize = 10;
 
 #[test]
-#[ignore = "a `riffle run sqs-wordcount` under --recovery stalls after about 100 messages \
-            on moto (under investigation): too few kills land while the output grows"]
 fn sqs_in_sqs_out_is_at_least_once_across_10_sigkills_and_rescaling() {
     let Some(sqs) = SqsTarget::from_env() else {
         return;
@@ -71,8 +69,10 @@ fn sqs_in_sqs_out_is_at_least_once_across_10_sigkills_and_rescaling() {
     let size = || admin::message_count(&sqs.settings, &output).unwrap().0;
     Kills {
         count: KILLS,
-        grow: (10, 59),
-        wait: (Duration::from_millis(2000), Duration::from_millis(3999)),
+        // moto answers a receive of ten in about a second when the machine is
+        // busy: small growths, and time for a run to start and read some.
+        grow: (3, 25),
+        wait: (Duration::from_millis(3000), Duration::from_millis(6999)),
     }
     .run(&mut rng, |workers| run(workers, 0).spawn().unwrap(), size);
     // Waits longer than the visibility timeout for what the last kill left hidden.
