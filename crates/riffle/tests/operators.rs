@@ -395,3 +395,46 @@ fn the_preaggregation_limit_does_not_change_results() {
         }
     }
 }
+
+#[test]
+fn a_parse_step_names_the_file_and_line_of_a_bad_value() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.csv"), "1,apple\n2,pear\n").unwrap();
+    std::fs::write(dir.path().join("b.csv"), "3,plum\nfour,fig\n").unwrap();
+    let parse = |text: String| -> Result<(u32, String), String> {
+        let (n, name) = text.split_once(',').ok_or("no comma")?;
+        let n = n.parse::<u32>().map_err(|e| format!("id {n:?}: {e}"))?;
+        Ok((n, name.to_string()))
+    };
+    let good = riffle::sinks::TestingSink::new();
+    let flow = Dataflow::new("numbered");
+    flow.input(
+        "rows",
+        riffle::sources::FileSource::new(dir.path().join("a.csv")).numbered(),
+    )
+    .unwrap()
+    .parse("parse", parse)
+    .unwrap()
+    .output("out", good.clone())
+    .unwrap();
+    riffle::run_main(&flow).unwrap();
+    assert_eq!(
+        good.take_sorted(),
+        [(1, "apple".to_string()), (2, "pear".to_string())]
+    );
+
+    let flow = Dataflow::new("numbered");
+    flow.input(
+        "rows",
+        riffle::sources::FileSource::new(dir.path()).numbered(),
+    )
+    .unwrap()
+    .parse("parse", parse)
+    .unwrap()
+    .output("out", riffle::sinks::TestingSink::new())
+    .unwrap();
+    let err = riffle::run_main(&flow).unwrap_err().to_string();
+    assert!(err.contains("\"parse\""), "{err}");
+    assert!(err.contains("b.csv:2:"), "{err}");
+    assert!(err.contains("id \"four\""), "{err}");
+}

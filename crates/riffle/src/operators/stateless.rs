@@ -9,9 +9,10 @@ use timely::dataflow::operators::generic::operator::Operator;
 use super::{Site, each_ref};
 use crate::build::BuildCtx;
 use crate::data::Data;
-use crate::error::Result;
+use crate::error::{Result, RiffleError};
 use crate::flow::{AnyStream, Stream, stream_key};
 use crate::origin::{merge_traced, stateless_operator};
+use crate::sources::Numbered;
 
 impl<T: Data> Stream<T> {
     /// Transforms every item with `f`.
@@ -69,6 +70,43 @@ impl<T: Data> Stream<T> {
                     match f(item) {
                         Ok(u) => out.push(u),
                         Err(e) => return Err(site.error_on::<()>(epoch, None, e.to_string())),
+                    }
+                }
+                Ok(())
+            }
+        })
+    }
+
+    /// Parses the value of each [`Numbered`] item (a line with its file and line
+    /// number, from a [`numbered`](crate::sources::LineSource::numbered) file
+    /// source) with `f`; an error stops the run naming the step, the file and the
+    /// line, as a bad line in the source itself would. See
+    /// [`LineSource::numbered`](crate::sources::LineSource::numbered) for an
+    /// example.
+    pub fn parse<V, U: Data, E: Display>(
+        &self,
+        step_id: &str,
+        f: impl Fn(V) -> std::result::Result<U, E> + Send + Sync + 'static,
+    ) -> Result<Stream<U>>
+    where
+        T: Into<Numbered<V>>,
+    {
+        let f = Arc::new(f);
+        self.batch_step(step_id, "parse", move || {
+            let f = f.clone();
+            move |site: &Site, _epoch, batch: &mut Vec<T>, out: &mut Vec<U>| {
+                for item in batch.drain(..) {
+                    let Numbered { file, line, value } = item.into();
+                    match f(value) {
+                        Ok(u) => out.push(u),
+                        Err(e) => {
+                            return Err(RiffleError::BadInput {
+                                step_id: site.step_id.to_string(),
+                                path: file.into(),
+                                line,
+                                reason: e.to_string(),
+                            });
+                        }
                     }
                 }
                 Ok(())

@@ -11,6 +11,11 @@
 //! into the row type) stops the run with an error naming the file and line, unless a
 //! dead-letter file was given: then the bad line is appended there as one JSON object
 //! (`file`, `line`, `reason`, `text`) and the run goes on.
+//!
+//! A flow that parses lines itself can keep their place: [`LineSource::numbered`]
+//! makes every item a [`Numbered`] (file, line number, value), and
+//! [`Stream::parse`](crate::Stream::parse) parses it in a step whose errors name the
+//! file and the line, as the source's own parsing does.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -54,6 +59,72 @@ pub trait LineFormat: Send + Sync + 'static {
         header: &mut Self::Header,
         line: &str,
     ) -> std::result::Result<Option<Self::Item>, String>;
+    /// Parses one line knowing where it is; what the source calls. The default is
+    /// [`LineFormat::parse`]; formats whose items carry their place override it.
+    fn parse_at(
+        &self,
+        header: &mut Self::Header,
+        line: &str,
+        _at: &LineAt<'_>,
+    ) -> std::result::Result<Option<Self::Item>, String> {
+        self.parse(header, line)
+    }
+}
+
+/// Where a line is: its file (as the source names its partition) and its number,
+/// counted from 1.
+#[derive(Debug, Clone, Copy)]
+pub struct LineAt<'a> {
+    /// The file.
+    pub file: &'a str,
+    /// The line's number in it.
+    pub line: u64,
+}
+
+/// An item with the file and line it was read from: what a
+/// [`numbered`](LineSource::numbered) source emits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Numbered<T> {
+    /// The file the line was read from.
+    pub file: String,
+    /// The line's number in the file, counted from 1.
+    pub line: u64,
+    /// What the line became.
+    pub value: T,
+}
+
+/// A format whose items carry their file and line; see [`LineSource::numbered`].
+pub struct NumberedFormat<F>(Arc<F>);
+
+impl<F: LineFormat> LineFormat for NumberedFormat<F>
+where
+    F::Item: Serialize + serde::de::DeserializeOwned,
+{
+    type Item = Numbered<F::Item>;
+    type Header = F::Header;
+    fn header(&self, line: &str) -> std::result::Result<Option<F::Header>, String> {
+        self.0.header(line)
+    }
+    fn parse(
+        &self,
+        header: &mut F::Header,
+        line: &str,
+    ) -> std::result::Result<Option<Self::Item>, String> {
+        let at = LineAt { file: "", line: 0 };
+        self.parse_at(header, line, &at)
+    }
+    fn parse_at(
+        &self,
+        header: &mut F::Header,
+        line: &str,
+        at: &LineAt<'_>,
+    ) -> std::result::Result<Option<Self::Item>, String> {
+        Ok(self.0.parse_at(header, line, at)?.map(|value| Numbered {
+            file: at.file.to_string(),
+            line: at.line,
+            value,
+        }))
+    }
 }
 
 /// Lines of text files, read through a [`LineFormat`].
@@ -85,6 +156,35 @@ impl<F: LineFormat> LineSource<F> {
     pub fn dead_letter_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.dead_letters = Some(DeadLetters::file(path));
         self
+    }
+
+    /// Items that carry the file and line they were read from ([`Numbered`]), for
+    /// steps that parse or check them later and must say where a bad one is
+    /// ([`Stream::parse`](crate::Stream::parse) does).
+    ///
+    /// ```
+    /// use riffle::{Dataflow, sources::FileSource, sinks::TestingSink};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("qty.txt");
+    /// std::fs::write(&path, "3\n5\nseven\n").unwrap();
+    /// let flow = Dataflow::new("f");
+    /// flow.input("lines", FileSource::new(&path).numbered())?
+    ///     .parse("qty", |text: String| text.parse::<u32>())?
+    ///     .output("out", TestingSink::new())?;
+    /// let err = riffle::run_main(&flow).unwrap_err().to_string();
+    /// assert!(err.contains("\"qty\"") && err.contains("qty.txt:3:"), "{err}");
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn numbered(self) -> LineSource<NumberedFormat<F>>
+    where
+        F::Item: Serialize + serde::de::DeserializeOwned,
+    {
+        LineSource {
+            path: self.path,
+            format: Arc::new(NumberedFormat(self.format)),
+            batch_size: self.batch_size,
+            dead_letters: self.dead_letters,
+        }
     }
 }
 
@@ -366,6 +466,7 @@ impl<F: LineFormat> FixedPartitionedSource for LineSource<F> {
             .map_err(|e| io_err("seek in", e))?;
         Ok(LinePartition {
             step_id: step_id.to_string(),
+            file: for_part.to_string(),
             path,
             reader,
             position,
@@ -382,6 +483,8 @@ impl<F: LineFormat> FixedPartitionedSource for LineSource<F> {
 /// One file being read line by line.
 pub struct LinePartition<F: LineFormat> {
     step_id: String,
+    /// The partition's name: its file as the source lists it.
+    file: String,
     path: PathBuf,
     reader: BufReader<File>,
     position: FilePosition,
@@ -468,7 +571,11 @@ impl<F: LineFormat> SourcePartition for LinePartition<F> {
                     }
                 }
             }
-            match self.format.parse(&mut self.header, text) {
+            let at = LineAt {
+                file: &self.file,
+                line: line_no,
+            };
+            match self.format.parse_at(&mut self.header, text, &at) {
                 Ok(Some(item)) => batch.push(item),
                 Ok(None) => {}
                 Err(reason) => {

@@ -36,7 +36,10 @@ mod testing;
 
 use std::time::Instant;
 
-pub use file::{CsvSource, FileSource, JsonLinesSource};
+pub use file::{
+    CsvSource, FilePosition, FileSource, JsonLinesSource, LineAt, LineFormat, LinePartition,
+    LineSource, Numbered, NumberedFormat,
+};
 pub use generator::{GeneratorSource, PartitionedGenerator};
 pub use testing::TestingSource;
 
