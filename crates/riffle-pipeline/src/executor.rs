@@ -425,8 +425,10 @@ impl<'a> Run<'a> {
             &self.run_id,
             &crate::metadata::RunOwner::current().to_text(),
         )?;
+        let heartbeat = Heartbeat::start(md.clone(), &self.run_id);
         md.hold_writes();
         let outcome = self.flushed_drive(&md);
+        drop(heartbeat);
         let released = md.release_writes();
         let outcome = outcome.and(released);
         let status = if self.options.cancel.is_cancelled() {
@@ -982,5 +984,51 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "a panic without a message".to_string()
+    }
+}
+
+/// Records the run's heartbeat every [`HEARTBEAT`](crate::metadata::HEARTBEAT) on
+/// a thread of its own until dropped, so that a run whose host went away can be told
+/// abandoned (see [`reap_abandoned`](crate::metadata::reap_abandoned)).
+struct Heartbeat {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(md: Arc<dyn MetadataStore>, run_id: &str) -> Self {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let run_id = run_id.to_string();
+        let thread = std::thread::Builder::new()
+            .name("riffle-heartbeat".into())
+            .spawn(move || {
+                let mut warned = false;
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(crate::metadata::HEARTBEAT)
+                {
+                    // Written at once, past the writes the executor holds back.
+                    let beat = md.beat(&run_id, now_ms()).and_then(|()| md.flush());
+                    if let Err(e) = beat
+                        && !warned
+                    {
+                        warned = true;
+                        eprintln!("run {run_id}: cannot record its heartbeat: {e}");
+                    }
+                }
+            })
+            .ok();
+        Self {
+            stop: Some(stop),
+            thread,
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

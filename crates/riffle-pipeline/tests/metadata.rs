@@ -234,7 +234,7 @@ fn an_unknown_metadata_url_scheme_is_refused() {
 }
 
 #[test]
-fn a_run_whose_process_is_gone_is_marked_failed_and_a_live_one_is_not() {
+fn a_run_whose_process_is_gone_or_silent_is_marked_failed_and_a_live_one_is_not() {
     use riffle_pipeline::metadata::{RunOwner, RunRecord, reap_abandoned};
     // A process that has ended: its pid names nothing alive any more.
     let mut done = std::process::Command::new("true").spawn().unwrap();
@@ -267,6 +267,14 @@ fn a_run_whose_process_is_gone_is_marked_failed_and_a_live_one_is_not() {
                     started: 1,
                 },
             ),
+            (
+                "beef",
+                RunOwner {
+                    host: "another-host".into(),
+                    pid: dead_pid + 1,
+                    started: 1,
+                },
+            ),
         ];
         for (id, owner) in &owners {
             md.start_run(&RunRecord {
@@ -284,7 +292,21 @@ fn a_run_whose_process_is_gone_is_marked_failed_and_a_live_one_is_not() {
             .unwrap();
             md.claim_run(id, &owner.to_text()).unwrap();
         }
-        assert_eq!(reap_abandoned(md).unwrap(), ["dead"], "{}", project.backend);
+        // Another host's run is told abandoned by its heartbeat alone: "beef" last
+        // beat 10 minutes ago, "elsewhere" (claimed just now) is within the limit.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        md.beat("beef", now - 600_000).unwrap();
+        let mut reaped = reap_abandoned(md).unwrap();
+        reaped.sort();
+        assert_eq!(reaped, ["beef", "dead"], "{}", project.backend);
+        let silent = md.run("beef").unwrap().error.unwrap();
+        assert!(
+            silent.contains("no heartbeat") && silent.contains("another-host"),
+            "{silent}"
+        );
         let dead = md.run("dead").unwrap();
         assert_eq!(dead.status, RunStatus::Failed);
         let error = dead.error.unwrap();
@@ -293,11 +315,16 @@ fn a_run_whose_process_is_gone_is_marked_failed_and_a_live_one_is_not() {
             "{error}"
         );
         for r in md.runs(None, 10).unwrap() {
-            if r.id != "dead" {
+            if r.id != "dead" && r.id != "beef" {
                 assert_eq!(r.status, RunStatus::Running, "{}", r.id);
             }
         }
-        // Reaping again finds nothing more.
+        // Reaping again finds nothing more; a shorter limit finds "elsewhere" (its
+        // heartbeat, recorded when it was claimed, is older than 0 ms) but never
+        // "alive", a live process of this host.
         assert!(reap_abandoned(md).unwrap().is_empty());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let short = riffle_pipeline::metadata::reap_stale(md, std::time::Duration::ZERO);
+        assert_eq!(short.unwrap(), ["elsewhere"], "{}", project.backend);
     });
 }

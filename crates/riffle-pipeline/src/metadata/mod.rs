@@ -10,7 +10,7 @@
 //! | table | one row per | key columns |
 //! |---|---|---|
 //! | `pipelines` | pipeline ever run | `id`, `schedule`, `about`, `last_seen_ms` |
-//! | `run_owners` | run (version 3) | `run_id`, `owner` (host, pid and process start: see [`RunOwner`]) |
+//! | `run_owners` | run (version 3) | `run_id`, `owner` (host, pid and process start: see [`RunOwner`]), `heartbeat_ms` (version 4) |
 //! | `runs` | run | `id`, `pipeline_id`, `status`, `runtime`, `environment`, `config` (JSON, no secrets), `started_ms`, `finished_ms`, `error` |
 //! | `step_runs` | step of a run | `id`, `run_id`, `step_id`, `status`, `attempts`, `cache_key`, `cache_hit`, `started_ms`, `finished_ms`, `error`, `output_hash` |
 //! | `artifacts` | distinct artifact | `hash`, `size`, `type_name`, `uri`, `created_ms` |
@@ -30,7 +30,7 @@ mod owner;
 mod postgres;
 mod sqlite;
 
-pub use self::owner::{RunOwner, reap_abandoned};
+pub use self::owner::{HEARTBEAT, OwnedRun, RunOwner, STALE_AFTER, reap_abandoned, reap_stale};
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
 
@@ -214,8 +214,10 @@ pub trait MetadataStore: Send + Sync {
     /// Records which process runs `run_id` (a [`RunOwner`] as text), so a run whose
     /// process died can be told from one still going.
     fn claim_run(&self, run_id: &str, owner: &str) -> Result<()>;
-    /// The `running` runs that have an owner, with it.
-    fn running_owners(&self) -> Result<Vec<(String, String)>>;
+    /// Records that the owner of `run_id` is alive at `at_ms` (its heartbeat).
+    fn beat(&self, run_id: &str, at_ms: i64) -> Result<()>;
+    /// The `running` runs that have an owner, with it and its last heartbeat.
+    fn running_owners(&self) -> Result<Vec<OwnedRun>>;
     /// Records a run's end.
     fn finish_run(
         &self,

@@ -5,11 +5,37 @@
 //! never records the end. So each run also records its owner: the host, the process
 //! id and the process's start time (so a recycled pid is not mistaken for the run's
 //! process). [`reap_abandoned`] marks a `running` run whose owner ran on this host
-//! and is no longer alive as failed, saying so. A run owned by another host is left
-//! as it is: from here there is no telling whether that process lives.
+//! and is no longer alive as failed, saying so.
+//!
+//! Whether a process of another host lives cannot be told from here, so a running
+//! run also beats: its executor records a heartbeat every [`HEARTBEAT`] (30 s). A
+//! run of another host whose heartbeat is older than [`STALE_AFTER`] (5 minutes,
+//! ten missed beats) is marked failed too. A live process on this host is never
+//! reaped, however late its beat.
+
+use std::time::Duration;
 
 use super::{MetadataStore, RunStatus};
 use crate::error::Result;
+
+/// How often a running run records its heartbeat.
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// How old the heartbeat of another host's run may be before the run is taken for
+/// abandoned.
+pub const STALE_AFTER: Duration = Duration::from_secs(300);
+
+/// A `running` run with an owner, as the store has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRun {
+    /// The run.
+    pub run_id: String,
+    /// Its owner, as text (see [`RunOwner::to_text`]).
+    pub owner: String,
+    /// When the owner last said it was alive (ms since the epoch); `None` for runs
+    /// recorded before heartbeats existed.
+    pub heartbeat_ms: Option<i64>,
+}
 
 /// The process that runs a run: `host`, `pid` and the process's start time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,26 +123,40 @@ fn process_start(pid: u32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
-/// Marks every `running` run whose owner is gone (see [`RunOwner::is_gone`]) as
-/// failed, with an error that says what happened; returns their ids. The run
-/// listings call it before they read, so a killed run does not stay `running`.
+/// Marks every `running` run whose owner is gone as failed, with an error that says
+/// what happened; returns their ids. An owner is gone when it ran on this host and no
+/// such process lives (see [`RunOwner::is_gone`]), or when it ran on another host
+/// and its heartbeat is older than [`STALE_AFTER`]. The run listings call it before
+/// they read, so a killed run does not stay `running`.
 pub fn reap_abandoned(store: &dyn MetadataStore) -> Result<Vec<String>> {
+    reap_stale(store, STALE_AFTER)
+}
+
+/// [`reap_abandoned`] with another limit for the heartbeats of other hosts.
+pub fn reap_stale(store: &dyn MetadataStore, stale_after: Duration) -> Result<Vec<String>> {
+    let now = crate::step::now_ms();
+    let limit = i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
     let mut reaped = Vec::new();
-    for (run_id, owner) in store.running_owners()? {
-        let Some(owner) = RunOwner::parse(&owner) else {
+    for run in store.running_owners()? {
+        let Some(owner) = RunOwner::parse(&run.owner) else {
             continue;
         };
-        if owner.is_gone() {
-            store.finish_run(
-                &run_id,
-                RunStatus::Failed,
-                crate::step::now_ms(),
-                Some(&format!(
-                    "abandoned: {owner} ended without recording the run's end (killed or crashed)"
-                )),
-            )?;
-            reaped.push(run_id);
-        }
+        let why = if owner.is_gone() {
+            format!("abandoned: {owner} ended without recording the run's end (killed or crashed)")
+        } else if owner.host != host_name()
+            && let Some(beat) = run.heartbeat_ms
+            && now.saturating_sub(beat) > limit
+        {
+            format!(
+                "abandoned: no heartbeat from {owner} for {} s (the process or its host \
+                 stopped without recording the run's end)",
+                now.saturating_sub(beat) / 1000
+            )
+        } else {
+            continue;
+        };
+        store.finish_run(&run.run_id, RunStatus::Failed, now, Some(&why))?;
+        reaped.push(run.run_id);
     }
     Ok(reaped)
 }

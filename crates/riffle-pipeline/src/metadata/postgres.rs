@@ -92,6 +92,8 @@ CREATE INDEX logs_by_step_run ON logs(step_run_id, id);
     "CREATE INDEX artifacts_by_created ON artifacts(created_ms DESC);",
     // 3: who runs a run, so a run whose process died can be found.
     "CREATE TABLE run_owners (run_id TEXT PRIMARY KEY REFERENCES runs(id), owner TEXT NOT NULL);",
+    // 4: the owner's heartbeat, so a run of another host whose process died is found.
+    "ALTER TABLE run_owners ADD COLUMN heartbeat_ms BIGINT;",
 ];
 
 /// The metadata store in a Postgres database; see the [module docs](super).
@@ -314,23 +316,38 @@ impl MetadataStore for PostgresStore {
     fn claim_run(&self, run_id: &str, owner: &str) -> Result<()> {
         self.with("recording a run's owner", |c| {
             c.execute(
-                "INSERT INTO run_owners (run_id, owner) VALUES ($1, $2)
-                 ON CONFLICT (run_id) DO UPDATE SET owner = EXCLUDED.owner",
-                &[&run_id, &owner],
+                "INSERT INTO run_owners (run_id, owner, heartbeat_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (run_id) DO UPDATE SET owner = EXCLUDED.owner,
+                 heartbeat_ms = EXCLUDED.heartbeat_ms",
+                &[&run_id, &owner, &crate::step::now_ms()],
             )
             .map(drop)
         })
     }
 
-    fn running_owners(&self) -> Result<Vec<(String, String)>> {
+    fn beat(&self, run_id: &str, at_ms: i64) -> Result<()> {
+        self.with("recording a run's heartbeat", |c| {
+            c.execute(
+                "UPDATE run_owners SET heartbeat_ms = $2 WHERE run_id = $1",
+                &[&run_id, &at_ms],
+            )
+            .map(drop)
+        })
+    }
+
+    fn running_owners(&self) -> Result<Vec<OwnedRun>> {
         self.with("reading the owners of running runs", |c| {
             Ok(c.query(
-                "SELECT r.id, o.owner FROM runs r JOIN run_owners o ON o.run_id = r.id
-                     WHERE r.status = 'running'",
+                "SELECT r.id, o.owner, o.heartbeat_ms FROM runs r
+                     JOIN run_owners o ON o.run_id = r.id WHERE r.status = 'running'",
                 &[],
             )?
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .map(|r| OwnedRun {
+                run_id: r.get(0),
+                owner: r.get(1),
+                heartbeat_ms: r.get(2),
+            })
             .collect())
         })
     }
