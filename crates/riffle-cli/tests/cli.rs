@@ -213,6 +213,37 @@ fn bench_prints_one_json_object_per_run() {
 }
 
 #[test]
+fn bench_udf_reduce_shares_a_windows_stream_among_its_keys_or_not_as_told() {
+    let out = riffle(&[
+        "bench",
+        "udf-reduce",
+        "--items",
+        "3000",
+        "-P",
+        "keys=30",
+        "-P",
+        "windows=3",
+        "-P",
+        "servers=rust",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let runs: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The bench itself fails unless the windows' counts add up to every datum.
+    let shares: Vec<_> = runs.iter().map(|r| r["keys_per_stream"].clone()).collect();
+    assert_eq!(shares, [1000, 1]);
+    for run in &runs {
+        assert_eq!(run["workload"], "udf-reduce");
+        assert_eq!(run["results"], 90, "30 keys in 3 windows: {run}");
+    }
+    assert_eq!(runs[0]["min_streams"], 3);
+    assert_eq!(runs[1]["min_streams"], 90);
+}
+
+#[test]
 fn bench_runs_a_list_of_worker_counts_beside_a_hashmap_baseline() {
     let out = riffle(&[
         "bench",

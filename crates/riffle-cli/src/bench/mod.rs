@@ -18,6 +18,7 @@ pub mod rabbitmq;
 pub mod redis;
 pub mod sqs;
 pub mod udf;
+pub mod udf_reduce;
 pub mod ui;
 pub mod webdriver;
 
@@ -32,7 +33,7 @@ use crate::App;
 pub struct BenchArgs {
     /// The workload: stateless, wordcount, windowed, kafka, connector-nats,
     /// connector-redis, connector-rabbitmq, connector-postgres, connector-sqs,
-    /// pipeline, udf-map, ui.
+    /// pipeline, udf-map, udf-reduce, ui.
     pub name: String,
     /// Worker threads, where the workload is a dataflow; a list such as `1,2,4`
     /// runs each count in turn and prints the scaling ratio.
@@ -189,6 +190,7 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "stateless" | "wordcount" | "windowed" => dataflow::run(args),
         "pipeline" => pipeline::run(app, args),
         "udf-map" => udf::run(args),
+        "udf-reduce" => udf_reduce::run(args),
         "kafka" => kafka::run(args),
         "connector-nats" => nats::run(args),
         "connector-redis" => redis::run(args),
@@ -197,7 +199,7 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "connector-sqs" => sqs::run(args),
         "ui" => ui::run(args),
         other => anyhow::bail!(
-            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, pipeline, udf-map, ui"
+            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, pipeline, udf-map, udf-reduce, ui"
         ),
     }
 }

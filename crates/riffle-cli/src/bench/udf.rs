@@ -125,7 +125,26 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
             })?,
             "rust-batch" | "rust-unary" => {
                 let socket = dir.path().join(format!("{server}.sock"));
-                let _running = RustServer::start(&socket, server == "rust-batch")?;
+                let batch_server = server == "rust-batch";
+                let _running = RustServer::start(&socket, move |socket, shutdown| async move {
+                    if batch_server {
+                        let udf = batch_map_fn(|batch: Vec<Datum>| {
+                            Ok(batch
+                                .into_iter()
+                                .map(|d| upper(d).unwrap_or_default())
+                                .collect())
+                        });
+                        BatchMapServer::new(udf)
+                            .with_socket(&socket)
+                            .serve_with_shutdown(shutdown)
+                            .await
+                    } else {
+                        MapServer::new(map_fn(upper))
+                            .with_socket(&socket)
+                            .serve_with_shutdown(shutdown)
+                            .await
+                    }
+                })?;
                 let options = ClientOptions::new(&socket);
                 measure(args, server, items, batch, move |flow| {
                     Ok(flow.udf_call_map("upper", options.clone(), batch)?)
@@ -139,7 +158,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
                 };
                 let socket = dir.path().join("py.sock");
                 let info = dir.path().join("py-server-info");
-                let _running = PyServer::start(python, dir.path(), &socket, &info)?;
+                let _running =
+                    PyServer::start(python, dir.path(), "map.py", PYTHON_SERVER, &socket, &info)?;
                 let options = ClientOptions::new(&socket).with_server_info_file(&info);
                 measure(args, server, python_items, batch, move |flow| {
                     Ok(flow.udf_call_map("upper", options.clone(), batch)?)
@@ -153,7 +173,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
                 };
                 let socket = dir.path().join("peer.sock");
                 let info = dir.path().join("peer-server-info");
-                let _running = PyServer::start(python, dir.path(), &socket, &info)?;
+                let _running =
+                    PyServer::start(python, dir.path(), "map.py", PYTHON_SERVER, &socket, &info)?;
                 let script = dir.path().join("bench_map_client.py");
                 std::fs::write(&script, PYTHON_CLIENT)
                     .context("cannot write the Python client script")?;
@@ -298,43 +319,33 @@ impl SinkPartition for CountPart {
     }
 }
 
-/// A Riffle map server on its own thread and runtime, stopped when dropped.
-struct RustServer {
+/// What a Riffle UDF server in a bench waits on to stop.
+pub(super) type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A Riffle UDF server on its own thread and runtime, stopped when dropped.
+pub(super) struct RustServer {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RustServer {
-    fn start(socket: &Path, batch: bool) -> anyhow::Result<Self> {
+    /// Runs `serve(socket, shutdown)` (a server's `serve_with_shutdown`) and waits
+    /// until the socket exists.
+    pub(super) fn start<F, Fut>(socket: &Path, serve: F) -> anyhow::Result<Self>
+    where
+        F: FnOnce(PathBuf, Shutdown) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = riffle_numaflow::Result<()>>,
+    {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let socket = socket.to_path_buf();
         let ready = socket.clone();
         let thread = std::thread::spawn(move || {
-            let shutdown = async move {
+            let shutdown: Shutdown = Box::pin(async move {
                 while stopped.try_recv() == Err(std::sync::mpsc::TryRecvError::Empty) {
                     riffle_numaflow::runtime::sleep(Duration::from_millis(20)).await;
                 }
-            };
-            let result = riffle_numaflow::runtime::block_on(async move {
-                if batch {
-                    let udf = batch_map_fn(|batch: Vec<Datum>| {
-                        Ok(batch
-                            .into_iter()
-                            .map(|d| upper(d).unwrap_or_default())
-                            .collect())
-                    });
-                    BatchMapServer::new(udf)
-                        .with_socket(&socket)
-                        .serve_with_shutdown(shutdown)
-                        .await
-                } else {
-                    MapServer::new(map_fn(upper))
-                        .with_socket(&socket)
-                        .serve_with_shutdown(shutdown)
-                        .await
-                }
             });
-            if let Err(e) = result {
+            if let Err(e) = riffle_numaflow::runtime::block_on(serve(socket, shutdown)) {
                 eprintln!("bench server failed: {e}");
             }
         });
@@ -365,16 +376,25 @@ impl Drop for RustServer {
     }
 }
 
-/// A pynumaflow async map server process, killed when dropped.
-struct PyServer {
+/// A pynumaflow server process, killed when dropped.
+pub(super) struct PyServer {
     child: Child,
 }
 
 impl PyServer {
-    fn start(python: &Path, dir: &Path, socket: &Path, info: &Path) -> anyhow::Result<Self> {
-        let script = dir.join("bench_map_server.py");
-        std::fs::write(&script, PYTHON_SERVER)
-            .context("cannot write the pynumaflow server script")?;
+    /// Runs `script` (Python source, given the socket and the server-info file as its
+    /// arguments), written as `dir/name`.
+    pub(super) fn start(
+        python: &Path,
+        dir: &Path,
+        name: &str,
+        script: &str,
+        socket: &Path,
+        info: &Path,
+    ) -> anyhow::Result<Self> {
+        let path = dir.join(name);
+        std::fs::write(&path, script).context("cannot write the pynumaflow server script")?;
+        let script = path;
         let child = Command::new(python)
             .arg(&script)
             .arg(socket)
@@ -400,10 +420,10 @@ impl Drop for PyServer {
 }
 
 /// A folder for the sockets of one bench run, removed afterwards.
-struct ScratchDir(PathBuf);
+pub(super) struct ScratchDir(PathBuf);
 
 impl ScratchDir {
-    fn new() -> anyhow::Result<Self> {
+    pub(super) fn new() -> anyhow::Result<Self> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -415,7 +435,7 @@ impl ScratchDir {
         Ok(Self(path))
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.0
     }
 }

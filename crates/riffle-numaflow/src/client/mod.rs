@@ -52,6 +52,9 @@ use crate::info;
 use crate::kind::UdfKind;
 use crate::server::{MAX_MESSAGE_SIZE, is_multiproc_socket, multiproc_socket};
 
+/// How many keys of one window share a reduce stream by default.
+pub const KEYS_PER_STREAM: usize = 1_000;
+
 /// Where a client connects and how patient it is.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -71,6 +74,8 @@ pub struct ClientOptions {
     pub retries: usize,
     /// The largest message sent or accepted.
     pub max_message_size: usize,
+    /// How many keys of one window a reduce step sends in one `ReduceFn` stream.
+    pub keys_per_stream: usize,
     /// How many connections these options (and their clones) have opened: spreads
     /// connections over the processes of a multi-process server.
     opened: Arc<AtomicUsize>,
@@ -110,6 +115,7 @@ impl ClientOptions {
             request_timeout: Duration::from_secs(120),
             retries: 3,
             max_message_size: MAX_MESSAGE_SIZE,
+            keys_per_stream: KEYS_PER_STREAM,
             opened: Arc::default(),
             env_error: None,
         };
@@ -180,6 +186,15 @@ impl ClientOptions {
     /// Send and accept messages up to this size (64 MiB by default, as Numaflow).
     pub fn with_max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// How many keys of one window a reduce or reduce-stream step sends to the
+    /// server in one `ReduceFn` stream (default 1,000): the keys whose windows close
+    /// together share a stream, as in Numaflow's data plane, instead of a stream
+    /// being opened for every key and window (what 1 does).
+    pub fn with_keys_per_stream(mut self, keys: usize) -> Self {
+        self.keys_per_stream = keys.max(1);
         self
     }
 

@@ -333,6 +333,59 @@ fn on_server<T: Output, C: Pooled, W: Windower>(
     )
 }
 
+/// A reduce or reduce-stream step on a server: the windows that close together
+/// (in one batch of the window step's output) are grouped by interval, and each
+/// interval's keys, up to `keys_per_stream` of them, go to the server in one
+/// `ReduceFn` stream (the server tells keys apart by the datums' keys), as
+/// Numaflow's data plane sends a window's keys.
+fn on_reduce_server<W: Windower>(
+    stream: &Stream<Datum>,
+    step_id: &str,
+    clock: Clock<Datum>,
+    windower: W,
+    options: ClientOptions,
+    kind: UdfKind,
+) -> riffle::Result<Reduced> {
+    let keys_per_stream = options.keys_per_stream.max(1);
+    let pool = ClientPool::new(options);
+    let connect = async move |options| ReduceClient::connect_kind(kind, options).await;
+    let (closed, (late, live)) = closed_windows(stream, step_id, clock, windower)?;
+    let down = closed.try_flat_map_batch(step_id, move |batch: Vec<ClosedWindow>| {
+        let mut out = Vec::new();
+        for (window, datums) in shared_streams(batch, keys_per_stream) {
+            let messages = pool
+                .call(connect, async |client: &mut ReduceClient| {
+                    client.reduce_window(&window, &datums).await
+                })
+                .map_err(|e| e.to_string())?;
+            out.extend(messages.into_iter().filter(Output::passes));
+        }
+        Ok::<_, String>(out)
+    })?;
+    Ok(Reduced { down, late, live })
+}
+
+/// The closed windows of a batch as the streams that carry them: windows with the
+/// same interval together, at most `keys` keys a stream, each key's datums whole
+/// and in order, in the order the windows came.
+fn shared_streams(batch: Vec<ClosedWindow>, keys: usize) -> Vec<(Window, Vec<Datum>)> {
+    let mut streams: Vec<(Window, usize, Vec<Datum>)> = Vec::new();
+    let mut open: std::collections::HashMap<Window, usize> = std::collections::HashMap::new();
+    for (_, window, datums) in batch {
+        let at = match open.get(&window) {
+            Some(&i) if streams[i].1 < keys => i,
+            _ => {
+                streams.push((window.clone(), 0, Vec::new()));
+                open.insert(window, streams.len() - 1);
+                streams.len() - 1
+            }
+        };
+        streams[at].1 += 1;
+        streams[at].2.extend(datums);
+    }
+    streams.into_iter().map(|(w, _, d)| (w, d)).collect()
+}
+
 pub(super) fn udf_call_reduce<W: Windower>(
     stream: &Stream<Datum>,
     step_id: &str,
@@ -368,17 +421,7 @@ fn call_reduce_kind<W: Windower>(
     options: ClientOptions,
     kind: UdfKind,
 ) -> riffle::Result<Reduced> {
-    on_server(
-        stream,
-        step_id,
-        clock,
-        windower,
-        options,
-        async move |options| ReduceClient::connect_kind(kind, options).await,
-        async |client: &mut ReduceClient, window, datums| {
-            client.reduce_window(&window, &datums).await
-        },
-    )
+    on_reduce_server(stream, step_id, clock, windower, options, kind)
 }
 
 pub(super) fn udf_call_accumulate(

@@ -183,6 +183,60 @@ impl<T: Data> Stream<T> {
         })
     }
 
+    /// Transforms a whole batch of items at once into any number of items (bytewax's
+    /// `flat_map_batch`): for work that costs per call rather than per item, such as
+    /// a request to a service. An epoch's items come in one or more batches, in
+    /// order; a batch never mixes epochs.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, sources::TestingSource, sinks::TestingSink};
+    /// let flow = Dataflow::new("f");
+    /// let out = TestingSink::new();
+    /// flow.input("inp", TestingSource::new(vec![1u32, 2, 3]))?
+    ///     .flat_map_batch("sum", |batch: Vec<u32>| [batch.iter().sum::<u32>()])?
+    ///     .output("out", out.clone())?;
+    /// riffle::run_main(&flow)?;
+    /// assert_eq!(out.take().iter().sum::<u32>(), 6);
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn flat_map_batch<U: Data, I>(
+        &self,
+        step_id: &str,
+        f: impl Fn(Vec<T>) -> I + Send + Sync + 'static,
+    ) -> Result<Stream<U>>
+    where
+        I: IntoIterator<Item = U>,
+    {
+        self.try_flat_map_batch(step_id, move |batch| {
+            Ok::<_, std::convert::Infallible>(f(batch))
+        })
+    }
+
+    /// [`Stream::flat_map_batch`] with a function that may fail: an error stops the
+    /// run naming the step and the epoch.
+    pub fn try_flat_map_batch<U: Data, I, E: Display>(
+        &self,
+        step_id: &str,
+        f: impl Fn(Vec<T>) -> std::result::Result<I, E> + Send + Sync + 'static,
+    ) -> Result<Stream<U>>
+    where
+        I: IntoIterator<Item = U>,
+    {
+        let f = Arc::new(f);
+        self.batch_step(step_id, "flat_map_batch", move || {
+            let f = f.clone();
+            move |site: &Site, epoch, batch: &mut Vec<T>, out: &mut Vec<U>| match f(std::mem::take(
+                batch,
+            )) {
+                Ok(items) => {
+                    out.extend(items);
+                    Ok(())
+                }
+                Err(e) => Err(site.error_on::<()>(epoch, None, e.to_string())),
+            }
+        })
+    }
+
     /// Calls `f` with every item, which passes on unchanged.
     pub fn inspect(
         &self,
