@@ -114,10 +114,21 @@ pub fn ui(app: &App, args: &UiArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut dashboard = Dashboard::open(&location)?;
-    // Runs whose process died on this machine are shown as failed, not running.
-    riffle_pipeline::metadata::open(&location)
-        .and_then(|md| riffle_pipeline::metadata::reap_abandoned(md.as_ref()))
+    // Runs whose process died (on this machine, or silent on another) are shown as
+    // failed, not running: now, and every heartbeat while the dashboard serves.
+    let reaper = riffle_pipeline::metadata::open(&location)
         .with_context(|| format!("metadata store {location}"))?;
+    riffle_pipeline::metadata::reap_abandoned(reaper.as_ref())
+        .with_context(|| format!("metadata store {location}"))?;
+    let reaping = location.clone();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(riffle_pipeline::metadata::HEARTBEAT);
+            if let Err(e) = riffle_pipeline::metadata::reap_abandoned(reaper.as_ref()) {
+                eprintln!("metadata store {reaping}: cannot mark abandoned runs: {e}");
+            }
+        }
+    });
     dashboard = dashboard.with_catalog(catalog(app)).with_name(app.name());
     match stores.artifacts() {
         Ok(artifacts) => dashboard = dashboard.with_artifacts(artifacts),
