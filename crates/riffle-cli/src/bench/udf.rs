@@ -246,7 +246,8 @@ fn measure(
         "count",
         CountSink {
             count: count.clone(),
-            bytes: bytes.clone(),
+            sum: bytes.clone(),
+            weigh: |m| m.value.len() as u64,
         },
     )?;
     super::reset_peak_rss();
@@ -283,36 +284,34 @@ fn measure(
     Ok(report)
 }
 
-struct CountSink {
-    count: Arc<AtomicU64>,
-    bytes: Arc<AtomicU64>,
-}
-
-struct CountPart {
-    count: Arc<AtomicU64>,
-    bytes: Arc<AtomicU64>,
+/// Counts the messages that reach it, and adds up `weigh` of each.
+pub(super) struct CountSink {
+    pub(super) count: Arc<AtomicU64>,
+    pub(super) sum: Arc<AtomicU64>,
+    pub(super) weigh: fn(&Message) -> u64,
 }
 
 impl DynamicSink for CountSink {
     type Item = Message;
-    type Partition = CountPart;
+    type Partition = CountSink;
 
-    fn build(&self, _step_id: &str, _worker: WorkerInfo) -> riffle::Result<CountPart> {
-        Ok(CountPart {
+    fn build(&self, _step_id: &str, _worker: WorkerInfo) -> riffle::Result<CountSink> {
+        Ok(CountSink {
             count: self.count.clone(),
-            bytes: self.bytes.clone(),
+            sum: self.sum.clone(),
+            weigh: self.weigh,
         })
     }
 }
 
-impl SinkPartition for CountPart {
+impl SinkPartition for CountSink {
     type Item = Message;
     type State = ();
 
     fn write_batch(&mut self, items: Vec<Message>) -> riffle::Result<()> {
         self.count.fetch_add(items.len() as u64, Ordering::Relaxed);
-        self.bytes.fetch_add(
-            items.iter().map(|m| m.value.len() as u64).sum(),
+        self.sum.fetch_add(
+            items.iter().map(|m| (self.weigh)(m)).sum(),
             Ordering::Relaxed,
         );
         Ok(())

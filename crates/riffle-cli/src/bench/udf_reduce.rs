@@ -22,17 +22,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::Context;
-use riffle::sinks::{DynamicSink, SinkPartition};
 use riffle::sources::GeneratorSource;
 use riffle::window::TumblingWindower;
-use riffle::{Dataflow, Execution, WorkerInfo};
+use riffle::{Dataflow, Execution};
 use riffle_numaflow::client::ClientOptions;
 use riffle_numaflow::dataflow::{UdfStreamExt, event_time};
 use riffle_numaflow::server::ReduceServer;
 use riffle_numaflow::udf::reduce_fn;
 use riffle_numaflow::{Datum, Message, Window};
 
-use super::udf::{PyServer, RustServer, ScratchDir};
+use super::udf::{CountSink, PyServer, RustServer, ScratchDir};
 use super::{BenchArgs, BenchReport, param};
 
 const PYTHON_SERVER: &str = r#"
@@ -159,9 +158,16 @@ fn measure(
         .down
         .output_dynamic(
             "results",
-            Tally {
-                results: results.clone(),
-                counted: counted.clone(),
+            CountSink {
+                count: results.clone(),
+                sum: counted.clone(),
+                // Each result is its key's window's datum count.
+                weigh: |m| {
+                    std::str::from_utf8(&m.value)
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0)
+                },
             },
         )?;
     super::reset_peak_rss();
@@ -192,38 +198,4 @@ fn measure(
         report.extra.insert(name.into(), value);
     }
     Ok(report)
-}
-
-/// Counts the results and adds up the datum counts they carry.
-struct Tally {
-    results: Arc<AtomicU64>,
-    counted: Arc<AtomicU64>,
-}
-
-impl DynamicSink for Tally {
-    type Item = Message;
-    type Partition = Tally;
-
-    fn build(&self, _step_id: &str, _worker: WorkerInfo) -> riffle::Result<Tally> {
-        Ok(Tally {
-            results: self.results.clone(),
-            counted: self.counted.clone(),
-        })
-    }
-}
-
-impl SinkPartition for Tally {
-    type Item = Message;
-    type State = ();
-
-    fn write_batch(&mut self, items: Vec<Message>) -> riffle::Result<()> {
-        self.results
-            .fetch_add(items.len() as u64, Ordering::Relaxed);
-        let sum: u64 = items
-            .iter()
-            .filter_map(|m| std::str::from_utf8(&m.value).ok()?.parse::<u64>().ok())
-            .sum();
-        self.counted.fetch_add(sum, Ordering::Relaxed);
-        Ok(())
-    }
 }

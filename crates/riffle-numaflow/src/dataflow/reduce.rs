@@ -393,7 +393,7 @@ pub(super) fn udf_call_reduce<W: Windower>(
     windower: W,
     options: ClientOptions,
 ) -> riffle::Result<Reduced> {
-    call_reduce_kind(stream, step_id, clock, windower, options, UdfKind::Reduce)
+    on_reduce_server(stream, step_id, clock, windower, options, UdfKind::Reduce)
 }
 
 pub(super) fn udf_call_reduce_stream<W: Windower>(
@@ -403,7 +403,7 @@ pub(super) fn udf_call_reduce_stream<W: Windower>(
     windower: W,
     options: ClientOptions,
 ) -> riffle::Result<Reduced> {
-    call_reduce_kind(
+    on_reduce_server(
         stream,
         step_id,
         clock,
@@ -411,17 +411,6 @@ pub(super) fn udf_call_reduce_stream<W: Windower>(
         options,
         UdfKind::ReduceStream,
     )
-}
-
-fn call_reduce_kind<W: Windower>(
-    stream: &Stream<Datum>,
-    step_id: &str,
-    clock: Clock<Datum>,
-    windower: W,
-    options: ClientOptions,
-    kind: UdfKind,
-) -> riffle::Result<Reduced> {
-    on_reduce_server(stream, step_id, clock, windower, options, kind)
 }
 
 pub(super) fn udf_call_accumulate(
