@@ -62,9 +62,9 @@ mod source;
 pub mod testing;
 
 pub use encoding::{FileEncoding, Lines};
-pub use settings::ObjectStoreSettings;
-pub use sink::{ObjectSink, ObjectSinkPartition, ObjectSinkState, STAGING};
 pub(crate) use settings::Folder;
+pub use settings::ObjectStoreSettings;
 pub(crate) use sink::new_run;
+pub use sink::{ObjectSink, ObjectSinkPartition, ObjectSinkState, STAGING};
 pub(crate) use source::list;
 pub use source::{ObjectLine, ObjectPosition, ObjectSource, ObjectSourcePartition};
