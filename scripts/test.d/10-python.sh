@@ -1,6 +1,7 @@
 # Sourced by scripts/test.sh: a Python 3.11 venv with pynumaflow 0.14.0, for the
 # riffle-numaflow conformance tests (real pynumaflow servers and its gRPC stubs as
-# clients). Exports RIFFLE_TEST_PYTHON, the venv's interpreter.
+# clients), and the independent readers of the tables connector's output (pyarrow,
+# deltalake = delta-rs, duckdb). Exports RIFFLE_TEST_PYTHON, the venv's interpreter.
 riffle_py_venv="${RIFFLE_REPO:-$PWD}/.venv-test"
 riffle_py_base="$(command -v python3.11 || true)"
 if [ -z "$riffle_py_base" ]; then
@@ -20,6 +21,10 @@ fi
 if ! "$riffle_py_venv/bin/python" -c 'import pynumaflow, importlib.metadata as m; assert m.version("pynumaflow") == "0.14.0"' 2>/dev/null; then
   "$riffle_py_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "pynumaflow==0.14.0"
+fi
+if ! "$riffle_py_venv/bin/python" -c 'import importlib.metadata as m; assert (m.version("pyarrow"), m.version("deltalake"), m.version("duckdb")) == ("26.0.1", "1.6.6", "2.0.1")' 2>/dev/null; then
+  "$riffle_py_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "pyarrow==26.0.1" "deltalake==1.6.6" "duckdb==2.0.1"
 fi
 export RIFFLE_TEST_PYTHON="$riffle_py_venv/bin/python"
 echo "RIFFLE_TEST_PYTHON=$RIFFLE_TEST_PYTHON"

@@ -139,7 +139,7 @@ fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
     let out = riffle(&["run", "no-such-flow"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains(
-        "no dataflow named \"no-such-flow\"; registered: kafka-wordcount, keyed-sums, nats-wordcount, objects-wordcount, postgres-wordcount, rabbitmq-wordcount, redis-wordcount, sqs-wordcount, windowed-counts, wordcount"
+        "no dataflow named \"no-such-flow\"; registered: delta-wordcount, kafka-wordcount, keyed-sums, nats-wordcount, objects-wordcount, postgres-wordcount, rabbitmq-wordcount, redis-wordcount, sqs-wordcount, windowed-counts, wordcount"
     ));
 
     let out = riffle(&["run", "wordcount", "-P", "input=/nonexistent/words.txt"]);

@@ -75,6 +75,11 @@ pub fn flows() -> Vec<FlowExample> {
             build: crate::objects::objects_wordcount,
         },
         FlowExample {
+            name: "delta-wordcount",
+            about: "running word counts from the objects under a prefix (S3, GCS, Azure, file://) appended to a Delta Lake table, a commit per epoch, exactly-once under --recovery (-P in=URL -P table=URL -P tail=false)",
+            build: crate::tables::delta_wordcount,
+        },
+        FlowExample {
             name: "sqs-wordcount",
             about: "running word counts from an SQS queue to another queue, at-least-once across crashes (-P queue=NAME -P out=NAME or -P out-dir=PATH -P endpoint=URL -P region=NAME -P readers=2 -P empty-polls=N)",
             build: crate::sqs::sqs_wordcount,

@@ -13,5 +13,6 @@ pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
 pub mod sqs;
+pub mod tables;
 
 pub use flows::{FlowExample, flows};

@@ -10,6 +10,7 @@
 //! first count's (on stderr with `--json`, so that stdout stays one report a line).
 
 pub mod dataflow;
+pub mod delta;
 pub mod kafka;
 pub mod nats;
 pub mod pipeline;
@@ -33,7 +34,7 @@ use crate::App;
 pub struct BenchArgs {
     /// The workload: stateless, wordcount, windowed, kafka, connector-nats,
     /// connector-redis, connector-rabbitmq, connector-postgres, connector-sqs,
-    /// pipeline, udf-map, udf-reduce, ui.
+    /// connector-delta, pipeline, udf-map, udf-reduce, ui.
     pub name: String,
     /// Worker threads, where the workload is a dataflow; a list such as `1,2,4`
     /// runs each count in turn and prints the scaling ratio.
@@ -197,9 +198,10 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "connector-rabbitmq" => rabbitmq::run(args),
         "connector-postgres" => postgres::run(args),
         "connector-sqs" => sqs::run(args),
+        "connector-delta" => delta::run(args),
         "ui" => ui::run(args),
         other => anyhow::bail!(
-            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, pipeline, udf-map, udf-reduce, ui"
+            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, connector-delta, pipeline, udf-map, udf-reduce, ui"
         ),
     }
 }

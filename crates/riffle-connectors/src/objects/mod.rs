@@ -20,8 +20,9 @@
 //!
 //! ## Sink
 //!
-//! [`ObjectSink`] writes lines (each item one line) into new objects, from
-//! [`ObjectSink::parts`] partitions. No object is ever visible half written (a PUT
+//! [`ObjectSink`] writes items into new objects, from [`ObjectSink::parts`]
+//! partitions, each object encoded by a [`FileEncoding`]: [`Lines`] (each item one
+//! line) by default, Parquet files with `tables::ParquetFiles` (feature `tables`). No object is ever visible half written (a PUT
 //! is atomic, and so is a local rename):
 //!
 //! - Without a recovery store, each partition puts what it got into a new object
@@ -54,11 +55,16 @@
 //! options; credentials come from the provider's environment variables
 //! (`AWS_ACCESS_KEY_ID`, ...), never from settings.
 
+mod encoding;
 mod settings;
 mod sink;
 mod source;
 pub mod testing;
 
+pub use encoding::{FileEncoding, Lines};
+pub(crate) use settings::Folder;
 pub use settings::ObjectStoreSettings;
+pub(crate) use sink::new_run;
 pub use sink::{ObjectSink, ObjectSinkPartition, ObjectSinkState, STAGING};
+pub(crate) use source::list;
 pub use source::{ObjectLine, ObjectPosition, ObjectSource, ObjectSourcePartition};

@@ -1,47 +1,77 @@
-//! The object sink: lines written to new objects, one per sink partition and
-//! snapshot, made visible only once the recovery store committed the snapshot.
+//! The object sink: items encoded into new objects (lines by default), one per
+//! sink partition and snapshot, made visible only once the recovery store
+//! committed the snapshot.
 
 use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutPayload};
 use riffle::sinks::{FixedPartitionedSink, SinkPartition};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use super::encoding::{FileEncoding, Lines};
 use super::settings::{Folder, ObjectStoreSettings};
 use crate::{ConnectorError, runtime};
 
 /// The folder under the sink's prefix where prepared objects wait for their commit.
 pub const STAGING: &str = "_staging";
 
-/// Writes lines to objects in a folder of an object store; see the
-/// [module docs](super).
-#[derive(Debug, Clone)]
-pub struct ObjectSink {
+/// Writes items to objects in a folder of an object store, encoded by a
+/// [`FileEncoding`] (lines by default); see the [module docs](super).
+#[derive(Debug)]
+pub struct ObjectSink<E = Lines> {
     settings: ObjectStoreSettings,
     parts: usize,
-    suffix: String,
+    suffix: Option<String>,
+    encoding: Arc<E>,
 }
 
-impl ObjectSink {
+impl<E> Clone for ObjectSink<E> {
+    fn clone(&self) -> Self {
+        Self {
+            settings: self.settings.clone(),
+            parts: self.parts,
+            suffix: self.suffix.clone(),
+            encoding: self.encoding.clone(),
+        }
+    }
+}
+
+impl ObjectSink<Lines> {
     /// Writes lines (each item one line) into new objects under `settings`' folder,
     /// from one sink partition.
     pub fn new(settings: ObjectStoreSettings) -> Self {
         Self {
             settings,
             parts: 1,
-            suffix: ".jsonl".to_string(),
+            suffix: None,
+            encoding: Arc::new(Lines),
+        }
+    }
+}
+
+impl<E: FileEncoding> ObjectSink<E> {
+    /// Encodes each object's items with `encoding` instead (e.g.
+    /// `tables::ParquetFiles` for Parquet files); the commit protocol stays.
+    pub fn encoding<G: FileEncoding>(self, encoding: G) -> ObjectSink<G> {
+        ObjectSink {
+            settings: self.settings,
+            parts: self.parts,
+            suffix: self.suffix,
+            encoding: Arc::new(encoding),
         }
     }
 
-    /// How many sink partitions write at once (default 1); lines are spread over
-    /// them by a stable hash of their text.
+    /// How many sink partitions write at once (default 1); items are spread over
+    /// them by a stable hash ([`FileEncoding::route`]).
     pub fn parts(mut self, parts: usize) -> Self {
         self.parts = parts.max(1);
         self
     }
 
-    /// The end of every object's name (default `.jsonl`).
+    /// The end of every object's name (default: the encoding's, `.jsonl` for lines).
     pub fn suffix(mut self, suffix: impl Into<String>) -> Self {
-        self.suffix = suffix.into();
+        self.suffix = Some(suffix.into());
         self
     }
 }
@@ -59,17 +89,17 @@ pub struct ObjectSinkState {
     pub prepared: Vec<u64>,
 }
 
-impl FixedPartitionedSink for ObjectSink {
-    type Item = String;
+impl<E: FileEncoding> FixedPartitionedSink for ObjectSink<E> {
+    type Item = E::Item;
     type State = ObjectSinkState;
-    type Partition = ObjectSinkPartition;
+    type Partition = ObjectSinkPartition<E>;
 
     fn list_parts(&self, _step_id: &str) -> riffle::Result<Vec<String>> {
         Ok((0..self.parts).map(|p| format!("part-{p:05}")).collect())
     }
 
-    fn part_fn(&self, item: &String, parts: usize) -> usize {
-        (riffle::exchange::stable_hash(item) % parts.max(1) as u64) as usize
+    fn part_fn(&self, item: &E::Item, parts: usize) -> usize {
+        (self.encoding.route(item) % parts.max(1) as u64) as usize
     }
 
     fn build_part(
@@ -77,14 +107,18 @@ impl FixedPartitionedSink for ObjectSink {
         step_id: &str,
         for_part: &str,
         resume_state: Option<ObjectSinkState>,
-    ) -> riffle::Result<ObjectSinkPartition> {
+    ) -> riffle::Result<ObjectSinkPartition<E>> {
         let folder = self.settings.open(true).map_err(|e| e.for_step(step_id))?;
         let mut part = ObjectSinkPartition {
             step_id: step_id.to_string(),
             settings: self.settings.clone(),
             folder,
             part: for_part.to_string(),
-            suffix: self.suffix.clone(),
+            suffix: self
+                .suffix
+                .clone()
+                .unwrap_or_else(|| self.encoding.suffix().to_string()),
+            encoding: self.encoding.clone(),
             buffer: Vec::new(),
             state: resume_state.clone().unwrap_or_else(|| ObjectSinkState {
                 run: new_run(),
@@ -106,7 +140,7 @@ impl FixedPartitionedSink for ObjectSink {
 }
 
 /// A name for a new run's objects: the time in ms and the process id, in hex.
-fn new_run() -> String {
+pub(crate) fn new_run() -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
@@ -115,17 +149,18 @@ fn new_run() -> String {
 }
 
 /// One partition of an [`ObjectSink`].
-pub struct ObjectSinkPartition {
+pub struct ObjectSinkPartition<E: FileEncoding = Lines> {
     step_id: String,
     settings: ObjectStoreSettings,
     folder: Folder,
     part: String,
     suffix: String,
-    buffer: Vec<u8>,
+    encoding: Arc<E>,
+    buffer: Vec<E::Item>,
     state: ObjectSinkState,
 }
 
-impl ObjectSinkPartition {
+impl<E: FileEncoding> ObjectSinkPartition<E> {
     fn name(&self, n: u64) -> String {
         format!(
             "{}-{}-{}-{n:010}{}",
@@ -145,7 +180,12 @@ impl ObjectSinkPartition {
         } else {
             self.folder.child(&name)
         };
-        let payload = PutPayload::from(Bytes::from(std::mem::take(&mut self.buffer)));
+        let items = std::mem::take(&mut self.buffer);
+        let bytes = self.encoding.encode(&items).map_err(|why| {
+            self.settings
+                .error(format!("cannot encode object {name:?}: {why}"))
+        })?;
+        let payload = PutPayload::from(Bytes::from(bytes));
         let store = self.folder.store.clone();
         runtime::handle()
             .block_on(async move { store.put(&path, payload).await })
@@ -193,15 +233,12 @@ impl ObjectSinkPartition {
     }
 }
 
-impl SinkPartition for ObjectSinkPartition {
-    type Item = String;
+impl<E: FileEncoding> SinkPartition for ObjectSinkPartition<E> {
+    type Item = E::Item;
     type State = ObjectSinkState;
 
-    fn write_batch(&mut self, items: Vec<String>) -> riffle::Result<()> {
-        for line in items {
-            self.buffer.extend_from_slice(line.as_bytes());
-            self.buffer.push(b'\n');
-        }
+    fn write_batch(&mut self, mut items: Vec<E::Item>) -> riffle::Result<()> {
+        self.buffer.append(&mut items);
         Ok(())
     }
 

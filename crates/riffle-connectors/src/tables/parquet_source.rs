@@ -1,0 +1,435 @@
+//! The Parquet source: every `.parquet` object under a folder is a partition, read
+//! row group by row group; its position (row group, row) is the snapshot state.
+
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::future::{BoxFuture, FutureExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use riffle::dead_letters::DeadLetters;
+use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::rows;
+use crate::objects::ObjectStoreSettings;
+use crate::objects::{Folder, list};
+use crate::{ConnectorError, runtime};
+
+/// The most rows one Arrow batch holds.
+const BATCH: usize = 4096;
+
+/// One row of a Parquet object, decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParquetRow<T> {
+    /// The object's name under the source's folder.
+    pub object: Arc<str>,
+    /// The row group the row is in, from 0.
+    pub row_group: u64,
+    /// The row's number inside its row group, from 0.
+    pub row: u64,
+    /// The row, decoded.
+    pub value: T,
+}
+
+/// Where a partition is in its object: the next row to read, as its row group and
+/// its number inside that group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ParquetPosition {
+    /// The row group of the next row.
+    pub row_group: u64,
+    /// The next row's number inside its row group.
+    pub row: u64,
+}
+
+/// Reads the Parquet objects under a folder of an object store as items of type
+/// `T` (serde); see the [module docs](super).
+pub struct ParquetSource<T> {
+    settings: ObjectStoreSettings,
+    tail: bool,
+    discover: Duration,
+    dead_letters: Option<DeadLetters>,
+    _items: PhantomData<fn() -> T>,
+}
+
+impl<T: riffle::Data> ParquetSource<T> {
+    /// Reads every `.parquet` object under `settings`' folder, then looks for new
+    /// ones every 10 s for ever.
+    ///
+    /// ```
+    /// use riffle_connectors::objects::ObjectStoreSettings;
+    /// use riffle_connectors::tables::ParquetSource;
+    /// #[derive(serde::Deserialize, serde::Serialize, Clone, Debug)]
+    /// struct Trip { id: i64, km: f64 }
+    /// let source = ParquetSource::<Trip>::new(ObjectStoreSettings::new("file:///data/trips"))
+    ///     .tail(false);
+    /// # drop(source);
+    /// ```
+    pub fn new(settings: ObjectStoreSettings) -> Self {
+        Self {
+            settings,
+            tail: true,
+            discover: Duration::from_secs(10),
+            dead_letters: None,
+            _items: PhantomData,
+        }
+    }
+
+    /// Whether to look for new objects for ever (`true`, the default) or stop once
+    /// the objects there at the start are read (then an empty folder is an error).
+    pub fn tail(mut self, tail: bool) -> Self {
+        self.tail = tail;
+        self
+    }
+
+    /// How often a following source lists the folder for new objects (default 10 s).
+    pub fn discover_every(mut self, every: Duration) -> Self {
+        self.discover = every;
+        self
+    }
+
+    /// Rows that do not decode as `T` are appended to `letters` (with `object`,
+    /// `row_group`, `row` and `reason`) and skipped, instead of stopping the run.
+    pub fn dead_letters(mut self, letters: DeadLetters) -> Self {
+        self.dead_letters = Some(letters);
+        self
+    }
+}
+
+impl<T: riffle::Data> FixedPartitionedSource for ParquetSource<T> {
+    type Item = ParquetRow<T>;
+    type State = ParquetPosition;
+    type Partition = ParquetSourcePartition<T>;
+
+    fn list_parts(&self, step_id: &str) -> riffle::Result<Vec<String>> {
+        let folder = self.settings.open(false).map_err(|e| e.for_step(step_id))?;
+        let mut names = runtime::handle()
+            .block_on(list(&self.settings, &folder))
+            .map_err(|e| e.for_step(step_id))?;
+        names.retain(|n| n.ends_with(".parquet"));
+        if names.is_empty() && !self.tail {
+            return Err(self
+                .settings
+                .error("no Parquet objects to read (no .parquet object in the folder)")
+                .for_step(step_id));
+        }
+        Ok(names)
+    }
+
+    fn discover_every(&self) -> Option<Duration> {
+        self.tail.then_some(self.discover)
+    }
+
+    fn build_part(
+        &self,
+        step_id: &str,
+        for_part: &str,
+        resume_state: Option<ParquetPosition>,
+    ) -> riffle::Result<ParquetSourcePartition<T>> {
+        let folder = self.settings.open(false).map_err(|e| e.for_step(step_id))?;
+        let position = resume_state.unwrap_or_default();
+        let (tx, batches) = mpsc::channel(4);
+        let reader = runtime::handle().spawn(read(
+            self.settings.clone(),
+            folder,
+            for_part.to_string(),
+            position,
+            tx,
+        ));
+        Ok(ParquetSourcePartition {
+            step_id: step_id.to_string(),
+            settings: self.settings.clone(),
+            object: Arc::from(for_part),
+            dead_letters: self.dead_letters.clone(),
+            position,
+            batches,
+            reader,
+            done: false,
+            _items: PhantomData,
+        })
+    }
+}
+
+/// A Parquet object in a store, read by ranges.
+struct ObjectFile {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+impl AsyncFileReader for ObjectFile {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .load_and_finish(&mut *self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+/// What the reading task hands the partition.
+enum Read {
+    /// Rows of one row group, from row `first` of it.
+    Rows {
+        row_group: u64,
+        first: u64,
+        /// Rows in that group, to know when the next one begins.
+        group_rows: u64,
+        batch: RecordBatch,
+    },
+    /// The object is read to its end.
+    Done,
+    /// Reading failed.
+    Failed(ConnectorError),
+}
+
+async fn read(
+    settings: ObjectStoreSettings,
+    folder: Folder,
+    name: String,
+    from: ParquetPosition,
+    tx: mpsc::Sender<Read>,
+) {
+    match read_rows(&settings, &folder, &name, from, &tx).await {
+        Ok(()) => {
+            let _ = tx.send(Read::Done).await;
+        }
+        Err(e) => {
+            let _ = tx.send(Read::Failed(e)).await;
+        }
+    }
+}
+
+/// Reads `name` from `from` to its end, row group by row group.
+async fn read_rows(
+    settings: &ObjectStoreSettings,
+    folder: &Folder,
+    name: &str,
+    from: ParquetPosition,
+    tx: &mpsc::Sender<Read>,
+) -> Result<(), ConnectorError> {
+    let path = folder.child(name);
+    let meta = folder.store.head(&path).await.map_err(|e| {
+        settings
+            .error(format!("cannot find object {name:?}"))
+            .caused_by(e)
+    })?;
+    let mut file = ObjectFile {
+        store: folder.store.clone(),
+        path,
+        size: meta.size,
+    };
+    let not_parquet = |e: ParquetError| {
+        settings
+            .error(format!("object {name:?} is not a readable Parquet file"))
+            .caused_by(e)
+    };
+    let metadata = ArrowReaderMetadata::load_async(&mut file, ArrowReaderOptions::new())
+        .await
+        .map_err(not_parquet)?;
+    let groups: Vec<u64> = metadata
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows().max(0) as u64)
+        .collect();
+    for (g, &group_rows) in groups.iter().enumerate() {
+        let g = g as u64;
+        let first = if g == from.row_group { from.row } else { 0 };
+        if g < from.row_group || first >= group_rows {
+            continue;
+        }
+        let reader = ObjectFile {
+            store: file.store.clone(),
+            path: file.path.clone(),
+            size: file.size,
+        };
+        let mut stream =
+            ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata.clone())
+                .with_row_groups(vec![g as usize])
+                .with_offset(first as usize)
+                .with_batch_size(BATCH)
+                .build()
+                .map_err(not_parquet)?;
+        let mut at = first;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| {
+                settings
+                    .error(format!("cannot read object {name:?} row group {g}"))
+                    .caused_by(e)
+            })?;
+            let rows = batch.num_rows() as u64;
+            let read = Read::Rows {
+                row_group: g,
+                first: at,
+                group_rows,
+                batch,
+            };
+            if tx.send(read).await.is_err() {
+                return Ok(());
+            }
+            at += rows;
+        }
+    }
+    Ok(())
+}
+
+/// One Parquet object being read; made by [`ParquetSource`].
+pub struct ParquetSourcePartition<T> {
+    step_id: String,
+    settings: ObjectStoreSettings,
+    object: Arc<str>,
+    dead_letters: Option<DeadLetters>,
+    position: ParquetPosition,
+    batches: mpsc::Receiver<Read>,
+    reader: tokio::task::JoinHandle<()>,
+    done: bool,
+    _items: PhantomData<fn() -> T>,
+}
+
+impl<T: riffle::Data> ParquetSourcePartition<T> {
+    /// The items of one batch, bad rows to the dead letters (or an error).
+    fn decode(
+        &mut self,
+        row_group: u64,
+        first: u64,
+        group_rows: u64,
+        batch: &RecordBatch,
+        out: &mut Vec<ParquetRow<T>>,
+    ) -> riffle::Result<()> {
+        for (i, decoded) in rows::from_batch::<T>(batch).into_iter().enumerate() {
+            let row = first + i as u64;
+            match decoded {
+                Ok(value) => out.push(ParquetRow {
+                    object: self.object.clone(),
+                    row_group,
+                    row,
+                    value,
+                }),
+                Err(why) => match &self.dead_letters {
+                    Some(letters) => {
+                        let position = [
+                            ("object", (*self.object).into()),
+                            ("row_group", row_group.into()),
+                            ("row", row.into()),
+                        ];
+                        let columns = rows::schema_fields(batch)
+                            .iter()
+                            .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        letters.write(&self.step_id, &position, &why, columns.as_bytes())?;
+                    }
+                    None => {
+                        return Err(self
+                            .settings
+                            .error(format!(
+                                "object {:?} row group {row_group} row {row}: {why}",
+                                self.object
+                            ))
+                            .for_step(&self.step_id));
+                    }
+                },
+            }
+        }
+        let next = first + batch.num_rows() as u64;
+        self.position = if next >= group_rows {
+            ParquetPosition {
+                row_group: row_group + 1,
+                row: 0,
+            }
+        } else {
+            ParquetPosition {
+                row_group,
+                row: next,
+            }
+        };
+        Ok(())
+    }
+}
+
+impl<T: riffle::Data> SourcePartition for ParquetSourcePartition<T> {
+    type Item = ParquetRow<T>;
+    type State = ParquetPosition;
+
+    fn next_batch(&mut self) -> riffle::Result<Poll<Self::Item>> {
+        if self.done {
+            return Ok(Poll::Exhausted);
+        }
+        let mut out = Vec::new();
+        while out.len() < BATCH {
+            match self.batches.try_recv() {
+                Ok(Read::Rows {
+                    row_group,
+                    first,
+                    group_rows,
+                    batch,
+                }) => self.decode(row_group, first, group_rows, &batch, &mut out)?,
+                Ok(Read::Done) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(Read::Failed(e)) => return Err(e.for_step(&self.step_id)),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    return Err(self
+                        .settings
+                        .error(format!("the reader of object {:?} stopped", self.object))
+                        .for_step(&self.step_id));
+                }
+            }
+        }
+        if out.is_empty() {
+            return Ok(if self.done {
+                Poll::Exhausted
+            } else {
+                Poll::Pending
+            });
+        }
+        Ok(Poll::Ready(out))
+    }
+
+    fn snapshot(&self) -> Option<ParquetPosition> {
+        Some(self.position)
+    }
+
+    fn commit(&mut self, _position: &ParquetPosition) -> riffle::Result<()> {
+        match &self.dead_letters {
+            Some(letters) => letters.sync(&self.step_id),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<T> Drop for ParquetSourcePartition<T> {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
