@@ -10,6 +10,8 @@
 //! first count's (on stderr with `--json`, so that stdout stays one report a line).
 
 pub mod dataflow;
+#[cfg(feature = "duckdb")]
+pub mod duckdb;
 pub mod kafka;
 pub mod nats;
 pub mod pipeline;
@@ -32,7 +34,7 @@ use crate::App;
 pub struct BenchArgs {
     /// The workload: stateless, wordcount, windowed, kafka, connector-nats,
     /// connector-redis, connector-rabbitmq, connector-postgres, connector-sqs,
-    /// pipeline, udf-map, ui.
+    /// connector-duckdb (with the `duckdb` feature), pipeline, udf-map, ui.
     pub name: String,
     /// Worker threads, where the workload is a dataflow; a list such as `1,2,4`
     /// runs each count in turn and prints the scaling ratio.
@@ -195,9 +197,16 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "connector-rabbitmq" => rabbitmq::run(args),
         "connector-postgres" => postgres::run(args),
         "connector-sqs" => sqs::run(args),
+        #[cfg(feature = "duckdb")]
+        "connector-duckdb" => duckdb::run(args),
+        #[cfg(not(feature = "duckdb"))]
+        "connector-duckdb" => anyhow::bail!(
+            "this riffle is built without DuckDB: build it with `cargo build -p riffle-cli \
+             --features duckdb` (README, \"Building with DuckDB\")"
+        ),
         "ui" => ui::run(args),
         other => anyhow::bail!(
-            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, pipeline, udf-map, ui"
+            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, connector-duckdb, pipeline, udf-map, ui"
         ),
     }
 }

@@ -10,7 +10,8 @@
 //! dropped.
 //!
 //! A second process opening the same file gets an error naming the file and
-//! saying why (`riffle run -p 2` over one database file is refused this way).
+//! saying why; the sources and sinks report it from their partitions' first
+//! call, so a `riffle run -p 2` with partitions on both processes fails on both.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -12,9 +12,11 @@
 //! DuckDB lets one process at a time open a database file for writing, and one
 //! process must open it once. Every source, sink and admin call of the process
 //! shares the file's one instance through [`DuckdbDatabase::open`], each on a
-//! connection of its own; a second process (`riffle run -p 2`, or another
-//! program holding the file) gets an error naming the file, at once, when the
-//! flow starts.
+//! connection of its own. A partition in a second process (another program
+//! holding the file, or `riffle run -p 2` with partitions on both processes)
+//! fails the run with an error naming the file on its first call, so every
+//! process of the run stops alike; partitions all on worker 0 (one per source and
+//! sink, the default) keep the DuckDB work in the first process.
 //!
 //! ## Source
 //!

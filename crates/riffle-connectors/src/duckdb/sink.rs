@@ -92,9 +92,7 @@ impl<T: riffle::Data + Serialize> FixedPartitionedSink for DuckdbSink<T> {
     type Partition = DuckdbSinkPartition<T>;
 
     fn list_parts(&self, step_id: &str) -> riffle::Result<Vec<String>> {
-        // Every process of a run opens the file here: a second process is told at
-        // once that DuckDB takes one.
-        DuckdbDatabase::open(&self.settings).map_err(|e| e.for_step(step_id))?;
+        let _ = step_id;
         Ok((0..self.parts)
             .map(|i| format!("{}#{i}", self.table))
             .collect())
@@ -114,10 +112,10 @@ impl<T: riffle::Data + Serialize> FixedPartitionedSink for DuckdbSink<T> {
         for_part: &str,
         resume_state: Option<DuckdbSinkState>,
     ) -> riffle::Result<DuckdbSinkPartition<T>> {
-        let open = || -> Result<DuckdbSinkPartition<T>, ConnectorError> {
+        let open = || -> Result<Writer<T>, ConnectorError> {
             let db = DuckdbDatabase::open(&self.settings)?;
             let conn = db.connect()?;
-            let mut part = DuckdbSinkPartition {
+            let mut part = Writer {
                 step_id: step_id.to_string(),
                 db,
                 conn,
@@ -146,12 +144,41 @@ impl<T: riffle::Data + Serialize> FixedPartitionedSink for DuckdbSink<T> {
             }
             Ok(part)
         };
-        open().map_err(|e| e.for_step(step_id))
+        // A partition that cannot open the file (another process holds it: `riffle
+        // run -p 2` with partitions on both processes) reports it on its first call,
+        // so that the run fails on every process alike instead of one process failing
+        // to build its part of the flow.
+        Ok(DuckdbSinkPartition {
+            step_id: step_id.to_string(),
+            writer: open().map_err(Some),
+        })
     }
 }
 
 /// One partition of a [`DuckdbSink`], on a connection of its own.
 pub struct DuckdbSinkPartition<T> {
+    step_id: String,
+    /// The open partition, or why it could not open (reported once).
+    writer: Result<Writer<T>, Option<ConnectorError>>,
+}
+
+impl<T> DuckdbSinkPartition<T> {
+    fn writer(&mut self) -> riffle::Result<&mut Writer<T>> {
+        match &mut self.writer {
+            Ok(writer) => Ok(writer),
+            Err(why) => Err(match why.take() {
+                Some(e) => e.for_step(&self.step_id),
+                None => riffle::RiffleError::connector(
+                    &self.step_id,
+                    "duckdb: the partition did not open",
+                ),
+            }),
+        }
+    }
+}
+
+/// An open sink partition.
+struct Writer<T> {
     step_id: String,
     db: DuckdbDatabase,
     conn: Connection,
@@ -168,7 +195,7 @@ pub struct DuckdbSinkPartition<T> {
     _items: PhantomData<fn(T)>,
 }
 
-impl<T: riffle::Data + Serialize> DuckdbSinkPartition<T> {
+impl<T: riffle::Data + Serialize> Writer<T> {
     fn settings(&self) -> &DuckdbSettings {
         self.db.settings()
     }
@@ -401,6 +428,28 @@ impl<T: riffle::Data + Serialize> SinkPartition for DuckdbSinkPartition<T> {
     type Item = T;
     type State = DuckdbSinkState;
 
+    fn write_batch(&mut self, items: Vec<T>) -> riffle::Result<()> {
+        self.writer()?.write_batch(items)
+    }
+
+    fn flush(&mut self) -> riffle::Result<()> {
+        self.writer()?.flush()
+    }
+
+    fn snapshot(&mut self) -> riffle::Result<Option<DuckdbSinkState>> {
+        self.writer()?.snapshot()
+    }
+
+    fn commit(&mut self, state: &DuckdbSinkState) -> riffle::Result<()> {
+        self.writer()?.commit(state)
+    }
+
+    fn close(&mut self) -> riffle::Result<()> {
+        self.writer()?.close()
+    }
+}
+
+impl<T: riffle::Data + Serialize> Writer<T> {
     fn write_batch(&mut self, items: Vec<T>) -> riffle::Result<()> {
         if items.is_empty() {
             return Ok(());

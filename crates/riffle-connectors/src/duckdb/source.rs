@@ -134,9 +134,7 @@ impl<F: Format> FixedPartitionedSource for DuckdbSource<F> {
     type Partition = DuckdbSourcePartition<F>;
 
     fn list_parts(&self, step_id: &str) -> riffle::Result<Vec<String>> {
-        // Every process of a run opens the file here: a second process is told at
-        // once that DuckDB takes one.
-        DuckdbDatabase::open(&self.settings).map_err(|e| e.for_step(step_id))?;
+        let _ = step_id;
         Ok(vec!["query".to_string()])
     }
 
@@ -194,19 +192,27 @@ impl<F: Format> FixedPartitionedSource for DuckdbSource<F> {
                 poll_every: self.poll_every,
             })
         };
-        let reader = open().map_err(|e| e.for_step(step_id))?;
         let (tx, batches) = sync_channel(4);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
-        std::thread::Builder::new()
-            .name("riffle-duckdb-read".to_string())
-            .spawn(move || reader.run(tx, stopped))
-            .map_err(|e| {
-                self.settings
-                    .error(format!("cannot start a reader of {}", self.what()))
-                    .caused_by(e)
-                    .for_step(step_id)
-            })?;
+        match open() {
+            Ok(reader) => {
+                std::thread::Builder::new()
+                    .name("riffle-duckdb-read".to_string())
+                    .spawn(move || reader.run(tx, stopped))
+                    .map_err(|e| {
+                        self.settings
+                            .error(format!("cannot start a reader of {}", self.what()))
+                            .caused_by(e)
+                            .for_step(step_id)
+                    })?;
+            }
+            // Reported by the first poll, so that a run fails on every process alike
+            // (another process holding the file fails only this one).
+            Err(e) => {
+                let _ = tx.send(Read::Failed(e));
+            }
+        }
         Ok(DuckdbSourcePartition {
             step_id: step_id.to_string(),
             settings: self.settings.clone(),
