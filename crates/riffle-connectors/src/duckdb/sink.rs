@@ -298,7 +298,7 @@ impl<T: riffle::Data + Serialize> Writer<T> {
     }
 
     /// Appends the buffered rows to `table` (with `tags` after each row's
-    /// values) in one transaction, with `then` run in it before the commit.
+    /// values) in one transaction.
     fn append(&mut self, table: &str, tags: &[Duck]) -> Result<(), ConnectorError> {
         if self.buffer.is_empty() {
             return Ok(());
