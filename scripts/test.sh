@@ -64,11 +64,16 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# Cargo features a setup file asks for (54-duckdb.sh: the DuckDB connector), the
+# same for every command below so that the workspace is built once.
+# shellcheck disable=SC2206
+features=(${RIFFLE_TEST_CARGO_FEATURES:-})
+
 echo "== build"
-cargo build --workspace --all-targets
+cargo build --workspace --all-targets "${features[@]}"
 
 echo "== unit and integration tests"
-cargo nextest run --workspace --no-fail-fast
+cargo nextest run --workspace --no-fail-fast "${features[@]}"
 
 echo "== doctests"
-cargo test --workspace --doc
+cargo test --workspace --doc "${features[@]}"

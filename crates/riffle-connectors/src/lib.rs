@@ -28,6 +28,7 @@
 //! | Redis Streams ([`redis`]) | stream keys, read through a consumer group, entries acknowledged after each commit, abandoned ones claimed | `XADD` to streams by key, pipelined, optional `MAXLEN ~` | at-least-once both ways |
 //! | RabbitMQ ([`rabbitmq`]) | queues, consumed with a prefetch, messages acknowledged after each commit, put back by the broker when a run stops | publish with confirms to queues or an exchange, unroutable messages an error | at-least-once both ways |
 //! | Parquet and Delta Lake tables ([`tables`]) | every Parquet object under a prefix, typed rows (serde through Arrow), the row group and row in snapshots | a Parquet dataset (the object sink with Parquet files) or appends to a Delta table, one Delta commit per partition and snapshot epoch with a `txn` version | source: resumes exactly from the committed row; sinks: exactly-once under a store (replayed epochs found in the Delta log), at-least-once otherwise |
+//! | DuckDB (`duckdb`, feature `duckdb`, not default) | a query, read once (position: rows emitted) or by an increasing column (position: the last value), optionally following new rows | appended through DuckDB's appender, staged at each snapshot and moved into the table by the commit hook, the epoch recorded in the same transaction | source: exact positions for a total order; sink: exactly-once under a store, at-least-once otherwise |
 //! | AWS SQS ([`sqs`]) | one queue long-polled by N readers, messages deleted after each commit, visibility extended while in flight | `SendMessageBatch` (10 a call, 256 KiB), FIFO groups and de-duplication ids | at-least-once both ways; FIFO sink de-duplicated within SQS's 5-minute window |
 //!
 //! Every connector passes the [`conformance`] kit against its real server.
@@ -38,6 +39,8 @@
 
 pub mod conformance;
 mod credentials;
+#[cfg(feature = "duckdb")]
+pub mod duckdb;
 pub mod error;
 pub mod format;
 #[cfg(feature = "kafka")]

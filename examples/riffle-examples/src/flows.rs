@@ -33,7 +33,8 @@ pub const WORDCOUNT_TEXT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/word
 
 /// Every bundled dataflow.
 pub fn flows() -> Vec<FlowExample> {
-    vec![
+    #[allow(unused_mut)] // pushed to only with the `duckdb` feature
+    let mut flows = vec![
         FlowExample {
             name: "wordcount",
             about: "count the words of a text file and print the most frequent (-P input=PATH -P top=N)",
@@ -89,7 +90,14 @@ pub fn flows() -> Vec<FlowExample> {
             about: "sum generated events per key into files (-P events=N -P keys=K -P out=DIR)",
             build: keyed_sums,
         },
-    ]
+    ];
+    #[cfg(feature = "duckdb")]
+    flows.push(FlowExample {
+        name: "duckdb-wordcount",
+        about: "running word counts from the rows of a DuckDB table appended to another, exactly-once under --recovery; built with the duckdb feature only (-P db=FILE -P table=NAME -P column=id -P line=line -P out=NAME -P tail=true -P poll=500ms -P partitions=1)",
+        build: crate::duckdb::duckdb_wordcount,
+    });
+    flows
 }
 
 /// Splits a line into lower-case words of letters, digits and apostrophes.

@@ -4,6 +4,8 @@
 //! This crate depends only on the libraries (`riffle`, `riffle-pipeline`, `riffle-connectors`); the `riffle`
 //! binary registers what [`flows`] lists with its app entry.
 
+#[cfg(feature = "duckdb")]
+pub mod duckdb;
 pub mod flows;
 pub mod kafka;
 pub mod nats;

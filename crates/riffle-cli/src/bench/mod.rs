@@ -11,6 +11,8 @@
 
 pub mod dataflow;
 pub mod delta;
+#[cfg(feature = "duckdb")]
+pub mod duckdb;
 pub mod kafka;
 pub mod nats;
 pub mod pipeline;
@@ -34,7 +36,8 @@ use crate::App;
 pub struct BenchArgs {
     /// The workload: stateless, wordcount, windowed, kafka, connector-nats,
     /// connector-redis, connector-rabbitmq, connector-postgres, connector-sqs,
-    /// connector-delta, pipeline, udf-map, udf-reduce, ui.
+    /// connector-delta, connector-duckdb (with the `duckdb` feature), pipeline, udf-map,
+    /// udf-reduce, ui.
     pub name: String,
     /// Worker threads, where the workload is a dataflow; a list such as `1,2,4`
     /// runs each count in turn and prints the scaling ratio.
@@ -199,9 +202,16 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "connector-postgres" => postgres::run(args),
         "connector-sqs" => sqs::run(args),
         "connector-delta" => delta::run(args),
+        #[cfg(feature = "duckdb")]
+        "connector-duckdb" => duckdb::run(args),
+        #[cfg(not(feature = "duckdb"))]
+        "connector-duckdb" => anyhow::bail!(
+            "this riffle is built without DuckDB: build it with `cargo build -p riffle-cli \
+             --features duckdb` (README, \"Building with DuckDB\")"
+        ),
         "ui" => ui::run(args),
         other => anyhow::bail!(
-            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, connector-delta, pipeline, udf-map, udf-reduce, ui"
+            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, connector-delta, connector-duckdb, pipeline, udf-map, udf-reduce, ui"
         ),
     }
 }
