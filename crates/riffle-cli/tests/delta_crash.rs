@@ -115,7 +115,7 @@ fn delta_wordcount_is_exactly_once_across_10_sigkills_and_rescaling() {
         let out = Command::new(python)
             .args([
                 "-c",
-                "import sys; from deltalake import DeltaTable; print(DeltaTable(sys.argv[1]).to_pyarrow_table().num_rows)",
+                "import os, sys; from deltalake import DeltaTable; print(DeltaTable(sys.argv[1]).to_pyarrow_table().num_rows, flush=True); os._exit(0)",
             ])
             .arg(&table)
             .output()

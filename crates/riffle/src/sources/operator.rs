@@ -324,11 +324,16 @@ fn build<P: SourcePartition>(
                 }
             }
             let clock = shared.epoch_at(now);
-            // Everything sent so far is at epochs before `clock`: a snapshot epoch
-            // between the held epoch and it sees exactly those positions.
+            // Everything sent so far is at epochs before `clock`, none after the held
+            // epoch: every snapshot epoch from the held one to the clock sees exactly
+            // these positions. They are written at the first of them, so that a
+            // resume at any of them finds them (the run may commit any: another
+            // worker's source can be slower and hold the flow at an earlier one;
+            // written only at the latest, a resume at an earlier one found older
+            // positions and read again what the flow's state already held).
             if let Some(recovery) = &recovery
-                && let Some(epoch) = recovery.snapshot_before(clock)
-                && epoch >= *held.time()
+                && let Some(epoch) = recovery.snapshot_at_or_after(*held.time())
+                && epoch < clock
                 && snapshotted.is_none_or(|s| epoch > s)
             {
                 let mut changes = std::mem::take(&mut finished);
