@@ -111,6 +111,125 @@ fn bad_lines_go_to_the_dead_letter_file_and_the_run_goes_on() {
     assert_eq!(written[1]["line"], 4);
 }
 
+/// Every line of `dir`'s files, sorted.
+fn lines_in(dir: &std::path::Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        lines.extend(text.lines().map(str::to_string));
+    }
+    lines.sort();
+    lines
+}
+
+#[test]
+fn bad_lines_go_to_the_dead_letter_stream_once_through_a_failure_and_resume() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use riffle::dead_letters::{DeadLetter, DeadLetters};
+    use riffle::sinks::DirSink;
+
+    let local = ObjectsTarget::local();
+    let folder = local.create("letter-stream", 1);
+    let lines: Vec<String> = (1..=2000)
+        .map(|i| {
+            if i % 10 == 0 {
+                format!("bad {i}")
+            } else {
+                format!("{{\"n\": {i}}}")
+            }
+        })
+        .collect();
+    local.write(&folder, &lines);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    RecoveryStore::init(&store, 2).unwrap();
+    let (good_dir, bad_dir) = (dir.path().join("good"), dir.path().join("bad"));
+    let flow = |fail_at: u64| {
+        let seen = Arc::new(AtomicU64::new(0));
+        let flow = Dataflow::new("letter-stream");
+        let values = flow
+            .input(
+                "in",
+                ObjectSource::new(local.settings(&folder))
+                    .format(Json::<serde_json::Value>::new())
+                    .dead_letters(DeadLetters::stream())
+                    .tail(false),
+            )
+            .unwrap();
+        values
+            .map("value", move |l| {
+                std::thread::sleep(Duration::from_micros(200));
+                if seen.fetch_add(1, Ordering::Relaxed) == fail_at {
+                    panic!("injected failure");
+                }
+                let n = l.value["n"].to_string();
+                (n.clone(), n)
+            })
+            .unwrap()
+            .output("good", DirSink::new(&good_dir, 2))
+            .unwrap();
+        values
+            .dead_letters()
+            .unwrap()
+            .map("letter", |l: DeadLetter| {
+                let json = l.to_json();
+                (
+                    json["line"].to_string(),
+                    format!("{} {}", json["line"], json["text"]),
+                )
+            })
+            .unwrap()
+            .output("bad", DirSink::new(&bad_dir, 2))
+            .unwrap();
+        flow
+    };
+    let execution = || {
+        Execution::new()
+            .workers(2)
+            .epoch_interval(Duration::from_millis(5))
+            .recovery(Recovery::new(&store).snapshot_interval(Duration::from_millis(10)))
+    };
+    let err = execution().run(&flow(1200)).unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    execution().run(&flow(u64::MAX)).unwrap();
+    let mut want_bad: Vec<String> = (1..=200)
+        .map(|i| format!("{} \"bad {}\"", i * 10, i * 10))
+        .collect();
+    want_bad.sort();
+    assert_eq!(lines_in(&bad_dir), want_bad);
+    let mut want_good: Vec<String> = (1..=2000)
+        .filter(|i| i % 10 != 0)
+        .map(|i| i.to_string())
+        .collect();
+    want_good.sort();
+    assert_eq!(lines_in(&good_dir), want_good);
+}
+
+#[test]
+fn letters_for_a_stream_no_step_reads_stop_the_run_saying_so() {
+    let local = ObjectsTarget::local();
+    let folder = local.create("unread", 1);
+    local.write(&folder, &["{\"a\": 1}".into(), "oops".into()]);
+    let flow = Dataflow::new("unread");
+    flow.input(
+        "in",
+        ObjectSource::new(local.settings(&folder))
+            .format(Json::<serde_json::Value>::new())
+            .dead_letters(riffle::dead_letters::DeadLetters::stream())
+            .tail(false),
+    )
+    .unwrap()
+    .output("out", TestingSink::new())
+    .unwrap();
+    let err = riffle::run_main(&flow).unwrap_err().to_string();
+    assert!(
+        err.contains("\"in\"") && err.contains("dead-letter stream") && err.contains("oops"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_following_source_reads_objects_that_appear_and_not_staged_ones() {
     let local = ObjectsTarget::local();

@@ -321,6 +321,40 @@ impl<T: Data> Stream<T> {
         &self.flow
     }
 
+    /// The dead letters of this input step: what its source could not decode,
+    /// when the source was given [`DeadLetters::stream`]; see
+    /// [`crate::dead_letters`]. Only the stream of an input step has them.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, sources::TestingSource};
+    /// let flow = Dataflow::new("f");
+    /// let lines = flow.input("lines", TestingSource::new(vec!["a".to_string()]))?;
+    /// assert_eq!(lines.dead_letters()?.step_id(), "lines");
+    /// assert!(lines.map("upper", |l| l.to_uppercase())?.dead_letters().is_err());
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    ///
+    /// [`DeadLetters::stream`]: crate::dead_letters::DeadLetters::stream
+    pub fn dead_letters(&self) -> Result<Stream<crate::dead_letters::DeadLetter>> {
+        let port = crate::sources::DEAD_LETTERS;
+        let inner = self.flow.lock();
+        let has = inner
+            .steps
+            .iter()
+            .any(|s| s.step_id == self.step_id && s.outputs.iter().any(|o| o == port));
+        if !has || self.port != "down" {
+            return Err(RiffleError::InvalidFlow {
+                flow: inner.name.clone(),
+                reason: format!(
+                    "stream {}.{} has no dead letters: only the stream of an input step has them",
+                    self.step_id, self.port
+                ),
+            });
+        }
+        drop(inner);
+        Ok(self.flow.stream_of(&self.step_id, port))
+    }
+
     /// The key the stream is stored under while a worker builds the flow.
     pub(crate) fn key(&self) -> String {
         stream_key(&self.step_id, &self.port)

@@ -599,6 +599,19 @@ fn drive(
     trace_origins: bool,
     shared: &Arc<RunShared>,
 ) -> Result<()> {
+    // The control dataflow comes first: its channels then have the same
+    // identifiers on every worker, even where building the flow failed part-way
+    // (a partition that could not open on one worker), so a failure always
+    // reaches the peers.
+    let peer_abort = shared.clone();
+    let mut control: InputHandleVec<u64, usize> =
+        worker.dataflow_named("riffle-control", |scope| {
+            let (handle, stream) = scope.new_input::<usize>();
+            stream
+                .broadcast()
+                .inspect(move |_from: &usize| peer_abort.abort_from_peer());
+            handle
+        });
     let main_index = worker.next_dataflow_index();
     let probe = timely::dataflow::ProbeHandle::<u64>::new();
     let finally = crate::build::Finally::default();
@@ -615,17 +628,10 @@ fn drive(
     // step, source and sink has written its snapshot of it.
     let committer = shared.recovery.clone().filter(|_| worker.index() == 0);
     let mut committed = shared.recovery.as_ref().and_then(|r| r.resume);
-    let peer_abort = shared.clone();
-    let mut control: InputHandleVec<u64, usize> =
-        worker.dataflow_named("riffle-control", |scope| {
-            let (handle, stream) = scope.new_input::<usize>();
-            stream
-                .broadcast()
-                .inspect(move |_from: &usize| peer_abort.abort_from_peer());
-            handle
-        });
     if let Err(e) = built {
-        // Every worker builds the same flow, so every worker fails the same way.
+        // A build that failed on this worker only (a partition it could not
+        // open) left its flow part-built: the flow is dropped below, here and,
+        // once they hear of it, on the peers.
         shared.fail(e);
     }
     let mut told_peers = false;
@@ -634,6 +640,11 @@ fn drive(
             control.send(worker.index());
             control.flush();
             told_peers = true;
+        }
+        if shared.aborted() {
+            // The run has failed: nothing of the flow is needed any more, and a
+            // part-built flow (here or on a peer) would never complete.
+            worker.drop_dataflow(main_index);
         }
         if !worker.installed_dataflows().contains(&main_index) {
             break;

@@ -193,3 +193,68 @@ fn a_failure_in_one_process_stops_the_whole_cluster() {
         "{text}"
     );
 }
+
+/// Partitions `a` to `d`, one per worker of 2 processes x 2 workers; `d` cannot
+/// open.
+struct OneBadPartition;
+
+struct Numbers(Vec<u64>);
+
+impl riffle::sources::SourcePartition for Numbers {
+    type Item = u64;
+    type State = ();
+
+    fn next_batch(&mut self) -> Result<riffle::sources::Poll<u64>> {
+        Ok(if self.0.is_empty() {
+            riffle::sources::Poll::Exhausted
+        } else {
+            riffle::sources::Poll::Ready(std::mem::take(&mut self.0))
+        })
+    }
+}
+
+impl riffle::sources::FixedPartitionedSource for OneBadPartition {
+    type Item = u64;
+    type State = ();
+    type Partition = Numbers;
+
+    fn list_parts(&self, _step_id: &str) -> Result<Vec<String>> {
+        Ok(["a", "b", "c", "d"].map(String::from).to_vec())
+    }
+
+    fn build_part(&self, step_id: &str, for_part: &str, _resume: Option<()>) -> Result<Numbers> {
+        if for_part == "d" {
+            return Err(riffle::RiffleError::connector(
+                step_id,
+                "partition \"d\": the server refused it",
+            ));
+        }
+        Ok(Numbers((0..100).collect()))
+    }
+}
+
+#[test]
+fn a_partition_that_cannot_open_on_one_process_stops_the_whole_cluster() {
+    // The build failed on one worker only, part-way through its flow: its
+    // control channel then had another identifier than the peers', which never
+    // heard of the failure and waited for ever.
+    let flow = Dataflow::new("one-bad");
+    flow.input("numbers", OneBadPartition)
+        .unwrap()
+        .count_final("count", |n: u64| n % 7)
+        .unwrap()
+        .capture("out")
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run_cluster(&flow, 2, 2));
+    });
+    let outcome = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the cluster should stop within a minute, not hang");
+    let text = outcome.unwrap_err().to_string();
+    assert!(
+        text.contains("refused it") || text.contains("another process"),
+        "{text}"
+    );
+}

@@ -388,3 +388,55 @@ fn an_idle_flow_with_a_keyed_step_still_commits_what_it_has_read() -> Result<()>
     );
     Ok(())
 }
+
+#[test]
+fn a_run_that_completes_commits_its_end_and_the_same_run_again_reads_only_what_is_new() -> Result<()>
+{
+    // A bounded run used to end without committing its last snapshot: started
+    // again on the same store, it resumed at an older one (or, with no snapshot
+    // committed at all, at the start) and read everything after it again.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let lines =
+        |from: u64, to: u64| -> String { (from..to).map(|i| format!("k{}\n", i % 4)).collect() };
+    std::fs::write(input.join("a.txt"), lines(0, 1000)).unwrap();
+    let store = tmp.path().join("store");
+    RecoveryStore::init(&store, 2)?;
+    let out = tmp.path().join("out");
+    let run = |workers: usize| -> Result<u64> {
+        let read = Arc::new(AtomicU64::new(0));
+        let counter = read.clone();
+        let flow = Dataflow::new("counts");
+        flow.input("lines", FileSource::new(&input).batch_size(100))?
+            .map("key", move |line: String| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                (line, 1u64)
+            })?
+            .stateful_map("count", |_| 0u64, |n, one: u64| (Some(n + one), n + one))?
+            .filter("every_100th", |(_, n)| n % 100 == 0)?
+            .map("line", |(k, n): (String, u64)| {
+                (k.clone(), format!("{k} {n}"))
+            })?
+            .output("out", DirSink::new(&out, 2))?;
+        // Snapshots every 10 s: a run of a few milliseconds passes none.
+        Execution::new()
+            .workers(workers)
+            .recovery(Recovery::new(&store).snapshot_interval(Duration::from_secs(10)))
+            .run(&flow)?;
+        Ok(read.load(Ordering::Relaxed))
+    };
+    assert_eq!(run(2)?, 1000);
+    let first = read_sorted(&out);
+    assert_eq!(first.len(), 8, "{first:?}");
+    assert_eq!(run(1)?, 0, "the same run again reads nothing new");
+    assert_eq!(read_sorted(&out), first);
+    // New input: only it is read, and the counts go on from the committed end.
+    std::fs::write(input.join("b.txt"), lines(1000, 1400)).unwrap();
+    assert_eq!(run(2)?, 400);
+    let mut expected = first.clone();
+    expected.extend((0..4).map(|k| format!("k{k} 300")));
+    expected.sort();
+    same_lines(&read_sorted(&out), &expected);
+    Ok(())
+}

@@ -116,8 +116,9 @@ impl<F: Format> DuckdbSource<F> {
         self
     }
 
-    /// Rows the format cannot decode are appended to `letters` (with `position`,
-    /// `reason` and the row as JSON) and skipped, instead of stopping the run.
+    /// Rows the format cannot decode go to `letters` (with `position`, `reason`
+    /// and the row as JSON), the step's dead-letter stream or a file, and are
+    /// skipped instead of stopping the run; see [`riffle::dead_letters`].
     pub fn dead_letters(mut self, letters: DeadLetters) -> Self {
         self.dead_letters = Some(letters);
         self

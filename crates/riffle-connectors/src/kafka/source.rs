@@ -108,10 +108,10 @@ impl<F: Format> KafkaSource<F> {
         self
     }
 
-    /// Records whose value the format cannot decode are appended to `letters`
-    /// (with `topic`, `partition`, `offset`, `reason` and the value) and skipped,
-    /// instead of stopping the run; see [`riffle::dead_letters`]. The file is
-    /// synced before each commit, so no letter is lost to a crash.
+    /// Records whose value the format cannot decode go to `letters` (with
+    /// `topic`, `partition`, `offset`, `reason` and the value), the step's
+    /// dead-letter stream or a file, and are skipped instead of stopping the run;
+    /// see [`riffle::dead_letters`]. No letter is lost to a crash.
     pub fn dead_letters(mut self, letters: DeadLetters) -> Self {
         self.dead_letters = Some(letters);
         self

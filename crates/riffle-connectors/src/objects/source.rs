@@ -88,9 +88,9 @@ impl<F: Format> ObjectSource<F> {
         self
     }
 
-    /// Lines the format cannot decode are appended to `letters` (with `object`,
-    /// `line`, `reason` and the line) and skipped, instead of stopping the run;
-    /// see [`riffle::dead_letters`]. The file is synced before each commit, so no
+    /// Lines the format cannot decode go to `letters` (with `object`, `line`,
+    /// `reason` and the line), the step's dead-letter stream or a file, and are
+    /// skipped instead of stopping the run; see [`riffle::dead_letters`]. No
     /// letter is lost to a crash.
     pub fn dead_letters(mut self, letters: DeadLetters) -> Self {
         self.dead_letters = Some(letters);

@@ -126,10 +126,10 @@ impl<F: Format> PostgresSource<F> {
         self
     }
 
-    /// Rows the format cannot decode are appended to `letters` (with `source`,
-    /// `position`, `reason` and the row as JSON) and skipped, instead of stopping
-    /// the run; see [`riffle::dead_letters`]. The file is synced before each
-    /// commit, so no letter is lost to a crash.
+    /// Rows the format cannot decode go to `letters` (with `source`, `position`,
+    /// `reason` and the row as JSON), the step's dead-letter stream or a file,
+    /// and are skipped instead of stopping the run; see [`riffle::dead_letters`].
+    /// No letter is lost to a crash.
     pub fn dead_letters(mut self, letters: DeadLetters) -> Self {
         self.dead_letters = Some(letters);
         self

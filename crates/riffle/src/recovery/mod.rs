@@ -25,6 +25,14 @@
 //! hash of [`crate::exchange`], so a run may resume with a different number of
 //! workers or processes.
 //!
+//! A run that **completes** (every source exhausted) ends at a committed
+//! snapshot: each source writes its final positions at the first snapshot epoch
+//! after everything it sent and holds the flow just past it until the run has
+//! committed it. The same run started again on the store resumes at its end: it
+//! reads only what is new, and what the end of the input let out (the last
+//! windows, final aggregations) comes again in the same place, where the
+//! exactly-once sinks write it over.
+//!
 //! Delivery: exactly-once for fixed-partitioned sinks that can truncate or write
 //! idempotently (the built-in file sinks); at-least-once for the others (standard
 //! output, the testing sink, dynamic sinks); the table in [`crate::sinks`] lists

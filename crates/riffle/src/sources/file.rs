@@ -158,6 +158,37 @@ impl<F: LineFormat> LineSource<F> {
         self
     }
 
+    /// Send lines that cannot be read or parsed to `letters` instead of stopping
+    /// the run: the step's dead-letter stream ([`DeadLetters::stream`], read with
+    /// [`Stream::dead_letters`](crate::Stream::dead_letters)) or a file.
+    ///
+    /// ```
+    /// use riffle::dead_letters::{DeadLetter, DeadLetters};
+    /// use riffle::{Dataflow, sinks::TestingSink, sources::JsonLinesSource};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("in.jsonl");
+    /// std::fs::write(&path, "1\nseven\n3\n").unwrap();
+    /// let (good, bad) = (TestingSink::new(), TestingSink::new());
+    /// let flow = Dataflow::new("f");
+    /// let numbers = flow.input(
+    ///     "numbers",
+    ///     JsonLinesSource::<u32>::new(&path).dead_letters(DeadLetters::stream()),
+    /// )?;
+    /// numbers.output("good", good.clone())?;
+    /// numbers
+    ///     .dead_letters()?
+    ///     .map("where", |l: DeadLetter| l.to_json()["line"].to_string())?
+    ///     .output("bad", bad.clone())?;
+    /// riffle::run_main(&flow)?;
+    /// assert_eq!(good.take(), [1, 3]);
+    /// assert_eq!(bad.take(), ["2"]);
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn dead_letters(mut self, letters: DeadLetters) -> Self {
+        self.dead_letters = Some(letters);
+        self
+    }
+
     /// Items that carry the file and line they were read from ([`Numbered`]), for
     /// steps that parse or check them later and must say where a bad one is
     /// ([`Stream::parse`](crate::Stream::parse) does).

@@ -43,6 +43,8 @@ pub use file::{
 pub use generator::{GeneratorSource, PartitionedGenerator};
 pub use testing::TestingSource;
 
+pub(crate) use operator::DEAD_LETTERS;
+
 pub use crate::build::WorkerInfo;
 use crate::data::Data;
 use crate::error::Result;

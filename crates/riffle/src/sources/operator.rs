@@ -1,7 +1,7 @@
 //! The timely operator that polls a worker's partitions of one source.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use timely::container::CapacityContainerBuilder;
@@ -11,8 +11,9 @@ use timely::dataflow::operators::generic::{OutputBuilder, OutputBuilderSession};
 
 use super::{DynamicSource, FixedPartitionedSource, Poll, SourcePartition};
 use crate::build::BuildCtx;
+use crate::dead_letters::{DeadLetter, take_set_aside};
 use crate::error::{Result, RiffleError};
-use crate::flow::{Dataflow, Stream, stream_key};
+use crate::flow::{Dataflow, FlowInner, Stream, stream_key};
 use crate::origin::{Origins, PartId, Span, part_id};
 use crate::recovery::{Change, decode, encode};
 
@@ -31,6 +32,9 @@ const PACE_POLL: Duration = Duration::from_micros(200);
 /// The longest a partition is held back at a time: then it reads one batch
 /// anyway, so that pacing can never stop a flow, whatever holds the watermark.
 const PACE_MAX_HOLD: Duration = Duration::from_millis(100);
+
+/// How soon a source that ends at a snapshot looks again whether it is committed.
+const END_POLL: Duration = Duration::from_millis(5);
 
 /// The longest a source sleeps between activations.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
@@ -51,11 +55,12 @@ pub(super) fn add_fixed<S: FixedPartitionedSource>(
 ) -> Result<Stream<S::Item>> {
     let src = Arc::new(src);
     let id = step_id.to_string();
+    let flow_ref = Arc::downgrade(&flow.inner);
     flow.add_step(
         step_id,
         "input",
         &[],
-        &["down"],
+        &["down", DEAD_LETTERS],
         Arc::new(move |ctx: &mut BuildCtx<'_>| {
             let mut names = src.list_parts(&id)?;
             names.sort();
@@ -98,7 +103,8 @@ pub(super) fn add_fixed<S: FixedPartitionedSource>(
                     }),
                 }
             });
-            build(ctx, &id, parts, discover);
+            let letters_read = reads_letters(&flow_ref, &id);
+            build(ctx, &id, parts, discover, letters_read);
             Ok(())
         }),
     )?;
@@ -112,11 +118,12 @@ pub(super) fn add_dynamic<S: DynamicSource>(
 ) -> Result<Stream<S::Item>> {
     let src = Arc::new(src);
     let id = step_id.to_string();
+    let flow_ref = Arc::downgrade(&flow.inner);
     flow.add_step(
         step_id,
         "input",
         &[],
-        &["down"],
+        &["down", DEAD_LETTERS],
         Arc::new(move |ctx: &mut BuildCtx<'_>| {
             if ctx.shared.recovery.is_some() {
                 return Err(RiffleError::Recovery(format!(
@@ -130,6 +137,7 @@ pub(super) fn add_dynamic<S: DynamicSource>(
                 &id,
                 vec![(format!("worker-{}", ctx.worker.index), part)],
                 None,
+                reads_letters(&flow_ref, &id),
             );
             Ok(())
         }),
@@ -178,6 +186,8 @@ impl<P: SourcePartition> LivePart<P> {
 /// for its spans. Both are held at the same epoch.
 struct Held {
     items: Capability<u64>,
+    /// For the step's dead letters.
+    letters: Capability<u64>,
     spans: Option<Capability<u64>>,
 }
 
@@ -188,6 +198,7 @@ impl Held {
 
     fn downgrade(&mut self, epoch: &u64) {
         self.items.downgrade(epoch);
+        self.letters.downgrade(epoch);
         if let Some(spans) = &mut self.spans {
             spans.downgrade(epoch);
         }
@@ -215,14 +226,22 @@ fn build<P: SourcePartition>(
     step_id: &str,
     parts: Vec<(String, P)>,
     mut discover: Option<Discover<P>>,
+    letters_read: bool,
 ) {
     let shared = ctx.shared.clone();
     let worker = ctx.worker.index;
+    // Letters a failed run on this thread left behind are not this run's.
+    drop(take_set_aside());
     let scope = ctx.scope;
     let recovery = shared.recovery.clone();
     let mut snapshotted = recovery.as_ref().and_then(|r| r.resume);
     // Final positions of exhausted partitions, written with the next snapshot.
     let mut finished: Vec<Change> = Vec::new();
+    // The latest epoch any partition has sent items at.
+    let mut sent_through = 0u64;
+    // Under a store, once every partition is exhausted: the snapshot epoch the
+    // source ends at, committed before it lets go (see `end_at_snapshot`).
+    let mut ending: Option<u64> = None;
     let step_id = step_id.to_string();
     let mut parts: Vec<LivePart<P>> = parts
         .into_iter()
@@ -245,6 +264,9 @@ fn build<P: SourcePartition>(
     let (items_out, stream) = builder.new_output();
     let mut items_out =
         OutputBuilder::<u64, CapacityContainerBuilder<Vec<P::Item>>>::from(items_out);
+    let (letters_out, letters_stream) = builder.new_output();
+    let mut letters_out =
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<DeadLetter>>>::from(letters_out);
     let traced = ctx.trace_origins.then(|| builder.new_output());
     let (mut spans_out, spans_stream) = match traced {
         Some((out, stream)) => (
@@ -255,15 +277,18 @@ fn build<P: SourcePartition>(
     };
     let key = stream_key(&step_id, "down");
     ctx.insert(key.clone(), stream);
+    ctx.insert(stream_key(&step_id, DEAD_LETTERS), letters_stream);
     if let Some(spans) = spans_stream {
         ctx.insert_origins(key, Origins { spans, sources: 1 });
     }
     builder.build(move |mut caps| {
         let activator = scope.activator_for(info.address);
-        let spans_cap = if caps.len() > 1 { caps.pop() } else { None };
+        let spans_cap = if caps.len() > 2 { caps.pop() } else { None };
+        let letters_cap = caps.pop().expect("a source has a dead-letter output");
         let items_cap = caps.pop().expect("a source has an output");
         let mut cap = Some(Held {
             items: items_cap,
+            letters: letters_cap,
             spans: spans_cap,
         });
         let mut announced = false;
@@ -275,6 +300,7 @@ fn build<P: SourcePartition>(
         }
         move |_frontiers| {
             let mut output = items_out.activate();
+            let mut letters_h = letters_out.activate();
             let mut spans_h = spans_out.as_mut().map(|o| o.activate());
             let output = &mut output;
             let Some(held) = cap.as_mut() else { return };
@@ -453,6 +479,19 @@ fn build<P: SourcePartition>(
                     }
                     Some(Ok(p)) => p,
                 };
+                // Inputs it set aside for the dead-letter stream: sent at the held
+                // epoch, no later than any position past them.
+                let mut letters = take_set_aside();
+                if !letters.is_empty() {
+                    if !letters_read {
+                        shared.fail(unread_letters(&step_id, &letters[0]));
+                        stop(&mut parts, &mut cap);
+                        return;
+                    }
+                    letters_h
+                        .session(&held.letters)
+                        .give_container(&mut letters);
+                }
                 match polled {
                     Poll::Ready(mut items) => {
                         live.clocked |= live.floor.is_none();
@@ -540,6 +579,7 @@ fn build<P: SourcePartition>(
                         }
                         // Its last commit and its close wait for the end of the
                         // run, when every sink has written what it produced.
+                        sent_through = sent_through.max(live.last);
                         let mut done = parts.swap_remove(i);
                         finally.push(move || {
                             if let Some(state) = done.part.snapshot() {
@@ -565,7 +605,26 @@ fn build<P: SourcePartition>(
                         }
                         activator.activate_after(at.saturating_duration_since(Instant::now()));
                     }
-                    None => cap = None,
+                    None => match &recovery {
+                        Some(recovery) => {
+                            match end_at_snapshot(
+                                recovery,
+                                &step_id,
+                                held,
+                                sent_through,
+                                &mut ending,
+                                &mut finished,
+                            ) {
+                                Ok(true) => cap = None,
+                                Ok(false) => activator.activate_after(END_POLL),
+                                Err(e) => {
+                                    shared.fail(e);
+                                    stop(&mut parts, &mut cap);
+                                }
+                            }
+                        }
+                        None => cap = None,
+                    },
                 }
                 return;
             }
@@ -590,6 +649,68 @@ fn build<P: SourcePartition>(
             }
         }
     });
+}
+
+/// The port of a source step's dead letters (see [`crate::dead_letters`]).
+pub(crate) const DEAD_LETTERS: &str = "dead_letters";
+
+/// Whether a step of the flow reads the dead letters of source `step_id`.
+fn reads_letters(flow: &Weak<Mutex<FlowInner>>, step_id: &str) -> bool {
+    flow.upgrade().is_some_and(|inner| {
+        let inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.steps.iter().any(|s| {
+            s.upstreams
+                .iter()
+                .any(|u| u.step_id == step_id && u.port == DEAD_LETTERS)
+        })
+    })
+}
+
+/// The error for a letter set aside for a stream no step reads.
+fn unread_letters(step_id: &str, letter: &DeadLetter) -> RiffleError {
+    RiffleError::Execution(format!(
+        "step {step_id:?} set an input aside for its dead-letter stream ({}), but no step \
+         reads that stream: route it (`.dead_letters()` of the step's stream) or give the \
+         source a dead-letter file",
+        letter.to_json()
+    ))
+}
+
+/// Ends a source whose partitions are all exhausted, under a store, at a committed
+/// snapshot: the final positions are written at the first snapshot epoch `end` at
+/// or after everything it sent, and the source holds the flow just past `end`
+/// until the run commits it, so that every step and sink snapshots the whole input
+/// there. A run that completes thus leaves its end in the store, and the same run
+/// started again resumes there: it reads only what is new, and whatever the end
+/// of the input let out (the last windows, final aggregations) comes again at the
+/// same place, where exactly-once sinks write it over. The end does not wait for
+/// the wall clock to reach `end`: epochs past it are empty for this source.
+/// Returns whether the source may let go.
+fn end_at_snapshot(
+    recovery: &crate::recovery::RecoveryRun,
+    step_id: &str,
+    held: &mut Held,
+    sent_through: u64,
+    ending: &mut Option<u64>,
+    finished: &mut Vec<Change>,
+) -> Result<bool> {
+    let end = match *ending {
+        Some(end) => end,
+        None => {
+            let Some(end) = recovery.snapshot_at_or_after(sent_through.max(*held.time())) else {
+                return Ok(true);
+            };
+            recovery
+                .store
+                .write(step_id, end, std::mem::take(finished))?;
+            if let Some(next) = end.checked_add(1) {
+                held.downgrade(&next);
+            }
+            *ending = Some(end);
+            end
+        }
+    };
+    Ok(recovery.committed_epoch().is_some_and(|c| c >= end))
 }
 
 /// Writes the position of a partition that assigns its own epochs, as it moves
