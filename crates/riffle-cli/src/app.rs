@@ -33,6 +33,26 @@ pub struct App {
     pub(crate) benchmarks: bool,
     pub(crate) flows: BTreeMap<String, FlowEntry>,
     pub(crate) pipelines: commands::pipeline::Registry,
+    /// What `--version` says, when not Riffle's own version.
+    pub(crate) version: Option<&'static str>,
+}
+
+/// The version `riffle build` stamps into a project's binary (the project's
+/// version from git, in `RIFFLE_PROJECT_VERSION` while it compiles), else the
+/// package's version: for [`App::version`], in the project's `main.rs`.
+///
+/// ```
+/// let version: &'static str = riffle_cli::stamped_version!();
+/// assert!(!version.is_empty());
+/// ```
+#[macro_export]
+macro_rules! stamped_version {
+    () => {
+        match option_env!("RIFFLE_PROJECT_VERSION") {
+            Some(version) => version,
+            None => env!("CARGO_PKG_VERSION"),
+        }
+    };
 }
 
 impl App {
@@ -43,7 +63,21 @@ impl App {
             benchmarks: false,
             flows: BTreeMap::new(),
             pipelines: Default::default(),
+            version: None,
         }
+    }
+
+    /// What `--version` prints after the name: the project's version
+    /// ([`stamped_version!`](crate::stamped_version)) for a project's binary.
+    ///
+    /// ```
+    /// let app = riffle_cli::App::new("demo").version("1.5");
+    /// let err = app.run_with_args(["demo", "--version"]).unwrap_err();
+    /// assert_eq!(err.to_string().trim(), "demo 1.5");
+    /// ```
+    pub fn version(mut self, version: &'static str) -> Self {
+        self.version = Some(version);
+        self
     }
 
     /// Lists `bench` in the help: the benchmark workloads are Riffle's own, so a
@@ -121,6 +155,10 @@ impl App {
             .name(self.name.clone())
             .bin_name(self.name.clone())
             .mut_subcommand("bench", |bench| bench.hide(!benchmarks));
+        let command = match self.version {
+            Some(version) => command.version(version),
+            None => command,
+        };
         let matches = command.try_get_matches_from(args)?;
         Cli::from_arg_matches(&matches)
     }

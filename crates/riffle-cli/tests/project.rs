@@ -512,4 +512,69 @@ fn a_new_project_builds_and_passes_its_tests() {
         .filter_map(|l| l.split_whitespace().next()?.parse::<usize>().ok())
         .sum();
     assert_eq!(passed, 4, "{stdout}");
+
+    // `riffle build` on it, as a release would: tests into a JUnit report, the
+    // binary with the version from git stamped in, its image and its DAGs.
+    git(&project, &["init", "-q"]);
+    git(&project, &["add", "-A"]);
+    git(&project, &["commit", "-q", "-m", "first"]);
+    git(&project, &["tag", "v1.2"]);
+    let build = |dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_riffle"))
+            .current_dir(dir)
+            .args(["build", "--profile", "dev"])
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .expect("the riffle binary runs")
+    };
+    let out = build(&project);
+    assert!(
+        out.status.success(),
+        "riffle build: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let report = std::fs::read_to_string(project.join("build/junit.xml")).unwrap();
+    assert!(
+        report.contains(r#"tests="4" failures="0""#),
+        "build/junit.xml: {report}"
+    );
+    let binary = text(&out.stdout)
+        .lines()
+        .find(|l| l.ends_with("/demo-app"))
+        .map(PathBuf::from)
+        .expect("the binary's path printed");
+    let version = Command::new(&binary).arg("--version").output().unwrap();
+    assert_eq!(text(&version.stdout).trim(), "demo-app 1.2");
+    assert!(project.join("build/image.tar").is_file());
+    let dags: Vec<_> = std::fs::read_dir(project.join("build/dags"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(dags.iter().any(|d| d.ends_with(".py")), "{dags:?}");
+
+    // A failing test stops the build before the binary, named in the error and
+    // the report.
+    std::fs::remove_file(project.join("build/image.tar")).unwrap();
+    std::fs::write(
+        project.join("tests/broken.rs"),
+        "#[test]\nfn adds_up() {\n    assert_eq!(1 + 1, 3, \"arithmetic\");\n}\n",
+    )
+    .unwrap();
+    let out = build(&project);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("tests failed: adds_up") && stderr.contains("junit.xml"),
+        "{stderr}"
+    );
+    let report = std::fs::read_to_string(project.join("build/junit.xml")).unwrap();
+    assert!(
+        report.contains(r#"tests="5" failures="1""#) && report.contains("arithmetic"),
+        "{report}"
+    );
+    assert!(
+        !project.join("build/image.tar").exists(),
+        "no image after failed tests"
+    );
 }

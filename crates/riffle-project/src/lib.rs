@@ -5,6 +5,7 @@
 //! deployed, one module per job:
 //!
 //! - [`version`]: release numbers and snapshot versions, as text;
+//! - [`build`]: the project's tests (a JUnit report) and its binary, version stamped in;
 //! - [`git`]: the project's version read from git tags, and tagging a release;
 //! - [`dags`]: Airflow DAG files from the project's scheduled pipelines;
 //! - [`image`]: a container image of the project's binary, built without Docker, and
@@ -29,6 +30,7 @@
 //! assert_eq!(Release::parse_tag("v1.4").unwrap().next().tag(), "v1.5");
 //! ```
 
+pub mod build;
 pub mod dags;
 pub mod deploy;
 pub mod error;

@@ -47,6 +47,8 @@ pub enum Command {
     ProjectVersion(project::VersionArgs),
     /// Tag the next minor release on a clean tree (and push the tag with --push).
     Release(project::ReleaseArgs),
+    /// Test and build the project: JUnit report, binary, image and DAGs under build/.
+    Build(Box<project::BuildArgs>),
     /// Write an Airflow DAG file per scheduled pipeline.
     BuildDags(project::BuildDagsArgs),
     /// Build an OCI image of the binary without Docker (and push it with --push).
@@ -73,6 +75,7 @@ pub fn dispatch(app: &App, cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Recovery(args) => recovery::recovery(&args),
         Command::ProjectVersion(args) => project::project_version(&args),
         Command::Release(args) => project::release(&args),
+        Command::Build(args) => project::build(&args),
         Command::BuildDags(args) => project::build_dags(app, &args),
         Command::BuildImage(args) => project::build_image(app, &args),
         Command::BuildManifests(args) => project::build_manifests(app, &args),

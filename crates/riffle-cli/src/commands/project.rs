@@ -5,6 +5,7 @@
 //! ```text
 //! riffle project-version                    # 1.4, or 1.5.dev3+g1a2b3c4d, ... from git
 //! riffle release --push origin              # tag the next minor release and push it
+//! riffle build                              # tests (build/junit.xml), release binary, image, DAGs
 //! riffle build-dags                         # build/dags/: KubernetesPodOperator DAGs
 //! riffle build-dags --operator bash --out dags   # BashOperator DAGs running this binary
 //! riffle build-image                        # build/image.tar: OCI layout + docker load archive
@@ -116,6 +117,91 @@ pub struct BuildDagsArgs {
     pub start_date: Option<String>,
     #[command(flatten)]
     pub dir: ProjectDir,
+}
+
+/// `riffle build [--profile P] [--bin NAME] [--project-version V] [--skip-tests]`
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// Cargo's profile for the binary.
+    #[arg(long, default_value = "release")]
+    pub profile: String,
+    /// The binary to build, when the project has several.
+    #[arg(long, value_name = "NAME")]
+    pub bin: Option<String>,
+    /// The version stamped in (default: from git, as `riffle project-version`).
+    #[arg(long = "project-version", value_name = "VERSION")]
+    pub version: Option<String>,
+    /// Build without running the tests first.
+    #[arg(long)]
+    pub skip_tests: bool,
+    #[command(flatten)]
+    pub dir: ProjectDir,
+}
+
+/// Runs `riffle build`: the tests (a JUnit report in build/junit.xml), the
+/// binary with the version stamped in, then that binary's own `build-image` and
+/// `build-dags` (its pipelines, not this one's), all under build/.
+pub fn build(args: &BuildArgs) -> anyhow::Result<ExitCode> {
+    let project = absolute(&args.dir.path())?;
+    let version = match &args.version {
+        Some(v) if v.trim().is_empty() => bail!("--project-version is empty"),
+        Some(v) => v.clone(),
+        None => git::project_version(&project)
+            .context("the build stamps the project's version (or give --project-version)")?
+            .version(),
+    };
+    let out = project.join("build");
+    if args.skip_tests {
+        println!("== tests skipped");
+    } else {
+        println!("== tests");
+        let report = riffle_project::build::run_tests(&project, &out.join("junit.xml"))?;
+        println!(
+            "{} tests: {} failed, {} skipped; report {}",
+            report.tests(),
+            report.failures(),
+            report.skipped(),
+            out.join("junit.xml").display()
+        );
+    }
+    println!("== binary ({} profile, version {version})", args.profile);
+    let binary = riffle_project::build::build_binary(
+        &project,
+        &args.profile,
+        &version,
+        args.bin.as_deref(),
+    )?;
+    println!("{}", binary.display());
+    let project_arg = project.to_string_lossy().into_owned();
+    let binary_arg = binary.to_string_lossy().into_owned();
+    for (what, extra) in [
+        (
+            "image",
+            vec!["build-image", "--binary", binary_arg.as_str()],
+        ),
+        ("DAGs", vec!["build-dags"]),
+    ] {
+        println!("== {what}");
+        let status = std::process::Command::new(&binary)
+            .args(&extra)
+            .args([
+                "--project-version",
+                version.as_str(),
+                "--project",
+                project_arg.as_str(),
+            ])
+            .current_dir(&project)
+            .status()
+            .with_context(|| format!("cannot run {}", binary.display()))?;
+        if !status.success() {
+            bail!(
+                "`{} {}` failed ({status}); see its message above",
+                binary.display(),
+                extra[0]
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `riffle build-image [--binary PATH] [--out FILE] [--push REGISTRY/REPO]`
