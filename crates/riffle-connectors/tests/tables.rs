@@ -4,7 +4,8 @@
 //! `RIFFLE_TEST_S3_ENDPOINT`, failing under `CI=true`), then the output read back by
 //! independent readers (pyarrow, delta-rs, duckdb in the venv of
 //! `scripts/test.d/10-python.sh`: `RIFFLE_TEST_PYTHON`), replayed epochs, schema
-//! mismatches and undecodable rows.
+//! mismatches and undecodable rows; the shared warehouse sink with a warehouse
+//! other than Delta.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,10 +14,14 @@ use std::time::Duration;
 use riffle::recovery::{Recovery, RecoveryStore};
 use riffle::sinks::{FixedPartitionedSink, SinkPartition, TestingSink};
 use riffle::{Dataflow, Execution};
+use riffle_connectors::ConnectorError;
 use riffle_connectors::conformance::{self, Target};
 use riffle_connectors::objects::{ObjectSink, ObjectStoreSettings};
 use riffle_connectors::tables::testing::{DeltaTarget, ParquetTarget, Tables, TextRow};
-use riffle_connectors::tables::{DeltaSink, ParquetFiles, ParquetSource, delta};
+use riffle_connectors::tables::warehouse::DataFile;
+use riffle_connectors::tables::{
+    DeltaSink, ParquetFiles, ParquetSource, Warehouse, WarehouseSink, WarehouseTable, delta,
+};
 
 #[test]
 fn conformance_parquet_dataset_on_a_local_folder() {
@@ -353,4 +358,124 @@ fn an_undecodable_row_is_named_or_goes_to_the_dead_letters() {
     assert_eq!(written.len(), 700);
     assert_eq!(written[650]["row_group"], 2);
     assert_eq!(written[650]["row"], 50);
+}
+
+/// What the warehouse of [`a_warehouse_loads_each_staged_file_once`] holds: the
+/// files it loaded and the last version of each app id.
+#[derive(Default)]
+struct Loaded {
+    files: Vec<String>,
+    versions: std::collections::BTreeMap<String, u64>,
+    /// The next load fails (the warehouse is down).
+    down: bool,
+}
+
+/// A warehouse keeping its loads in memory, staging into a local folder.
+struct Shelf {
+    staging: ObjectStoreSettings,
+    loaded: std::sync::Arc<std::sync::Mutex<Loaded>>,
+}
+
+struct ShelfTable(std::sync::Arc<std::sync::Mutex<Loaded>>);
+
+impl Warehouse for Shelf {
+    type Table = ShelfTable;
+    fn kind(&self) -> &'static str {
+        "shelf"
+    }
+    fn location(&self) -> String {
+        "shelf://counts".into()
+    }
+    fn staging(&self) -> &ObjectStoreSettings {
+        &self.staging
+    }
+    fn open(&self, fields: &[arrow_schema::FieldRef]) -> Result<ShelfTable, ConnectorError> {
+        assert_eq!(fields.len(), 1, "the item's one column");
+        assert_eq!(fields[0].name(), "text");
+        Ok(ShelfTable(self.loaded.clone()))
+    }
+}
+
+impl WarehouseTable for ShelfTable {
+    fn last_loaded(&mut self, app: &str) -> Result<Option<u64>, ConnectorError> {
+        Ok(self.0.lock().unwrap().versions.get(app).copied())
+    }
+    fn load(&mut self, app: &str, version: u64, file: &DataFile) -> Result<bool, ConnectorError> {
+        let mut loaded = self.0.lock().unwrap();
+        if std::mem::take(&mut loaded.down) {
+            return Err(ConnectorError::new(
+                "shelf",
+                "shelf://counts",
+                "the warehouse is down",
+            ));
+        }
+        if loaded.versions.get(app).is_some_and(|v| *v >= version) {
+            return Ok(false);
+        }
+        loaded.files.push(file.path.clone());
+        loaded.versions.insert(app.to_string(), version);
+        Ok(true)
+    }
+}
+
+/// The shared warehouse sink with a warehouse other than Delta: a snapshot
+/// stages a Parquet file in the staging folder and loads nothing; a load that
+/// fails in the commit hook fails the step and is done by the resumed
+/// partition, once however often it resumes; a new run of the same app id goes
+/// on after the versions loaded.
+#[test]
+fn a_warehouse_loads_each_staged_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = dir.path().join("staged");
+    let loaded = std::sync::Arc::new(std::sync::Mutex::new(Loaded::default()));
+    let sink = WarehouseSink::<Shelf, TextRow>::loading(Shelf {
+        staging: ObjectStoreSettings::new(format!("file://{}", staged.display())),
+        loaded: loaded.clone(),
+    })
+    .app_id("counts");
+    let mut part = sink.build_part("out", "part-00000", None).unwrap();
+    part.write_batch(vec![
+        TextRow { text: "a".into() },
+        TextRow { text: "b".into() },
+    ])
+    .unwrap();
+    let state = part.snapshot().unwrap().unwrap();
+    assert_eq!(state.prepared.len(), 1);
+    let file = &state.prepared[0].file;
+    assert_eq!((state.prepared[0].version, file.rows), (1, 2));
+    let bytes = std::fs::read(staged.join(&file.path)).unwrap();
+    assert_eq!(bytes.len() as u64, file.size);
+    assert!(bytes.starts_with(b"PAR1"), "a Parquet file");
+    assert!(
+        loaded.lock().unwrap().files.is_empty(),
+        "staged, not loaded"
+    );
+
+    loaded.lock().unwrap().down = true;
+    let err = part.commit(&state).unwrap_err().to_string();
+    assert!(
+        err.contains("shelf://counts") && err.contains("the warehouse is down"),
+        "{err}"
+    );
+    assert!(err.contains("\"out\""), "{err}");
+    drop(part);
+    assert!(loaded.lock().unwrap().files.is_empty());
+
+    for _ in 0..2 {
+        let again = sink
+            .build_part("out", "part-00000", Some(state.clone()))
+            .unwrap();
+        drop(again);
+        let now = loaded.lock().unwrap();
+        assert_eq!(now.files, vec![file.path.clone()]);
+        assert_eq!(now.versions["counts-part-00000"], 1);
+    }
+
+    let mut next = sink.build_part("out", "part-00000", None).unwrap();
+    next.write_batch(vec![TextRow { text: "c".into() }])
+        .unwrap();
+    next.close().unwrap();
+    let now = loaded.lock().unwrap();
+    assert_eq!(now.files.len(), 2);
+    assert_eq!(now.versions["counts-part-00000"], 2);
 }

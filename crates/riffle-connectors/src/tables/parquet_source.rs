@@ -99,8 +99,10 @@ impl<T: riffle::Data> ParquetSource<T> {
         self
     }
 
-    /// Rows that do not decode as `T` are appended to `letters` (with `object`,
-    /// `row_group`, `row` and `reason`) and skipped, instead of stopping the run.
+    /// Rows that do not decode as `T` go to `letters` (with `object`,
+    /// `row_group`, `row` and `reason`), the step's dead-letter stream or a
+    /// file, and are skipped instead of stopping the run; see
+    /// [`riffle::dead_letters`].
     pub fn dead_letters(mut self, letters: DeadLetters) -> Self {
         self.dead_letters = Some(letters);
         self

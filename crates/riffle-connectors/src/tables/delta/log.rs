@@ -25,16 +25,9 @@ use crate::objects::{Folder, ObjectStoreSettings};
 /// The folder of the log inside the table.
 pub const LOG: &str = "_delta_log";
 
-/// A data file to add to the table: its path relative to the table, size and rows.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DataFile {
-    /// Its path inside the table's folder.
-    pub path: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// The rows in it.
-    pub rows: u64,
-}
+/// A data file to add to the table: its path inside the table's folder, size
+/// and rows (the file every warehouse stages).
+pub use crate::tables::warehouse::DataFile;
 
 /// What this process knows of a table's log, up to `version`.
 pub(crate) struct Log {

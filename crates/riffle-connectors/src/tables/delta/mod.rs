@@ -6,10 +6,12 @@
 //!
 //! ## How a row gets into the table exactly once
 //!
-//! 1. At each snapshot a partition writes what it got since the last one into a
-//!    new Parquet file in the table's folder. No commit names the file yet, so no
-//!    reader sees it. The file and the partition's next epoch number `v` are in
-//!    the snapshot state.
+//! [`DeltaSink`] is the [`WarehouseSink`](super::WarehouseSink) of the [`Delta`]
+//! warehouse: the exactly-once protocol is the one of the
+//! [`warehouse`](super::warehouse) module, with these Delta parts:
+//!
+//! 1. A partition stages each snapshot's Parquet file in the table's own folder.
+//!    No commit names the file yet, so no reader sees it.
 //! 2. Once the recovery store has committed the snapshot, the commit hook adds
 //!    the file in a new Delta commit that also holds a `txn` action
 //!    `{appId: "<sink id>-<partition>", version: v}`. The commit is the creation
@@ -17,15 +19,12 @@
 //!    the other tries the next version.
 //! 3. A run resumed from that snapshot commits the file again unless the log
 //!    already has `txn.version >= v` for its appId: the replayed epoch is found
-//!    and skipped. Rows after the snapshot are read again by the source and
-//!    written to new files with new epoch numbers.
+//!    and skipped.
 //!
 //! Without a recovery store, each partition commits a file whenever the flow's
-//! epoch moves on: at-least-once.
-//!
-//! Files of snapshots that the store never committed (a crash between the file
-//! and the snapshot) stay in the folder, named by no commit: Delta's `VACUUM`
-//! removes them.
+//! epoch moves on: at-least-once. Files of snapshots that the store never
+//! committed stay in the folder, named by no commit: Delta's `VACUUM` removes
+//! them.
 //!
 //! ## Schema
 //!
@@ -40,8 +39,9 @@ pub(crate) mod log;
 mod schema;
 mod sink;
 
+pub use crate::tables::warehouse::PreparedFile;
 pub use log::{DataFile, LOG};
-pub use sink::{DeltaSink, DeltaSinkPartition, DeltaSinkState, PreparedFile};
+pub use sink::{Delta, DeltaSink, DeltaSinkPartition, DeltaSinkState, DeltaTable};
 
 use object_store::ObjectStoreExt;
 
