@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod nats;
 pub mod pipeline;
 pub mod postgres;
+pub mod project;
 pub mod rabbitmq;
 pub mod redis;
 pub mod sqs;
@@ -37,7 +38,7 @@ pub struct BenchArgs {
     /// The workload: stateless, wordcount, windowed, kafka, connector-nats,
     /// connector-redis, connector-rabbitmq, connector-postgres, connector-sqs,
     /// connector-delta, connector-duckdb (with the `duckdb` feature), pipeline, udf-map,
-    /// udf-reduce, ui.
+    /// udf-reduce, ui, build-image, build-dags.
     pub name: String,
     /// Worker threads, where the workload is a dataflow; a list such as `1,2,4`
     /// runs each count in turn and prints the scaling ratio.
@@ -210,6 +211,7 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
              --features duckdb` (README, \"Building with DuckDB\")"
         ),
         "ui" => ui::run(args),
+        "build-image" | "build-dags" => project::run(args).map(|r| vec![r]),
         other => anyhow::bail!(
             "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, connector-delta, connector-duckdb, pipeline, udf-map, udf-reduce, ui"
         ),
