@@ -111,17 +111,6 @@ fn bad_lines_go_to_the_dead_letter_file_and_the_run_goes_on() {
     assert_eq!(written[1]["line"], 4);
 }
 
-/// Every line of `dir`'s files, sorted.
-fn lines_in(dir: &std::path::Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        lines.extend(text.lines().map(str::to_string));
-    }
-    lines.sort();
-    lines
-}
-
 #[test]
 fn bad_lines_go_to_the_dead_letter_stream_once_through_a_failure_and_resume() {
     use std::sync::Arc;
@@ -198,13 +187,13 @@ fn bad_lines_go_to_the_dead_letter_stream_once_through_a_failure_and_resume() {
         .map(|i| format!("{} \"bad {}\"", i * 10, i * 10))
         .collect();
     want_bad.sort();
-    assert_eq!(lines_in(&bad_dir), want_bad);
+    assert_eq!(riffle::testing::sorted_lines(&bad_dir), want_bad);
     let mut want_good: Vec<String> = (1..=2000)
         .filter(|i| i % 10 != 0)
         .map(|i| i.to_string())
         .collect();
     want_good.sort();
-    assert_eq!(lines_in(&good_dir), want_good);
+    assert_eq!(riffle::testing::sorted_lines(&good_dir), want_good);
 }
 
 #[test]

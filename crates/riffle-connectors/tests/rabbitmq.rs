@@ -226,9 +226,6 @@ fn wrong_credentials_are_named() {
 }
 
 #[test]
-#[ignore = "hung once in a fresh-clone CI run on a loaded machine (both input queues at \
-            the prefetch limit when the broker was killed; after the reconnect every \
-            reader said it goes on, then nothing for 3 minutes): under investigation"]
 fn a_copy_rides_out_the_broker_killed_and_restarted_mid_run() {
     let Some(mut server) = RabbitServer::start() else {
         return;

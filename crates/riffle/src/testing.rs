@@ -92,6 +92,23 @@ impl<T: Data> Stream<T> {
     }
 }
 
+/// Every line of every file in `dir` (what a `DirSink` or a `FileSink` wrote
+/// there), sorted: for comparing outputs whatever the partitioning. Panics when
+/// the folder cannot be read, as a test should.
+pub fn sorted_lines(dir: &std::path::Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read folder {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("a folder entry").path();
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        lines.extend(text.lines().map(str::to_string));
+    }
+    lines.sort();
+    lines
+}
+
 /// Runs `flow` on one worker in this thread, with a long epoch interval so that only
 /// explicit epochs (from [`crate::sources::TestingSource::with_epochs`]) matter.
 pub fn run(flow: &Dataflow) -> Result<()> {

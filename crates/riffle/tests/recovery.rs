@@ -9,6 +9,7 @@ use std::time::Duration;
 use riffle::recovery::{Recovery, RecoveryStore};
 use riffle::sinks::DirSink;
 use riffle::sources::{FileSource, GeneratorSource, TestingSource};
+use riffle::testing::sorted_lines;
 use riffle::window::{Clock, TumblingWindower};
 use riffle::{Dataflow, Execution, Result};
 
@@ -86,15 +87,6 @@ fn same_lines(got: &[String], expected: &[String]) {
     );
 }
 
-fn read_sorted(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        lines.extend(text.lines().map(str::to_string));
-    }
-    lines.sort();
-    lines
-}
 
 #[test]
 fn a_failed_run_resumes_and_writes_exactly_what_a_clean_run_writes() -> Result<()> {
@@ -107,7 +99,7 @@ fn a_failed_run_resumes_and_writes_exactly_what_a_clean_run_writes() -> Result<(
     Execution::new()
         .workers(2)
         .run(&flow(&input, &clean, never.clone())?)?;
-    let expected = read_sorted(&clean);
+    let expected = sorted_lines(&clean);
     assert_eq!(
         expected.iter().filter(|l| l.starts_with("w ")).count(),
         60 * 40
@@ -142,7 +134,7 @@ fn a_failed_run_resumes_and_writes_exactly_what_a_clean_run_writes() -> Result<(
         );
     }
     execution(2).run(&flow(&input, &out, never.clone())?)?;
-    same_lines(&read_sorted(&out), &expected);
+    same_lines(&sorted_lines(&out), &expected);
     Ok(())
 }
 
@@ -231,7 +223,7 @@ fn a_window_that_closed_before_a_failure_stays_closed_after_the_resume() -> Resu
     let tmp = tempfile::tempdir().unwrap();
     let clean = tmp.path().join("clean");
     Execution::new().run(&stragglers(&clean, u64::MAX)?)?;
-    let expected = read_sorted(&clean);
+    let expected = sorted_lines(&clean);
     // c's only window holds its first straggler; the 94 after epoch 5 are late.
     assert!(expected.contains(&"w c 0 6".to_string()), "{expected:?}");
     assert_eq!(expected.iter().filter(|l| l.starts_with("l c")).count(), 94);
@@ -250,7 +242,7 @@ fn a_window_that_closed_before_a_failure_stays_closed_after_the_resume() -> Resu
     let resumed = RecoveryStore::open(&store, "stragglers", &flow.fingerprint())?.resume_epoch()?;
     assert!(resumed.is_some_and(|e| e >= 10), "resumed at {resumed:?}");
     execution().run(&flow)?;
-    same_lines(&read_sorted(&out), &expected);
+    same_lines(&sorted_lines(&out), &expected);
     Ok(())
 }
 
@@ -427,16 +419,16 @@ fn a_run_that_completes_commits_its_end_and_the_same_run_again_reads_only_what_i
         Ok(read.load(Ordering::Relaxed))
     };
     assert_eq!(run(2)?, 1000);
-    let first = read_sorted(&out);
+    let first = sorted_lines(&out);
     assert_eq!(first.len(), 8, "{first:?}");
     assert_eq!(run(1)?, 0, "the same run again reads nothing new");
-    assert_eq!(read_sorted(&out), first);
+    assert_eq!(sorted_lines(&out), first);
     // New input: only it is read, and the counts go on from the committed end.
     std::fs::write(input.join("b.txt"), lines(1000, 1400)).unwrap();
     assert_eq!(run(2)?, 400);
     let mut expected = first.clone();
     expected.extend((0..4).map(|k| format!("k{k} 300")));
     expected.sort();
-    same_lines(&read_sorted(&out), &expected);
+    same_lines(&sorted_lines(&out), &expected);
     Ok(())
 }

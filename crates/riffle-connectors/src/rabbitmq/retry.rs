@@ -1,5 +1,10 @@
 //! Connecting through a broker restart: a connection refused or dropped is tried
 //! again, with a pause that grows to a second, saying once on stderr what waits.
+//! Every other wait on the broker is bounded too ([`within`]): a request that gets
+//! no answer within the settings' timeout is an error naming the server and what
+//! was asked, never a wait for ever.
+
+use std::future::Future;
 
 use std::time::Duration;
 
@@ -41,6 +46,37 @@ pub(crate) async fn connect(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// `request` within the settings' timeout; no answer is an error naming the
+/// server and `what` (one that [`transient`] takes for a broken connection).
+pub(crate) async fn within<T>(
+    settings: &RabbitSettings,
+    what: impl FnOnce() -> String,
+    request: impl Future<Output = Result<T, ConnectorError>>,
+) -> Result<T, ConnectorError> {
+    let timeout = settings.timeout_duration();
+    match tokio::time::timeout(timeout, request).await {
+        Ok(answered) => answered,
+        Err(_) => Err(settings.error(format!("{}: no answer within {timeout:?}", what()))),
+    }
+}
+
+/// Closes `connection`, waiting for the broker's answer no longer than the
+/// settings' timeout (a broken connection has none to give).
+pub(crate) async fn close(settings: &RabbitSettings, connection: &Connection, why: &str) {
+    let _ = tokio::time::timeout(
+        settings.timeout_duration(),
+        connection.close(200, why.into()),
+    )
+    .await;
+}
+
+/// Whether the broker said a queue or exchange does not exist. Right after a
+/// restart that may only mean it has not recovered its durable ones yet: a
+/// reconnection waits it out for the settings' timeout.
+pub(crate) fn missing(e: &ConnectorError) -> bool {
+    e.action.contains("does not exist")
 }
 
 /// Whether connecting again may succeed: the broker did not answer or the

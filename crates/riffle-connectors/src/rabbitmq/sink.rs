@@ -15,6 +15,10 @@ use crate::{ConnectorError, runtime};
 /// The most batches a partition keeps in flight before it waits.
 const IN_FLIGHT: usize = 8;
 
+/// How many times a batch is published (the first time included) before its
+/// failure stops the run.
+const TRIES: u32 = 3;
+
 /// Publishes records to RabbitMQ; see the [module docs](super).
 #[derive(Debug, Clone)]
 pub struct RabbitSink {
@@ -151,68 +155,144 @@ impl Writer {
     async fn open(&mut self, patience: Option<std::time::Duration>) -> Result<(), ConnectorError> {
         let what = format!("publishing to {}", self.target);
         let (connection, channel) = retry::connect(&self.settings, "sink", &what, patience).await?;
+        // Each request bounded: a broker that takes the connection and then does
+        // not answer is an error naming it, never a wait for ever.
         if self.exchange.is_empty() {
-            super::admin::queue_size(&self.settings, &channel, &self.routing_key).await?;
+            retry::within(
+                &self.settings,
+                || format!("cannot look up queue {:?}", self.routing_key),
+                super::admin::queue_size(&self.settings, &channel, &self.routing_key),
+            )
+            .await?;
         } else {
             let options = ExchangeDeclareOptions {
                 passive: true,
                 ..Default::default()
             };
-            channel
-                .exchange_declare(
-                    self.exchange.as_str().into(),
-                    ExchangeKind::Direct,
-                    options,
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| {
-                    let why = if e.to_string().contains("NOT_FOUND") {
-                        format!("exchange {:?} does not exist", self.exchange)
-                    } else {
-                        format!("cannot look up exchange {:?}", self.exchange)
-                    };
-                    self.settings.error(why).caused_by(e)
-                })?;
+            retry::within(
+                &self.settings,
+                || format!("cannot look up exchange {:?}", self.exchange),
+                async {
+                    channel
+                        .exchange_declare(
+                            self.exchange.as_str().into(),
+                            ExchangeKind::Direct,
+                            options,
+                            FieldTable::default(),
+                        )
+                        .await
+                        .map_err(|e| {
+                            let why = if e.to_string().contains("NOT_FOUND") {
+                                format!("exchange {:?} does not exist", self.exchange)
+                            } else {
+                                format!("cannot look up exchange {:?}", self.exchange)
+                            };
+                            self.settings.error(why).caused_by(e)
+                        })
+                },
+            )
+            .await?;
         }
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| {
-                self.settings
-                    .error(format!(
-                        "cannot turn on publisher confirms for {}",
-                        self.target
-                    ))
-                    .caused_by(e)
-            })?;
+        retry::within(
+            &self.settings,
+            || format!("cannot turn on publisher confirms for {}", self.target),
+            async {
+                channel
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await
+                    .map_err(|e| {
+                        self.settings
+                            .error(format!(
+                                "cannot turn on publisher confirms for {}",
+                                self.target
+                            ))
+                            .caused_by(e)
+                    })
+            },
+        )
+        .await?;
         self.link = Some((connection, channel));
         Ok(())
     }
 
-    /// Publishes `records` until confirmed, through reconnections for as long as
-    /// the settings' timeout: a batch the broker took before the connection broke
-    /// is then published twice (at-least-once), never lost.
+    /// Publishes `records` until confirmed, through reconnections: a batch the
+    /// broker took before the connection broke is then published twice
+    /// (at-least-once), never lost. Each try waits for the broker's confirms no
+    /// longer than the settings' timeout (a connection that stopped answering
+    /// counts as broken), and after a failure connecting again may take as long;
+    /// after [`TRIES`] tries the batch is an error naming the server and target.
     async fn deliver(&mut self, records: &[RabbitRecord]) -> Result<(), ConnectorError> {
-        let give_up = tokio::time::Instant::now() + self.settings.timeout_duration();
+        let timeout = self.settings.timeout_duration();
+        let mut tries = 0;
         loop {
-            let why = match self.publish(records).await {
-                Ok(()) => return Ok(()),
-                Err(Failure::Refused(e)) => return Err(e),
-                Err(Failure::Lost(why)) => why,
+            tries += 1;
+            let why = match self.connected(timeout).await? {
+                Some(why) => why,
+                None => match tokio::time::timeout(timeout, self.publish(records)).await {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(Failure::Refused(e))) => return Err(e),
+                    Ok(Err(Failure::Lost(why))) => why,
+                    Err(_) => self.unconfirmed(timeout),
+                },
             };
             if let Some((connection, _)) = self.link.take() {
-                let _ = connection.close(200, "reconnecting".into()).await;
+                retry::close(&self.settings, &connection, "reconnecting").await;
             }
-            let left = give_up.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
+            if tries >= TRIES {
                 return Err(self.settings.error(format!(
-                    "cannot publish {} messages to {}: {why}",
+                    "cannot publish {} messages to {} ({tries} tries): {why}",
                     records.len(),
                     self.target
                 )));
             }
-            self.open(Some(left)).await?;
+        }
+    }
+
+    /// Connects again unless connected, waiting for the broker up to `timeout`
+    /// (and as long for a restarted broker to recover the target): `Some(why)`
+    /// when it did not answer (worth another try), an error when it said no.
+    async fn connected(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<String>, ConnectorError> {
+        if self.link.is_some() {
+            return Ok(None);
+        }
+        let mut missing_since = None;
+        loop {
+            match self.open(Some(timeout)).await {
+                Ok(()) => return Ok(None),
+                Err(e) if retry::transient(&e) => return Ok(Some(e.to_string())),
+                // A broker just restarted may not have recovered the queue or
+                // exchange yet.
+                Err(e)
+                    if retry::missing(&e)
+                        && missing_since
+                            .get_or_insert_with(tokio::time::Instant::now)
+                            .elapsed()
+                            < timeout =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Why a batch is unconfirmed after `timeout`: the broker blocking publishers
+    /// (a memory or disk alarm) said as such.
+    fn unconfirmed(&self, timeout: std::time::Duration) -> String {
+        let blocked = self
+            .link
+            .as_ref()
+            .is_some_and(|(connection, _)| connection.status().blocked());
+        if blocked {
+            format!(
+                "not confirmed within {timeout:?}: the broker blocks publishers \
+                 (a memory or disk alarm)"
+            )
+        } else {
+            format!("not confirmed within {timeout:?}")
         }
     }
 
@@ -283,7 +363,7 @@ impl BatchWriter for Writer {
 
     async fn close(&mut self) {
         if let Some((connection, _)) = self.link.take() {
-            let _ = connection.close(200, "the run is over".into()).await;
+            retry::close(&self.settings, &connection, "the run is over").await;
         }
     }
 }

@@ -183,20 +183,41 @@ impl Reader {
         let what = format!("consuming queue {:?}", self.queue);
         let (connection, channel) =
             retry::connect(&self.settings, &self.tag, &what, patience).await?;
-        let ready = super::admin::queue_size(&self.settings, &channel, &self.queue).await?;
-        channel
-            .basic_qos(self.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(|e| self.error("cannot set the prefetch").caused_by(e))?;
-        let consumer = channel
-            .basic_consume(
-                (&*self.queue).into(),
-                self.tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| self.error("cannot consume").caused_by(e))?;
+        // Each request bounded: a broker that takes the connection and then does
+        // not answer (still starting, or gone again) is an error, tried again.
+        let ready = retry::within(
+            &self.settings,
+            || format!("cannot look up queue {:?}", self.queue),
+            super::admin::queue_size(&self.settings, &channel, &self.queue),
+        )
+        .await?;
+        retry::within(
+            &self.settings,
+            || format!("cannot set the prefetch (queue {:?})", self.queue),
+            async {
+                channel
+                    .basic_qos(self.prefetch, BasicQosOptions::default())
+                    .await
+                    .map_err(|e| self.error("cannot set the prefetch").caused_by(e))
+            },
+        )
+        .await?;
+        let consumer = retry::within(
+            &self.settings,
+            || format!("cannot consume (queue {:?})", self.queue),
+            async {
+                channel
+                    .basic_consume(
+                        (&*self.queue).into(),
+                        self.tag.as_str().into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(|e| self.error("cannot consume").caused_by(e))
+            },
+        )
+        .await?;
         Ok((
             Link {
                 connection,
@@ -230,9 +251,10 @@ impl Reader {
                         self.settings.server(),
                         self.queue
                     );
-                    let _ = link.connection.close(200, "reconnecting".into()).await;
+                    retry::close(&self.settings, &link.connection, "reconnecting").await;
                     // Tried for ever, a timeout at a time, while the partition lives.
                     let patience = Some(self.settings.timeout_duration());
+                    let mut missing_since = None;
                     loop {
                         if tx.is_closed() {
                             return;
@@ -250,6 +272,17 @@ impl Reader {
                                 break;
                             }
                             Err(e) if retry::transient(&e) => {}
+                            // A broker just restarted may not have recovered the
+                            // queue yet.
+                            Err(e)
+                                if retry::missing(&e)
+                                    && missing_since
+                                        .get_or_insert_with(tokio::time::Instant::now)
+                                        .elapsed()
+                                        < self.settings.timeout_duration() =>
+                            {
+                                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                            }
                             Err(e) => {
                                 let _ = tx.send(Read::Failed(e));
                                 return;
@@ -281,25 +314,40 @@ impl Reader {
                 order = orders.recv() => match order {
                     Some(Order::Ack { generation, tag }) => {
                         if generation == self.generation {
-                            link.channel
-                                .basic_ack(tag, BasicAckOptions { multiple: true })
-                                .await
-                                .map_err(|e| Lost(e.to_string()))?;
+                            let timeout = self.settings.timeout_duration();
+                            let acked = link
+                                .channel
+                                .basic_ack(tag, BasicAckOptions { multiple: true });
+                            match tokio::time::timeout(timeout, acked).await {
+                                Ok(Ok(())) => {}
+                                Ok(Err(e)) => return Err(Lost(e.to_string())),
+                                Err(_) => {
+                                    return Err(Lost(format!(
+                                        "an acknowledgement was not sent within {timeout:?}"
+                                    )));
+                                }
+                            }
                         }
                     }
                     Some(Order::Close(answer)) => {
-                        let closed = link
-                            .connection
-                            .close(200, "the run is over".into())
-                            .await
-                            .map_err(|e| self.error("cannot close the connection").caused_by(e));
+                        let closed = retry::within(
+                            &self.settings,
+                            || format!("cannot close the connection (queue {:?})", self.queue),
+                            async {
+                                link.connection
+                                    .close(200, "the run is over".into())
+                                    .await
+                                    .map_err(|e| self.error("cannot close the connection").caused_by(e))
+                            },
+                        )
+                        .await;
                         let _ = answer.send(closed);
                         return Ok(());
                     }
                     // The partition is gone; the broker gives back what was not
                     // acknowledged when the connection closes.
                     None => {
-                        let _ = link.connection.close(200, "dropped".into()).await;
+                        retry::close(&self.settings, &link.connection, "dropped").await;
                         return Ok(());
                     }
                 },
