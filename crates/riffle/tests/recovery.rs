@@ -87,7 +87,6 @@ fn same_lines(got: &[String], expected: &[String]) {
     );
 }
 
-
 #[test]
 fn a_failed_run_resumes_and_writes_exactly_what_a_clean_run_writes() -> Result<()> {
     let tmp = tempfile::tempdir().unwrap();
@@ -431,4 +430,51 @@ fn a_run_that_completes_commits_its_end_and_the_same_run_again_reads_only_what_i
     expected.sort();
     same_lines(&sorted_lines(&out), &expected);
     Ok(())
+}
+
+#[test]
+fn a_run_with_final_aggregations_completes_and_commits_its_end() {
+    // A final aggregation (count_final) kept the capability of the last epoch
+    // that brought it items until its input ended, so the flow's progress stayed
+    // there: a completed run's end could never be committed, and the run waited
+    // for that commit for ever.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("words.txt");
+    let words: String = (0..600).map(|i| format!("w{}\n", i % 6)).collect();
+    std::fs::write(&input, words).unwrap();
+    let store = tmp.path().join("store");
+    RecoveryStore::init(&store, 1).unwrap();
+    let out = tmp.path().join("out");
+    let flow = || -> Result<Dataflow> {
+        let flow = Dataflow::new("final-counts");
+        flow.input("words", FileSource::new(&input).batch_size(50))?
+            .count_final("count", |w: String| w)?
+            .map("line", |(w, n): (String, u64)| {
+                (w.clone(), format!("{w} {n}"))
+            })?
+            .output("out", DirSink::new(&out, 1))?;
+        Ok(flow)
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (store2, flow2) = (store.clone(), flow().unwrap());
+    std::thread::spawn(move || {
+        let outcome = Execution::new()
+            .workers(2)
+            .epoch_interval(Duration::from_millis(5))
+            .recovery(Recovery::new(&store2).snapshot_interval(Duration::from_millis(20)))
+            .run(&flow2);
+        let _ = tx.send(outcome);
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the run should complete, not wait for ever")
+        .unwrap();
+    let expected: Vec<String> = (0..6).map(|w| format!("w{w} 100")).collect();
+    assert_eq!(sorted_lines(&out), expected);
+    // Its end is committed: the same run again reads nothing and writes the same.
+    Execution::new()
+        .workers(1)
+        .recovery(Recovery::new(&store).snapshot_interval(Duration::from_millis(20)))
+        .run(&flow().unwrap())
+        .unwrap();
+    assert_eq!(sorted_lines(&out), expected);
 }

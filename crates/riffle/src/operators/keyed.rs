@@ -49,8 +49,9 @@ pub(crate) trait EpochLogic<I, O>: 'static {
     /// brought the step items (the same epoch on every shape of cluster, for
     /// results that exist only at the end: final aggregations), rather than at the
     /// last epoch the stream reached. Holding that epoch holds the flow's progress
-    /// (and its recovery commits) there while the stream is idle, so only steps
-    /// whose whole output comes at the end ask for it.
+    /// (and its commits) there while the stream is idle, so only steps whose whole
+    /// output comes at the end ask for it, and under a recovery store none is held
+    /// (the end's output comes at the last epoch reached, after the committed end).
     fn ends_at_last_epoch(&self) -> bool {
         false
     }
@@ -390,7 +391,11 @@ where
                     ) {
                         return;
                     }
-                    if logic.ends_at_last_epoch() {
+                    // Under a store the flow's progress must pass every epoch,
+                    // for the run to commit its end (a completed run holds
+                    // its last snapshot until then): the end's output then comes
+                    // at the last epoch the stream reached, after that snapshot.
+                    if logic.ends_at_last_epoch() && recovery.is_none() {
                         last = Some(cap);
                     }
                 }
