@@ -143,13 +143,7 @@ pub struct BuildArgs {
 /// `build-dags` (its pipelines, not this one's), all under build/.
 pub fn build(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let project = absolute(&args.dir.path())?;
-    let version = match &args.version {
-        Some(v) if v.trim().is_empty() => bail!("--project-version is empty"),
-        Some(v) => v.clone(),
-        None => git::project_version(&project)
-            .context("the build stamps the project's version (or give --project-version)")?
-            .version(),
-    };
+    let version = given_or_git(&args.version, &project, "the build stamps")?;
     let out = project.join("build");
     if args.skip_tests {
         println!("== tests skipped");
@@ -508,6 +502,18 @@ pub fn release(args: &ReleaseArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The version given with `--project-version`, else the project's from git; `what`
+/// says what needs it ("the DAG ids carry") in the error.
+fn given_or_git(given: &Option<String>, project: &Path, what: &str) -> anyhow::Result<String> {
+    match given {
+        Some(v) if v.trim().is_empty() => bail!("--project-version is empty"),
+        Some(v) => Ok(v.clone()),
+        None => Ok(git::project_version(project)
+            .with_context(|| format!("{what} the project's version (or give --project-version)"))?
+            .version()),
+    }
+}
+
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     if path.is_absolute() {
         return Ok(path.to_path_buf());
@@ -520,13 +526,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 /// Runs `riffle build-dags`.
 pub fn build_dags(app: &App, args: &BuildDagsArgs) -> anyhow::Result<ExitCode> {
     let project = args.dir.path();
-    let version = match &args.version {
-        Some(v) if v.trim().is_empty() => bail!("--project-version is empty"),
-        Some(v) => v.clone(),
-        None => git::project_version(&project)
-            .context("the DAG ids carry the project's version (or give --project-version)")?
-            .version(),
-    };
+    let version = given_or_git(&args.version, &project, "the DAG ids carry")?;
     let operator = match args.operator {
         OperatorKind::Kubernetes => Operator::Kubernetes {
             image: args
