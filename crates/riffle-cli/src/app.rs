@@ -10,19 +10,19 @@ use riffle::Dataflow;
 use crate::commands::{self, Cli};
 
 /// Builds a registered dataflow from the parameters given on the command line.
-pub type FlowBuilder = Arc<dyn Fn(&FlowContext) -> anyhow::Result<Dataflow> + Send + Sync>;
+pub type DataflowBuilder = Arc<dyn Fn(&DataflowContext) -> anyhow::Result<Dataflow> + Send + Sync>;
 
-pub use riffle::context::FlowContext;
+pub use riffle::context::DataflowContext;
 
 /// A registered dataflow: its name, a one-line description and its builder.
 #[derive(Clone)]
-pub struct FlowEntry {
+pub struct DataflowEntry {
     /// The name `riffle run NAME` uses.
     pub name: String,
     /// One line for `riffle run --list`.
     pub about: String,
     /// Builds the flow.
-    pub builder: FlowBuilder,
+    pub builder: DataflowBuilder,
 }
 
 /// A project's command-line application: register flows and pipelines, then call
@@ -31,7 +31,7 @@ pub struct App {
     pub(crate) name: String,
     /// Whether `bench` (Riffle's own benchmark workloads) is listed in the help.
     pub(crate) benchmarks: bool,
-    pub(crate) flows: BTreeMap<String, FlowEntry>,
+    pub(crate) dataflows: BTreeMap<String, DataflowEntry>,
     pub(crate) pipelines: commands::pipeline::Registry,
     /// What `--version` says, when not Riffle's own version.
     pub(crate) version: Option<&'static str>,
@@ -61,7 +61,7 @@ impl App {
         Self {
             name: name.into(),
             benchmarks: false,
-            flows: BTreeMap::new(),
+            dataflows: BTreeMap::new(),
             pipelines: Default::default(),
             version: None,
         }
@@ -90,11 +90,11 @@ impl App {
     /// Registers a dataflow under `name`, built by `builder` each time it runs.
     pub fn dataflow<F>(mut self, name: &str, about: &str, builder: F) -> Self
     where
-        F: Fn(&FlowContext) -> anyhow::Result<Dataflow> + Send + Sync + 'static,
+        F: Fn(&DataflowContext) -> anyhow::Result<Dataflow> + Send + Sync + 'static,
     {
-        self.flows.insert(
+        self.dataflows.insert(
             name.to_string(),
-            FlowEntry {
+            DataflowEntry {
                 name: name.to_string(),
                 about: about.to_string(),
                 builder: Arc::new(builder),
@@ -104,8 +104,8 @@ impl App {
     }
 
     /// The registered dataflows, by name.
-    pub fn flows(&self) -> impl Iterator<Item = &FlowEntry> {
-        self.flows.values()
+    pub fn dataflows(&self) -> impl Iterator<Item = &DataflowEntry> {
+        self.dataflows.values()
     }
 
     /// The app's name.

@@ -11,7 +11,7 @@
 //! use riffle::{Dataflow, sinks::StdOutSink, sources::TestingSource};
 //! use riffle_cli::App;
 //!
-//! fn hello(_ctx: &riffle_cli::FlowContext) -> anyhow::Result<Dataflow> {
+//! fn hello(_ctx: &riffle_cli::DataflowContext) -> anyhow::Result<Dataflow> {
 //!     let flow = Dataflow::new("hello");
 //!     flow.input("inp", TestingSource::new(vec!["hello".to_string()]))?
 //!         .output("out", StdOutSink::new())?;
@@ -27,4 +27,4 @@ pub mod app;
 pub mod bench;
 pub mod commands;
 
-pub use app::{App, FlowContext};
+pub use app::{App, DataflowContext};

@@ -7,7 +7,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let mut app = riffle_cli::App::new("riffle").with_benchmarks();
-    for example in riffle_examples::flows() {
+    for example in riffle_examples::dataflows() {
         app = app.dataflow(example.name, example.about, example.build);
     }
     for build in riffle_examples::pipelines::pipelines() {

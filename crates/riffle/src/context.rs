@@ -1,12 +1,12 @@
-//! [`FlowContext`]: what a registered flow's builder receives from the command line.
+//! [`DataflowContext`]: what a registered flow's builder receives from the command line.
 //!
 //! `riffle run NAME -P key=value` builds the flow registered as `NAME` with a context
 //! holding those parameters. The builder may also ask for counters; `riffle run`
 //! prints each as a throughput line when the run ends.
 //!
 //! ```
-//! use riffle::context::FlowContext;
-//! let ctx = FlowContext::new([("input".to_string(), "a.txt".to_string())].into());
+//! use riffle::context::DataflowContext;
+//! let ctx = DataflowContext::new([("input".to_string(), "a.txt".to_string())].into());
 //! assert_eq!(ctx.param_or("input", "default.txt"), "a.txt");
 //! assert_eq!(ctx.parsed_param_or("top", 10usize)?, 10);
 //! let words = ctx.counter("words");
@@ -24,7 +24,7 @@ type Counter = (String, Arc<AtomicU64>);
 /// What a dataflow builder receives: the `-P key=value` parameters of `riffle run`,
 /// and counters the flow can bump so that `riffle run` prints a throughput line.
 #[derive(Debug, Clone, Default)]
-pub struct FlowContext {
+pub struct DataflowContext {
     /// Parameters given as `-P key=value`.
     pub params: BTreeMap<String, String>,
     counters: Arc<Mutex<Vec<Counter>>>,
@@ -32,7 +32,7 @@ pub struct FlowContext {
     asked: Arc<Mutex<BTreeSet<String>>>,
 }
 
-impl FlowContext {
+impl DataflowContext {
     /// A context with these parameters.
     pub fn new(params: BTreeMap<String, String>) -> Self {
         Self {
@@ -88,12 +88,12 @@ impl FlowContext {
     }
 
     /// The parameters given that the builder never asked for (so far): with
-    /// [`FlowContext::asked_params`], what `riffle run` needs to refuse a typo such as
+    /// [`DataflowContext::asked_params`], what `riffle run` needs to refuse a typo such as
     /// `-P inptu=x` instead of ignoring it.
     ///
     /// ```
-    /// use riffle::context::FlowContext;
-    /// let ctx = FlowContext::new([("inptu".to_string(), "a.txt".to_string())].into());
+    /// use riffle::context::DataflowContext;
+    /// let ctx = DataflowContext::new([("inptu".to_string(), "a.txt".to_string())].into());
     /// let _ = ctx.param_or("input", "default.txt");
     /// assert_eq!(ctx.unused_params(), ["inptu"]);
     /// assert_eq!(ctx.asked_params(), ["input"]);

@@ -120,9 +120,12 @@ thread_local! {
     static SET_ASIDE: RefCell<Vec<DeadLetter>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The letters partitions set aside for a stream on this thread since the last
-/// call: the source operator sends them right after each poll.
-pub(crate) fn take_set_aside() -> Vec<DeadLetter> {
+/// The letters partitions set aside for a stream ([`DeadLetters::stream`]) on
+/// this thread since the last call. The source operator sends them right after
+/// each poll; a host that polls partitions outside a Dataflow (a Flow's consumer)
+/// takes them the same way, after each `next_batch`, and must put them somewhere
+/// before it commits the position that passed them.
+pub fn take_set_aside() -> Vec<DeadLetter> {
     SET_ASIDE.with(|letters| std::mem::take(&mut *letters.borrow_mut()))
 }
 

@@ -38,8 +38,8 @@ use timely::dataflow::operators::Inspect;
 use timely::dataflow::operators::vec::{Broadcast, Input};
 
 use crate::build::BuildCtx;
+use crate::dataflow::Dataflow;
 use crate::error::{Result, RiffleError};
-use crate::flow::Dataflow;
 use crate::recovery::{Recovery, RecoveryRun};
 
 /// The default wall-clock length of an epoch, as in bytewax.
@@ -595,7 +595,7 @@ fn execute(flow: &Dataflow, config: timely::Config, shared: Arc<RunShared>) -> R
 fn drive(
     worker: &mut timely::worker::Worker,
     name: &str,
-    builders: &[crate::flow::StepBuilder],
+    builders: &[crate::dataflow::StepBuilder],
     trace_origins: bool,
     shared: &Arc<RunShared>,
 ) -> Result<()> {

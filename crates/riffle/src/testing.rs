@@ -26,8 +26,8 @@ use timely::dataflow::operators::generic::operator::Operator;
 
 use crate::build::BuildCtx;
 use crate::data::Data;
+use crate::dataflow::{Dataflow, Stream};
 use crate::error::{Result, RiffleError};
-use crate::flow::{Dataflow, Stream};
 use crate::run::{Execution, free_loopback_addresses};
 
 /// The `(epoch, item)` pairs a `capture` step saw, from every worker of this process.

@@ -5,10 +5,10 @@
 use std::sync::atomic::Ordering;
 
 use riffle::Dataflow;
-use riffle::context::FlowContext;
+use riffle::context::DataflowContext;
 use riffle_connectors::duckdb::{DuckdbSettings, DuckdbSink, DuckdbSource, quote_table};
 
-use crate::flows::words;
+use crate::dataflows::words;
 
 /// A word's running count: one row of the output table `(word VARCHAR, count
 /// BIGINT)`; a word read n times has the rows 1, 2, ..., n.
@@ -30,12 +30,12 @@ pub struct WordCount {
 /// loses nothing and writes nothing twice: every count is in the table once.
 ///
 /// ```
-/// use riffle::context::FlowContext;
-/// let ctx = FlowContext::new([("db".into(), "shop.duckdb".into()), ("table".into(), "lines".into())].into());
+/// use riffle::context::DataflowContext;
+/// let ctx = DataflowContext::new([("db".into(), "shop.duckdb".into()), ("table".into(), "lines".into())].into());
 /// let flow = riffle_examples::duckdb::duckdb_wordcount(&ctx).unwrap();
 /// assert_eq!(flow.name(), "duckdb-wordcount");
 /// ```
-pub fn duckdb_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+pub fn duckdb_wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let db = ctx
         .param("db")
         .ok_or_else(|| anyhow::anyhow!("duckdb-wordcount needs -P db=FILE (the database file)"))?;

@@ -4,13 +4,13 @@
 use std::sync::atomic::Ordering;
 
 use riffle::Dataflow;
-use riffle::context::FlowContext;
+use riffle::context::DataflowContext;
 use riffle::sinks::DirSink;
 use riffle_connectors::kafka::{
     KafkaRecord, KafkaSettings, KafkaSink, KafkaSource, StartOffset, Utf8,
 };
 
-use crate::flows::words;
+use crate::dataflows::words;
 
 /// The `kafka-wordcount` flow: reads lines from `-P topic=` on `-P brokers=` (or
 /// `RIFFLE_KAFKA_BROKERS`), counts words, and writes each word's running count to
@@ -21,12 +21,12 @@ use crate::flows::words;
 /// lines into files under `PATH` instead of a topic.
 ///
 /// ```
-/// use riffle::context::FlowContext;
-/// let ctx = FlowContext::new([("brokers".into(), "127.0.0.1:9092".into()), ("topic".into(), "lines".into())].into());
+/// use riffle::context::DataflowContext;
+/// let ctx = DataflowContext::new([("brokers".into(), "127.0.0.1:9092".into()), ("topic".into(), "lines".into())].into());
 /// let flow = riffle_examples::kafka::kafka_wordcount(&ctx).unwrap();
 /// assert_eq!(flow.name(), "kafka-wordcount");
 /// ```
-pub fn kafka_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+pub fn kafka_wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let brokers = match ctx.param("brokers") {
         Some(b) => b.to_string(),
         None => std::env::var("RIFFLE_KAFKA_BROKERS").map_err(|_| {

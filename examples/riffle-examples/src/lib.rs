@@ -4,9 +4,9 @@
 //! This crate depends only on the libraries (`riffle`, `riffle-pipeline`, `riffle-connectors`); the `riffle`
 //! binary registers what [`flows`] lists with its app entry.
 
+pub mod dataflows;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
-pub mod flows;
 pub mod kafka;
 pub mod nats;
 pub mod objects;
@@ -17,4 +17,4 @@ pub mod redis;
 pub mod sqs;
 pub mod tables;
 
-pub use flows::{FlowExample, flows};
+pub use dataflows::{DataflowExample, dataflows};

@@ -5,10 +5,10 @@
 use std::sync::atomic::Ordering;
 
 use riffle::Dataflow;
-use riffle::context::FlowContext;
+use riffle::context::DataflowContext;
 use riffle_connectors::nats::{NatsRecord, NatsSettings, NatsSink, NatsSource, StartAt};
 
-use crate::flows::words;
+use crate::dataflows::words;
 
 /// The `nats-wordcount` flow: reads lines from the stream `-P stream=` on
 /// `-P servers=` (or `RIFFLE_NATS_URL`), as one partition, or one per subject of
@@ -21,12 +21,12 @@ use crate::flows::words;
 /// recovery store a run goes on from what they acknowledged.
 ///
 /// ```
-/// use riffle::context::FlowContext;
-/// let ctx = FlowContext::new([("servers".into(), "nats://127.0.0.1:4222".into()), ("stream".into(), "LINES".into())].into());
+/// use riffle::context::DataflowContext;
+/// let ctx = DataflowContext::new([("servers".into(), "nats://127.0.0.1:4222".into()), ("stream".into(), "LINES".into())].into());
 /// let flow = riffle_examples::nats::nats_wordcount(&ctx).unwrap();
 /// assert_eq!(flow.name(), "nats-wordcount");
 /// ```
-pub fn nats_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+pub fn nats_wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let servers = match ctx.param("servers") {
         Some(s) => s.to_string(),
         None => std::env::var("RIFFLE_NATS_URL").map_err(|_| {

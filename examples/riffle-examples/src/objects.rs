@@ -5,10 +5,10 @@
 use std::sync::atomic::Ordering;
 
 use riffle::Dataflow;
-use riffle::context::FlowContext;
+use riffle::context::DataflowContext;
 use riffle_connectors::objects::{ObjectSink, ObjectSource, ObjectStoreSettings};
 
-use crate::flows::words;
+use crate::dataflows::words;
 
 /// The `objects-wordcount` flow: reads every object under `-P in=URL`
 /// (`s3://bucket/prefix`, `file:///abs/folder`, ...) line by line, counts words,
@@ -21,12 +21,12 @@ use crate::flows::words;
 /// `GOOGLE_*`, `AZURE_*`).
 ///
 /// ```
-/// use riffle::context::FlowContext;
-/// let ctx = FlowContext::new([("in".into(), "s3://b/in".into()), ("out".into(), "s3://b/out".into())].into());
+/// use riffle::context::DataflowContext;
+/// let ctx = DataflowContext::new([("in".into(), "s3://b/in".into()), ("out".into(), "s3://b/out".into())].into());
 /// let flow = riffle_examples::objects::objects_wordcount(&ctx).unwrap();
 /// assert_eq!(flow.name(), "objects-wordcount");
 /// ```
-pub fn objects_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+pub fn objects_wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let input = ctx.param("in").ok_or_else(|| {
         anyhow::anyhow!("objects-wordcount needs -P in=URL (s3://bucket/prefix, file:///folder)")
     })?;

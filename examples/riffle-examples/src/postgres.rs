@@ -4,11 +4,11 @@
 use std::sync::atomic::Ordering;
 
 use riffle::Dataflow;
-use riffle::context::FlowContext;
+use riffle::context::DataflowContext;
 use riffle_connectors::postgres::admin::{self, Column};
 use riffle_connectors::postgres::{PostgresSettings, PostgresSink, PostgresSource};
 
-use crate::flows::words;
+use crate::dataflows::words;
 
 /// A word's count, one row of the output table `(word text PRIMARY KEY, count bigint)`.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -30,12 +30,12 @@ pub struct WordCount {
 /// counts: the table ends exactly-once.
 ///
 /// ```
-/// use riffle::context::FlowContext;
-/// let ctx = FlowContext::new([("url".into(), "postgres://riffle@127.0.0.1:1/x".into()), ("table".into(), "lines".into()), ("create".into(), "false".into())].into());
+/// use riffle::context::DataflowContext;
+/// let ctx = DataflowContext::new([("url".into(), "postgres://riffle@127.0.0.1:1/x".into()), ("table".into(), "lines".into()), ("create".into(), "false".into())].into());
 /// let flow = riffle_examples::postgres::postgres_wordcount(&ctx).unwrap();
 /// assert_eq!(flow.name(), "postgres-wordcount");
 /// ```
-pub fn postgres_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+pub fn postgres_wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let url = match ctx.param("url") {
         Some(u) => u.to_string(),
         None => std::env::var("RIFFLE_POSTGRES_URL").map_err(|_| {

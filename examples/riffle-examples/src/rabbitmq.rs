@@ -4,11 +4,11 @@
 use std::sync::atomic::Ordering;
 
 use riffle::Dataflow;
-use riffle::context::FlowContext;
+use riffle::context::DataflowContext;
 use riffle::sinks::DirSink;
 use riffle_connectors::rabbitmq::{RabbitRecord, RabbitSettings, RabbitSink, RabbitSource};
 
-use crate::flows::words;
+use crate::dataflows::words;
 
 /// The `rabbitmq-wordcount` flow: consumes the messages of `-P queues=A,B` on
 /// `-P url=` (or `RIFFLE_RABBITMQ_URL`), counts the words of each body, and
@@ -22,12 +22,12 @@ use crate::flows::words;
 /// nothing; a count may be published twice (at-least-once).
 ///
 /// ```
-/// use riffle::context::FlowContext;
-/// let ctx = FlowContext::new([("url".into(), "amqp://127.0.0.1:5672/%2f".into()), ("queues".into(), "lines".into())].into());
+/// use riffle::context::DataflowContext;
+/// let ctx = DataflowContext::new([("url".into(), "amqp://127.0.0.1:5672/%2f".into()), ("queues".into(), "lines".into())].into());
 /// let flow = riffle_examples::rabbitmq::rabbitmq_wordcount(&ctx).unwrap();
 /// assert_eq!(flow.name(), "rabbitmq-wordcount");
 /// ```
-pub fn rabbitmq_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+pub fn rabbitmq_wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let url = match ctx.param("url") {
         Some(u) => u.to_string(),
         None => std::env::var("RIFFLE_RABBITMQ_URL").map_err(|_| {

@@ -4,11 +4,11 @@
 use std::sync::atomic::Ordering;
 
 use riffle::Dataflow;
-use riffle::context::FlowContext;
+use riffle::context::DataflowContext;
 use riffle::sinks::DirSink;
 use riffle_connectors::redis::{RedisRecord, RedisSettings, RedisSink, RedisSource};
 
-use crate::flows::words;
+use crate::dataflows::words;
 
 /// The `redis-wordcount` flow: reads the field `value` of the entries of
 /// `-P streams=A,B` (stream keys) on `-P url=` (or `RIFFLE_REDIS_URL`) through the
@@ -21,12 +21,12 @@ use crate::flows::words;
 /// crash loses nothing; a count may be written twice (at-least-once).
 ///
 /// ```
-/// use riffle::context::FlowContext;
-/// let ctx = FlowContext::new([("url".into(), "redis://127.0.0.1:6379".into()), ("streams".into(), "lines".into())].into());
+/// use riffle::context::DataflowContext;
+/// let ctx = DataflowContext::new([("url".into(), "redis://127.0.0.1:6379".into()), ("streams".into(), "lines".into())].into());
 /// let flow = riffle_examples::redis::redis_wordcount(&ctx).unwrap();
 /// assert_eq!(flow.name(), "redis-wordcount");
 /// ```
-pub fn redis_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+pub fn redis_wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let url = match ctx.param("url") {
         Some(u) => u.to_string(),
         None => std::env::var("RIFFLE_REDIS_URL").map_err(|_| {

@@ -5,11 +5,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use riffle::Dataflow;
-use riffle::context::FlowContext;
+use riffle::context::DataflowContext;
 use riffle::sinks::DirSink;
 use riffle_connectors::sqs::{SqsRecord, SqsSettings, SqsSink, SqsSource};
 
-use crate::flows::words;
+use crate::dataflows::words;
 
 /// The `sqs-wordcount` flow: reads the message bodies of the queue `-P queue=`
 /// with `-P readers=` readers (default 2), counts words, and sends each word's
@@ -25,12 +25,12 @@ use crate::flows::words;
 /// timeout ends, and a count may be written twice (at-least-once).
 ///
 /// ```
-/// use riffle::context::FlowContext;
-/// let ctx = FlowContext::new([("queue".into(), "lines".into()), ("region".into(), "us-east-1".into())].into());
+/// use riffle::context::DataflowContext;
+/// let ctx = DataflowContext::new([("queue".into(), "lines".into()), ("region".into(), "us-east-1".into())].into());
 /// let flow = riffle_examples::sqs::sqs_wordcount(&ctx).unwrap();
 /// assert_eq!(flow.name(), "sqs-wordcount");
 /// ```
-pub fn sqs_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+pub fn sqs_wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let queue = ctx
         .param("queue")
         .ok_or_else(|| anyhow::anyhow!("sqs-wordcount needs -P queue=NAME (the queue of lines)"))?;

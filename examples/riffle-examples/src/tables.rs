@@ -5,12 +5,12 @@
 use std::sync::atomic::Ordering;
 
 use riffle::Dataflow;
-use riffle::context::FlowContext;
+use riffle::context::DataflowContext;
 use riffle_connectors::objects::{ObjectSource, ObjectStoreSettings};
 use riffle_connectors::tables::DeltaSink;
 use serde::{Deserialize, Serialize};
 
-use crate::flows::words;
+use crate::dataflows::words;
 
 /// A row of the `delta-wordcount` table: a word and its running count.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,12 +30,12 @@ pub struct WordCount {
 /// log: every row is in the table exactly once across crashes.
 ///
 /// ```
-/// use riffle::context::FlowContext;
-/// let ctx = FlowContext::new([("in".into(), "file:///tmp/in".into()), ("table".into(), "file:///tmp/t".into())].into());
+/// use riffle::context::DataflowContext;
+/// let ctx = DataflowContext::new([("in".into(), "file:///tmp/in".into()), ("table".into(), "file:///tmp/t".into())].into());
 /// let flow = riffle_examples::tables::delta_wordcount(&ctx).unwrap();
 /// assert_eq!(flow.name(), "delta-wordcount");
 /// ```
-pub fn delta_wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+pub fn delta_wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let input = ctx.param("in").ok_or_else(|| {
         anyhow::anyhow!("delta-wordcount needs -P in=URL (s3://bucket/prefix, file:///folder)")
     })?;

@@ -1,17 +1,17 @@
-//! `riffle inspect FLOW`: a registered dataflow's graph, as a tree or as JSON.
+//! `riffle inspect DATAFLOW`: a registered dataflow's graph, as a tree or as JSON.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use crate::App;
-use crate::app::FlowContext;
+use crate::app::DataflowContext;
 
-/// `riffle inspect FLOW [--json]`
+/// `riffle inspect DATAFLOW [--json]`
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
     /// The registered dataflow.
-    pub flow: String,
+    pub dataflow: String,
     /// Print the graph as JSON (steps with step_id, kind, upstreams, outputs).
     #[arg(long)]
     pub json: bool,
@@ -22,17 +22,17 @@ pub struct InspectArgs {
 
 /// Runs `riffle inspect`.
 pub fn inspect(app: &App, args: &InspectArgs) -> anyhow::Result<ExitCode> {
-    let entry = app.flows.get(&args.flow).with_context(|| {
-        let known: Vec<&str> = app.flows.keys().map(String::as_str).collect();
+    let entry = app.dataflows.get(&args.dataflow).with_context(|| {
+        let known: Vec<&str> = app.dataflows.keys().map(String::as_str).collect();
         format!(
             "no dataflow named {:?}; registered: {}",
-            args.flow,
+            args.dataflow,
             known.join(", ")
         )
     })?;
-    let ctx = FlowContext::new(args.params.iter().cloned().collect());
-    let flow =
-        (entry.builder)(&ctx).with_context(|| format!("cannot build dataflow {:?}", args.flow))?;
+    let ctx = DataflowContext::new(args.params.iter().cloned().collect());
+    let flow = (entry.builder)(&ctx)
+        .with_context(|| format!("cannot build dataflow {:?}", args.dataflow))?;
     let description = flow.describe();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&description)?);

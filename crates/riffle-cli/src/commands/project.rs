@@ -280,11 +280,11 @@ pub fn build_image(app: &App, args: &BuildImageArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// `riffle build-manifests FLOW --processes N [--workers W] [--recovery-size SIZE]`
+/// `riffle build-manifests DATAFLOW --processes N [--workers W] [--recovery-size SIZE]`
 #[derive(Debug, clap::Args)]
 pub struct BuildManifestsArgs {
     /// The registered dataflow to run as a cluster.
-    pub flow: String,
+    pub dataflow: String,
     /// Processes (pods of the StatefulSet).
     #[arg(long, default_value_t = 2)]
     pub processes: u32,
@@ -321,7 +321,7 @@ pub struct BuildManifestsArgs {
     /// The snapshot interval under recovery.
     #[arg(long, default_value = "10s", requires = "recovery_size")]
     pub snapshot_interval: String,
-    /// The file to write. Default: build/manifests/FLOW.yaml in the project.
+    /// The file to write. Default: build/manifests/DATAFLOW.yaml in the project.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     #[command(flatten)]
@@ -330,11 +330,11 @@ pub struct BuildManifestsArgs {
 
 /// Runs `riffle build-manifests`.
 pub fn build_manifests(app: &App, args: &BuildManifestsArgs) -> anyhow::Result<ExitCode> {
-    if !app.flows.contains_key(&args.flow) {
-        let known: Vec<&str> = app.flows.keys().map(String::as_str).collect();
+    if !app.dataflows.contains_key(&args.dataflow) {
+        let known: Vec<&str> = app.dataflows.keys().map(String::as_str).collect();
         bail!(
             "no dataflow named {:?}; registered: {}",
-            args.flow,
+            args.dataflow,
             known.join(", ")
         );
     }
@@ -351,7 +351,7 @@ pub fn build_manifests(app: &App, args: &BuildManifestsArgs) -> anyhow::Result<E
             format!("{}:{}", app.name(), name_safe(&version))
         }
     };
-    let mut spec = ClusterSpec::new(&args.flow, &image, args.processes);
+    let mut spec = ClusterSpec::new(&args.dataflow, &image, args.processes);
     if let Some(name) = &args.name {
         spec.name = name.clone();
     }

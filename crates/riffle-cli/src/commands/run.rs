@@ -19,13 +19,13 @@ use riffle::Execution;
 
 use super::pipeline;
 use crate::App;
-use crate::app::FlowContext;
+use crate::app::DataflowContext;
 
-/// `riffle run [FLOW] [-w N] [-p N] [-i ID -a FILE] [-P key=value ...]`
+/// `riffle run [DATAFLOW] [-w N] [-p N] [-i ID -a FILE] [-P key=value ...]`
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The registered dataflow to run (see --list).
-    pub flow: Option<String>,
+    pub dataflow: Option<String>,
     /// List the registered dataflows.
     #[arg(long)]
     pub list: bool,
@@ -131,25 +131,25 @@ pub fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         return pipeline::run_pipeline(app, &args.pipeline, &args.params);
     }
     if args.list {
-        for entry in app.flows() {
+        for entry in app.dataflows() {
             println!("{:<20} {}", entry.name, entry.about);
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let Some(name) = args.flow.as_deref() else {
+    let Some(name) = args.dataflow.as_deref() else {
         bail!(
             "name a dataflow to run (`{} run --list` shows them), or a pipeline with --workflow",
             app.name()
         );
     };
-    let entry = app.flows.get(name).with_context(|| {
-        let known: Vec<&str> = app.flows.keys().map(String::as_str).collect();
+    let entry = app.dataflows.get(name).with_context(|| {
+        let known: Vec<&str> = app.dataflows.keys().map(String::as_str).collect();
         format!(
             "no dataflow named {name:?}; registered: {}",
             known.join(", ")
         )
     })?;
-    let ctx = FlowContext::new(args.params.iter().cloned().collect());
+    let ctx = DataflowContext::new(args.params.iter().cloned().collect());
     let flow = (entry.builder)(&ctx).with_context(|| format!("cannot build dataflow {name:?}"))?;
     let unused = ctx.unused_params();
     if !unused.is_empty() {
@@ -212,7 +212,7 @@ pub fn run(app: &App, args: &RunArgs) -> anyhow::Result<ExitCode> {
         // The parent of `-p N` prints one summary of what its children counted.
         Some(tally) => {
             let counts = tally.sum()?;
-            FlowContext::report_counts(name, seconds, &counts);
+            DataflowContext::report_counts(name, seconds, &counts);
         }
         None if spawned_by_us && counts::Tally::hand_in(&ctx.counts()) => {}
         None => ctx.report(name, seconds),

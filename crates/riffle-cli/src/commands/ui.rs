@@ -23,7 +23,7 @@ use riffle_ui::{Catalog, Dashboard, DataflowEntry, PipelineDefinition};
 
 use super::pipeline::ProjectArgs;
 use crate::App;
-use crate::app::FlowContext;
+use crate::app::DataflowContext;
 
 /// `riffle ui [--addr ADDR] [--token T] [--store URL] [--artifacts URL]`
 #[derive(Debug, clap::Args)]
@@ -54,9 +54,9 @@ pub fn catalog(app: &App) -> Catalog {
     for pipeline in app.pipelines().iter() {
         catalog = catalog.pipeline(PipelineDefinition::from_pipeline(pipeline));
     }
-    for entry in app.flows() {
+    for entry in app.dataflows() {
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            (entry.builder)(&FlowContext::new(BTreeMap::new()))
+            (entry.builder)(&DataflowContext::new(BTreeMap::new()))
         }));
         let (description, error) = match built {
             Ok(Ok(flow)) => match serde_json::to_value(flow.describe()) {

@@ -5,7 +5,7 @@
 //!   Cargo.toml          depends on Riffle's crates (by path to a Riffle checkout)
 //!   Cargo.lock          Riffle's own, so the project builds with the versions Riffle was tested with
 //!   src/main.rs         the app entry: registers the dataflow and the pipeline
-//!   src/lib.rs, src/flows.rs, src/pipelines.rs   one dataflow, one pipeline, their unit tests
+//!   src/lib.rs, src/dataflows.rs, src/pipelines.rs   one dataflow, one pipeline, their unit tests
 //!   tests/cli.rs        the binary run as a user runs it
 //!   resources/words.txt the data the pipeline reads
 //!   riffle.toml         the deployment environments, dev and prod
@@ -103,7 +103,10 @@ pub fn project_files(project: &NewProject) -> Vec<(&'static str, String)> {
         ),
         ("src/main.rs", fill(include_str!("main.rs.txt"), name, "")),
         ("src/lib.rs", fill(include_str!("lib.rs.txt"), name, "")),
-        ("src/flows.rs", fill(include_str!("flows.rs.txt"), name, "")),
+        (
+            "src/dataflows.rs",
+            fill(include_str!("dataflows.rs.txt"), name, ""),
+        ),
         (
             "src/pipelines.rs",
             fill(include_str!("pipelines.rs.txt"), name, ""),
@@ -182,7 +185,7 @@ mod tests {
         });
         let text: String = files.iter().map(|(_, c)| c.as_str()).collect();
         assert!(!text.contains("{{"), "a template left unfilled");
-        assert!(text.contains("my_proj::flows::hello"));
+        assert!(text.contains("my_proj::dataflows::hello"));
         assert!(text.contains(r#"riffle-cli = { path = "/src/riffle/crates/riffle-cli" }"#));
     }
 

@@ -37,9 +37,9 @@ use super::Site;
 use super::keyed::{Dirty, EpochLogic, StateMap, epoch_operator, owned_rows};
 use crate::build::{BuildCtx, TStream, WorkerInfo};
 use crate::data::{Data, Key};
+use crate::dataflow::{AnyStream, Stream, stream_key};
 use crate::error::Result;
 use crate::exchange::stable_hash;
-use crate::flow::{AnyStream, Stream, stream_key};
 use crate::recovery::Change;
 
 /// When a join emits; see the [module docs](self).

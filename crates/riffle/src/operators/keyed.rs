@@ -23,9 +23,9 @@ use super::Site;
 use crate::build::WorkerInfo;
 use crate::build::{BuildCtx, TStream};
 use crate::data::{Data, Key};
+use crate::dataflow::{Stream, stream_key};
 use crate::error::Result;
 use crate::exchange::{stable_hash, worker_for};
-use crate::flow::{Stream, stream_key};
 use crate::recovery::{Change, decode, encode};
 
 /// The maps that hold keyed state on a worker: never iterated for results that

@@ -34,8 +34,8 @@ use timely::dataflow::operators::generic::operator::Operator;
 
 use crate::build::{BuildCtx, TStream};
 use crate::data::Data;
+use crate::dataflow::{Stream, stream_key};
 use crate::error::{Result, RiffleError};
-use crate::flow::{Stream, stream_key};
 use crate::origin::stateless_operator;
 use crate::run::panic_message;
 

@@ -9,8 +9,8 @@ use timely::dataflow::operators::generic::operator::Operator;
 use super::{Site, each_ref};
 use crate::build::BuildCtx;
 use crate::data::Data;
+use crate::dataflow::{AnyStream, Stream, stream_key};
 use crate::error::{Result, RiffleError};
-use crate::flow::{AnyStream, Stream, stream_key};
 use crate::origin::{merge_traced, stateless_operator};
 use crate::sources::Numbered;
 

@@ -126,7 +126,7 @@ pub trait DynamicSink: Send + Sync + 'static {
     fn build(&self, step_id: &str, worker: WorkerInfo) -> Result<Self::Partition>;
 }
 
-impl<T: Data> crate::flow::Stream<T> {
+impl<T: Data> crate::dataflow::Stream<T> {
     /// Writes every item to a fixed-partitioned sink; step `step_id`.
     ///
     /// ```

@@ -19,8 +19,8 @@ use timely::dataflow::channels::pact::ParallelizationContract;
 
 use crate::build::{BuildCtx, TStream};
 use crate::data::Data;
+use crate::dataflow::Stream;
 use crate::error::{Result, RiffleError};
-use crate::flow::Stream;
 use crate::recovery::{decode, encode};
 
 pub(super) fn add_fixed<T: Data, S: FixedPartitionedSink<Item = T>>(

@@ -147,7 +147,7 @@ pub trait DynamicSource: Send + Sync + 'static {
     fn build(&self, step_id: &str, worker: WorkerInfo) -> Result<Self::Partition>;
 }
 
-impl crate::flow::Dataflow {
+impl crate::dataflow::Dataflow {
     /// Adds a fixed-partitioned source as step `step_id`.
     ///
     /// ```

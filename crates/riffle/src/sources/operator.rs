@@ -11,9 +11,9 @@ use timely::dataflow::operators::generic::{OutputBuilder, OutputBuilderSession};
 
 use super::{DynamicSource, FixedPartitionedSource, Poll, SourcePartition};
 use crate::build::BuildCtx;
+use crate::dataflow::{Dataflow, DataflowInner, Stream, stream_key};
 use crate::dead_letters::{DeadLetter, take_set_aside};
 use crate::error::{Result, RiffleError};
-use crate::flow::{Dataflow, FlowInner, Stream, stream_key};
 use crate::origin::{Origins, PartId, Span, part_id};
 use crate::recovery::{Change, decode, encode};
 
@@ -655,7 +655,7 @@ fn build<P: SourcePartition>(
 pub(crate) const DEAD_LETTERS: &str = "dead_letters";
 
 /// Whether a step of the flow reads the dead letters of source `step_id`.
-fn reads_letters(flow: &Weak<Mutex<FlowInner>>, step_id: &str) -> bool {
+fn reads_letters(flow: &Weak<Mutex<DataflowInner>>, step_id: &str) -> bool {
     flow.upgrade().is_some_and(|inner| {
         let inner = inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.steps.iter().any(|s| {

@@ -58,8 +58,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::build::BuildCtx;
 use crate::data::{Data, Key};
+use crate::dataflow::{AnyStream, Stream, stream_key};
 use crate::error::{Result, RiffleError};
-use crate::flow::{AnyStream, Stream, stream_key};
 use crate::operators::Site;
 use crate::origin::{merge_traced, stateless_operator};
 

@@ -16,83 +16,83 @@
 use std::sync::atomic::Ordering;
 
 use riffle::Dataflow;
-use riffle::context::FlowContext;
+use riffle::context::DataflowContext;
 use riffle::sinks::{DirSink, StdOutSink};
 use riffle::sources::{FileSource, GeneratorSource};
 use riffle::window::{Clock, TumblingWindower};
 
 /// A bundled dataflow: its name, one line about it, and its builder.
-pub struct FlowExample {
+pub struct DataflowExample {
     pub name: &'static str,
     pub about: &'static str,
-    pub build: fn(&FlowContext) -> anyhow::Result<Dataflow>,
+    pub build: fn(&DataflowContext) -> anyhow::Result<Dataflow>,
 }
 
 /// The bundled text the `wordcount` example reads by default.
 pub const WORDCOUNT_TEXT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/wordcount.txt");
 
 /// Every bundled dataflow.
-pub fn flows() -> Vec<FlowExample> {
+pub fn dataflows() -> Vec<DataflowExample> {
     #[allow(unused_mut)] // pushed to only with the `duckdb` feature
     let mut flows = vec![
-        FlowExample {
+        DataflowExample {
             name: "wordcount",
             about: "count the words of a text file and print the most frequent (-P input=PATH -P top=N)",
             build: wordcount,
         },
-        FlowExample {
+        DataflowExample {
             name: "windowed-counts",
             about: "count key,time_ms events per key in tumbling windows into files (-P events=PATH -P out=DIR -P window=10s -P idle=500ms)",
             build: windowed_counts,
         },
-        FlowExample {
+        DataflowExample {
             name: "kafka-wordcount",
             about: "running word counts from a Kafka topic to another, exactly-once under --recovery (-P brokers=HOST:PORT -P topic=NAME -P out=NAME or -P out-dir=PATH -P tail=false -P delivery=at-least-once)",
             build: crate::kafka::kafka_wordcount,
         },
-        FlowExample {
+        DataflowExample {
             name: "nats-wordcount",
             about: "running word counts from a NATS JetStream stream to a subject, exactly-once by message id under --recovery (-P servers=nats://HOST:PORT -P stream=NAME -P subjects=a,b -P out=SUBJECT -P durable=NAME -P tail=false -P delivery=at-least-once)",
             build: crate::nats::nats_wordcount,
         },
-        FlowExample {
+        DataflowExample {
             name: "redis-wordcount",
             about: "running word counts from Redis streams to another stream, at-least-once across crashes (-P url=redis://HOST:PORT -P streams=KEY,KEY -P out=KEY or -P out-dir=PATH -P tail=false)",
             build: crate::redis::redis_wordcount,
         },
-        FlowExample {
+        DataflowExample {
             name: "rabbitmq-wordcount",
             about: "running word counts from RabbitMQ queues to another queue, at-least-once across crashes (-P url=amqp://HOST:PORT/VHOST -P queues=NAME,NAME -P out=QUEUE or -P out-dir=PATH -P tail=false -P prefetch=N)",
             build: crate::rabbitmq::rabbitmq_wordcount,
         },
-        FlowExample {
+        DataflowExample {
             name: "postgres-wordcount",
             about: "running word counts from the rows of a PostgreSQL table upserted into another, exactly-once under --recovery (-P url=postgres://USER@HOST:PORT/DB -P table=NAME -P column=id -P line=line -P out=NAME -P tail=false -P poll=500ms)",
             build: crate::postgres::postgres_wordcount,
         },
-        FlowExample {
+        DataflowExample {
             name: "objects-wordcount",
             about: "running word counts from the objects under a prefix (S3, GCS, Azure, file://) into new objects, exactly-once under --recovery (-P in=URL -P out=URL -P tail=false)",
             build: crate::objects::objects_wordcount,
         },
-        FlowExample {
+        DataflowExample {
             name: "delta-wordcount",
             about: "running word counts from the objects under a prefix (S3, GCS, Azure, file://) appended to a Delta Lake table, a commit per epoch, exactly-once under --recovery (-P in=URL -P table=URL -P tail=false)",
             build: crate::tables::delta_wordcount,
         },
-        FlowExample {
+        DataflowExample {
             name: "sqs-wordcount",
             about: "running word counts from an SQS queue to another queue, at-least-once across crashes (-P queue=NAME -P out=NAME or -P out-dir=PATH -P endpoint=URL -P region=NAME -P readers=2 -P empty-polls=N)",
             build: crate::sqs::sqs_wordcount,
         },
-        FlowExample {
+        DataflowExample {
             name: "keyed-sums",
             about: "sum generated events per key into files (-P events=N -P keys=K -P out=DIR)",
             build: keyed_sums,
         },
     ];
     #[cfg(feature = "duckdb")]
-    flows.push(FlowExample {
+    flows.push(DataflowExample {
         name: "duckdb-wordcount",
         about: "running word counts from the rows of a DuckDB table appended to another, exactly-once under --recovery; built with the duckdb feature only (-P db=FILE -P table=NAME -P column=id -P line=line -P out=NAME -P tail=true -P poll=500ms -P partitions=1)",
         build: crate::duckdb::duckdb_wordcount,
@@ -118,11 +118,11 @@ fn keep_top(mut pairs: Vec<(String, u64)>, n: usize) -> Vec<(String, u64)> {
 /// The `wordcount` flow.
 ///
 /// ```
-/// use riffle::context::FlowContext;
-/// let flow = (riffle_examples::flows()[0].build)(&FlowContext::default()).unwrap();
+/// use riffle::context::DataflowContext;
+/// let flow = (riffle_examples::flows()[0].build)(&DataflowContext::default()).unwrap();
 /// assert_eq!(flow.name(), "wordcount");
 /// ```
-pub fn wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+pub fn wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let input = ctx.param_or("input", WORDCOUNT_TEXT);
     let top: usize = ctx.parsed_param_or("top", 10)?;
     let counter = ctx.counter("words");
@@ -162,7 +162,7 @@ pub fn wordcount(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
 }
 
 /// The `keyed-sums` flow.
-pub fn keyed_sums(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+pub fn keyed_sums(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let events: u64 = ctx.parsed_param_or("events", 100_000)?;
     let keys: u64 = ctx.parsed_param_or("keys", 100)?.max(1);
     let out = ctx.param_or("out", "keyed-sums-out");
@@ -190,7 +190,7 @@ pub fn keyed_sums(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
 }
 
 /// The `windowed-counts` flow.
-pub fn windowed_counts(ctx: &FlowContext) -> anyhow::Result<Dataflow> {
+pub fn windowed_counts(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let events = ctx.param_or("events", "events.csv");
     let out = ctx.param_or("out", "windowed-counts-out");
     let window = ctx.param_or("window", "10s");

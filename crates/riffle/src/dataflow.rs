@@ -61,12 +61,12 @@ pub struct StepInfo {
 /// The graph of a flow: its steps in the order they were added (which is a
 /// topological order: a step can only read streams that already exist).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowDescription {
+pub struct DataflowGraph {
     pub name: String,
     pub steps: Vec<StepInfo>,
 }
 
-impl FlowDescription {
+impl DataflowGraph {
     /// The graph as an indented tree, one line per step, children under parents.
     pub fn to_tree(&self) -> String {
         let mut out = format!("dataflow {}\n", self.name);
@@ -111,7 +111,7 @@ impl FlowDescription {
     }
 }
 
-pub(crate) struct FlowInner {
+pub(crate) struct DataflowInner {
     pub name: String,
     pub steps: Vec<StepInfo>,
     pub builders: Vec<StepBuilder>,
@@ -126,7 +126,7 @@ pub(crate) struct FlowInner {
 /// Cloning a `Dataflow` gives another handle on the same flow.
 #[derive(Clone)]
 pub struct Dataflow {
-    pub(crate) inner: Arc<Mutex<FlowInner>>,
+    pub(crate) inner: Arc<Mutex<DataflowInner>>,
 }
 
 impl std::fmt::Debug for Dataflow {
@@ -141,7 +141,7 @@ impl Dataflow {
     /// A new, empty flow called `name`.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(FlowInner {
+            inner: Arc::new(Mutex::new(DataflowInner {
                 name: name.into(),
                 steps: Vec::new(),
                 builders: Vec::new(),
@@ -157,9 +157,9 @@ impl Dataflow {
     }
 
     /// The graph: steps with ids, kinds and upstreams.
-    pub fn describe(&self) -> FlowDescription {
+    pub fn describe(&self) -> DataflowGraph {
         let inner = self.lock();
-        FlowDescription {
+        DataflowGraph {
             name: inner.name.clone(),
             steps: inner.steps.clone(),
         }
@@ -185,7 +185,7 @@ impl Dataflow {
         format!("{:016x}", crate::exchange::stable_hash(&shape))
     }
 
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, FlowInner> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, DataflowInner> {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -217,10 +217,10 @@ impl Dataflow {
         check_step_id(step_id)?;
         let mut inner = self.lock();
         for up in upstreams {
-            if !Arc::ptr_eq(&up.flow().inner, &self.inner) {
+            if !Arc::ptr_eq(&up.dataflow().inner, &self.inner) {
                 return Err(RiffleError::ForeignStream {
                     flow: inner.name.clone(),
-                    other: up.flow().name(),
+                    other: up.dataflow().name(),
                     step_id: step_id.to_string(),
                 });
             }
@@ -317,7 +317,7 @@ impl<T: Data> Stream<T> {
     }
 
     /// The flow this stream belongs to.
-    pub fn flow(&self) -> &Dataflow {
+    pub fn dataflow(&self) -> &Dataflow {
         &self.flow
     }
 
@@ -367,12 +367,12 @@ pub(crate) fn stream_key(step_id: &str, port: &str) -> String {
 
 /// Any stream, whatever it carries: what [`Dataflow::add_step`] needs of upstreams.
 pub(crate) trait AnyStream {
-    fn flow(&self) -> &Dataflow;
+    fn dataflow(&self) -> &Dataflow;
     fn upstream(&self) -> Upstream;
 }
 
 impl<T> AnyStream for Stream<T> {
-    fn flow(&self) -> &Dataflow {
+    fn dataflow(&self) -> &Dataflow {
         &self.flow
     }
     fn upstream(&self) -> Upstream {

@@ -1,0 +1,476 @@
+//! Consumers: read an unbounded source, call a function on each item, write what
+//! it returns to a sink, acknowledge.
+//!
+//! A consumer is a pool of **replicas**, each a thread that owns some of the
+//! source's partitions (partition `i` of the sorted list goes to replica
+//! `i % replicas`: Kafka partitions, SQS or Redis readers, ...), so replicas never
+//! share a partition and a broker's consumer group sees one reader per partition.
+//! A replica polls a partition, calls the function on every item of the batch,
+//! hands what it returned to the processor's [`SinkWriter`], and only once the
+//! writer says it is durable commits the partition's position: acknowledges the
+//! messages, commits the group's offsets. A crash anywhere replays what was not
+//! acknowledged: **at-least-once**, and exactly-once into a sink that writes
+//! idempotently (an upsert by key).
+//!
+//! Failures:
+//! - the function returns an error: it is called again for that item after a
+//!   backoff, up to [`ConsumerOptions::attempts`] times; then the item goes to the
+//!   dead-letter sink ([`ConsumerOptions::dead_letters`]) with the reason. Without a
+//!   dead-letter sink the processor stops with the error, the item not
+//!   acknowledged, rather than drop it.
+//! - the source cannot decode a message (a source given
+//!   `DeadLetters::stream()`): the letter goes to the dead-letter sink too.
+//! - the sink refuses a write: the batch is written again after a backoff that
+//!   doubles up to five seconds, for as long as it takes (the sink is down, not
+//!   the message wrong); nothing is acknowledged meanwhile.
+//! - the source fails: the processor stops with the connector's error.
+//!
+//! On a stop (SIGTERM, Ctrl-C) a replica finishes the batch in hand, writes it,
+//! acknowledges it and closes its partitions; a write still failing when the
+//! stop comes is left unacknowledged, to be read again.
+
+use std::fmt::Display;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use riffle::dead_letters::{DeadLetter, take_set_aside};
+use riffle::sinks::FixedPartitionedSink;
+use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
+
+use crate::error::{FlowError, Result};
+use crate::metrics::ProcessorMetrics;
+use crate::retry::Backoff;
+use crate::writer::SinkWriter;
+
+/// How long a replica sleeps when none of its partitions has anything.
+const IDLE: Duration = Duration::from_millis(10);
+/// The longest wait between two writes of a batch the sink refused.
+const WRITE_BACKOFF_CEILING: Duration = Duration::from_secs(5);
+
+/// Writes dead letters somewhere durable; built from a sink by
+/// [`ConsumerOptions::dead_letters`].
+pub(crate) type LetterWriter = Arc<dyn Fn(Vec<DeadLetter>) -> Result<()> + Send + Sync>;
+type LetterStarter =
+    Box<dyn FnOnce(&str) -> Result<(LetterWriter, Box<dyn FnOnce() + Send>)> + Send>;
+
+/// A consumer's options, set on what [`crate::Flow::consumer`] returns.
+pub struct ConsumerOptions {
+    pub(crate) replicas: usize,
+    pub(crate) attempts: u32,
+    pub(crate) backoff: Duration,
+    pub(crate) dead_letters: Option<LetterStarter>,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            attempts: 3,
+            backoff: Duration::from_millis(100),
+            dead_letters: None,
+        }
+    }
+}
+
+impl ConsumerOptions {
+    /// Runs `n` replicas (at least one; no more than the source has partitions).
+    pub fn replicas(&mut self, n: usize) -> &mut Self {
+        self.replicas = n.max(1);
+        self
+    }
+
+    /// Calls the function up to `n` times for an item before it is a dead letter
+    /// (default 3).
+    pub fn attempts(&mut self, n: u32) -> &mut Self {
+        self.attempts = n.max(1);
+        self
+    }
+
+    /// Waits `first` before the second attempt, doubling for each after it
+    /// (default 100 ms).
+    pub fn backoff(&mut self, first: Duration) -> &mut Self {
+        self.backoff = first;
+        self
+    }
+
+    /// Sends what the consumer gives up on (and what its source could not decode)
+    /// to `sink`, each letter made an item of it by `to_item`; the letters are
+    /// durable before the messages they came from are acknowledged.
+    pub fn dead_letters<K, M>(&mut self, sink: K, to_item: M) -> &mut Self
+    where
+        K: FixedPartitionedSink,
+        M: Fn(DeadLetter) -> K::Item + Send + Sync + 'static,
+    {
+        self.dead_letters = Some(Box::new(move |id: &str| {
+            let writer = Arc::new(SinkWriter::start(&format!("{id}.dead_letters"), sink)?);
+            let closing = writer.clone();
+            let write: LetterWriter = Arc::new(move |letters: Vec<DeadLetter>| {
+                writer.write(letters.into_iter().map(&to_item).collect())
+            });
+            Ok((
+                write,
+                Box::new(move || closing.close()) as Box<dyn FnOnce() + Send>,
+            ))
+        }));
+        self
+    }
+}
+
+/// A consumer as the flow keeps it until it runs.
+pub(crate) struct ConsumerEntry {
+    pub(crate) id: String,
+    pub(crate) options: ConsumerOptions,
+    pub(crate) start: Box<dyn FnOnce(Start) -> Result<Running> + Send>,
+}
+
+/// What a consumer gets when the flow starts it.
+pub(crate) struct Start {
+    pub(crate) options: ConsumerOptions,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) metrics: Arc<ProcessorMetrics>,
+}
+
+/// A started consumer: its replicas and what to close after them.
+pub(crate) struct Running {
+    pub(crate) id: String,
+    replicas: Vec<JoinHandle<Result<()>>>,
+    closers: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl Running {
+    /// Whether every replica has finished (all its partitions exhausted).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.replicas.iter().all(JoinHandle::is_finished)
+    }
+
+    /// Waits for the replicas, then closes the sinks; the first error wins.
+    pub(crate) fn join(self) -> Result<()> {
+        let mut outcome = Ok(());
+        for replica in self.replicas {
+            let done = replica.join().unwrap_or_else(|_| {
+                Err(FlowError::Failed {
+                    processor: self.id.clone(),
+                    what: "a replica panicked".into(),
+                })
+            });
+            if outcome.is_ok() {
+                outcome = done;
+            }
+        }
+        for close in self.closers {
+            close();
+        }
+        outcome
+    }
+}
+
+/// The entry for consumer `id`: `f` from `source` to `sink`.
+pub(crate) fn entry<S, K, F, I, E>(id: &str, source: S, sink: K, f: F) -> ConsumerEntry
+where
+    S: FixedPartitionedSource,
+    K: FixedPartitionedSink,
+    F: Fn(S::Item) -> std::result::Result<I, E> + Send + Sync + 'static,
+    I: IntoIterator<Item = K::Item>,
+    E: Display,
+{
+    let name = id.to_string();
+    ConsumerEntry {
+        id: id.to_string(),
+        options: ConsumerOptions::default(),
+        start: Box::new(move |start: Start| start_consumer(&name, source, sink, f, start)),
+    }
+}
+
+fn start_consumer<S, K, F, I, E>(
+    id: &str,
+    source: S,
+    sink: K,
+    f: F,
+    start: Start,
+) -> Result<Running>
+where
+    S: FixedPartitionedSource,
+    K: FixedPartitionedSink,
+    F: Fn(S::Item) -> std::result::Result<I, E> + Send + Sync + 'static,
+    I: IntoIterator<Item = K::Item>,
+    E: Display,
+{
+    let Start {
+        mut options,
+        stop,
+        metrics,
+    } = start;
+    let parts = source
+        .list_parts(id)
+        .map_err(|e| FlowError::processor(id, "cannot list the source's partitions", e))?;
+    if parts.is_empty() {
+        return Err(FlowError::Failed {
+            processor: id.to_string(),
+            what: "the source has no partitions".into(),
+        });
+    }
+    let replicas = options.replicas.min(parts.len());
+    if replicas < options.replicas {
+        eprintln!(
+            "consumer {id:?}: {} replicas asked for, the source has {} partitions: running {replicas}",
+            options.replicas,
+            parts.len()
+        );
+    }
+    let writer = Arc::new(SinkWriter::start(id, sink)?);
+    let mut closers: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+    let letters = match options.dead_letters.take() {
+        Some(starter) => {
+            let (write, close) = starter(id)?;
+            closers.push(close);
+            Some(write)
+        }
+        None => None,
+    };
+    let closing = writer.clone();
+    closers.insert(0, Box::new(move || closing.close()));
+    let source = Arc::new(source);
+    let f = Arc::new(f);
+    let mut threads = Vec::with_capacity(replicas);
+    for r in 0..replicas {
+        let mine: Vec<String> = parts.iter().skip(r).step_by(replicas).cloned().collect();
+        let replica = Replica {
+            id: id.to_string(),
+            attempts: options.attempts,
+            backoff: options.backoff,
+            out: writer.clone(),
+            letters: letters.clone(),
+            stop: stop.clone(),
+            metrics: metrics.clone(),
+        };
+        let source = source.clone();
+        let f = f.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("{id}-{r}"))
+            .spawn(move || {
+                replica
+                    .metrics
+                    .set_replicas(replica.metrics.replicas() as usize + 1);
+                let outcome = replica.run(&*source, &mine, &*f);
+                replica
+                    .metrics
+                    .set_replicas(replica.metrics.replicas().saturating_sub(1) as usize);
+                outcome
+            })
+            .map_err(FlowError::Runtime)?;
+        threads.push(thread);
+    }
+    Ok(Running {
+        id: id.to_string(),
+        replicas: threads,
+        closers,
+    })
+}
+
+/// One replica's share of the work.
+struct Replica<T> {
+    id: String,
+    attempts: u32,
+    backoff: Duration,
+    out: Arc<SinkWriter<T>>,
+    letters: Option<LetterWriter>,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<ProcessorMetrics>,
+}
+
+impl<T: riffle::Data> Replica<T> {
+    fn run<S, F, I, E>(&self, source: &S, names: &[String], f: &F) -> Result<()>
+    where
+        S: FixedPartitionedSource,
+        F: Fn(S::Item) -> std::result::Result<I, E>,
+        I: IntoIterator<Item = T>,
+        E: Display,
+    {
+        let mut parts = Vec::with_capacity(names.len());
+        for name in names {
+            let part = source.build_part(&self.id, name, None).map_err(|e| {
+                FlowError::processor(
+                    &self.id,
+                    format!("cannot open source partition {name:?}"),
+                    e,
+                )
+            })?;
+            parts.push(Some(part));
+        }
+        let outcome = self.pump(names, &mut parts, f);
+        for (name, part) in names.iter().zip(parts.iter_mut()) {
+            if let Some(mut part) = part.take()
+                && let Err(e) = part.close()
+            {
+                eprintln!(
+                    "consumer {:?}: closing source partition {name:?}: {e}",
+                    self.id
+                );
+            }
+        }
+        outcome
+    }
+
+    fn pump<P, F, I, E>(&self, names: &[String], parts: &mut [Option<P>], f: &F) -> Result<()>
+    where
+        P: SourcePartition,
+        F: Fn(P::Item) -> std::result::Result<I, E>,
+        I: IntoIterator<Item = T>,
+        E: Display,
+    {
+        while parts.iter().any(Option::is_some) && !self.stop.load(Ordering::Relaxed) {
+            let mut produced = false;
+            let mut wake: Option<Instant> = None;
+            for (name, slot) in names.iter().zip(parts.iter_mut()) {
+                let Some(part) = slot.as_mut() else { continue };
+                let polled = part.next_batch().map_err(|e| {
+                    FlowError::processor(
+                        &self.id,
+                        format!("cannot read source partition {name:?}"),
+                        e,
+                    )
+                })?;
+                let mut dead = take_set_aside();
+                let items = match polled {
+                    Poll::Ready(items) | Poll::ReadyAt(_, items) => items,
+                    Poll::Pending if dead.is_empty() => {
+                        if let Some(at) = part.next_awake() {
+                            wake = Some(wake.map_or(at, |w| w.min(at)));
+                        }
+                        continue;
+                    }
+                    Poll::Pending => Vec::new(),
+                    Poll::Exhausted => {
+                        if let Some(state) = part.snapshot() {
+                            self.commit(name, part, &state)?;
+                        }
+                        if let Some(mut part) = slot.take() {
+                            part.close().map_err(|e| {
+                                FlowError::processor(
+                                    &self.id,
+                                    format!("cannot close source partition {name:?}"),
+                                    e,
+                                )
+                            })?;
+                        }
+                        continue;
+                    }
+                };
+                produced = true;
+                let started = Instant::now();
+                self.metrics.add_in_flight(1);
+                self.metrics.add_in(items.len() as u64);
+                let position = part.snapshot();
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    match self.call(f, item.clone()) {
+                        Ok(made) => out.extend(made),
+                        Err(reason) => {
+                            let input = serde_json::to_vec(&item).unwrap_or_default();
+                            dead.push(DeadLetter::new(
+                                &self.id,
+                                &[("partition", name.as_str().into())],
+                                &reason,
+                                &input,
+                            ));
+                        }
+                    }
+                }
+                let written = out.len() as u64;
+                let outcome = self.deliver(out, dead);
+                self.metrics.add_in_flight(-1);
+                if !outcome? {
+                    // Stopped while the sink refused: leave it unacknowledged.
+                    return Ok(());
+                }
+                self.metrics.add_out(written);
+                if let Some(state) = position {
+                    self.commit(name, part, &state)?;
+                }
+                self.metrics.observe(started.elapsed());
+            }
+            if !produced {
+                let now = Instant::now();
+                let until = wake.unwrap_or(now + IDLE).min(now + IDLE);
+                std::thread::sleep(until.saturating_duration_since(now));
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` on `item`, again after a backoff while it fails; the last
+    /// failure's text once the attempts are spent.
+    fn call<X: Clone, F, I, E>(&self, f: &F, item: X) -> std::result::Result<I, String>
+    where
+        F: Fn(X) -> std::result::Result<I, E>,
+        E: Display,
+    {
+        let mut backoff = Backoff::new(self.backoff, Duration::MAX);
+        let mut attempt = 1;
+        loop {
+            match f(item.clone()) {
+                Ok(made) => return Ok(made),
+                Err(e) => {
+                    self.metrics.add_error();
+                    if attempt >= self.attempts || !backoff.sleep(&self.stop) {
+                        return Err(format!("failed {attempt} times, the last with: {e}"));
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Writes the batch's items and letters, again and again while the sink
+    /// refuses; false when a stop came first.
+    fn deliver(&self, out: Vec<T>, dead: Vec<DeadLetter>) -> Result<bool> {
+        if !dead.is_empty() {
+            let Some(letters) = &self.letters else {
+                let first = &dead[0];
+                return Err(FlowError::Failed {
+                    processor: self.id.clone(),
+                    what: format!(
+                        "{} item(s) failed and the consumer has no dead-letter sink (give it one with .dead_letters(...)); the first: {} (input {})",
+                        dead.len(),
+                        first.reason,
+                        String::from_utf8_lossy(&first.input)
+                    ),
+                });
+            };
+            let n = dead.len() as u64;
+            if !self.again_while_refused(|| letters(dead.clone()))? {
+                return Ok(false);
+            }
+            self.metrics.add_dead_letters(n);
+        }
+        self.again_while_refused(|| self.out.write(out.clone()))
+    }
+
+    fn again_while_refused(&self, mut write: impl FnMut() -> Result<()>) -> Result<bool> {
+        let mut backoff = Backoff::new(self.backoff, WRITE_BACKOFF_CEILING);
+        loop {
+            match write() {
+                Ok(()) => return Ok(true),
+                Err(e) => {
+                    self.metrics.add_error();
+                    eprintln!("consumer {:?}: {e}; writing again", self.id);
+                    if !backoff.sleep(&self.stop) {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    fn commit<P: SourcePartition>(&self, name: &str, part: &mut P, state: &P::State) -> Result<()> {
+        part.commit(state).map_err(|e| {
+            FlowError::processor(
+                &self.id,
+                format!("cannot acknowledge source partition {name:?}"),
+                e,
+            )
+        })
+    }
+}

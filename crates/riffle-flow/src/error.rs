@@ -1,0 +1,66 @@
+//! [`FlowError`]: what can go wrong defining or running a Flow, always naming the
+//! flow, processor or address it is about.
+
+use std::sync::Arc;
+
+/// A Flow's error.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// The flow's definition is wrong (a duplicate id, a route taken twice, ...).
+    #[error("flow {flow:?}: {what}")]
+    Definition {
+        /// The flow.
+        flow: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// A processor could not start or stopped with an error of the engine or a
+    /// connector (which names the server and the step).
+    #[error("processor {processor:?}: {what}")]
+    Processor {
+        /// The processor's id.
+        processor: String,
+        /// What it was doing.
+        what: String,
+        /// The error underneath.
+        #[source]
+        source: Arc<riffle::RiffleError>,
+    },
+    /// A processor gave up on an item and has nowhere to put it.
+    #[error("processor {processor:?}: {what}")]
+    Failed {
+        /// The processor's id.
+        processor: String,
+        /// What failed and why.
+        what: String,
+    },
+    /// The HTTP listener could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: String,
+        /// Why not.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime that hosts the HTTP side could not start.
+    #[error("cannot start the flow's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl FlowError {
+    pub(crate) fn processor(
+        processor: &str,
+        what: impl Into<String>,
+        source: impl Into<Arc<riffle::RiffleError>>,
+    ) -> Self {
+        Self::Processor {
+            processor: processor.to_string(),
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// A Flow's result.
+pub type Result<T, E = FlowError> = std::result::Result<T, E>;

@@ -1,0 +1,186 @@
+//! [`Flow`]: an application of processors (consumers, collectors, service
+//! endpoints), each scaled on its own, run by [`Flow::run`].
+
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::future::Future;
+
+use axum::http::Method;
+use riffle::sinks::FixedPartitionedSink;
+use riffle::sources::FixedPartitionedSource;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::consumer::{self, ConsumerEntry, ConsumerOptions};
+use crate::error::{FlowError, Result};
+use crate::http::{self, HttpError, RouteEntry};
+
+/// What a processor is, for listings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessorInfo {
+    /// Its id (a consumer's or collector's name, `service METHOD /route` for an
+    /// endpoint).
+    pub id: String,
+    /// `consumer`, `collector` or `endpoint`.
+    pub kind: String,
+    /// `METHOD /route` for the HTTP kinds.
+    pub route: Option<String>,
+}
+
+/// An application of processors; see the [crate docs](crate).
+pub struct Flow {
+    pub(crate) id: String,
+    pub(crate) consumers: Vec<ConsumerEntry>,
+    pub(crate) routes: Vec<RouteEntry>,
+    ids: HashSet<String>,
+}
+
+impl Flow {
+    /// An empty flow named `id`.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            consumers: Vec::new(),
+            routes: Vec::new(),
+            ids: HashSet::new(),
+        }
+    }
+
+    /// The flow's name.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Adds consumer `id`: reads `source`, calls `f` on each item and writes what
+    /// it returns (`None` or an empty list drops the item, a list fans out) to
+    /// `sink`; see [`crate::consumer`] for when messages are acknowledged and what
+    /// happens to failures. Set its replicas, retries and dead-letter sink on the
+    /// options it returns.
+    pub fn consumer<S, K, F, I, E>(
+        &mut self,
+        id: &str,
+        source: S,
+        sink: K,
+        f: F,
+    ) -> Result<&mut ConsumerOptions>
+    where
+        S: FixedPartitionedSource,
+        K: FixedPartitionedSink,
+        F: Fn(S::Item) -> std::result::Result<I, E> + Send + Sync + 'static,
+        I: IntoIterator<Item = K::Item>,
+        E: Display,
+    {
+        self.claim(id)?;
+        self.consumers.push(consumer::entry(id, source, sink, f));
+        let entry = self.consumers.last_mut().expect("just pushed");
+        Ok(&mut entry.options)
+    }
+
+    /// Adds a collector at `method route`: each request's JSON body, decoded as
+    /// `Req`, goes through `f`, and what it returns is written to `sink` before
+    /// the request is answered; see [`crate::http`].
+    pub fn collector<Req, K, F, I, E>(
+        &mut self,
+        route: &str,
+        method: Method,
+        sink: K,
+        f: F,
+    ) -> Result<()>
+    where
+        Req: DeserializeOwned + Send + 'static,
+        K: FixedPartitionedSink,
+        F: Fn(Req) -> std::result::Result<I, E> + Send + Sync + 'static,
+        I: IntoIterator<Item = K::Item>,
+        E: Display,
+    {
+        let id = format!("{method} {route}");
+        self.check_route(&method, route)?;
+        self.claim(&id)?;
+        self.routes
+            .push(http::collector(id, method, route, sink, f));
+        Ok(())
+    }
+
+    /// Starts service `id`: a group of endpoints, listed and deployed together.
+    pub fn service(&mut self, id: &str) -> Result<Service<'_>> {
+        self.claim(id)?;
+        Ok(Service {
+            flow: self,
+            id: id.to_string(),
+        })
+    }
+
+    /// The processors, in the order they were added.
+    pub fn processors(&self) -> Vec<ProcessorInfo> {
+        let consumers = self.consumers.iter().map(|c| ProcessorInfo {
+            id: c.id.clone(),
+            kind: "consumer".into(),
+            route: None,
+        });
+        let routes = self.routes.iter().map(|r| ProcessorInfo {
+            id: r.id.clone(),
+            kind: r.kind.into(),
+            route: Some(format!("{} {}", r.method, r.path)),
+        });
+        consumers.chain(routes).collect()
+    }
+
+    fn claim(&mut self, id: &str) -> Result<()> {
+        if id.trim().is_empty() {
+            return Err(self.wrong("a processor id is empty".into()));
+        }
+        if !self.ids.insert(id.to_string()) {
+            return Err(self.wrong(format!("processor id {id:?} is taken")));
+        }
+        Ok(())
+    }
+
+    fn check_route(&self, method: &Method, route: &str) -> Result<()> {
+        http::check_route(method, route).map_err(|what| self.wrong(what))?;
+        if self
+            .routes
+            .iter()
+            .any(|r| r.method == *method && r.path == route)
+        {
+            return Err(self.wrong(format!("{method} {route} is routed twice")));
+        }
+        Ok(())
+    }
+
+    fn wrong(&self, what: String) -> FlowError {
+        FlowError::Definition {
+            flow: self.id.clone(),
+            what,
+        }
+    }
+}
+
+/// A service being defined: add its endpoints.
+pub struct Service<'a> {
+    flow: &'a mut Flow,
+    id: String,
+}
+
+impl Service<'_> {
+    /// Adds the endpoint `method route`: `f` answers each request, decoded as
+    /// `Req` from the path's captures, the query and the JSON body, with a `Resp`
+    /// sent as JSON; see [`crate::http`].
+    pub fn endpoint<Req, Resp, F, Fut>(
+        &mut self,
+        route: &str,
+        method: Method,
+        f: F,
+    ) -> Result<&mut Self>
+    where
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + 'static,
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<Resp, HttpError>> + Send + 'static,
+    {
+        let id = format!("{} {method} {route}", self.id);
+        self.flow.check_route(&method, route)?;
+        self.flow.claim(&id)?;
+        self.flow.routes.push(http::endpoint(id, method, route, f));
+        Ok(self)
+    }
+}

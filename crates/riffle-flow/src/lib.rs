@@ -1,0 +1,53 @@
+//! Flows: applications of individually scaled processors on Riffle's connectors.
+//!
+//! A [`Flow`] holds **processors**:
+//! - a **consumer** ([`Flow::consumer`]) reads an unbounded source (a Kafka topic,
+//!   a NATS stream, a Redis stream, an SQS queue, a folder of new files), calls a
+//!   function on each item and writes what it returns to a sink, acknowledging a
+//!   message only after the sink has what it made ([`consumer`]);
+//! - a **collector** ([`Flow::collector`]) is an HTTP route whose typed JSON
+//!   body goes through a function into a sink, answered once the sink has it;
+//! - a **service** ([`Flow::service`]) groups **endpoints**: typed requests (path,
+//!   query, body) answered with typed responses ([`http`]).
+//!
+//! Sources and sinks are the same as a Dataflow's (`riffle::sources`,
+//! `riffle::sinks`, the `riffle-connectors` crate). A consumer is a pool of
+//! replicas, each reading its own partitions; every processor writes through a
+//! [`SinkWriter`] that gives each sink partition one writer and tells every
+//! caller when its items are durable. [`Flow::run`] runs everything in one
+//! process, with `/metrics` ([`metrics`]) beside the routes, until a stop, and
+//! drains on the way out ([`run`]).
+//!
+//! ```
+//! use riffle::sinks::TestingSink;
+//! use riffle::sources::TestingSource;
+//! use riffle_flow::{Flow, RunOptions};
+//!
+//! let mut flow = Flow::new("shop");
+//! let big = TestingSink::new();
+//! // Keep big orders, drop the rest; two replicas, each its own partitions.
+//! flow.consumer("big_orders", TestingSource::new(vec![5, 50, 500]), big.clone(), |amount: u32| {
+//!     Ok::<_, String>((amount >= 50).then_some(amount))
+//! })?
+//! .replicas(2);
+//! flow.run(RunOptions { addr: "127.0.0.1:0".parse().unwrap(), ..Default::default() })?;
+//! assert_eq!(big.take_sorted(), [50, 500]);
+//! # Ok::<(), riffle_flow::FlowError>(())
+//! ```
+
+pub mod consumer;
+pub mod error;
+mod flow;
+pub mod http;
+pub mod metrics;
+pub mod retry;
+pub mod run;
+pub mod writer;
+
+pub use axum::http::Method;
+pub use consumer::ConsumerOptions;
+pub use error::{FlowError, Result};
+pub use flow::{Flow, ProcessorInfo, Service};
+pub use http::HttpError;
+pub use run::{RunOptions, RunSummary, RunningFlow};
+pub use writer::SinkWriter;
