@@ -25,6 +25,22 @@ pub struct DataflowEntry {
     pub builder: DataflowBuilder,
 }
 
+/// Builds a registered Flow for `riffle flow run`.
+pub type FlowBuilder = Arc<dyn Fn(&FlowContext) -> anyhow::Result<Flow> + Send + Sync>;
+
+pub use riffle_flow::{Flow, FlowContext};
+
+/// A registered Flow: its name, a one-line description and its builder.
+#[derive(Clone)]
+pub struct FlowEntry {
+    /// The name `riffle flow run NAME` uses.
+    pub name: String,
+    /// One line for `riffle flow list`.
+    pub about: String,
+    /// Builds the flow.
+    pub builder: FlowBuilder,
+}
+
 /// A project's command-line application: register flows and pipelines, then call
 /// [`App::main`].
 pub struct App {
@@ -32,6 +48,7 @@ pub struct App {
     /// Whether `bench` (Riffle's own benchmark workloads) is listed in the help.
     pub(crate) benchmarks: bool,
     pub(crate) dataflows: BTreeMap<String, DataflowEntry>,
+    pub(crate) flows: BTreeMap<String, FlowEntry>,
     pub(crate) pipelines: commands::pipeline::Registry,
     /// What `--version` says, when not Riffle's own version.
     pub(crate) version: Option<&'static str>,
@@ -62,6 +79,7 @@ impl App {
             name: name.into(),
             benchmarks: false,
             dataflows: BTreeMap::new(),
+            flows: BTreeMap::new(),
             pipelines: Default::default(),
             version: None,
         }
@@ -101,6 +119,28 @@ impl App {
             },
         );
         self
+    }
+
+    /// Registers a Flow (consumers, collectors, services) under `name`, built by
+    /// `builder` each time `riffle flow run NAME` runs it.
+    pub fn flow<F>(mut self, name: &str, about: &str, builder: F) -> Self
+    where
+        F: Fn(&FlowContext) -> anyhow::Result<Flow> + Send + Sync + 'static,
+    {
+        self.flows.insert(
+            name.to_string(),
+            FlowEntry {
+                name: name.to_string(),
+                about: about.to_string(),
+                builder: Arc::new(builder),
+            },
+        );
+        self
+    }
+
+    /// The registered Flows, by name.
+    pub fn flows(&self) -> impl Iterator<Item = &FlowEntry> {
+        self.flows.values()
     }
 
     /// The registered dataflows, by name.

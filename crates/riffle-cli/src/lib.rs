@@ -27,4 +27,4 @@ pub mod app;
 pub mod bench;
 pub mod commands;
 
-pub use app::{App, DataflowContext};
+pub use app::{App, DataflowContext, FlowContext};

@@ -10,6 +10,9 @@ fn main() -> ExitCode {
     for example in riffle_examples::dataflows() {
         app = app.dataflow(example.name, example.about, example.build);
     }
+    for example in riffle_examples::flows::flows() {
+        app = app.flow(example.name, example.about, example.build);
+    }
     for build in riffle_examples::pipelines::pipelines() {
         app = app.pipeline(build);
     }

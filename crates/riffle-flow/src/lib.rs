@@ -36,6 +36,7 @@
 //! ```
 
 pub mod consumer;
+mod context;
 pub mod error;
 mod flow;
 pub mod http;
@@ -46,6 +47,7 @@ pub mod writer;
 
 pub use axum::http::Method;
 pub use consumer::ConsumerOptions;
+pub use context::FlowContext;
 pub use error::{FlowError, Result};
 pub use flow::{Flow, ProcessorInfo, Service};
 pub use http::HttpError;

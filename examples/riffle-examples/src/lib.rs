@@ -2,11 +2,13 @@
 //! knows by name. Each one is also a test of the crate it shows.
 //!
 //! This crate depends only on the libraries (`riffle`, `riffle-pipeline`, `riffle-connectors`); the `riffle`
-//! binary registers what [`flows`] lists with its app entry.
+//! binary registers what [`dataflows()`], [`flows::flows`] and [`pipelines::pipelines`] list
+//! with its app entry.
 
 pub mod dataflows;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
+pub mod flows;
 pub mod kafka;
 pub mod nats;
 pub mod objects;

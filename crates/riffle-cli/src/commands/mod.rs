@@ -1,5 +1,6 @@
 //! The subcommands, one module each, and the clap definition that ties them together.
 
+pub mod flow;
 pub mod inspect;
 pub mod pipeline;
 pub mod project;
@@ -27,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a registered dataflow by name, or a pipeline with --workflow / --job.
     Run(Box<run::RunArgs>),
+    /// Run or list the registered Flows: consumers, collectors and HTTP services.
+    Flow(flow::FlowArgs),
     /// Print a registered dataflow's graph (steps, kinds, upstreams) as a tree or JSON.
     Inspect(inspect::InspectArgs),
     /// Run a benchmark workload and print its figures.
@@ -65,6 +68,7 @@ pub enum Command {
 pub fn dispatch(app: &App, cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(app, &args),
+        Command::Flow(args) => flow::flow(app, &args),
         Command::Inspect(args) => inspect::inspect(app, &args),
         Command::Bench(args) => crate::bench::bench(app, &args),
         Command::Runs(args) => pipeline::runs(app, &args),

@@ -1,0 +1,84 @@
+//! `riffle flow run` as a user runs it: the bundled `notes` flow on a free port,
+//! a note posted and written before the answer, a bad one refused naming the
+//! field, `/metrics`, then SIGTERM drains and exits 0; an unknown flow is named.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+#[test]
+fn notes_runs_answers_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args(["flow", "run", "notes", "--addr", "127.0.0.1:0", "-P"])
+        .arg(format!("out={}", out.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .filter(|u| u.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let client = reqwest::blocking::Client::new();
+    let answer = client
+        .post(format!("{base}/notes"))
+        .body(r#"{"author": "ann", "text": "buy tea"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    // Answered means on disk.
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(written.trim(), r#"{"author":"ann","text":"buy tea"}"#);
+    let bad = client
+        .post(format!("{base}/notes"))
+        .body(r#"{"author": "bob", "text": 7}"#)
+        .send()
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    assert_eq!(bad.json::<serde_json::Value>().unwrap()["field"], "text");
+    let echo: Vec<u64> = client
+        .get(format!("{base}/notes/3/echo?times=2"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(echo, [3, 3]);
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(r#"riffle_flow_items_out_total{flow="notes",processor="POST /notes",kind="collector"} 1"#),
+        "{metrics}"
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let done = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+    assert!(stderr.contains("POST /notes: 2 in, 1 out"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_flow_is_named_with_the_registered_ones() {
+    let done = Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args(["flow", "run", "nope", "--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!done.status.success());
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        stderr.contains("no flow named \"nope\"; registered: notes"),
+        "{stderr}"
+    );
+}
