@@ -208,9 +208,23 @@ impl<F: Format> FixedPartitionedSource for KafkaSource<F> {
             (None, StartOffset::Committed) => {
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition(topic, partition);
-                let committed = consumer.committed_offsets(tpl, timeout).map_err(|e| {
-                    fail(format!("cannot read the committed offset of {for_part}"), e)
-                })?;
+                // A group's first use on a fresh broker finds its coordinator
+                // still being chosen or loaded: ask again until the timeout.
+                let deadline = Instant::now() + timeout;
+                let committed = loop {
+                    match consumer.committed_offsets(tpl.clone(), timeout) {
+                        Ok(committed) => break committed,
+                        Err(e) if coordinator_moving(&e) && Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        Err(e) => {
+                            return Err(fail(
+                                format!("cannot read the committed offset of {for_part}"),
+                                e,
+                            ));
+                        }
+                    }
+                };
                 match committed
                     .find_partition(topic, partition)
                     .map(|e| e.offset())
@@ -484,4 +498,15 @@ impl<F: Format> SourcePartition for KafkaSourcePartition<F> {
         }
         Ok(())
     }
+}
+
+/// Whether `e` says the group's coordinator is being chosen or loaded (it passes).
+fn coordinator_moving(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            Code::NotCoordinator | Code::CoordinatorLoadInProgress | Code::CoordinatorNotAvailable
+        )
+    )
 }
