@@ -4,8 +4,19 @@
 //! each note to a JSON-lines file (`-P out=PATH`, default `notes.jsonl`) and
 //! answers once it is written, and a `notes` service with `GET /health` and
 //! `GET /notes/{id}/echo` (a typed request from the path and the query).
+//!
+//! `kafka-to-postgres` is a consumer of JSON records `{"id": N, "value": "..."}`
+//! from a Kafka topic (`-P brokers=... -P topic=...`) upserted by `id` into a
+//! PostgreSQL table (`-P postgres=URL -P table=...`), on `-P replicas=N` replicas
+//! (default 2); with `-P append_table=...` a second consumer (a group of its own)
+//! appends every record it reads to that table too, which shows what was read
+//! more than once. Records that are not such JSON go to `-P dead_letters=PATH`
+//! (default `dead-letters.jsonl`).
 
+use riffle::dead_letters::DeadLetter;
 use riffle::sinks::JsonLinesSink;
+use riffle_connectors::kafka::{KafkaMessage, KafkaSettings, KafkaSource, StartOffset, Utf8};
+use riffle_connectors::postgres::{PostgresSettings, PostgresSink};
 use riffle_flow::{Flow, FlowContext, HttpError, Method};
 use serde::{Deserialize, Serialize};
 
@@ -21,11 +32,18 @@ pub struct FlowExample {
 
 /// Every bundled flow.
 pub fn flows() -> Vec<FlowExample> {
-    vec![FlowExample {
-        name: "notes",
-        about: "POST /notes appends each note to a JSON-lines file (-P out=PATH); GET /health",
-        build: notes,
-    }]
+    vec![
+        FlowExample {
+            name: "notes",
+            about: "POST /notes appends each note to a JSON-lines file (-P out=PATH); GET /health",
+            build: notes,
+        },
+        FlowExample {
+            name: "kafka-to-postgres",
+            about: "upsert JSON records of a Kafka topic into a PostgreSQL table (-P brokers, topic, postgres, table)",
+            build: kafka_to_postgres,
+        },
+    ]
 }
 
 /// A note, as posted.
@@ -51,7 +69,7 @@ pub fn notes(ctx: &FlowContext) -> anyhow::Result<Flow> {
     flow.collector(
         "/notes",
         Method::POST,
-        JsonLinesSink::<Note>::new(out),
+        JsonLinesSink::<Note>::new(out).appending(),
         |note: Note| {
             if note.text.trim().is_empty() {
                 return Err(format!("the note of {} has no text", note.author));
@@ -69,6 +87,49 @@ pub fn notes(ctx: &FlowContext) -> anyhow::Result<Flow> {
                 times => Ok(vec![e.id; times.unwrap_or(1) as usize]),
             }
         })?;
+    Ok(flow)
+}
+
+/// A record of the `kafka-to-postgres` flow.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// Its key: one row per id in the upserted table.
+    pub id: i64,
+    /// Its value.
+    pub value: String,
+}
+
+/// The `kafka-to-postgres` flow; see the [module docs](self).
+pub fn kafka_to_postgres(ctx: &FlowContext) -> anyhow::Result<Flow> {
+    let kafka = KafkaSettings::new(ctx.require("brokers")?);
+    let topic = ctx.require("topic")?;
+    let postgres = PostgresSettings::new(ctx.require("postgres")?);
+    let replicas: usize = ctx.setting_or("replicas", "2").parse()?;
+    let letters = ctx.setting_or("dead_letters", "dead-letters.jsonl");
+    let mut flow = Flow::new(ctx.flow());
+    let mut consumer = |id: &str, sink: PostgresSink<Record>| -> anyhow::Result<()> {
+        let source = KafkaSource::new(kafka.clone(), [topic.as_str()])
+            .format(Utf8)
+            .group_id(format!("riffle-flow-{topic}-{id}"))
+            .start(StartOffset::Committed);
+        flow.consumer(id, source, sink, |m: KafkaMessage<String>| {
+            serde_json::from_str::<Record>(m.value.as_deref().unwrap_or("")).map(Some)
+        })?
+        .replicas(replicas)
+        .attempts(1)
+        .dead_letters(
+            JsonLinesSink::<DeadLetter>::new(format!("{letters}.{id}")).appending(),
+            |l| l,
+        );
+        Ok(())
+    };
+    consumer(
+        "upsert",
+        PostgresSink::upsert(postgres.clone(), ctx.require("table")?, ["id"]),
+    )?;
+    if let Some(table) = ctx.setting("append_table") {
+        consumer("append", PostgresSink::append(postgres, table))?;
+    }
     Ok(flow)
 }
 

@@ -38,6 +38,32 @@ pub trait LineWriter: Send + Sync + 'static {
 pub struct LineSink<W> {
     path: PathBuf,
     writer: Arc<W>,
+    append: bool,
+}
+
+impl<W> LineSink<W> {
+    /// Keeps what the file holds when the sink starts without a position and
+    /// writes on at its end (the header, if any, only into a new or empty file).
+    /// For hosts whose every run starts without one, such as a Flow's
+    /// processors; under a recovery store a resumed run still truncates to its
+    /// committed length.
+    ///
+    /// ```
+    /// use riffle::sinks::{FileSink, FixedPartitionedSink, SinkPartition};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("out.txt");
+    /// std::fs::write(&path, "kept\n").unwrap();
+    /// let sink = FileSink::new(&path).appending();
+    /// let mut part = sink.build_part("out", &sink.list_parts("out")?[0], None)?;
+    /// part.write_batch(vec!["new".to_string()])?;
+    /// part.close()?;
+    /// assert_eq!(std::fs::read_to_string(&path).unwrap(), "kept\nnew\n");
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn appending(mut self) -> Self {
+        self.append = true;
+        self
+    }
 }
 
 /// Strings written as lines of one file.
@@ -61,6 +87,7 @@ impl FileSink {
         Self {
             path: path.into(),
             writer: Arc::new(PlainLines),
+            append: false,
         }
     }
 }
@@ -84,6 +111,7 @@ impl<T: Data + Serialize> CsvSink<T> {
     pub fn new(path: impl Into<PathBuf>, columns: &[&str]) -> Self {
         Self {
             path: path.into(),
+            append: false,
             writer: Arc::new(CsvRows {
                 columns: columns.iter().map(|c| c.to_string()).collect(),
                 _row: PhantomData,
@@ -135,6 +163,7 @@ impl<T: Data + Serialize> JsonLinesSink<T> {
         Self {
             path: path.into(),
             writer: Arc::new(JsonLines(PhantomData)),
+            append: false,
         }
     }
 }
@@ -166,13 +195,15 @@ impl<W: LineWriter> FixedPartitionedSink for LineSink<W> {
         for_part: &str,
         resume: Option<u64>,
     ) -> Result<Self::Partition> {
-        FilePartition::open(
-            step_id,
-            PathBuf::from(for_part),
-            self.writer.clone(),
-            resume,
-            |_| true,
-        )
+        let path = PathBuf::from(for_part);
+        let resume = match resume {
+            None if self.append => std::fs::metadata(&path)
+                .ok()
+                .map(|m| m.len())
+                .filter(|len| *len > 0),
+            given => given,
+        };
+        FilePartition::open(step_id, path, self.writer.clone(), resume, |_| true)
     }
 }
 
