@@ -5,6 +5,10 @@
 //! source's partitions (partition `i` of the sorted list goes to replica
 //! `i % replicas`: Kafka partitions, SQS or Redis readers, ...), so replicas never
 //! share a partition and a broker's consumer group sees one reader per partition.
+//! A supervisor thread runs the pool; with [`ConsumerOptions::autoscale`] it
+//! resizes it (see [`crate::autoscale`]): the replicas of the old size finish,
+//! write and acknowledge the batch in hand and close their partitions, then the
+//! new ones open them again from what was acknowledged.
 //! A replica polls a partition, calls the function on every item of the batch,
 //! hands what it returned to the processor's [`SinkWriter`], and only once the
 //! writer says it is durable commits the partition's position: acknowledges the
@@ -29,9 +33,10 @@
 //! acknowledges it and closes its partitions; a write still failing when the
 //! stop comes is left unacknowledged, to be read again.
 
+use std::collections::HashMap;
 use std::fmt::Display;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -39,6 +44,7 @@ use riffle::dead_letters::{DeadLetter, take_set_aside};
 use riffle::sinks::FixedPartitionedSink;
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 
+use crate::autoscale::{Autoscale, Observation, Scaler};
 use crate::error::{FlowError, Result};
 use crate::metrics::ProcessorMetrics;
 use crate::retry::Backoff;
@@ -58,6 +64,7 @@ type LetterStarter =
 /// A consumer's options, set on what [`crate::Flow::consumer`] returns.
 pub struct ConsumerOptions {
     pub(crate) replicas: usize,
+    pub(crate) autoscale: Option<Autoscale>,
     pub(crate) attempts: u32,
     pub(crate) backoff: Duration,
     pub(crate) dead_letters: Option<LetterStarter>,
@@ -67,6 +74,7 @@ impl Default for ConsumerOptions {
     fn default() -> Self {
         Self {
             replicas: 1,
+            autoscale: None,
             attempts: 3,
             backoff: Duration::from_millis(100),
             dead_letters: None,
@@ -78,6 +86,15 @@ impl ConsumerOptions {
     /// Runs `n` replicas (at least one; no more than the source has partitions).
     pub fn replicas(&mut self, n: usize) -> &mut Self {
         self.replicas = n.max(1);
+        self
+    }
+
+    /// Sizes the pool from the source's backlog and the replicas' work, between
+    /// `settings.min` and `settings.max` replicas; see [`crate::autoscale`]. The
+    /// pool starts at `min` (at one replica when `min` is 0 and work waits).
+    pub fn autoscale(&mut self, settings: Autoscale) -> &mut Self {
+        self.replicas = settings.min;
+        self.autoscale = Some(settings);
         self
     }
 
@@ -132,33 +149,28 @@ pub(crate) struct Start {
     pub(crate) metrics: Arc<ProcessorMetrics>,
 }
 
-/// A started consumer: its replicas and what to close after them.
+/// A started consumer: its supervisor (which runs the pool of replicas and
+/// resizes it) and what to close after it.
 pub(crate) struct Running {
     pub(crate) id: String,
-    replicas: Vec<JoinHandle<Result<()>>>,
+    supervisor: JoinHandle<Result<()>>,
     closers: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Running {
-    /// Whether every replica has finished (all its partitions exhausted).
+    /// Whether the consumer is done (its sources read to the end, or failed).
     pub(crate) fn is_finished(&self) -> bool {
-        self.replicas.iter().all(JoinHandle::is_finished)
+        self.supervisor.is_finished()
     }
 
-    /// Waits for the replicas, then closes the sinks; the first error wins.
+    /// Waits for the supervisor, then closes the sinks.
     pub(crate) fn join(self) -> Result<()> {
-        let mut outcome = Ok(());
-        for replica in self.replicas {
-            let done = replica.join().unwrap_or_else(|_| {
-                Err(FlowError::Failed {
-                    processor: self.id.clone(),
-                    what: "a replica panicked".into(),
-                })
-            });
-            if outcome.is_ok() {
-                outcome = done;
-            }
-        }
+        let outcome = self.supervisor.join().unwrap_or_else(|_| {
+            Err(FlowError::Failed {
+                processor: self.id.clone(),
+                what: "its supervisor panicked".into(),
+            })
+        });
         for close in self.closers {
             close();
         }
@@ -211,11 +223,14 @@ where
             what: "the source has no partitions".into(),
         });
     }
-    let replicas = options.replicas.min(parts.len());
-    if replicas < options.replicas {
+    let most = options
+        .autoscale
+        .as_ref()
+        .map_or(options.replicas, |a| a.max);
+    if most > parts.len() {
         eprintln!(
-            "consumer {id:?}: {} replicas asked for, the source has {} partitions: running {replicas}",
-            options.replicas,
+            "consumer {id:?}: up to {most} replicas asked for, the source has {} partitions: no more than {} will run",
+            parts.len(),
             parts.len()
         );
     }
@@ -231,42 +246,203 @@ where
     };
     let closing = writer.clone();
     closers.insert(0, Box::new(move || closing.close()));
-    let source = Arc::new(source);
-    let f = Arc::new(f);
-    let mut threads = Vec::with_capacity(replicas);
-    for r in 0..replicas {
-        let mine: Vec<String> = parts.iter().skip(r).step_by(replicas).cloned().collect();
-        let replica = Replica {
-            id: id.to_string(),
-            attempts: options.attempts,
-            backoff: options.backoff,
-            out: writer.clone(),
-            letters: letters.clone(),
-            stop: stop.clone(),
-            metrics: metrics.clone(),
-        };
-        let source = source.clone();
-        let f = f.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("{id}-{r}"))
-            .spawn(move || {
-                replica
-                    .metrics
-                    .set_replicas(replica.metrics.replicas() as usize + 1);
-                let outcome = replica.run(&*source, &mine, &*f);
-                replica
-                    .metrics
-                    .set_replicas(replica.metrics.replicas().saturating_sub(1) as usize);
-                outcome
-            })
-            .map_err(FlowError::Runtime)?;
-        threads.push(thread);
-    }
+    let pool = Pool {
+        id: id.to_string(),
+        source: Arc::new(source),
+        positions: Arc::default(),
+        parts,
+        f: Arc::new(f),
+        out: writer,
+        letters,
+        attempts: options.attempts,
+        backoff: options.backoff,
+        metrics,
+    };
+    let replicas = options.replicas;
+    let autoscale = options.autoscale.take();
+    let supervisor = std::thread::Builder::new()
+        .name(format!("{id}-supervisor"))
+        .spawn(move || pool.supervise(replicas, autoscale, &stop))
+        .map_err(FlowError::Runtime)?;
     Ok(Running {
         id: id.to_string(),
-        replicas: threads,
+        supervisor,
         closers,
     })
+}
+
+/// Everything a consumer's replicas share; starts generations of them.
+struct Pool<S: FixedPartitionedSource, F, T> {
+    id: String,
+    source: Arc<S>,
+    /// Each partition's last acknowledged position: where a resized pool's
+    /// replicas open it again (a run's first replicas open it where the source
+    /// starts without one).
+    positions: Arc<Positions<S::State>>,
+    parts: Vec<String>,
+    f: Arc<F>,
+    out: Arc<SinkWriter<T>>,
+    letters: Option<LetterWriter>,
+    attempts: u32,
+    backoff: Duration,
+    metrics: Arc<ProcessorMetrics>,
+}
+
+/// The replicas started together, stopped together.
+struct Generation {
+    stop: Arc<AtomicBool>,
+    replicas: Vec<JoinHandle<Result<()>>>,
+}
+
+impl Generation {
+    fn size(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// Whether it had replicas and every one has ended by itself.
+    fn ended(&self) -> bool {
+        !self.replicas.is_empty() && self.replicas.iter().all(JoinHandle::is_finished)
+    }
+
+    /// Stops the replicas (each finishes, writes and acknowledges the batch in
+    /// hand) and waits for them; the first error wins.
+    fn stop(self, id: &str) -> Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut outcome = Ok(());
+        for replica in self.replicas {
+            let done = replica.join().unwrap_or_else(|_| {
+                Err(FlowError::Failed {
+                    processor: id.to_string(),
+                    what: "a replica panicked".into(),
+                })
+            });
+            if outcome.is_ok() {
+                outcome = done;
+            }
+        }
+        outcome
+    }
+}
+
+impl<S, F, I, E, T> Pool<S, F, T>
+where
+    S: FixedPartitionedSource,
+    F: Fn(S::Item) -> std::result::Result<I, E> + Send + Sync + 'static,
+    I: IntoIterator<Item = T>,
+    E: Display,
+    T: riffle::Data,
+{
+    /// `n` replicas (no more than there are partitions), partition `i` read by
+    /// replica `i % n`.
+    fn start(&self, n: usize) -> Result<Generation> {
+        let n = n.min(self.parts.len());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut replicas = Vec::with_capacity(n);
+        for r in 0..n {
+            let mine: Vec<String> = self.parts.iter().skip(r).step_by(n).cloned().collect();
+            let replica = Replica {
+                id: self.id.clone(),
+                attempts: self.attempts,
+                backoff: self.backoff,
+                out: self.out.clone(),
+                letters: self.letters.clone(),
+                stop: stop.clone(),
+                metrics: self.metrics.clone(),
+            };
+            let source = self.source.clone();
+            let f = self.f.clone();
+            let positions = self.positions.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("{}-{r}", self.id))
+                .spawn(move || replica.run(&*source, &mine, &*f, &positions))
+                .map_err(FlowError::Runtime)?;
+            replicas.push(thread);
+        }
+        self.metrics.set_replicas(n);
+        Ok(Generation { stop, replicas })
+    }
+
+    /// Runs the pool until the flow stops or the sources end, resizing it when
+    /// autoscaled.
+    fn supervise(
+        &self,
+        replicas: usize,
+        autoscale: Option<Autoscale>,
+        stop: &AtomicBool,
+    ) -> Result<()> {
+        let mut scaler = autoscale.map(Scaler::new);
+        let first = match &scaler {
+            // Scaled to zero from the start: one replica while work waits.
+            Some(_) if replicas == 0 => usize::from(self.backlog().is_none_or(|b| b > 0)),
+            _ => replicas,
+        };
+        let mut generation = self.start(first)?;
+        let mut next = Instant::now();
+        let outcome = loop {
+            if stop.load(Ordering::SeqCst) {
+                break generation.stop(&self.id);
+            }
+            if generation.ended() {
+                break generation.stop(&self.id);
+            }
+            if let Some(scaler) = scaler.as_mut()
+                && Instant::now() >= next
+            {
+                next = Instant::now() + scaler.settings().every;
+                let backlog = self.backlog();
+                let size = generation.size();
+                let wanted = scaler
+                    .decide(&Observation {
+                        at: Instant::now(),
+                        backlog,
+                        items: self.metrics.items_in(),
+                        busy: self.metrics.busy(),
+                        replicas: size,
+                    })
+                    .min(self.parts.len());
+                if wanted != size {
+                    eprintln!(
+                        "consumer {:?}: {size} -> {wanted} replicas (backlog {}, {} items per busy second per replica)",
+                        self.id,
+                        backlog.map_or_else(|| "unknown".to_string(), |b| b.to_string()),
+                        scaler
+                            .capacity()
+                            .map_or_else(|| "unknown".to_string(), |c| format!("{c:.0}")),
+                    );
+                    if let Err(e) = generation.stop(&self.id) {
+                        break Err(e);
+                    }
+                    generation = self.start(wanted)?;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.metrics.set_replicas(0);
+        outcome
+    }
+
+    /// The source's backlog, recorded in the metrics; `None` when it cannot say
+    /// or the question failed (said on stderr).
+    fn backlog(&self) -> Option<u64> {
+        match self.source.backlog(&self.id) {
+            Ok(Some(backlog)) => {
+                self.metrics.set_backlog(backlog);
+                Some(backlog)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                eprintln!("consumer {:?}: cannot read the backlog: {e}", self.id);
+                None
+            }
+        }
+    }
+}
+
+/// Acknowledged positions by partition name.
+type Positions<S> = Mutex<HashMap<String, S>>;
+
+fn lock<S>(positions: &Positions<S>) -> std::sync::MutexGuard<'_, HashMap<String, S>> {
+    positions.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One replica's share of the work.
@@ -281,7 +457,13 @@ struct Replica<T> {
 }
 
 impl<T: riffle::Data> Replica<T> {
-    fn run<S, F, I, E>(&self, source: &S, names: &[String], f: &F) -> Result<()>
+    fn run<S, F, I, E>(
+        &self,
+        source: &S,
+        names: &[String],
+        f: &F,
+        positions: &Positions<S::State>,
+    ) -> Result<()>
     where
         S: FixedPartitionedSource,
         F: Fn(S::Item) -> std::result::Result<I, E>,
@@ -290,7 +472,8 @@ impl<T: riffle::Data> Replica<T> {
     {
         let mut parts = Vec::with_capacity(names.len());
         for name in names {
-            let part = source.build_part(&self.id, name, None).map_err(|e| {
+            let resume = lock(positions).get(name).cloned();
+            let part = source.build_part(&self.id, name, resume).map_err(|e| {
                 FlowError::processor(
                     &self.id,
                     format!("cannot open source partition {name:?}"),
@@ -299,7 +482,7 @@ impl<T: riffle::Data> Replica<T> {
             })?;
             parts.push(Some(part));
         }
-        let outcome = self.pump(names, &mut parts, f);
+        let outcome = self.pump(names, &mut parts, f, positions);
         for (name, part) in names.iter().zip(parts.iter_mut()) {
             if let Some(mut part) = part.take()
                 && let Err(e) = part.close()
@@ -313,7 +496,13 @@ impl<T: riffle::Data> Replica<T> {
         outcome
     }
 
-    fn pump<P, F, I, E>(&self, names: &[String], parts: &mut [Option<P>], f: &F) -> Result<()>
+    fn pump<P, F, I, E>(
+        &self,
+        names: &[String],
+        parts: &mut [Option<P>],
+        f: &F,
+        positions: &Positions<P::State>,
+    ) -> Result<()>
     where
         P: SourcePartition,
         F: Fn(P::Item) -> std::result::Result<I, E>,
@@ -344,7 +533,7 @@ impl<T: riffle::Data> Replica<T> {
                     Poll::Pending => Vec::new(),
                     Poll::Exhausted => {
                         if let Some(state) = part.snapshot() {
-                            self.commit(name, part, &state)?;
+                            self.commit(name, part, &state, positions)?;
                         }
                         if let Some(mut part) = slot.take() {
                             part.close().map_err(|e| {
@@ -387,7 +576,7 @@ impl<T: riffle::Data> Replica<T> {
                 }
                 self.metrics.add_out(written);
                 if let Some(state) = position {
-                    self.commit(name, part, &state)?;
+                    self.commit(name, part, &state, positions)?;
                 }
                 self.metrics.observe(started.elapsed());
             }
@@ -455,7 +644,7 @@ impl<T: riffle::Data> Replica<T> {
                 Ok(()) => return Ok(true),
                 Err(e) => {
                     self.metrics.add_error();
-                    eprintln!("consumer {:?}: {e}; writing again", self.id);
+                    eprintln!("consumer {:?}: {}; writing again", self.id, e.chain());
                     if !backoff.sleep(&self.stop) {
                         return Ok(false);
                     }
@@ -464,13 +653,23 @@ impl<T: riffle::Data> Replica<T> {
         }
     }
 
-    fn commit<P: SourcePartition>(&self, name: &str, part: &mut P, state: &P::State) -> Result<()> {
+    /// Acknowledges `state` and keeps it as where the partition resumes when
+    /// the pool is resized.
+    fn commit<P: SourcePartition>(
+        &self,
+        name: &str,
+        part: &mut P,
+        state: &P::State,
+        positions: &Positions<P::State>,
+    ) -> Result<()> {
         part.commit(state).map_err(|e| {
             FlowError::processor(
                 &self.id,
                 format!("cannot acknowledge source partition {name:?}"),
                 e,
             )
-        })
+        })?;
+        lock(positions).insert(name.to_string(), state.clone());
+        Ok(())
     }
 }

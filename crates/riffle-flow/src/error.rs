@@ -62,5 +62,20 @@ impl FlowError {
     }
 }
 
+impl FlowError {
+    /// The error with every cause after it, `: `-separated: what a log line or an
+    /// HTTP answer shows.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            cause = e.source();
+        }
+        text
+    }
+}
+
 /// A Flow's result.
 pub type Result<T, E = FlowError> = std::result::Result<T, E>;

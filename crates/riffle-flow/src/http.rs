@@ -136,7 +136,7 @@ where
                             .collect();
                         let n = items.len();
                         writer.write_async(items).await.map_err(|e| {
-                            HttpError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                            HttpError::new(StatusCode::SERVICE_UNAVAILABLE, e.chain())
                         })?;
                         Ok::<_, HttpError>(n)
                     }

@@ -12,7 +12,8 @@
 //!
 //! Sources and sinks are the same as a Dataflow's (`riffle::sources`,
 //! `riffle::sinks`, the `riffle-connectors` crate). A consumer is a pool of
-//! replicas, each reading its own partitions; every processor writes through a
+//! replicas, each reading its own partitions, sized by hand or by its
+//! [`autoscale`]r from the source's backlog; every processor writes through a
 //! [`SinkWriter`] that gives each sink partition one writer and tells every
 //! caller when its items are durable. [`Flow::run`] runs everything in one
 //! process, with `/metrics` ([`metrics`]) beside the routes, until a stop, and
@@ -35,6 +36,7 @@
 //! # Ok::<(), riffle_flow::FlowError>(())
 //! ```
 
+pub mod autoscale;
 pub mod consumer;
 mod context;
 pub mod error;
@@ -45,6 +47,7 @@ pub mod retry;
 pub mod run;
 pub mod writer;
 
+pub use autoscale::Autoscale;
 pub use axum::http::Method;
 pub use consumer::ConsumerOptions;
 pub use context::FlowContext;

@@ -264,6 +264,10 @@ impl ProcessorMetrics {
     pub fn in_flight(&self) -> i64 {
         self.in_flight.load(Ordering::Relaxed)
     }
+    /// Time spent on the work measured so far (the sum of the latencies).
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed))
+    }
     /// The source's backlog, when known.
     pub fn backlog(&self) -> Option<u64> {
         u64::try_from(self.backlog.load(Ordering::Relaxed)).ok()

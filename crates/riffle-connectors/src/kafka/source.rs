@@ -184,6 +184,41 @@ impl<F: Format> FixedPartitionedSource for KafkaSource<F> {
         self.discover.filter(|_| self.tail)
     }
 
+    /// The group's lag: for every partition, its end offset less the group's
+    /// committed offset (its start when the group has none).
+    fn backlog(&self, step_id: &str) -> riffle::Result<Option<u64>> {
+        let consumer = self.consumer(step_id)?;
+        let timeout = self.settings.timeout_duration();
+        let mut tpl = TopicPartitionList::new();
+        for name in self.list_parts(step_id)? {
+            if let Some((topic, partition)) = split_name(&name) {
+                tpl.add_partition(topic, partition);
+            }
+        }
+        let fail = |action: String, e: rdkafka::error::KafkaError| {
+            self.settings.error(action).caused_by(e).for_step(step_id)
+        };
+        let committed = committed_offsets(&consumer, tpl, timeout)
+            .map_err(|e| fail("cannot read the group's committed offsets".into(), e))?;
+        let mut lag = 0u64;
+        for part in committed.elements() {
+            let (low, high) = consumer
+                .fetch_watermarks(part.topic(), part.partition(), timeout)
+                .map_err(|e| {
+                    fail(
+                        format!("cannot read the offsets of {}/{}", part.topic(), part.partition()),
+                        e,
+                    )
+                })?;
+            let from = match part.offset() {
+                Offset::Offset(o) => o.max(low),
+                _ => low,
+            };
+            lag += u64::try_from(high - from).unwrap_or(0);
+        }
+        Ok(Some(lag))
+    }
+
     fn build_part(
         &self,
         step_id: &str,
@@ -208,23 +243,9 @@ impl<F: Format> FixedPartitionedSource for KafkaSource<F> {
             (None, StartOffset::Committed) => {
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition(topic, partition);
-                // A group's first use on a fresh broker finds its coordinator
-                // still being chosen or loaded: ask again until the timeout.
-                let deadline = Instant::now() + timeout;
-                let committed = loop {
-                    match consumer.committed_offsets(tpl.clone(), timeout) {
-                        Ok(committed) => break committed,
-                        Err(e) if coordinator_moving(&e) && Instant::now() < deadline => {
-                            std::thread::sleep(Duration::from_millis(100));
-                        }
-                        Err(e) => {
-                            return Err(fail(
-                                format!("cannot read the committed offset of {for_part}"),
-                                e,
-                            ));
-                        }
-                    }
-                };
+                let committed = committed_offsets(&consumer, tpl, timeout).map_err(|e| {
+                    fail(format!("cannot read the committed offset of {for_part}"), e)
+                })?;
                 match committed
                     .find_partition(topic, partition)
                     .map(|e| e.offset())
@@ -497,6 +518,24 @@ impl<F: Format> SourcePartition for KafkaSourcePartition<F> {
             }
         }
         Ok(())
+    }
+}
+
+/// The group's committed offsets of `tpl`. A group's first use on a fresh broker
+/// finds its coordinator still being chosen or loaded: ask again until `timeout`.
+fn committed_offsets(
+    consumer: &BaseConsumer,
+    tpl: TopicPartitionList,
+    timeout: Duration,
+) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match consumer.committed_offsets(tpl.clone(), timeout) {
+            Err(e) if coordinator_moving(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            done => return done,
+        }
     }
 }
 

@@ -104,6 +104,14 @@ impl FixedPartitionedSource for SqsSource {
             .collect())
     }
 
+    /// The queue's visible messages, as SQS approximates them (those in flight
+    /// are being worked on).
+    fn backlog(&self, step_id: &str) -> riffle::Result<Option<u64>> {
+        let (visible, _in_flight) = super::admin::message_count(&self.settings, &self.queue)
+            .map_err(|e| e.for_step(step_id))?;
+        Ok(Some(visible))
+    }
+
     fn build_part(
         &self,
         step_id: &str,

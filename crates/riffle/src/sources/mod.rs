@@ -134,6 +134,14 @@ pub trait FixedPartitionedSource: Send + Sync + 'static {
     fn discover_every(&self) -> Option<std::time::Duration> {
         None
     }
+
+    /// How many items wait in the source that `step_id` has not yet committed,
+    /// when the system behind it can say: a Kafka group's lag, an SQS queue's
+    /// approximate count. `None` (the default) when it cannot. Autoscalers read
+    /// it; it asks the server, so call it every few seconds, not per item.
+    fn backlog(&self, _step_id: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// A source that builds one stateless partition on every worker.
