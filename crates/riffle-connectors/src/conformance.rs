@@ -196,6 +196,35 @@ fn read_error<T: Target>(source: T::Source) -> RiffleError {
     }
 }
 
+/// Checks what the source says of its backlog ([`FixedPartitionedSource::backlog`]),
+/// for a connector that can say: all of 300 new values wait before anything is
+/// read, none once a consumer loop has read, written and committed them. A
+/// source that cannot say (`None`) passes.
+pub fn backlog<T: Target>(target: &T) {
+    let stream = target.create("backlog", 2);
+    let values = numbered("b", 300 / target.shrink().max(1));
+    target.write(&stream, &values);
+    let step = unique("backlog");
+    let source = target.source(&stream);
+    let Some(before) = source
+        .backlog(&step)
+        .unwrap_or_else(|e| panic!("the backlog of a new stream: {e}"))
+    else {
+        return;
+    };
+    assert_eq!(before, values.len() as u64, "the backlog before reading");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let read = riffle::consume::consume(&step, source, TestingSink::new(), |_| None::<()>, &stop)
+        .unwrap_or_else(|e| panic!("reading the stream: {e}"));
+    assert_eq!(read.read, values.len() as u64);
+    let after = target.source(&stream).backlog(&step).unwrap();
+    assert_eq!(
+        after,
+        Some(0),
+        "the backlog once everything was read and committed"
+    );
+}
+
 /// Checks that reading a missing stream is an error naming step, server and stream.
 pub fn missing_stream<T: Target>(target: &T) {
     let name = format!("missing-{}", std::process::id());

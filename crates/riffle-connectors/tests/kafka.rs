@@ -37,6 +37,14 @@ fn conformance_rescale_from_2_to_3_workers() {
 }
 
 #[test]
+fn conformance_backlog() {
+    let Some(kafka) = KafkaTarget::from_env() else {
+        return;
+    };
+    conformance::backlog(&kafka);
+}
+
+#[test]
 fn conformance_missing_topic_and_unreachable_broker() {
     let Some(kafka) = KafkaTarget::from_env() else {
         return;

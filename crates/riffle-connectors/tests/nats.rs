@@ -41,6 +41,14 @@ fn conformance_rescale_from_2_to_3_workers() {
 }
 
 #[test]
+fn conformance_backlog() {
+    let Some(nats) = NatsTarget::from_env() else {
+        return;
+    };
+    conformance::backlog(&nats);
+}
+
+#[test]
 fn conformance_missing_stream_and_unreachable_server() {
     let Some(nats) = NatsTarget::from_env() else {
         return;

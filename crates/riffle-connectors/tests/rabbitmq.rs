@@ -39,6 +39,14 @@ fn conformance_rescale_from_2_to_3_workers() {
 }
 
 #[test]
+fn conformance_backlog() {
+    let Some(mq) = RabbitTarget::from_env() else {
+        return;
+    };
+    conformance::backlog(&mq);
+}
+
+#[test]
 fn conformance_missing_queue_and_unreachable_broker() {
     let Some(mq) = RabbitTarget::from_env() else {
         return;

@@ -39,6 +39,14 @@ fn conformance_rescale_from_2_to_3_workers() {
 }
 
 #[test]
+fn conformance_backlog() {
+    let Some(redis) = RedisTarget::from_env() else {
+        return;
+    };
+    conformance::backlog(&redis);
+}
+
+#[test]
 fn conformance_missing_stream_and_unreachable_server() {
     let Some(redis) = RedisTarget::from_env() else {
         return;

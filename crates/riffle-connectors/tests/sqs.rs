@@ -43,6 +43,14 @@ fn conformance_rescale_from_2_to_3_workers() {
 }
 
 #[test]
+fn conformance_backlog() {
+    let Some(sqs) = SqsTarget::from_env() else {
+        return;
+    };
+    conformance::backlog(&sqs);
+}
+
+#[test]
 fn conformance_missing_queue_and_unreachable_endpoint() {
     let Some(sqs) = SqsTarget::from_env() else {
         return;

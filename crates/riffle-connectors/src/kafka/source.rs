@@ -206,7 +206,11 @@ impl<F: Format> FixedPartitionedSource for KafkaSource<F> {
                 .fetch_watermarks(part.topic(), part.partition(), timeout)
                 .map_err(|e| {
                     fail(
-                        format!("cannot read the offsets of {}/{}", part.topic(), part.partition()),
+                        format!(
+                            "cannot read the offsets of {}/{}",
+                            part.topic(),
+                            part.partition()
+                        ),
                         e,
                     )
                 })?;

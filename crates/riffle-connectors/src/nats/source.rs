@@ -176,6 +176,57 @@ impl FixedPartitionedSource for NatsSource {
         Ok(self.part_names())
     }
 
+    /// For each filter's durable consumer, the messages not yet delivered to it
+    /// and those delivered and not acknowledged; the stream's messages while a
+    /// consumer does not exist yet.
+    fn backlog(&self, step_id: &str) -> riffle::Result<Option<u64>> {
+        let filters: Vec<String> = if self.filters.is_empty() {
+            vec![String::new()]
+        } else {
+            self.filters.clone()
+        };
+        crate::runtime::handle()
+            .block_on(async {
+                let js = self.settings.jetstream().await?;
+                let mut stream = js
+                    .get_stream(&self.stream)
+                    .await
+                    .map_err(|e| missing_stream(&self.settings, &self.stream, e))?;
+                let mut total = 0u64;
+                for filter in &filters {
+                    let durable = self.durable_name(step_id, filter);
+                    match stream.consumer_info(&durable).await {
+                        Ok(info) => total += info.num_pending + info.num_ack_pending as u64,
+                        Err(_) if filter.is_empty() => {
+                            let info = stream.info().await.map_err(|e| {
+                                self.settings
+                                    .error(format!("cannot read stream {:?}", self.stream))
+                                    .caused_by(e)
+                            })?;
+                            total += info.state.messages;
+                        }
+                        Err(_) => {
+                            let cannot = |e: &dyn std::fmt::Display| {
+                                self.settings.error(format!(
+                                    "cannot count the messages of {filter:?} in stream {:?}: {e}",
+                                    self.stream
+                                ))
+                            };
+                            let mut subjects = stream
+                                .info_with_subjects(filter)
+                                .await
+                                .map_err(|e| cannot(&e))?;
+                            while let Some(subject) = subjects.next().await {
+                                total += subject.map_err(|e| cannot(&e))?.1 as u64;
+                            }
+                        }
+                    }
+                }
+                Ok::<_, ConnectorError>(Some(total))
+            })
+            .map_err(|e| e.for_step(step_id))
+    }
+
     fn build_part(
         &self,
         step_id: &str,

@@ -86,6 +86,19 @@ impl FixedPartitionedSource for RabbitSource {
         Ok(self.queues.clone())
     }
 
+    /// The messages ready in the queues (those delivered and not yet
+    /// acknowledged are being worked on).
+    fn backlog(&self, step_id: &str) -> riffle::Result<Option<u64>> {
+        let mut total = 0u64;
+        for queue in &self.queues {
+            total += u64::from(
+                super::admin::message_count(&self.settings, queue)
+                    .map_err(|e| e.for_step(step_id))?,
+            );
+        }
+        Ok(Some(total))
+    }
+
     fn build_part(
         &self,
         step_id: &str,

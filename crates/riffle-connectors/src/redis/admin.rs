@@ -123,14 +123,23 @@ pub fn delete_stream(settings: &RedisSettings, stream: &str) -> Result<(), Conne
 pub fn length(settings: &RedisSettings, stream: &str) -> Result<u64, ConnectorError> {
     crate::runtime::handle().block_on(async {
         let mut conn = settings.connect().await?;
-        redis::cmd("XLEN")
-            .arg(stream)
-            .query_async::<u64>(&mut conn)
-            .await
-            .map_err(|e| {
-                settings
-                    .error(format!("cannot count stream {stream:?}"))
-                    .caused_by(e)
-            })
+        length_async(settings, &mut conn, stream).await
     })
+}
+
+/// [`length`] on a connection the caller holds.
+pub(crate) async fn length_async(
+    settings: &RedisSettings,
+    conn: &mut redis::aio::ConnectionManager,
+    stream: &str,
+) -> Result<u64, ConnectorError> {
+    redis::cmd("XLEN")
+        .arg(stream)
+        .query_async::<u64>(conn)
+        .await
+        .map_err(|e| {
+            settings
+                .error(format!("cannot count stream {stream:?}"))
+                .caused_by(e)
+        })
 }

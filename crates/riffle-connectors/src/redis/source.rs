@@ -132,6 +132,42 @@ impl FixedPartitionedSource for RedisSource {
         Ok(self.streams.clone())
     }
 
+    /// For each stream, the group's lag (entries not yet delivered to it) and its
+    /// pending entries (delivered, not acknowledged); `None` when the server
+    /// cannot tell the lag (Redis before 7).
+    fn backlog(&self, step_id: &str) -> riffle::Result<Option<u64>> {
+        let group = self.group_name(step_id);
+        crate::runtime::handle()
+            .block_on(async {
+                let mut conn = self.settings.connect().await?;
+                let mut total = 0u64;
+                for stream in &self.streams {
+                    let reply: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
+                        .arg("GROUPS")
+                        .arg(stream)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| {
+                            self.settings
+                                .error(format!("cannot read the groups of stream {stream:?}"))
+                                .caused_by(e)
+                        })?;
+                    let Some(info) = reply.groups.iter().find(|g| g.name == group) else {
+                        // No group yet: everything in the stream waits.
+                        total +=
+                            super::admin::length_async(&self.settings, &mut conn, stream).await?;
+                        continue;
+                    };
+                    let Some(lag) = info.lag else {
+                        return Ok(None);
+                    };
+                    total += (lag + info.pending) as u64;
+                }
+                Ok::<_, ConnectorError>(Some(total))
+            })
+            .map_err(|e| e.for_step(step_id))
+    }
+
     fn build_part(
         &self,
         step_id: &str,
