@@ -1,0 +1,1 @@
+"""Sources and sinks for systems outside the flow: :mod:`riffle.connectors.stdio`."""

@@ -1,0 +1,339 @@
+"""The operators: functions that add a step to a dataflow.
+
+Every operator takes a step id first (unique in the flow, without ``.``), then the
+stream it reads (``up``), then the functions it calls, and returns the stream it
+produces. They have bytewax's names and signatures, so ``import
+riffle.operators as op`` replaces ``import bytewax.operators as op``.
+
+The steps run in the Rust engine. Stateless steps hand each batch of items to
+Python once and call your function on its items there; keyed steps route, keep
+state and emit their results in Rust, calling your function only where it
+decides something.
+
+**Stateless**: :func:`map`, :func:`filter`, :func:`filter_map`, :func:`flat_map`,
+:func:`flat_map_batch`, :func:`flatten`, :func:`branch`, :func:`merge`,
+:func:`inspect`, :func:`key_on`, and on
+``(key, value)`` 2-tuples with ``str`` keys :func:`key_rm`, :func:`map_value`,
+:func:`filter_value`, :func:`flat_map_value`.
+**Keyed**: :func:`stateful_map`, :func:`count_final`, :func:`reduce_final`,
+:func:`max_final`, :func:`min_final`.
+**Ends**: :func:`input` (a :class:`riffle.testing.TestingSource`) and
+:func:`output` (a :class:`riffle.testing.TestingSink` or
+:class:`riffle.connectors.stdio.StdOutSink`).
+
+The examples below share this helper, which runs a flow of one step over
+``items`` and returns what it wrote:
+
+>>> from riffle.dataflow import Dataflow
+>>> import riffle.operators as op
+>>> from riffle.testing import TestingSource, TestingSink, run_main
+>>> def run(step, items):
+...     flow = Dataflow("example")
+...     out = []
+...     op.output("out", step(op.input("inp", flow, TestingSource(items))), TestingSink(out))
+...     run_main(flow)
+...     return out
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar
+
+from riffle import _riffle
+from riffle.connectors.stdio import StdOutSink
+from riffle.dataflow import Dataflow, KeyedStream, Stream
+from riffle.testing import TestingSink, TestingSource
+
+X = TypeVar("X")
+Y = TypeVar("Y")
+V = TypeVar("V")
+W = TypeVar("W")
+S = TypeVar("S")
+
+__all__ = [
+    "BranchOut",
+    "branch",
+    "count_final",
+    "filter",
+    "filter_map",
+    "filter_value",
+    "flat_map",
+    "flat_map_batch",
+    "flat_map_value",
+    "flatten",
+    "input",
+    "inspect",
+    "key_on",
+    "key_rm",
+    "map",
+    "map_value",
+    "max_final",
+    "merge",
+    "min_final",
+    "output",
+    "reduce_final",
+    "stateful_map",
+]
+
+
+def input(step_id: str, flow: Dataflow, source: Any) -> Stream:
+    """Reads the items of ``source`` into ``flow``.
+
+    >>> run(lambda s: s, [1, 2, 3])
+    [1, 2, 3]
+    """
+    if isinstance(source, TestingSource):
+        return _riffle.input_testing(step_id, flow, source.ib, source.batch_size)
+    raise TypeError(
+        f'step "{step_id}": cannot read a {type(source).__qualname__}; '
+        "sources from Python are riffle.testing.TestingSource for now"
+    )
+
+
+def output(step_id: str, up: Stream, sink: Any) -> None:
+    """Writes every item of ``up`` to ``sink``."""
+    if isinstance(sink, TestingSink):
+        return _riffle.output(step_id, up, sink.ls.extend)
+    if isinstance(sink, StdOutSink):
+        return _riffle.output(step_id, up, sink._write)
+    raise TypeError(
+        f'step "{step_id}": cannot write to a {type(sink).__qualname__}; sinks from '
+        "Python are riffle.testing.TestingSink and riffle.connectors.stdio.StdOutSink for now"
+    )
+
+
+def map(step_id: str, up: Stream, mapper: Callable[[X], Y]) -> Stream:
+    """``mapper(item)`` for every item.
+
+    >>> run(lambda s: op.map("upper", s, str.upper), ["a", "b"])
+    ['A', 'B']
+    """
+    return _riffle.map(step_id, up, mapper)
+
+
+def filter(step_id: str, up: Stream, predicate: Callable[[X], bool]) -> Stream:
+    """The items for which ``predicate(item)`` is ``True``.
+
+    ``predicate`` must return a ``bool``; anything else stops the flow with a
+    ``TypeError``.
+
+    >>> run(lambda s: op.filter("small", s, lambda x: x < 3), [5, 1, 4, 2])
+    [1, 2]
+    """
+    return _riffle.filter(step_id, up, predicate)
+
+
+def filter_map(step_id: str, up: Stream, mapper: Callable[[X], Optional[Y]]) -> Stream:
+    """``mapper(item)`` for every item, leaving out the ``None`` results.
+
+    >>> run(lambda s: op.filter_map("ints", s, lambda t: int(t) if t.isdigit() else None), ["1", "x", "3"])
+    [1, 3]
+    """
+    return _riffle.filter_map(step_id, up, mapper)
+
+
+def flat_map(step_id: str, up: Stream, mapper: Callable[[X], Iterable[Y]]) -> Stream:
+    """Every item of the iterable ``mapper(item)``, for every item.
+
+    >>> run(lambda s: op.flat_map("words", s, str.split), ["to be", "or"])
+    ['to', 'be', 'or']
+    """
+    return _riffle.flat_map(step_id, up, mapper)
+
+
+def flat_map_batch(step_id: str, up: Stream, mapper: Callable[[List[X]], Iterable[Y]]) -> Stream:
+    """Every item of the iterable ``mapper(items)``, where ``items`` is a list of
+    the items of one batch: for work that costs per call rather than per item.
+
+    A batch never mixes epochs; how many items it holds is up to the source (a
+    :class:`~riffle.testing.TestingSource` reads ``batch_size`` at a time).
+
+    >>> run(lambda s: op.flat_map_batch("sums", s, lambda batch: [sum(batch)]), [1, 2, 3])
+    [1, 2, 3]
+    """
+    return _riffle.flat_map_batch(step_id, up, mapper)
+
+
+def flatten(step_id: str, up: Stream) -> Stream:
+    """Every item of every item of ``up``, each an iterable.
+
+    >>> run(lambda s: op.flatten("flat", s), [[1, 2], [], (3,)])
+    [1, 2, 3]
+    """
+    return _riffle.flatten(step_id, up)
+
+
+@dataclass(frozen=True)
+class BranchOut:
+    """The two streams of :func:`branch`."""
+
+    #: The items for which the predicate was ``True``.
+    trues: Stream
+    #: The items for which it was ``False``.
+    falses: Stream
+
+
+def branch(step_id: str, up: Stream, predicate: Callable[[X], bool]) -> BranchOut:
+    """Splits ``up`` in two by ``predicate(item)``, which must return a ``bool``
+    and is called once per item.
+
+    >>> flow = Dataflow("split")
+    >>> nums = op.input("inp", flow, TestingSource([1, 2, 3, 4]))
+    >>> parity = op.branch("even", nums, lambda x: x % 2 == 0)
+    >>> evens, odds = [], []
+    >>> op.output("out_evens", parity.trues, TestingSink(evens))
+    >>> op.output("out_odds", parity.falses, TestingSink(odds))
+    >>> run_main(flow)
+    >>> evens, odds
+    ([2, 4], [1, 3])
+    """
+    trues, falses = _riffle.branch(step_id, up, predicate)
+    return BranchOut(trues, falses)
+
+
+def merge(step_id: str, *ups: Stream) -> Stream:
+    """One stream with the items of all of ``ups``.
+
+    >>> flow = Dataflow("join_up")
+    >>> a = op.input("a", flow, TestingSource([1, 2]))
+    >>> b = op.input("b", flow, TestingSource([3]))
+    >>> out = []
+    >>> op.output("out", op.merge("both", a, b), TestingSink(out))
+    >>> run_main(flow)
+    >>> sorted(out)
+    [1, 2, 3]
+    """
+    return _riffle.merge(step_id, list(ups))
+
+
+def _default_inspector(step_id: str, item: Any) -> None:
+    print(f"{step_id}: {item!r}", flush=True)
+
+
+def inspect(
+    step_id: str, up: Stream, inspector: Callable[[str, X], None] = _default_inspector
+) -> Stream:
+    """Calls ``inspector(step_id, item)`` for every item, which passes on unchanged.
+
+    The default inspector prints ``step_id: repr(item)``.
+
+    >>> run(lambda s: op.inspect("see", s), [1, "a"])
+    see: 1
+    see: 'a'
+    [1, 'a']
+    """
+    return _riffle.inspect(step_id, up, inspector)
+
+
+def key_on(step_id: str, up: Stream, key: Callable[[X], str]) -> KeyedStream:
+    """``(key(item), item)`` for every item; ``key`` must return a ``str``.
+
+    >>> run(lambda s: op.key_on("by_len", s, lambda w: str(len(w))), ["ab", "c"])
+    [('2', 'ab'), ('1', 'c')]
+    """
+    return _riffle.key_on(step_id, up, key)
+
+
+def map_value(step_id: str, up: KeyedStream, mapper: Callable[[V], W]) -> KeyedStream:
+    """``(key, mapper(value))`` for every ``(key, value)`` pair.
+
+    >>> run(lambda s: op.map_value("double", s, lambda v: v * 2), [("a", 1), ("b", 2)])
+    [('a', 2), ('b', 4)]
+    """
+    return _riffle.map_value(step_id, up, mapper)
+
+
+def key_rm(step_id: str, up: KeyedStream) -> Stream:
+    """The value of every ``(key, value)`` pair.
+
+    >>> run(lambda s: op.key_rm("values", s), [("a", 1), ("b", 2)])
+    [1, 2]
+    """
+    return _riffle.key_rm(step_id, up)
+
+
+def filter_value(step_id: str, up: KeyedStream, predicate: Callable[[V], bool]) -> KeyedStream:
+    """The ``(key, value)`` pairs for which ``predicate(value)`` is ``True``.
+
+    >>> run(lambda s: op.filter_value("pos", s, lambda v: v > 0), [("a", 1), ("b", -2)])
+    [('a', 1)]
+    """
+    return _riffle.filter_value(step_id, up, predicate)
+
+
+def flat_map_value(step_id: str, up: KeyedStream, mapper: Callable[[V], Iterable[W]]) -> KeyedStream:
+    """``(key, w)`` for every ``w`` of the iterable ``mapper(value)``, for every pair.
+
+    >>> run(lambda s: op.flat_map_value("split", s, str.split), [("a", "x y")])
+    [('a', 'x'), ('a', 'y')]
+    """
+    return _riffle.flat_map_value(step_id, up, mapper)
+
+
+def stateful_map(
+    step_id: str,
+    up: KeyedStream,
+    mapper: Callable[[Optional[S], V], Tuple[Optional[S], W]],
+) -> KeyedStream:
+    """Maps each value with the state of its key.
+
+    ``mapper(state, value)`` returns ``(updated_state, emit_value)``; a key's state
+    is ``None`` until ``mapper`` first returns one, and returning ``None`` as the
+    state forgets the key. Emits ``(key, emit_value)``.
+
+    >>> def running_sum(total, value):
+    ...     total = (total or 0) + value
+    ...     return total, total
+    >>> run(lambda s: op.stateful_map("sum", s, running_sum), [("a", 1), ("a", 2), ("b", 5), ("a", 3)])
+    [('a', 1), ('a', 3), ('b', 5), ('a', 6)]
+    """
+    return _riffle.stateful_map(step_id, up, mapper)
+
+
+def count_final(step_id: str, up: Stream, key: Callable[[X], str]) -> KeyedStream:
+    """``(key, count)`` for every key ``key(item)`` returned, when the stream ends.
+
+    >>> sorted(run(lambda s: op.count_final("count", s, lambda w: w), ["a", "b", "a"]))
+    [('a', 2), ('b', 1)]
+    """
+    return _riffle.count_final(step_id, up, key)
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _check_by(step_id: str, by: Any) -> None:
+    if not callable(by):
+        raise TypeError(f'step "{step_id}": `by` must be callable; got a {type(by).__qualname__} instead')
+
+
+def max_final(step_id: str, up: KeyedStream, by: Callable[[V], Any] = _identity) -> KeyedStream:
+    """``(key, largest value)`` for every key when the stream ends, comparing
+    ``by(value)``; of equal values, the first seen.
+
+    >>> sorted(run(lambda s: op.max_final("max", s), [("a", 3), ("a", 7), ("b", 1)]))
+    [('a', 7), ('b', 1)]
+    """
+    _check_by(step_id, by)
+    return reduce_final(step_id, up, lambda acc, v: v if by(v) > by(acc) else acc)
+
+
+def min_final(step_id: str, up: KeyedStream, by: Callable[[V], Any] = _identity) -> KeyedStream:
+    """``(key, smallest value)`` for every key when the stream ends, comparing
+    ``by(value)``; of equal values, the first seen.
+
+    >>> sorted(run(lambda s: op.min_final("min", s, by=len), [("a", "ccc"), ("a", "b"), ("a", "d")]))
+    [('a', 'b')]
+    """
+    _check_by(step_id, by)
+    return reduce_final(step_id, up, lambda acc, v: v if by(v) < by(acc) else acc)
+
+
+def reduce_final(step_id: str, up: KeyedStream, reducer: Callable[[V, V], V]) -> KeyedStream:
+    """Combines each key's values with ``reducer(accumulator, value)``; emits
+    ``(key, accumulator)`` for every key when the stream ends.
+
+    >>> sorted(run(lambda s: op.reduce_final("sum", s, lambda acc, v: acc + v), [("a", 1), ("b", 2), ("a", 3)]))
+    [('a', 4), ('b', 2)]
+    """
+    return _riffle.reduce_final(step_id, up, reducer)

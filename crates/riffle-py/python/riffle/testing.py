@@ -1,0 +1,81 @@
+"""Run dataflows in tests: items from memory in, items into a list out.
+
+>>> from riffle.dataflow import Dataflow
+>>> import riffle.operators as op
+>>> from riffle.testing import TestingSource, TestingSink, run_main
+>>> flow = Dataflow("evens")
+>>> nums = op.input("inp", flow, TestingSource(range(6), batch_size=4))
+>>> out = []
+>>> op.output("out", op.filter("even", nums, lambda x: x % 2 == 0), TestingSink(out))
+>>> run_main(flow)
+>>> out
+[0, 2, 4]
+"""
+
+from datetime import timedelta
+from typing import Any, Iterable, List, Optional
+
+from riffle import _riffle
+from riffle.dataflow import Dataflow
+
+__all__ = ["TestingSink", "TestingSource", "run_main"]
+
+
+class TestingSource:
+    """The items of an iterable, read ``batch_size`` at a time.
+
+    The iterable is read once, when the source is added to a flow by
+    :func:`riffle.operators.input`.
+    """
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(self, ib: Iterable[Any], batch_size: int = 1):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+        self.ib = ib
+        self.batch_size = batch_size
+
+    def __repr__(self) -> str:
+        return f"TestingSource({self.ib!r}, batch_size={self.batch_size})"
+
+
+class TestingSink:
+    """Appends every item the flow writes to the list ``ls``, as it is written.
+
+    Items written before a failure stay in the list.
+    """
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(self, ls: List[Any]):
+        if not isinstance(ls, list):
+            raise TypeError(f"TestingSink needs a list; got a {type(ls).__qualname__}")
+        self.ls = ls
+
+    def __repr__(self) -> str:
+        return f"TestingSink({self.ls!r})"
+
+
+def run_main(
+    flow: Dataflow,
+    *,
+    epoch_interval: Optional[timedelta] = None,
+    recovery_config: Optional[Any] = None,
+) -> None:
+    """Runs ``flow`` to its end on one worker in this thread.
+
+    ``epoch_interval`` is the wall-clock length of an epoch (10 seconds by
+    default). Raises :class:`riffle.RiffleError` when a step fails; when a function
+    of yours raised, it is the error's ``__cause__``.
+    """
+    if recovery_config is not None:
+        raise NotImplementedError("recovery from Python is not built yet; pass recovery_config=None")
+    seconds = None
+    if epoch_interval is not None:
+        if not isinstance(epoch_interval, timedelta):
+            raise TypeError(
+                f"epoch_interval must be a datetime.timedelta; got a {type(epoch_interval).__qualname__}"
+            )
+        seconds = epoch_interval.total_seconds()
+    _riffle.run_main(flow, seconds)

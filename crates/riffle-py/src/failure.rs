@@ -1,0 +1,143 @@
+//! How errors cross between the engine and Python.
+//!
+//! **Building** a flow fails at once, in the call that adds the step: a step id
+//! used twice or not valid is a `ValueError`, a function that is not callable or a
+//! source or sink of an unknown kind is a `TypeError`, and each message names the
+//! step.
+//!
+//! **Running** a flow fails when a user function raises. The engine only carries
+//! text, so the exception itself waits in the flow's [`Failures`]: the step that
+//! caught it records it there (the first one wins, later ones are consequences),
+//! and returns the exception's summary to the engine, which stops the run
+//! everywhere. When the run returns, [`run_error`] raises a `riffle.RiffleError`
+//! whose message names the step (and the worker and epoch), whose `step_id`
+//! attribute holds it, and whose `__cause__` is the user's exception object itself,
+//! with its own traceback: Python prints the user's traceback first, then the step.
+
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+pyo3::create_exception!(
+    riffle,
+    RiffleError,
+    PyException,
+    "A dataflow failed to build or to run. `step_id` names the step (None when the \
+     error is not about one step); when a user function raised, `__cause__` is that \
+     exception."
+);
+
+/// An exception raised by a user function, and the step it was raised in.
+pub(crate) struct Failure {
+    step_id: String,
+    error: PyErr,
+}
+
+/// The first exception raised by a user function during a run, kept for
+/// [`run_error`]. One per flow, shared by its steps' functions.
+#[derive(Clone, Default)]
+pub(crate) struct Failures(Arc<Mutex<Option<Failure>>>);
+
+impl Failures {
+    /// Keeps `error` (unless an earlier one is kept) and returns its summary for
+    /// the engine's message: `TypeName: message`.
+    pub(crate) fn record(&self, step_id: &str, error: PyErr) -> String {
+        let summary = Python::attach(|py| summary(py, &error));
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(Failure {
+                step_id: step_id.to_string(),
+                error,
+            });
+        }
+        summary
+    }
+
+    /// Forgets what an earlier run left.
+    pub(crate) fn clear(&self) {
+        self.take();
+    }
+
+    fn take(&self) -> Option<Failure> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// `TypeName: message`, as Python's last traceback line shows an exception.
+fn summary(py: Python<'_>, error: &PyErr) -> String {
+    let name = error
+        .get_type(py)
+        .qualname()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Exception".to_string());
+    match error.value(py).str() {
+        Ok(text) if !text.to_string_lossy().is_empty() => {
+            format!("{name}: {}", text.to_string_lossy())
+        }
+        _ => name,
+    }
+}
+
+/// The Python exception for a run that returned `error`.
+pub(crate) fn run_error(py: Python<'_>, error: riffle::RiffleError, failures: &Failures) -> PyErr {
+    let Some(failure) = failures.take() else {
+        return riffle_error(py, error.to_string(), error.step_id());
+    };
+    let where_ = match &error {
+        riffle::RiffleError::UserPanic {
+            worker, context, ..
+        }
+        | riffle::RiffleError::UserError {
+            worker, context, ..
+        } => format!(" on worker {worker}{context}"),
+        _ => String::new(),
+    };
+    let message = format!(
+        "step {:?} failed{where_}: {}",
+        failure.step_id,
+        summary(py, &failure.error)
+    );
+    let raised = riffle_error(py, message, Some(&failure.step_id));
+    raised.set_cause(py, Some(failure.error));
+    raised
+}
+
+/// A `RiffleError` with `message` and a `step_id` attribute.
+pub(crate) fn riffle_error(py: Python<'_>, message: String, step_id: Option<&str>) -> PyErr {
+    let error = RiffleError::new_err(message);
+    // Setting an attribute on a fresh exception object cannot fail short of memory
+    // exhaustion; the message names the step either way.
+    let _ = error.value(py).setattr("step_id", step_id);
+    error
+}
+
+/// The Python exception for a step the engine refused while the flow was built.
+pub(crate) fn build_error(py: Python<'_>, error: riffle::RiffleError) -> PyErr {
+    match error {
+        riffle::RiffleError::DuplicateStepId { .. } | riffle::RiffleError::InvalidStepId { .. } => {
+            PyValueError::new_err(error.to_string())
+        }
+        other => riffle_error(py, other.to_string(), other.step_id()),
+    }
+}
+
+/// `value`, checked to be callable: the `TypeError` names the step and the argument.
+pub(crate) fn callable<'py>(
+    step_id: &str,
+    argument: &str,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    if value.is_callable() {
+        Ok(value.clone().unbind())
+    } else {
+        let kind = value
+            .get_type()
+            .qualname()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        Err(PyTypeError::new_err(format!(
+            "step {step_id:?}: `{argument}` must be callable; got a {kind} instead"
+        )))
+    }
+}

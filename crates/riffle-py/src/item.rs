@@ -1,0 +1,145 @@
+//! What travels on a stream built from Python: [`PyItem`], any Python object, and
+//! keyed pairs `(String, PyItem)`.
+//!
+//! The engine asks every item to be `Clone`, `Debug` and serde-serializable
+//! ([`riffle::Data`]). A Python object is all of these once it is attached to the
+//! interpreter: cloning takes a new reference, `Debug` is `repr()`, and
+//! serializing pickles it (only done where items leave the process: exchanges
+//! between processes and recovery snapshots, neither of which this package drives
+//! yet). Keys are Rust `String`s, so a key is hashed, compared and routed without
+//! entering Python.
+//!
+//! [`Carrier`] is what a step needs of its input to hand it to a Python function:
+//! a plain item as itself, a keyed pair as the tuple `(key, value)`.
+
+use std::fmt;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString, PyTuple};
+use riffle::Stream;
+use serde::de::Error as _;
+use serde::ser::Error as _;
+
+use crate::dataflow::Port;
+
+/// Any Python object, carried through the engine.
+pub(crate) struct PyItem(pub(crate) Py<PyAny>);
+
+impl PyItem {
+    /// The object, attached to the interpreter.
+    pub(crate) fn bind<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
+        self.0.bind(py)
+    }
+}
+
+impl From<Bound<'_, PyAny>> for PyItem {
+    fn from(value: Bound<'_, PyAny>) -> Self {
+        PyItem(value.unbind())
+    }
+}
+
+impl Clone for PyItem {
+    fn clone(&self) -> Self {
+        Python::attach(|py| PyItem(self.0.clone_ref(py)))
+    }
+}
+
+impl fmt::Debug for PyItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Python::attach(|py| match self.bind(py).repr() {
+            Ok(repr) => f.write_str(&repr.to_string_lossy()),
+            Err(_) => f.write_str("<object whose repr() failed>"),
+        })
+    }
+}
+
+impl serde::Serialize for PyItem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes = Python::attach(|py| -> PyResult<Vec<u8>> {
+            let pickled = py
+                .import("pickle")?
+                .getattr("dumps")?
+                .call1((self.bind(py),))?;
+            Ok(pickled.cast::<PyBytes>()?.as_bytes().to_vec())
+        })
+        .map_err(|e| S::Error::custom(format!("cannot pickle item: {e}")))?;
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PyItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes: Vec<u8> = serde::Deserialize::deserialize(deserializer)?;
+        Python::attach(|py| -> PyResult<PyItem> {
+            let loads = py.import("pickle")?.getattr("loads")?;
+            Ok(PyItem::from(loads.call1((PyBytes::new(py, &bytes),))?))
+        })
+        .map_err(|e| D::Error::custom(format!("cannot unpickle item: {e}")))
+    }
+}
+
+/// An item a step can hand to a Python function.
+pub(crate) trait Carrier: riffle::Data + Sync {
+    /// The item as the Python object a user function receives.
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>>;
+
+    /// The item as a keyed pair, for a step that needs one: a `TypeError` naming
+    /// `step_id` if it is not a `(str, value)` 2-tuple.
+    fn into_keyed(self, py: Python<'_>, step_id: &str) -> PyResult<(String, PyItem)>;
+
+    /// A stream of these items as a Python stream's [`Port`].
+    fn port(stream: Stream<Self>) -> Port;
+}
+
+impl Carrier for PyItem {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.bind(py).clone())
+    }
+
+    fn into_keyed(self, py: Python<'_>, step_id: &str) -> PyResult<(String, PyItem)> {
+        let item = self.bind(py);
+        let pair = item
+            .cast::<PyTuple>()
+            .ok()
+            .filter(|t| t.len() == 2)
+            .and_then(|t| Some((t.get_item(0).ok()?, t.get_item(1).ok()?)));
+        match pair {
+            Some((key, value)) => match key.cast::<PyString>() {
+                Ok(key) => Ok((key.to_cow()?.into_owned(), PyItem::from(value))),
+                Err(_) => Err(PyTypeError::new_err(format!(
+                    "step {step_id:?} needs `(key, value)` pairs whose key is a str; \
+                     got the key {} of type {} (use `key_on` or `map` to make str keys)",
+                    key.repr()?,
+                    key.get_type().qualname()?
+                ))),
+            },
+            None => Err(PyTypeError::new_err(format!(
+                "step {step_id:?} needs `(key, value)` 2-tuples as its input; \
+                 got {} of type {} (use `key_on` to key a stream)",
+                item.repr()?,
+                item.get_type().qualname()?
+            ))),
+        }
+    }
+
+    fn port(stream: Stream<Self>) -> Port {
+        Port::Items(stream)
+    }
+}
+
+impl Carrier for (String, PyItem) {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (key, value) = self;
+        let key = PyString::new(py, key).into_any();
+        Ok(PyTuple::new(py, [key, value.bind(py).clone()])?.into_any())
+    }
+
+    fn into_keyed(self, _py: Python<'_>, _step_id: &str) -> PyResult<(String, PyItem)> {
+        Ok(self)
+    }
+
+    fn port(stream: Stream<Self>) -> Port {
+        Port::Keyed(stream)
+    }
+}
