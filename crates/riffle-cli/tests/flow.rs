@@ -78,7 +78,72 @@ fn an_unknown_flow_is_named_with_the_registered_ones() {
     assert!(!done.status.success());
     let stderr = String::from_utf8_lossy(&done.stderr);
     assert!(
-        stderr.contains("no flow named \"nope\"; registered: notes"),
+        stderr.contains("no flow named \"nope\"; registered: kafka-to-postgres, notes"),
         "{stderr}"
     );
+}
+
+#[test]
+fn plan_apply_and_destroy_the_primitives_of_a_flow_from_the_command_line() {
+    use riffle_connectors::kafka::testing::{KafkaTarget, unique};
+    use riffle_connectors::postgres::testing::PostgresTarget;
+    let (Some(kafka), Some(pg)) = (KafkaTarget::from_env(), PostgresTarget::from_env()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("cli-managed");
+    let table = topic.replace('-', "_");
+    let riffle = |what: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_riffle"))
+            .current_dir(dir.path())
+            .args([
+                "flow",
+                what,
+                "kafka-to-postgres",
+                "--env",
+                "test",
+                "-P",
+                "partitions=2",
+            ])
+            .args(["-P", &format!("brokers={}", kafka.brokers())])
+            .args(["-P", &format!("topic={topic}")])
+            .args(["-P", &format!("postgres={}", pg.settings.url)])
+            .args(["-P", &format!("table={table}")])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "riffle flow {what}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plan = riffle("plan");
+    assert!(
+        plan.contains(&format!("+ create kafka topic {topic} at brokers")),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!("+ create postgres table {table} at")),
+        "{plan}"
+    );
+    riffle("apply");
+    assert!(
+        dir.path()
+            .join(".riffle/flows/kafka-to-postgres-test.json")
+            .exists()
+    );
+    let kept = riffle("plan");
+    assert_eq!(
+        kept.lines().filter(|l| l.starts_with("= keep")).count(),
+        2,
+        "{kept}"
+    );
+    let destroyed = riffle("destroy");
+    assert_eq!(
+        destroyed
+            .lines()
+            .filter(|l| l.starts_with("- delete"))
+            .count(),
+        2,
+        "{destroyed}"
+    );
+    assert!(!riffle_connectors::postgres::admin::table_exists(&pg.settings, &table).unwrap());
 }

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::consumer::{self, ConsumerEntry, ConsumerOptions};
 use crate::error::{FlowError, Result};
 use crate::http::{self, HttpError, RouteEntry};
+use crate::primitives::{Primitive, key};
 
 /// What a processor is, for listings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,6 +33,7 @@ pub struct Flow {
     pub(crate) id: String,
     pub(crate) consumers: Vec<ConsumerEntry>,
     pub(crate) routes: Vec<RouteEntry>,
+    primitives: Vec<Box<dyn Primitive>>,
     ids: HashSet<String>,
 }
 
@@ -42,6 +44,7 @@ impl Flow {
             id: id.into(),
             consumers: Vec::new(),
             routes: Vec::new(),
+            primitives: Vec::new(),
             ids: HashSet::new(),
         }
     }
@@ -108,6 +111,22 @@ impl Flow {
             flow: self,
             id: id.to_string(),
         })
+    }
+
+    /// Declares `primitive` as the flow's: `riffle flow plan/apply/destroy`
+    /// make and remove it ([`crate::plan`]). The same primitive twice is refused.
+    pub fn manage(&mut self, primitive: impl Primitive + 'static) -> Result<()> {
+        let new = key(&primitive);
+        if self.primitives.iter().any(|p| key(p.as_ref()) == new) {
+            return Err(self.wrong(format!("{new} is declared twice")));
+        }
+        self.primitives.push(Box::new(primitive));
+        Ok(())
+    }
+
+    /// The declared primitives, in the order they were declared.
+    pub fn primitives(&self) -> &[Box<dyn Primitive>] {
+        &self.primitives
     }
 
     /// The processors, in the order they were added.

@@ -43,6 +43,8 @@ pub mod error;
 mod flow;
 pub mod http;
 pub mod metrics;
+pub mod plan;
+pub mod primitives;
 pub mod retry;
 pub mod run;
 pub mod writer;

@@ -11,12 +11,15 @@
 //! (default 2); with `-P append_table=...` a second consumer (a group of its own)
 //! appends every record it reads to that table too, which shows what was read
 //! more than once. Records that are not such JSON go to `-P dead_letters=PATH`
-//! (default `dead-letters.jsonl`).
+//! (default `dead-letters.jsonl`). It declares its topic (`-P partitions=N`,
+//! default 4) and tables, so `riffle flow apply kafka-to-postgres -P ...` makes
+//! them and `riffle flow destroy` removes what it made.
 
 use riffle::dead_letters::DeadLetter;
 use riffle::sinks::JsonLinesSink;
 use riffle_connectors::kafka::{KafkaMessage, KafkaSettings, KafkaSource, StartOffset, Utf8};
 use riffle_connectors::postgres::{PostgresSettings, PostgresSink};
+use riffle_flow::primitives::{KafkaTopic, PostgresTable};
 use riffle_flow::{Flow, FlowContext, HttpError, Method};
 use serde::{Deserialize, Serialize};
 
@@ -123,12 +126,30 @@ pub fn kafka_to_postgres(ctx: &FlowContext) -> anyhow::Result<Flow> {
         );
         Ok(())
     };
+    let table = ctx.require("table")?;
     consumer(
         "upsert",
-        PostgresSink::upsert(postgres.clone(), ctx.require("table")?, ["id"]),
+        PostgresSink::upsert(postgres.clone(), table.as_str(), ["id"]),
     )?;
-    if let Some(table) = ctx.setting("append_table") {
-        consumer("append", PostgresSink::append(postgres, table))?;
+    let appended = ctx.setting("append_table");
+    if let Some(table) = &appended {
+        consumer(
+            "append",
+            PostgresSink::append(postgres.clone(), table.as_str()),
+        )?;
+    }
+    // What `riffle flow apply` makes (and `destroy` removes) for it.
+    let partitions: i32 = ctx.setting_or("partitions", "4").parse()?;
+    flow.manage(KafkaTopic::new(kafka, topic.as_str(), partitions))?;
+    let columns = [("id", "bigint"), ("value", "text")];
+    flow.manage(PostgresTable::new(
+        postgres.clone(),
+        table.as_str(),
+        &columns,
+        &["id"],
+    ))?;
+    if let Some(table) = appended {
+        flow.manage(PostgresTable::new(postgres, table, &columns, &[]))?;
     }
     Ok(flow)
 }

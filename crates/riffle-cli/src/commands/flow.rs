@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use riffle_flow::{FlowContext, RunOptions};
+use riffle_flow::{FlowContext, RunOptions, plan};
 
 use crate::App;
 use crate::commands::run::parse_param;
@@ -24,6 +24,29 @@ pub enum FlowCommand {
     Run(FlowRunArgs),
     /// List the registered Flows and their processors.
     List,
+    /// Say what `apply` would make: each primitive the Flow declares, and whether it exists.
+    Plan(FlowStateArgs),
+    /// Make the primitives the Flow declares that are missing (topics, queues, streams, tables).
+    Apply(FlowStateArgs),
+    /// Delete the primitives the Flow made (never ones it found already there).
+    Destroy(FlowStateArgs),
+}
+
+/// `riffle flow plan|apply|destroy NAME [--env E] [--state PATH] [-P k=v ...]`.
+#[derive(Debug, clap::Args)]
+pub struct FlowStateArgs {
+    /// The registered Flow.
+    pub name: String,
+    /// The environment the flow's builder is told of.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// The state file (default .riffle/flows/NAME[-ENV].json).
+    #[arg(long)]
+    pub state: Option<std::path::PathBuf>,
+    /// A setting for the flow's builder, as key=value (repeatable); a setting not
+    /// given is read from RIFFLE_KEY.
+    #[arg(short = 'P', long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
 }
 
 /// `riffle flow run`.
@@ -62,26 +85,11 @@ pub fn flow(app: &App, args: &FlowArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        FlowCommand::Plan(args) => state_command(app, args, "plan"),
+        FlowCommand::Apply(args) => state_command(app, args, "apply"),
+        FlowCommand::Destroy(args) => state_command(app, args, "destroy"),
         FlowCommand::Run(run) => {
-            let Some(entry) = app.flows.get(&run.name) else {
-                let known: Vec<&str> = app.flows.keys().map(String::as_str).collect();
-                bail!(
-                    "no flow named {:?}; registered: {}",
-                    run.name,
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                );
-            };
-            let ctx = FlowContext::new(
-                &run.name,
-                run.env.clone(),
-                run.params.iter().cloned().collect(),
-            );
-            let flow = (entry.builder)(&ctx)
-                .with_context(|| format!("cannot build flow {:?}", run.name))?;
+            let flow = build(app, &run.name, &run.env, &run.params)?;
             let processors = flow.processors();
             let running = flow
                 .start(RunOptions {
@@ -108,4 +116,51 @@ pub fn flow(app: &App, args: &FlowArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Builds registered flow `name` with its settings.
+fn build(
+    app: &App,
+    name: &str,
+    env: &Option<String>,
+    params: &[(String, String)],
+) -> anyhow::Result<riffle_flow::Flow> {
+    let Some(entry) = app.flows.get(name) else {
+        let known: Vec<&str> = app.flows.keys().map(String::as_str).collect();
+        bail!(
+            "no flow named {name:?}; registered: {}",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    let ctx = FlowContext::new(name, env.clone(), params.iter().cloned().collect());
+    (entry.builder)(&ctx).with_context(|| format!("cannot build flow {name:?}"))
+}
+
+/// `riffle flow plan`, `apply` or `destroy`: one line per primitive.
+fn state_command(app: &App, args: &FlowStateArgs, what: &str) -> anyhow::Result<ExitCode> {
+    let flow = build(app, &args.name, &args.env, &args.params)?;
+    let state = args.state.clone().unwrap_or_else(|| {
+        let file = match &args.env {
+            Some(env) => format!("{}-{env}.json", args.name),
+            None => format!("{}.json", args.name),
+        };
+        std::path::Path::new(".riffle").join("flows").join(file)
+    });
+    let primitives = flow.primitives();
+    let steps = match what {
+        "plan" => plan::plan(primitives, &plan::State::load(&state)?)?,
+        "apply" => plan::apply(primitives, &state)?,
+        _ => plan::destroy(primitives, &state)?,
+    };
+    if primitives.is_empty() {
+        println!("flow {:?} declares no primitives", args.name);
+    }
+    for step in &steps {
+        println!("{step}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -89,3 +89,28 @@ pub fn add_partitions(
         None => Err(settings.error(format!("no answer adding partitions to {topic:?}"))),
     }
 }
+
+/// How many partitions `topic` has, or `None` when it does not exist.
+pub fn topic_partitions(
+    settings: &KafkaSettings,
+    topic: &str,
+) -> Result<Option<usize>, ConnectorError> {
+    use rdkafka::types::RDKafkaRespErr;
+    let admin = admin(settings)?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(topic), settings.timeout_duration())
+        .map_err(|e| {
+            settings
+                .error(format!("cannot read the metadata of topic {topic:?}"))
+                .caused_by(e)
+        })?;
+    match metadata.topics().iter().find(|t| t.name() == topic) {
+        None => Ok(None),
+        Some(t) => match t.error() {
+            Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => Ok(None),
+            Some(code) => Err(settings.error(format!("cannot read topic {topic:?}: {code:?}"))),
+            None => Ok(Some(t.partitions().len())),
+        },
+    }
+}

@@ -174,3 +174,25 @@ pub fn delete_consumer(
         Ok(true)
     })
 }
+
+/// Whether stream `name` exists.
+pub fn stream_exists(settings: &NatsSettings, name: &str) -> Result<bool, ConnectorError> {
+    block_on(async {
+        let js = settings.jetstream().await?;
+        match js.get_stream(name).await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    async_nats::jetstream::context::GetStreamErrorKind::JetStream(j)
+                        if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(settings
+                .error(format!("cannot look for stream {name:?}"))
+                .caused_by(e)),
+        }
+    })
+}

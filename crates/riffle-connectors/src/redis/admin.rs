@@ -143,3 +143,20 @@ pub(crate) async fn length_async(
                 .caused_by(e)
         })
 }
+
+/// Whether `stream` exists.
+pub fn stream_exists(settings: &RedisSettings, stream: &str) -> Result<bool, ConnectorError> {
+    crate::runtime::handle().block_on(async {
+        let mut conn = settings.connect().await?;
+        redis::cmd("EXISTS")
+            .arg(stream)
+            .query_async::<u64>(&mut conn)
+            .await
+            .map(|n| n > 0)
+            .map_err(|e| {
+                settings
+                    .error(format!("cannot look for stream {stream:?}"))
+                    .caused_by(e)
+            })
+    })
+}

@@ -113,3 +113,15 @@ pub fn message_count(settings: &SqsSettings, name: &str) -> Result<(u64, u64), C
         ))
     })
 }
+
+/// Whether queue `name` exists.
+pub fn queue_exists(settings: &SqsSettings, name: &str) -> Result<bool, ConnectorError> {
+    let client = SqsClient::new(settings)?;
+    crate::runtime::handle().block_on(async {
+        match client.queue_url(name).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.action.contains("does not exist") => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
+}
