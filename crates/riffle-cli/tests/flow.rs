@@ -147,3 +147,32 @@ fn plan_apply_and_destroy_the_primitives_of_a_flow_from_the_command_line() {
     );
     assert!(!riffle_connectors::postgres::admin::table_exists(&pg.settings, &table).unwrap());
 }
+
+#[test]
+fn settings_come_from_riffle_toml_for_the_environment_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("riffle.toml"),
+        "[env.test.settings]\nbrokers = \"127.0.0.1:9\"\ntopic = \"people\"\n",
+    )
+    .unwrap();
+    let riffle = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_riffle"))
+            .current_dir(dir.path())
+            .args(args)
+            .env_remove("RIFFLE_POSTGRES")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // brokers and topic came from the file: the first setting missing is postgres.
+    let err = riffle(&["flow", "plan", "kafka-to-postgres", "--env", "test"]);
+    assert!(err.contains("setting \"postgres\" is missing"), "{err}");
+    assert!(err.contains("[env.ENV.settings]"), "{err}");
+    let err = riffle(&["flow", "plan", "kafka-to-postgres", "--env", "prod"]);
+    assert!(
+        err.contains("no environment \"prod\" (known: test)"),
+        "{err}"
+    );
+}

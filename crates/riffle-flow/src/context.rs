@@ -3,8 +3,9 @@
 //!
 //! A setting is read from the command line first (`-P name=value`), then from the
 //! environment variable `RIFFLE_NAME` (the name upper-cased, `-` and `.` as `_`),
-//! so secrets (a password, a token) come from the environment and are never
-//! written anywhere.
+//! then from the project's settings for the environment (`riffle.toml`'s
+//! `[env.E.settings]`, given with [`FlowContext::file_settings`]), so secrets (a
+//! password, a token) come from the environment and are never written anywhere.
 //!
 //! ```
 //! use riffle_flow::FlowContext;
@@ -14,6 +15,8 @@
 //! assert_eq!(ctx.setting("topic").as_deref(), Some("orders"));
 //! assert_eq!(ctx.setting_or("replicas", "2"), "2");
 //! assert!(ctx.require("brokers").unwrap_err().to_string().contains("RIFFLE_BROKERS"));
+//! let ctx = ctx.file_settings([("brokers".to_string(), "k:9092".to_string())].into());
+//! assert_eq!(ctx.setting("brokers").as_deref(), Some("k:9092"));
 //! ```
 
 use std::collections::BTreeMap;
@@ -26,6 +29,7 @@ pub struct FlowContext {
     flow: String,
     env: Option<String>,
     params: BTreeMap<String, String>,
+    file: BTreeMap<String, String>,
 }
 
 impl FlowContext {
@@ -36,7 +40,15 @@ impl FlowContext {
             flow: flow.to_string(),
             env,
             params,
+            file: BTreeMap::new(),
         }
+    }
+
+    /// Settings from the project's file for this environment: the last place a
+    /// setting is looked for.
+    pub fn file_settings(mut self, settings: BTreeMap<String, String>) -> Self {
+        self.file = settings;
+        self
     }
 
     /// The name the flow is run under.
@@ -49,12 +61,14 @@ impl FlowContext {
         self.env.as_deref()
     }
 
-    /// Setting `name`: from the command line, else from `RIFFLE_NAME`.
+    /// Setting `name`: from the command line, else from `RIFFLE_NAME`, else from
+    /// the project's file.
     pub fn setting(&self, name: &str) -> Option<String> {
         self.params
             .get(name)
             .cloned()
             .or_else(|| std::env::var(env_name(name)).ok())
+            .or_else(|| self.file.get(name).cloned())
     }
 
     /// Setting `name`, or `default`.
@@ -67,7 +81,7 @@ impl FlowContext {
         self.setting(name).ok_or_else(|| FlowError::Definition {
             flow: self.flow.clone(),
             what: format!(
-                "setting {name:?} is missing: give -P {name}=VALUE or set {}",
+                "setting {name:?} is missing: give -P {name}=VALUE, set {}, or put it in riffle.toml's [env.ENV.settings]",
                 env_name(name)
             ),
         })

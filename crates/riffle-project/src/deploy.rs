@@ -11,7 +11,15 @@
 //! config = "prod"
 //! dags_folder = "gs://bucket/dags"                # ... or an object-store URL
 //! image_repository = "registry.example/my-project"
+//!
+//! [env.prod.settings]                             # what `riffle flow ... --env prod` builds with
+//! brokers = "kafka-0.prod:9092"
+//! replicas = 4
 //! ```
+//!
+//! A Flow's builder reads `[env.E.settings]` through its `FlowContext`: a setting
+//! given with `-P` wins, then one in the environment (`RIFFLE_NAME`), then this
+//! table. Keep secrets out of it: they belong in the environment.
 //!
 //! Unknown keys are refused (a typo is an error, not a silent default). DAG files are
 //! put one by one, each whole or not at all (a folder gets a temporary file renamed
@@ -33,6 +41,29 @@ pub struct EnvSettings {
     pub dags_folder: Option<String>,
     /// Where the image is pushed: `REGISTRY/REPO`.
     pub image_repository: Option<String>,
+    /// The settings a Flow is built with in this environment (values as text).
+    #[serde(default, deserialize_with = "settings_as_text")]
+    pub settings: BTreeMap<String, String>,
+}
+
+/// A table of plain values (strings, numbers, booleans) as text.
+fn settings_as_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let table = <BTreeMap<String, toml::Value> as serde::Deserialize>::deserialize(deserializer)?;
+    table
+        .into_iter()
+        .map(|(name, value)| match value {
+            toml::Value::String(text) => Ok((name, text)),
+            toml::Value::Integer(n) => Ok((name, n.to_string())),
+            toml::Value::Float(x) => Ok((name, x.to_string())),
+            toml::Value::Boolean(b) => Ok((name, b.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "setting {name:?} is a {}, not a string, number or boolean",
+                other.type_str()
+            ))),
+        })
+        .collect()
 }
 
 /// `riffle.toml`.
@@ -210,6 +241,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("dag_folder"), "{err}");
+    }
+
+    #[test]
+    fn flow_settings_are_text_and_a_table_is_refused() {
+        let file = PathBuf::from("riffle.toml");
+        let s = Settings::parse(
+            "[env.prod.settings]\nbrokers = \"k:9092\"\nreplicas = 4\ntail = true\n",
+            file.clone(),
+        )
+        .unwrap();
+        let settings = &s.env("prod").unwrap().settings;
+        assert_eq!(settings["brokers"], "k:9092");
+        assert_eq!(settings["replicas"], "4");
+        assert_eq!(settings["tail"], "true");
+        let err = Settings::parse("[env.prod.settings.kafka]\nbrokers = \"k\"\n", file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("setting \"kafka\" is a table"), "{err}");
     }
 
     #[test]

@@ -136,7 +136,15 @@ fn build(
             }
         );
     };
-    let ctx = FlowContext::new(name, env.clone(), params.iter().cloned().collect());
+    let mut ctx = FlowContext::new(name, env.clone(), params.iter().cloned().collect());
+    // With --env, the project's riffle.toml (in this folder) gives that
+    // environment's settings, if it has the file.
+    if let Some(env) = env
+        && std::path::Path::new("riffle.toml").exists()
+    {
+        let settings = riffle_project::deploy::Settings::load(std::path::Path::new("."))?;
+        ctx = ctx.file_settings(settings.env(env)?.settings.clone());
+    }
     (entry.builder)(&ctx).with_context(|| format!("cannot build flow {name:?}"))
 }
 
