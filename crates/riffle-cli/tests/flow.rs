@@ -176,3 +176,129 @@ fn settings_come_from_riffle_toml_for_the_environment_asked_for() {
         "{err}"
     );
 }
+
+/// The validator a setup file installed, from `var`; `None` (a note) when it is
+/// not set, a panic under `CI=true`.
+fn validator(var: &str, setup: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but {var} is not set: scripts/test.d/{setup} installs it")
+        }
+        _ => {
+            eprintln!("SKIPPED: {var} is not set (scripts/test.d/{setup})");
+            None
+        }
+    }
+}
+
+#[test]
+fn flow_manifests_pass_the_kubernetes_and_keda_schemas() {
+    let (Some(kubernetes), Some(keda)) = (
+        validator("RIFFLE_TEST_KUBERNETES_VALIDATE", "70-kubernetes.sh"),
+        validator("RIFFLE_TEST_KEDA_VALIDATE", "71-keda.sh"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let riffle = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_riffle"))
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let consumers = riffle(&[
+        "flow",
+        "manifests",
+        "kafka-to-postgres",
+        "--image",
+        "registry.example/app:1.0",
+        "--env",
+        "prod",
+        "-P",
+        "brokers=kafka-0.kafka:9092",
+        "-P",
+        "topic=people",
+        "-P",
+        "postgres=postgres://app@db/app",
+        "-P",
+        "table=people",
+        "-P",
+        "append_table=people_log",
+        "-P",
+        "min_replicas=0",
+        "-P",
+        "max_replicas=6",
+    ]);
+    let http = riffle(&[
+        "flow",
+        "manifests",
+        "notes",
+        "--image",
+        "registry.example/app:1.0",
+    ]);
+    let docs: Vec<&str> = consumers
+        .split("---\n")
+        .chain(http.split("---\n"))
+        .filter(|d| !d.trim().is_empty())
+        .collect();
+    let (scaled, core): (Vec<&str>, Vec<&str>) = docs
+        .iter()
+        .partition(|d| d.contains(r#""kind": "ScaledObject""#));
+    assert_eq!(scaled.len(), 2, "one per consumer");
+    assert_eq!(
+        core.len(),
+        6,
+        "a Deployment per unit, a Service per HTTP unit"
+    );
+    let squeezed: String = consumers.split_whitespace().collect();
+    for needle in [
+        r#""--only","upsert""#,
+        r#""consumerGroup":"riffle-flow-people-append""#,
+        r#""minReplicaCount":0"#,
+        r#""maxReplicaCount":6"#,
+        r#""--env","prod""#,
+    ] {
+        assert!(squeezed.contains(needle), "{needle} in {consumers}");
+    }
+    let write = |name: &str, docs: &[&str]| {
+        let text: String = docs.iter().map(|d| format!("---\n{d}")).collect();
+        std::fs::write(dir.path().join(name), text).unwrap();
+    };
+    write("core.yaml", &core);
+    write("keda.yaml", &scaled);
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program)
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, said) = run(&kubernetes, &["--strict", "-k", "1.30.0", "core.yaml"]);
+    assert!(ok, "{said}");
+    assert_eq!(said.matches("passed").count(), 6, "{said}");
+    let (ok, said) = run("node", &[&keda, "keda.yaml"]);
+    assert!(ok, "{said}");
+    assert_eq!(said.matches("passed").count(), 2, "{said}");
+    // The KEDA schema does refuse a broken object.
+    write(
+        "broken.yaml",
+        &[&scaled[0].replace(r#""maxReplicaCount": 6"#, r#""maxReplicaCount": "six""#)],
+    );
+    assert!(!run("node", &[&keda, "broken.yaml"]).0);
+}

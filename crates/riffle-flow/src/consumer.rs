@@ -138,6 +138,8 @@ impl ConsumerOptions {
 /// A consumer as the flow keeps it until it runs.
 pub(crate) struct ConsumerEntry {
     pub(crate) id: String,
+    /// What the source reads, for manifests.
+    pub(crate) source: Option<riffle::sources::SourceInfo>,
     pub(crate) options: ConsumerOptions,
     pub(crate) start: Box<dyn FnOnce(Start) -> Result<Running> + Send>,
 }
@@ -190,6 +192,7 @@ where
     let name = id.to_string();
     ConsumerEntry {
         id: id.to_string(),
+        source: source.describe(id),
         options: ConsumerOptions::default(),
         start: Box::new(move |start: Start| start_consumer(&name, source, sink, f, start)),
     }

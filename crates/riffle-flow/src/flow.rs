@@ -28,6 +28,25 @@ pub struct ProcessorInfo {
     pub route: Option<String>,
 }
 
+/// What is deployed as one: a consumer, a collector, or a service with its
+/// endpoints (`riffle flow run --only ID`, one Kubernetes Deployment each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    /// The consumer's, collector's or service's id.
+    pub id: String,
+    /// `consumer`, `collector` or `service`.
+    pub kind: &'static str,
+    /// The fewest replicas (a consumer's autoscale minimum, else its replicas; 1
+    /// for HTTP).
+    pub min_replicas: usize,
+    /// The most replicas.
+    pub max_replicas: usize,
+    /// What a consumer's source reads, when it is a broker's.
+    pub source: Option<riffle::sources::SourceInfo>,
+    /// The routes it serves, `METHOD /path`.
+    pub routes: Vec<String>,
+}
+
 /// An application of processors; see the [crate docs](crate).
 pub struct Flow {
     pub(crate) id: String,
@@ -129,6 +148,68 @@ impl Flow {
         &self.primitives
     }
 
+    /// What is deployed as one, in the order added: consumers, then collectors
+    /// and services.
+    pub fn units(&self) -> Vec<Unit> {
+        let mut units: Vec<Unit> = self
+            .consumers
+            .iter()
+            .map(|c| {
+                let (min, max) = match &c.options.autoscale {
+                    Some(a) => (a.min, a.max),
+                    None => (c.options.replicas, c.options.replicas),
+                };
+                Unit {
+                    id: c.id.clone(),
+                    kind: "consumer",
+                    min_replicas: min,
+                    max_replicas: max,
+                    source: c.source.clone(),
+                    routes: Vec::new(),
+                }
+            })
+            .collect();
+        for route in &self.routes {
+            let path = format!("{} {}", route.method, route.path);
+            match units
+                .iter_mut()
+                .find(|u| u.id == route.unit && u.kind != "consumer")
+            {
+                Some(unit) => unit.routes.push(path),
+                None => units.push(Unit {
+                    id: route.unit.clone(),
+                    kind: if route.kind == "collector" {
+                        "collector"
+                    } else {
+                        "service"
+                    },
+                    min_replicas: 1,
+                    max_replicas: 1,
+                    source: None,
+                    routes: vec![path],
+                }),
+            }
+        }
+        units
+    }
+
+    /// Keeps only the units named (consumers, collectors, services): what one
+    /// Deployment of the flow runs. An unknown name is an error listing the
+    /// units.
+    pub fn only(&mut self, units: &[String]) -> Result<()> {
+        let known = self.units();
+        if let Some(unknown) = units.iter().find(|u| !known.iter().any(|k| &k.id == *u)) {
+            let names: Vec<&str> = known.iter().map(|k| k.id.as_str()).collect();
+            return Err(self.wrong(format!(
+                "no consumer, collector or service {unknown:?}; the flow has: {}",
+                names.join(", ")
+            )));
+        }
+        self.consumers.retain(|c| units.contains(&c.id));
+        self.routes.retain(|r| units.contains(&r.unit));
+        Ok(())
+    }
+
     /// The processors, in the order they were added.
     pub fn processors(&self) -> Vec<ProcessorInfo> {
         let consumers = self.consumers.iter().map(|c| ProcessorInfo {
@@ -199,7 +280,9 @@ impl Service<'_> {
         let id = format!("{} {method} {route}", self.id);
         self.flow.check_route(&method, route)?;
         self.flow.claim(&id)?;
-        self.flow.routes.push(http::endpoint(id, method, route, f));
+        self.flow
+            .routes
+            .push(http::endpoint(&self.id, id, method, route, f));
         Ok(self)
     }
 }

@@ -84,6 +84,8 @@ pub(crate) struct RouteEntry {
     pub(crate) path: String,
     /// The processor id in metrics: the collector's or endpoint's name.
     pub(crate) id: String,
+    /// What it is deployed with: the collector itself, or the endpoint's service.
+    pub(crate) unit: String,
     pub(crate) kind: &'static str,
     pub(crate) build: RouteBuilder,
 }
@@ -112,6 +114,7 @@ where
     RouteEntry {
         method,
         path: path.to_string(),
+        unit: id.clone(),
         id,
         kind: "collector",
         build: Box::new(move |metrics: Arc<ProcessorMetrics>| {
@@ -165,6 +168,7 @@ where
 
 /// The endpoint at `method path`: `f` answers each request.
 pub(crate) fn endpoint<Req, Resp, F, Fut>(
+    service: &str,
     id: String,
     method: Method,
     path: &str,
@@ -181,6 +185,7 @@ where
     RouteEntry {
         method,
         path: path.to_string(),
+        unit: service.to_string(),
         id,
         kind: "endpoint",
         build: Box::new(move |metrics: Arc<ProcessorMetrics>| {

@@ -54,7 +54,7 @@ pub use axum::http::Method;
 pub use consumer::ConsumerOptions;
 pub use context::FlowContext;
 pub use error::{FlowError, Result};
-pub use flow::{Flow, ProcessorInfo, Service};
+pub use flow::{Flow, ProcessorInfo, Service, Unit};
 pub use http::HttpError;
 pub use run::{RunOptions, RunSummary, RunningFlow};
 pub use writer::SinkWriter;

@@ -460,3 +460,61 @@ fn bad_definitions_are_refused_naming_the_flow_and_what() {
         "{err}"
     );
 }
+
+#[test]
+fn units_group_endpoints_by_service_and_only_keeps_the_ones_named() {
+    let mut flow = Flow::new("units");
+    flow.consumer(
+        "c",
+        TestingSource::new(vec![1]),
+        TestingSink::new(),
+        |x: i32| Ok::<_, String>([x]),
+    )
+    .unwrap()
+    .autoscale(riffle_flow::Autoscale::new(0, 5));
+    flow.collector("/in", Method::POST, TestingSink::new(), |x: i32| {
+        Ok::<_, String>([x])
+    })
+    .unwrap();
+    flow.service("api")
+        .unwrap()
+        .endpoint("/a", Method::GET, |_: serde_json::Value| async { Ok(1) })
+        .unwrap()
+        .endpoint("/b", Method::GET, |_: serde_json::Value| async { Ok(2) })
+        .unwrap();
+    let units = flow.units();
+    let summary: Vec<(&str, &str, usize, usize, Vec<String>)> = units
+        .iter()
+        .map(|u| {
+            (
+                u.id.as_str(),
+                u.kind,
+                u.min_replicas,
+                u.max_replicas,
+                u.routes.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("c", "consumer", 0, 5, vec![]),
+            ("POST /in", "collector", 1, 1, vec!["POST /in".to_string()]),
+            (
+                "api",
+                "service",
+                1,
+                1,
+                vec!["GET /a".to_string(), "GET /b".to_string()]
+            ),
+        ]
+    );
+    let err = flow.only(&["nope".to_string()]).unwrap_err().to_string();
+    assert!(
+        err.contains("no consumer, collector or service \"nope\"; the flow has: c, POST /in, api"),
+        "{err}"
+    );
+    flow.only(&["api".to_string()]).unwrap();
+    let left: Vec<String> = flow.processors().into_iter().map(|p| p.id).collect();
+    assert_eq!(left, ["api GET /a", "api GET /b"]);
+}

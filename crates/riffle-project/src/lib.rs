@@ -34,6 +34,7 @@ pub mod build;
 pub mod dags;
 pub mod deploy;
 pub mod error;
+pub mod flow_manifests;
 pub mod git;
 pub mod image;
 pub mod manifests;

@@ -254,7 +254,7 @@ pub fn render_manifests(spec: &ClusterSpec) -> Result<String, ManifestError> {
     Ok(out)
 }
 
-fn pod_security() -> Value {
+pub(crate) fn pod_security() -> Value {
     json!({
         "runAsNonRoot": true,
         "runAsUser": crate::image::USER_ID,

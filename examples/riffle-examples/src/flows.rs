@@ -20,7 +20,7 @@ use riffle::sinks::JsonLinesSink;
 use riffle_connectors::kafka::{KafkaMessage, KafkaSettings, KafkaSource, StartOffset, Utf8};
 use riffle_connectors::postgres::{PostgresSettings, PostgresSink};
 use riffle_flow::primitives::{KafkaTopic, PostgresTable};
-use riffle_flow::{Flow, FlowContext, HttpError, Method};
+use riffle_flow::{Autoscale, Flow, FlowContext, HttpError, Method};
 use serde::{Deserialize, Serialize};
 
 /// A registered flow: its name, one line about it, and its builder.
@@ -109,21 +109,31 @@ pub fn kafka_to_postgres(ctx: &FlowContext) -> anyhow::Result<Flow> {
     let postgres = PostgresSettings::new(ctx.require("postgres")?);
     let replicas: usize = ctx.setting_or("replicas", "2").parse()?;
     let letters = ctx.setting_or("dead_letters", "dead-letters.jsonl");
+    // With -P max_replicas=N, each consumer scales between -P min_replicas (default
+    // 1) and N replicas on its group's lag.
+    let scaling = match ctx.setting("max_replicas") {
+        Some(max) => Some(Autoscale::new(
+            ctx.setting_or("min_replicas", "1").parse()?,
+            max.parse()?,
+        )),
+        None => None,
+    };
     let mut flow = Flow::new(ctx.flow());
     let mut consumer = |id: &str, sink: PostgresSink<Record>| -> anyhow::Result<()> {
         let source = KafkaSource::new(kafka.clone(), [topic.as_str()])
             .format(Utf8)
             .group_id(format!("riffle-flow-{topic}-{id}"))
             .start(StartOffset::Committed);
-        flow.consumer(id, source, sink, |m: KafkaMessage<String>| {
+        let options = flow.consumer(id, source, sink, |m: KafkaMessage<String>| {
             serde_json::from_str::<Record>(m.value.as_deref().unwrap_or("")).map(Some)
-        })?
-        .replicas(replicas)
-        .attempts(1)
-        .dead_letters(
+        })?;
+        options.replicas(replicas).attempts(1).dead_letters(
             JsonLinesSink::<DeadLetter>::new(format!("{letters}.{id}")).appending(),
             |l| l,
         );
+        if let Some(scaling) = &scaling {
+            options.autoscale(scaling.clone());
+        }
         Ok(())
     };
     let table = ctx.require("table")?;

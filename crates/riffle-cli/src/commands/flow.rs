@@ -30,6 +30,33 @@ pub enum FlowCommand {
     Apply(FlowStateArgs),
     /// Delete the primitives the Flow made (never ones it found already there).
     Destroy(FlowStateArgs),
+    /// Write Kubernetes manifests: a Deployment per unit, Services, KEDA ScaledObjects.
+    Manifests(FlowManifestsArgs),
+}
+
+/// `riffle flow manifests NAME --image IMAGE [--env E] [--namespace NS] [--out FILE]`.
+#[derive(Debug, clap::Args)]
+pub struct FlowManifestsArgs {
+    /// The registered Flow.
+    pub name: String,
+    /// The image whose entrypoint is this binary.
+    #[arg(long)]
+    pub image: String,
+    /// The environment the pods run with (and the flow is built with here).
+    #[arg(long)]
+    pub env: Option<String>,
+    /// The namespace to put everything in.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// The backlog per replica KEDA aims at.
+    #[arg(long, default_value_t = 100)]
+    pub lag_threshold: u64,
+    /// Where to write them (default: stdout).
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// A setting for the flow's builder, as key=value (repeatable).
+    #[arg(short = 'P', long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
 }
 
 /// `riffle flow plan|apply|destroy NAME [--env E] [--state PATH] [-P k=v ...]`.
@@ -61,6 +88,10 @@ pub struct FlowRunArgs {
     /// The environment the flow's builder is told of (its settings' defaults).
     #[arg(long)]
     pub env: Option<String>,
+    /// Run only this consumer, collector or service (repeatable): what one
+    /// Deployment of the flow runs.
+    #[arg(long)]
+    pub only: Vec<String>,
     /// A setting for the flow's builder, as key=value (repeatable); a setting not
     /// given is read from RIFFLE_KEY.
     #[arg(short = 'P', long = "param", value_parser = parse_param)]
@@ -88,8 +119,12 @@ pub fn flow(app: &App, args: &FlowArgs) -> anyhow::Result<ExitCode> {
         FlowCommand::Plan(args) => state_command(app, args, "plan"),
         FlowCommand::Apply(args) => state_command(app, args, "apply"),
         FlowCommand::Destroy(args) => state_command(app, args, "destroy"),
+        FlowCommand::Manifests(args) => manifests(app, args),
         FlowCommand::Run(run) => {
-            let flow = build(app, &run.name, &run.env, &run.params)?;
+            let mut flow = build(app, &run.name, &run.env, &run.params)?;
+            if !run.only.is_empty() {
+                flow.only(&run.only)?;
+            }
             let processors = flow.processors();
             let running = flow
                 .start(RunOptions {
@@ -169,6 +204,49 @@ fn state_command(app: &App, args: &FlowStateArgs, what: &str) -> anyhow::Result<
     }
     for step in &steps {
         println!("{step}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `riffle flow manifests`.
+fn manifests(app: &App, args: &FlowManifestsArgs) -> anyhow::Result<ExitCode> {
+    use riffle_project::flow_manifests::{FlowSpec, UnitSpec, render_flow_manifests};
+    let flow = build(app, &args.name, &args.env, &args.params)?;
+    let mut spec = FlowSpec::new(&args.name, &args.image);
+    spec.env = args.env.clone();
+    spec.namespace = args.namespace.clone();
+    spec.lag_threshold = args.lag_threshold;
+    spec.units = flow
+        .units()
+        .into_iter()
+        .map(|u| UnitSpec {
+            id: u.id,
+            kind: u.kind.to_string(),
+            min_replicas: u.min_replicas,
+            max_replicas: u.max_replicas,
+            source: u.source.map(|s| {
+                let fields = s
+                    .fields
+                    .into_iter()
+                    .map(|(n, v)| (n.to_string(), v))
+                    .collect();
+                (s.system.to_string(), fields)
+            }),
+            routes: u.routes,
+        })
+        .collect();
+    let yaml = render_flow_manifests(&spec)?;
+    match &args.out {
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot make {}", dir.display()))?;
+            }
+            std::fs::write(path, &yaml)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{yaml}"),
     }
     Ok(ExitCode::SUCCESS)
 }

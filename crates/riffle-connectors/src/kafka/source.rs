@@ -223,6 +223,17 @@ impl<F: Format> FixedPartitionedSource for KafkaSource<F> {
         Ok(Some(lag))
     }
 
+    fn describe(&self, step_id: &str) -> Option<riffle::sources::SourceInfo> {
+        Some(riffle::sources::SourceInfo {
+            system: "kafka",
+            fields: vec![
+                ("brokers", self.settings.brokers.clone()),
+                ("topic", self.topics.join(",")),
+                ("group", self.group(step_id)),
+            ],
+        })
+    }
+
     fn build_part(
         &self,
         step_id: &str,

@@ -227,6 +227,18 @@ impl FixedPartitionedSource for NatsSource {
             .map_err(|e| e.for_step(step_id))
     }
 
+    fn describe(&self, step_id: &str) -> Option<riffle::sources::SourceInfo> {
+        let filter = self.filters.first().cloned().unwrap_or_default();
+        Some(riffle::sources::SourceInfo {
+            system: "nats",
+            fields: vec![
+                ("servers", self.settings.servers.clone()),
+                ("stream", self.stream.clone()),
+                ("consumer", self.durable_name(step_id, &filter)),
+            ],
+        })
+    }
+
     fn build_part(
         &self,
         step_id: &str,

@@ -99,6 +99,13 @@ impl FixedPartitionedSource for RabbitSource {
         Ok(Some(total))
     }
 
+    fn describe(&self, _step_id: &str) -> Option<riffle::sources::SourceInfo> {
+        Some(riffle::sources::SourceInfo {
+            system: "rabbitmq",
+            fields: vec![("queue", self.queues.join(","))],
+        })
+    }
+
     fn build_part(
         &self,
         step_id: &str,

@@ -168,6 +168,17 @@ impl FixedPartitionedSource for RedisSource {
             .map_err(|e| e.for_step(step_id))
     }
 
+    fn describe(&self, step_id: &str) -> Option<riffle::sources::SourceInfo> {
+        Some(riffle::sources::SourceInfo {
+            system: "redis",
+            fields: vec![
+                ("server", self.settings.server()),
+                ("stream", self.streams.join(",")),
+                ("group", self.group_name(step_id)),
+            ],
+        })
+    }
+
     fn build_part(
         &self,
         step_id: &str,

@@ -112,6 +112,20 @@ impl FixedPartitionedSource for SqsSource {
         Ok(Some(visible))
     }
 
+    fn describe(&self, _step_id: &str) -> Option<riffle::sources::SourceInfo> {
+        let mut fields = vec![("queue", self.queue.clone())];
+        if let Some(region) = &self.settings.region {
+            fields.push(("region", region.clone()));
+        }
+        if let Some(endpoint) = &self.settings.endpoint {
+            fields.push(("endpoint", endpoint.clone()));
+        }
+        Some(riffle::sources::SourceInfo {
+            system: "sqs",
+            fields,
+        })
+    }
+
     fn build_part(
         &self,
         step_id: &str,

@@ -142,6 +142,32 @@ pub trait FixedPartitionedSource: Send + Sync + 'static {
     fn backlog(&self, _step_id: &str) -> Result<Option<u64>> {
         Ok(None)
     }
+
+    /// What the source reads, for tools outside the run (a Kubernetes
+    /// autoscaler's trigger, a listing): the system and where, without
+    /// credentials. `None` (the default) for sources that are not a broker's.
+    fn describe(&self, _step_id: &str) -> Option<SourceInfo> {
+        None
+    }
+}
+
+/// What a broker's source reads: see [`FixedPartitionedSource::describe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// The system: `kafka`, `sqs`, `redis`, `nats`, `rabbitmq`.
+    pub system: &'static str,
+    /// Where and what, by name (`brokers`, `topic`, `group`, `queue`, ...).
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl SourceInfo {
+    /// Field `name`, if the source gave it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// A source that builds one stateless partition on every worker.
