@@ -46,6 +46,7 @@ use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 
 use crate::autoscale::{Autoscale, Observation, Scaler};
 use crate::error::{FlowError, Result};
+use crate::handler::{Awaiting, Blocking, Handler, Tries};
 use crate::metrics::ProcessorMetrics;
 use crate::retry::Backoff;
 use crate::writer::SinkWriter;
@@ -147,6 +148,8 @@ pub(crate) struct ConsumerEntry {
 /// What a consumer gets when the flow starts it.
 pub(crate) struct Start {
     pub(crate) options: ConsumerOptions,
+    /// The flow's runtime, where async functions run.
+    pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) metrics: Arc<ProcessorMetrics>,
 }
@@ -186,36 +189,53 @@ where
     S: FixedPartitionedSource,
     K: FixedPartitionedSink,
     F: Fn(S::Item) -> std::result::Result<I, E> + Send + Sync + 'static,
-    I: IntoIterator<Item = K::Item>,
-    E: Display,
+    I: IntoIterator<Item = K::Item> + 'static,
+    E: Display + 'static,
 {
     let name = id.to_string();
     ConsumerEntry {
         id: id.to_string(),
         source: source.describe(id),
         options: ConsumerOptions::default(),
-        start: Box::new(move |start: Start| start_consumer(&name, source, sink, f, start)),
+        start: Box::new(move |start: Start| {
+            start_consumer(&name, source, sink, Blocking::new(f), start)
+        }),
     }
 }
 
-fn start_consumer<S, K, F, I, E>(
-    id: &str,
-    source: S,
-    sink: K,
-    f: F,
-    start: Start,
-) -> Result<Running>
+/// The entry for consumer `id` with an async `f`.
+pub(crate) fn entry_async<S, K, F, Fut, I, E>(id: &str, source: S, sink: K, f: F) -> ConsumerEntry
 where
     S: FixedPartitionedSource,
     K: FixedPartitionedSink,
-    F: Fn(S::Item) -> std::result::Result<I, E> + Send + Sync + 'static,
-    I: IntoIterator<Item = K::Item>,
-    E: Display,
+    F: Fn(S::Item) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = std::result::Result<I, E>> + 'static,
+    I: IntoIterator<Item = K::Item> + 'static,
+    E: Display + 'static,
+{
+    let name = id.to_string();
+    ConsumerEntry {
+        id: id.to_string(),
+        source: source.describe(id),
+        options: ConsumerOptions::default(),
+        start: Box::new(move |start: Start| {
+            let f = Awaiting::new(f, start.runtime.clone());
+            start_consumer(&name, source, sink, f, start)
+        }),
+    }
+}
+
+fn start_consumer<S, K, H>(id: &str, source: S, sink: K, f: H, start: Start) -> Result<Running>
+where
+    S: FixedPartitionedSource,
+    K: FixedPartitionedSink,
+    H: Handler<S::Item, K::Item>,
 {
     let Start {
         mut options,
         stop,
         metrics,
+        ..
     } = start;
     let parts = source
         .list_parts(id)
@@ -327,12 +347,10 @@ impl Generation {
     }
 }
 
-impl<S, F, I, E, T> Pool<S, F, T>
+impl<S, F, T> Pool<S, F, T>
 where
     S: FixedPartitionedSource,
-    F: Fn(S::Item) -> std::result::Result<I, E> + Send + Sync + 'static,
-    I: IntoIterator<Item = T>,
-    E: Display,
+    F: Handler<S::Item, T>,
     T: riffle::Data,
 {
     /// `n` replicas (no more than there are partitions), partition `i` read by
@@ -460,7 +478,7 @@ struct Replica<T> {
 }
 
 impl<T: riffle::Data> Replica<T> {
-    fn run<S, F, I, E>(
+    fn run<S, F>(
         &self,
         source: &S,
         names: &[String],
@@ -469,9 +487,7 @@ impl<T: riffle::Data> Replica<T> {
     ) -> Result<()>
     where
         S: FixedPartitionedSource,
-        F: Fn(S::Item) -> std::result::Result<I, E>,
-        I: IntoIterator<Item = T>,
-        E: Display,
+        F: Handler<S::Item, T>,
     {
         let mut parts = Vec::with_capacity(names.len());
         for name in names {
@@ -499,7 +515,7 @@ impl<T: riffle::Data> Replica<T> {
         outcome
     }
 
-    fn pump<P, F, I, E>(
+    fn pump<P, F>(
         &self,
         names: &[String],
         parts: &mut [Option<P>],
@@ -508,9 +524,7 @@ impl<T: riffle::Data> Replica<T> {
     ) -> Result<()>
     where
         P: SourcePartition,
-        F: Fn(P::Item) -> std::result::Result<I, E>,
-        I: IntoIterator<Item = T>,
-        E: Display,
+        F: Handler<P::Item, T>,
     {
         while parts.iter().any(Option::is_some) && !self.stop.load(Ordering::Relaxed) {
             let mut produced = false;
@@ -556,8 +570,15 @@ impl<T: riffle::Data> Replica<T> {
                 self.metrics.add_in(items.len() as u64);
                 let position = part.snapshot();
                 let mut out = Vec::with_capacity(items.len());
-                for item in items {
-                    match self.call(f, item.clone()) {
+                let tries = Tries {
+                    attempts: self.attempts,
+                    backoff: self.backoff,
+                    stop: &self.stop,
+                    metrics: &self.metrics,
+                };
+                let outcomes = f.handle(&items, &tries);
+                for (item, outcome) in items.into_iter().zip(outcomes) {
+                    match outcome {
                         Ok(made) => out.extend(made),
                         Err(reason) => {
                             let input = serde_json::to_vec(&item).unwrap_or_default();
@@ -590,29 +611,6 @@ impl<T: riffle::Data> Replica<T> {
             }
         }
         Ok(())
-    }
-
-    /// Calls `f` on `item`, again after a backoff while it fails; the last
-    /// failure's text once the attempts are spent.
-    fn call<X: Clone, F, I, E>(&self, f: &F, item: X) -> std::result::Result<I, String>
-    where
-        F: Fn(X) -> std::result::Result<I, E>,
-        E: Display,
-    {
-        let mut backoff = Backoff::new(self.backoff, Duration::MAX);
-        let mut attempt = 1;
-        loop {
-            match f(item.clone()) {
-                Ok(made) => return Ok(made),
-                Err(e) => {
-                    self.metrics.add_error();
-                    if attempt >= self.attempts || !backoff.sleep(&self.stop) {
-                        return Err(format!("failed {attempt} times, the last with: {e}"));
-                    }
-                    attempt += 1;
-                }
-            }
-        }
     }
 
     /// Writes the batch's items and letters, again and again while the sink

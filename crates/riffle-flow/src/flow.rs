@@ -89,11 +89,37 @@ impl Flow {
         S: FixedPartitionedSource,
         K: FixedPartitionedSink,
         F: Fn(S::Item) -> std::result::Result<I, E> + Send + Sync + 'static,
-        I: IntoIterator<Item = K::Item>,
-        E: Display,
+        I: IntoIterator<Item = K::Item> + 'static,
+        E: Display + 'static,
     {
         self.claim(id)?;
         self.consumers.push(consumer::entry(id, source, sink, f));
+        let entry = self.consumers.last_mut().expect("just pushed");
+        Ok(&mut entry.options)
+    }
+
+    /// Adds consumer `id` with an async `f`: the same as [`Flow::consumer`], but
+    /// `f` is called on every item of a batch at once, on the flow's runtime (a
+    /// batch of lookups waits for the slowest, not for their sum), its outputs
+    /// kept in the batch's order.
+    pub fn consumer_async<S, K, F, Fut, I, E>(
+        &mut self,
+        id: &str,
+        source: S,
+        sink: K,
+        f: F,
+    ) -> Result<&mut ConsumerOptions>
+    where
+        S: FixedPartitionedSource,
+        K: FixedPartitionedSink,
+        F: Fn(S::Item) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<I, E>> + 'static,
+        I: IntoIterator<Item = K::Item> + 'static,
+        E: Display + 'static,
+    {
+        self.claim(id)?;
+        self.consumers
+            .push(consumer::entry_async(id, source, sink, f));
         let entry = self.consumers.last_mut().expect("just pushed");
         Ok(&mut entry.options)
     }

@@ -41,6 +41,7 @@ pub mod consumer;
 mod context;
 pub mod error;
 mod flow;
+mod handler;
 pub mod http;
 pub mod metrics;
 pub mod plan;

@@ -128,6 +128,7 @@ impl Flow {
         };
         for entry in consumers {
             let start = Start {
+                runtime: running.runtime.handle().clone(),
                 options: entry.options,
                 stop: stop.clone(),
                 metrics: metrics.processor(&entry.id, "consumer"),

@@ -518,3 +518,46 @@ fn units_group_endpoints_by_service_and_only_keeps_the_ones_named() {
     let left: Vec<String> = flow.processors().into_iter().map(|p| p.id).collect();
     assert_eq!(left, ["api GET /a", "api GET /b"]);
 }
+
+#[test]
+fn an_async_consumer_calls_a_batch_at_once_keeps_its_order_and_retries() {
+    let mut flow = Flow::new("lookups");
+    let out = TestingSink::new();
+    let letters = TestingSink::new();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (now, peak) = (running.clone(), most.clone());
+    let source = TestingSource::new((0..100u32).collect()).batch_size(50);
+    flow.consumer_async("lookup", source, out.clone(), move |n: u32| {
+        let (now, peak) = (now.clone(), peak.clone());
+        async move {
+            let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(at_once, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            if n == 13 {
+                return Err(format!("no record for {n}"));
+            }
+            Ok(vec![n * 2])
+        }
+    })
+    .unwrap()
+    .attempts(2)
+    .backoff(Duration::from_millis(1))
+    .dead_letters(letters.clone(), |l: DeadLetter| l);
+    flow.run(loopback()).unwrap();
+    let got = out.take();
+    let want: Vec<u32> = (0..100).filter(|n| *n != 13).map(|n| n * 2).collect();
+    assert_eq!(got, want, "outputs in the batch's order");
+    assert!(
+        most.load(Ordering::SeqCst) >= 10,
+        "calls ran one by one: {}",
+        most.load(Ordering::SeqCst)
+    );
+    let letters = letters.take();
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].reason.contains("failed 2 times")
+            && letters[0].reason.contains("no record for 13")
+    );
+}
