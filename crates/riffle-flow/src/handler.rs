@@ -30,10 +30,13 @@ pub(crate) trait Handler<X, T>: Send + Sync + 'static {
     fn handle(&self, items: &[X], tries: &Tries<'_>) -> Vec<Result<Vec<T>, String>>;
 }
 
+/// The types a handler's function works with, named only to pin them down.
+type Types<T> = PhantomData<fn() -> T>;
+
 /// A plain function, called item by item.
 pub(crate) struct Blocking<F, I, E> {
     f: F,
-    _types: PhantomData<fn() -> (I, E)>,
+    _types: Types<(I, E)>,
 }
 
 impl<F, I, E> Blocking<F, I, E> {
@@ -79,7 +82,7 @@ where
 pub(crate) struct Awaiting<F, Fut, I, E> {
     f: F,
     runtime: tokio::runtime::Handle,
-    _types: PhantomData<fn() -> (Fut, I, E)>,
+    _types: Types<(Fut, I, E)>,
 }
 
 impl<F, Fut, I, E> Awaiting<F, Fut, I, E> {
