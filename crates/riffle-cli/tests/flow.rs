@@ -302,3 +302,65 @@ fn flow_manifests_pass_the_kubernetes_and_keda_schemas() {
     );
     assert!(!run("node", &[&keda, "broken.yaml"]).0);
 }
+
+#[test]
+fn reload_drains_and_restarts_when_the_program_file_changes() {
+    // A copy of the binary, so that changing it changes nothing else.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let program = dir.path().join("riffle");
+    std::fs::copy(env!("CARGO_BIN_EXE_riffle"), &program).unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let mut child = Command::new(&program)
+        .args([
+            "flow",
+            "run",
+            "notes",
+            "--addr",
+            "127.0.0.1:0",
+            "--reload",
+            "-P",
+        ])
+        .arg(format!("out={}", out.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("listening on http://"), "{first}");
+    let base = first.rsplit(' ').next().unwrap().to_string();
+    let posted = reqwest::blocking::Client::new()
+        .post(format!("{base}/notes"))
+        .body(r#"{"author": "ann", "text": "before"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    // A build replaces the program: here its modification time moves on.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    // (Opened for reading: a running program cannot be opened for writing.)
+    std::fs::File::open(&program)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let second = lines.next().unwrap().unwrap();
+    assert!(second.contains("listening on http://"), "{second}");
+    let base = second.rsplit(' ').next().unwrap().to_string();
+    let posted = reqwest::blocking::Client::new()
+        .post(format!("{base}/notes"))
+        .body(r#"{"author": "ann", "text": "after"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    // SAFETY: signalling our own child (the same process, now the new program).
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let done = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("changed: draining, then restarting"),
+        "{stderr}"
+    );
+    // The file sink appends: the note from before the restart is kept.
+    let notes = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(notes.lines().count(), 2, "{notes}");
+}

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use riffle_flow::{FlowContext, RunOptions, plan};
 
 use crate::App;
+use crate::commands::reload;
 use crate::commands::run::parse_param;
 
 /// `riffle flow run NAME [--addr A] [--env E] [-P k=v ...]` | `riffle flow list`
@@ -92,6 +93,10 @@ pub struct FlowRunArgs {
     /// Deployment of the flow runs.
     #[arg(long)]
     pub only: Vec<String>,
+    /// Restart when this program's file changes (after a build): the flow drains,
+    /// then the new binary starts with the same arguments.
+    #[arg(long)]
+    pub reload: bool,
     /// A setting for the flow's builder, as key=value (repeatable); a setting not
     /// given is read from RIFFLE_KEY.
     #[arg(short = 'P', long = "param", value_parser = parse_param)]
@@ -133,20 +138,25 @@ pub fn flow(app: &App, args: &FlowArgs) -> anyhow::Result<ExitCode> {
                 })
                 .with_context(|| format!("cannot start flow {:?}", run.name))?;
             for p in &processors {
-                let route = p
-                    .route
-                    .as_ref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default();
-                eprintln!("{} {}{route}", p.kind, p.id);
+                eprintln!("{} {}", p.kind, p.id);
             }
             // One line a supervisor or a test can wait for.
             println!("flow {:?} listening on http://{}", run.name, running.addr());
+            let changed = if run.reload {
+                Some(reload::watch(running.stopper())?)
+            } else {
+                None
+            };
             let summary = running
                 .wait()
                 .with_context(|| format!("flow {:?} failed", run.name))?;
             for (id, read, written) in summary.processors {
                 eprintln!("{id}: {read} in, {written} out");
+            }
+            if let Some(changed) = changed
+                && changed.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                return reload::restart();
             }
             Ok(ExitCode::SUCCESS)
         }

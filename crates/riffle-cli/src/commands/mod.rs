@@ -5,6 +5,7 @@ pub mod inspect;
 pub mod pipeline;
 pub mod project;
 pub mod recovery;
+pub mod reload;
 pub mod run;
 pub mod udf;
 pub mod ui;
