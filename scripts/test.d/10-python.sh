@@ -26,5 +26,10 @@ if ! "$riffle_py_venv/bin/python" -c 'import importlib.metadata as m; assert (m.
   "$riffle_py_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "pyarrow==26.0.1" "deltalake==1.6.6" "duckdb==2.0.1"
 fi
+# Checks the OpenAPI documents Flows serve.
+if ! "$riffle_py_venv/bin/python" -c 'import importlib.metadata as m; assert m.version("openapi-spec-validator") == "0.7.2"' 2>/dev/null; then
+  "$riffle_py_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "openapi-spec-validator==0.7.2"
+fi
 export RIFFLE_TEST_PYTHON="$riffle_py_venv/bin/python"
 echo "RIFFLE_TEST_PYTHON=$RIFFLE_TEST_PYTHON"

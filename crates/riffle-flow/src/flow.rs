@@ -290,7 +290,9 @@ pub struct Service<'a> {
 impl Service<'_> {
     /// Adds the endpoint `method route`: `f` answers each request, decoded as
     /// `Req` from the path's captures, the query and the JSON body, with a `Resp`
-    /// sent as JSON; see [`crate::http`].
+    /// sent as JSON; see [`crate::http`]. Both types describe themselves
+    /// (`#[derive(JsonSchema)]`) for the service's OpenAPI document
+    /// ([`crate::openapi`]).
     pub fn endpoint<Req, Resp, F, Fut>(
         &mut self,
         route: &str,
@@ -298,8 +300,8 @@ impl Service<'_> {
         f: F,
     ) -> Result<&mut Self>
     where
-        Req: DeserializeOwned + Send + 'static,
-        Resp: Serialize + 'static,
+        Req: DeserializeOwned + schemars::JsonSchema + Send + 'static,
+        Resp: Serialize + schemars::JsonSchema + 'static,
         F: Fn(Req) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<Resp, HttpError>> + Send + 'static,
     {

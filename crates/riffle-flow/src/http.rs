@@ -88,6 +88,8 @@ pub(crate) struct RouteEntry {
     pub(crate) unit: String,
     pub(crate) kind: &'static str,
     pub(crate) build: RouteBuilder,
+    /// An endpoint's description, for its service's OpenAPI document.
+    pub(crate) doc: Option<crate::openapi::EndpointDoc>,
 }
 
 pub(crate) type Closer = Box<dyn FnOnce() + Send>;
@@ -117,6 +119,7 @@ where
         unit: id.clone(),
         id,
         kind: "collector",
+        doc: None,
         build: Box::new(move |metrics: Arc<ProcessorMetrics>| {
             let writer = Arc::new(SinkWriter::start(&writer_id, sink)?);
             let closing = writer.clone();
@@ -175,12 +178,13 @@ pub(crate) fn endpoint<Req, Resp, F, Fut>(
     f: F,
 ) -> RouteEntry
 where
-    Req: DeserializeOwned + Send + 'static,
-    Resp: Serialize + 'static,
+    Req: DeserializeOwned + schemars::JsonSchema + Send + 'static,
+    Resp: Serialize + schemars::JsonSchema + 'static,
     F: Fn(Req) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = std::result::Result<Resp, HttpError>> + Send + 'static,
 {
     let filter = method_filter(&method);
+    let method_copy = method.clone();
     let pattern = Pattern::new(path);
     RouteEntry {
         method,
@@ -188,6 +192,11 @@ where
         unit: service.to_string(),
         id,
         kind: "endpoint",
+        doc: Some(crate::openapi::EndpointDoc {
+            method: method_copy,
+            path: path.to_string(),
+            schemas: crate::openapi::schemas_of::<Req, Resp>,
+        }),
         build: Box::new(move |metrics: Arc<ProcessorMetrics>| {
             let f = Arc::new(f);
             let pattern = Arc::new(pattern);
@@ -231,6 +240,7 @@ pub(crate) fn router(
 ) -> Result<(Router, Vec<Closer>)> {
     let mut by_path: Vec<(String, MethodRouter)> = Vec::new();
     let mut closers = Vec::new();
+    let documents = documents(&routes);
     for route in routes {
         let (method_router, closer) = (route.build)(metrics.processor(&route.id, route.kind))?;
         closers.extend(closer);
@@ -259,6 +269,30 @@ pub(crate) fn router(
             ),
         })?;
     }
+    let documents = Arc::new(documents);
+    let router = router.route(
+        "/openapi/{file}",
+        axum::routing::get(
+            move |axum::extract::Path(file): axum::extract::Path<String>| {
+                let documents = documents.clone();
+                async move {
+                    let service = file.strip_suffix(".json").unwrap_or(&file);
+                    match documents.iter().find(|(name, _)| name == service) {
+                        Some((_, doc)) => axum::Json(doc.clone()).into_response(),
+                        None => HttpError::not_found(format!(
+                            "no service {service:?}; documents: {}",
+                            documents
+                                .iter()
+                                .map(|(n, _)| format!("/openapi/{n}.json"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                        .into_response(),
+                    }
+                }
+            },
+        ),
+    );
     let rendering = metrics.clone();
     let router = router.route(
         "/metrics",
@@ -278,6 +312,30 @@ pub(crate) fn router(
     Ok((router, closers))
 }
 
+/// The OpenAPI document of every service with endpoints, by service.
+fn documents(routes: &[RouteEntry]) -> Vec<(String, Value)> {
+    let mut services: Vec<&str> = routes
+        .iter()
+        .filter(|r| r.doc.is_some())
+        .map(|r| r.unit.as_str())
+        .collect();
+    services.dedup();
+    services
+        .into_iter()
+        .map(|service| {
+            let endpoints: Vec<&crate::openapi::EndpointDoc> = routes
+                .iter()
+                .filter(|r| r.unit == service)
+                .filter_map(|r| r.doc.as_ref())
+                .collect();
+            (
+                service.to_string(),
+                crate::openapi::document(service, &endpoints),
+            )
+        })
+        .collect()
+}
+
 /// Checks a route before it is added: a method axum serves, a path it accepts.
 pub(crate) fn check_route(method: &Method, path: &str) -> std::result::Result<(), String> {
     if MethodFilter::try_from(method.clone()).is_err() {
@@ -286,8 +344,10 @@ pub(crate) fn check_route(method: &Method, path: &str) -> std::result::Result<()
     if !path.starts_with('/') {
         return Err(format!("route {path:?} must start with '/'"));
     }
-    if path == "/metrics" {
-        return Err("route /metrics is the flow's own".into());
+    if path == "/metrics" || path.starts_with("/openapi/") {
+        return Err(format!(
+            "route {path} is the flow's own (/metrics, /openapi/)"
+        ));
     }
     Pattern::new(path).check()
 }

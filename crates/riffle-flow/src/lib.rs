@@ -44,6 +44,7 @@ mod flow;
 mod handler;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod plan;
 pub mod primitives;
 pub mod retry;
@@ -58,4 +59,6 @@ pub use error::{FlowError, Result};
 pub use flow::{Flow, ProcessorInfo, Service, Unit};
 pub use http::HttpError;
 pub use run::{RunOptions, RunSummary, RunningFlow};
+/// Request and response types of endpoints derive `schemars::JsonSchema`.
+pub use schemars;
 pub use writer::SinkWriter;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use riffle::dead_letters::DeadLetter;
 use riffle::sinks::{FixedPartitionedSink, SinkPartition, TestingSink};
 use riffle::sources::TestingSource;
+use riffle_flow::schemars::{self, JsonSchema};
 use riffle_flow::{Flow, FlowError, HttpError, Method, RunOptions, RunningFlow};
 use serde::{Deserialize, Serialize};
 
@@ -261,20 +262,20 @@ fn a_collector_answers_after_the_sink_has_the_items_and_names_a_wrong_field() {
     running.wait().unwrap();
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct Lookup {
     id: u64,
     #[serde(default)]
     verbose: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct Rename {
     id: u64,
     name: String,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 struct User {
     id: u64,
     name: String,
@@ -351,6 +352,46 @@ fn endpoints_take_one_typed_request_from_path_query_and_body() {
             detail: None
         }
     );
+    // The service's OpenAPI document: the capture a path parameter, the rest of
+    // a GET's request query parameters, a PUT's request the body.
+    let doc: serde_json::Value = get("/openapi/users.json").json().unwrap();
+    let lookup = &doc["paths"]["/users/{id}"]["get"];
+    let params = lookup["parameters"].as_array().unwrap();
+    assert_eq!(params[0]["in"], "path");
+    assert_eq!(params[0]["name"], "id");
+    assert_eq!(params[0]["schema"]["type"], "integer");
+    assert_eq!(params[1]["in"], "query");
+    assert_eq!(params[1]["name"], "verbose");
+    assert_eq!(params[1]["required"], false);
+    assert_eq!(
+        lookup["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/User"
+    );
+    assert_eq!(
+        doc["paths"]["/users/{id}"]["put"]["requestBody"]["content"]["application/json"]["schema"]
+            ["$ref"],
+        "#/components/schemas/Rename"
+    );
+    assert!(
+        doc["components"]["schemas"]["User"]["properties"]["name"].is_object(),
+        "{doc}"
+    );
+    assert_eq!(get("/openapi/nope.json").status(), 404);
+    if let Ok(python) = std::env::var("RIFFLE_TEST_PYTHON") {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), doc.to_string()).unwrap();
+        let checked = std::process::Command::new(python)
+            .args(["-m", "openapi_spec_validator"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    }
     let metrics = get("/metrics").text().unwrap();
     assert!(
         metrics.contains(r#"riffle_flow_errors_total{flow="users",processor="users GET /users/{id}",kind="endpoint"} 3"#),

@@ -58,7 +58,8 @@ pub struct Note {
     pub text: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, riffle_flow::schemars::JsonSchema)]
+#[schemars(crate = "riffle_flow::schemars")]
 struct Echo {
     id: u64,
     #[serde(default)]
