@@ -16,10 +16,10 @@ fn notes_runs_answers_and_drains_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut guard = KillOnDrop(Some(child));
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
     let base = line
         .trim()
         .rsplit(' ')
@@ -61,6 +61,7 @@ fn notes_runs_answers_and_drains_on_sigterm() {
         metrics.contains(r#"riffle_flow_items_out_total{flow="notes",processor="POST /notes",kind="collector"} 1"#),
         "{metrics}"
     );
+    let child = guard.0.take().unwrap();
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let done = child.wait_with_output().unwrap();
@@ -325,7 +326,10 @@ fn reload_drains_and_restarts_when_the_program_file_changes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stdout = child.stdout.take().unwrap();
+    // Whatever fails below, the flow does not outlive the test.
+    let child = KillOnDrop(Some(child));
+    let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains("listening on http://"), "{first}");
     let base = first.rsplit(' ').next().unwrap().to_string();
@@ -351,6 +355,8 @@ fn reload_drains_and_restarts_when_the_program_file_changes() {
         .send()
         .unwrap();
     assert_eq!(posted.status(), 200);
+    let mut guard = child;
+    let child = guard.0.take().unwrap();
     // SAFETY: signalling our own child (the same process, now the new program).
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let done = child.wait_with_output().unwrap();
@@ -363,4 +369,16 @@ fn reload_drains_and_restarts_when_the_program_file_changes() {
     // The file sink appends: the note from before the restart is kept.
     let notes = std::fs::read_to_string(&out).unwrap();
     assert_eq!(notes.lines().count(), 2, "{notes}");
+}
+
+/// Kills the child it holds when dropped (a failed assertion included).
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
