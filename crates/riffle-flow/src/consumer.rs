@@ -192,15 +192,7 @@ where
     I: IntoIterator<Item = K::Item> + 'static,
     E: Display + 'static,
 {
-    let name = id.to_string();
-    ConsumerEntry {
-        id: id.to_string(),
-        source: source.describe(id),
-        options: ConsumerOptions::default(),
-        start: Box::new(move |start: Start| {
-            start_consumer(&name, source, sink, Blocking::new(f), start)
-        }),
-    }
+    entry_with(id, source, sink, move |_| Blocking::new(f))
 }
 
 /// The entry for consumer `id` with an async `f`.
@@ -213,14 +205,26 @@ where
     I: IntoIterator<Item = K::Item> + 'static,
     E: Display + 'static,
 {
+    entry_with(id, source, sink, move |runtime| Awaiting::new(f, runtime))
+}
+
+/// The entry for consumer `id`, its handler made by `handler` (given the flow's
+/// runtime) when the flow starts.
+fn entry_with<S, K, H, M>(id: &str, source: S, sink: K, handler: M) -> ConsumerEntry
+where
+    S: FixedPartitionedSource,
+    K: FixedPartitionedSink,
+    H: Handler<S::Item, K::Item>,
+    M: FnOnce(tokio::runtime::Handle) -> H + Send + 'static,
+{
     let name = id.to_string();
     ConsumerEntry {
         id: id.to_string(),
         source: source.describe(id),
         options: ConsumerOptions::default(),
         start: Box::new(move |start: Start| {
-            let f = Awaiting::new(f, start.runtime.clone());
-            start_consumer(&name, source, sink, f, start)
+            let handler = handler(start.runtime.clone());
+            start_consumer(&name, source, sink, handler, start)
         }),
     }
 }

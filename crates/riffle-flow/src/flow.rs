@@ -93,9 +93,7 @@ impl Flow {
         E: Display + 'static,
     {
         self.claim(id)?;
-        self.consumers.push(consumer::entry(id, source, sink, f));
-        let entry = self.consumers.last_mut().expect("just pushed");
-        Ok(&mut entry.options)
+        Ok(self.add_consumer(consumer::entry(id, source, sink, f)))
     }
 
     /// Adds consumer `id` with an async `f`: the same as [`Flow::consumer`], but
@@ -118,10 +116,7 @@ impl Flow {
         E: Display + 'static,
     {
         self.claim(id)?;
-        self.consumers
-            .push(consumer::entry_async(id, source, sink, f));
-        let entry = self.consumers.last_mut().expect("just pushed");
-        Ok(&mut entry.options)
+        Ok(self.add_consumer(consumer::entry_async(id, source, sink, f)))
     }
 
     /// Adds a collector at `method route`: each request's JSON body, decoded as
@@ -249,6 +244,11 @@ impl Flow {
             route: Some(format!("{} {}", r.method, r.path)),
         });
         consumers.chain(routes).collect()
+    }
+
+    fn add_consumer(&mut self, entry: ConsumerEntry) -> &mut ConsumerOptions {
+        self.consumers.push(entry);
+        &mut self.consumers.last_mut().expect("just pushed").options
     }
 
     fn claim(&mut self, id: &str) -> Result<()> {

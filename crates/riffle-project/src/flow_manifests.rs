@@ -41,7 +41,7 @@
 use serde_json::{Value, json};
 
 use crate::dags::k8s_name;
-use crate::manifests::{ManifestError, pod_security};
+use crate::manifests::{ManifestError, documents, pod_security};
 
 /// A Flow to deploy.
 #[derive(Debug, Clone)]
@@ -191,13 +191,7 @@ pub fn render_flow_manifests(spec: &FlowSpec) -> Result<String, ManifestError> {
             }));
         }
     }
-    let mut out = String::new();
-    for doc in docs {
-        out.push_str("---\n");
-        out.push_str(&serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
-        out.push('\n');
-    }
-    Ok(out)
+    Ok(documents(docs))
 }
 
 /// The KEDA trigger for a source of `system`, or `None` for one KEDA cannot

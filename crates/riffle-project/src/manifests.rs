@@ -245,13 +245,18 @@ pub fn render_manifests(spec: &ClusterSpec) -> Result<String, ManifestError> {
             },
         },
     }));
+    Ok(documents(docs))
+}
+
+/// YAML documents, each written as JSON (which YAML reads as is).
+pub(crate) fn documents(docs: Vec<Value>) -> String {
     let mut out = String::new();
     for doc in docs {
         out.push_str("---\n");
         out.push_str(&serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
         out.push('\n');
     }
-    Ok(out)
+    out
 }
 
 pub(crate) fn pod_security() -> Value {
