@@ -469,7 +469,7 @@ fn a_new_project_builds_and_passes_its_tests() {
         "Cargo.toml",
         "Cargo.lock",
         "src/main.rs",
-        "src/flows.rs",
+        "src/dataflows.rs",
         "src/pipelines.rs",
         "tests/cli.rs",
         "resources/words.txt",

@@ -268,18 +268,29 @@ impl KafkaSinkPartition {
     /// Waits until everything sent through `producer` is delivered; a failed
     /// delivery is an error.
     fn deliver(&self, producer: &KafkaProducer) -> riffle::Result<Vec<(i64, i64)>> {
-        producer
-            .flush(
-                self.settings
-                    .timeout_duration()
-                    .max(Duration::from_secs(60)),
-            )
-            .map_err(|e| {
-                self.fail(
+        // A flush that does not wait sends what lingers at once; its "timed out"
+        // only says that records are still on their way. The client's
+        // `flush(timeout)` would then wait in whole 100 ms polls, however soon
+        // the broker answers: instead, wait here until nothing is in flight,
+        // which (librdkafka's out-queue length) includes delivery reports not yet
+        // served, so the delivery log below is complete when it reads 0.
+        let _ = producer.flush(Duration::ZERO);
+        let deadline = Instant::now()
+            + self
+                .settings
+                .timeout_duration()
+                .max(Duration::from_secs(60));
+        while producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(self.fail(
                     format!("records for {} were not delivered in time", self.name),
-                    e,
-                )
-            })?;
+                    rdkafka::error::KafkaError::Flush(
+                        rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
         let mut log = producer
             .context()
             .log
