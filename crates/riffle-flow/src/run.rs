@@ -241,6 +241,14 @@ impl RunningFlow {
     }
 }
 
+/// A line on stderr, if stderr is still there: a flow whose parent went away
+/// (and took the pipe with it) must still stop on a signal, which `eprintln!`
+/// would prevent by panicking.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// The first SIGTERM or Ctrl-C sets `stop`; the second exits at once.
 fn listen_for_signals(runtime: &tokio::runtime::Runtime, stop: Arc<AtomicBool>) {
     let seen = Arc::new(AtomicUsize::new(0));
@@ -266,10 +274,10 @@ fn listen_for_signals(runtime: &tokio::runtime::Runtime, stop: Arc<AtomicBool>) 
                 return;
             }
             if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-                eprintln!("stopping: finishing what is in hand (a second signal exits at once)");
+                say("stopping: finishing what is in hand (a second signal exits at once)");
                 stop.store(true, Ordering::SeqCst);
             } else {
-                eprintln!("exiting at once: what was not written is read again next run");
+                say("exiting at once: what was not written is read again next run");
                 std::process::exit(130);
             }
         }
