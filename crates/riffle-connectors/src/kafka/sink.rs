@@ -267,29 +267,39 @@ impl KafkaSinkPartition {
 
     /// Waits until everything sent through `producer` is delivered; a failed
     /// delivery is an error.
-    fn deliver(&self, producer: &KafkaProducer) -> riffle::Result<Vec<(i64, i64)>> {
-        // A flush that does not wait sends what lingers at once; its "timed out"
-        // only says that records are still on their way. The client's
-        // `flush(timeout)` would then wait in whole 100 ms polls, however soon
-        // the broker answers: instead, wait here until nothing is in flight,
-        // which (librdkafka's out-queue length) includes delivery reports not yet
-        // served, so the delivery log below is complete when it reads 0.
-        let _ = producer.flush(Duration::ZERO);
-        let deadline = Instant::now()
-            + self
-                .settings
-                .timeout_duration()
-                .max(Duration::from_secs(60));
-        while producer.in_flight_count() > 0 {
-            if Instant::now() >= deadline {
-                return Err(self.fail(
-                    format!("records for {} were not delivered in time", self.name),
-                    rdkafka::error::KafkaError::Flush(
+    /// `prompt`: wait for the delivery reports themselves (the plain producer
+    /// of a Flow, where every write waits for this); otherwise the client's
+    /// `flush`, which waits in whole 100 ms polls (a transaction's prepare, once
+    /// per snapshot).
+    fn deliver(&self, producer: &KafkaProducer, prompt: bool) -> riffle::Result<Vec<(i64, i64)>> {
+        let patience = self
+            .settings
+            .timeout_duration()
+            .max(Duration::from_secs(60));
+        let late = |e| {
+            self.fail(
+                format!("records for {} were not delivered in time", self.name),
+                e,
+            )
+        };
+        if prompt {
+            // A flush that does not wait sends what lingers at once; its "timed
+            // out" only says that records are on their way. Then wait until
+            // nothing is in flight, which (librdkafka's out-queue length)
+            // includes delivery reports not yet served, so the delivery log
+            // below is complete when it reads 0.
+            let _ = producer.flush(Duration::ZERO);
+            let deadline = Instant::now() + patience;
+            while producer.in_flight_count() > 0 {
+                if Instant::now() >= deadline {
+                    return Err(late(rdkafka::error::KafkaError::Flush(
                         rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-                    ),
-                ));
+                    )));
+                }
+                std::thread::sleep(Duration::from_micros(200));
             }
-            std::thread::sleep(Duration::from_micros(200));
+        } else {
+            producer.flush(patience).map_err(late)?;
         }
         let mut log = producer
             .context()
@@ -334,7 +344,7 @@ impl SinkPartition for KafkaSinkPartition {
     fn flush(&mut self) -> riffle::Result<()> {
         // Without a recovery store: delivered (and, transactional, committed) now.
         match &self.mode {
-            Mode::Plain(Some(producer)) => self.deliver(producer).map(drop),
+            Mode::Plain(Some(producer)) => self.deliver(producer, true).map(drop),
             Mode::Plain(None) => Ok(()),
             Mode::Transactional(_) => {
                 self.prepare()?;
@@ -346,7 +356,7 @@ impl SinkPartition for KafkaSinkPartition {
 
     fn snapshot(&mut self) -> riffle::Result<Option<KafkaSinkState>> {
         match &self.mode {
-            Mode::Plain(Some(producer)) => self.deliver(producer).map(|_| None),
+            Mode::Plain(Some(producer)) => self.deliver(producer, true).map(|_| None),
             Mode::Plain(None) => Ok(None),
             Mode::Transactional(_) => {
                 self.prepare()?;
@@ -382,7 +392,7 @@ impl SinkPartition for KafkaSinkPartition {
     fn close(&mut self) -> riffle::Result<()> {
         match &self.mode {
             Mode::Plain(Some(producer)) => {
-                self.deliver(producer)?;
+                self.deliver(producer, true)?;
             }
             Mode::Plain(None) => {}
             Mode::Transactional(_) => {
@@ -500,7 +510,7 @@ impl Transactions {
             .map_err(|e| part.fail(format!("cannot begin a transaction for {}", part.name), e))?;
         let count = records.len();
         part.send(&slot.producer, records)?;
-        part.deliver(&slot.producer)?;
+        part.deliver(&slot.producer, false)?;
         self.mark(part, &slot, seq)?;
         slot.producer
             .commit_transaction(part.settings.timeout_duration())
@@ -576,7 +586,7 @@ impl KafkaSinkPartition {
         let Some(slot) = self.tx().open.take() else {
             return Ok(());
         };
-        let ranges = match self.deliver(&slot.producer) {
+        let ranges = match self.deliver(&slot.producer, false) {
             Ok(r) => r,
             Err(e) => {
                 let _ = slot
