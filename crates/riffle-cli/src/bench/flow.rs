@@ -65,6 +65,8 @@ use riffle_connectors::kafka::{
     KafkaMessage, KafkaRecord, KafkaSettings, KafkaSink, KafkaSource, StartOffset, admin,
 };
 use riffle_flow::{Flow, HttpError, Method, RunOptions};
+
+use super::kafka::{fill, records_in};
 use serde::{Deserialize, Serialize};
 
 use super::{BenchArgs, BenchReport, param};
@@ -750,63 +752,6 @@ fn unique() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
-}
-
-/// Records in `topic` (the sum of its partitions' end offsets), or `None` when it
-/// does not exist.
-fn records_in(settings: &KafkaSettings, topic: &str, partitions: i32) -> Option<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .create()
-        .ok()?;
-    let mut total = 0;
-    for p in 0..partitions {
-        total += consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .ok()?
-            .1;
-    }
-    Some(total)
-}
-
-/// Fills `topic` with `items` records of `size` bytes (key: the record's number),
-/// unless it already holds that many.
-fn fill(
-    settings: &KafkaSettings,
-    topic: &str,
-    partitions: i32,
-    items: u64,
-    size: usize,
-) -> anyhow::Result<()> {
-    if records_in(settings, topic, partitions) == Some(items as i64) {
-        return Ok(());
-    }
-    let _ = admin::delete_topic(settings, topic);
-    std::thread::sleep(Duration::from_millis(500));
-    admin::create_topic(settings, topic, partitions, 1)?;
-    eprintln!("filling {topic} with {items} records of {size} bytes");
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()?;
-    let value = vec![b'x'; size];
-    for i in 0..items {
-        let key = i.to_le_bytes();
-        loop {
-            let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
-                .key(&key[..])
-                .payload(&value[..])
-                .partition((i % partitions as u64) as i32);
-            match producer.send(record) {
-                Ok(()) => break,
-                Err(_) => std::thread::sleep(Duration::from_millis(1)),
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(300))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ const ITEMS: u64 = 10_000_000;
 
 /// Records already in the topic (the sum of its partitions' end offsets), or `None`
 /// when it does not exist.
-fn records_in(settings: &KafkaSettings, topic: &str, partitions: i32) -> Option<i64> {
+pub(crate) fn records_in(settings: &KafkaSettings, topic: &str, partitions: i32) -> Option<i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
@@ -43,7 +43,7 @@ fn records_in(settings: &KafkaSettings, topic: &str, partitions: i32) -> Option<
 }
 
 /// Fills `topic` with `items` records of `size` bytes (key: the record's number).
-fn fill(
+pub(crate) fn fill(
     settings: &KafkaSettings,
     topic: &str,
     partitions: i32,
