@@ -119,7 +119,7 @@ fn keep_top(mut pairs: Vec<(String, u64)>, n: usize) -> Vec<(String, u64)> {
 ///
 /// ```
 /// use riffle::context::DataflowContext;
-/// let flow = (riffle_examples::flows()[0].build)(&DataflowContext::default()).unwrap();
+/// let flow = (riffle_examples::dataflows()[0].build)(&DataflowContext::default()).unwrap();
 /// assert_eq!(flow.name(), "wordcount");
 /// ```
 pub fn wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
