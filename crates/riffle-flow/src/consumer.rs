@@ -45,6 +45,7 @@ use riffle::sinks::FixedPartitionedSink;
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 
 use crate::autoscale::{Autoscale, Observation, Scaler};
+use crate::dependency::{Made, ReplicaScope};
 use crate::error::{FlowError, Result};
 use crate::handler::{Awaiting, Blocking, Handler, Tries};
 use crate::metrics::ProcessorMetrics;
@@ -152,6 +153,8 @@ pub(crate) struct Start {
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) metrics: Arc<ProcessorMetrics>,
+    /// The flow's dependencies, each replica's made in it.
+    pub(crate) dependencies: Arc<Made>,
 }
 
 /// A started consumer: its supervisor (which runs the pool of replicas and
@@ -239,6 +242,7 @@ where
         mut options,
         stop,
         metrics,
+        dependencies,
         ..
     } = start;
     let parts = source
@@ -284,6 +288,7 @@ where
         attempts: options.attempts,
         backoff: options.backoff,
         metrics,
+        dependencies,
     };
     let replicas = options.replicas;
     let autoscale = options.autoscale.take();
@@ -313,6 +318,7 @@ struct Pool<S: FixedPartitionedSource, F, T> {
     attempts: u32,
     backoff: Duration,
     metrics: Arc<ProcessorMetrics>,
+    dependencies: Arc<Made>,
 }
 
 /// The replicas started together, stopped together.
@@ -373,6 +379,7 @@ where
                 letters: self.letters.clone(),
                 stop: stop.clone(),
                 metrics: self.metrics.clone(),
+                scope: self.dependencies.replica(),
             };
             let source = self.source.clone();
             let f = self.f.clone();
@@ -479,6 +486,8 @@ struct Replica<T> {
     letters: Option<LetterWriter>,
     stop: Arc<AtomicBool>,
     metrics: Arc<ProcessorMetrics>,
+    /// Its dependencies, dropped when it ends.
+    scope: ReplicaScope,
 }
 
 impl<T: riffle::Data> Replica<T> {
@@ -579,8 +588,12 @@ impl<T: riffle::Data> Replica<T> {
                     backoff: self.backoff,
                     stop: &self.stop,
                     metrics: &self.metrics,
+                    scope: &self.scope,
                 };
-                let outcomes = f.handle(&items, &tries);
+                let outcomes = f.handle(&items, &tries).map_err(|e| FlowError::Failed {
+                    processor: self.id.clone(),
+                    what: e.to_string(),
+                })?;
                 for (item, outcome) in items.into_iter().zip(outcomes) {
                     match outcome {
                         Ok(made) => out.extend(made),

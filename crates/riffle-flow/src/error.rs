@@ -34,6 +34,17 @@ pub enum FlowError {
         /// What failed and why.
         what: String,
     },
+    /// A dependency could not be made or was asked for where it cannot be
+    /// ([`crate::dependency`]).
+    #[error("dependency {dependency:?} ({scope} scope) {what}")]
+    Dependency {
+        /// The dependency's name.
+        dependency: String,
+        /// Its scope.
+        scope: crate::Scope,
+        /// What went wrong.
+        what: String,
+    },
     /// The HTTP listener could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

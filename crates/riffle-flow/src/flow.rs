@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::consumer::{self, ConsumerEntry, ConsumerOptions};
+use crate::dependency::{BoxError, Dependencies, Dependency, Scope};
 use crate::error::{FlowError, Result};
 use crate::http::{self, HttpError, RouteEntry};
 use crate::primitives::{Primitive, key};
@@ -52,6 +53,7 @@ pub struct Flow {
     pub(crate) id: String,
     pub(crate) consumers: Vec<ConsumerEntry>,
     pub(crate) routes: Vec<RouteEntry>,
+    pub(crate) dependencies: Dependencies,
     primitives: Vec<Box<dyn Primitive>>,
     ids: HashSet<String>,
 }
@@ -59,8 +61,10 @@ pub struct Flow {
 impl Flow {
     /// An empty flow named `id`.
     pub fn new(id: impl Into<String>) -> Self {
+        let id = id.into();
         Self {
-            id: id.into(),
+            dependencies: Dependencies::new(&id),
+            id,
             consumers: Vec::new(),
             routes: Vec::new(),
             primitives: Vec::new(),
@@ -142,6 +146,32 @@ impl Flow {
         self.routes
             .push(http::collector(id, method, route, sink, f));
         Ok(())
+    }
+
+    /// Declares dependency `name`: `make` makes its value, once per `scope`
+    /// ([`crate::dependency`]). The processors' functions (and later
+    /// dependencies' makers) call [`Dependency::get`] on the handle returned.
+    /// A name declared twice is an error.
+    ///
+    /// ```
+    /// use riffle_flow::{Flow, Scope};
+    ///
+    /// let mut flow = Flow::new("shop");
+    /// let base = flow.dependency("base_url", Scope::Flow, || Ok(String::from("http://prices")))?;
+    /// let url = base.clone();
+    /// let client = flow.dependency("client", Scope::Replica, move || {
+    ///     Ok(format!("client of {}", url.get()?))
+    /// })?;
+    /// assert_eq!(client.scope(), Scope::Replica);
+    /// assert!(flow.dependency("client", Scope::Request, || Ok(0)).is_err());
+    /// # Ok::<(), riffle_flow::FlowError>(())
+    /// ```
+    pub fn dependency<T, F>(&mut self, name: &str, scope: Scope, make: F) -> Result<Dependency<T>>
+    where
+        T: Send + Sync + 'static,
+        F: Fn() -> std::result::Result<T, BoxError> + Send + Sync + 'static,
+    {
+        self.dependencies.declare(name, scope, make)
     }
 
     /// Starts service `id`: a group of endpoints, listed and deployed together.

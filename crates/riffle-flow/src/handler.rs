@@ -14,6 +14,8 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::dependency::ReplicaScope;
+use crate::error::Result;
 use crate::metrics::ProcessorMetrics;
 use crate::retry::Backoff;
 
@@ -23,11 +25,17 @@ pub(crate) struct Tries<'a> {
     pub(crate) backoff: Duration,
     pub(crate) stop: &'a AtomicBool,
     pub(crate) metrics: &'a ProcessorMetrics,
+    /// The replica's dependencies; each item is one request in it.
+    pub(crate) scope: &'a ReplicaScope,
 }
 
-/// A consumer's function over a batch: each item's outputs, or why it failed.
+/// What became of one item: its outputs, or why it failed.
+pub(crate) type Outcome<T> = std::result::Result<Vec<T>, String>;
+
+/// A consumer's function over a batch: each item's outcome, or the error that
+/// stops the replica (a dependency that could not be made).
 pub(crate) trait Handler<X, T>: Send + Sync + 'static {
-    fn handle(&self, items: &[X], tries: &Tries<'_>) -> Vec<Result<Vec<T>, String>>;
+    fn handle(&self, items: &[X], tries: &Tries<'_>) -> Result<Vec<Outcome<T>>>;
 }
 
 /// The types a handler's function works with, named only to pin them down.
@@ -55,19 +63,19 @@ where
     I: IntoIterator<Item = T> + 'static,
     E: Display + 'static,
 {
-    fn handle(&self, items: &[X], tries: &Tries<'_>) -> Vec<Result<Vec<T>, String>> {
+    fn handle(&self, items: &[X], tries: &Tries<'_>) -> Result<Vec<Outcome<T>>> {
         items
             .iter()
             .map(|item| {
                 let mut backoff = Backoff::new(tries.backoff, Duration::MAX);
                 let mut attempt = 1;
                 loop {
-                    match (self.f)(item.clone()) {
-                        Ok(made) => return Ok(made.into_iter().collect()),
+                    match tries.scope.call(|| (self.f)(item.clone()))? {
+                        Ok(made) => return Ok(Ok(made.into_iter().collect())),
                         Err(e) => {
                             tries.metrics.add_error();
                             if attempt >= tries.attempts || !backoff.sleep(tries.stop) {
-                                return Err(failed(attempt, &e));
+                                return Ok(Err(failed(attempt, &e)));
                             }
                             attempt += 1;
                         }
@@ -103,17 +111,18 @@ where
     I: IntoIterator<Item = T> + 'static,
     E: Display + 'static,
 {
-    fn handle(&self, items: &[X], tries: &Tries<'_>) -> Vec<Result<Vec<T>, String>> {
+    fn handle(&self, items: &[X], tries: &Tries<'_>) -> Result<Vec<Outcome<T>>> {
         let calls = items.iter().map(|item| async move {
             let mut backoff = Backoff::new(tries.backoff, Duration::MAX);
             let mut attempt = 1;
             loop {
-                match (self.f)(item.clone()).await {
-                    Ok(made) => return Ok(made.into_iter().collect()),
+                let call = async { (self.f)(item.clone()).await };
+                match tries.scope.call_async(call).await? {
+                    Ok(made) => return Ok(Ok(made.into_iter().collect())),
                     Err(e) => {
                         tries.metrics.add_error();
                         if attempt >= tries.attempts || tries.stop.load(Ordering::Relaxed) {
-                            return Err(failed(attempt, &e));
+                            return Ok(Err(failed(attempt, &e)));
                         }
                         tokio::time::sleep(backoff.next_wait()).await;
                         attempt += 1;
@@ -121,7 +130,10 @@ where
                 }
             }
         });
-        self.runtime.block_on(futures_util::future::join_all(calls))
+        self.runtime
+            .block_on(futures_util::future::join_all(calls))
+            .into_iter()
+            .collect()
     }
 }
 

@@ -30,6 +30,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::dependency::{Made, ReplicaScope};
 use crate::error::{FlowError, Result};
 use crate::metrics::{Metrics, ProcessorMetrics};
 use crate::writer::SinkWriter;
@@ -67,6 +68,14 @@ impl HttpError {
     }
 }
 
+/// A flow error in a request (a dependency that could not be made) is the
+/// service's fault, not the client's: `503 Service Unavailable`.
+impl From<FlowError> for HttpError {
+    fn from(e: FlowError) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, e.chain())
+    }
+}
+
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let mut body = Map::new();
@@ -93,8 +102,11 @@ pub(crate) struct RouteEntry {
 }
 
 pub(crate) type Closer = Box<dyn FnOnce() + Send>;
-pub(crate) type RouteBuilder =
-    Box<dyn FnOnce(Arc<ProcessorMetrics>) -> Result<(MethodRouter, Option<Closer>)> + Send>;
+/// Makes a route's handler from its metrics and the process's dependencies.
+pub(crate) type RouteBuilder = Box<
+    dyn FnOnce(Arc<ProcessorMetrics>, ReplicaScope) -> Result<(MethodRouter, Option<Closer>)>
+        + Send,
+>;
 
 /// The collector at `method path`: `f` on each request, into `sink`.
 pub(crate) fn collector<Req, K, F, I, E>(
@@ -120,7 +132,7 @@ where
         id,
         kind: "collector",
         doc: None,
-        build: Box::new(move |metrics: Arc<ProcessorMetrics>| {
+        build: Box::new(move |metrics: Arc<ProcessorMetrics>, scope: ReplicaScope| {
             let writer = Arc::new(SinkWriter::start(&writer_id, sink)?);
             let closing = writer.clone();
             let f = Arc::new(f);
@@ -128,13 +140,15 @@ where
                 let writer = writer.clone();
                 let f = f.clone();
                 let metrics = metrics.clone();
+                let scope = scope.clone();
                 async move {
                     let started = Instant::now();
                     metrics.add_in(1);
                     metrics.add_in_flight(1);
                     let answer = async {
                         let request: Req = decode_body(&body)?;
-                        let items: Vec<K::Item> = f(request)
+                        let items: Vec<K::Item> = scope
+                            .call(|| f(request))?
                             .map_err(|e| {
                                 HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
                             })?
@@ -197,19 +211,23 @@ where
             path: path.to_string(),
             schemas: crate::openapi::schemas_of::<Req, Resp>,
         }),
-        build: Box::new(move |metrics: Arc<ProcessorMetrics>| {
+        build: Box::new(move |metrics: Arc<ProcessorMetrics>, scope: ReplicaScope| {
             let f = Arc::new(f);
             let pattern = Arc::new(pattern);
             let handler = move |uri: Uri, body: Bytes| {
                 let f = f.clone();
                 let metrics = metrics.clone();
                 let pattern = pattern.clone();
+                let scope = scope.clone();
                 async move {
                     let started = Instant::now();
                     metrics.add_in(1);
                     metrics.add_in_flight(1);
                     let answer = match pattern.decode::<Req>(&uri, &body) {
-                        Ok(request) => f(request).await,
+                        Ok(request) => scope
+                            .call_async(async { f(request).await })
+                            .await
+                            .unwrap_or_else(|e| Err(e.into())),
                         Err(e) => Err(e),
                     };
                     metrics.add_in_flight(-1);
@@ -237,12 +255,16 @@ pub(crate) fn router(
     flow: &str,
     routes: Vec<RouteEntry>,
     metrics: &Arc<Metrics>,
+    dependencies: &Arc<Made>,
 ) -> Result<(Router, Vec<Closer>)> {
+    // Every route of the process is one replica of the flow's HTTP side.
+    let scope = dependencies.replica();
     let mut by_path: Vec<(String, MethodRouter)> = Vec::new();
     let mut closers = Vec::new();
     let documents = documents(&routes);
     for route in routes {
-        let (method_router, closer) = (route.build)(metrics.processor(&route.id, route.kind))?;
+        let (method_router, closer) =
+            (route.build)(metrics.processor(&route.id, route.kind), scope.clone())?;
         closers.extend(closer);
         match by_path.iter_mut().find(|(path, _)| *path == route.path) {
             Some((_, existing)) => {

@@ -39,6 +39,7 @@
 pub mod autoscale;
 pub mod consumer;
 mod context;
+pub mod dependency;
 pub mod error;
 mod flow;
 mod handler;
@@ -55,6 +56,7 @@ pub use autoscale::Autoscale;
 pub use axum::http::Method;
 pub use consumer::ConsumerOptions;
 pub use context::FlowContext;
+pub use dependency::{Dependency, Scope};
 pub use error::{FlowError, Result};
 pub use flow::{Flow, ProcessorInfo, Service, Unit};
 pub use http::HttpError;

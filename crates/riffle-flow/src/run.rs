@@ -86,8 +86,10 @@ impl Flow {
             id: flow,
             consumers,
             routes,
+            dependencies,
             ..
         } = self;
+        let dependencies = dependencies.start()?;
         let metrics = Arc::new(Metrics::new(&flow));
         let stop = Arc::new(AtomicBool::new(false));
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -96,7 +98,7 @@ impl Flow {
             .build()
             .map_err(FlowError::Runtime)?;
         let serves_http = !routes.is_empty();
-        let (router, mut closers) = http::router(&flow, routes, &metrics)?;
+        let (router, mut closers) = http::router(&flow, routes, &metrics, &dependencies)?;
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(options.addr))
             .map_err(|source| FlowError::Listen {
@@ -132,6 +134,7 @@ impl Flow {
                 options: entry.options,
                 stop: stop.clone(),
                 metrics: metrics.processor(&entry.id, "consumer"),
+                dependencies: dependencies.clone(),
             };
             match (entry.start)(start) {
                 Ok(consumer) => running.consumers.push(Some(consumer)),
