@@ -259,11 +259,11 @@ where
         .as_ref()
         .map_or(options.replicas, |a| a.max);
     if most > parts.len() {
-        eprintln!(
+        crate::run::say(&format!(
             "consumer {id:?}: up to {most} replicas asked for, the source has {} partitions: no more than {} will run",
             parts.len(),
             parts.len()
-        );
+        ));
     }
     let writer = Arc::new(SinkWriter::start(id, sink)?);
     let mut closers: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
@@ -433,14 +433,14 @@ where
                     })
                     .min(self.parts.len());
                 if wanted != size {
-                    eprintln!(
+                    crate::run::say(&format!(
                         "consumer {:?}: {size} -> {wanted} replicas (backlog {}, {} items per busy second per replica)",
                         self.id,
                         backlog.map_or_else(|| "unknown".to_string(), |b| b.to_string()),
                         scaler
                             .capacity()
                             .map_or_else(|| "unknown".to_string(), |c| format!("{c:.0}")),
-                    );
+                    ));
                     if let Err(e) = generation.stop(&self.id) {
                         break Err(e);
                     }
@@ -463,7 +463,10 @@ where
             }
             Ok(None) => None,
             Err(e) => {
-                eprintln!("consumer {:?}: cannot read the backlog: {e}", self.id);
+                crate::run::say(&format!(
+                    "consumer {:?}: cannot read the backlog: {e}",
+                    self.id
+                ));
                 None
             }
         }
@@ -519,10 +522,10 @@ impl<T: riffle::Data> Replica<T> {
             if let Some(mut part) = part.take()
                 && let Err(e) = part.close()
             {
-                eprintln!(
+                crate::run::say(&format!(
                     "consumer {:?}: closing source partition {name:?}: {e}",
                     self.id
-                );
+                ));
             }
         }
         outcome
@@ -662,7 +665,11 @@ impl<T: riffle::Data> Replica<T> {
                 Ok(()) => return Ok(true),
                 Err(e) => {
                     self.metrics.add_error();
-                    eprintln!("consumer {:?}: {}; writing again", self.id, e.chain());
+                    crate::run::say(&format!(
+                        "consumer {:?}: {}; writing again",
+                        self.id,
+                        e.chain()
+                    ));
                     if !backoff.sleep(&self.stop) {
                         return Ok(false);
                     }

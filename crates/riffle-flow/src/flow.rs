@@ -343,4 +343,23 @@ impl Service<'_> {
             .push(http::endpoint(&self.id, id, method, route, f));
         Ok(self)
     }
+
+    /// Adds the WebSocket endpoint `GET route`: `f` runs each connection with a
+    /// [`Socket`](crate::Socket) of typed JSON messages in and out; see
+    /// [`crate::socket`].
+    pub fn websocket<In, Out, F, Fut>(&mut self, route: &str, f: F) -> Result<&mut Self>
+    where
+        In: DeserializeOwned + Send + 'static,
+        Out: Serialize + Send + 'static,
+        F: Fn(crate::Socket<In, Out>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), HttpError>> + Send + 'static,
+    {
+        let id = format!("{} WEBSOCKET {route}", self.id);
+        self.flow.check_route(&Method::GET, route)?;
+        self.flow.claim(&id)?;
+        self.flow
+            .routes
+            .push(crate::socket::websocket(&self.id, id, route, f));
+        Ok(self)
+    }
 }

@@ -379,7 +379,9 @@ fn method_filter(method: &Method) -> MethodFilter {
 }
 
 /// A collector's body: JSON of the request's shape.
-fn decode_body<Req: DeserializeOwned>(body: &[u8]) -> std::result::Result<Req, HttpError> {
+pub(crate) fn decode_body<Req: DeserializeOwned>(
+    body: &[u8],
+) -> std::result::Result<Req, HttpError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| HttpError::bad_request(format!("the body is not JSON: {e}")))?;
     decode(value, &HashSet::new())

@@ -50,6 +50,7 @@ pub mod plan;
 pub mod primitives;
 pub mod retry;
 pub mod run;
+pub mod socket;
 pub mod writer;
 
 pub use autoscale::Autoscale;
@@ -63,4 +64,5 @@ pub use http::HttpError;
 pub use run::{RunOptions, RunSummary, RunningFlow};
 /// Request and response types of endpoints derive `schemars::JsonSchema`.
 pub use schemars;
+pub use socket::Socket;
 pub use writer::SinkWriter;

@@ -225,7 +225,10 @@ impl RunningFlow {
                 .runtime
                 .block_on(async { tokio::time::timeout(Duration::from_secs(30), server).await });
             if let Ok(Ok(Err(e))) = served {
-                eprintln!("flow {:?}: the HTTP listener stopped with: {e}", self.flow);
+                crate::run::say(&format!(
+                    "flow {:?}: the HTTP listener stopped with: {e}",
+                    self.flow
+                ));
             }
         }
         let mut outcome = Ok(());
@@ -247,7 +250,7 @@ impl RunningFlow {
 /// A line on stderr, if stderr is still there: a flow whose parent went away
 /// (and took the pipe with it) must still stop on a signal, which `eprintln!`
 /// would prevent by panicking.
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
 }
@@ -261,7 +264,7 @@ fn listen_for_signals(runtime: &tokio::runtime::Runtime, stop: Arc<AtomicBool>) 
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(term) => term,
                 Err(e) => {
-                    eprintln!("cannot listen for SIGTERM: {e}");
+                    crate::run::say(&format!("cannot listen for SIGTERM: {e}"));
                     return;
                 }
             };

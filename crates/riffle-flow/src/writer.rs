@@ -269,7 +269,7 @@ fn lane<K: FixedPartitionedSink>(
     if let Some(mut open) = part
         && let Err(e) = open.close()
     {
-        eprintln!("{id}: closing sink partition {name}: {e}");
+        crate::run::say(&format!("{id}: closing sink partition {name}: {e}"));
     }
 }
 
