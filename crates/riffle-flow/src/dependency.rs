@@ -54,7 +54,10 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use axum::http::HeaderMap;
+
 use crate::error::{FlowError, Result};
+use crate::http::HttpError;
 
 /// What a dependency's maker may fail with: any error (`?` on most errors,
 /// `anyhow`'s included, or `Err("...".into())`).
@@ -147,7 +150,55 @@ impl<T: Send + Sync + 'static> Dependency<T> {
             dependency: self.name.to_string(),
             scope: self.scope,
             what,
+            answer: None,
         }
+    }
+}
+
+/// The value of header `name` of the HTTP request being answered (by an
+/// endpoint, a collector or a WebSocket's upgrade), for a request-scoped
+/// dependency's maker; `None` without one, or outside an HTTP call.
+pub fn request_header(name: &str) -> Option<String> {
+    FRAME
+        .try_with(|frame| {
+            let value = frame.headers.as_ref()?.get(name)?;
+            value.to_str().ok().map(str::to_string)
+        })
+        .ok()
+        .flatten()
+}
+
+/// The bearer token of the HTTP request being answered (`Authorization:
+/// Bearer TOKEN`), or a `401 Unauthorized` to answer: what a request-scoped
+/// dependency checking callers starts from. A maker's [`HttpError`] is the
+/// answer of every call that asks for the dependency.
+///
+/// ```
+/// use riffle_flow::{Flow, HttpError, Scope};
+/// use riffle_flow::dependency::bearer_token;
+///
+/// let mut flow = Flow::new("api");
+/// let caller = flow.dependency("caller", Scope::Request, || {
+///     let token = bearer_token()?;
+///     match token.as_str() {
+///         "s3cret" => Ok("ann".to_string()),
+///         _ => Err(HttpError::unauthorized("unknown token").into()),
+///     }
+/// })?;
+/// # Ok::<(), riffle_flow::FlowError>(())
+/// ```
+pub fn bearer_token() -> std::result::Result<String, HttpError> {
+    let header = request_header("authorization")
+        .ok_or_else(|| HttpError::unauthorized("no Authorization header"))?;
+    match header.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim().to_string())
+        }
+        _ => Err(HttpError::unauthorized(
+            "the Authorization header is not `Bearer TOKEN`",
+        )),
     }
 }
 
@@ -262,15 +313,18 @@ pub(crate) struct ReplicaScope {
 impl ReplicaScope {
     /// The frame of one request (a consumer's item, an HTTP call) in this
     /// replica.
-    pub(crate) fn request(&self) -> Option<Arc<Frame>> {
-        (!self.set.is_empty())
-            .then(|| Arc::new(Frame::new(self.set.clone(), Some(self.slots.clone()))))
+    pub(crate) fn request(&self, headers: Option<HeaderMap>) -> Option<Arc<Frame>> {
+        (!self.set.is_empty()).then(|| {
+            let mut frame = Frame::new(self.set.clone(), Some(self.slots.clone()));
+            frame.headers = headers;
+            Arc::new(frame)
+        })
     }
 
     /// Runs `f` as one request; a dependency that could not be made in it is
     /// the error.
-    pub(crate) fn call<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
-        match self.request() {
+    pub(crate) fn call<R>(&self, headers: Option<HeaderMap>, f: impl FnOnce() -> R) -> Result<R> {
+        match self.request(headers) {
             None => Ok(f()),
             Some(frame) => {
                 let out = FRAME.sync_scope(frame.clone(), f);
@@ -281,8 +335,12 @@ impl ReplicaScope {
 
     /// Runs `fut` as one request; a dependency that could not be made in it is
     /// the error.
-    pub(crate) async fn call_async<R>(&self, fut: impl Future<Output = R>) -> Result<R> {
-        match self.request() {
+    pub(crate) async fn call_async<R>(
+        &self,
+        headers: Option<HeaderMap>,
+        fut: impl Future<Output = R>,
+    ) -> Result<R> {
+        match self.request(headers) {
             None => Ok(fut.await),
             Some(frame) => {
                 let out = FRAME.scope(frame.clone(), fut).await;
@@ -323,6 +381,8 @@ pub(crate) struct Frame {
     set: Arc<Made>,
     replica: Option<Arc<Slots>>,
     request: Slots,
+    /// The HTTP request's headers, when the call answers one.
+    headers: Option<HeaderMap>,
     /// The first dependency that could not be made during the call.
     failure: Mutex<Option<FlowError>>,
 }
@@ -334,6 +394,7 @@ impl Frame {
             set,
             replica,
             request: Slots::new(n),
+            headers: None,
             failure: Mutex::new(None),
         }
     }
@@ -357,6 +418,7 @@ impl Frame {
             dependency,
             scope,
             what,
+            answer,
         }) = &outcome
         {
             let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
@@ -365,6 +427,7 @@ impl Frame {
                     dependency: dependency.clone(),
                     scope: *scope,
                     what: what.clone(),
+                    answer: answer.clone(),
                 });
             }
         }
@@ -377,6 +440,7 @@ impl Frame {
             dependency: declared.name.to_string(),
             scope: declared.scope,
             what,
+            answer: None,
         };
         if let Some((maker, scope)) = MAKING.with(|m| m.borrow().last().cloned())
             && declared.scope > scope
@@ -401,7 +465,14 @@ impl Frame {
         MAKING.with(|m| m.borrow_mut().pop());
         let value = match made {
             Ok(Ok(value)) => value,
-            Ok(Err(e)) => return Err(wrong(format!("cannot be made: {}", chain(&*e)))),
+            Ok(Err(e)) => {
+                return Err(FlowError::Dependency {
+                    dependency: declared.name.to_string(),
+                    scope: declared.scope,
+                    what: format!("cannot be made: {}", chain(&*e)),
+                    answer: e.downcast_ref::<HttpError>().cloned(),
+                });
+            }
             Err(_) => return Err(wrong("cannot be made: its maker panicked".into())),
         };
         *slot = Some(value.clone());

@@ -44,6 +44,9 @@ pub enum FlowError {
         scope: crate::Scope,
         /// What went wrong.
         what: String,
+        /// The HTTP answer its maker chose (a `401` from a token check), if
+        /// it failed with one; else an HTTP call is answered `503`.
+        answer: Option<crate::HttpError>,
     },
     /// The HTTP listener could not be opened.
     #[error("cannot listen on {addr}: {source}")]

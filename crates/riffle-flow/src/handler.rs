@@ -70,7 +70,7 @@ where
                 let mut backoff = Backoff::new(tries.backoff, Duration::MAX);
                 let mut attempt = 1;
                 loop {
-                    match tries.scope.call(|| (self.f)(item.clone()))? {
+                    match tries.scope.call(None, || (self.f)(item.clone()))? {
                         Ok(made) => return Ok(Ok(made.into_iter().collect())),
                         Err(e) => {
                             tries.metrics.add_error();
@@ -117,7 +117,7 @@ where
             let mut attempt = 1;
             loop {
                 let call = async { (self.f)(item.clone()).await };
-                match tries.scope.call_async(call).await? {
+                match tries.scope.call_async(None, call).await? {
                     Ok(made) => return Ok(Ok(made.into_iter().collect())),
                     Err(e) => {
                         tries.metrics.add_error();

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use serde::Serialize;
@@ -62,17 +62,42 @@ impl HttpError {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
+    /// `401 Unauthorized`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// `403 Forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
     /// `400 Bad Request`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 }
 
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for HttpError {}
+
 /// A flow error in a request (a dependency that could not be made) is the
-/// service's fault, not the client's: `503 Service Unavailable`.
+/// service's fault, not the client's: `503 Service Unavailable`, unless the
+/// dependency's maker chose the answer (a `401` from a token check).
 impl From<FlowError> for HttpError {
     fn from(e: FlowError) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, e.chain())
+        match e {
+            FlowError::Dependency {
+                answer: Some(answer),
+                ..
+            } => answer,
+            e => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.chain()),
+        }
     }
 }
 
@@ -136,7 +161,7 @@ where
             let writer = Arc::new(SinkWriter::start(&writer_id, sink)?);
             let closing = writer.clone();
             let f = Arc::new(f);
-            let handler = move |body: Bytes| {
+            let handler = move |headers: HeaderMap, body: Bytes| {
                 let writer = writer.clone();
                 let f = f.clone();
                 let metrics = metrics.clone();
@@ -148,7 +173,7 @@ where
                     let answer = async {
                         let request: Req = decode_body(&body)?;
                         let items: Vec<K::Item> = scope
-                            .call(|| f(request))?
+                            .call(Some(headers), || f(request))?
                             .map_err(|e| {
                                 HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
                             })?
@@ -214,7 +239,7 @@ where
         build: Box::new(move |metrics: Arc<ProcessorMetrics>, scope: ReplicaScope| {
             let f = Arc::new(f);
             let pattern = Arc::new(pattern);
-            let handler = move |uri: Uri, body: Bytes| {
+            let handler = move |uri: Uri, headers: HeaderMap, body: Bytes| {
                 let f = f.clone();
                 let metrics = metrics.clone();
                 let pattern = pattern.clone();
@@ -225,7 +250,7 @@ where
                     metrics.add_in_flight(1);
                     let answer = match pattern.decode::<Req>(&uri, &body) {
                         Ok(request) => scope
-                            .call_async(async { f(request).await })
+                            .call_async(Some(headers), async { f(request).await })
                             .await
                             .unwrap_or_else(|e| Err(e.into())),
                         Err(e) => Err(e),

@@ -10,6 +10,11 @@
 //! writes the exposition format, which is simple enough to write here rather than
 //! pull a metrics registry in for it.
 //!
+//! [`Metrics::readings`] reads the same numbers as plain values, one
+//! [`ProcessorReading`] per processor, with latency percentiles estimated from
+//! the histogram: what `riffle flow run` records in the metadata store every
+//! second for the dashboard's Flows page.
+//!
 //! ```
 //! use std::time::Duration;
 //! use riffle_flow::metrics::Metrics;
@@ -91,6 +96,39 @@ impl Metrics {
         processors
             .iter()
             .map(|(id, m)| (id.clone(), m.clone()))
+            .collect()
+    }
+
+    /// The flow's name.
+    pub fn flow(&self) -> &str {
+        &self.flow
+    }
+
+    /// Every processor's numbers now, by id: a [`ProcessorReading`] each.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use riffle_flow::metrics::Metrics;
+    ///
+    /// let metrics = Metrics::new("shop");
+    /// let orders = metrics.processor("orders", "consumer");
+    /// orders.set_replicas(2);
+    /// orders.set_backlog(40);
+    /// orders.add_in(10);
+    /// orders.add_out(9);
+    /// orders.observe(Duration::from_millis(3));
+    /// let readings = metrics.readings();
+    /// let r = &readings[0];
+    /// assert_eq!((r.id.as_str(), r.kind, r.replicas, r.backlog), ("orders", "consumer", 2, Some(40)));
+    /// assert_eq!((r.items_in, r.items_out, r.latency_count), (10, 9, 1));
+    /// // 3 ms falls in the 2.5 ms..5 ms bucket.
+    /// let p50 = r.latency_p50.unwrap();
+    /// assert!(p50 > Duration::from_micros(2500) && p50 <= Duration::from_millis(5));
+    /// ```
+    pub fn readings(&self) -> Vec<ProcessorReading> {
+        self.snapshot()
+            .into_iter()
+            .map(|(id, m)| m.reading(id))
             .collect()
     }
 
@@ -179,6 +217,36 @@ impl Metrics {
         }
         out
     }
+}
+
+/// One processor's numbers at one moment, as plain values (see
+/// [`Metrics::readings`]). Counters are totals since the flow started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessorReading {
+    /// The processor's id (a consumer's id, a collector's or endpoint's route).
+    pub id: String,
+    /// `consumer`, `collector` or `endpoint`.
+    pub kind: &'static str,
+    /// Replicas running.
+    pub replicas: u64,
+    /// Messages waiting in the source, where the source can say.
+    pub backlog: Option<u64>,
+    /// Messages read or requests received.
+    pub items_in: u64,
+    /// Items written or responses sent.
+    pub items_out: u64,
+    /// Failed attempts.
+    pub errors: u64,
+    /// Items set aside with their reason.
+    pub dead_letters: u64,
+    /// Batches or requests being worked on.
+    pub in_flight: i64,
+    /// Latencies observed.
+    pub latency_count: u64,
+    /// The median latency, estimated from the histogram; `None` before the first.
+    pub latency_p50: Option<Duration>,
+    /// The 99th percentile latency, estimated the same way.
+    pub latency_p99: Option<Duration>,
 }
 
 impl ProcessorMetrics {
@@ -272,6 +340,68 @@ impl ProcessorMetrics {
     pub fn backlog(&self) -> Option<u64> {
         u64::try_from(self.backlog.load(Ordering::Relaxed)).ok()
     }
+    /// The processor's kind: `consumer`, `collector` or `endpoint`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The latency below which a share `q` (0 to 1) of the observations fall,
+    /// estimated from the histogram as Prometheus' `histogram_quantile` does:
+    /// linear within the bucket the rank falls in, and the highest bound (5 s)
+    /// for ranks beyond it. `None` before the first observation.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use riffle_flow::metrics::Metrics;
+    ///
+    /// let m = Metrics::new("f").processor("p", "endpoint");
+    /// assert_eq!(m.latency_quantile(0.5), None);
+    /// for _ in 0..99 { m.observe(Duration::from_micros(50)); }
+    /// m.observe(Duration::from_millis(40));
+    /// assert!(m.latency_quantile(0.5).unwrap() <= Duration::from_micros(100));
+    /// assert!(m.latency_quantile(1.0).unwrap() > Duration::from_millis(25));
+    /// ```
+    pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let count = self.count.load(Ordering::Relaxed).max(counts.iter().sum());
+        if count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * count as f64;
+        let mut below = 0u64;
+        let mut lower = 0.0;
+        for (bound, n) in BOUNDS.iter().zip(&counts) {
+            if *n > 0 && (below + n) as f64 >= rank {
+                let within = ((rank - below as f64) / *n as f64).clamp(0.0, 1.0);
+                return Some(Duration::from_secs_f64(lower + (bound - lower) * within));
+            }
+            below += n;
+            lower = *bound;
+        }
+        Some(Duration::from_secs_f64(BOUNDS[BOUNDS.len() - 1]))
+    }
+
+    /// This processor's numbers now, under id `id`.
+    pub fn reading(&self, id: String) -> ProcessorReading {
+        ProcessorReading {
+            id,
+            kind: self.kind,
+            replicas: self.replicas(),
+            backlog: self.backlog(),
+            items_in: self.items_in(),
+            items_out: self.items_out(),
+            errors: self.errors(),
+            dead_letters: self.dead_letters(),
+            in_flight: self.in_flight(),
+            latency_count: self.count.load(Ordering::Relaxed),
+            latency_p50: self.latency_quantile(0.5),
+            latency_p99: self.latency_quantile(0.99),
+        }
+    }
 }
 
 /// A label value as the text format wants it.
@@ -280,4 +410,70 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_carry_every_processor_in_id_order() {
+        let metrics = Metrics::new("shop");
+        let orders = metrics.processor("orders", "consumer");
+        let api = metrics.processor("POST /orders", "collector");
+        orders.set_replicas(3);
+        orders.set_backlog(1200);
+        orders.add_in(50);
+        orders.add_out(48);
+        orders.add_error();
+        orders.add_dead_letters(2);
+        orders.add_in_flight(2);
+        api.set_replicas(1);
+        api.add_in(7);
+        let readings = metrics.readings();
+        assert_eq!(metrics.flow(), "shop");
+        assert_eq!(
+            readings.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["POST /orders", "orders"]
+        );
+        let o = &readings[1];
+        assert_eq!(o.kind, "consumer");
+        assert_eq!(
+            (o.replicas, o.backlog, o.items_in, o.items_out),
+            (3, Some(1200), 50, 48)
+        );
+        assert_eq!((o.errors, o.dead_letters, o.in_flight), (1, 2, 2));
+        assert_eq!(
+            (o.latency_count, o.latency_p50, o.latency_p99),
+            (0, None, None)
+        );
+        let a = &readings[0];
+        assert_eq!((a.kind, a.backlog, a.items_in), ("collector", None, 7));
+    }
+
+    #[test]
+    fn percentiles_fall_in_the_buckets_of_the_observations() {
+        let m = Metrics::new("f").processor("p", "consumer");
+        for _ in 0..90 {
+            m.observe(Duration::from_micros(700)); // 0.5..1 ms
+        }
+        for _ in 0..10 {
+            m.observe(Duration::from_millis(200)); // 100..250 ms
+        }
+        let r = m.reading("p".into());
+        let p50 = r.latency_p50.unwrap();
+        assert!(
+            p50 > Duration::from_micros(500) && p50 <= Duration::from_millis(1),
+            "{p50:?}"
+        );
+        let p99 = r.latency_p99.unwrap();
+        assert!(
+            p99 > Duration::from_millis(100) && p99 <= Duration::from_millis(250),
+            "{p99:?}"
+        );
+        // Beyond the last bound: the last bound, not a guess past it.
+        let slow = Metrics::new("f").processor("s", "endpoint");
+        slow.observe(Duration::from_secs(30));
+        assert_eq!(slow.latency_quantile(0.99), Some(Duration::from_secs(5)));
+    }
 }

@@ -41,6 +41,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
 use axum::routing::get;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -128,7 +129,7 @@ where
         build: Box::new(
             move |metrics: Arc<ProcessorMetrics>, scope: ReplicaScope| -> Result<_> {
                 let f = Arc::new(f);
-                let handler = move |upgrade: WebSocketUpgrade| {
+                let handler = move |headers: HeaderMap, upgrade: WebSocketUpgrade| {
                     let (f, metrics, scope, route, processor) = (
                         f.clone(),
                         metrics.clone(),
@@ -145,7 +146,9 @@ where
                                 metrics: metrics.clone(),
                                 _types: PhantomData,
                             };
-                            let ended = scope.call_async(async { f(socket).await }).await;
+                            let ended = scope
+                                .call_async(Some(headers), async { f(socket).await })
+                                .await;
                             metrics.add_in_flight(-1);
                             let failure = match ended {
                                 Ok(Ok(())) => None,

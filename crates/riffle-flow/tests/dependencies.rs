@@ -235,3 +235,64 @@ fn endpoints_share_the_process_replica_and_get_a_request_each_or_503() {
     assert_eq!(replicas.load(Ordering::SeqCst), 1);
     assert_eq!(requests.load(Ordering::SeqCst), 3);
 }
+
+#[derive(Serialize, Deserialize, JsonSchema, Debug, PartialEq)]
+struct Hello {
+    text: String,
+}
+
+#[test]
+fn a_bearer_token_check_answers_401_and_names_the_caller() {
+    let mut flow = Flow::new("secured");
+    let caller = flow
+        .dependency("caller", Scope::Request, || {
+            let token = riffle_flow::dependency::bearer_token()?;
+            match token.as_str() {
+                "t-ann" => Ok("ann".to_string()),
+                _ => Err(HttpError::unauthorized(format!("unknown token {token:?}")).into()),
+            }
+        })
+        .unwrap();
+    flow.service("hello")
+        .unwrap()
+        .endpoint("/hello", Method::GET, move |_: Ask| {
+            let caller = caller.clone();
+            async move {
+                Ok(Hello {
+                    text: format!("hello {}", caller.get()?),
+                })
+            }
+        })
+        .unwrap();
+    let running = flow.start(loopback()).unwrap();
+    let client = reqwest::blocking::Client::new();
+    let url = format!("http://{}/hello?q=x", running.addr());
+    let ask = |auth: Option<&str>| {
+        let mut request = client.get(&url);
+        if let Some(auth) = auth {
+            request = request.header("Authorization", auth);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<serde_json::Value>().unwrap())
+    };
+    let (status, body) = ask(Some("Bearer t-ann"));
+    assert_eq!(
+        (status, &body["text"]),
+        (200, &serde_json::json!("hello ann"))
+    );
+    let (status, body) = ask(None);
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "no Authorization header");
+    let (status, body) = ask(Some("Basic abc"));
+    assert_eq!(status, 401);
+    assert!(
+        body["error"].as_str().unwrap().contains("Bearer TOKEN"),
+        "{body}"
+    );
+    let (status, body) = ask(Some("Bearer t-bob"));
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "unknown token \"t-bob\"");
+    running.stop();
+    running.wait().unwrap();
+}
