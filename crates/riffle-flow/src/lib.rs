@@ -54,7 +54,7 @@ pub mod socket;
 pub mod writer;
 
 pub use autoscale::Autoscale;
-pub use axum::http::Method;
+pub use axum::http::{Method, StatusCode};
 pub use consumer::ConsumerOptions;
 pub use context::FlowContext;
 pub use dependency::{Dependency, Scope};

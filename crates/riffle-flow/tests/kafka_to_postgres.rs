@@ -111,3 +111,113 @@ fn a_consumer_upserts_kafka_records_into_postgres_and_commits_only_what_it_wrote
     );
     assert!(letters.take().is_empty());
 }
+
+#[derive(Debug, Deserialize, riffle_flow::schemars::JsonSchema)]
+struct Lookup {
+    id: i64,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize, riffle_flow::schemars::JsonSchema)]
+struct Found {
+    id: i64,
+    name: String,
+}
+
+#[test]
+fn an_endpoint_answers_from_postgres_through_a_flow_scoped_client() {
+    use riffle_connectors::postgres::PostgresSettings;
+    use riffle_flow::{HttpError, Method, Scope};
+
+    let Some(pg) = PostgresTarget::from_env() else {
+        return;
+    };
+    let table = unique("flow_lookup").replace('-', "_");
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id BIGINT PRIMARY KEY, name TEXT NOT NULL);
+         INSERT INTO {table} VALUES (1, 'ann'), (2, 'bob')"
+    ));
+    let mut flow = Flow::new("lookups");
+    let settings = pg.settings.clone();
+    let made = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = made.clone();
+    let db = flow
+        .dependency("db", Scope::Flow, move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(settings.client()?)
+        })
+        .unwrap();
+    let sql = format!("SELECT name FROM {table} WHERE id = $1");
+    flow.service("people")
+        .unwrap()
+        .endpoint("/people/{id}", Method::GET, move |q: Lookup| {
+            let (db, sql) = (db.clone(), sql.clone());
+            async move {
+                let row = db
+                    .get()?
+                    .query_opt(&sql, &[&q.id])
+                    .await
+                    .map_err(|e| HttpError::unavailable(e.to_string()))?;
+                match row {
+                    Some(row) => Ok(Found {
+                        id: q.id,
+                        name: row.get(0),
+                    }),
+                    None => Err(HttpError::not_found(format!("no person {}", q.id))),
+                }
+            }
+        })
+        .unwrap();
+    let running = flow
+        .start(RunOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        })
+        .unwrap();
+    let client = reqwest::blocking::Client::new();
+    let get = |id: i64| {
+        client
+            .get(format!("http://{}/people/{id}", running.addr()))
+            .send()
+            .unwrap()
+    };
+    let found: Found = get(2).json().unwrap();
+    assert_eq!(
+        found,
+        Found {
+            id: 2,
+            name: "bob".into()
+        }
+    );
+    let found: Found = get(1).json().unwrap();
+    assert_eq!(found.name, "ann");
+    let missing = get(3);
+    assert_eq!(missing.status(), 404);
+    running.stop();
+    running.wait().unwrap();
+    assert_eq!(
+        made.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one client for the flow"
+    );
+
+    // A database that is not there stops the start, naming the dependency and
+    // the server.
+    let mut flow = Flow::new("lookups");
+    let down = PostgresSettings::new("postgres://app@127.0.0.1:1/app")
+        .timeout(std::time::Duration::from_millis(500))
+        .retry_for(std::time::Duration::ZERO);
+    flow.dependency("db", Scope::Flow, move || Ok(down.client()?))
+        .unwrap();
+    let e = flow
+        .start(RunOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        })
+        .err()
+        .expect("the start fails")
+        .to_string();
+    assert!(
+        e.contains("dependency \"db\" (flow scope) cannot be made") && e.contains("127.0.0.1:1"),
+        "{e}"
+    );
+}

@@ -202,6 +202,14 @@ impl KafkaSinkPartition {
             config
                 .set("transactional.id", id)
                 .set("transaction.timeout.ms", "60000");
+        } else if config.get("linger.ms").is_none()
+            && config.get("queue.buffering.max.ms").is_none()
+        {
+            // A plain producer's every write waits for its delivery (a Flow
+            // answers and acknowledges after it), and its callers already hand
+            // it whole batches: lingering would only add the client's 5 ms to
+            // each write. A transaction's records wait for the commit anyway.
+            config.set("linger.ms", "0");
         }
         let producer: KafkaProducer = config
             .create_with_context(Deliveries::default())

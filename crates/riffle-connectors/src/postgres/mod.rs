@@ -84,3 +84,5 @@ pub mod testing;
 pub use settings::{PostgresSettings, quote_table};
 pub use sink::{PostgresSink, PostgresSinkPartition, WriteMode};
 pub use source::{PostgresPosition, PostgresRow, PostgresSource, PostgresSourcePartition};
+/// The client [`PostgresSettings::client`] gives, and the types its queries use.
+pub use tokio_postgres;

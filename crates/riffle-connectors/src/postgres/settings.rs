@@ -141,6 +141,26 @@ impl PostgresSettings {
         });
         Ok(client)
     }
+
+    /// A connection of your own for queries a sink or source does not make (a
+    /// Flow's lookups): the settings' password from the environment, timeout
+    /// and errors naming the server. Its I/O runs on the connectors' shared
+    /// runtime, so call this outside any async runtime (a Flow's flow- or
+    /// replica-scoped dependency); the client's queries may be awaited from any
+    /// runtime, and one client carries concurrent queries (pipelined).
+    ///
+    /// ```no_run
+    /// use riffle_connectors::postgres::PostgresSettings;
+    /// let client = PostgresSettings::new("postgres://app@127.0.0.1/app").client()?;
+    /// let row = riffle_connectors::runtime::handle()
+    ///     .block_on(client.query_one("SELECT 40 + 2", &[]))
+    ///     .unwrap();
+    /// assert_eq!(row.get::<_, i32>(0), 42);
+    /// # Ok::<(), riffle_connectors::ConnectorError>(())
+    /// ```
+    pub fn client(&self) -> Result<Client, ConnectorError> {
+        runtime::handle().block_on(self.connect())
+    }
 }
 
 /// Whether `e` may pass when tried again on a new connection: the connection
