@@ -366,7 +366,11 @@ fn millis(text: &str) -> anyhow::Result<f64> {
 }
 
 /// `-P key=N`, or `default`.
-fn parsed<T: std::str::FromStr>(args: &BenchArgs, key: &str, default: T) -> anyhow::Result<T>
+pub(super) fn parsed<T: std::str::FromStr>(
+    args: &BenchArgs,
+    key: &str,
+    default: T,
+) -> anyhow::Result<T>
 where
     T::Err: std::fmt::Display,
 {

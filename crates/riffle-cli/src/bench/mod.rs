@@ -14,6 +14,7 @@ pub mod delta;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
 pub mod flow;
+pub mod flow_autoscale;
 pub mod kafka;
 pub mod nats;
 pub mod pipeline;
@@ -39,7 +40,7 @@ pub struct BenchArgs {
     /// The workload: stateless, wordcount, windowed, kafka, connector-nats,
     /// connector-redis, connector-rabbitmq, connector-postgres, connector-sqs,
     /// connector-delta, connector-duckdb (with the `duckdb` feature), flow-http,
-    /// flow-consume, pipeline, udf-map, udf-reduce, ui, build-image, build-dags.
+    /// flow-consume, flow-autoscale, pipeline, udf-map, udf-reduce, ui, build-image, build-dags.
     pub name: String,
     /// Worker threads, where the workload is a dataflow; a list such as `1,2,4`
     /// runs each count in turn and prints the scaling ratio.
@@ -200,6 +201,7 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "kafka" => kafka::run(args),
         "flow-http" => flow::run_http(args),
         "flow-consume" => flow::run_consume(args),
+        "flow-autoscale" => flow_autoscale::run(args),
         "connector-nats" => nats::run(args),
         "connector-redis" => redis::run(args),
         "connector-rabbitmq" => rabbitmq::run(args),
@@ -216,7 +218,7 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "ui" => ui::run(args),
         "build-image" | "build-dags" => project::run(args).map(|r| vec![r]),
         other => anyhow::bail!(
-            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, connector-delta, connector-duckdb, flow-http, flow-consume, pipeline, udf-map, udf-reduce, ui"
+            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, connector-delta, connector-duckdb, flow-http, flow-consume, flow-autoscale, pipeline, udf-map, udf-reduce, ui"
         ),
     }
 }
