@@ -543,9 +543,17 @@ impl<T: riffle::Data> Replica<T> {
         F: Handler<P::Item, T>,
     {
         while parts.iter().any(Option::is_some) && !self.stop.load(Ordering::Relaxed) {
-            let mut produced = false;
+            // One round: a batch from every partition that has one, handled,
+            // then written together (one wait for the sink, not one per
+            // partition), then each partition acknowledged.
             let mut wake: Option<Instant> = None;
-            for (name, slot) in names.iter().zip(parts.iter_mut()) {
+            let started = Instant::now();
+            let mut read = 0;
+            let mut out = Vec::new();
+            let mut dead = Vec::new();
+            let mut acknowledge: Vec<(usize, P::State)> = Vec::new();
+            let mut polled_any = false;
+            for (index, (name, slot)) in names.iter().zip(parts.iter_mut()).enumerate() {
                 let Some(part) = slot.as_mut() else { continue };
                 let polled = part.next_batch().map_err(|e| {
                     FlowError::processor(
@@ -554,10 +562,10 @@ impl<T: riffle::Data> Replica<T> {
                         e,
                     )
                 })?;
-                let mut dead = take_set_aside();
+                let set_aside = take_set_aside();
                 let items = match polled {
                     Poll::Ready(items) | Poll::ReadyAt(_, items) => items,
-                    Poll::Pending if dead.is_empty() => {
+                    Poll::Pending if set_aside.is_empty() => {
                         if let Some(at) = part.next_awake() {
                             wake = Some(wake.map_or(at, |w| w.min(at)));
                         }
@@ -565,6 +573,7 @@ impl<T: riffle::Data> Replica<T> {
                     }
                     Poll::Pending => Vec::new(),
                     Poll::Exhausted => {
+                        // Everything it gave was written in earlier rounds.
                         if let Some(state) = part.snapshot() {
                             self.commit(name, part, &state, positions)?;
                         }
@@ -580,12 +589,16 @@ impl<T: riffle::Data> Replica<T> {
                         continue;
                     }
                 };
-                produced = true;
-                let started = Instant::now();
-                self.metrics.add_in_flight(1);
+                if !polled_any {
+                    polled_any = true;
+                    self.metrics.add_in_flight(1);
+                }
+                dead.extend(set_aside);
+                read += items.len();
                 self.metrics.add_in(items.len() as u64);
-                let position = part.snapshot();
-                let mut out = Vec::with_capacity(items.len());
+                if let Some(state) = part.snapshot() {
+                    acknowledge.push((index, state));
+                }
                 let tries = Tries {
                     attempts: self.attempts,
                     backoff: self.backoff,
@@ -611,23 +624,28 @@ impl<T: riffle::Data> Replica<T> {
                         }
                     }
                 }
-                let written = out.len() as u64;
-                let outcome = self.deliver(out, dead);
-                self.metrics.add_in_flight(-1);
-                if !outcome? {
-                    // Stopped while the sink refused: leave it unacknowledged.
-                    return Ok(());
-                }
-                self.metrics.add_out(written);
-                if let Some(state) = position {
-                    self.commit(name, part, &state, positions)?;
-                }
-                self.metrics.observe(started.elapsed());
             }
-            if !produced {
+            if !polled_any {
                 let now = Instant::now();
                 let until = wake.unwrap_or(now + IDLE).min(now + IDLE);
                 std::thread::sleep(until.saturating_duration_since(now));
+                continue;
+            }
+            let written = out.len() as u64;
+            let outcome = self.deliver(out, dead);
+            self.metrics.add_in_flight(-1);
+            if !outcome? {
+                // Stopped while the sink refused: leave it unacknowledged.
+                return Ok(());
+            }
+            self.metrics.add_out(written);
+            for (index, state) in acknowledge {
+                if let Some(part) = parts[index].as_mut() {
+                    self.commit(&names[index], part, &state, positions)?;
+                }
+            }
+            if read > 0 || written > 0 {
+                self.metrics.observe(started.elapsed());
             }
         }
         Ok(())
