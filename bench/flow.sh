@@ -60,7 +60,7 @@ if [ "$skip" != "http" ]; then
   http_results="$(mktemp)"
   riffle_at_exit "rm -f $http_results"
   echo "== riffle bench flow-http (${seconds} s per route, $connections connections, $threads wrk threads)" >&2
-  "$riffle" bench flow-http --runs "$runs" -P "seconds=$seconds" \
+  "$riffle" bench flow-http --workers "$(nproc)" --runs "$runs" -P "seconds=$seconds" \
     -P "connections=$connections" -P "threads=$threads" --json | record | tee -a "$http_results"
   echo "== FastAPI $FASTAPI_VERSION on uvicorn $UVICORN_VERSION, the same wrk command" >&2
   for workers in 1 2; do

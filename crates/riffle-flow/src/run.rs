@@ -30,6 +30,9 @@ pub struct RunOptions {
     /// Whether SIGTERM and Ctrl-C stop the flow (the first drains, the second
     /// exits at once); on for `riffle flow run`, off by default for embedding.
     pub signals: bool,
+    /// Threads of the runtime that serves HTTP and runs async functions
+    /// (default: one per core).
+    pub http_threads: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -37,6 +40,7 @@ impl Default for RunOptions {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
             signals: false,
+            http_threads: None,
         }
     }
 }
@@ -92,7 +96,11 @@ impl Flow {
         let dependencies = dependencies.start()?;
         let metrics = Arc::new(Metrics::new(&flow));
         let stop = Arc::new(AtomicBool::new(false));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(threads) = options.http_threads {
+            builder.worker_threads(threads.max(1));
+        }
+        let runtime = builder
             .enable_all()
             .thread_name(format!("{flow}-http"))
             .build()

@@ -17,9 +17,8 @@
 //! figures are reported: `items` = requests completed, `items_per_s` = its
 //! requests/s, `p50_ms` and `p99_ms` from its latency distribution, `non_2xx`
 //! and `socket_errors` (a run with either is not a clean run). wrk runs on the
-//! same cores as the flow. The flow's HTTP runtime has as many threads as the
-//! machine has cores (riffle-flow does not take a thread count yet), and
-//! `workers` says how many that is; `--workers` is not applied to this workload.
+//! same cores as the flow. The flow's HTTP runtime has `--workers` threads
+//! (`RunOptions::http_threads`; `bench/flow.sh` gives it one per core).
 //! `bench/flow.sh` runs the same endpoint in FastAPI on uvicorn with the same wrk
 //! command (`bench/flow_peer.py`).
 //!
@@ -106,6 +105,8 @@ struct Drive {
     seconds: u64,
     connections: u64,
     threads: u64,
+    /// The flow's HTTP runtime threads (`--workers`).
+    runtime_threads: usize,
 }
 
 /// The benchmark of HTTP processors; see the [module docs](self).
@@ -115,6 +116,7 @@ pub fn run_http(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         seconds: parsed(args, "seconds", 10)?,
         connections: parsed(args, "connections", 64)?,
         threads: parsed(args, "threads", 2)?,
+        runtime_threads: args.workers,
     };
     let routes = param(args, "routes").unwrap_or("endpoint,collector");
 
@@ -132,6 +134,7 @@ pub fn run_http(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     })?;
     let running = flow.start(RunOptions {
         addr: "127.0.0.1:0".parse()?,
+        http_threads: Some(args.workers),
         ..Default::default()
     })?;
     let mut reports = Vec::new();
@@ -186,11 +189,9 @@ impl Drive {
             script,
             &url,
         )?;
-        // The HTTP runtime has one thread per core (riffle-flow takes no count yet).
-        let runtime_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut report = BenchReport::new(
             "flow-http",
-            runtime_threads,
+            self.runtime_threads,
             figures.requests,
             figures.seconds,
         );

@@ -135,6 +135,7 @@ pub fn flow(app: &App, args: &FlowArgs) -> anyhow::Result<ExitCode> {
                 .start(RunOptions {
                     addr: run.addr,
                     signals: true,
+                    ..Default::default()
                 })
                 .with_context(|| format!("cannot start flow {:?}", run.name))?;
             for p in &processors {
