@@ -14,6 +14,7 @@
 //! attribute holds it, and whose `__cause__` is the user's exception object itself,
 //! with its own traceback: Python prints the user's traceback first, then the step.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -35,16 +36,20 @@ pub(crate) struct Failure {
 }
 
 /// The first exception raised by a user function during a run, kept for
-/// [`run_error`]. One per flow, shared by its steps' functions.
+/// [`run_error`], and whether a `TestingSource.ABORT()` marker stopped the run.
+/// One per flow, shared by its steps' functions.
 #[derive(Clone, Default)]
-pub(crate) struct Failures(Arc<Mutex<Option<Failure>>>);
+pub(crate) struct Failures {
+    first: Arc<Mutex<Option<Failure>>>,
+    aborted: Arc<AtomicBool>,
+}
 
 impl Failures {
     /// Keeps `error` (unless an earlier one is kept) and returns its summary for
     /// the engine's message: `TypeName: message`.
     pub(crate) fn record(&self, step_id: &str, error: PyErr) -> String {
         let summary = Python::attach(|py| summary(py, &error));
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.first.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(Failure {
                 step_id: step_id.to_string(),
@@ -54,13 +59,29 @@ impl Failures {
         summary
     }
 
+    /// Notes that a `TestingSource.ABORT()` marker is stopping the run on purpose.
+    pub(crate) fn abort(&self) {
+        self.aborted.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the run was stopped by an abort marker (and no user function
+    /// raised), forgetting it.
+    pub(crate) fn take_abort(&self) -> bool {
+        self.aborted.swap(false, Ordering::SeqCst) && self.lock().is_none()
+    }
+
     /// Forgets what an earlier run left.
     pub(crate) fn clear(&self) {
         self.take();
+        self.aborted.store(false, Ordering::SeqCst);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Failure>> {
+        self.first.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn take(&self) -> Option<Failure> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.lock().take()
     }
 }
 

@@ -21,10 +21,15 @@
 //! ## Where the work happens
 //!
 //! Building a Python dataflow builds a [`riffle::Dataflow`]: every function of
-//! `riffle.operators` adds the engine's operator for its step (`src/operators.rs`), so
+//! `riffle.operators` adds the engine's operator for its step (`src/operators.rs`;
+//! `src/stateful.rs` for `stateful_flat_map`, `fold_final` and `collect`,
+//! `src/join.rs`, `src/workers.rs` for `redistribute` and `inspect_debug`,
+//! `src/windows.rs` for `riffle.operators.windowing`), so
 //! batching, routing by key, keyed state, epochs and sinks run in Rust, and Python
 //! runs only the user's functions. Items are Python objects held by the engine
 //! (`src/item.rs`); keys are Rust strings. A stateless step enters Python once per batch.
+//! `TestingSource` is the engine's, or `src/testing_source.rs` when its items hold
+//! bytewax's EOF/ABORT markers.
 //!
 //! `run_main` runs the flow on one worker in the calling thread, attached to the
 //! interpreter for the whole run, so calling a user function costs no lock. The
@@ -40,8 +45,13 @@
 mod dataflow;
 mod failure;
 mod item;
+mod join;
 mod operators;
 mod sinks;
+mod stateful;
+mod testing_source;
+mod windows;
+mod workers;
 
 use std::time::Duration;
 
@@ -69,9 +79,13 @@ fn run_main(py: Python<'_>, flow: &PyDataflow, epoch_interval: Option<f64>) -> P
         execution = execution.epoch_interval(interval);
     }
     flow.failures.clear();
-    execution
-        .run(&flow.flow)
-        .map_err(|e| run_error(py, e, &flow.failures))
+    match execution.run(&flow.flow) {
+        Ok(()) => Ok(()),
+        // A `TestingSource.ABORT()` marker stops the run the way a crash would,
+        // and, as in bytewax, `run_main` returns.
+        Err(_) if flow.failures.take_abort() => Ok(()),
+        Err(e) => Err(run_error(py, e, &flow.failures)),
+    }
 }
 
 /// The extension module; the Python package re-exports what users need.
@@ -100,5 +114,13 @@ fn _riffle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(operators::stateful_map, m)?)?;
     m.add_function(wrap_pyfunction!(operators::count_final, m)?)?;
     m.add_function(wrap_pyfunction!(operators::reduce_final, m)?)?;
+    m.add_function(wrap_pyfunction!(stateful::stateful_flat_map, m)?)?;
+    m.add_function(wrap_pyfunction!(stateful::fold_final, m)?)?;
+    m.add_function(wrap_pyfunction!(stateful::collect, m)?)?;
+    m.add_function(wrap_pyfunction!(join::join, m)?)?;
+    m.add_function(wrap_pyfunction!(workers::redistribute, m)?)?;
+    m.add_function(wrap_pyfunction!(workers::inspect_debug, m)?)?;
+    m.add_function(wrap_pyfunction!(windows::window, m)?)?;
+    m.add_function(wrap_pyfunction!(windows::join_window, m)?)?;
     Ok(())
 }

@@ -22,30 +22,32 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyList, PyString, PyTuple, PyType};
 use riffle::Stream;
 
 use crate::dataflow::{Port, PyDataflow, PyStream};
 use crate::failure::{Failures, build_error, callable};
 use crate::item::{Carrier, PyItem};
 use crate::sinks::PySink;
+use crate::testing_source::{Entry, MarkedSource};
 
 /// Runs `$body` with `$stream` bound to the Rust stream of `$port`, whichever it
 /// is: `on_port!(&up.port, |s| body)` (the body is compiled once per kind of item).
 macro_rules! on_port {
     ($port:expr, |$stream:ident| $body:expr) => {
         match $port {
-            Port::Items($stream) => $body,
-            Port::Keyed($stream) => $body,
+            $crate::dataflow::Port::Items($stream) => $body,
+            $crate::dataflow::Port::Keyed($stream) => $body,
         }
     };
 }
+pub(crate) use on_port;
 
 /// Adds batch step `rust_id` for the user's step `step_id`: attached to the
 /// interpreter once per batch, `each(py, item, out)` for every item.
-fn batch_step<T: riffle::Data, U: riffle::Data>(
+pub(crate) fn batch_step<T: riffle::Data, U: riffle::Data>(
     stream: &Stream<T>,
     rust_id: &str,
     step_id: &str,
@@ -68,13 +70,13 @@ fn batch_step<T: riffle::Data, U: riffle::Data>(
 
 /// Stops the run from inside the engine's per-item logic: records `error` and
 /// unwinds to the engine's guard (without running the panic hook).
-fn fail(failures: &Failures, step_id: &str, error: PyErr) -> ! {
+pub(crate) fn fail(failures: &Failures, step_id: &str, error: PyErr) -> ! {
     let summary = failures.record(step_id, error);
     std::panic::resume_unwind(Box::new(summary))
 }
 
 /// `up` as a stream: a `TypeError` naming the step if it is anything else.
-fn upstream<'a>(step_id: &str, up: &'a Bound<'_, PyAny>) -> PyResult<&'a PyStream> {
+pub(crate) fn upstream<'a>(step_id: &str, up: &'a Bound<'_, PyAny>) -> PyResult<&'a PyStream> {
     match up.cast::<PyStream>() {
         Ok(stream) => Ok(stream.get()),
         Err(_) => Err(PyTypeError::new_err(format!(
@@ -85,7 +87,7 @@ fn upstream<'a>(step_id: &str, up: &'a Bound<'_, PyAny>) -> PyResult<&'a PyStrea
 }
 
 /// The name of `value`'s type, for messages.
-fn type_name(value: &Bound<'_, PyAny>) -> String {
+pub(crate) fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
         .get_type()
         .qualname()
@@ -95,29 +97,33 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
 
 /// The stream of `up` as keyed pairs: as it is, or through a batch step
 /// `STEP.key` that checks each item is a `(str, value)` 2-tuple.
-fn keyed(up: &PyStream, step_id: &str) -> riffle::Result<Stream<(String, PyItem)>> {
+pub(crate) fn keyed(up: &PyStream, step_id: &str) -> riffle::Result<Stream<(String, PyItem)>> {
+    keyed_as(up, step_id, &format!("{step_id}.key"))
+}
+
+/// [`keyed`] with the checking step named `rust_id` (for steps with several
+/// inputs, each checked by a step of its own).
+pub(crate) fn keyed_as(
+    up: &PyStream,
+    step_id: &str,
+    rust_id: &str,
+) -> riffle::Result<Stream<(String, PyItem)>> {
     match &up.port {
         Port::Keyed(stream) => Ok(stream.clone()),
         Port::Items(stream) => {
             let id = step_id.to_string();
             let failures = &up.flow.get().failures;
-            batch_step(
-                stream,
-                &format!("{step_id}.key"),
-                step_id,
-                failures,
-                move |py, item, out| {
-                    out.push(item.into_keyed(py, &id)?);
-                    Ok(())
-                },
-            )
+            batch_step(stream, rust_id, step_id, failures, move |py, item, out| {
+                out.push(item.into_keyed(py, &id)?);
+                Ok(())
+            })
         }
     }
 }
 
 /// The Python stream of a step's result, or the `build_error` for the engine's
 /// refusal.
-fn finish(
+pub(crate) fn finish(
     py: Python<'_>,
     up: &PyStream,
     step_id: &str,
@@ -128,14 +134,16 @@ fn finish(
 }
 
 /// Takes `step_id` in `up`'s flow and returns the flow.
-fn claim<'a>(up: &'a PyStream, step_id: &str) -> PyResult<&'a PyDataflow> {
+pub(crate) fn claim<'a>(up: &'a PyStream, step_id: &str) -> PyResult<&'a PyDataflow> {
     let flow = up.flow.get();
     flow.claim(step_id)?;
     Ok(flow)
 }
 
-/// `input(step_id, flow, items, batch_size)`: the items of an iterable, read in
-/// batches of `batch_size` (a `TestingSource`).
+/// `input(step_id, flow, items, batch_size, eof, abort)`: the items of an
+/// iterable, read in batches of `batch_size` (a `TestingSource`); instances of
+/// the classes `eof` and `abort` among them are `TestingSource.EOF()` and
+/// `TestingSource.ABORT()` markers (see `src/testing_source.rs`).
 #[pyfunction]
 pub(crate) fn input_testing(
     py: Python<'_>,
@@ -143,6 +151,8 @@ pub(crate) fn input_testing(
     flow: &Bound<'_, PyAny>,
     items: &Bound<'_, PyAny>,
     batch_size: usize,
+    eof: &Bound<'_, PyType>,
+    abort: &Bound<'_, PyType>,
 ) -> PyResult<PyStream> {
     let flow = flow.cast::<PyDataflow>().map_err(|_| {
         PyTypeError::new_err(format!(
@@ -150,17 +160,43 @@ pub(crate) fn input_testing(
             type_name(flow)
         ))
     })?;
-    let items = items
-        .try_iter()?
-        .map(|item| item.map(PyItem::from))
-        .collect::<PyResult<Vec<_>>>()?;
+    let mut entries = Vec::new();
+    let mut marked = false;
+    for item in items.try_iter()? {
+        let item = item?;
+        if item.is(eof) || item.is(abort) {
+            return Err(PyValueError::new_err(format!(
+                "step {step_id:?}: `TestingSource.{}` must be instantiated; use `()`",
+                if item.is(eof) { "EOF" } else { "ABORT" }
+            )));
+        }
+        entries.push(if item.is_instance(eof)? {
+            marked = true;
+            Entry::Eof
+        } else if item.is_instance(abort)? {
+            marked = true;
+            Entry::Abort(item.unbind())
+        } else {
+            Entry::Item(PyItem::from(item))
+        });
+    }
     let dataflow = flow.get();
     dataflow.claim(step_id)?;
-    let source = riffle::sources::TestingSource::new(items).batch_size(batch_size);
-    let stream = dataflow
-        .flow
-        .input(step_id, source)
-        .map_err(|e| build_error(py, e))?;
+    let stream = if marked {
+        let source = MarkedSource::new(step_id, entries, batch_size, dataflow.failures.clone());
+        dataflow.flow.input(step_id, source)
+    } else {
+        let items = entries
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Entry::Item(item) => Some(item),
+                Entry::Eof | Entry::Abort(_) => None,
+            })
+            .collect();
+        let source = riffle::sources::TestingSource::new(items).batch_size(batch_size);
+        dataflow.flow.input(step_id, source)
+    }
+    .map_err(|e| build_error(py, e))?;
     Ok(PyStream::new(
         flow.clone().unbind(),
         step_id,
@@ -500,7 +536,7 @@ pub(crate) fn key_on(
 }
 
 /// `key` as a Rust string, or a `TypeError` naming the step and the function.
-fn str_key(step_id: &str, function: &str, key: &Bound<'_, PyAny>) -> PyResult<String> {
+pub(crate) fn str_key(step_id: &str, function: &str, key: &Bound<'_, PyAny>) -> PyResult<String> {
     match key.cast::<PyString>() {
         Ok(key) => Ok(key.to_cow()?.into_owned()),
         Err(_) => Err(PyTypeError::new_err(format!(
@@ -658,7 +694,7 @@ pub(crate) fn flatten(py: Python<'_>, step_id: &str, up: &Bound<'_, PyAny>) -> P
 
 /// Iterates `many`, which `function` returned: a `TypeError` naming the step and
 /// the function if it is not iterable.
-fn iterate<'py>(
+pub(crate) fn iterate<'py>(
     step_id: &str,
     function: &str,
     many: &Bound<'py, PyAny>,

@@ -8,12 +8,13 @@ import riffle
 import riffle.connectors.stdio
 import riffle.dataflow
 import riffle.operators
+import riffle.operators.windowing
 import riffle.testing
 
 
 @pytest.mark.parametrize(
     "module",
-    [riffle, riffle.dataflow, riffle.operators, riffle.testing, riffle.connectors.stdio],
+    [riffle, riffle.dataflow, riffle.operators, riffle.operators.windowing, riffle.testing, riffle.connectors.stdio],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module):

@@ -12,6 +12,7 @@
 [0, 2, 4]
 """
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Iterable, List, Optional
 
@@ -26,9 +27,33 @@ class TestingSource:
 
     The iterable is read once, when the source is added to a flow by
     :func:`riffle.operators.input`.
+
+    Two markers may stand among the items. ``TestingSource.EOF()`` ends the
+    stream there: the items after it are not read, and the final steps emit.
+    ``TestingSource.ABORT()`` stops the run there as a crash would: what is still
+    in flight is dropped, final steps emit nothing, and ``run_main`` returns
+    without raising; each marker does so once, and later runs pass over it.
+
+    >>> flow = Dataflow("eof")
+    >>> nums = op.input("inp", flow, TestingSource([1, 2, TestingSource.EOF(), 3]))
+    >>> out = []
+    >>> op.output("out", nums, TestingSink(out))
+    >>> run_main(flow)
+    >>> out
+    [1, 2]
     """
 
     __test__ = False  # not a test class, whatever its name
+
+    @dataclass
+    class EOF:
+        """Ends the stream at this point; write ``TestingSource.EOF()``."""
+
+    @dataclass
+    class ABORT:
+        """Stops the run at this point, once; write ``TestingSource.ABORT()``."""
+
+        _triggered: bool = False
 
     def __init__(self, ib: Iterable[Any], batch_size: int = 1):
         if not isinstance(batch_size, int) or batch_size < 1:

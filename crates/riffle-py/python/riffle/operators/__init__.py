@@ -12,14 +12,17 @@ decides something.
 
 **Stateless**: :func:`map`, :func:`filter`, :func:`filter_map`, :func:`flat_map`,
 :func:`flat_map_batch`, :func:`flatten`, :func:`branch`, :func:`merge`,
-:func:`inspect`, :func:`key_on`, and on
+:func:`inspect`, :func:`inspect_debug`, :func:`redistribute`,
+:func:`enrich_cached`, :func:`key_on`, and on
 ``(key, value)`` 2-tuples with ``str`` keys :func:`key_rm`, :func:`map_value`,
 :func:`filter_value`, :func:`flat_map_value`.
-**Keyed**: :func:`stateful_map`, :func:`count_final`, :func:`reduce_final`,
+**Keyed**: :func:`stateful_map`, :func:`stateful_flat_map`, :func:`collect`,
+:func:`join`, :func:`count_final`, :func:`fold_final`, :func:`reduce_final`,
 :func:`max_final`, :func:`min_final`.
-**Ends**: :func:`input` (a :class:`riffle.testing.TestingSource`) and
+**Ends**: :func:`input` (a :class:`riffle.testing.TestingSource`),
 :func:`output` (a :class:`riffle.testing.TestingSink` or
-:class:`riffle.connectors.stdio.StdOutSink`).
+:class:`riffle.connectors.stdio.StdOutSink`) and :func:`raises`.
+**Windows** by time: :mod:`riffle.operators.windowing`.
 
 The examples below share this helper, which runs a flow of one step over
 ``items`` and returns what it wrote:
@@ -35,8 +38,9 @@ The examples below share this helper, which runs a flow of one step over
 ...     return out
 """
 
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Dict, Generic, Iterable, List, Literal, Optional, Tuple, TypeVar
 
 from riffle import _riffle
 from riffle.connectors.stdio import StdOutSink
@@ -48,11 +52,19 @@ Y = TypeVar("Y")
 V = TypeVar("V")
 W = TypeVar("W")
 S = TypeVar("S")
+DK = TypeVar("DK")
+DV = TypeVar("DV")
+
 
 __all__ = [
     "BranchOut",
+    "JoinEmitMode",
+    "JoinInsertMode",
+    "TTLCache",
     "branch",
+    "collect",
     "count_final",
+    "enrich_cached",
     "filter",
     "filter_map",
     "filter_value",
@@ -60,8 +72,11 @@ __all__ = [
     "flat_map_batch",
     "flat_map_value",
     "flatten",
+    "fold_final",
     "input",
     "inspect",
+    "inspect_debug",
+    "join",
     "key_on",
     "key_rm",
     "map",
@@ -70,7 +85,10 @@ __all__ = [
     "merge",
     "min_final",
     "output",
+    "raises",
+    "redistribute",
     "reduce_final",
+    "stateful_flat_map",
     "stateful_map",
 ]
 
@@ -82,7 +100,9 @@ def input(step_id: str, flow: Dataflow, source: Any) -> Stream:
     [1, 2, 3]
     """
     if isinstance(source, TestingSource):
-        return _riffle.input_testing(step_id, flow, source.ib, source.batch_size)
+        return _riffle.input_testing(
+            step_id, flow, source.ib, source.batch_size, TestingSource.EOF, TestingSource.ABORT
+        )
     raise TypeError(
         f'step "{step_id}": cannot read a {type(source).__qualname__}; '
         "sources from Python are riffle.testing.TestingSource for now"
@@ -337,3 +357,212 @@ def reduce_final(step_id: str, up: KeyedStream, reducer: Callable[[V, V], V]) ->
     [('a', 4), ('b', 2)]
     """
     return _riffle.reduce_final(step_id, up, reducer)
+
+
+def stateful_flat_map(
+    step_id: str,
+    up: KeyedStream,
+    mapper: Callable[[Optional[S], V], Tuple[Optional[S], Iterable[W]]],
+) -> KeyedStream:
+    """Maps each value to any number of values with the state of its key.
+
+    ``mapper(state, value)`` returns ``(updated_state, emit_values)``; emits
+    ``(key, w)`` for every ``w`` of the iterable ``emit_values``. A key's state is
+    ``None`` until ``mapper`` first returns one, and returning ``None`` as the
+    state forgets the key.
+
+    >>> def pairs(held, value):
+    ...     if held is None:
+    ...         return value, []
+    ...     return None, [held, value]
+    >>> run(lambda s: op.stateful_flat_map("pairs", s, pairs), [("a", 1), ("b", 2), ("a", 3), ("b", 4)])
+    [('a', 1), ('a', 3), ('b', 2), ('b', 4)]
+    """
+    return _riffle.stateful_flat_map(step_id, up, mapper)
+
+
+def fold_final(
+    step_id: str,
+    up: KeyedStream,
+    builder: Callable[[], S],
+    folder: Callable[[S, V], S],
+) -> KeyedStream:
+    """Builds an accumulator per key with ``builder()``, combines each of the
+    key's values into it with ``folder(accumulator, value)`` (in the order they
+    came), and emits ``(key, accumulator)`` for every key when the stream ends.
+
+    >>> def add(acc, v):
+    ...     acc.append(v)
+    ...     return acc
+    >>> sorted(run(lambda s: op.fold_final("lists", s, list, add), [("a", 1), ("b", 2), ("a", 3)]))
+    [('a', [1, 3]), ('b', [2])]
+    """
+    return _riffle.fold_final(step_id, up, builder, folder)
+
+
+def collect(step_id: str, up: KeyedStream, timeout: timedelta, max_size: int) -> KeyedStream:
+    """Gathers each key's values into lists: ``(key, [values])``.
+
+    A list is emitted when it holds ``max_size`` values, and what is left of it
+    when its epoch closes (every ``epoch_interval`` of
+    :func:`riffle.testing.run_main`) and when the stream ends.
+
+    ``timeout`` must be a positive ``timedelta``, but the engine's ``collect`` has
+    no timer of its own per key yet: a list that does not fill up waits for the
+    end of its epoch, not for ``timeout`` after its first value as in bytewax.
+    Choose ``epoch_interval`` near ``timeout`` where that matters.
+
+    >>> sorted(run(lambda s: op.collect("two", s, timedelta(seconds=10), max_size=2),
+    ...     [("a", 1), ("b", 2), ("a", 3), ("a", 5)]))
+    [('a', [1, 3]), ('a', [5]), ('b', [2])]
+    """
+    if not isinstance(timeout, timedelta):
+        raise TypeError(
+            f'step "{step_id}": `timeout` must be a datetime.timedelta; got a {type(timeout).__qualname__} instead'
+        )
+    if timeout <= timedelta(0):
+        raise ValueError(f'step "{step_id}": `timeout` must be positive; got {timeout!r}')
+    if isinstance(max_size, bool):
+        raise TypeError(f'step "{step_id}": `max_size` must be an int; got a bool instead')
+    return _riffle.collect(step_id, up, max_size)
+
+
+def _default_debug_inspector(step_id: str, item: Any, epoch: int, worker: int) -> None:
+    print(f"{step_id} W{worker} @{epoch}: {item!r}", flush=True)
+
+
+def inspect_debug(
+    step_id: str,
+    up: Stream,
+    inspector: Callable[[str, X, int, int], None] = _default_debug_inspector,
+) -> Stream:
+    """Calls ``inspector(step_id, item, epoch, worker_index)`` for every item,
+    which passes on unchanged.
+
+    The default inspector prints ``step_id Wworker @epoch: repr(item)``. Epochs
+    count from 0.
+
+    >>> run(lambda s: op.inspect_debug("see", s), ["a"])
+    see W0 @0: 'a'
+    ['a']
+    """
+    return _riffle.inspect_debug(step_id, up, inspector)
+
+
+def redistribute(step_id: str, up: Stream) -> Stream:
+    """The same items, spread evenly over the workers (round robin): after a
+    source with fewer partitions than workers, before costly steps.
+
+    >>> run(lambda s: op.redistribute("spread", s), [1, 2, 3])
+    [1, 2, 3]
+    """
+    return _riffle.redistribute(step_id, up)
+
+
+def raises(step_id: str, up: Stream) -> None:
+    """Stops the flow on the first item of ``up``: ``run_main`` raises
+    :class:`riffle.RiffleError` naming this step, caused by a ``RuntimeError``
+    showing the item. For streams that must stay empty (e.g. items a step
+    rejected).
+    """
+
+    def write(items: List[Any]) -> None:
+        raise RuntimeError(f"`raises` step {step_id!r} got an item: {items[0]!r}")
+
+    _riffle.output(step_id, up, write)
+
+
+JoinInsertMode = Literal["first", "last", "product"]
+"""Which values of a side a :func:`join` keeps: only ``"last"`` (the latest
+value of each side) is built; ``"first"`` and ``"product"`` are refused with a
+``ValueError``."""
+
+JoinEmitMode = Literal["complete", "final", "running"]
+"""When a :func:`join` emits: ``"complete"`` once every side has a value for
+the key (then the key starts over), ``"running"`` on every value with what each
+side has sent so far, ``"final"`` once per key when the stream ends."""
+
+
+def join(
+    step_id: str,
+    *sides: KeyedStream,
+    insert_mode: JoinInsertMode = "last",
+    emit_mode: JoinEmitMode = "complete",
+) -> KeyedStream:
+    """Joins keyed streams per key: emits ``(key, (v1, v2, ...))`` with the latest
+    value of each side, in the order of ``sides``; ``None`` for a side that has
+    sent nothing for the key (``"running"`` and ``"final"`` modes).
+
+    >>> flow = Dataflow("users")
+    >>> names = op.input("names", flow, TestingSource([("1", "ada"), ("2", "bo")]))
+    >>> emails = op.input("emails", flow, TestingSource([("1", "ada@example.com")]))
+    >>> out = []
+    >>> op.output("out", op.join("join", names, emails), TestingSink(out))
+    >>> run_main(flow)
+    >>> out
+    [('1', ('ada', 'ada@example.com'))]
+    """
+    return _riffle.join(step_id, list(sides), insert_mode, emit_mode)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class TTLCache(Generic[DK, DV]):
+    """Values by key, fetched with ``v_getter(key)`` when missing or older than
+    ``ttl``: what :func:`enrich_cached` hands its mapper."""
+
+    v_getter: Callable[[DK], DV]
+    now_getter: Callable[[], datetime]
+    ttl: timedelta
+    _cache: Dict[DK, Tuple[datetime, DV]] = field(default_factory=dict)
+
+    def get(self, k: DK) -> DV:
+        """The value for ``k``: the cached one while it is younger than ``ttl``,
+        else a fresh ``v_getter(k)``, which is cached."""
+        now = self.now_getter()
+        hit = self._cache.get(k)
+        if hit is not None and now - hit[0] <= self.ttl:
+            return hit[1]
+        value = self.v_getter(k)
+        self._cache[k] = (now, value)
+        return value
+
+    def remove(self, k: DK) -> None:
+        """Forgets the cached value for ``k``; the next ``get`` fetches it."""
+        self._cache.pop(k, None)
+
+
+def enrich_cached(
+    step_id: str,
+    up: Stream,
+    getter: Callable[[DK], DV],
+    mapper: Callable[[TTLCache, X], Y],
+    ttl: timedelta = timedelta.max,
+    _now_getter: Callable[[], datetime] = _utc_now,
+) -> Stream:
+    """``mapper(cache, item)`` for every item, where ``cache.get(k)`` returns
+    ``getter(k)``, fetched once and kept for ``ttl``: enriching items from a slow
+    lookup (a database, a web service). Each worker has its own cache.
+
+    >>> calls = []
+    >>> def price_of(sku):
+    ...     calls.append(sku)
+    ...     return {"apple": 3, "pear": 5}[sku]
+    >>> run(lambda s: op.enrich_cached("priced", s, price_of, lambda cache, sku: (sku, cache.get(sku))),
+    ...     ["apple", "pear", "apple"])
+    [('apple', 3), ('pear', 5), ('apple', 3)]
+    >>> calls
+    ['apple', 'pear']
+    """
+    if not isinstance(ttl, timedelta):
+        raise TypeError(f'step "{step_id}": `ttl` must be a datetime.timedelta; got a {type(ttl).__qualname__} instead')
+    for name, function in (("getter", getter), ("mapper", mapper)):
+        if not callable(function):
+            raise TypeError(
+                f'step "{step_id}": `{name}` must be callable; got a {type(function).__qualname__} instead'
+            )
+    cache = TTLCache(getter, _now_getter, ttl)
+    return _riffle.map(step_id, up, lambda item: mapper(cache, item))
