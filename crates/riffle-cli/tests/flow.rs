@@ -10,6 +10,8 @@ fn notes_runs_answers_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("notes.jsonl");
     let mut child = Command::new(env!("CARGO_BIN_EXE_riffle"))
+        // The run's record goes to the project's store: this folder's.
+        .current_dir(dir.path())
         .args(["flow", "run", "notes", "--addr", "127.0.0.1:0", "-P"])
         .arg(format!("out={}", out.display()))
         .stdout(Stdio::piped())
@@ -312,6 +314,7 @@ fn reload_drains_and_restarts_when_the_program_file_changes() {
     std::fs::copy(env!("CARGO_BIN_EXE_riffle"), &program).unwrap();
     let out = dir.path().join("notes.jsonl");
     let mut child = Command::new(&program)
+        .current_dir(dir.path())
         .args([
             "flow",
             "run",

@@ -293,8 +293,12 @@ pub(crate) fn router(
     let mut closers = Vec::new();
     let documents = documents(&routes);
     for route in routes {
-        let (method_router, closer) =
-            (route.build)(metrics.processor(&route.id, route.kind), scope.clone())?;
+        let (method_router, closer) = {
+            let processor = metrics.processor(&route.id, route.kind);
+            // Every route is served by this one process.
+            processor.set_replicas(1);
+            (route.build)(processor, scope.clone())?
+        };
         closers.extend(closer);
         match by_path.iter_mut().find(|(path, _)| *path == route.path) {
             Some((_, existing)) => {

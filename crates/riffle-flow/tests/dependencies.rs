@@ -152,7 +152,6 @@ fn asked_for_outside_a_processor_is_an_error_naming_it() {
 
 #[derive(Deserialize, JsonSchema)]
 struct Ask {
-    #[allow(dead_code)]
     q: String,
 }
 
@@ -293,6 +292,45 @@ fn a_bearer_token_check_answers_401_and_names_the_caller() {
     let (status, body) = ask(Some("Bearer t-bob"));
     assert_eq!(status, 401);
     assert_eq!(body["error"], "unknown token \"t-bob\"");
+    running.stop();
+    running.wait().unwrap();
+}
+
+#[test]
+fn a_writer_to_any_sink_is_a_dependency_an_endpoint_writes_through() {
+    use riffle_flow::SinkWriter;
+
+    let events = TestingSink::new();
+    let sink = events.clone();
+    let mut flow = Flow::new("audited");
+    let audit = flow
+        .dependency("audit", Scope::Flow, move || {
+            Ok(SinkWriter::start("audit", sink.clone())?)
+        })
+        .unwrap();
+    flow.service("api")
+        .unwrap()
+        .endpoint("/hello", Method::GET, move |ask: Ask| {
+            let audit = audit.clone();
+            async move {
+                // Answered once the audit sink has the event.
+                audit
+                    .get()?
+                    .write_async(vec![format!("asked {}", ask.q)])
+                    .await?;
+                Ok(Hello {
+                    text: format!("hello {}", ask.q),
+                })
+            }
+        })
+        .unwrap();
+    let running = flow.start(loopback()).unwrap();
+    let hello: Hello = reqwest::blocking::get(format!("http://{}/hello?q=ann", running.addr()))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(hello.text, "hello ann");
+    assert_eq!(events.take(), ["asked ann"]);
     running.stop();
     running.wait().unwrap();
 }

@@ -54,6 +54,8 @@ async function render() {
     else if (page === 'artifacts') await artifactsView(view, query, mine);
     else if (page === 'dataflows' && parts[1]) await dataflowView(view, parts[1], mine);
     else if (page === 'dataflows') await dataflowsView(view, mine);
+    else if (page === 'flows' && parts[1]) await flowView(view, parts[1], mine);
+    else if (page === 'flows') await flowsView(view, query, mine);
     else view.append(showError(new ApiError(404, `there is no page ${location.hash}`)));
   } catch (err) {
     if (mine !== generation) return;
@@ -396,6 +398,84 @@ async function dataflowView(view, name, mine) {
     },
   });
   document.body.dataset.ready = 'dataflow';
+}
+
+// ---- flows ----
+
+async function flowsView(view, query, mine) {
+  const flow = query.get('flow') || '';
+  const data = await api(`/api/flows${flow ? `?flow=${encodeURIComponent(flow)}` : ''}`);
+  view.append(h('h1', {}, 'Flows', flow ? ` · ${flow}` : ''),
+    h('p', { class: 'muted' }, 'Runs of Flows (riffle flow run), newest first. A run records each processor every second while it goes.'),
+    data.runs.length ? h('table', { class: 'list', id: 'flows-table' },
+      h('thead', {}, h('tr', {}, ['Run', 'Flow', 'Status', 'Started', 'Duration', 'Host', 'Address', 'Error'].map(header))),
+      h('tbody', {}, data.runs.map((r) => h('tr', { 'data-flow-run-id': r.id },
+        h('td', { class: 'mono' }, link(shortId(r.id), 'flows', r.id)),
+        h('td', {}, link(r.flow, 'flows', { flow: r.flow })),
+        h('td', {}, badge(r.status)),
+        h('td', {}, fmtTime(r.started_ms)),
+        h('td', { class: 'num' }, fmtDuration(r.duration_ms)),
+        h('td', {}, r.host),
+        h('td', { class: 'mono' }, r.addr),
+        h('td', { class: 'error-cell', title: r.error || '' }, r.error ? truncate(r.error, 60) : '')))))
+      : h('p', { class: 'muted', id: 'flows-empty' }, flow ? 'No runs of this flow.' : 'No flow runs yet. Start one from the project folder with: flow run NAME (flow list names them).'));
+  if (!mount(view, mine)) return;
+  document.body.dataset.ready = 'flows';
+  if (data.runs.some((r) => r.status === 'running')) {
+    setLive(true);
+    pollTimer = setTimeout(() => { if (mine === generation) render(); }, 3000);
+  }
+}
+
+function fmtMs(ms) { return ms === null || ms === undefined ? '—' : `${ms < 10 ? ms.toFixed(2) : ms.toFixed(1)} ms`; }
+
+function flowProcessor(p, run) {
+  const s = p.series;
+  const t0 = run.started_ms;
+  const t1 = Math.max(t0 + 1000, run.ended_ms ?? (run.status === 'running' ? Date.now() : run.last_sample_ms ?? t0), ...s.at_ms);
+  const slug = `${p.id}`.replace(/[^A-Za-z0-9_-]/g, '_');
+  const knownBacklog = s.backlog.some((v) => v !== null);
+  return h('section', { class: 'flow-processor', 'data-processor': p.id },
+    h('h2', {}, p.id, ' ', h('span', { class: 'muted small' }, p.kind)),
+    h('div', { class: 'charts' },
+      h('figure', {}, h('figcaption', {}, `Replicas (now ${p.replicas})`),
+        lineChart({ id: `chart-replicas-${slug}`, label: `replicas of ${p.id} over time`, cls: 'replicas', times: s.at_ms, values: s.replicas, t0, t1, integer: true })),
+      h('figure', {}, h('figcaption', {}, knownBacklog ? `Backlog (now ${p.backlog ?? 'not known'})` : 'Backlog (its source cannot say)'),
+        lineChart({ id: `chart-backlog-${slug}`, label: `backlog of ${p.id} over time`, cls: 'backlog', times: s.at_ms, values: s.backlog, t0, t1, integer: true }))));
+}
+
+async function flowView(view, runId, mine) {
+  const head = h('div', {});
+  const body = h('div', {});
+  view.append(head, body);
+  const refresh = async (first) => {
+    const d = await api(`/api/flows/${encodeURIComponent(runId)}`);
+    if (mine !== generation) return;
+    const r = d.run;
+    appendAll(clear(head), [
+      h('h1', {}, 'Flow run ', h('span', { class: 'mono', id: 'flow-run-id' }, shortId(r.id)), ' of ', link(r.flow, 'flows', { flow: r.flow }), ' ', h('span', { id: 'flow-run-status' }, badge(r.status))),
+      h('div', { class: 'cards' },
+        card('Started', fmtTime(r.started_ms)), card('Duration', fmtDuration(r.duration_ms)),
+        card('Processors', d.processors.length), card('Host', r.host || '—'), card('Address', r.addr)),
+      r.error ? h('pre', { class: 'error-text', id: 'flow-run-error' }, r.error) : null,
+      r.status === 'lost' ? h('p', { class: 'muted' }, 'Its samples stopped without an end being recorded: the process was killed or lost its store.') : null]);
+    appendAll(clear(body), [
+      d.processors.length ? h('table', { class: 'list', id: 'flow-processors' },
+        h('thead', {}, h('tr', {}, ['Processor', 'Kind', 'Replicas', 'Backlog', 'In', 'Out', 'Errors', 'Dead letters', 'In flight', 'p50', 'p99'].map((t) => h('th', { class: t === 'Processor' || t === 'Kind' ? null : 'num' }, t)))),
+        h('tbody', {}, d.processors.map((p) => h('tr', { 'data-processor': p.id },
+          h('td', {}, p.id), h('td', {}, p.kind),
+          ...[p.replicas, p.backlog ?? '—', p.items_in, p.items_out, p.errors, p.dead_letters, p.in_flight].map((v) => h('td', { class: 'num' }, v)),
+          h('td', { class: 'num' }, fmtMs(p.latency_p50_ms)), h('td', { class: 'num' }, fmtMs(p.latency_p99_ms))))))
+        : h('p', { class: 'muted', id: 'flow-no-samples' }, 'No samples yet.'),
+      d.thinned ? h('p', { class: 'muted small' }, 'A long run: the charts show evenly spaced samples.') : null,
+      d.processors.map((p) => flowProcessor(p, r))]);
+    if (first && !mount(view, mine)) return;
+    const going = r.status === 'running';
+    setLive(going);
+    document.body.dataset.ready = `flow:${r.status}`;
+    if (going) pollTimer = setTimeout(() => { if (mine === generation) refresh(false).catch((e) => head.append(showError(e))); }, 1000);
+  };
+  await refresh(true);
 }
 
 window.addEventListener('hashchange', render);

@@ -42,6 +42,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../assets/graph.js"),
     },
     Asset {
+        path: "/assets/chart.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/chart.js"),
+    },
+    Asset {
         path: "/assets/app.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../assets/app.js"),

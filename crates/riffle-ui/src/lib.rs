@@ -10,8 +10,9 @@
 //! - the page at `/`, whose HTML, CSS and JavaScript are embedded in the binary
 //!   ([`assets`]) and read only that API: runs and pipelines, a run's DAG laid out in
 //!   layers with its steps coloured by status, a Gantt timeline of its steps, artifacts
-//!   with previews and lineage graphs, dataflow graphs, and live updates of runs in
-//!   progress (the page polls the API while a run is going).
+//!   with previews and lineage graphs, dataflow graphs, runs of Flows with each
+//!   processor's replicas and backlog over time as line charts, and live updates of
+//!   runs in progress (the page polls the API while a run is going).
 //!
 //! Nothing in it writes: every route is a `GET`, and the [`guard`] refuses the rest,
 //! checks the optional bearer token, and keeps the page to its own scripts. No request

@@ -303,6 +303,8 @@ async fn pipelines_dataflows_info_and_openapi() {
         "/api/artifacts/{hash}/lineage",
         "/api/dataflows",
         "/api/dataflows/{name}",
+        "/api/flows",
+        "/api/flows/{run}",
     ];
     assert_eq!(paths.len(), expected.len(), "{paths:?}");
     for p in expected {
@@ -471,6 +473,7 @@ async fn the_page_and_its_assets_are_served_from_the_binary() {
         "/assets/app.js",
         "/assets/layout.js",
         "/assets/graph.js",
+        "/assets/chart.js",
         "/assets/dom.js",
         "/assets/app.css",
     ] {
@@ -498,4 +501,114 @@ fn a_missing_store_is_a_clear_error_not_a_new_file() {
         .unwrap();
     assert!(err.to_string().contains("run a pipeline first"), "{err}");
     assert!(!path.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_runs_and_their_processors_over_time() {
+    let project = tokio::task::spawn_blocking(common::flow_project)
+        .await
+        .unwrap();
+    let server = common::serve_flows(&project).await;
+    let base = &server.base;
+
+    // Newest first, each with the status its end and samples say.
+    let list = ok(base, "/api/flows").await;
+    let runs = list["runs"].as_array().unwrap();
+    let seen: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (project.going.id.as_str(), "running"),
+            (project.stopped.id.as_str(), "stopped"),
+            (project.lost.id.as_str(), "lost"),
+            (project.long.id.as_str(), "failed"),
+        ]
+    );
+    assert_eq!(runs[1]["duration_ms"], 6_000);
+    assert_eq!(runs[1]["addr"], "127.0.0.1:8000");
+    assert!(!runs[1]["host"].as_str().unwrap().is_empty());
+    assert_eq!(runs[3]["error"], "the sink refused");
+    let shop = ok(base, "/api/flows?flow=shop").await;
+    assert_eq!(shop["runs"].as_array().unwrap().len(), 2);
+    let one = ok(base, "/api/flows?limit=1").await;
+    assert_eq!(one["runs"].as_array().unwrap().len(), 1);
+    for (query, mentions) in [("limit=lots", "limit"), ("status=running", "status")] {
+        let (status, json) = get(base, &format!("/api/flows?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {json}");
+        assert!(
+            json["error"].as_str().unwrap().contains(mentions),
+            "{query}: {json}"
+        );
+    }
+
+    // One run: each processor's latest numbers and its series, by id.
+    let id = &project.stopped.id;
+    let detail = ok(base, &format!("/api/flows/{id}")).await;
+    assert_eq!(detail["run"]["status"], "stopped");
+    assert_eq!(detail["thinned"], false);
+    let processors = detail["processors"].as_array().unwrap();
+    assert_eq!(processors.len(), 2);
+    let (api, orders) = (&processors[0], &processors[1]);
+    assert_eq!(
+        (api["id"].as_str(), api["kind"].as_str()),
+        (Some("POST /orders"), Some("collector"))
+    );
+    assert_eq!(api["backlog"], Value::Null);
+    assert_eq!(
+        api["series"]["backlog"],
+        serde_json::json!([null, null, null, null, null])
+    );
+    assert_eq!(orders["kind"], "consumer");
+    assert_eq!(
+        (orders["replicas"].as_u64(), orders["backlog"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(
+        (orders["items_in"].as_u64(), orders["samples"].as_u64()),
+        (Some(400), Some(5))
+    );
+    assert_eq!(orders["latency_p99_ms"], 40.0);
+    assert_eq!(
+        orders["series"]["replicas"],
+        serde_json::json!(common::STOPPED_REPLICAS)
+    );
+    assert_eq!(
+        orders["series"]["backlog"],
+        serde_json::json!(common::STOPPED_BACKLOG)
+    );
+    let times: Vec<i64> = orders["series"]["at_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_i64().unwrap() - project.stopped.started_ms)
+        .collect();
+    assert_eq!(times, [1_000, 2_000, 3_000, 4_000, 5_000]);
+    // By a unique prefix too.
+    let by_prefix = ok(base, &format!("/api/flows/{}", &id[..id.len() - 3])).await;
+    assert_eq!(by_prefix["run"]["id"], id.as_str());
+
+    // A long run is thinned, keeping its first and latest samples.
+    let long = ok(base, &format!("/api/flows/{}", project.long.id)).await;
+    assert_eq!(long["thinned"], true);
+    let series = &long["processors"][0]["series"]["at_ms"];
+    let at = series.as_array().unwrap();
+    assert_eq!(at.len(), riffle_ui::api::MAX_POINTS);
+    assert_eq!(at[0].as_i64(), Some(project.long.started_ms));
+    assert_eq!(
+        at[at.len() - 1].as_i64(),
+        Some(project.long.started_ms + 1_499_000)
+    );
+    assert_eq!(long["processors"][0]["samples"], 1_500);
+
+    let (status, json) = get(base, "/api/flows/not-hex").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    let (status, json) = get(base, "/api/flows/0000aaaa").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("0000aaaa"),
+        "{json}"
+    );
 }

@@ -634,3 +634,206 @@ async fn with_a_token_the_browser_signs_in_through_the_address_once() {
     );
     client.close().await.unwrap();
 }
+
+/// The `y` of each point of the first line of chart `css`, in order, after
+/// checking that the points go left to right.
+async fn chart_ys(client: &Client, css: &str) -> Vec<f64> {
+    let points = js(
+        client,
+        &format!(
+            "[...document.querySelectorAll('{css} polyline.line')].map(l => l.getAttribute('points'))"
+        ),
+    )
+    .await;
+    let lines = points.as_array().unwrap();
+    if lines.len() != 1 {
+        let html = js(
+            client,
+            &format!("(document.querySelector('{css}') || {{outerHTML: 'nothing'}}).outerHTML"),
+        )
+        .await;
+        panic!("{css}: {points}; the chart is {html}");
+    }
+    let xy: Vec<(f64, f64)> = lines[0]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .map(|p| {
+            let (x, y) = p.split_once(',').unwrap();
+            (x.parse().unwrap(), y.parse().unwrap())
+        })
+        .collect();
+    assert!(xy.windows(2).all(|w| w[0].0 < w[1].0), "{css}: {xy:?}");
+    xy.into_iter().map(|(_, y)| y).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_list_runs_and_chart_a_runs_processors_live() {
+    let Some(driver) = driver() else { return };
+    let project = tokio::task::spawn_blocking(common::flow_project)
+        .await
+        .unwrap();
+    let server = common::serve_flows(&project).await;
+    let client = browser(&driver).await;
+    let base = &server.base;
+
+    // The running run keeps sampling, as `riffle flow run` does, until told to end.
+    let store = project.metadata();
+    let going = project.going.id.clone();
+    let (end, ended) = std::sync::mpsc::channel::<()>();
+    let sampler = std::thread::spawn(move || {
+        let mut replicas = 1;
+        loop {
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut s =
+                riffle_pipeline::metadata::FlowSampleRecord::new(&going, now, "orders", "consumer");
+            s.replicas = replicas;
+            s.backlog = Some(10 * replicas);
+            store.record_flow_samples(&[s]).unwrap();
+            replicas = (replicas % 4) + 1;
+            if ended.recv_timeout(Duration::from_millis(400)).is_ok() {
+                store
+                    .end_flow_run(&going, chrono::Utc::now().timestamp_millis(), None)
+                    .unwrap();
+                return;
+            }
+        }
+    });
+
+    // The Flows page, from the navigation: every run, newest first, with its status.
+    client.goto(&format!("{base}/#/runs")).await.unwrap();
+    until(
+        &client,
+        "document.body.dataset.ready === 'runs'",
+        "the runs page",
+    )
+    .await;
+    click(&client, "nav a[data-nav=flows]").await;
+    until(
+        &client,
+        "document.body.dataset.ready === 'flows'",
+        "the flows page",
+    )
+    .await;
+    assert_eq!(
+        js(
+            &client,
+            "[...document.querySelectorAll('#flows-table tbody tr')].map(r => r.querySelector('.badge').textContent)"
+        )
+        .await,
+        json!(["running", "stopped", "lost", "failed"])
+    );
+    assert_eq!(
+        js(&client, "document.querySelector('#live').hidden").await,
+        false
+    );
+    screenshot(&client, "20-flows").await;
+
+    // A stopped run: its processors, and each one's replicas and backlog charted.
+    let stopped = &project.stopped.id;
+    click(&client, &format!("tr[data-flow-run-id='{stopped}'] a")).await;
+    until(
+        &client,
+        "document.body.dataset.ready === 'flow:stopped'",
+        "the stopped run's page",
+    )
+    .await;
+    assert_eq!(
+        js(
+            &client,
+            "[...document.querySelectorAll('#flow-processors tbody tr')].map(r => [...r.cells].slice(0, 4).map(c => c.textContent))"
+        )
+        .await,
+        json!([["POST /orders", "collector", "1", "—"], ["orders", "consumer", "2", "0"]])
+    );
+    // Replicas 1, 2, 3, 3, 2: higher on the chart is a smaller y.
+    let ys = chart_ys(&client, "#chart-replicas-orders").await;
+    assert_eq!(ys.len(), common::STOPPED_REPLICAS.len(), "{ys:?}");
+    assert!(
+        ys[0] > ys[1] && ys[1] > ys[2] && ys[2] == ys[3] && ys[3] < ys[4] && ys[4] == ys[1],
+        "{ys:?}"
+    );
+    // Backlog 400, 300, 150, 20, 0: falling.
+    let ys = chart_ys(&client, "#chart-backlog-orders").await;
+    assert_eq!(ys.len(), common::STOPPED_BACKLOG.len(), "{ys:?}");
+    assert!(ys.windows(2).all(|w| w[0] < w[1]), "{ys:?}");
+    assert_eq!(
+        js(
+            &client,
+            "document.querySelectorAll('#chart-backlog-orders circle.point').length"
+        )
+        .await,
+        5
+    );
+    // The collector's source cannot say its backlog: no line, and the chart says so.
+    assert_eq!(
+        js(
+            &client,
+            "document.querySelectorAll('#chart-backlog-POST__orders polyline').length"
+        )
+        .await,
+        0
+    );
+    assert!(
+        js(
+            &client,
+            "document.querySelector('#chart-backlog-POST__orders').textContent"
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .contains("not known")
+    );
+    assert_eq!(
+        js(&client, "document.querySelector('#live').hidden").await,
+        true
+    );
+    screenshot(&client, "21-flow-run").await;
+
+    // The running run: its chart grows without a reload, and the end shows.
+    client
+        .goto(&format!("{base}/#/flows/{}", project.going.id))
+        .await
+        .unwrap();
+    until(
+        &client,
+        "document.body.dataset.ready === 'flow:running'",
+        "the running flow's page",
+    )
+    .await;
+    let marker = js(&client, "(window.notReloaded = true)").await;
+    assert_eq!(marker, true);
+    let first = js(
+        &client,
+        "Number(document.querySelector('#chart-replicas-orders').dataset.points)",
+    )
+    .await
+    .as_u64()
+    .unwrap();
+    until(
+        &client,
+        &format!(
+            "Number(document.querySelector('#chart-replicas-orders').dataset.points) >= {}",
+            first + 3
+        ),
+        "new samples on the chart",
+    )
+    .await;
+    screenshot(&client, "22-flow-run-live").await;
+    end.send(()).unwrap();
+    until(
+        &client,
+        "document.body.dataset.ready === 'flow:stopped'",
+        "the run's end on the page",
+    )
+    .await;
+    assert_eq!(
+        js(&client, "window.notReloaded === true").await,
+        true,
+        "the page reloaded"
+    );
+    tokio::task::spawn_blocking(move || sampler.join().unwrap())
+        .await
+        .unwrap();
+    client.close().await.unwrap();
+}

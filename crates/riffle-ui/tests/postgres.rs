@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use riffle_pipeline::metadata::{MetadataStore, PostgresStore};
+use riffle_pipeline::metadata::{FlowRunRecord, FlowSampleRecord, MetadataStore, PostgresStore};
 use riffle_pipeline::{ArtifactStore, Executor, RunOptions, RunStatus};
 use riffle_ui::Dashboard;
 use riffle_ui::listing::Listing;
@@ -42,26 +42,45 @@ async fn the_api_reads_a_postgres_store_through_the_trait() {
         chrono::Utc::now().timestamp_micros()
     );
     let dir = tempfile::tempdir().unwrap();
-    let (metadata, artifacts, ok_run, failed_run) = tokio::task::spawn_blocking(move || {
-        let metadata: Arc<dyn MetadataStore> =
-            Arc::new(PostgresStore::connect_in_schema(&url, &schema).unwrap());
-        let artifacts = ArtifactStore::local(&dir.path().join(".riffle")).unwrap();
-        let executor = Executor::new(artifacts.clone(), metadata.clone());
-        let ok = executor
-            .run(&common::shop(false), RunOptions::default())
-            .unwrap();
-        let cached = executor
-            .run(&common::shop(false), RunOptions::default())
-            .unwrap();
-        assert_eq!(cached.status, RunStatus::Succeeded);
-        let failed = executor
-            .run(&common::shop(true), RunOptions::default())
-            .unwrap();
-        assert_eq!(failed.status, RunStatus::Failed);
-        (metadata, (artifacts, dir), ok, failed)
-    })
-    .await
-    .unwrap();
+    let (metadata, artifacts, ok_run, failed_run, flow_run) =
+        tokio::task::spawn_blocking(move || {
+            let metadata: Arc<dyn MetadataStore> =
+                Arc::new(PostgresStore::connect_in_schema(&url, &schema).unwrap());
+            let artifacts = ArtifactStore::local(&dir.path().join(".riffle")).unwrap();
+            let executor = Executor::new(artifacts.clone(), metadata.clone());
+            let ok = executor
+                .run(&common::shop(false), RunOptions::default())
+                .unwrap();
+            let cached = executor
+                .run(&common::shop(false), RunOptions::default())
+                .unwrap();
+            assert_eq!(cached.status, RunStatus::Succeeded);
+            let failed = executor
+                .run(&common::shop(true), RunOptions::default())
+                .unwrap();
+            assert_eq!(failed.status, RunStatus::Failed);
+            // A flow run with two samples of one consumer.
+            let flow = FlowRunRecord::starting("shop", "127.0.0.1:8000");
+            metadata.start_flow_run(&flow).unwrap();
+            let samples: Vec<_> = [(1_u64, 90_u64), (2, 40)]
+                .iter()
+                .enumerate()
+                .map(|(i, (replicas, backlog))| {
+                    let at = flow.started_ms + 1_000 * (i as i64 + 1);
+                    let mut s = FlowSampleRecord::new(&flow.id, at, "orders", "consumer");
+                    s.replicas = *replicas;
+                    s.backlog = Some(*backlog);
+                    s
+                })
+                .collect();
+            metadata.record_flow_samples(&samples).unwrap();
+            metadata
+                .end_flow_run(&flow.id, flow.started_ms + 3_000, None)
+                .unwrap();
+            (metadata, (artifacts, dir), ok, failed, flow)
+        })
+        .await
+        .unwrap();
     let dashboard = Dashboard::from_parts(metadata, Listing::Generic)
         .with_artifacts(artifacts.0.clone())
         .with_catalog(common::catalog());
@@ -92,4 +111,13 @@ async fn the_api_reads_a_postgres_store_through_the_trait() {
     assert_eq!(lineage["upstream_steps"], 2);
     let listed = ok(base, "/api/artifacts").await;
     assert!(listed["total"].as_u64().unwrap() >= 5, "{listed}");
+
+    let flows = ok(base, "/api/flows").await;
+    assert_eq!(flows["runs"][0]["id"], flow_run.id.as_str());
+    assert_eq!(flows["runs"][0]["status"], "stopped");
+    let flow = ok(base, &format!("/api/flows/{}", flow_run.id)).await;
+    let orders = &flow["processors"][0];
+    assert_eq!(orders["id"], "orders");
+    assert_eq!(orders["series"]["replicas"], serde_json::json!([1, 2]));
+    assert_eq!(orders["series"]["backlog"], serde_json::json!([90, 40]));
 }

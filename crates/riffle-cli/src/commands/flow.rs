@@ -1,5 +1,10 @@
 //! `riffle flow`: run a registered Flow (its consumers, collectors and services
 //! in one process, HTTP on one listener) or list the registered ones.
+//!
+//! A run is recorded in the project's metadata store (the one `riffle pipeline
+//! run` and `riffle ui` use: `--project DIR`'s `.riffle/metadata.db`, or
+//! `RIFFLE_METADATA_URL`) with a sample of every processor each second and one
+//! at the end, for the dashboard's Flows page ([`FlowHistory`]).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -8,6 +13,7 @@ use anyhow::{Context, bail};
 use riffle_flow::{FlowContext, RunOptions, plan};
 
 use crate::App;
+use crate::commands::pipeline::ProjectArgs;
 use crate::commands::reload;
 use crate::commands::run::parse_param;
 
@@ -101,6 +107,8 @@ pub struct FlowRunArgs {
     /// given is read from RIFFLE_KEY.
     #[arg(short = 'P', long = "param", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    #[command(flatten)]
+    pub project: ProjectArgs,
 }
 
 /// Runs `riffle flow ...`.
@@ -148,9 +156,10 @@ pub fn flow(app: &App, args: &FlowArgs) -> anyhow::Result<ExitCode> {
             } else {
                 None
             };
-            let summary = running
-                .wait()
-                .with_context(|| format!("flow {:?} failed", run.name))?;
+            let history = FlowHistory::start(&run.name, &run.project, &running);
+            let waited = running.wait();
+            history.finish(waited.as_ref().err().map(|e| e.to_string()));
+            let summary = waited.with_context(|| format!("flow {:?} failed", run.name))?;
             for (id, read, written) in summary.processors {
                 eprintln!("{id}: {read} in, {written} out");
             }
@@ -162,6 +171,125 @@ pub fn flow(app: &App, args: &FlowArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// How often a running flow's processors are sampled into the metadata store.
+const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The record of one `riffle flow run` in the project's metadata store: the run,
+/// then every [`SAMPLE_EVERY`] a sample of each processor (replicas, backlog,
+/// totals), then a last sample and the run's end. A thread of its own opens the
+/// store and writes, so a slow or missing store never holds the flow up; a write
+/// that fails is a warning on stderr (once until one succeeds again), never a stop.
+struct FlowHistory {
+    end: std::sync::mpsc::Sender<Option<String>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl FlowHistory {
+    fn start(name: &str, project: &ProjectArgs, running: &riffle_flow::RunningFlow) -> Self {
+        use riffle_pipeline::metadata::FlowRunRecord;
+        let root = project
+            .project
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("."));
+        let stores = riffle_pipeline::ProjectStores::from_env(&root);
+        let metrics = running.metrics().clone();
+        let record = FlowRunRecord::starting(name, &running.addr().to_string());
+        let (end, ended) = std::sync::mpsc::channel::<Option<String>>();
+        let thread = std::thread::spawn(move || {
+            let store = match stores.metadata() {
+                Ok(store) => store,
+                Err(e) => {
+                    warn(&format!(
+                        "warning: this flow run is not recorded for the dashboard: {e}"
+                    ));
+                    return;
+                }
+            };
+            let mut failing = false;
+            let mut check = |what: &str, result: riffle_pipeline::Result<()>| match result {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    warn(&format!(
+                        "warning: metadata store {}: cannot record {what} (the flow goes on; \
+                         further failures are not reported until a write succeeds): {e}",
+                        store.location()
+                    ));
+                }
+                Err(_) => {}
+            };
+            check("the flow run", store.start_flow_run(&record));
+            let error = loop {
+                match ended.recv_timeout(SAMPLE_EVERY) {
+                    Ok(error) => break error,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break None,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        check(
+                            "a sample",
+                            store.record_flow_samples(&samples(&record.id, &metrics)),
+                        );
+                    }
+                }
+            };
+            check(
+                "the last sample",
+                store.record_flow_samples(&samples(&record.id, &metrics)),
+            );
+            check(
+                "the flow run's end",
+                store.end_flow_run(&record.id, now_ms(), error.as_deref()),
+            );
+        });
+        Self { end, thread }
+    }
+
+    /// Records the last sample and the end (with `error` if the flow failed) and
+    /// waits for the writes.
+    fn finish(self, error: Option<String>) {
+        let _ = self.end.send(error);
+        let _ = self.thread.join();
+    }
+}
+
+/// Every processor of `metrics` now, as samples of flow run `run_id`.
+fn samples(
+    run_id: &str,
+    metrics: &riffle_flow::metrics::Metrics,
+) -> Vec<riffle_pipeline::metadata::FlowSampleRecord> {
+    let at = now_ms();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    metrics
+        .readings()
+        .into_iter()
+        .map(|r| {
+            let mut s = riffle_pipeline::metadata::FlowSampleRecord::new(run_id, at, &r.id, r.kind);
+            s.replicas = r.replicas;
+            s.backlog = r.backlog;
+            s.items_in = r.items_in;
+            s.items_out = r.items_out;
+            s.errors = r.errors;
+            s.dead_letters = r.dead_letters;
+            s.in_flight = r.in_flight;
+            s.latency_p50_ms = r.latency_p50.map(ms);
+            s.latency_p99_ms = r.latency_p99.map(ms);
+            s
+        })
+        .collect()
+}
+
+/// A line on stderr, if stderr is still there (a flow whose parent went away
+/// keeps running and recording).
+fn warn(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Builds registered flow `name` with its settings.

@@ -5,7 +5,7 @@
 //! and the dashboard read through the same trait, so they work on any backend:
 //! [`SqliteStore`] (the default, `.riffle/metadata.db`) or [`PostgresStore`].
 //!
-//! ## The schema (version 3)
+//! ## The schema (version 5)
 //!
 //! | table | one row per | key columns |
 //! |---|---|---|
@@ -19,12 +19,39 @@
 //! | `params` | parameter of a step run | `step_run_id`, `name`, `value` (JSON) |
 //! | `metrics` | metric of a step run | `step_run_id`, `name`, `value` |
 //! | `logs` | log line of a step run | `step_run_id`, `at_ms`, `level`, `message` |
+//! | `flow_runs` | run of a Flow (version 5) | `id`, `flow`, `started_ms`, `ended_ms`, `last_sample_ms`, `owner`, `addr`, `error` |
+//! | `flow_samples` | processor of a flow run, each time it is sampled (version 5) | `run_id`, `at_ms`, `processor`, `kind`, `replicas`, `backlog`, `items_in`, `items_out`, `errors`, `dead_letters`, `in_flight`, `latency_p50_ms`, `latency_p99_ms` |
 //!
 //! Times are milliseconds since the Unix epoch. Indexes cover the reads below: runs by
 //! pipeline and start time, step runs by run, lineage by artifact, cache entries by
 //! pipeline, artifacts by creation time (version 2, for the dashboard). Migrations are
 //! numbered; opening a store applies the missing ones in a transaction and refuses a
 //! database from a newer version.
+//!
+//! ## Flow runs
+//!
+//! A Flow (`riffle flow run`) runs until stopped, so what is kept of it is a time
+//! series: a [`FlowRunRecord`] when it starts, then a [`FlowSampleRecord`] per
+//! processor every second or so (replicas, backlog, totals so far), and its end.
+//! The dashboard's Flows page draws replicas and backlog over time from them.
+//!
+//! ```
+//! use riffle_pipeline::metadata::{FlowRunRecord, FlowSampleRecord, MetadataStore, SqliteStore};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = SqliteStore::open(&dir.path().join("metadata.db"))?;
+//! let run = FlowRunRecord::starting("shop", "127.0.0.1:8000");
+//! store.start_flow_run(&run)?;
+//! let mut sample = FlowSampleRecord::new(&run.id, run.started_ms + 1000, "orders", "consumer");
+//! sample.replicas = 2;
+//! sample.backlog = Some(150);
+//! store.record_flow_samples(&[sample])?;
+//! store.end_flow_run(&run.id, run.started_ms + 2000, None)?;
+//! let runs = store.flow_runs(None, 10)?;
+//! assert_eq!((runs[0].flow.as_str(), runs[0].ended_ms), ("shop", Some(run.started_ms + 2000)));
+//! assert_eq!(store.flow_samples(&run.id)?[0].backlog, Some(150));
+//! # Ok::<(), riffle_pipeline::Error>(())
+//! ```
 
 mod owner;
 mod postgres;
@@ -198,6 +225,88 @@ pub struct StepRunEnd {
     pub cacheable: bool,
 }
 
+/// A row of `flow_runs`: one run of a Flow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowRunRecord {
+    /// A time-ordered id (hex digits and dashes, like a pipeline run's).
+    pub id: String,
+    /// The Flow's name.
+    pub flow: String,
+    pub started_ms: i64,
+    /// When it stopped; `None` while it runs (or when its process was killed).
+    pub ended_ms: Option<i64>,
+    /// When its latest sample was taken (updated by
+    /// [`MetadataStore::record_flow_samples`]); a run with no end whose last sample is
+    /// old was killed.
+    pub last_sample_ms: Option<i64>,
+    /// The process that runs it, as [`RunOwner::to_text`] writes it.
+    pub owner: String,
+    /// The address its HTTP listener serves on.
+    pub addr: String,
+    /// Why it stopped, when it failed.
+    pub error: Option<String>,
+}
+
+impl FlowRunRecord {
+    /// A run of `flow` starting now in this process, serving on `addr`.
+    pub fn starting(flow: &str, addr: &str) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            flow: flow.to_string(),
+            started_ms: crate::step::now_ms(),
+            ended_ms: None,
+            last_sample_ms: None,
+            owner: RunOwner::current().to_text(),
+            addr: addr.to_string(),
+            error: None,
+        }
+    }
+}
+
+/// A row of `flow_samples`: one processor of a flow run at one moment. Counters are
+/// totals since the run started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowSampleRecord {
+    pub run_id: String,
+    pub at_ms: i64,
+    /// The processor's id (a consumer's id, a collector's or endpoint's route).
+    pub processor: String,
+    /// `consumer`, `collector` or `endpoint`.
+    pub kind: String,
+    pub replicas: u64,
+    /// Messages waiting in its source, where the source can say.
+    pub backlog: Option<u64>,
+    pub items_in: u64,
+    pub items_out: u64,
+    pub errors: u64,
+    pub dead_letters: u64,
+    pub in_flight: i64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+}
+
+impl FlowSampleRecord {
+    /// A sample of `processor` (of kind `kind`) in run `run_id` at `at_ms`, every
+    /// number zero and nothing unknown known.
+    pub fn new(run_id: &str, at_ms: i64, processor: &str, kind: &str) -> Self {
+        Self {
+            run_id: run_id.to_string(),
+            at_ms,
+            processor: processor.to_string(),
+            kind: kind.to_string(),
+            replicas: 0,
+            backlog: None,
+            items_in: 0,
+            items_out: 0,
+            errors: 0,
+            dead_letters: 0,
+            in_flight: 0,
+            latency_p50_ms: None,
+            latency_p99_ms: None,
+        }
+    }
+}
+
 /// Reads and writes of run history; see the [module docs](self) for the schema.
 ///
 /// Implementations are shared between threads; each call is its own transaction.
@@ -280,6 +389,23 @@ pub trait MetadataStore: Send + Sync {
     fn clear_cache(&self, pipeline: Option<&str>) -> Result<u64>;
     /// Hashes of artifacts no cache entry points at any more.
     fn unreferenced_artifacts(&self) -> Result<Vec<String>>;
+
+    // ---- flow runs (see the module docs) ----
+
+    /// Records a flow run starting.
+    fn start_flow_run(&self, run: &FlowRunRecord) -> Result<()>;
+    /// Records samples of a flow run (in one transaction) and moves the run's
+    /// `last_sample_ms` to the latest; a sample of the same run, processor and time
+    /// as one already stored replaces it.
+    fn record_flow_samples(&self, samples: &[FlowSampleRecord]) -> Result<()>;
+    /// Records a flow run's end.
+    fn end_flow_run(&self, run_id: &str, ended_ms: i64, error: Option<&str>) -> Result<()>;
+    /// The latest `limit` flow runs, newest first, of one flow or all.
+    fn flow_runs(&self, flow: Option<&str>, limit: u32) -> Result<Vec<FlowRunRecord>>;
+    /// A flow run by id or unique id prefix.
+    fn flow_run(&self, id_or_prefix: &str) -> Result<FlowRunRecord>;
+    /// The samples of a flow run, oldest first (by processor within a time).
+    fn flow_samples(&self, run_id: &str) -> Result<Vec<FlowSampleRecord>>;
 }
 
 /// Opens the metadata store at `location`: a `postgres://` or `postgresql://` URL, or a

@@ -94,6 +94,36 @@ CREATE INDEX logs_by_step_run ON logs(step_run_id, id);
     "CREATE TABLE run_owners (run_id TEXT PRIMARY KEY REFERENCES runs(id), owner TEXT NOT NULL);",
     // 4: the owner's heartbeat, so a run of another host whose process died is found.
     "ALTER TABLE run_owners ADD COLUMN heartbeat_ms BIGINT;",
+    // 5: runs of Flows and their processors sampled over time (the Flows page).
+    r#"
+CREATE TABLE flow_runs (
+    id             TEXT PRIMARY KEY,
+    flow           TEXT NOT NULL,
+    started_ms     BIGINT NOT NULL,
+    ended_ms       BIGINT,
+    last_sample_ms BIGINT,
+    owner          TEXT NOT NULL,
+    addr           TEXT NOT NULL,
+    error          TEXT
+);
+CREATE INDEX flow_runs_by_start ON flow_runs(started_ms DESC);
+CREATE TABLE flow_samples (
+    run_id         TEXT NOT NULL REFERENCES flow_runs(id),
+    at_ms          BIGINT NOT NULL,
+    processor      TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    replicas       BIGINT NOT NULL,
+    backlog        BIGINT,
+    items_in       BIGINT NOT NULL,
+    items_out      BIGINT NOT NULL,
+    errors         BIGINT NOT NULL,
+    dead_letters   BIGINT NOT NULL,
+    in_flight      BIGINT NOT NULL,
+    latency_p50_ms DOUBLE PRECISION,
+    latency_p99_ms DOUBLE PRECISION,
+    PRIMARY KEY (run_id, at_ms, processor)
+);
+"#,
 ];
 
 /// The metadata store in a Postgres database; see the [module docs](super).
@@ -246,6 +276,47 @@ fn edge_row(r: &Row) -> LineageEdge {
         direction: Direction::parse(r.get(5)).unwrap_or(Direction::Output),
         name: r.get(6),
     }
+}
+
+const FLOW_RUN_COLUMNS: &str = "id, flow, started_ms, ended_ms, last_sample_ms, owner, addr, error";
+
+fn flow_run_row(r: &Row) -> FlowRunRecord {
+    FlowRunRecord {
+        id: r.get(0),
+        flow: r.get(1),
+        started_ms: r.get(2),
+        ended_ms: r.get(3),
+        last_sample_ms: r.get(4),
+        owner: r.get(5),
+        addr: r.get(6),
+        error: r.get(7),
+    }
+}
+
+const FLOW_SAMPLE_COLUMNS: &str = "run_id, at_ms, processor, kind, replicas, backlog, items_in, items_out, errors, dead_letters, in_flight, latency_p50_ms, latency_p99_ms";
+
+fn flow_sample_row(r: &Row) -> FlowSampleRecord {
+    let count = |i: usize| r.get::<_, i64>(i).max(0) as u64;
+    FlowSampleRecord {
+        run_id: r.get(0),
+        at_ms: r.get(1),
+        processor: r.get(2),
+        kind: r.get(3),
+        replicas: count(4),
+        backlog: r.get::<_, Option<i64>>(5).map(|v| v.max(0) as u64),
+        items_in: count(6),
+        items_out: count(7),
+        errors: count(8),
+        dead_letters: count(9),
+        in_flight: r.get(10),
+        latency_p50_ms: r.get(11),
+        latency_p99_ms: r.get(12),
+    }
+}
+
+/// A count as stored (SQL integers are signed).
+fn stored(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn check_prefix(kind: &'static str, prefix: &str) -> Result<()> {
@@ -667,6 +738,120 @@ impl MetadataStore for PostgresStore {
                 &[],
             )?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn start_flow_run(&self, r: &FlowRunRecord) -> Result<()> {
+        self.with("recording a flow run", |c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO flow_runs ({FLOW_RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                ),
+                &[
+                    &r.id,
+                    &r.flow,
+                    &r.started_ms,
+                    &r.ended_ms,
+                    &r.last_sample_ms,
+                    &r.owner,
+                    &r.addr,
+                    &r.error,
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    fn record_flow_samples(&self, samples: &[FlowSampleRecord]) -> Result<()> {
+        self.with("recording flow samples", |c| {
+            let mut tx = c.transaction()?;
+            let insert = tx.prepare(&format!(
+                "INSERT INTO flow_samples ({FLOW_SAMPLE_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 ON CONFLICT (run_id, at_ms, processor) DO UPDATE SET kind = excluded.kind,
+                    replicas = excluded.replicas, backlog = excluded.backlog,
+                    items_in = excluded.items_in, items_out = excluded.items_out,
+                    errors = excluded.errors, dead_letters = excluded.dead_letters,
+                    in_flight = excluded.in_flight, latency_p50_ms = excluded.latency_p50_ms,
+                    latency_p99_ms = excluded.latency_p99_ms"
+            ))?;
+            let latest = tx.prepare(
+                "UPDATE flow_runs SET last_sample_ms = GREATEST(COALESCE(last_sample_ms, $2), $2)
+                 WHERE id = $1",
+            )?;
+            for s in samples {
+                tx.execute(
+                    &insert,
+                    &[
+                        &s.run_id,
+                        &s.at_ms,
+                        &s.processor,
+                        &s.kind,
+                        &stored(s.replicas),
+                        &s.backlog.map(stored),
+                        &stored(s.items_in),
+                        &stored(s.items_out),
+                        &stored(s.errors),
+                        &stored(s.dead_letters),
+                        &s.in_flight,
+                        &s.latency_p50_ms,
+                        &s.latency_p99_ms,
+                    ],
+                )?;
+                tx.execute(&latest, &[&s.run_id, &s.at_ms])?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn end_flow_run(&self, run_id: &str, ended_ms: i64, error: Option<&str>) -> Result<()> {
+        self.with("ending a flow run", |c| {
+            c.execute(
+                "UPDATE flow_runs SET ended_ms = $2, error = $3 WHERE id = $1",
+                &[&run_id, &ended_ms, &error],
+            )
+            .map(drop)
+        })
+    }
+
+    fn flow_runs(&self, flow: Option<&str>, limit: u32) -> Result<Vec<FlowRunRecord>> {
+        self.with("listing flow runs", |c| {
+            let rows = c.query(
+                &format!(
+                    "SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE $1::TEXT IS NULL OR flow = $1
+                     ORDER BY started_ms DESC, id DESC LIMIT $2"
+                ),
+                &[&flow, &(limit as i64)],
+            )?;
+            Ok(rows.iter().map(flow_run_row).collect())
+        })
+    }
+
+    fn flow_run(&self, id_or_prefix: &str) -> Result<FlowRunRecord> {
+        check_prefix("flow run", id_or_prefix)?;
+        let prefix = id_or_prefix.to_ascii_lowercase();
+        let found = self.with("finding a flow run", |c| {
+            let rows = c.query(
+                &format!(
+                    "SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE id LIKE $1 || '%' LIMIT 2"
+                ),
+                &[&prefix],
+            )?;
+            Ok(rows.iter().map(flow_run_row).collect::<Vec<_>>())
+        })?;
+        one_of("flow run", id_or_prefix, found)
+    }
+
+    fn flow_samples(&self, run_id: &str) -> Result<Vec<FlowSampleRecord>> {
+        self.with("reading flow samples", |c| {
+            let rows = c.query(
+                &format!(
+                    "SELECT {FLOW_SAMPLE_COLUMNS} FROM flow_samples WHERE run_id = $1
+                     ORDER BY at_ms, processor"
+                ),
+                &[&run_id],
+            )?;
+            Ok(rows.iter().map(flow_sample_row).collect())
         })
     }
 }

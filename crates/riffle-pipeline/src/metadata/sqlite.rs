@@ -96,6 +96,36 @@ CREATE INDEX logs_by_step_run ON logs(step_run_id, id);
     "CREATE TABLE run_owners (run_id TEXT PRIMARY KEY REFERENCES runs(id), owner TEXT NOT NULL);",
     // 4: the owner's heartbeat, so a run of another host whose process died is found.
     "ALTER TABLE run_owners ADD COLUMN heartbeat_ms INTEGER;",
+    // 5: runs of Flows and their processors sampled over time (the Flows page).
+    r#"
+CREATE TABLE flow_runs (
+    id             TEXT PRIMARY KEY,
+    flow           TEXT NOT NULL,
+    started_ms     INTEGER NOT NULL,
+    ended_ms       INTEGER,
+    last_sample_ms INTEGER,
+    owner          TEXT NOT NULL,
+    addr           TEXT NOT NULL,
+    error          TEXT
+);
+CREATE INDEX flow_runs_by_start ON flow_runs(started_ms DESC);
+CREATE TABLE flow_samples (
+    run_id         TEXT NOT NULL REFERENCES flow_runs(id),
+    at_ms          INTEGER NOT NULL,
+    processor      TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    replicas       INTEGER NOT NULL,
+    backlog        INTEGER,
+    items_in       INTEGER NOT NULL,
+    items_out      INTEGER NOT NULL,
+    errors         INTEGER NOT NULL,
+    dead_letters   INTEGER NOT NULL,
+    in_flight      INTEGER NOT NULL,
+    latency_p50_ms REAL,
+    latency_p99_ms REAL,
+    PRIMARY KEY (run_id, at_ms, processor)
+);
+"#,
 ];
 
 /// How long opening waits for another process that is switching a new store to WAL.
@@ -316,6 +346,47 @@ fn edge_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LineageEdge> {
         direction: Direction::parse(&r.get::<_, String>(5)?).unwrap_or(Direction::Output),
         name: r.get(6)?,
     })
+}
+
+const FLOW_RUN_COLUMNS: &str = "id, flow, started_ms, ended_ms, last_sample_ms, owner, addr, error";
+
+fn flow_run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FlowRunRecord> {
+    Ok(FlowRunRecord {
+        id: r.get(0)?,
+        flow: r.get(1)?,
+        started_ms: r.get(2)?,
+        ended_ms: r.get(3)?,
+        last_sample_ms: r.get(4)?,
+        owner: r.get(5)?,
+        addr: r.get(6)?,
+        error: r.get(7)?,
+    })
+}
+
+const FLOW_SAMPLE_COLUMNS: &str = "run_id, at_ms, processor, kind, replicas, backlog, items_in, items_out, errors, dead_letters, in_flight, latency_p50_ms, latency_p99_ms";
+
+fn flow_sample_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FlowSampleRecord> {
+    let count = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+    Ok(FlowSampleRecord {
+        run_id: r.get(0)?,
+        at_ms: r.get(1)?,
+        processor: r.get(2)?,
+        kind: r.get(3)?,
+        replicas: count(4)?,
+        backlog: r.get::<_, Option<i64>>(5)?.map(|v| v.max(0) as u64),
+        items_in: count(6)?,
+        items_out: count(7)?,
+        errors: count(8)?,
+        dead_letters: count(9)?,
+        in_flight: r.get(10)?,
+        latency_p50_ms: r.get(11)?,
+        latency_p99_ms: r.get(12)?,
+    })
+}
+
+/// A count as stored (SQL integers are signed).
+fn stored(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A prefix is only hex digits and dashes, so it can go into a LIKE pattern as is.
@@ -742,6 +813,105 @@ impl MetadataStore for SqliteStore {
                  WHERE NOT EXISTS (SELECT 1 FROM cache_entries e WHERE e.artifact_hash = a.hash)",
             )?;
             stmt.query_map([], |r| r.get(0))?.collect()
+        })
+    }
+
+    fn start_flow_run(&self, r: &FlowRunRecord) -> Result<()> {
+        self.write("recording a flow run", |c| {
+            c.prepare_cached(&format!(
+                "INSERT INTO flow_runs ({FLOW_RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?
+            .execute(params![
+                r.id,
+                r.flow,
+                r.started_ms,
+                r.ended_ms,
+                r.last_sample_ms,
+                r.owner,
+                r.addr,
+                r.error
+            ])
+            .map(drop)
+        })
+    }
+
+    fn record_flow_samples(&self, samples: &[FlowSampleRecord]) -> Result<()> {
+        self.write("recording flow samples", |c| {
+            let mut insert = c.prepare_cached(&format!(
+                "INSERT INTO flow_samples ({FLOW_SAMPLE_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT(run_id, at_ms, processor) DO UPDATE SET kind = excluded.kind,
+                    replicas = excluded.replicas, backlog = excluded.backlog,
+                    items_in = excluded.items_in, items_out = excluded.items_out,
+                    errors = excluded.errors, dead_letters = excluded.dead_letters,
+                    in_flight = excluded.in_flight, latency_p50_ms = excluded.latency_p50_ms,
+                    latency_p99_ms = excluded.latency_p99_ms"
+            ))?;
+            let mut latest = c.prepare_cached(
+                "UPDATE flow_runs SET last_sample_ms = MAX(COALESCE(last_sample_ms, ?2), ?2)
+                 WHERE id = ?1",
+            )?;
+            for s in samples {
+                insert.execute(params![
+                    s.run_id,
+                    s.at_ms,
+                    s.processor,
+                    s.kind,
+                    stored(s.replicas),
+                    s.backlog.map(stored),
+                    stored(s.items_in),
+                    stored(s.items_out),
+                    stored(s.errors),
+                    stored(s.dead_letters),
+                    s.in_flight,
+                    s.latency_p50_ms,
+                    s.latency_p99_ms
+                ])?;
+                latest.execute(params![s.run_id, s.at_ms])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn end_flow_run(&self, run_id: &str, ended_ms: i64, error: Option<&str>) -> Result<()> {
+        self.write("ending a flow run", |c| {
+            c.prepare_cached("UPDATE flow_runs SET ended_ms = ?2, error = ?3 WHERE id = ?1")?
+                .execute(params![run_id, ended_ms, error])
+                .map(drop)
+        })
+    }
+
+    fn flow_runs(&self, flow: Option<&str>, limit: u32) -> Result<Vec<FlowRunRecord>> {
+        self.with("listing flow runs", |c| {
+            c.prepare_cached(&format!(
+                "SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE ?1 IS NULL OR flow = ?1
+                 ORDER BY started_ms DESC, id DESC LIMIT ?2"
+            ))?
+            .query_map(params![flow, limit], flow_run_row)?
+            .collect()
+        })
+    }
+
+    fn flow_run(&self, id_or_prefix: &str) -> Result<FlowRunRecord> {
+        check_prefix("flow run", id_or_prefix)?;
+        let found = self.with("finding a flow run", |c| {
+            c.prepare_cached(&format!(
+                "SELECT {FLOW_RUN_COLUMNS} FROM flow_runs WHERE id LIKE ?1 || '%' LIMIT 2"
+            ))?
+            .query_map([id_or_prefix.to_ascii_lowercase()], flow_run_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        one_of("flow run", id_or_prefix, found)
+    }
+
+    fn flow_samples(&self, run_id: &str) -> Result<Vec<FlowSampleRecord>> {
+        self.with("reading flow samples", |c| {
+            c.prepare_cached(&format!(
+                "SELECT {FLOW_SAMPLE_COLUMNS} FROM flow_samples WHERE run_id = ?1
+                 ORDER BY at_ms, processor"
+            ))?
+            .query_map([run_id], flow_sample_row)?
+            .collect()
         })
     }
 }

@@ -11,6 +11,8 @@
 //! | `GET /api/artifacts/{hash}` | an artifact: type, size, hash, URI, who made and read it, a preview |
 //! | `GET /api/artifacts/{hash}/lineage` | the lineage graph up and down |
 //! | `GET /api/dataflows` and `/api/dataflows/{name}` | registered dataflows and their graphs |
+//! | `GET /api/flows` | runs of Flows (`riffle flow run`), newest first, filtered by `flow`, up to `limit` |
+//! | `GET /api/flows/{run}` | a flow run: each processor's latest numbers and its replicas, backlog and totals over time |
 //! | `GET /api/openapi.json` | the OpenAPI 3.1 document of all of this |
 //!
 //! Every handler reads the stores on tokio's blocking pool (see
@@ -19,6 +21,7 @@
 
 mod artifacts;
 mod dataflows;
+mod flows;
 mod params;
 mod pipelines;
 mod runs;
@@ -28,6 +31,9 @@ use axum::routing::get;
 
 pub use artifacts::{ArtifactDetail, ArtifactView, LineageGraph};
 pub use dataflows::DataflowSummary;
+pub use flows::{
+    FlowProcessor, FlowRunDetail, FlowRunList, FlowRunSummary, LOST_AFTER_MS, MAX_POINTS, Series,
+};
 pub use pipelines::PipelineSummary;
 pub use runs::{DagEdge, RunDetail, RunSummary, StepDetail, StepView};
 
@@ -51,6 +57,8 @@ pub fn routes() -> Router<Dashboard> {
         .route("/api/artifacts/{hash}/lineage", get(artifacts::lineage))
         .route("/api/dataflows", get(dataflows::list))
         .route("/api/dataflows/{name}", get(dataflows::detail))
+        .route("/api/flows", get(flows::list))
+        .route("/api/flows/{run}", get(flows::detail))
         .route("/api/{*rest}", get(unknown))
 }
 

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use riffle_pipeline::metadata::MetadataStore;
+use riffle_pipeline::metadata::{FlowRunRecord, FlowSampleRecord, MetadataStore};
 use riffle_pipeline::{
     ArtifactStore, Config, Executor, Pipeline, ProjectStores, RunOptions, RunReport, RunStatus,
     Runtime,
@@ -318,4 +318,107 @@ pub async fn serve_dashboard(dashboard: Dashboard, token: Option<&str>) -> Runni
         stop: Some(stop),
         task,
     }
+}
+
+/// A project whose store holds flow runs and their samples, as `riffle flow run`
+/// records them: `stopped` (of flow `shop`, five samples of a consumer `orders`
+/// and a collector `POST /orders`, ended), `going` (of `shop`, no end, sampled a
+/// second ago: running), `lost` (of `audit`, no end, last sampled long ago) and
+/// `long` (1,500 samples of one processor).
+pub struct FlowProject {
+    pub dir: tempfile::TempDir,
+    pub stopped: FlowRunRecord,
+    pub going: FlowRunRecord,
+    pub lost: FlowRunRecord,
+    pub long: FlowRunRecord,
+}
+
+impl FlowProject {
+    pub fn metadata_path(&self) -> std::path::PathBuf {
+        self.dir.path().join(".riffle/metadata.db")
+    }
+
+    pub fn metadata(&self) -> Arc<dyn MetadataStore> {
+        ProjectStores::local(self.dir.path()).metadata().unwrap()
+    }
+}
+
+/// `orders`' replicas and backlog in run `stopped`, one per second.
+pub const STOPPED_REPLICAS: [u64; 5] = [1, 2, 3, 3, 2];
+pub const STOPPED_BACKLOG: [u64; 5] = [400, 300, 150, 20, 0];
+
+pub fn flow_project() -> FlowProject {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ProjectStores::local(dir.path()).metadata().unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let start = |flow: &str, started_ms: i64| {
+        let mut r = FlowRunRecord::starting(flow, "127.0.0.1:8000");
+        r.started_ms = started_ms;
+        store.start_flow_run(&r).unwrap();
+        r
+    };
+    let long = start("long", now - 10_000_000);
+    let lost = start("audit", now - 120_000);
+    let stopped = start("shop", now - 60_000);
+    let going = start("shop", now - 2_000);
+
+    let mut samples = Vec::new();
+    for i in 0..5 {
+        let at = stopped.started_ms + 1_000 * (i as i64 + 1);
+        let mut orders = FlowSampleRecord::new(&stopped.id, at, "orders", "consumer");
+        orders.replicas = STOPPED_REPLICAS[i];
+        orders.backlog = Some(STOPPED_BACKLOG[i]);
+        orders.items_in = 100 * i as u64;
+        orders.items_out = 100 * i as u64;
+        orders.latency_p50_ms = Some(2.5);
+        orders.latency_p99_ms = Some(40.0);
+        samples.push(orders);
+        let mut api = FlowSampleRecord::new(&stopped.id, at, "POST /orders", "collector");
+        api.replicas = 1;
+        api.items_in = i as u64;
+        samples.push(api);
+    }
+    store.record_flow_samples(&samples).unwrap();
+    store
+        .end_flow_run(&stopped.id, stopped.started_ms + 6_000, None)
+        .unwrap();
+
+    let mut first = FlowSampleRecord::new(&going.id, now - 1_000, "orders", "consumer");
+    first.replicas = 1;
+    first.backlog = Some(10);
+    store.record_flow_samples(&[first]).unwrap();
+
+    let mut last = FlowSampleRecord::new(&lost.id, now - 100_000, "check", "consumer");
+    last.replicas = 1;
+    store.record_flow_samples(&[last]).unwrap();
+
+    let many: Vec<FlowSampleRecord> = (0..1_500)
+        .map(|i| {
+            let mut s =
+                FlowSampleRecord::new(&long.id, long.started_ms + i * 1_000, "p", "consumer");
+            s.replicas = 1 + (i as u64 % 3);
+            s
+        })
+        .collect();
+    store.record_flow_samples(&many).unwrap();
+    store
+        .end_flow_run(
+            &long.id,
+            long.started_ms + 1_500_000,
+            Some("the sink refused"),
+        )
+        .unwrap();
+    FlowProject {
+        dir,
+        stopped,
+        going,
+        lost,
+        long,
+    }
+}
+
+/// Serves the flow project's store on a free loopback port.
+pub async fn serve_flows(project: &FlowProject) -> Running {
+    let dashboard = Dashboard::open(&project.metadata_path().to_string_lossy()).unwrap();
+    serve_dashboard(dashboard, None).await
 }
