@@ -471,6 +471,7 @@ fn a_new_project_builds_and_passes_its_tests() {
         "src/main.rs",
         "src/dataflows.rs",
         "src/pipelines.rs",
+        "src/flows.rs",
         "tests/cli.rs",
         "resources/words.txt",
         "riffle.toml",
@@ -505,13 +506,13 @@ fn a_new_project_builds_and_passes_its_tests() {
         "cargo test in the new project: {stdout}{}",
         text(&out.stderr)
     );
-    // Two unit tests and two command-line tests ran and passed.
+    // Three unit tests and three command-line tests ran and passed.
     let passed: usize = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("test result: ok. "))
         .filter_map(|l| l.split_whitespace().next()?.parse::<usize>().ok())
         .sum();
-    assert_eq!(passed, 4, "{stdout}");
+    assert_eq!(passed, 6, "{stdout}");
 
     // `riffle build` on it, as a release would: tests into a JUnit report, the
     // binary with the version from git stamped in, its image and its DAGs.
@@ -536,7 +537,7 @@ fn a_new_project_builds_and_passes_its_tests() {
     );
     let report = std::fs::read_to_string(project.join("build/junit.xml")).unwrap();
     assert!(
-        report.contains(r#"tests="4" failures="0""#),
+        report.contains(r#"tests="6" failures="0""#),
         "build/junit.xml: {report}"
     );
     let binary = text(&out.stdout)
@@ -570,7 +571,7 @@ fn a_new_project_builds_and_passes_its_tests() {
     );
     let report = std::fs::read_to_string(project.join("build/junit.xml")).unwrap();
     assert!(
-        report.contains(r#"tests="5" failures="1""#) && report.contains("arithmetic"),
+        report.contains(r#"tests="7" failures="1""#) && report.contains("arithmetic"),
         "{report}"
     );
     assert!(

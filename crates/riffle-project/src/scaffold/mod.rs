@@ -4,8 +4,9 @@
 //! NAME/
 //!   Cargo.toml          depends on Riffle's crates (by path to a Riffle checkout)
 //!   Cargo.lock          Riffle's own, so the project builds with the versions Riffle was tested with
-//!   src/main.rs         the app entry: registers the dataflow and the pipeline
-//!   src/lib.rs, src/dataflows.rs, src/pipelines.rs   one dataflow, one pipeline, their unit tests
+//!   src/main.rs         the app entry: registers the dataflow, the pipeline and the Flow
+//!   src/lib.rs, src/dataflows.rs, src/pipelines.rs, src/flows.rs
+//!                       one dataflow, one pipeline, one Flow, their unit tests
 //!   tests/cli.rs        the binary run as a user runs it
 //!   resources/words.txt the data the pipeline reads
 //!   riffle.toml         the deployment environments, dev and prod
@@ -13,8 +14,7 @@
 //! ```
 //!
 //! The project is written into a new folder beside the target and renamed into place,
-//! so a failure leaves nothing half-written. Flows (Riffle's applications of
-//! processors) are not part of Riffle yet, so the project has none.
+//! so a failure leaves nothing half-written.
 
 use std::path::{Path, PathBuf};
 
@@ -91,7 +91,7 @@ pub fn check_name(name: &str) -> Result<(), ScaffoldError> {
 /// The files of the project, as (relative path, content).
 pub fn project_files(project: &NewProject) -> Vec<(&'static str, String)> {
     let riffle = project.riffle.display().to_string();
-    let deps: String = ["riffle", "riffle-cli", "riffle-pipeline"]
+    let deps: String = ["riffle", "riffle-cli", "riffle-flow", "riffle-pipeline"]
         .iter()
         .map(|c| format!("{c} = {{ path = {:?} }}\n", format!("{riffle}/crates/{c}")))
         .collect();
@@ -111,6 +111,7 @@ pub fn project_files(project: &NewProject) -> Vec<(&'static str, String)> {
             "src/pipelines.rs",
             fill(include_str!("pipelines.rs.txt"), name, ""),
         ),
+        ("src/flows.rs", fill(include_str!("flows.rs.txt"), name, "")),
         (
             "tests/cli.rs",
             fill(include_str!("cli_test.rs.txt"), name, ""),
