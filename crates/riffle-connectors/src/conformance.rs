@@ -19,7 +19,7 @@
 //! binary, and a private broker killed and restarted, or wanting SASL, in
 //! `crates/riffle-connectors/tests/kafka_restart.rs` and `kafka_sasl.rs`).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use riffle::recovery::{Recovery, RecoveryStore};
@@ -91,6 +91,46 @@ fn numbered(prefix: &str, n: usize) -> Vec<String> {
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
+}
+
+/// Reads `source` once, without a recovery store, on one worker with 20 ms
+/// epochs: the text of each item by `value` (`None` skips it) into a testing
+/// sink. With `fail_at`, the run stops at that item (counted from 1), after
+/// 300 ms that let the commits before it land. Returns what the sink got and
+/// whether the run ended well.
+///
+/// For what at-least-once sources check on their own: a run that fails
+/// acknowledged only what its sink had written, and the next run reads the rest
+/// again.
+pub fn read_once<S: FixedPartitionedSource>(
+    source: S,
+    fail_at: Option<usize>,
+    value: impl Fn(S::Item) -> Option<String> + Send + Sync + 'static,
+) -> (Vec<String>, bool) {
+    let seen = AtomicUsize::new(0);
+    let sink = TestingSink::new();
+    let flow = Dataflow::new("read-once");
+    let built = flow
+        .input("in", source)
+        .and_then(|s| {
+            s.filter_map("value", move |item| {
+                let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+                if fail_at == Some(n) {
+                    std::thread::sleep(Duration::from_millis(300));
+                    panic!("the test stops the run at item {n}");
+                }
+                value(item)
+            })
+        })
+        .and_then(|s| s.output("out", sink.clone()));
+    if let Err(e) = built {
+        panic!("building the read-once flow: {e}");
+    }
+    let ok = Execution::new()
+        .epoch_interval(Duration::from_millis(20))
+        .run(&flow)
+        .is_ok();
+    (sink.take(), ok)
 }
 
 /// Builds `source -> upper-case (failing at `fail_at`) -> sink`.

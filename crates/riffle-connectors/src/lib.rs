@@ -53,6 +53,8 @@ pub mod objects;
 pub mod postgres;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
+#[cfg(any(feature = "objects", feature = "redis", feature = "sqs"))]
+mod reader;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod runtime;
@@ -60,7 +62,12 @@ pub mod runtime;
 pub mod sqs;
 #[cfg(feature = "tables")]
 pub mod tables;
-#[cfg(any(feature = "redis", feature = "rabbitmq", feature = "postgres"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "rabbitmq",
+    feature = "postgres",
+    feature = "sqs"
+))]
 mod writer;
 
 pub use error::ConnectorError;

@@ -4,8 +4,7 @@
 //! Without them these tests skip with a note, or fail under `CI=true`. The
 //! conformance kit's checks first, then what is RabbitMQ's own.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use riffle::sinks::TestingSink;
@@ -55,31 +54,11 @@ fn conformance_missing_queue_and_unreachable_broker() {
     conformance::unreachable_server(&mq);
 }
 
-/// Reads `source` once, failing at the `fail_at`-th message (counted from 1) when
-/// asked; returns the values it emitted and whether the run succeeded.
+/// Reads `source` once, failing at the `fail_at`-th message when asked
+/// ([`conformance::read_once`]); returns the values it emitted and whether the
+/// run succeeded.
 fn read_once(source: RabbitSource, fail_at: Option<usize>) -> (Vec<String>, bool) {
-    let seen = Arc::new(AtomicUsize::new(0));
-    let sink = TestingSink::new();
-    let flow = Dataflow::new("read-once");
-    let count = seen.clone();
-    flow.input("in", source)
-        .unwrap()
-        .filter_map("value", move |m| {
-            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-            if fail_at == Some(n) {
-                std::thread::sleep(Duration::from_millis(300));
-                panic!("the test stops the run at message {n}");
-            }
-            m.value().map(str::to_string)
-        })
-        .unwrap()
-        .output("out", sink.clone())
-        .unwrap();
-    let ok = Execution::new()
-        .epoch_interval(Duration::from_millis(20))
-        .run(&flow)
-        .is_ok();
-    (sink.take(), ok)
+    conformance::read_once(source, fail_at, |m| m.value().map(str::to_string))
 }
 
 #[test]

@@ -4,8 +4,7 @@
 //! Without them these tests skip with a note, or fail under `CI=true`. The
 //! conformance kit's checks first, then what is Redis's own.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use riffle::sinks::TestingSink;
@@ -55,31 +54,11 @@ fn conformance_missing_stream_and_unreachable_server() {
     conformance::unreachable_server(&redis);
 }
 
-/// Reads `stream` once with `source`, failing at the `fail_at`-th entry (counted
-/// from 1) when asked; returns the values it emitted.
+/// Reads `source` once, failing at the `fail_at`-th entry when asked
+/// ([`conformance::read_once`]); returns the values it emitted and whether the
+/// run succeeded.
 fn read_once(source: RedisSource, fail_at: Option<usize>) -> (Vec<String>, bool) {
-    let seen = Arc::new(AtomicUsize::new(0));
-    let sink = TestingSink::new();
-    let flow = Dataflow::new("read-once");
-    let count = seen.clone();
-    flow.input("in", source)
-        .unwrap()
-        .filter_map("value", move |e| {
-            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-            if fail_at == Some(n) {
-                std::thread::sleep(Duration::from_millis(300));
-                panic!("the test stops the run at entry {n}");
-            }
-            e.value().map(str::to_string)
-        })
-        .unwrap()
-        .output("out", sink.clone())
-        .unwrap();
-    let ok = Execution::new()
-        .epoch_interval(Duration::from_millis(20))
-        .run(&flow)
-        .is_ok();
-    (sink.take(), ok)
+    conformance::read_once(source, fail_at, |e| e.value().map(str::to_string))
 }
 
 #[test]
@@ -88,7 +67,9 @@ fn entries_stay_pending_until_written_and_a_new_run_reads_them_again() {
         return;
     };
     let stream = redis.create("pending", 1);
-    let values: Vec<String> = (0..20_000).map(|i| format!("p{i:05}")).collect();
+    // Far more than the reader buffers ahead of the worker (4 batches of 4,096),
+    // so the run is well into its epochs (and commits) when it fails.
+    let values: Vec<String> = (0..60_000).map(|i| format!("p{i:05}")).collect();
     redis.write(&stream, &values);
     let source = || {
         RedisSource::new(redis.settings.clone(), redis.keys(&stream))
@@ -97,7 +78,7 @@ fn entries_stay_pending_until_written_and_a_new_run_reads_them_again() {
     };
     // Without a recovery store, a run that fails midway acknowledged only what its
     // sink had written: the rest stays pending on the consumer.
-    let (first, ok) = read_once(source(), Some(15_000));
+    let (first, ok) = read_once(source(), Some(45_000));
     assert!(!ok, "the first run should have stopped");
     let key = &redis.keys(&stream)[0];
     let pending = redis.pending(key, "pending-group");

@@ -7,7 +7,6 @@
 //! moto is not SQS: queues live in its memory, and it slows down as a queue grows,
 //! so the counts stay small.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -74,34 +73,16 @@ fn conformance_missing_queue_and_unreachable_endpoint() {
 /// Messages `read_once` saw delivered a second time (or more).
 static REDELIVERED: AtomicUsize = AtomicUsize::new(0);
 
-/// Reads `queue` once with `source`, failing at the `fail_at`-th message (counted
-/// from 1) when asked; returns the bodies it emitted and whether it ended well.
+/// Reads `queue` once with `source`, failing at the `fail_at`-th message when
+/// asked ([`conformance::read_once`]); returns the bodies it emitted and whether
+/// it ended well.
 fn read_once(source: SqsSource, fail_at: Option<usize>) -> (Vec<String>, bool) {
-    let seen = Arc::new(AtomicUsize::new(0));
-    let sink = TestingSink::new();
-    let flow = Dataflow::new("read-once");
-    let count = seen.clone();
-    flow.input("in", source)
-        .unwrap()
-        .map("body", move |m| {
-            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-            if fail_at == Some(n) {
-                std::thread::sleep(Duration::from_millis(300));
-                panic!("the test stops the run at message {n}");
-            }
-            if m.receive_count > 1 {
-                REDELIVERED.fetch_add(1, Ordering::SeqCst);
-            }
-            m.body
-        })
-        .unwrap()
-        .output("out", sink.clone())
-        .unwrap();
-    let ok = Execution::new()
-        .epoch_interval(Duration::from_millis(20))
-        .run(&flow)
-        .is_ok();
-    (sink.take(), ok)
+    conformance::read_once(source, fail_at, |m| {
+        if m.receive_count > 1 {
+            REDELIVERED.fetch_add(1, Ordering::SeqCst);
+        }
+        Some(m.body)
+    })
 }
 
 #[test]

@@ -56,15 +56,19 @@
 //! (`AWS_ACCESS_KEY_ID`, ...), never from settings.
 
 mod encoding;
+mod partitions;
 mod settings;
 mod sink;
 mod source;
 pub mod testing;
 
 pub use encoding::{FileEncoding, Lines};
+#[cfg(feature = "tables")]
+pub(crate) use partitions::{ObjectPart, ObjectParts};
+#[cfg(feature = "tables")]
 pub(crate) use settings::Folder;
 pub use settings::ObjectStoreSettings;
+#[cfg(feature = "tables")]
 pub(crate) use sink::new_run;
 pub use sink::{ObjectSink, ObjectSinkPartition, ObjectSinkState, STAGING};
-pub(crate) use source::list;
 pub use source::{ObjectLine, ObjectPosition, ObjectSource, ObjectSourcePartition};

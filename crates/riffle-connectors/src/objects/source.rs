@@ -9,11 +9,12 @@ use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use riffle::dead_letters::DeadLetters;
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
+use super::partitions::{ObjectPart, ObjectParts};
 use super::settings::{Folder, ObjectStoreSettings};
+use crate::ConnectorError;
 use crate::format::{Format, Utf8};
-use crate::{ConnectorError, runtime};
+use crate::reader::{Batches, Reader};
 
 /// The most lines one poll returns.
 const BATCH: usize = 4096;
@@ -42,11 +43,8 @@ pub struct ObjectPosition {
 /// Reads the objects under a folder of an object store, line by line; see the
 /// [module docs](super).
 pub struct ObjectSource<F = Utf8> {
-    settings: ObjectStoreSettings,
+    parts: ObjectParts,
     format: Arc<F>,
-    tail: bool,
-    discover: Duration,
-    dead_letters: Option<DeadLetters>,
 }
 
 impl ObjectSource<Utf8> {
@@ -54,11 +52,8 @@ impl ObjectSource<Utf8> {
     /// new objects every 10 s for ever.
     pub fn new(settings: ObjectStoreSettings) -> Self {
         Self {
-            settings,
+            parts: ObjectParts::new(settings),
             format: Arc::new(Utf8),
-            tail: true,
-            discover: Duration::from_secs(10),
-            dead_letters: None,
         }
     }
 }
@@ -67,24 +62,21 @@ impl<F: Format> ObjectSource<F> {
     /// Decodes lines with `format` ([`crate::format::Json`] for JSON lines, ...).
     pub fn format<G: Format>(self, format: G) -> ObjectSource<G> {
         ObjectSource {
-            settings: self.settings,
+            parts: self.parts,
             format: Arc::new(format),
-            tail: self.tail,
-            discover: self.discover,
-            dead_letters: self.dead_letters,
         }
     }
 
     /// Whether to look for new objects for ever (`true`, the default) or stop once
     /// the objects there at the start are read (then an empty folder is an error).
     pub fn tail(mut self, tail: bool) -> Self {
-        self.tail = tail;
+        self.parts.tail = tail;
         self
     }
 
     /// How often a following source lists the folder for new objects (default 10 s).
     pub fn discover_every(mut self, every: Duration) -> Self {
-        self.discover = every;
+        self.parts.discover = every;
         self
     }
 
@@ -93,7 +85,7 @@ impl<F: Format> ObjectSource<F> {
     /// skipped instead of stopping the run; see [`riffle::dead_letters`]. No
     /// letter is lost to a crash.
     pub fn dead_letters(mut self, letters: DeadLetters) -> Self {
-        self.dead_letters = Some(letters);
+        self.parts.dead_letters = Some(letters);
         self
     }
 }
@@ -130,21 +122,12 @@ impl<F: Format> FixedPartitionedSource for ObjectSource<F> {
     type Partition = ObjectSourcePartition<F>;
 
     fn list_parts(&self, step_id: &str) -> riffle::Result<Vec<String>> {
-        let folder = self.settings.open(false).map_err(|e| e.for_step(step_id))?;
-        let names = runtime::handle()
-            .block_on(list(&self.settings, &folder))
-            .map_err(|e| e.for_step(step_id))?;
-        if names.is_empty() && !self.tail {
-            return Err(self
-                .settings
-                .error("no objects to read (the folder is empty or does not exist)")
-                .for_step(step_id));
-        }
-        Ok(names)
+        let nothing = "no objects to read (the folder is empty or does not exist)";
+        self.parts.list_parts(step_id, |_| true, nothing)
     }
 
     fn discover_every(&self) -> Option<Duration> {
-        self.tail.then_some(self.discover)
+        self.parts.discover_every()
     }
 
     fn build_part(
@@ -153,59 +136,33 @@ impl<F: Format> FixedPartitionedSource for ObjectSource<F> {
         for_part: &str,
         resume_state: Option<ObjectPosition>,
     ) -> riffle::Result<ObjectSourcePartition<F>> {
-        let folder = self.settings.open(false).map_err(|e| e.for_step(step_id))?;
         let position = resume_state.unwrap_or_default();
-        let (tx, lines) = mpsc::channel(4);
-        let task = runtime::handle().spawn(read(
-            self.settings.clone(),
-            folder,
-            for_part.to_string(),
-            position.offset,
-            tx,
-        ));
+        let (part, lines) = self.parts.read(
+            step_id,
+            for_part,
+            move |settings, folder, name, lines| async move {
+                read_lines(&settings, &folder, &name, position.offset, &lines).await
+            },
+        )?;
         Ok(ObjectSourcePartition {
-            step_id: step_id.to_string(),
-            settings: self.settings.clone(),
-            object: Arc::from(for_part),
+            part,
             format: self.format.clone(),
-            dead_letters: self.dead_letters.clone(),
             position,
             lines,
-            reader: task,
-            done: false,
         })
     }
 }
 
-/// What the reading task hands the partition.
-enum Read {
-    /// Lines, each with the offset just past its end.
-    Lines(Vec<(Vec<u8>, u64)>),
-    /// The object is read to its end.
-    Done,
-    /// Reading failed.
-    Failed(ConnectorError),
-}
+/// Lines of an object, each with the offset just past its end.
+type Lines = Vec<(Vec<u8>, u64)>;
 
 /// Reads `name` from byte `offset` to its end in lines, on the shared runtime.
-async fn read(
-    settings: ObjectStoreSettings,
-    folder: Folder,
-    name: String,
-    offset: u64,
-    tx: mpsc::Sender<Read>,
-) {
-    if let Err(e) = read_lines(&settings, &folder, &name, offset, &tx).await {
-        let _ = tx.send(Read::Failed(e)).await;
-    }
-}
-
 async fn read_lines(
     settings: &ObjectStoreSettings,
     folder: &Folder,
     name: &str,
     offset: u64,
-    tx: &mpsc::Sender<Read>,
+    lines: &Batches<Lines>,
 ) -> Result<(), ConnectorError> {
     let path = folder.child(name);
     let fail = |what: &str, e: object_store::Error| {
@@ -219,7 +176,6 @@ async fn read_lines(
         .await
         .map_err(|e| fail("cannot find", e))?;
     if offset >= meta.size {
-        let _ = tx.send(Read::Done).await;
         return Ok(());
     }
     let options = GetOptions {
@@ -248,12 +204,7 @@ async fn read_lines(
                 line.pop();
             }
             batch.push((line, at));
-            if batch.len() >= BATCH
-                && tx
-                    .send(Read::Lines(std::mem::take(&mut batch)))
-                    .await
-                    .is_err()
-            {
+            if batch.len() >= BATCH && !lines.send(std::mem::take(&mut batch)).await {
                 return Ok(());
             }
         }
@@ -264,24 +215,18 @@ async fn read_lines(
         let len = pending.len() as u64;
         batch.push((std::mem::take(&mut pending), at + len));
     }
-    if !batch.is_empty() && tx.send(Read::Lines(batch)).await.is_err() {
-        return Ok(());
+    if !batch.is_empty() {
+        lines.send(batch).await;
     }
-    let _ = tx.send(Read::Done).await;
     Ok(())
 }
 
 /// One object being read; made by [`ObjectSource`].
 pub struct ObjectSourcePartition<F> {
-    step_id: String,
-    settings: ObjectStoreSettings,
-    object: Arc<str>,
+    part: ObjectPart,
     format: Arc<F>,
-    dead_letters: Option<DeadLetters>,
     position: ObjectPosition,
-    lines: mpsc::Receiver<Read>,
-    reader: tokio::task::JoinHandle<()>,
-    done: bool,
+    lines: Reader<Lines>,
 }
 
 impl<F: Format> SourcePartition for ObjectSourcePartition<F> {
@@ -289,67 +234,28 @@ impl<F: Format> SourcePartition for ObjectSourcePartition<F> {
     type State = ObjectPosition;
 
     fn next_batch(&mut self) -> riffle::Result<Poll<Self::Item>> {
-        if self.done {
-            return Ok(Poll::Exhausted);
-        }
         let mut out = Vec::new();
         while out.len() < BATCH {
-            match self.lines.try_recv() {
-                Ok(Read::Lines(lines)) => {
-                    for (bytes, end) in lines {
-                        let line = self.position.line + 1;
-                        let value = match self.format.decode(&bytes) {
-                            Ok(value) => Some(value),
-                            Err(why) => match &self.dead_letters {
-                                Some(letters) => {
-                                    let position =
-                                        [("object", (*self.object).into()), ("line", line.into())];
-                                    letters.write(&self.step_id, &position, &why, &bytes)?;
-                                    None
-                                }
-                                None => {
-                                    return Err(self
-                                        .settings
-                                        .error(format!(
-                                            "object {:?} line {line}: {why}",
-                                            self.object
-                                        ))
-                                        .for_step(&self.step_id));
-                                }
-                            },
-                        };
-                        self.position = ObjectPosition { offset: end, line };
-                        if let Some(value) = value {
-                            out.push(ObjectLine {
-                                object: self.object.clone(),
-                                line,
-                                value,
-                            });
-                        }
+            let Some(lines) = self.lines.try_next(&self.part.step_id)? else {
+                break;
+            };
+            for (bytes, end) in lines {
+                let line = self.position.line + 1;
+                match self.format.decode(&bytes) {
+                    Ok(value) => out.push(ObjectLine {
+                        object: self.part.object.clone(),
+                        line,
+                        value,
+                    }),
+                    Err(why) => {
+                        let at = [("line", line.into())];
+                        self.part.undecodable(&at, &why, || bytes.clone())?;
                     }
                 }
-                Ok(Read::Done) => {
-                    self.done = true;
-                    break;
-                }
-                Ok(Read::Failed(e)) => return Err(e.for_step(&self.step_id)),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    return Err(self
-                        .settings
-                        .error(format!("the reader of object {:?} stopped", self.object))
-                        .for_step(&self.step_id));
-                }
+                self.position = ObjectPosition { offset: end, line };
             }
         }
-        if out.is_empty() {
-            return Ok(if self.done {
-                Poll::Exhausted
-            } else {
-                Poll::Pending
-            });
-        }
-        Ok(Poll::Ready(out))
+        Ok(self.lines.poll(out))
     }
 
     fn snapshot(&self) -> Option<ObjectPosition> {
@@ -357,16 +263,6 @@ impl<F: Format> SourcePartition for ObjectSourcePartition<F> {
     }
 
     fn commit(&mut self, _position: &ObjectPosition) -> riffle::Result<()> {
-        // The letters of the lines this position passed are on disk before it counts.
-        match &self.dead_letters {
-            Some(letters) => letters.sync(&self.step_id),
-            None => Ok(()),
-        }
-    }
-}
-
-impl<F> Drop for ObjectSourcePartition<F> {
-    fn drop(&mut self) {
-        self.reader.abort();
+        self.part.commit()
     }
 }

@@ -8,12 +8,12 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use super::entry::RedisEntry;
 use super::reply::{self, RawEntry};
 use super::retry;
 use super::settings::RedisSettings;
+use crate::reader::{Batches, Reader};
 use crate::{ConnectorError, runtime};
 
 /// The most entries one poll returns.
@@ -206,8 +206,7 @@ impl FixedPartitionedSource for RedisSource {
                 Ok::<_, ConnectorError>((reader, acker, end))
             })
             .map_err(|e| e.for_step(step_id))?;
-        let (tx, batches) = mpsc::channel(4);
-        let read = Reader {
+        let read = StreamReader {
             settings: self.settings.clone(),
             conn: reader,
             stream: stream.clone(),
@@ -220,9 +219,11 @@ impl FixedPartitionedSource for RedisSource {
                 (false, None) => Some((0, 0)),
             },
             claim_idle: self.claim_idle,
-            tx,
         };
-        let task = runtime::handle().spawn(read.run());
+        let stopped = self
+            .settings
+            .error(format!("the reader of stream {stream:?} stopped"));
+        let batches = Reader::start(4, stopped, |batches| read.run(batches));
         let position = resume_state.unwrap_or_default();
         Ok(RedisSourcePartition {
             step_id: step_id.to_string(),
@@ -230,7 +231,6 @@ impl FixedPartitionedSource for RedisSource {
             stream: Arc::from(stream),
             group,
             batches,
-            reader: task,
             acker,
             emitted: position.emitted,
             last_id: position.last_id,
@@ -238,28 +238,21 @@ impl FixedPartitionedSource for RedisSource {
             in_flight: HashSet::new(),
             acks: Vec::new(),
             ack_error: Arc::new(Mutex::new(None)),
-            done: false,
         })
     }
 }
 
-/// What the reading task hands the partition.
-enum Read {
-    /// Entries read (`claimed`: taken over from another consumer).
-    Entries {
-        entries: Vec<RawEntry>,
-        claimed: bool,
-    },
-    /// A bounded read reached its end.
-    Done,
-    /// Reading failed for good.
-    Failed(ConnectorError),
+/// Entries read (`claimed`: taken over from another consumer): what the reading
+/// task hands the partition.
+struct Entries {
+    entries: Vec<RawEntry>,
+    claimed: bool,
 }
 
 /// The task that reads one stream on the shared runtime: first what is pending on
 /// this consumer from an earlier run, then new entries, claiming abandoned ones now
 /// and then.
-struct Reader {
+struct StreamReader {
     settings: RedisSettings,
     conn: ConnectionManager,
     stream: String,
@@ -267,14 +260,13 @@ struct Reader {
     consumer: String,
     end: Option<(u64, u64)>,
     claim_idle: Option<Duration>,
-    tx: mpsc::Sender<Read>,
 }
 
-impl Reader {
-    async fn run(mut self) {
-        if let Err(e) = self.read().await {
-            let _ = self.tx.send(Read::Failed(e)).await;
-        }
+impl StreamReader {
+    /// Reads until a bounded read reached its end (or the partition is gone),
+    /// or reading fails for good.
+    async fn run(mut self, batches: Batches<Entries>) -> Result<(), ConnectorError> {
+        self.read(&batches).await
     }
 
     async fn query(&mut self, cmd: redis::Cmd, what: &str) -> Result<redis::Value, ConnectorError> {
@@ -330,6 +322,7 @@ impl Reader {
     /// partition gone).
     async fn send(
         &mut self,
+        batches: &Batches<Entries>,
         mut entries: Vec<RawEntry>,
         claimed: bool,
     ) -> Result<bool, ConnectorError> {
@@ -351,19 +344,13 @@ impl Reader {
             entries.retain(|(id, _)| reply::parse_id(id).is_some_and(|id| id <= end));
             over = entries.len() < before;
         }
-        if !entries.is_empty()
-            && self
-                .tx
-                .send(Read::Entries { entries, claimed })
-                .await
-                .is_err()
-        {
+        if !entries.is_empty() && !batches.send(Entries { entries, claimed }).await {
             return Ok(false);
         }
         Ok(!over)
     }
 
-    async fn read(&mut self) -> Result<(), ConnectorError> {
+    async fn read(&mut self, batches: &Batches<Entries>) -> Result<(), ConnectorError> {
         // What this consumer read before and never acknowledged: again, first.
         let mut cursor = "0".to_string();
         loop {
@@ -374,8 +361,8 @@ impl Reader {
                 break;
             };
             cursor = last.clone();
-            if !self.send(entries, false).await? {
-                return self.finish().await;
+            if !self.send(batches, entries, false).await? {
+                return Ok(());
             }
         }
         let mut next_claim = tokio::time::Instant::now();
@@ -384,30 +371,31 @@ impl Reader {
                 && tokio::time::Instant::now() >= next_claim
             {
                 next_claim = tokio::time::Instant::now() + idle / 2;
-                if !self.claim(idle).await? {
-                    return self.finish().await;
+                if !self.claim(batches, idle).await? {
+                    return Ok(());
                 }
             }
             let cmd = self.read_cmd(">", true);
             let v = self.query(cmd, "reading").await?;
             let entries = self.parse(reply::read_group(&v))?;
             if entries.is_empty() {
-                if self.end.is_some() {
-                    return self.finish().await;
-                }
-                if self.tx.is_closed() {
+                if self.end.is_some() || batches.is_closed() {
                     return Ok(());
                 }
                 continue;
             }
-            if !self.send(entries, false).await? {
-                return self.finish().await;
+            if !self.send(batches, entries, false).await? {
+                return Ok(());
             }
         }
     }
 
     /// Claims what other consumers left pending longer than `idle`.
-    async fn claim(&mut self, idle: Duration) -> Result<bool, ConnectorError> {
+    async fn claim(
+        &mut self,
+        batches: &Batches<Entries>,
+        idle: Duration,
+    ) -> Result<bool, ConnectorError> {
         let mut cursor = "0-0".to_string();
         loop {
             let mut cmd = redis::cmd("XAUTOCLAIM");
@@ -420,7 +408,7 @@ impl Reader {
                 .arg(BATCH);
             let v = self.query(cmd, "claiming abandoned entries").await?;
             let (next, entries) = self.parse(reply::auto_claim(&v))?;
-            if !self.send(entries, true).await? {
+            if !self.send(batches, entries, true).await? {
                 return Ok(false);
             }
             if next == "0-0" {
@@ -428,11 +416,6 @@ impl Reader {
             }
             cursor = next;
         }
-    }
-
-    async fn finish(&mut self) -> Result<(), ConnectorError> {
-        let _ = self.tx.send(Read::Done).await;
-        Ok(())
     }
 }
 
@@ -442,8 +425,7 @@ pub struct RedisSourcePartition {
     settings: RedisSettings,
     stream: Arc<str>,
     group: String,
-    batches: mpsc::Receiver<Read>,
-    reader: tokio::task::JoinHandle<()>,
+    batches: Reader<Entries>,
     acker: ConnectionManager,
     /// Entries emitted so far (the position's count).
     emitted: u64,
@@ -454,7 +436,6 @@ pub struct RedisSourcePartition {
     in_flight: HashSet<String>,
     acks: Vec<tokio::task::JoinHandle<()>>,
     ack_error: Arc<Mutex<Option<ConnectorError>>>,
-    done: bool,
 }
 
 impl RedisSourcePartition {
@@ -478,48 +459,27 @@ impl SourcePartition for RedisSourcePartition {
 
     fn next_batch(&mut self) -> riffle::Result<Poll<RedisEntry>> {
         self.check_acks()?;
-        if self.done {
-            return Ok(Poll::Exhausted);
-        }
         let mut out = Vec::new();
         while out.len() < BATCH {
-            match self.batches.try_recv() {
-                Ok(Read::Entries { entries, claimed }) => {
-                    for (id, fields) in entries {
-                        // A claim may hand back what this partition emitted and has
-                        // not acknowledged yet (it looked idle): once is enough.
-                        if claimed && self.in_flight.contains(&id) {
-                            continue;
-                        }
-                        self.emitted += 1;
-                        self.unacked.push_back((self.emitted, id.clone()));
-                        self.in_flight.insert(id.clone());
-                        self.last_id = Some(id.clone());
-                        out.push((id, fields));
-                    }
+            let Some(Entries { entries, claimed }) = self.batches.try_next(&self.step_id)? else {
+                break;
+            };
+            let mut emitted = Vec::with_capacity(entries.len());
+            for (id, fields) in entries {
+                // A claim may hand back what this partition emitted and has not
+                // acknowledged yet (it looked idle): once is enough.
+                if claimed && self.in_flight.contains(&id) {
+                    continue;
                 }
-                Ok(Read::Done) => {
-                    self.done = true;
-                    break;
-                }
-                Ok(Read::Failed(e)) => return Err(e.for_step(&self.step_id)),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    return Err(self
-                        .settings
-                        .error(format!("the reader of stream {:?} stopped", self.stream))
-                        .for_step(&self.step_id));
-                }
+                self.emitted += 1;
+                self.unacked.push_back((self.emitted, id.clone()));
+                self.in_flight.insert(id.clone());
+                self.last_id = Some(id.clone());
+                emitted.push((id, fields));
             }
+            out.extend(reply::to_entries(&self.stream, emitted));
         }
-        if out.is_empty() {
-            return Ok(if self.done {
-                Poll::Exhausted
-            } else {
-                Poll::Pending
-            });
-        }
-        Ok(Poll::Ready(reply::to_entries(&self.stream, out)))
+        Ok(self.batches.poll(out))
     }
 
     fn snapshot(&self) -> Option<RedisPosition> {
@@ -569,7 +529,7 @@ impl SourcePartition for RedisSourcePartition {
     }
 
     fn close(&mut self) -> riffle::Result<()> {
-        self.reader.abort();
+        self.batches.stop();
         // Let the last acknowledgements land before the connection goes.
         let acks = std::mem::take(&mut self.acks);
         let timeout = self.settings.timeout_duration();
@@ -582,11 +542,5 @@ impl SourcePartition for RedisSourcePartition {
             let _ = tokio::time::timeout(timeout, all).await;
         });
         self.check_acks()
-    }
-}
-
-impl Drop for RedisSourcePartition {
-    fn drop(&mut self) {
-        self.reader.abort();
     }
 }

@@ -2,7 +2,6 @@
 //! SQS's 256 KiB a call), partial failures sent again, every batch answered before
 //! the flow's epoch moves on.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use super::client::SqsClient;
 use super::message::SqsRecord;
 use super::settings::SqsSettings;
 use super::source::BATCH;
+use crate::writer::{BatchWriter, InFlight};
 use crate::{ConnectorError, runtime};
 
 /// SQS's limit on one message and on one `SendMessageBatch`, in bytes.
@@ -24,8 +24,9 @@ const ATTEMPTS: u32 = 5;
 /// Batch calls of one write sent at once (standard queues).
 const PARALLEL: usize = 16;
 
-/// Writes a partition keeps in flight before it waits (standard queues; FIFO
-/// queues keep one, so that a group's messages stay in order).
+/// Writes a partition keeps in flight before it waits, written at once
+/// (standard queues; FIFO queues keep one, so that a group's messages stay in
+/// order).
 const IN_FLIGHT: usize = 4;
 
 /// Sends records to one SQS queue; see the [module docs](super).
@@ -109,15 +110,27 @@ impl FixedPartitionedSink for SqsSink {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .take(100)
             .collect();
+        let fifo = self.fifo();
+        let writer = Writer {
+            client: client.clone(),
+            queue: Arc::from(queue.as_str()),
+            url: Arc::from(url.as_str()),
+            fifo,
+        };
+        let (server, what) = (self.settings.server(), format!("queue {queue:?}"));
+        let batches = if fifo {
+            InFlight::start(writer, 1, "sqs", server, what)
+        } else {
+            InFlight::start_parallel(writer, IN_FLIGHT, IN_FLIGHT, "sqs", server, what)
+        };
         Ok(SqsSinkPartition {
             step_id: step_id.to_string(),
             client,
             queue: Arc::from(queue.as_str()),
-            url: Arc::from(url.as_str()),
-            fifo: self.fifo(),
+            fifo,
             dedup_prefix,
             sent: resume_state.unwrap_or(0),
-            in_flight: VecDeque::new(),
+            batches,
         })
     }
 }
@@ -127,13 +140,12 @@ pub struct SqsSinkPartition {
     step_id: String,
     client: SqsClient,
     queue: Arc<str>,
-    url: Arc<str>,
     fifo: bool,
     dedup_prefix: String,
     /// Records written by this partition, over every run (FIFO de-duplication
     /// ids are numbered by it).
     sent: u64,
-    in_flight: VecDeque<tokio::task::JoinHandle<Result<(), ConnectorError>>>,
+    batches: InFlight<Vec<Entry>>,
 }
 
 /// One message of a batch: its entry, and how errors name it.
@@ -144,22 +156,6 @@ struct Entry {
 }
 
 impl SqsSinkPartition {
-    fn wait_one(&mut self) -> riffle::Result<()> {
-        let Some(task) = self.in_flight.pop_front() else {
-            return Ok(());
-        };
-        match runtime::handle().block_on(task) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.for_step(&self.step_id)),
-            Err(e) => Err(self
-                .client
-                .settings
-                .error(format!("the writer of queue {:?} stopped", self.queue))
-                .caused_by(e)
-                .for_step(&self.step_id)),
-        }
-    }
-
     fn entry(&mut self, record: SqsRecord) -> Result<Entry, ConnectorError> {
         self.sent += 1;
         let size = record.size();
@@ -189,6 +185,47 @@ impl SqsSinkPartition {
             );
         }
         Ok(Entry { json, size, names })
+    }
+}
+
+/// Sends the records of one write on the shared runtime: in calls of at most
+/// ten, several at once (standard queues) or one after the other (FIFO).
+#[derive(Clone)]
+struct Writer {
+    client: SqsClient,
+    queue: Arc<str>,
+    url: Arc<str>,
+    fifo: bool,
+}
+
+impl BatchWriter for Writer {
+    type Batch = Vec<Entry>;
+
+    async fn write(&mut self, entries: Vec<Entry>) -> Result<(), ConnectorError> {
+        let (client, queue, url) = (&self.client, &self.queue, &self.url);
+        let mut pending = batches(entries).into_iter();
+        loop {
+            // FIFO: one batch at a time, in order; standard: several at once.
+            let wave: Vec<_> = pending
+                .by_ref()
+                .take(if self.fifo { 1 } else { PARALLEL })
+                .map(|b| tokio::spawn(send_batch(client.clone(), queue.clone(), url.clone(), b)))
+                .collect();
+            if wave.is_empty() {
+                return Ok(());
+            }
+            for task in wave {
+                match task.await {
+                    Ok(r) => r?,
+                    Err(e) => {
+                        return Err(client
+                            .settings
+                            .error(format!("sending to queue {queue:?} stopped"))
+                            .caused_by(e));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -289,52 +326,17 @@ impl SinkPartition for SqsSinkPartition {
         if items.is_empty() {
             return Ok(());
         }
-        let limit = if self.fifo { 1 } else { IN_FLIGHT };
-        while self.in_flight.len() >= limit {
-            self.wait_one()?;
-        }
         let mut entries = Vec::with_capacity(items.len());
         for record in items {
             entries.push(self.entry(record).map_err(|e| e.for_step(&self.step_id))?);
         }
-        let (client, queue, url) = (self.client.clone(), self.queue.clone(), self.url.clone());
-        let fifo = self.fifo;
-        let task = runtime::handle().spawn(async move {
-            let mut pending = batches(entries).into_iter();
-            loop {
-                // FIFO: one batch at a time, in order; standard: several at once.
-                let wave: Vec<_> = pending
-                    .by_ref()
-                    .take(if fifo { 1 } else { PARALLEL })
-                    .map(|b| {
-                        tokio::spawn(send_batch(client.clone(), queue.clone(), url.clone(), b))
-                    })
-                    .collect();
-                if wave.is_empty() {
-                    return Ok(());
-                }
-                for task in wave {
-                    match task.await {
-                        Ok(r) => r?,
-                        Err(e) => {
-                            return Err(client
-                                .settings
-                                .error(format!("sending to queue {queue:?} stopped"))
-                                .caused_by(e));
-                        }
-                    }
-                }
-            }
-        });
-        self.in_flight.push_back(task);
-        Ok(())
+        self.batches
+            .send(entries)
+            .map_err(|e| e.for_step(&self.step_id))
     }
 
     fn flush(&mut self) -> riffle::Result<()> {
-        while !self.in_flight.is_empty() {
-            self.wait_one()?;
-        }
-        Ok(())
+        self.batches.flush().map_err(|e| e.for_step(&self.step_id))
     }
 
     fn snapshot(&mut self) -> riffle::Result<Option<u64>> {

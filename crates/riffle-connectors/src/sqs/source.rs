@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use super::client::SqsClient;
 use super::message::SqsMessage;
 use super::settings::SqsSettings;
+use crate::reader::{Batches, Reader};
 use crate::{ConnectorError, runtime};
 
 /// The most messages one `ReceiveMessage` (and one batch call) takes: SQS's limit.
@@ -143,18 +143,19 @@ impl FixedPartitionedSource for SqsSource {
                 Ok::<_, ConnectorError>((client, url))
             })
             .map_err(|e| e.for_step(step_id))?;
-        // One batch waits at most: what is received is emitted (and extended) soon.
-        let (tx, batches) = mpsc::channel(1);
-        let reader = Reader {
+        let polling = Polling {
             client: client.clone(),
             queue: Arc::from(queue.as_str()),
             url: url.clone(),
             wait: self.wait,
             visibility: Self::whole_seconds(self.visibility),
             stop_after_empty: self.stop_after_empty,
-            tx,
         };
-        let task = runtime::handle().spawn(reader.run());
+        let stopped = client
+            .settings
+            .error(format!("reader {for_part:?} stopped"));
+        // One batch waits at most: what is received is emitted (and extended) soon.
+        let batches = Reader::start(1, stopped, |batches| polling.run(batches));
         let in_flight = Arc::new(Mutex::new(VecDeque::new()));
         let extender = runtime::handle().spawn(extend_while_held(
             client.clone(),
@@ -165,45 +166,37 @@ impl FixedPartitionedSource for SqsSource {
         ));
         Ok(SqsSourcePartition {
             step_id: step_id.to_string(),
-            name: for_part.to_string(),
             client,
             queue: Arc::from(queue.as_str()),
             url,
             batches,
-            reader: task,
             received: position.received,
             in_flight,
             extender,
             tasks: Vec::new(),
-            done: false,
         })
     }
 }
 
-/// What the reading task hands the partition.
-enum Read {
-    /// Messages received, with their receipt handles, and when the receive was
-    /// sent (their visibility timeout runs from about then).
-    Messages(Vec<(SqsMessage, String)>, Instant),
-    /// A bounded read found the queue empty long enough.
-    Done,
-    /// Reading failed for good.
-    Failed(ConnectorError),
-}
+/// Messages received, with their receipt handles, and when the receive was sent
+/// (their visibility timeout runs from about then): what the polling task hands
+/// the partition.
+type Received = (Vec<(SqsMessage, String)>, Instant);
 
 /// The task that long-polls the queue for one reader on the shared runtime.
-struct Reader {
+struct Polling {
     client: SqsClient,
     queue: Arc<str>,
     url: String,
     wait: Duration,
     visibility: u64,
     stop_after_empty: Option<u32>,
-    tx: mpsc::Sender<Read>,
 }
 
-impl Reader {
-    async fn run(self) {
+impl Polling {
+    /// Receives until a bounded read found the queue empty long enough (or the
+    /// partition is gone), or receiving fails for good.
+    async fn run(self, batches: Batches<Received>) -> Result<(), ConnectorError> {
         let mut empty = 0;
         let request = json!({
             "QueueUrl": self.url,
@@ -217,8 +210,8 @@ impl Reader {
         let what = move || format!("receiving from queue {queue:?}");
         loop {
             // Receive only once the partition has room for what comes.
-            let Ok(permit) = self.tx.reserve().await else {
-                return;
+            let Some(room) = batches.room().await else {
+                return Ok(());
             };
             // Receiving is safe to try again: what a lost answer handed out
             // comes back after its visibility timeout.
@@ -231,30 +224,23 @@ impl Reader {
                 Ok(v) => match parse(&self.queue, &v) {
                     Ok(messages) => messages,
                     Err(why) => {
-                        let err = self.client.settings.error(format!(
+                        return Err(self.client.settings.error(format!(
                             "an unexpected answer receiving from queue {:?}: {why}",
                             self.queue
-                        ));
-                        permit.send(Read::Failed(err));
-                        return;
+                        )));
                     }
                 },
-                Err(e) => {
-                    let err = self.client.error(&self.queue, "receiving from", e);
-                    permit.send(Read::Failed(err));
-                    return;
-                }
+                Err(e) => return Err(self.client.error(&self.queue, "receiving from", e)),
             };
             if read.is_empty() {
                 empty += 1;
                 if self.stop_after_empty.is_some_and(|n| empty >= n) {
-                    permit.send(Read::Done);
-                    return;
+                    return Ok(());
                 }
                 continue;
             }
             empty = 0;
-            permit.send(Read::Messages(read, asked));
+            room.send((read, asked));
         }
     }
 }
@@ -433,19 +419,16 @@ struct InFlight {
 /// One reader of a queue; made by [`SqsSource`].
 pub struct SqsSourcePartition {
     step_id: String,
-    name: String,
     client: SqsClient,
     queue: Arc<str>,
     url: String,
-    batches: mpsc::Receiver<Read>,
-    reader: tokio::task::JoinHandle<()>,
+    batches: Reader<Received>,
     /// Messages emitted so far (the position's count).
     received: u64,
     /// Emitted and not yet deleted, oldest first.
     in_flight: Arc<Mutex<VecDeque<InFlight>>>,
     extender: tokio::task::JoinHandle<()>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    done: bool,
 }
 
 impl SourcePartition for SqsSourcePartition {
@@ -454,58 +437,34 @@ impl SourcePartition for SqsSourcePartition {
 
     fn next_batch(&mut self) -> riffle::Result<Poll<SqsMessage>> {
         self.tasks.retain(|t| !t.is_finished());
-        if self.done {
-            return Ok(Poll::Exhausted);
-        }
         let mut out = Vec::new();
         while out.len() < 1000 {
-            match self.batches.try_recv() {
-                Ok(Read::Messages(messages, asked)) => {
-                    let mut registry = lock(registry());
-                    for (message, handle) in messages {
-                        let key = format!("{}\n{}", self.url, message.message_id);
-                        if let Some(held) = registry.get(&key) {
-                            *lock(held) = handle;
-                            continue;
-                        }
-                        let handle = Arc::new(Mutex::new(handle));
-                        registry.insert(key.clone(), handle.clone());
-                        self.received += 1;
-                        lock(&self.in_flight).push_back(InFlight {
-                            seq: self.received,
-                            key,
-                            handle,
-                            hidden_at: asked,
-                        });
-                        out.push(message);
-                    }
+            let Some((messages, asked)) = self.batches.try_next(&self.step_id)? else {
+                break;
+            };
+            let mut registry = lock(registry());
+            for (message, handle) in messages {
+                let key = format!("{}\n{}", self.url, message.message_id);
+                if let Some(held) = registry.get(&key) {
+                    *lock(held) = handle;
+                    continue;
                 }
-                Ok(Read::Done) => {
-                    self.done = true;
-                    break;
-                }
-                Ok(Read::Failed(e)) => return Err(e.for_step(&self.step_id)),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    return Err(self
-                        .client
-                        .settings
-                        .error(format!("reader {:?} stopped", self.name))
-                        .for_step(&self.step_id));
-                }
+                let handle = Arc::new(Mutex::new(handle));
+                registry.insert(key.clone(), handle.clone());
+                self.received += 1;
+                lock(&self.in_flight).push_back(InFlight {
+                    seq: self.received,
+                    key,
+                    handle,
+                    hidden_at: asked,
+                });
+                out.push(message);
             }
         }
-        if out.is_empty() {
-            return Ok(if self.done {
-                // What it holds is committed at the end of the run; meanwhile
-                // other readers may be handed it again when its visibility ends,
-                // and the registry keeps them from emitting it twice.
-                Poll::Exhausted
-            } else {
-                Poll::Pending
-            });
-        }
-        Ok(Poll::Ready(out))
+        // Once exhausted, what it holds is committed at the end of the run;
+        // meanwhile other readers may be handed it again when its visibility
+        // ends, and the registry keeps them from emitting it twice.
+        Ok(self.batches.poll(out))
     }
 
     fn snapshot(&self) -> Option<SqsPosition> {
@@ -543,7 +502,7 @@ impl SourcePartition for SqsSourcePartition {
     }
 
     fn close(&mut self) -> riffle::Result<()> {
-        self.reader.abort();
+        self.batches.stop();
         self.extender.abort();
         // Let the last deletes land.
         let tasks = std::mem::take(&mut self.tasks);
@@ -562,7 +521,7 @@ impl SourcePartition for SqsSourcePartition {
 
 impl Drop for SqsSourcePartition {
     fn drop(&mut self) {
-        self.reader.abort();
+        self.batches.stop();
         self.extender.abort();
         let mut registry = lock(registry());
         for m in lock(&self.in_flight).iter() {

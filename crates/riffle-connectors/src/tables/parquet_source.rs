@@ -20,12 +20,11 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use riffle::dead_letters::DeadLetters;
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use super::rows;
-use crate::objects::ObjectStoreSettings;
-use crate::objects::{Folder, list};
-use crate::{ConnectorError, runtime};
+use crate::ConnectorError;
+use crate::objects::{Folder, ObjectPart, ObjectParts, ObjectStoreSettings};
+use crate::reader::{Batches, Reader};
 
 /// The most rows one Arrow batch holds.
 const BATCH: usize = 4096;
@@ -56,10 +55,7 @@ pub struct ParquetPosition {
 /// Reads the Parquet objects under a folder of an object store as items of type
 /// `T` (serde); see the [module docs](super).
 pub struct ParquetSource<T> {
-    settings: ObjectStoreSettings,
-    tail: bool,
-    discover: Duration,
-    dead_letters: Option<DeadLetters>,
+    parts: ObjectParts,
     _items: PhantomData<fn() -> T>,
 }
 
@@ -78,10 +74,7 @@ impl<T: riffle::Data> ParquetSource<T> {
     /// ```
     pub fn new(settings: ObjectStoreSettings) -> Self {
         Self {
-            settings,
-            tail: true,
-            discover: Duration::from_secs(10),
-            dead_letters: None,
+            parts: ObjectParts::new(settings),
             _items: PhantomData,
         }
     }
@@ -89,13 +82,13 @@ impl<T: riffle::Data> ParquetSource<T> {
     /// Whether to look for new objects for ever (`true`, the default) or stop once
     /// the objects there at the start are read (then an empty folder is an error).
     pub fn tail(mut self, tail: bool) -> Self {
-        self.tail = tail;
+        self.parts.tail = tail;
         self
     }
 
     /// How often a following source lists the folder for new objects (default 10 s).
     pub fn discover_every(mut self, every: Duration) -> Self {
-        self.discover = every;
+        self.parts.discover = every;
         self
     }
 
@@ -104,7 +97,7 @@ impl<T: riffle::Data> ParquetSource<T> {
     /// file, and are skipped instead of stopping the run; see
     /// [`riffle::dead_letters`].
     pub fn dead_letters(mut self, letters: DeadLetters) -> Self {
-        self.dead_letters = Some(letters);
+        self.parts.dead_letters = Some(letters);
         self
     }
 }
@@ -115,22 +108,13 @@ impl<T: riffle::Data> FixedPartitionedSource for ParquetSource<T> {
     type Partition = ParquetSourcePartition<T>;
 
     fn list_parts(&self, step_id: &str) -> riffle::Result<Vec<String>> {
-        let folder = self.settings.open(false).map_err(|e| e.for_step(step_id))?;
-        let mut names = runtime::handle()
-            .block_on(list(&self.settings, &folder))
-            .map_err(|e| e.for_step(step_id))?;
-        names.retain(|n| n.ends_with(".parquet"));
-        if names.is_empty() && !self.tail {
-            return Err(self
-                .settings
-                .error("no Parquet objects to read (no .parquet object in the folder)")
-                .for_step(step_id));
-        }
-        Ok(names)
+        let nothing = "no Parquet objects to read (no .parquet object in the folder)";
+        self.parts
+            .list_parts(step_id, |n| n.ends_with(".parquet"), nothing)
     }
 
     fn discover_every(&self) -> Option<Duration> {
-        self.tail.then_some(self.discover)
+        self.parts.discover_every()
     }
 
     fn build_part(
@@ -139,25 +123,18 @@ impl<T: riffle::Data> FixedPartitionedSource for ParquetSource<T> {
         for_part: &str,
         resume_state: Option<ParquetPosition>,
     ) -> riffle::Result<ParquetSourcePartition<T>> {
-        let folder = self.settings.open(false).map_err(|e| e.for_step(step_id))?;
         let position = resume_state.unwrap_or_default();
-        let (tx, batches) = mpsc::channel(4);
-        let reader = runtime::handle().spawn(read(
-            self.settings.clone(),
-            folder,
-            for_part.to_string(),
-            position,
-            tx,
-        ));
+        let (part, batches) = self.parts.read(
+            step_id,
+            for_part,
+            move |settings, folder, name, batches| async move {
+                read_rows(&settings, &folder, &name, position, &batches).await
+            },
+        )?;
         Ok(ParquetSourcePartition {
-            step_id: step_id.to_string(),
-            settings: self.settings.clone(),
-            object: Arc::from(for_part),
-            dead_letters: self.dead_letters.clone(),
+            part,
             position,
             batches,
-            reader,
-            done: false,
             _items: PhantomData,
         })
     }
@@ -196,37 +173,13 @@ impl AsyncFileReader for ObjectFile {
     }
 }
 
-/// What the reading task hands the partition.
-enum Read {
-    /// Rows of one row group, from row `first` of it.
-    Rows {
-        row_group: u64,
-        first: u64,
-        /// Rows in that group, to know when the next one begins.
-        group_rows: u64,
-        batch: RecordBatch,
-    },
-    /// The object is read to its end.
-    Done,
-    /// Reading failed.
-    Failed(ConnectorError),
-}
-
-async fn read(
-    settings: ObjectStoreSettings,
-    folder: Folder,
-    name: String,
-    from: ParquetPosition,
-    tx: mpsc::Sender<Read>,
-) {
-    match read_rows(&settings, &folder, &name, from, &tx).await {
-        Ok(()) => {
-            let _ = tx.send(Read::Done).await;
-        }
-        Err(e) => {
-            let _ = tx.send(Read::Failed(e)).await;
-        }
-    }
+/// Rows of one row group, from row `first` of it, as the reading task hands them.
+struct Rows {
+    row_group: u64,
+    first: u64,
+    /// Rows in that group, to know when the next one begins.
+    group_rows: u64,
+    batch: RecordBatch,
 }
 
 /// Reads `name` from `from` to its end, row group by row group.
@@ -235,7 +188,7 @@ async fn read_rows(
     folder: &Folder,
     name: &str,
     from: ParquetPosition,
-    tx: &mpsc::Sender<Read>,
+    batches: &Batches<Rows>,
 ) -> Result<(), ConnectorError> {
     let path = folder.child(name);
     let meta = folder.store.head(&path).await.map_err(|e| {
@@ -288,13 +241,13 @@ async fn read_rows(
                     .caused_by(e)
             })?;
             let rows = batch.num_rows() as u64;
-            let read = Read::Rows {
+            let rows_read = Rows {
                 row_group: g,
                 first: at,
                 group_rows,
                 batch,
             };
-            if tx.send(read).await.is_err() {
+            if !batches.send(rows_read).await {
                 return Ok(());
             }
             at += rows;
@@ -305,60 +258,43 @@ async fn read_rows(
 
 /// One Parquet object being read; made by [`ParquetSource`].
 pub struct ParquetSourcePartition<T> {
-    step_id: String,
-    settings: ObjectStoreSettings,
-    object: Arc<str>,
-    dead_letters: Option<DeadLetters>,
+    part: ObjectPart,
     position: ParquetPosition,
-    batches: mpsc::Receiver<Read>,
-    reader: tokio::task::JoinHandle<()>,
-    done: bool,
+    batches: Reader<Rows>,
     _items: PhantomData<fn() -> T>,
 }
 
 impl<T: riffle::Data> ParquetSourcePartition<T> {
     /// The items of one batch, bad rows to the dead letters (or an error).
-    fn decode(
-        &mut self,
-        row_group: u64,
-        first: u64,
-        group_rows: u64,
-        batch: &RecordBatch,
-        out: &mut Vec<ParquetRow<T>>,
-    ) -> riffle::Result<()> {
+    fn decode(&mut self, rows: &Rows, out: &mut Vec<ParquetRow<T>>) -> riffle::Result<()> {
+        let Rows {
+            row_group,
+            first,
+            group_rows,
+            ref batch,
+        } = *rows;
         for (i, decoded) in rows::from_batch::<T>(batch).into_iter().enumerate() {
             let row = first + i as u64;
             match decoded {
                 Ok(value) => out.push(ParquetRow {
-                    object: self.object.clone(),
+                    object: self.part.object.clone(),
                     row_group,
                     row,
                     value,
                 }),
-                Err(why) => match &self.dead_letters {
-                    Some(letters) => {
-                        let position = [
-                            ("object", (*self.object).into()),
-                            ("row_group", row_group.into()),
-                            ("row", row.into()),
-                        ];
-                        let columns = rows::schema_fields(batch)
+                Err(why) => {
+                    let at = [("row_group", row_group.into()), ("row", row.into())];
+                    // The letter holds the batch's columns: a row has no bytes of its own.
+                    let columns = || {
+                        rows::schema_fields(batch)
                             .iter()
                             .map(|f| format!("{}: {}", f.name(), f.data_type()))
                             .collect::<Vec<_>>()
-                            .join(", ");
-                        letters.write(&self.step_id, &position, &why, columns.as_bytes())?;
-                    }
-                    None => {
-                        return Err(self
-                            .settings
-                            .error(format!(
-                                "object {:?} row group {row_group} row {row}: {why}",
-                                self.object
-                            ))
-                            .for_step(&self.step_id));
-                    }
-                },
+                            .join(", ")
+                            .into_bytes()
+                    };
+                    self.part.undecodable(&at, &why, columns)?;
+                }
             }
         }
         let next = first + batch.num_rows() as u64;
@@ -382,40 +318,14 @@ impl<T: riffle::Data> SourcePartition for ParquetSourcePartition<T> {
     type State = ParquetPosition;
 
     fn next_batch(&mut self) -> riffle::Result<Poll<Self::Item>> {
-        if self.done {
-            return Ok(Poll::Exhausted);
-        }
         let mut out = Vec::new();
         while out.len() < BATCH {
-            match self.batches.try_recv() {
-                Ok(Read::Rows {
-                    row_group,
-                    first,
-                    group_rows,
-                    batch,
-                }) => self.decode(row_group, first, group_rows, &batch, &mut out)?,
-                Ok(Read::Done) => {
-                    self.done = true;
-                    break;
-                }
-                Ok(Read::Failed(e)) => return Err(e.for_step(&self.step_id)),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    return Err(self
-                        .settings
-                        .error(format!("the reader of object {:?} stopped", self.object))
-                        .for_step(&self.step_id));
-                }
-            }
+            let Some(rows) = self.batches.try_next(&self.part.step_id)? else {
+                break;
+            };
+            self.decode(&rows, &mut out)?;
         }
-        if out.is_empty() {
-            return Ok(if self.done {
-                Poll::Exhausted
-            } else {
-                Poll::Pending
-            });
-        }
-        Ok(Poll::Ready(out))
+        Ok(self.batches.poll(out))
     }
 
     fn snapshot(&self) -> Option<ParquetPosition> {
@@ -423,15 +333,6 @@ impl<T: riffle::Data> SourcePartition for ParquetSourcePartition<T> {
     }
 
     fn commit(&mut self, _position: &ParquetPosition) -> riffle::Result<()> {
-        match &self.dead_letters {
-            Some(letters) => letters.sync(&self.step_id),
-            None => Ok(()),
-        }
-    }
-}
-
-impl<T> Drop for ParquetSourcePartition<T> {
-    fn drop(&mut self) {
-        self.reader.abort();
+        self.part.commit()
     }
 }
