@@ -240,13 +240,44 @@ fn flow_manifests_pass_the_kubernetes_and_keda_schemas() {
         "-P",
         "max_replicas=6",
     ]);
+    // The notes service scales across pods on its requests in flight, which
+    // KEDA reads through Prometheus: refused without a server, named.
+    let without = Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .current_dir(dir.path())
+        .args([
+            "flow",
+            "manifests",
+            "notes",
+            "--image",
+            "registry.example/app:1.0",
+        ])
+        .args(["-P", "max_replicas=4"])
+        .output()
+        .unwrap();
+    assert!(!without.status.success());
+    let said = String::from_utf8_lossy(&without.stderr);
+    assert!(
+        said.contains("\"notes\"") && said.contains("--prometheus"),
+        "{said}"
+    );
     let http = riffle(&[
         "flow",
         "manifests",
         "notes",
         "--image",
         "registry.example/app:1.0",
+        "-P",
+        "max_replicas=4",
+        "--prometheus",
+        "http://prometheus.monitoring:9090",
     ]);
+    let squeezed_http: String = http.split_whitespace().collect();
+    assert!(
+        squeezed_http.contains(
+            r#""query":"sum(riffle_flow_in_flight{flow=\"notes\",processor=~\"notes.*\"})""#
+        ),
+        "{http}"
+    );
     let docs: Vec<&str> = consumers
         .split("---\n")
         .chain(http.split("---\n"))
@@ -255,7 +286,11 @@ fn flow_manifests_pass_the_kubernetes_and_keda_schemas() {
     let (scaled, core): (Vec<&str>, Vec<&str>) = docs
         .iter()
         .partition(|d| d.contains(r#""kind": "ScaledObject""#));
-    assert_eq!(scaled.len(), 2, "one per consumer");
+    assert_eq!(
+        scaled.len(),
+        3,
+        "one per consumer, one for the notes service"
+    );
     assert_eq!(
         core.len(),
         6,
@@ -297,7 +332,7 @@ fn flow_manifests_pass_the_kubernetes_and_keda_schemas() {
     assert_eq!(said.matches("passed").count(), 6, "{said}");
     let (ok, said) = run("node", &[&keda, "keda.yaml"]);
     assert!(ok, "{said}");
-    assert_eq!(said.matches("passed").count(), 2, "{said}");
+    assert_eq!(said.matches("passed").count(), 3, "{said}");
     // The KEDA schema does refuse a broken object.
     write(
         "broken.yaml",

@@ -44,6 +44,45 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+/// How an HTTP unit (a service or a collector) scales across pods: one process
+/// serves every route on one listener, so its replicas are pods, sized by the
+/// platform (KEDA, from the `riffle_flow_in_flight` gauge read through
+/// Prometheus; see `riffle flow manifests`) to keep about
+/// [`HttpScaling::in_flight_per_replica`] requests in flight in each.
+///
+/// ```
+/// use riffle_flow::autoscale::HttpScaling;
+/// let scaling = HttpScaling::new(2, 10).in_flight_per_replica(32);
+/// assert_eq!((scaling.min, scaling.max, scaling.in_flight), (2, 10, 32));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpScaling {
+    /// The fewest pods (at least 1: a unit with none would answer nothing).
+    pub min: usize,
+    /// The most pods.
+    pub max: usize,
+    /// Requests in flight per pod the platform aims at (default 16).
+    pub in_flight: u64,
+}
+
+impl HttpScaling {
+    /// Between `min` (at least 1) and `max` pods, 16 requests in flight each.
+    pub fn new(min: usize, max: usize) -> Self {
+        let min = min.max(1);
+        Self {
+            min,
+            max: max.max(min),
+            in_flight: 16,
+        }
+    }
+
+    /// Aims at `n` requests in flight per pod (at least 1).
+    pub fn in_flight_per_replica(mut self, n: u64) -> Self {
+        self.in_flight = n.max(1);
+        self
+    }
+}
+
 /// A consumer's autoscaling settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Autoscale {

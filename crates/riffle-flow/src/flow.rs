@@ -46,6 +46,9 @@ pub struct Unit {
     pub source: Option<riffle::sources::SourceInfo>,
     /// The routes it serves, `METHOD /path`.
     pub routes: Vec<String>,
+    /// Requests in flight per pod an HTTP unit's scaling aims at, when it
+    /// scales ([`Flow::scale_http`]).
+    pub in_flight_per_replica: Option<u64>,
 }
 
 /// An application of processors; see the [crate docs](crate).
@@ -54,6 +57,7 @@ pub struct Flow {
     pub(crate) consumers: Vec<ConsumerEntry>,
     pub(crate) routes: Vec<RouteEntry>,
     pub(crate) dependencies: Dependencies,
+    http_scaling: Vec<(String, crate::autoscale::HttpScaling)>,
     primitives: Vec<Box<dyn Primitive>>,
     ids: HashSet<String>,
 }
@@ -64,6 +68,7 @@ impl Flow {
         let id = id.into();
         Self {
             dependencies: Dependencies::new(&id),
+            http_scaling: Vec::new(),
             id,
             consumers: Vec::new(),
             routes: Vec::new(),
@@ -217,6 +222,7 @@ impl Flow {
                     max_replicas: max,
                     source: c.source.clone(),
                     routes: Vec::new(),
+                    in_flight_per_replica: None,
                 }
             })
             .collect();
@@ -227,21 +233,70 @@ impl Flow {
                 .find(|u| u.id == route.unit && u.kind != "consumer")
             {
                 Some(unit) => unit.routes.push(path),
-                None => units.push(Unit {
-                    id: route.unit.clone(),
-                    kind: if route.kind == "collector" {
-                        "collector"
-                    } else {
-                        "service"
-                    },
-                    min_replicas: 1,
-                    max_replicas: 1,
-                    source: None,
-                    routes: vec![path],
-                }),
+                None => {
+                    let scaling = self
+                        .http_scaling
+                        .iter()
+                        .find(|(unit, _)| *unit == route.unit)
+                        .map(|(_, s)| s);
+                    units.push(Unit {
+                        id: route.unit.clone(),
+                        kind: if route.kind == "collector" {
+                            "collector"
+                        } else {
+                            "service"
+                        },
+                        min_replicas: scaling.map_or(1, |s| s.min),
+                        max_replicas: scaling.map_or(1, |s| s.max),
+                        source: None,
+                        routes: vec![path],
+                        in_flight_per_replica: scaling.map(|s| s.in_flight),
+                    })
+                }
             }
         }
         units
+    }
+
+    /// Scales HTTP unit `unit` (a service's id, or a collector's `METHOD
+    /// /route`) across pods on its requests in flight: what `riffle flow
+    /// manifests` gives the platform (one process serves a unit's routes on one
+    /// listener, so more replicas are more pods). An unknown unit, or a
+    /// consumer (scaled with [`ConsumerOptions::autoscale`]), is an error.
+    ///
+    /// ```
+    /// use riffle_flow::{Flow, HttpError, Method};
+    /// use riffle_flow::autoscale::HttpScaling;
+    ///
+    /// let mut flow = Flow::new("shop");
+    /// flow.service("api")?.endpoint("/ping", Method::GET, |_: serde_json::Value| async {
+    ///     Ok::<_, HttpError>("pong")
+    /// })?;
+    /// flow.scale_http("api", HttpScaling::new(2, 8))?;
+    /// assert_eq!(flow.units()[0].max_replicas, 8);
+    /// assert!(flow.scale_http("nope", HttpScaling::new(1, 2)).is_err());
+    /// # Ok::<(), riffle_flow::FlowError>(())
+    /// ```
+    pub fn scale_http(&mut self, unit: &str, scaling: crate::autoscale::HttpScaling) -> Result<()> {
+        if !self.routes.iter().any(|r| r.unit == unit) {
+            let names: Vec<String> = self
+                .units()
+                .into_iter()
+                .filter(|u| u.kind != "consumer")
+                .map(|u| u.id)
+                .collect();
+            return Err(self.wrong(format!(
+                "no service or collector {unit:?} to scale; its HTTP units: {}",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+        self.http_scaling.retain(|(u, _)| u != unit);
+        self.http_scaling.push((unit.to_string(), scaling));
+        Ok(())
     }
 
     /// Keeps only the units named (consumers, collectors, services): what one

@@ -53,7 +53,7 @@ pub mod run;
 pub mod socket;
 pub mod writer;
 
-pub use autoscale::Autoscale;
+pub use autoscale::{Autoscale, HttpScaling};
 pub use axum::http::{Method, StatusCode};
 pub use consumer::ConsumerOptions;
 pub use context::FlowContext;

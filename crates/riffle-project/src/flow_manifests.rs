@@ -32,6 +32,7 @@
 //!         ("group".into(), "riffle.orders".into()),
 //!     ])),
 //!     routes: vec![],
+//!     in_flight_per_replica: None,
 //! });
 //! let yaml = render_flow_manifests(&spec).unwrap();
 //! assert!(yaml.contains(r#""kind": "ScaledObject""#));
@@ -60,6 +61,9 @@ pub struct FlowSpec {
     pub port: u16,
     /// The backlog per replica the triggers aim at.
     pub lag_threshold: u64,
+    /// The Prometheus server KEDA reads HTTP units' requests in flight from
+    /// (`http://prometheus.monitoring:9090`); needed when an HTTP unit scales.
+    pub prometheus: Option<String>,
 }
 
 impl FlowSpec {
@@ -73,6 +77,7 @@ impl FlowSpec {
             units: Vec::new(),
             port: 8000,
             lag_threshold: 100,
+            prometheus: None,
         }
     }
 }
@@ -92,6 +97,9 @@ pub struct UnitSpec {
     pub source: Option<(String, Vec<(String, String)>)>,
     /// The routes an HTTP unit serves.
     pub routes: Vec<String>,
+    /// Requests in flight per pod an HTTP unit scales on (between its min and
+    /// max replicas), if it scales.
+    pub in_flight_per_replica: Option<u64>,
 }
 
 /// The Deployments, Services and ScaledObjects, as YAML documents (each written
@@ -174,6 +182,37 @@ pub fn render_flow_manifests(spec: &FlowSpec) -> Result<String, ManifestError> {
                 },
             }));
         }
+        if let Some(target) = unit
+            .in_flight_per_replica
+            .filter(|_| unit.kind != "consumer" && unit.max_replicas > unit.min_replicas)
+        {
+            let Some(server) = spec.prometheus.as_deref() else {
+                return Err(ManifestError::Invalid {
+                    what: "HTTP unit",
+                    value: unit.id.clone(),
+                    why: "it scales on requests in flight, which KEDA reads from Prometheus: \
+                          give the Prometheus server (riffle flow manifests --prometheus URL)",
+                });
+            };
+            docs.push(json!({
+                "apiVersion": "keda.sh/v1alpha1",
+                "kind": "ScaledObject",
+                "metadata": meta,
+                "spec": {
+                    "scaleTargetRef": { "name": name },
+                    "minReplicaCount": unit.min_replicas.max(1),
+                    "maxReplicaCount": unit.max_replicas,
+                    "triggers": [{
+                        "type": "prometheus",
+                        "metadata": {
+                            "serverAddress": server,
+                            "query": in_flight_query(&spec.flow, unit),
+                            "threshold": target.to_string(),
+                        },
+                    }],
+                },
+            }));
+        }
         if let Some((system, fields)) = unit.source.as_ref().filter(|_| unit.kind == "consumer") {
             let Some(trigger) = trigger(system, fields, spec.lag_threshold) else {
                 continue;
@@ -192,6 +231,30 @@ pub fn render_flow_manifests(spec: &FlowSpec) -> Result<String, ManifestError> {
         }
     }
     Ok(documents(docs))
+}
+
+/// The PromQL sum of `unit`'s requests in flight over its pods: a service's
+/// endpoints are the processors named `SERVICE ...`, a collector is the one
+/// named by its route.
+fn in_flight_query(flow: &str, unit: &UnitSpec) -> String {
+    let quoted = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
+    let processor = if unit.kind == "collector" {
+        format!("processor=\"{}\"", quoted(&unit.id))
+    } else {
+        let escaped: String = unit
+            .id
+            .chars()
+            .flat_map(|c| {
+                let special = "\\.+*?()|[]{}^$".contains(c);
+                special.then_some('\\').into_iter().chain([c])
+            })
+            .collect();
+        format!("processor=~\"{} .*\"", quoted(&escaped))
+    };
+    format!(
+        "sum(riffle_flow_in_flight{{flow=\"{}\",{processor}}})",
+        quoted(flow)
+    )
 }
 
 /// The KEDA trigger for a source of `system`, or `None` for one KEDA cannot
@@ -278,4 +341,57 @@ fn trigger(system: &str, fields: &[(String, String)], threshold: u64) -> Option<
         }),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http_unit(id: &str, kind: &str, scales: bool) -> UnitSpec {
+        UnitSpec {
+            id: id.into(),
+            kind: kind.into(),
+            min_replicas: 1,
+            max_replicas: if scales { 6 } else { 1 },
+            source: None,
+            routes: vec!["GET /x".into()],
+            in_flight_per_replica: scales.then_some(24),
+        }
+    }
+
+    #[test]
+    fn a_scaled_http_unit_gets_a_prometheus_trigger_on_its_requests_in_flight() {
+        let mut spec = FlowSpec::new("shop", "registry.example/shop:1");
+        spec.units.push(http_unit("api.v1", "service", true));
+        spec.units
+            .push(http_unit("POST /orders", "collector", true));
+        spec.units.push(http_unit("fixed", "service", false));
+        let refused = render_flow_manifests(&spec).unwrap_err().to_string();
+        assert!(
+            refused.contains("\"api.v1\"") && refused.contains("--prometheus"),
+            "{refused}"
+        );
+
+        spec.prometheus = Some("http://prometheus.monitoring:9090".into());
+        let yaml = render_flow_manifests(&spec).unwrap();
+        let scaled: Vec<Value> = yaml
+            .split("---\n")
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| serde_json::from_str::<Value>(d).unwrap())
+            .filter(|d| d["kind"] == "ScaledObject")
+            .collect();
+        assert_eq!(scaled.len(), 2, "{yaml}");
+        let trigger = &scaled[0]["spec"]["triggers"][0];
+        assert_eq!(trigger["type"], "prometheus");
+        assert_eq!(trigger["metadata"]["threshold"], "24");
+        assert_eq!(
+            trigger["metadata"]["query"],
+            r#"sum(riffle_flow_in_flight{flow="shop",processor=~"api\\.v1 .*"})"#
+        );
+        assert_eq!(scaled[0]["spec"]["maxReplicaCount"], 6);
+        assert_eq!(
+            scaled[1]["spec"]["triggers"][0]["metadata"]["query"],
+            r#"sum(riffle_flow_in_flight{flow="shop",processor="POST /orders"})"#
+        );
+    }
 }

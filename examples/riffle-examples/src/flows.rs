@@ -3,7 +3,9 @@
 //! `notes` runs on nothing but a file: a collector at `POST /notes` that appends
 //! each note to a JSON-lines file (`-P out=PATH`, default `notes.jsonl`) and
 //! answers once it is written, and a `notes` service with `GET /health` and
-//! `GET /notes/{id}/echo` (a typed request from the path and the query).
+//! `GET /notes/{id}/echo` (a typed request from the path and the query). With
+//! `-P max_replicas=N` its service scales across 1 to N pods on its requests in
+//! flight (`-P in_flight=N` per pod, default 16) in `riffle flow manifests`.
 //!
 //! `kafka-to-postgres` is a consumer of JSON records `{"id": N, "value": "..."}`
 //! from a Kafka topic (`-P brokers=... -P topic=...`) upserted by `id` into a
@@ -20,7 +22,7 @@ use riffle::sinks::JsonLinesSink;
 use riffle_connectors::kafka::{KafkaMessage, KafkaSettings, KafkaSource, StartOffset, Utf8};
 use riffle_connectors::postgres::{PostgresSettings, PostgresSink};
 use riffle_flow::primitives::{KafkaTopic, PostgresTable};
-use riffle_flow::{Autoscale, Flow, FlowContext, HttpError, Method};
+use riffle_flow::{Autoscale, Flow, FlowContext, HttpError, HttpScaling, Method};
 use serde::{Deserialize, Serialize};
 
 /// A registered flow: its name, one line about it, and its builder.
@@ -91,6 +93,13 @@ pub fn notes(ctx: &FlowContext) -> anyhow::Result<Flow> {
                 times => Ok(vec![e.id; times.unwrap_or(1) as usize]),
             }
         })?;
+    if let Some(max) = ctx.setting("max_replicas") {
+        let in_flight = ctx.setting_or("in_flight", "16").parse()?;
+        flow.scale_http(
+            "notes",
+            HttpScaling::new(1, max.parse()?).in_flight_per_replica(in_flight),
+        )?;
+    }
     Ok(flow)
 }
 

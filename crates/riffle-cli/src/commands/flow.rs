@@ -58,6 +58,10 @@ pub struct FlowManifestsArgs {
     /// The backlog per replica KEDA aims at.
     #[arg(long, default_value_t = 100)]
     pub lag_threshold: u64,
+    /// The Prometheus server KEDA reads HTTP units' requests in flight from
+    /// (needed when a service or collector scales: `Flow::scale_http`).
+    #[arg(long)]
+    pub prometheus: Option<String>,
     /// Where to write them (default: stdout).
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
@@ -355,6 +359,7 @@ fn manifests(app: &App, args: &FlowManifestsArgs) -> anyhow::Result<ExitCode> {
     spec.env = args.env.clone();
     spec.namespace = args.namespace.clone();
     spec.lag_threshold = args.lag_threshold;
+    spec.prometheus = args.prometheus.clone();
     spec.units = flow
         .units()
         .into_iter()
@@ -372,6 +377,7 @@ fn manifests(app: &App, args: &FlowManifestsArgs) -> anyhow::Result<ExitCode> {
                 (s.system.to_string(), fields)
             }),
             routes: u.routes,
+            in_flight_per_replica: u.in_flight_per_replica,
         })
         .collect();
     let yaml = render_flow_manifests(&spec)?;
