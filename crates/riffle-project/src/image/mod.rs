@@ -17,6 +17,7 @@
 //! order with fixed times (`SOURCE_DATE_EPOCH`, else 1970), so the same binary and the
 //! same files from this machine give the same bytes, and the same image digest.
 
+pub mod auth;
 pub mod elf;
 pub mod layer;
 pub mod push;

@@ -7,13 +7,19 @@
 //! A target is `REGISTRY/REPO[:TAG]` (`registry.example/team/app`, `127.0.0.1:5000/app:1.4`),
 //! optionally with `http://` or `https://` in front. Without one, loopback registries
 //! (`localhost`, `127.0.0.1`, `[::1]`) are spoken to over HTTP and every other one over
-//! HTTPS. With `RIFFLE_REGISTRY_USER` and `RIFFLE_REGISTRY_PASSWORD` set, requests carry
-//! HTTP basic authentication; registries that only hand out bearer tokens are not
-//! supported yet.
+//! HTTPS.
+//!
+//! Authentication (see [`super::auth`]): with `RIFFLE_REGISTRY_USER` and
+//! `RIFFLE_REGISTRY_PASSWORD` set, requests carry HTTP basic authentication; a
+//! registry that answers with a bearer challenge (Docker Hub, GHCR, GCR, Harbor, the
+//! distribution registry with `auth: token`) gets a token from its token server for
+//! `repository:REPO:pull,push`, asked with those credentials, and the token is used
+//! for the rest of the push. `RIFFLE_REGISTRY_TOKEN` is a token sent as it is.
 
 use reqwest::StatusCode;
-use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::blocking::Client;
 
+use super::auth::RegistryAuth;
 use super::{Image, ImageError, MANIFEST_TYPE};
 
 /// Where an image goes: base URL, repository and tag.
@@ -80,16 +86,6 @@ impl PushTarget {
     }
 }
 
-fn auth(request: RequestBuilder) -> RequestBuilder {
-    match (
-        std::env::var("RIFFLE_REGISTRY_USER"),
-        std::env::var("RIFFLE_REGISTRY_PASSWORD"),
-    ) {
-        (Ok(user), Ok(password)) => request.basic_auth(user, Some(password)),
-        _ => request,
-    }
-}
-
 /// Pushes `image` to `target` (under the target's tag, else the image's), and
 /// returns the manifest digest the registry stored.
 pub fn push_image(image: &Image, target: &PushTarget) -> Result<String, ImageError> {
@@ -113,6 +109,7 @@ pub fn push_image(image: &Image, target: &PushTarget) -> Result<String, ImageErr
         .timeout(std::time::Duration::from_secs(300))
         .build()
         .map_err(|e| failed("start an HTTP client", e.to_string()))?;
+    let mut auth = RegistryAuth::from_env(&client, target.describe(), &target.repository);
     let repo = format!("{}/v2/{}", target.base, target.repository);
     let mut blobs: Vec<(&str, &[u8])> = image
         .layers
@@ -123,15 +120,11 @@ pub fn push_image(image: &Image, target: &PushTarget) -> Result<String, ImageErr
     blobs.push((&config_digest, &image.config));
     for (digest, bytes) in blobs {
         let what = format!("upload blob {digest}");
-        let head = auth(client.head(format!("{repo}/blobs/{digest}")))
-            .send()
-            .map_err(|e| failed(&what, e.to_string()))?;
+        let head = auth.send(&what, || client.head(format!("{repo}/blobs/{digest}")))?;
         if head.status() == StatusCode::OK {
             continue;
         }
-        let start = auth(client.post(format!("{repo}/blobs/uploads/")))
-            .send()
-            .map_err(|e| failed(&what, e.to_string()))?;
+        let start = auth.send(&what, || client.post(format!("{repo}/blobs/uploads/")))?;
         if start.status() != StatusCode::ACCEPTED {
             return Err(answer(&what, start));
         }
@@ -147,28 +140,24 @@ pub fn push_image(image: &Image, target: &PushTarget) -> Result<String, ImageErr
             location
         };
         let separator = if location.contains('?') { '&' } else { '?' };
-        let put = auth(
+        let put = auth.send(&what, || {
             client
                 .put(format!("{location}{separator}digest={digest}"))
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(bytes.to_vec()),
-        )
-        .send()
-        .map_err(|e| failed(&what, e.to_string()))?;
+                .body(bytes.to_vec())
+        })?;
         if put.status() != StatusCode::CREATED {
             return Err(answer(&what, put));
         }
     }
     let tag = target.tag.clone().unwrap_or_else(|| image.tag.clone());
     let what = format!("put manifest {tag}");
-    let put = auth(
+    let put = auth.send(&what, || {
         client
             .put(format!("{repo}/manifests/{tag}"))
             .header(reqwest::header::CONTENT_TYPE, MANIFEST_TYPE)
-            .body(image.manifest.clone()),
-    )
-    .send()
-    .map_err(|e| failed(&what, e.to_string()))?;
+            .body(image.manifest.clone())
+    })?;
     if put.status() != StatusCode::CREATED {
         return Err(answer(&what, put));
     }
