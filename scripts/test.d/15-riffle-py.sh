@@ -1,7 +1,9 @@
 # Sourced by scripts/test.sh after 10-python.sh: builds the Python package `riffle`
 # (crates/riffle-py, a PyO3 extension built by maturin) into the test venv, in the
 # dev profile and the workspace's target/, and runs its pytest suite
-# (crates/riffle-py/tests: every operator, the error cases, the docstring examples).
+# (crates/riffle-py/tests: every operator, sources and sinks, the file connectors,
+# several workers, `python -m riffle.run`, recovery, the error cases, the docstring
+# examples).
 # A failed build or test fails the suite here, before the Rust tests start.
 riffle_py_python="${RIFFLE_TEST_PYTHON:-}"
 if [ -z "$riffle_py_python" ]; then

@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 pyo3::create_exception!(
@@ -42,6 +42,7 @@ pub(crate) struct Failure {
 pub(crate) struct Failures {
     first: Arc<Mutex<Option<Failure>>>,
     aborted: Arc<AtomicBool>,
+    interrupted: Arc<AtomicBool>,
 }
 
 impl Failures {
@@ -59,6 +60,46 @@ impl Failures {
         summary
     }
 
+    /// Stops the run when Ctrl-C was pressed: in the main thread (one worker) the
+    /// interpreter's signal handler raises `KeyboardInterrupt` here; in a worker
+    /// thread, where it cannot, the flag [`Failures::interrupt`] set is read.
+    /// Called by every batch step and Python source before it enters user code.
+    pub(crate) fn check_interrupt(&self, py: Python<'_>) -> PyResult<()> {
+        if let Err(e) = py.check_signals() {
+            self.interrupt();
+            return Err(e);
+        }
+        if self.interrupted.load(Ordering::SeqCst) {
+            return Err(PyKeyboardInterrupt::new_err("the run was interrupted"));
+        }
+        Ok(())
+    }
+
+    /// Notes that the run is to stop because of Ctrl-C.
+    pub(crate) fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether Ctrl-C stopped the run (the flag is set, or the exception kept is
+    /// a `KeyboardInterrupt`, raised by the interpreter inside a user function
+    /// on the main thread), forgetting it and the errors it caused.
+    pub(crate) fn take_interrupt(&self, py: Python<'_>) -> bool {
+        let raised = self
+            .lock()
+            .as_ref()
+            .is_some_and(|f| f.error.is_instance_of::<PyKeyboardInterrupt>(py));
+        let interrupted = self.interrupted.swap(false, Ordering::SeqCst) || raised;
+        if interrupted {
+            self.take();
+        }
+        interrupted
+    }
+
+    /// Whether a user function's exception is kept.
+    pub(crate) fn recorded(&self) -> bool {
+        self.lock().is_some()
+    }
+
     /// Notes that a `TestingSource.ABORT()` marker is stopping the run on purpose.
     pub(crate) fn abort(&self) {
         self.aborted.store(true, Ordering::SeqCst);
@@ -74,6 +115,7 @@ impl Failures {
     pub(crate) fn clear(&self) {
         self.take();
         self.aborted.store(false, Ordering::SeqCst);
+        self.interrupted.store(false, Ordering::SeqCst);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Failure>> {

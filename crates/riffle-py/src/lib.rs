@@ -29,12 +29,23 @@
 //! runs only the user's functions. Items are Python objects held by the engine
 //! (`src/item.rs`); keys are Rust strings. A stateless step enters Python once per batch.
 //! `TestingSource` is the engine's, or `src/testing_source.rs` when its items hold
-//! bytewax's EOF/ABORT markers.
+//! bytewax's EOF/ABORT markers. Sources and sinks written in Python
+//! (`riffle.inputs`, `riffle.outputs`) are the engine's source and sink traits
+//! calling their methods (`src/inputs.rs`, `src/outputs.rs`); the file connectors
+//! are the engine's own file sources and sinks (`src/connect.rs`).
 //!
 //! `run_main` runs the flow on one worker in the calling thread, attached to the
-//! interpreter for the whole run, so calling a user function costs no lock. The
-//! module makes no other assumption about the GIL (`gil_used = false`): every
-//! entry into Python attaches on its own, and shared state is behind mutexes.
+//! interpreter for the whole run, so calling a user function costs no lock. With
+//! several workers (`riffle.run.cli_main`, `python -m riffle.run -w N`) the
+//! calling thread detaches while the engine's worker threads run, and each of
+//! them attaches when it calls Python. The module makes no other assumption
+//! about the GIL (`gil_used = false`: a free-threaded CPython keeps running
+//! without one when it imports the module): every entry into Python attaches on
+//! its own, and state shared between workers is behind mutexes or atomics.
+//!
+//! Under a recovery store (`riffle.recovery.RecoveryConfig`) the engine
+//! snapshots Python values (keyed state, source and sink positions) by pickling
+//! them (the serde of `PyItem`, `src/item.rs`).
 //!
 //! ## Errors
 //!
@@ -42,11 +53,14 @@
 //! exception raised by a user function during a run comes back as a
 //! `riffle.RiffleError` naming the step, caused by the user's exception object.
 
+mod connect;
 mod dataflow;
 mod failure;
+mod inputs;
 mod item;
 mod join;
 mod operators;
+mod outputs;
 mod sinks;
 mod stateful;
 mod testing_source;
@@ -55,37 +69,116 @@ mod workers;
 
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};
 use pyo3::prelude::*;
 
 use crate::dataflow::PyDataflow;
 use crate::failure::run_error;
 
-/// `run_main(flow, epoch_interval=None)`: runs `flow` to its end on one worker in
-/// this thread; `epoch_interval` in seconds (the engine's default is 10).
+/// A duration in seconds from Python: positive, or a `ValueError` naming `what`.
+fn seconds(what: &str, seconds: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "{what} must be a positive duration; got {seconds} seconds"
+            ))
+        })
+}
+
+/// `run_main(flow, epoch_interval=None, workers=1, recovery_dir=None,
+/// snapshot_interval=None)`: runs `flow` to its end; intervals in seconds (the
+/// engine's default epoch is 10 s).
+///
+/// One worker runs in this thread, attached to the interpreter for the whole
+/// run, so calling a user function costs no lock. Several workers are the
+/// engine's worker threads: this thread detaches from the interpreter while they
+/// run, and each of them attaches whenever it calls Python (under the GIL, one
+/// at a time; on a free-threaded build, at once).
 #[pyfunction]
-#[pyo3(signature = (flow, epoch_interval=None))]
-fn run_main(py: Python<'_>, flow: &PyDataflow, epoch_interval: Option<f64>) -> PyResult<()> {
-    let mut execution = riffle::Execution::new();
-    if let Some(seconds) = epoch_interval {
-        let interval = Duration::try_from_secs_f64(seconds)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "epoch_interval must be a positive duration; got {seconds} seconds"
-                ))
-            })?;
-        execution = execution.epoch_interval(interval);
+#[pyo3(signature = (flow, epoch_interval=None, workers=1, recovery_dir=None, snapshot_interval=None))]
+fn run_main(
+    py: Python<'_>,
+    flow: &PyDataflow,
+    epoch_interval: Option<f64>,
+    workers: usize,
+    recovery_dir: Option<std::path::PathBuf>,
+    snapshot_interval: Option<f64>,
+) -> PyResult<()> {
+    if workers == 0 {
+        return Err(PyValueError::new_err(
+            "workers_per_process must be at least 1; got 0",
+        ));
+    }
+    let mut execution = riffle::Execution::new().workers(workers);
+    if let Some(interval) = epoch_interval {
+        execution = execution.epoch_interval(seconds("epoch_interval", interval)?);
+    }
+    if let Some(dir) = recovery_dir {
+        let mut recovery = riffle::recovery::Recovery::new(dir);
+        if let Some(interval) = snapshot_interval {
+            recovery = recovery.snapshot_interval(seconds("snapshot_interval", interval)?);
+        }
+        execution = execution.recovery(recovery);
     }
     flow.failures.clear();
-    match execution.run(&flow.flow) {
+    let result = if workers == 1 {
+        execution.run(&flow.flow)
+    } else {
+        py.detach(|| run_watching(&execution, flow))
+    };
+    match result {
+        // Ctrl-C: the steps that noticed it stopped the run.
+        _ if flow.failures.take_interrupt(py) => Err(PyKeyboardInterrupt::new_err(
+            "the run was interrupted (Ctrl-C)",
+        )),
+        // An exception the engine could not be told of at once (a source
+        // partition's `snapshot` or `next_awake` raising after its last poll)
+        // still fails the run.
+        Ok(()) if flow.failures.recorded() => Err(run_error(
+            py,
+            riffle::RiffleError::Execution(String::new()),
+            &flow.failures,
+        )),
         Ok(()) => Ok(()),
         // A `TestingSource.ABORT()` marker stops the run the way a crash would,
         // and, as in bytewax, `run_main` returns.
         Err(_) if flow.failures.take_abort() => Ok(()),
         Err(e) => Err(run_error(py, e, &flow.failures)),
     }
+}
+
+/// Runs `flow` on the engine's worker threads while this (main) thread watches
+/// for Ctrl-C: the interpreter runs its signal handlers only in the main
+/// thread, so every 50 ms it attaches and lets them run; a `KeyboardInterrupt`
+/// sets the flow's interrupt flag, which the next batch step or Python source
+/// on each worker turns into an error that stops the run.
+fn run_watching(execution: &riffle::Execution, flow: &PyDataflow) -> riffle::Result<()> {
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| execution.run(&flow.flow));
+        while !run.is_finished() {
+            std::thread::sleep(Duration::from_millis(50));
+            if Python::attach(|py| py.check_signals()).is_err() {
+                flow.failures.interrupt();
+            }
+        }
+        run.join()
+            .unwrap_or_else(|_| Err(riffle::RiffleError::Execution("the run panicked".into())))
+    })
+}
+
+/// `init_recovery(db_dir, count)`: makes a recovery store of `count` partition
+/// files in `db_dir` (bytewax's `python -m bytewax.recovery db_dir count`).
+#[pyfunction]
+fn init_recovery(py: Python<'_>, db_dir: std::path::PathBuf, count: usize) -> PyResult<()> {
+    if count == 0 {
+        return Err(PyValueError::new_err(
+            "a recovery store needs at least 1 partition; got 0",
+        ));
+    }
+    riffle::recovery::RecoveryStore::init(&db_dir, count)
+        .map_err(|e| failure::riffle_error(py, e.to_string(), None))
 }
 
 /// The extension module; the Python package re-exports what users need.
@@ -95,6 +188,11 @@ fn _riffle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyDataflow>()?;
     m.add_class::<dataflow::PyStream>()?;
     m.add_function(wrap_pyfunction!(run_main, m)?)?;
+    m.add_function(wrap_pyfunction!(init_recovery, m)?)?;
+    m.add_function(wrap_pyfunction!(connect::input_source, m)?)?;
+    m.add_function(wrap_pyfunction!(connect::output_sink, m)?)?;
+    m.add_function(wrap_pyfunction!(connect::input_files, m)?)?;
+    m.add_function(wrap_pyfunction!(connect::output_files, m)?)?;
     m.add_function(wrap_pyfunction!(operators::input_testing, m)?)?;
     m.add_function(wrap_pyfunction!(operators::output, m)?)?;
     m.add_function(wrap_pyfunction!(operators::map, m)?)?;

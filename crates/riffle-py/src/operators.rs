@@ -58,6 +58,7 @@ pub(crate) fn batch_step<T: riffle::Data, U: riffle::Data>(
     let step_id = step_id.to_string();
     stream.try_flat_map_batch(rust_id, move |batch: Vec<T>| {
         Python::attach(|py| {
+            failures.check_interrupt(py)?;
             let mut out = Vec::with_capacity(batch.len());
             for item in batch {
                 each(py, item, &mut out)?;

@@ -5,7 +5,12 @@ import doctest
 import pytest
 
 import riffle
+import riffle.connectors.files
 import riffle.connectors.stdio
+import riffle.inputs
+import riffle.outputs
+import riffle.recovery
+import riffle.run
 import riffle.dataflow
 import riffle.operators
 import riffle.operators.windowing
@@ -14,7 +19,8 @@ import riffle.testing
 
 @pytest.mark.parametrize(
     "module",
-    [riffle, riffle.dataflow, riffle.operators, riffle.operators.windowing, riffle.testing, riffle.connectors.stdio],
+    [riffle, riffle.dataflow, riffle.operators, riffle.operators.windowing, riffle.testing, riffle.connectors.stdio,
+     riffle.connectors.files, riffle.inputs, riffle.outputs, riffle.recovery, riffle.run],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module):

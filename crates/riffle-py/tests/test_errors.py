@@ -179,7 +179,7 @@ def test_run_main_checks_its_arguments():
         run_main(flow, epoch_interval=5)
     with pytest.raises(ValueError, match="positive"):
         run_main(flow, epoch_interval=timedelta(seconds=-1))
-    with pytest.raises(NotImplementedError, match="recovery"):
+    with pytest.raises(TypeError, match="recovery_config must be a riffle.recovery.RecoveryConfig"):
         run_main(flow, recovery_config=object())
     run_main(flow, epoch_interval=timedelta(milliseconds=100))
 

@@ -18,6 +18,7 @@ from typing import Any, Iterable, List, Optional
 
 from riffle import _riffle
 from riffle.dataflow import Dataflow
+from riffle.recovery import RecoveryConfig
 
 __all__ = ["TestingSink", "TestingSource", "run_main"]
 
@@ -86,16 +87,31 @@ def run_main(
     flow: Dataflow,
     *,
     epoch_interval: Optional[timedelta] = None,
-    recovery_config: Optional[Any] = None,
+    recovery_config: Optional[RecoveryConfig] = None,
 ) -> None:
     """Runs ``flow`` to its end on one worker in this thread.
 
     ``epoch_interval`` is the wall-clock length of an epoch (10 seconds by
-    default). Raises :class:`riffle.RiffleError` when a step fails; when a function
-    of yours raised, it is the error's ``__cause__``.
+    default). With a ``recovery_config``
+    (:class:`riffle.recovery.RecoveryConfig`), the run snapshots its state and
+    positions into the recovery store at the end of every epoch, and a run on a
+    store that holds a snapshot resumes from it. Raises
+    :class:`riffle.RiffleError` when a step fails; when a function of yours
+    raised, it is the error's ``__cause__``. Several workers:
+    :func:`riffle.run.cli_main`.
     """
-    if recovery_config is not None:
-        raise NotImplementedError("recovery from Python is not built yet; pass recovery_config=None")
+    _run(flow, 1, epoch_interval, recovery_config)
+
+
+def _run(
+    flow: Dataflow,
+    workers: int,
+    epoch_interval: Optional[timedelta],
+    recovery_config: Optional[RecoveryConfig],
+) -> None:
+    """Checks the arguments and runs ``flow`` on ``workers`` worker threads."""
+    if not isinstance(flow, Dataflow):
+        raise TypeError(f"flow must be a riffle.dataflow.Dataflow; got a {type(flow).__qualname__}")
     seconds = None
     if epoch_interval is not None:
         if not isinstance(epoch_interval, timedelta):
@@ -103,4 +119,14 @@ def run_main(
                 f"epoch_interval must be a datetime.timedelta; got a {type(epoch_interval).__qualname__}"
             )
         seconds = epoch_interval.total_seconds()
-    _riffle.run_main(flow, seconds)
+    db_dir = None
+    if recovery_config is not None:
+        if not isinstance(recovery_config, RecoveryConfig):
+            raise TypeError(
+                "recovery_config must be a riffle.recovery.RecoveryConfig; "
+                f"got a {type(recovery_config).__qualname__}"
+            )
+        db_dir = recovery_config.db_dir
+    # Under recovery every epoch ends with a snapshot, as in bytewax.
+    snapshot = (seconds if seconds is not None else 10.0) if db_dir is not None else None
+    _riffle.run_main(flow, seconds, workers, db_dir, snapshot)

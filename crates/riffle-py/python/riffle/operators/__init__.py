@@ -19,9 +19,12 @@ decides something.
 **Keyed**: :func:`stateful_map`, :func:`stateful_flat_map`, :func:`collect`,
 :func:`join`, :func:`count_final`, :func:`fold_final`, :func:`reduce_final`,
 :func:`max_final`, :func:`min_final`.
-**Ends**: :func:`input` (a :class:`riffle.testing.TestingSource`),
-:func:`output` (a :class:`riffle.testing.TestingSink` or
-:class:`riffle.connectors.stdio.StdOutSink`) and :func:`raises`.
+**Ends**: :func:`input` (a :class:`riffle.testing.TestingSource`, a source of
+:mod:`riffle.connectors.files`, or your own, :mod:`riffle.inputs`),
+:func:`output` (a :class:`riffle.testing.TestingSink`,
+:class:`riffle.connectors.stdio.StdOutSink`, a sink of
+:mod:`riffle.connectors.files`, or your own, :mod:`riffle.outputs`) and
+:func:`raises`.
 **Windows** by time: :mod:`riffle.operators.windowing`.
 
 The examples below share this helper, which runs a flow of one step over
@@ -43,7 +46,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, Generic, Iterable, List, Literal, Optional, Tuple, TypeVar
 
 from riffle import _riffle
+from riffle.connectors.files import DirSink, FileSink, FileSource
 from riffle.connectors.stdio import StdOutSink
+from riffle.inputs import DynamicSource, FixedPartitionedSource
+from riffle.outputs import DynamicSink, FixedPartitionedSink
 from riffle.dataflow import Dataflow, KeyedStream, Stream
 from riffle.testing import TestingSink, TestingSource
 
@@ -103,9 +109,16 @@ def input(step_id: str, flow: Dataflow, source: Any) -> Stream:
         return _riffle.input_testing(
             step_id, flow, source.ib, source.batch_size, TestingSource.EOF, TestingSource.ABORT
         )
+    if isinstance(source, FileSource):
+        return _riffle.input_files(step_id, flow, source.path, source._csv, source.batch_size)
+    if isinstance(source, FixedPartitionedSource):
+        return _riffle.input_source(step_id, flow, source, True)
+    if isinstance(source, DynamicSource):
+        return _riffle.input_source(step_id, flow, source, False)
     raise TypeError(
-        f'step "{step_id}": cannot read a {type(source).__qualname__}; '
-        "sources from Python are riffle.testing.TestingSource for now"
+        f'step "{step_id}": cannot read a {type(source).__qualname__}; a source is a '
+        "riffle.inputs.FixedPartitionedSource or DynamicSource, a riffle.connectors "
+        "source, or a riffle.testing.TestingSource"
     )
 
 
@@ -115,9 +128,18 @@ def output(step_id: str, up: Stream, sink: Any) -> None:
         return _riffle.output(step_id, up, sink.ls.extend)
     if isinstance(sink, StdOutSink):
         return _riffle.output(step_id, up, sink._write)
+    if isinstance(sink, FileSink):
+        return _riffle.output_files(step_id, up, sink.file_path)
+    if isinstance(sink, DirSink):
+        return _riffle.output_files(step_id, up, sink.dir_path, sink.file_count)
+    if isinstance(sink, FixedPartitionedSink):
+        return _riffle.output_sink(step_id, up, sink, True)
+    if isinstance(sink, DynamicSink):
+        return _riffle.output_sink(step_id, up, sink, False)
     raise TypeError(
-        f'step "{step_id}": cannot write to a {type(sink).__qualname__}; sinks from '
-        "Python are riffle.testing.TestingSink and riffle.connectors.stdio.StdOutSink for now"
+        f'step "{step_id}": cannot write to a {type(sink).__qualname__}; a sink is a '
+        "riffle.outputs.FixedPartitionedSink or DynamicSink, a riffle.connectors sink, "
+        "or a riffle.testing.TestingSink"
     )
 
 
