@@ -24,7 +24,10 @@ use riffle_connectors::kafka::testing::KafkaTarget;
 mod common;
 use common::sigkill::{Kills, Rng, init_store, seed};
 
-const LINES: usize = 200_000;
+/// Lines of input. A restarted run's first commit after its recovery can write
+/// 15,000-30,000 counts at once (measured), so the input must outlast 20 such
+/// runs for the last kills still to land while the output grows.
+const LINES: usize = 800_000;
 const WORDS: usize = 500;
 const KILLS: usize = 20;
 
@@ -136,7 +139,9 @@ fn crash_and_check(kafka: &KafkaTarget, name: &str, out: impl FnOnce(&Path, u64)
     Kills {
         count: KILLS,
         grow: (200, 3199),
-        wait: (Duration::from_millis(2500), Duration::from_millis(6499)),
+        // A restart takes 2.5-3.5 s to its first commit on a loaded machine
+        // (recovery, the consumer, the transactional producer's fencing).
+        wait: (Duration::from_millis(4000), Duration::from_millis(7999)),
     }
     .run(
         &mut rng,
