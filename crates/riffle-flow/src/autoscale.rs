@@ -195,7 +195,15 @@ impl Scaler {
             let measured = items / busy;
             self.capacity = Some(self.capacity.map_or(measured, |c| 0.5 * c + 0.5 * measured));
         }
-        let arrival = items / seconds;
+        // What arrived: what was handled, less what came off the backlog. Only
+        // once the backlog is gone does that correction matter: the first
+        // reading after a burn handled the backlog's tail, which did not
+        // arrive then (counting it would hold an extra replica for a window).
+        let burned = match (last.backlog, now.backlog) {
+            (Some(before), Some(0)) => before as f64,
+            _ => 0.0,
+        };
+        let arrival = (items - burned).max(0.0) / seconds;
         let wanted = match (now.backlog, self.capacity) {
             (Some(backlog), Some(capacity)) if capacity > 0.0 => {
                 let burn = backlog as f64 / self.settings.burn_within.as_secs_f64();
@@ -238,6 +246,33 @@ impl Scaler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backlogs_tail_handled_as_it_empties_is_not_taken_for_arrivals() {
+        let mut scaler = Scaler::new(
+            Autoscale::new(1, 4)
+                .burn_within(Duration::from_secs(2))
+                .scale_down_after(Duration::from_secs(3)),
+        );
+        let t0 = Instant::now();
+        let seen = |ms: u64, backlog: u64, items: u64, busy_ms: u64, replicas: usize| Observation {
+            at: t0 + Duration::from_millis(ms),
+            backlog: Some(backlog),
+            items,
+            busy: Duration::from_millis(busy_ms),
+            replicas,
+        };
+        scaler.decide(&seen(0, 100_000, 0, 0, 4));
+        // Burning at 20,000 a second on 4 replicas: all 4 wanted.
+        assert_eq!(scaler.decide(&seen(500, 90_000, 10_000, 2_000, 4)), 4);
+        // The last 7,000 handled in half a second, the backlog gone: nothing
+        // arrives, so the pool wants its minimum (held for the window)...
+        assert_eq!(scaler.decide(&seen(1_000, 0, 17_000, 3_400, 4)), 4);
+        assert_eq!(scaler.decide(&seen(1_500, 0, 17_000, 3_400, 4)), 4);
+        // ... and falls to it in one step once the burn's readings are older
+        // than the window.
+        assert_eq!(scaler.decide(&seen(3_600, 0, 17_000, 3_400, 4)), 1);
+    }
 
     fn at(t0: Instant, s: f64) -> Instant {
         t0 + Duration::from_secs_f64(s)
