@@ -268,6 +268,7 @@ impl Dependencies {
     pub(crate) fn start(self) -> Result<Arc<Made>> {
         let set = Arc::new(Made {
             flow: Slots::new(self.declared.len()),
+            has_request: self.declared.iter().any(|d| d.scope == Scope::Request),
             flow_name: self.flow.clone(),
             declared: self.declared,
         });
@@ -286,6 +287,8 @@ pub(crate) struct Made {
     flow_name: Arc<str>,
     declared: Vec<Declared>,
     flow: Slots,
+    /// Whether any dependency is request-scoped (else calls need no slots).
+    has_request: bool,
 }
 
 impl Made {
@@ -391,11 +394,12 @@ impl Frame {
     fn new(set: Arc<Made>, replica: Option<Arc<Slots>>) -> Self {
         let n = set.declared.len();
         Self {
-            set,
             replica,
-            request: Slots::new(n),
+            // Slots per call only when a request-scoped dependency can fill them.
+            request: Slots::new(if set.has_request { n } else { 0 }),
             headers: None,
             failure: Mutex::new(None),
+            set,
         }
     }
 
