@@ -73,22 +73,7 @@ impl FixedPartitionedSource for PyFixedSource {
     type Partition = PyPartition;
 
     fn list_parts(&self, _step_id: &str) -> riffle::Result<Vec<String>> {
-        Python::attach(|py| -> PyResult<Vec<String>> {
-            let parts = self.0.source.bind(py).call_method0("list_parts")?;
-            parts
-                .try_iter()?
-                .map(|p| {
-                    let p = p?;
-                    p.extract::<String>().map_err(|_| {
-                        PyTypeError::new_err(format!(
-                            "list_parts() must return partition names as str; got {}",
-                            p.repr().map(|r| r.to_string()).unwrap_or_default()
-                        ))
-                    })
-                })
-                .collect()
-        })
-        .map_err(|e| self.0.fail(e))
+        Python::attach(|py| partition_names(self.0.source.bind(py))).map_err(|e| self.0.fail(e))
     }
 
     fn build_part(
@@ -251,4 +236,22 @@ impl SourcePartition for PyPartition {
         })
         .map_err(|e| self.origin.fail(e))
     }
+}
+
+/// What a Python source's or sink's `list_parts()` returns, as partition names
+/// (each must be a `str`).
+pub(crate) fn partition_names(origin: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    origin
+        .call_method0("list_parts")?
+        .try_iter()?
+        .map(|p| {
+            let p = p?;
+            p.extract::<String>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "list_parts() must return partition names as str; got {}",
+                    p.repr().map(|r| r.to_string()).unwrap_or_default()
+                ))
+            })
+        })
+        .collect()
 }

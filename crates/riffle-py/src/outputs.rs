@@ -20,7 +20,6 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use riffle::sinks::{DynamicSink, FixedPartitionedSink, SinkPartition, WorkerInfo};
@@ -92,22 +91,8 @@ impl FixedPartitionedSink for PyFixedSink {
     type Partition = PyFixedPartition;
 
     fn list_parts(&self, _step_id: &str) -> riffle::Result<Vec<String>> {
-        Python::attach(|py| -> PyResult<Vec<String>> {
-            let parts = self.0.sink.bind(py).call_method0("list_parts")?;
-            parts
-                .try_iter()?
-                .map(|p| {
-                    let p = p?;
-                    p.extract::<String>().map_err(|_| {
-                        PyTypeError::new_err(format!(
-                            "list_parts() must return partition names as str; got {}",
-                            p.repr().map(|r| r.to_string()).unwrap_or_default()
-                        ))
-                    })
-                })
-                .collect()
-        })
-        .map_err(|e| self.0.fail(e))
+        Python::attach(|py| crate::inputs::partition_names(self.0.sink.bind(py)))
+            .map_err(|e| self.0.fail(e))
     }
 
     fn part_fn(&self, item: &(u64, PyItem), parts: usize) -> usize {
