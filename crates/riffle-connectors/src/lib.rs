@@ -55,6 +55,13 @@ pub mod postgres;
 pub mod rabbitmq;
 #[cfg(any(feature = "objects", feature = "redis", feature = "sqs"))]
 mod reader;
+#[cfg(any(
+    feature = "objects",
+    feature = "redis",
+    feature = "sqs",
+    feature = "nats"
+))]
+mod ready;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod runtime;

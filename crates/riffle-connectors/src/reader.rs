@@ -36,10 +36,12 @@
 //! same shape the other way round in [`writer`](crate::writer).
 
 use std::future::Future;
+use std::task::Waker;
 
 use riffle::sources::Poll;
 use tokio::sync::mpsc;
 
+use crate::ready::Ready;
 use crate::{ConnectorError, runtime};
 
 /// What the task hands the partition.
@@ -55,12 +57,14 @@ enum Read<B> {
 /// The task's end: where it sends what it read.
 pub(crate) struct Batches<B> {
     tx: mpsc::Sender<Read<B>>,
+    ready: Ready,
 }
 
 /// Room the partition keeps for one batch; see [`Batches::room`].
 #[cfg_attr(not(feature = "sqs"), allow(dead_code))]
 pub(crate) struct Room<'a, B> {
     permit: mpsc::Permit<'a, Read<B>>,
+    ready: &'a Ready,
 }
 
 impl<B> Room<'_, B> {
@@ -68,6 +72,7 @@ impl<B> Room<'_, B> {
     #[cfg_attr(not(feature = "sqs"), allow(dead_code))]
     pub(crate) fn send(self, batch: B) {
         self.permit.send(Read::Batch(batch));
+        self.ready.wake();
     }
 }
 
@@ -76,7 +81,9 @@ impl<B: Send> Batches<B> {
     /// yet taken; `false` when the partition is gone (the task should return).
     #[cfg_attr(not(any(feature = "objects", feature = "redis")), allow(dead_code))]
     pub(crate) async fn send(&self, batch: B) -> bool {
-        self.tx.send(Read::Batch(batch)).await.is_ok()
+        let sent = self.tx.send(Read::Batch(batch)).await.is_ok();
+        self.ready.wake();
+        sent
     }
 
     /// Waits until the partition has room for one more batch, and keeps it: for
@@ -85,7 +92,12 @@ impl<B: Send> Batches<B> {
     /// `None` when the partition is gone.
     #[cfg_attr(not(feature = "sqs"), allow(dead_code))]
     pub(crate) async fn room(&self) -> Option<Room<'_, B>> {
-        self.tx.reserve().await.ok().map(|permit| Room { permit })
+        let ready = &self.ready;
+        self.tx
+            .reserve()
+            .await
+            .ok()
+            .map(|permit| Room { permit, ready })
     }
 
     /// Whether the partition is gone.
@@ -98,6 +110,7 @@ impl<B: Send> Batches<B> {
 /// The partition's end: the batches its task read, taken without blocking.
 pub(crate) struct Reader<B> {
     batches: mpsc::Receiver<Read<B>>,
+    ready: Ready,
     task: tokio::task::JoinHandle<()>,
     done: bool,
     /// The error for a task gone without a word: connector, server, action.
@@ -114,8 +127,12 @@ impl<B: Send + 'static> Reader<B> {
         F: Future<Output = Result<(), ConnectorError>> + Send + 'static,
     {
         let (tx, batches) = mpsc::channel(room.max(1));
-        let end = tx.clone();
-        let reading = read(Batches { tx });
+        let ready = Ready::default();
+        let (end, woken) = (tx.clone(), ready.clone());
+        let reading = read(Batches {
+            tx,
+            ready: ready.clone(),
+        });
         let task = runtime::handle().spawn(async move {
             let last = match reading.await {
                 Ok(()) => Read::Done,
@@ -123,6 +140,7 @@ impl<B: Send + 'static> Reader<B> {
             };
             // A partition already gone needs no word.
             let _ = end.send(last).await;
+            woken.wake();
         });
         let ConnectorError {
             connector,
@@ -132,10 +150,18 @@ impl<B: Send + 'static> Reader<B> {
         } = stopped;
         Self {
             batches,
+            ready,
             task,
             done: false,
             stopped: (connector, server, action),
         }
+    }
+
+    /// Has the task wake `waker` after each batch it sends, and when it ends:
+    /// what a partition's
+    /// [`wake_on_ready`](riffle::sources::SourcePartition::wake_on_ready) does.
+    pub(crate) fn wake_on_ready(&self, waker: &Waker) {
+        self.ready.set(waker);
     }
 
     /// The next batch the task read, or `None` when none waits now (or the task
@@ -300,5 +326,54 @@ mod tests {
         heard
             .recv_timeout(Duration::from_secs(2))
             .expect("the task still runs after its reader was dropped");
+    }
+
+    #[test]
+    fn a_thread_parked_for_a_batch_is_woken_when_it_comes_and_when_the_task_ends() {
+        /// Unparks the test's thread and counts the wakes.
+        struct Unpark(std::thread::Thread, std::sync::atomic::AtomicUsize);
+        impl std::task::Wake for Unpark {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.wake_by_ref();
+            }
+            fn wake_by_ref(self: &std::sync::Arc<Self>) {
+                self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.0.unpark();
+            }
+        }
+        let wakes = std::sync::Arc::new(Unpark(std::thread::current(), 0.into()));
+        let (go, gone) = tokio::sync::oneshot::channel::<()>();
+        let mut reader = Reader::start(4, stopped(), |batches| async move {
+            let _ = gone.await;
+            batches.send(vec![7u32]).await;
+            Ok(())
+        });
+        reader.wake_on_ready(&Waker::from(wakes.clone()));
+        assert!(matches!(reader.try_next("step"), Ok(None)));
+        let asked = Instant::now();
+        go.send(()).unwrap();
+        // Parked far longer than a batch takes: only a wake ends it early.
+        let mut batch = None;
+        while batch.is_none() && asked.elapsed() < Duration::from_secs(5) {
+            std::thread::park_timeout(Duration::from_secs(5));
+            batch = reader.try_next("step").unwrap();
+        }
+        assert_eq!(batch, Some(vec![7]));
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "woken only after {:?}",
+            asked.elapsed()
+        );
+        let until = Instant::now() + Duration::from_secs(5);
+        while wakes.1.load(std::sync::atomic::Ordering::SeqCst) < 2 && Instant::now() < until {
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+        assert_eq!(
+            wakes.1.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the end wakes too"
+        );
+        assert!(matches!(reader.try_next("step"), Ok(None)));
+        assert!(matches!(reader.poll(Vec::<u32>::new()), Poll::Exhausted));
     }
 }

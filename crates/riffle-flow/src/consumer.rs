@@ -37,6 +37,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,8 @@ use crate::metrics::ProcessorMetrics;
 use crate::retry::Backoff;
 use crate::writer::SinkWriter;
 
-/// How long a replica sleeps when none of its partitions has anything.
+/// How long a replica waits when none of its partitions has anything, unless one
+/// of them wakes it first ([`SourcePartition::wake_on_ready`]).
 const IDLE: Duration = Duration::from_millis(10);
 /// The longest wait between two writes of a batch the sink refused.
 const WRITE_BACKOFF_CEILING: Duration = Duration::from_secs(5);
@@ -473,6 +475,19 @@ where
     }
 }
 
+/// Wakes a replica's thread parked between polls.
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
 /// Acknowledged positions by partition name.
 type Positions<S> = Mutex<HashMap<String, S>>;
 
@@ -506,15 +521,19 @@ impl<T: riffle::Data> Replica<T> {
         F: Handler<S::Item, T>,
     {
         let mut parts = Vec::with_capacity(names.len());
+        // The replica parks when none of its partitions has anything; one that
+        // can tell when items arrive unparks it (see `pump`).
+        let ready = Waker::from(Arc::new(Unpark(std::thread::current())));
         for name in names {
             let resume = lock(positions).get(name).cloned();
-            let part = source.build_part(&self.id, name, resume).map_err(|e| {
+            let mut part = source.build_part(&self.id, name, resume).map_err(|e| {
                 FlowError::processor(
                     &self.id,
                     format!("cannot open source partition {name:?}"),
                     e,
                 )
             })?;
+            part.wake_on_ready(&ready);
             parts.push(Some(part));
         }
         let outcome = self.pump(names, &mut parts, f, positions);
@@ -628,7 +647,9 @@ impl<T: riffle::Data> Replica<T> {
             if !polled_any {
                 let now = Instant::now();
                 let until = wake.unwrap_or(now + IDLE).min(now + IDLE);
-                std::thread::sleep(until.saturating_duration_since(now));
+                // Woken early by a partition with items (a wake that came
+                // since the poll is kept by the park token), or by nothing.
+                std::thread::park_timeout(until.saturating_duration_since(now));
                 continue;
             }
             let written = out.len() as u64;

@@ -19,6 +19,17 @@ pub(crate) fn partitions(
             .caused_by(e)
             .for_step(step_id)
     })?;
+    partitions_with(&client, settings, step_id, topic)
+}
+
+/// [`partitions`] through a client the caller keeps (one made for reading the
+/// backlog every second, say).
+pub(crate) fn partitions_with(
+    client: &BaseConsumer,
+    settings: &KafkaSettings,
+    step_id: &str,
+    topic: &str,
+) -> riffle::Result<Vec<i32>> {
     let metadata = client
         .fetch_metadata(Some(topic), settings.timeout_duration())
         .map_err(|e| {

@@ -1,6 +1,6 @@
 //! The Kafka source: topic partitions as source partitions, offsets as state.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -44,6 +44,8 @@ pub struct KafkaSource<F = Bytes> {
     tail: bool,
     discover: Option<Duration>,
     dead_letters: Option<DeadLetters>,
+    /// The client [`FixedPartitionedSource::backlog`] reads with, by step id.
+    backlog_reader: Mutex<Option<(String, BaseConsumer)>>,
 }
 
 impl KafkaSource<Bytes> {
@@ -62,6 +64,7 @@ impl KafkaSource<Bytes> {
             tail: true,
             discover: Some(Duration::from_secs(30)),
             dead_letters: None,
+            backlog_reader: Mutex::default(),
         }
     }
 }
@@ -78,6 +81,7 @@ impl<F: Format> KafkaSource<F> {
             tail: self.tail,
             discover: self.discover,
             dead_letters: self.dead_letters,
+            backlog_reader: Mutex::default(),
         }
     }
 
@@ -186,19 +190,29 @@ impl<F: Format> FixedPartitionedSource for KafkaSource<F> {
 
     /// The group's lag: for every partition, its end offset less the group's
     /// committed offset (its start when the group has none).
+    ///
+    /// One client, made at the first reading, serves every later one.
     fn backlog(&self, step_id: &str) -> riffle::Result<Option<u64>> {
-        let consumer = self.consumer(step_id)?;
+        let mut kept = self
+            .backlog_reader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let consumer = match kept.take() {
+            Some((step, consumer)) if step == step_id => kept.insert((step, consumer)),
+            _ => kept.insert((step_id.to_string(), self.consumer(step_id)?)),
+        };
+        let consumer = &consumer.1;
         let timeout = self.settings.timeout_duration();
         let mut tpl = TopicPartitionList::new();
-        for name in self.list_parts(step_id)? {
-            if let Some((topic, partition)) = split_name(&name) {
-                tpl.add_partition(topic, partition);
+        for topic in &self.topics {
+            for id in super::metadata::partitions_with(consumer, &self.settings, step_id, topic)? {
+                tpl.add_partition(topic, id);
             }
         }
         let fail = |action: String, e: rdkafka::error::KafkaError| {
             self.settings.error(action).caused_by(e).for_step(step_id)
         };
-        let committed = committed_offsets(&consumer, tpl, timeout)
+        let committed = committed_offsets(consumer, tpl, timeout)
             .map_err(|e| fail("cannot read the group's committed offsets".into(), e))?;
         let mut lag = 0u64;
         for part in committed.elements() {
@@ -493,6 +507,15 @@ impl<F: Format> SourcePartition for KafkaSourcePartition<F> {
             return Ok(Poll::Pending);
         }
         Ok(Poll::Ready(items))
+    }
+
+    /// librdkafka calls `ready` when the partition's queue goes from empty to
+    /// not empty (from its own thread), so a waiting reader wakes as a record
+    /// arrives instead of at its next tick.
+    fn wake_on_ready(&mut self, ready: &std::task::Waker) {
+        let ready = ready.clone();
+        self.consumer
+            .set_nonempty_callback(move || ready.wake_by_ref());
     }
 
     fn snapshot(&self) -> Option<i64> {

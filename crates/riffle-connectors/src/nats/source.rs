@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::message::NatsMessage;
 use super::settings::NatsSettings;
 use crate::ConnectorError;
+use crate::ready::Ready;
 
 /// The most messages one poll returns, and one pull request asks for.
 const BATCH: usize = 1024;
@@ -273,7 +274,8 @@ impl FixedPartitionedSource for NatsSource {
             end,
         } = opened;
         let (tx, rx) = mpsc::channel(READ_AHEAD);
-        let reader = crate::runtime::handle().spawn(read(consumer, tx));
+        let ready = Ready::default();
+        let reader = crate::runtime::handle().spawn(read(consumer, tx, ready.clone()));
         Ok(NatsSourcePartition {
             step_id: step_id.to_string(),
             name: for_part.to_string(),
@@ -281,6 +283,7 @@ impl FixedPartitionedSource for NatsSource {
             stream: Arc::from(self.stream.as_str()),
             client,
             rx,
+            ready,
             reader,
             next,
             end,
@@ -417,7 +420,8 @@ enum Delivery {
 }
 
 /// Pulls messages on the shared runtime and queues them for the partition.
-async fn read(consumer: PullConsumer, tx: mpsc::Sender<Delivery>) {
+/// Each message that finds the queue empty wakes the partition (`ready`).
+async fn read(consumer: PullConsumer, tx: mpsc::Sender<Delivery>, ready: Ready) {
     let messages = consumer
         .stream()
         .max_messages_per_batch(BATCH)
@@ -431,6 +435,7 @@ async fn read(consumer: PullConsumer, tx: mpsc::Sender<Delivery>) {
             let _ = tx
                 .send(Delivery::Trouble(format!("cannot start pulling: {e}")))
                 .await;
+            ready.wake();
             return;
         }
     };
@@ -476,8 +481,13 @@ async fn read(consumer: PullConsumer, tx: mpsc::Sender<Delivery>) {
             },
         };
         let failed = matches!(delivery, Delivery::Failed(_));
+        let was_empty = tx.capacity() == tx.max_capacity();
         if tx.send(delivery).await.is_err() || failed {
+            ready.wake();
             return;
+        }
+        if was_empty {
+            ready.wake();
         }
     }
 }
@@ -490,6 +500,7 @@ pub struct NatsSourcePartition {
     stream: Arc<str>,
     client: Client,
     rx: mpsc::Receiver<Delivery>,
+    ready: Ready,
     reader: tokio::task::JoinHandle<()>,
     /// The stream sequence after the last message emitted.
     next: u64,
@@ -506,6 +517,10 @@ pub struct NatsSourcePartition {
 impl SourcePartition for NatsSourcePartition {
     type Item = NatsMessage;
     type State = u64;
+
+    fn wake_on_ready(&mut self, ready: &std::task::Waker) {
+        self.ready.set(ready);
+    }
 
     fn next_batch(&mut self) -> riffle::Result<Poll<NatsMessage>> {
         if self.done || self.end == Some(None) {

@@ -233,6 +233,10 @@ impl<F: Format> SourcePartition for ObjectSourcePartition<F> {
     type Item = ObjectLine<F::Value>;
     type State = ObjectPosition;
 
+    fn wake_on_ready(&mut self, ready: &std::task::Waker) {
+        self.lines.wake_on_ready(ready);
+    }
+
     fn next_batch(&mut self) -> riffle::Result<Poll<Self::Item>> {
         let mut out = Vec::new();
         while out.len() < BATCH {

@@ -457,6 +457,10 @@ impl SourcePartition for RedisSourcePartition {
     type Item = RedisEntry;
     type State = RedisPosition;
 
+    fn wake_on_ready(&mut self, ready: &std::task::Waker) {
+        self.batches.wake_on_ready(ready);
+    }
+
     fn next_batch(&mut self) -> riffle::Result<Poll<RedisEntry>> {
         self.check_acks()?;
         let mut out = Vec::new();

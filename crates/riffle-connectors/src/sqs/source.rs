@@ -435,6 +435,10 @@ impl SourcePartition for SqsSourcePartition {
     type Item = SqsMessage;
     type State = SqsPosition;
 
+    fn wake_on_ready(&mut self, ready: &std::task::Waker) {
+        self.batches.wake_on_ready(ready);
+    }
+
     fn next_batch(&mut self) -> riffle::Result<Poll<SqsMessage>> {
         self.tasks.retain(|t| !t.is_finished());
         let mut out = Vec::new();

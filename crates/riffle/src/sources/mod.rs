@@ -32,6 +32,7 @@
 mod file;
 mod generator;
 mod operator;
+mod ready;
 mod testing;
 
 use std::time::Instant;
@@ -78,6 +79,16 @@ pub trait SourcePartition: 'static {
     fn next_awake(&self) -> Option<Instant> {
         None
     }
+
+    /// Asks the partition to call `ready` when, after a [`Poll::Pending`], it may
+    /// have items: a message arrived, its reader task sent a batch. A caller that
+    /// idles between polls can then sleep until woken rather than for a fixed
+    /// tick. A wake is a hint (poll, and `Pending` again is fine), and one that
+    /// comes while the caller is not asleep is not lost if the caller's waiting
+    /// keeps it (a thread's park token, a dataflow activation). The default does
+    /// nothing: such partitions are polled on the caller's tick, and
+    /// [`SourcePartition::next_awake`] still applies.
+    fn wake_on_ready(&mut self, _ready: &std::task::Waker) {}
 
     /// Its current position (None for partitions that cannot resume).
     fn snapshot(&self) -> Option<Self::State> {

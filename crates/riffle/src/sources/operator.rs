@@ -21,7 +21,8 @@ use crate::recovery::{Change, decode, encode};
 /// the rest of the flow run.
 const SLICE: Duration = Duration::from_millis(2);
 
-/// How soon a source that has nothing polls again.
+/// How soon a source that has nothing polls again, unless a partition wakes it
+/// first (see `super::ready`).
 const IDLE_POLL: Duration = Duration::from_millis(10);
 
 /// How soon a source looks again at a partition an event-time window holds back
@@ -282,6 +283,12 @@ fn build<P: SourcePartition>(
         ctx.insert_origins(key, Origins { spans, sources: 1 });
     }
     builder.build(move |mut caps| {
+        let ready = super::ready::activation_waker(
+            scope.worker().sync_activator_for(info.address.to_vec()),
+        );
+        for live in parts.iter_mut() {
+            live.part.wake_on_ready(&ready);
+        }
         let activator = scope.activator_for(info.address);
         let spans_cap = if caps.len() > 2 { caps.pop() } else { None };
         let letters_cap = caps.pop().expect("a source has a dead-letter output");
@@ -326,7 +333,8 @@ fn build<P: SourcePartition>(
                 d.next = now + d.every;
                 match (d.find)(&step_id) {
                     Ok(found) => {
-                        for (name, part) in found {
+                        for (name, mut part) in found {
+                            part.wake_on_ready(&ready);
                             let id = part_id(&step_id, &name);
                             if let (Some(spans), Some(at)) = (spans_h.as_mut(), held.spans.as_ref())
                             {
