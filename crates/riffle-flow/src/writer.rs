@@ -68,6 +68,12 @@ impl<T: riffle::Data> SinkWriter<T> {
     where
         K: FixedPartitionedSink<Item = T>,
     {
+        if sink.fresh_start_discards() {
+            return Err(FlowError::Failed {
+                processor: id.to_string(),
+                what: "the sink starts its files empty, so every start of the flow would throw away what the last one wrote: give it `.appending()` (FileSink, CsvSink, JsonLinesSink, DirSink)".into(),
+            });
+        }
         let sink = Arc::new(sink);
         let names = sink
             .list_parts(id)
@@ -285,4 +291,63 @@ fn write<P: SinkPartition>(
         part.commit(state)?;
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use riffle::sinks::{DirSink, FileSink};
+
+    use super::*;
+
+    #[test]
+    fn a_file_sink_that_starts_empty_is_refused_and_an_appending_one_keeps_what_was_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        std::fs::write(&path, "from the last start\n").unwrap();
+
+        let refused = SinkWriter::start("notes", FileSink::new(&path))
+            .err()
+            .expect("a sink that empties its file is refused")
+            .to_string();
+        assert!(
+            refused.contains("notes") && refused.contains(".appending()"),
+            "{refused}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "from the last start\n"
+        );
+
+        let writer = SinkWriter::start("notes", FileSink::new(&path).appending()).unwrap();
+        writer.write(vec!["this start".to_string()]).unwrap();
+        writer.close();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "from the last start\nthis start\n"
+        );
+
+        // A folder of files the same way, once per start.
+        let folder = dir.path().join("parts");
+        for start in ["one", "two"] {
+            assert!(SinkWriter::start("parts", DirSink::<String>::new(&folder, 2)).is_err());
+            let writer =
+                SinkWriter::start("parts", DirSink::<String>::new(&folder, 2).appending()).unwrap();
+            writer
+                .write(vec![("k".to_string(), start.to_string())])
+                .unwrap();
+            writer.close();
+        }
+        let mut lines: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .flat_map(|f| {
+                std::fs::read_to_string(f.unwrap().path())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        lines.sort();
+        assert_eq!(lines, ["one", "two"]);
+    }
 }

@@ -185,6 +185,10 @@ impl<W: LineWriter> FixedPartitionedSink for LineSink<W> {
     type State = u64;
     type Partition = FilePartition<W>;
 
+    fn fresh_start_discards(&self) -> bool {
+        !self.append
+    }
+
     fn list_parts(&self, _step_id: &str) -> Result<Vec<String>> {
         Ok(vec![self.path.display().to_string()])
     }
@@ -229,6 +233,7 @@ impl<W: LineWriter> FixedPartitionedSink for LineSink<W> {
 pub struct DirSink<K> {
     dir: PathBuf,
     count: usize,
+    append: bool,
     _key: PhantomData<fn(K)>,
 }
 
@@ -238,8 +243,16 @@ impl<K: Data + Hash> DirSink<K> {
         Self {
             dir: dir.into(),
             count: count.max(1),
+            append: false,
             _key: PhantomData,
         }
+    }
+
+    /// Keeps what the files hold when the sink starts without a position and
+    /// writes on at their ends, as [`LineSink::appending`] does for one file.
+    pub fn appending(mut self) -> Self {
+        self.append = true;
+        self
     }
 }
 
@@ -258,6 +271,10 @@ impl<K: Data + Hash> FixedPartitionedSink for DirSink<K> {
     type Item = (K, String);
     type State = u64;
     type Partition = FilePartition<KeyedLines<K>>;
+
+    fn fresh_start_discards(&self) -> bool {
+        !self.append
+    }
 
     fn list_parts(&self, step_id: &str) -> Result<Vec<String>> {
         std::fs::create_dir_all(&self.dir).map_err(|error| RiffleError::Io {
@@ -281,9 +298,14 @@ impl<K: Data + Hash> FixedPartitionedSink for DirSink<K> {
         for_part: &str,
         resume: Option<u64>,
     ) -> Result<Self::Partition> {
+        let path = PathBuf::from(for_part);
+        let resume = match resume {
+            None if self.append => std::fs::metadata(&path).ok().map(|m| m.len()),
+            given => given,
+        };
         FilePartition::open(
             step_id,
-            PathBuf::from(for_part),
+            path,
             Arc::new(KeyedLines(PhantomData)),
             resume,
             |_| true,

@@ -113,6 +113,16 @@ pub trait FixedPartitionedSink: Send + Sync + 'static {
         for_part: &str,
         resume_state: Option<Self::State>,
     ) -> Result<Self::Partition>;
+
+    /// Whether a partition opened without a position (`resume_state` `None`)
+    /// throws away what an earlier run left there: a file sink that starts its
+    /// files empty (unless told to append). A dataflow opens partitions without a
+    /// position only on a run that does not resume, where that is the point; a
+    /// host that opens them so on every start (a Flow's processors) refuses such
+    /// a sink rather than lose what the last run wrote. Default: `false`.
+    fn fresh_start_discards(&self) -> bool {
+        false
+    }
 }
 
 /// A sink that builds one stateless partition on every worker.
