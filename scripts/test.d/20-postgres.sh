@@ -2,7 +2,8 @@
 # tests. Installs PostgreSQL when it is missing, starts a server on loopback from a
 # temporary folder (as the `postgres` user when running as root), and exports
 # RIFFLE_TEST_POSTGRES_URL; riffle-pipeline's tests then run against it as well as
-# against SQLite, and the Postgres connector's tests use it too. It also exports
+# against SQLite, and the Postgres connector's tests use it too (with
+# wal_level=logical for its change data capture). It also exports
 # RIFFLE_TEST_POSTGRES_BIN (the folder of initdb, pg_ctl, psql, pgbench), from which
 # the connector's tests make private servers to restart or to want a password. The
 # server stops when the test script exits.
@@ -42,7 +43,7 @@ riffle_pg_setup() {
     return 1
   }
   "${run_as[@]}" "$bindir/pg_ctl" -D "$data/db" -l "$data/server.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c fsync=off -c max_connections=200" start >/dev/null || {
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c fsync=off -c max_connections=200 -c wal_level=logical" start >/dev/null || {
     cat "$data/server.log" >&2
     return 1
   }

@@ -1,5 +1,6 @@
-//! PostgreSQL: rows in by an increasing column, rows out by upsert (exactly-once
-//! by idempotence) or by `COPY` (at-least-once).
+//! PostgreSQL: rows in by an increasing column, every change in by logical
+//! replication (change data capture), rows out by upsert (exactly-once by
+//! idempotence) or by `COPY` (at-least-once).
 //!
 //! ## Source
 //!
@@ -25,12 +26,25 @@
 //! values a client computes itself can still arrive behind the position. A long
 //! transaction in the database (even an idle one) holds the source back until it
 //! ends; rows whose column is NULL are never read; updates to rows already read
-//! are not seen (change data capture through logical replication is not built).
+//! are not seen: for those, read the changes (below).
 //!
 //! [`PostgresSource::poll_every`] sets how often a following source looks for new
 //! rows (500 ms), [`PostgresSource::batch_size`] how many rows one query reads
 //! (4096), and [`PostgresSource::tail`]`(false)` makes it read to the end the table
 //! has when the run starts, then finish. A source is one partition (one reader).
+//!
+//! ## Changes (CDC)
+//!
+//! [`PostgresCdc`] reads every insert, update, delete and truncate committed to
+//! the tables of a publication, through a logical replication slot decoded by
+//! the built-in `pgoutput` plugin (the server needs `wal_level = logical`). Each
+//! becomes a [`Change`] (table, [`ChangeOp`], old and new [`Row`]s of column
+//! values as text), whole transactions in commit order, at-least-once: the
+//! position ([`CdcPosition`], an [`Lsn`]) is snapshot state, and the slot is
+//! advanced only by the commit hook, so a run killed at any point reads again
+//! what was not committed. One partition (a slot is one stream).
+//! [`admin::create_publication`] and [`admin::create_slot`] make what it reads;
+//! see [`cdc`] for the whole story and an example.
 //!
 //! ## Sink
 //!
@@ -76,11 +90,15 @@
 //! [`runtime`](crate::runtime).
 
 pub mod admin;
+pub mod cdc;
 mod settings;
 mod sink;
 mod source;
 pub mod testing;
 
+pub use cdc::{
+    CdcPosition, Change, ChangeOp, Lsn, LsnError, PostgresCdc, PostgresCdcPartition, Row,
+};
 pub use settings::{PostgresSettings, quote_table};
 pub use sink::{PostgresSink, PostgresSinkPartition, WriteMode};
 pub use source::{PostgresPosition, PostgresRow, PostgresSource, PostgresSourcePartition};
