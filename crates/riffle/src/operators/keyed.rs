@@ -480,7 +480,7 @@ impl<T: Data> Stream<T> {
     }
 
     /// Adds a one-operator step whose input is routed by `pact`.
-    fn epoch_step<O, L, M>(
+    pub(crate) fn epoch_step<O, L, M>(
         &self,
         step_id: &str,
         kind: &str,

@@ -18,12 +18,16 @@
 //! first aggregate on the worker that holds the item and exchange only the partial
 //! results, one per key and worker.
 //!
+//! **Per-key logic** ([`stateful`]): `stateful` runs an object of the user's
+//! per key, with a timer of its own and a call at the end of the stream.
+//!
 //! **Joins** ([`join`]): `join`, `join_running` and `join_all` bring the values of
 //! two or more keyed streams together per key, emitting when every side is there,
 //! on every value, or at the end.
 
 pub mod join;
 pub mod keyed;
+pub mod stateful;
 pub mod stateless;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
