@@ -48,6 +48,7 @@ pub mod cache;
 pub mod codec;
 pub mod config;
 mod dag;
+pub mod dynamic;
 pub mod error;
 pub mod executor;
 mod ids;
