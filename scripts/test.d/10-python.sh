@@ -31,5 +31,10 @@ if ! "$riffle_py_venv/bin/python" -c 'import importlib.metadata as m; assert m.v
   "$riffle_py_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "openapi-spec-validator==0.7.2"
 fi
+# numpy: the riffle.pipeline tests hash an array's content for the cache.
+if ! "$riffle_py_venv/bin/python" -c 'import importlib.metadata as m; assert m.version("numpy") == "2.4.6"' 2>/dev/null; then
+  "$riffle_py_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "numpy==2.4.6"
+fi
 export RIFFLE_TEST_PYTHON="$riffle_py_venv/bin/python"
 echo "RIFFLE_TEST_PYTHON=$RIFFLE_TEST_PYTHON"

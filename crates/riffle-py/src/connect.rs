@@ -25,7 +25,7 @@ use crate::operators::{batch_step, claim, keyed, on_port, type_name, upstream};
 use crate::outputs::{PyDynamicSink, PyFixedSink};
 
 /// `flow` as a dataflow: a `TypeError` naming the step otherwise.
-fn dataflow<'a, 'py>(
+pub(crate) fn dataflow<'a, 'py>(
     step_id: &str,
     flow: &'a Bound<'py, PyAny>,
 ) -> PyResult<&'a Bound<'py, PyDataflow>> {

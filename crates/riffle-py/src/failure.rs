@@ -128,7 +128,7 @@ impl Failures {
 }
 
 /// `TypeName: message`, as Python's last traceback line shows an exception.
-fn summary(py: Python<'_>, error: &PyErr) -> String {
+pub(crate) fn summary(py: Python<'_>, error: &PyErr) -> String {
     let name = error
         .get_type(py)
         .qualname()

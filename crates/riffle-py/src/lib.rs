@@ -32,7 +32,9 @@
 //! bytewax's EOF/ABORT markers. Sources and sinks written in Python
 //! (`riffle.inputs`, `riffle.outputs`) are the engine's source and sink traits
 //! calling their methods (`src/inputs.rs`, `src/outputs.rs`); the file connectors
-//! are the engine's own file sources and sinks (`src/connect.rs`).
+//! are the engine's own file sources and sinks (`src/connect.rs`), and
+//! `riffle.connectors.kafka` is the Kafka source and sink of `riffle-connectors`
+//! (`src/kafka.rs`).
 //!
 //! `run_main` runs the flow on one worker in the calling thread, attached to the
 //! interpreter for the whole run, so calling a user function costs no lock. With
@@ -47,6 +49,12 @@
 //! snapshots Python values (keyed state, source and sink positions) by pickling
 //! them (the serde of `PyItem`, `src/item.rs`).
 //!
+//! ## Batch pipelines
+//!
+//! `riffle.pipeline` (steps as decorated Python functions, wired by the names of
+//! their inputs and outputs) runs on the executor of `riffle-pipeline`, not on the
+//! dataflow engine: see `src/pipeline.rs`.
+//!
 //! ## Errors
 //!
 //! See `src/failure.rs`: build errors are `ValueError`/`TypeError` naming the step; an
@@ -59,8 +67,10 @@ mod failure;
 mod inputs;
 mod item;
 mod join;
+mod kafka;
 mod operators;
 mod outputs;
+mod pipeline;
 mod sinks;
 mod stateful;
 mod testing_source;
@@ -193,6 +203,9 @@ fn _riffle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(connect::output_sink, m)?)?;
     m.add_function(wrap_pyfunction!(connect::input_files, m)?)?;
     m.add_function(wrap_pyfunction!(connect::output_files, m)?)?;
+    m.add_function(wrap_pyfunction!(kafka::input_kafka, m)?)?;
+    m.add_function(wrap_pyfunction!(kafka::output_kafka, m)?)?;
+    m.add_function(wrap_pyfunction!(kafka::kafka_create_topic, m)?)?;
     m.add_function(wrap_pyfunction!(operators::input_testing, m)?)?;
     m.add_function(wrap_pyfunction!(operators::output, m)?)?;
     m.add_function(wrap_pyfunction!(operators::map, m)?)?;
@@ -215,10 +228,12 @@ fn _riffle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stateful::stateful_flat_map, m)?)?;
     m.add_function(wrap_pyfunction!(stateful::fold_final, m)?)?;
     m.add_function(wrap_pyfunction!(stateful::collect, m)?)?;
+    m.add_function(wrap_pyfunction!(stateful::stateful, m)?)?;
     m.add_function(wrap_pyfunction!(join::join, m)?)?;
     m.add_function(wrap_pyfunction!(workers::redistribute, m)?)?;
     m.add_function(wrap_pyfunction!(workers::inspect_debug, m)?)?;
     m.add_function(wrap_pyfunction!(windows::window, m)?)?;
     m.add_function(wrap_pyfunction!(windows::join_window, m)?)?;
+    m.add_function(wrap_pyfunction!(pipeline::run_pipeline, m)?)?;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The keyed operators that keep more than one value per key:
-//! `stateful_flat_map`, `fold_final` and `collect`.
+//! `stateful_flat_map`, `fold_final`, `collect` and `stateful`.
 //!
 //! Each is the engine's keyed operator, with Python only where the user's
 //! function decides something:
@@ -14,10 +14,18 @@
 //!   it came, on the worker that owns the key, as in bytewax.
 //! - `collect` is the engine's `collect`: lists per key, emitted when they reach
 //!   `max_size` or when their epoch closes.
+//! - `stateful` is the engine's `stateful`: one `StatefulLogic` object per key,
+//!   called with the key's values, when its `notify_at()` instant passes (wall
+//!   clock) and at the end of the stream; its `snapshot()` is the key's state in
+//!   the recovery store, handed back to `builder(resume_state)` on resume.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
+use riffle::operators::stateful::{Emit, KeyedLogic};
 use serde::{Deserialize, Serialize};
 
 use crate::dataflow::{Port, PyStream};
@@ -249,4 +257,139 @@ pub(crate) fn collect(
         })
         .map(Port::Keyed);
     finish(py, up, step_id, port)
+}
+
+/// `stateful(step_id, up, builder)`: per key, a `StatefulLogic` object made by
+/// `builder(resume_state)` (`None` for a new key), run by the engine's
+/// [`riffle::Stream::stateful`]: `on_item(value)`, `on_notify()` once its
+/// `notify_at()` has passed, `on_eof()` at the end, each returning `(emits,
+/// discard)`; `snapshot()` is what the recovery store keeps for the key.
+#[pyfunction]
+pub(crate) fn stateful(
+    py: Python<'_>,
+    step_id: &str,
+    up: &Bound<'_, PyAny>,
+    builder: &Bound<'_, PyAny>,
+) -> PyResult<PyStream> {
+    let up = upstream(step_id, up)?;
+    let builder = callable(step_id, "builder", builder)?;
+    let flow = claim(up, step_id)?;
+    let failures = flow.failures.clone();
+    let id: Arc<str> = step_id.into();
+    let port = keyed(up, step_id)
+        .and_then(|s| {
+            s.stateful(step_id, move |_key: &String, resume: Option<PyItem>| {
+                Python::attach(|py| {
+                    let resume = resume.map_or_else(|| py.None(), |state| state.0);
+                    let logic = builder.bind(py).call1((resume,))?;
+                    Ok(PyLogic {
+                        step_id: id.clone(),
+                        failures: failures.clone(),
+                        logic: logic.unbind(),
+                    })
+                })
+                .map_err(|e| logic_error(&failures, &id, e))
+            })
+        })
+        .map(Port::Keyed);
+    finish(py, up, step_id, port)
+}
+
+/// A Python exception of a `stateful` step as the engine's error, the exception
+/// kept in `failures`.
+fn logic_error(failures: &Failures, step_id: &str, error: PyErr) -> riffle::RiffleError {
+    let summary = failures.record(step_id, error);
+    riffle::RiffleError::Execution(format!("step {step_id:?}: {summary}"))
+}
+
+/// One key's `StatefulLogic` object.
+struct PyLogic {
+    step_id: Arc<str>,
+    failures: Failures,
+    logic: Py<PyAny>,
+}
+
+impl PyLogic {
+    /// Calls `method(*args)`, which must return `(emits, discard)`.
+    fn call(&self, method: &str, value: Option<PyItem>) -> riffle::Result<Emit<PyItem>> {
+        Python::attach(|py| -> PyResult<Emit<PyItem>> {
+            let logic = self.logic.bind(py);
+            let result = match value {
+                Some(value) => logic.call_method1(method, (value.0,))?,
+                None => logic.call_method0(method)?,
+            };
+            let id = &*self.step_id;
+            let Some(pair) = result.cast::<PyTuple>().ok().filter(|t| t.len() == 2) else {
+                return Err(PyTypeError::new_err(format!(
+                    "step {id:?}: `{method}` must return a 2-tuple `(emits, discard)`; \
+                     got a {} instead",
+                    type_name(&result)
+                )));
+            };
+            let (emits, discard) = (pair.get_item(0)?, pair.get_item(1)?);
+            let emits = iterate(id, method, &emits)?
+                .map(|one| one.map(PyItem::from))
+                .collect::<PyResult<Vec<_>>>()?;
+            let discard = discard.extract::<bool>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "step {id:?}: `{method}` must return `(emits, discard)` with a bool \
+                     `discard`; got a {} instead",
+                    type_name(&discard)
+                ))
+            })?;
+            Ok((emits, discard))
+        })
+        .map_err(|e| logic_error(&self.failures, &self.step_id, e))
+    }
+}
+
+impl KeyedLogic<PyItem> for PyLogic {
+    type Out = PyItem;
+    type State = PyItem;
+
+    fn on_item(&mut self, value: PyItem) -> riffle::Result<Emit<PyItem>> {
+        self.call("on_item", Some(value))
+    }
+
+    fn on_notify(&mut self) -> riffle::Result<Emit<PyItem>> {
+        self.call("on_notify", None)
+    }
+
+    fn on_eof(&mut self) -> riffle::Result<Emit<PyItem>> {
+        self.call("on_eof", None)
+    }
+
+    fn notify_at(&self) -> riffle::Result<Option<SystemTime>> {
+        Python::attach(|py| -> PyResult<Option<SystemTime>> {
+            let at = self.logic.bind(py).call_method0("notify_at")?;
+            if at.is_none() {
+                return Ok(None);
+            }
+            let seconds: f64 = at
+                .call_method0("timestamp")
+                .and_then(|t| t.extract())
+                .map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "step {:?}: `notify_at` must return a datetime or None; got a {}",
+                        &*self.step_id,
+                        type_name(&at)
+                    ))
+                })?;
+            let since = Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX);
+            Ok(Some(SystemTime::UNIX_EPOCH.checked_add(since).unwrap_or(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(u32::MAX as u64),
+            )))
+        })
+        .map_err(|e| logic_error(&self.failures, &self.step_id, e))
+    }
+
+    fn snapshot(&self) -> riffle::Result<PyItem> {
+        Python::attach(|py| {
+            self.logic
+                .bind(py)
+                .call_method0("snapshot")
+                .map(PyItem::from)
+        })
+        .map_err(|e| logic_error(&self.failures, &self.step_id, e))
+    }
 }

@@ -16,14 +16,16 @@ decides something.
 :func:`enrich_cached`, :func:`key_on`, and on
 ``(key, value)`` 2-tuples with ``str`` keys :func:`key_rm`, :func:`map_value`,
 :func:`filter_value`, :func:`flat_map_value`.
-**Keyed**: :func:`stateful_map`, :func:`stateful_flat_map`, :func:`collect`,
+**Keyed**: :func:`stateful` (a :class:`StatefulLogic` per key),
+:func:`stateful_map`, :func:`stateful_flat_map`, :func:`collect`,
 :func:`join`, :func:`count_final`, :func:`fold_final`, :func:`reduce_final`,
 :func:`max_final`, :func:`min_final`.
 **Ends**: :func:`input` (a :class:`riffle.testing.TestingSource`, a source of
-:mod:`riffle.connectors.files`, or your own, :mod:`riffle.inputs`),
-:func:`output` (a :class:`riffle.testing.TestingSink`,
+:mod:`riffle.connectors.files` or :mod:`riffle.connectors.kafka`, or your own,
+:mod:`riffle.inputs`), :func:`output` (a :class:`riffle.testing.TestingSink`,
 :class:`riffle.connectors.stdio.StdOutSink`, a sink of
-:mod:`riffle.connectors.files`, or your own, :mod:`riffle.outputs`) and
+:mod:`riffle.connectors.files` or :mod:`riffle.connectors.kafka`, or your own,
+:mod:`riffle.outputs`) and
 :func:`raises`.
 **Windows** by time: :mod:`riffle.operators.windowing`.
 
@@ -66,6 +68,7 @@ __all__ = [
     "BranchOut",
     "JoinEmitMode",
     "JoinInsertMode",
+    "StatefulLogic",
     "TTLCache",
     "branch",
     "collect",
@@ -93,6 +96,7 @@ __all__ = [
     "output",
     "raises",
     "redistribute",
+    "stateful",
     "reduce_final",
     "stateful_flat_map",
     "stateful_map",
@@ -111,6 +115,9 @@ def input(step_id: str, flow: Dataflow, source: Any) -> Stream:
         )
     if isinstance(source, FileSource):
         return _riffle.input_files(step_id, flow, source.path, source._csv, source.batch_size)
+    if hasattr(source, "_riffle_input"):
+        # A connector read in Rust (riffle.connectors.kafka): its item stream.
+        return source._riffle_input(step_id, flow)[0]
     if isinstance(source, FixedPartitionedSource):
         return _riffle.input_source(step_id, flow, source, True)
     if isinstance(source, DynamicSource):
@@ -132,6 +139,9 @@ def output(step_id: str, up: Stream, sink: Any) -> None:
         return _riffle.output_files(step_id, up, sink.file_path)
     if isinstance(sink, DirSink):
         return _riffle.output_files(step_id, up, sink.dir_path, sink.file_count)
+    if hasattr(sink, "_riffle_output"):
+        # A connector written in Rust (riffle.connectors.kafka).
+        return sink._riffle_output(step_id, up)
     if isinstance(sink, FixedPartitionedSink):
         return _riffle.output_sink(step_id, up, sink, True)
     if isinstance(sink, DynamicSink):
@@ -379,6 +389,73 @@ def reduce_final(step_id: str, up: KeyedStream, reducer: Callable[[V, V], V]) ->
     [('a', 4), ('b', 2)]
     """
     return _riffle.reduce_final(step_id, up, reducer)
+
+
+class StatefulLogic(Generic[V, W, S]):
+    """The logic of one key of :func:`stateful`; subclass it.
+
+    Every method that the step calls returns ``(emits, discard)``: an iterable of
+    values to emit for the key, and whether the key is done
+    (:attr:`DISCARD`: its logic is dropped, and its next value builds a new one)
+    or kept (:attr:`RETAIN`).
+    """
+
+    #: ``discard`` value: drop this key's logic.
+    DISCARD = True
+    #: ``discard`` value: keep this key's logic.
+    RETAIN = False
+
+    def on_item(self, value: V) -> Tuple[Iterable[W], bool]:
+        """A value of the key arrived."""
+        raise NotImplementedError(f"{type(self).__qualname__} must define on_item")
+
+    def on_notify(self) -> Tuple[Iterable[W], bool]:
+        """The instant :meth:`notify_at` returned has passed (by the wall clock)."""
+        return ([], StatefulLogic.RETAIN)
+
+    def on_eof(self) -> Tuple[Iterable[W], bool]:
+        """The stream ended."""
+        return ([], StatefulLogic.RETAIN)
+
+    def notify_at(self) -> Optional[datetime]:
+        """When to call :meth:`on_notify` (an aware ``datetime``), or ``None``;
+        asked again after every call."""
+        return None
+
+    def snapshot(self) -> S:
+        """The key's state: pickled into the recovery store, and given to the
+        step's ``builder`` when a run resumes."""
+        raise NotImplementedError(f"{type(self).__qualname__} must define snapshot")
+
+
+def stateful(
+    step_id: str,
+    up: KeyedStream,
+    builder: Callable[[Optional[S]], StatefulLogic[V, W, S]],
+) -> KeyedStream:
+    """Runs a :class:`StatefulLogic` per key and emits ``(key, w)`` for what
+    its methods emit.
+
+    ``builder(resume_state)`` makes a key's logic: with ``None`` when the key's
+    first value comes, with what its :meth:`~StatefulLogic.snapshot` returned
+    when a run resumes from a recovery store.
+
+    >>> class Pairs(StatefulLogic):
+    ...     def __init__(self, held):
+    ...         self.held = held
+    ...     def on_item(self, value):
+    ...         if self.held is None:
+    ...             self.held = value
+    ...             return [], StatefulLogic.RETAIN
+    ...         return [(self.held, value)], StatefulLogic.DISCARD
+    ...     def on_eof(self):
+    ...         return [(self.held, None)], StatefulLogic.DISCARD
+    ...     def snapshot(self):
+    ...         return self.held
+    >>> run(lambda s: op.stateful("pairs", s, Pairs), [("a", 1), ("b", 2), ("a", 3)])
+    [('a', (1, 3)), ('b', (2, None))]
+    """
+    return _riffle.stateful(step_id, up, builder)
 
 
 def stateful_flat_map(
