@@ -91,6 +91,7 @@
 
 pub mod admin;
 pub mod cdc;
+mod outage;
 mod settings;
 mod sink;
 mod source;

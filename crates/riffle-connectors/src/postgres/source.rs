@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
+use super::outage::{Failure, Outage};
 use super::settings::{PostgresSettings, quote, quote_table, says, transient};
 use crate::format::{Format, Json};
 use crate::{ConnectorError, runtime};
@@ -324,39 +325,14 @@ impl Reader {
     /// Runs rounds until the reading is over, reconnecting through a server that
     /// went away for at most the settings' patience, saying so once on stderr.
     async fn read(&mut self) -> Result<(), ConnectorError> {
-        let mut gone_since: Option<tokio::time::Instant> = None;
+        let mut outage = Outage::default();
         loop {
             match self.round().await {
-                Ok(true) => {
-                    if gone_since.take().is_some() {
-                        eprintln!(
-                            "postgres at {}: reading {} goes on",
-                            self.settings.server(),
-                            self.what
-                        );
-                    }
-                }
+                Ok(true) => outage.over(&self.settings, &self.what),
                 Ok(false) => return Ok(()),
                 Err(Failure::Gone(why)) => {
-                    let since = *gone_since.get_or_insert_with(|| {
-                        eprintln!(
-                            "postgres at {}: the server went away while reading {}: \
-                             reconnecting ({why})",
-                            self.settings.server(),
-                            self.what,
-                        );
-                        tokio::time::Instant::now()
-                    });
-                    if since.elapsed() > self.settings.patience() {
-                        return Err(self.settings.error(format!(
-                            "the server went away while reading {} and did not come back \
-                             within {:?}: {why}",
-                            self.what,
-                            self.settings.patience()
-                        )));
-                    }
                     self.client = None;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    outage.gone(&self.settings, &self.what, &why).await?;
                 }
                 Err(Failure::Fatal(e)) => return Err(e),
             }
@@ -379,11 +355,7 @@ impl Reader {
     /// is over (bounded, or the partition is gone).
     async fn round(&mut self) -> Result<bool, Failure> {
         if self.client.is_none() {
-            // Reconnecting: refused while the server restarts is worth another try.
-            self.open().await.map_err(|e| match &e.cause {
-                Some(cause) => Failure::Gone(cause.to_string()),
-                None => Failure::Fatal(e),
-            })?;
+            self.open().await.map_err(Failure::of_connect)?;
         }
         let Some(client) = self.client.as_ref() else {
             return Err(Failure::Fatal(self.settings.error("no connection")));
@@ -464,14 +436,6 @@ impl Reader {
         }
         Ok(true)
     }
-}
-
-/// Why a round failed.
-enum Failure {
-    /// The connection (why): reconnect and try again.
-    Gone(String),
-    /// For good.
-    Fatal(ConnectorError),
 }
 
 /// The rows of one table being read; made by [`PostgresSource`].

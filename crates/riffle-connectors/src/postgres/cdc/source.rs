@@ -13,6 +13,7 @@ use tokio_postgres::types::PgLsn;
 
 use super::pgoutput::Decoder;
 use super::{Change, Lsn};
+use crate::postgres::outage::{Failure, Outage};
 use crate::postgres::settings::{PostgresSettings, quote, says, transient};
 use crate::{ConnectorError, runtime};
 
@@ -159,14 +160,6 @@ enum Read {
     Done,
     /// Reading failed for good.
     Failed(ConnectorError),
-}
-
-/// Why a round failed.
-enum Failure {
-    /// The connection (why): reconnect and try again.
-    Gone(String),
-    /// For good.
-    Fatal(ConnectorError),
 }
 
 /// How a round ended.
@@ -363,7 +356,7 @@ impl Task {
     /// partition closes), reconnecting through a server that went away for at
     /// most the settings' patience, saying so once on stderr.
     async fn read(&mut self) -> Result<(), ConnectorError> {
-        let mut gone_since: Option<tokio::time::Instant> = None;
+        let mut outage = Outage::default();
         let mut done = false;
         loop {
             if self.acks.borrow().stop {
@@ -395,36 +388,13 @@ impl Task {
                 }
                 Ok(Round::Gone) => return Ok(()),
                 Err(Failure::Gone(why)) => {
-                    let since = *gone_since.get_or_insert_with(|| {
-                        eprintln!(
-                            "postgres at {}: the server went away while reading {}: \
-                             reconnecting ({why})",
-                            self.settings.server(),
-                            self.what,
-                        );
-                        tokio::time::Instant::now()
-                    });
-                    if since.elapsed() > self.settings.patience() {
-                        return Err(self.settings.error(format!(
-                            "the server went away while reading {} and did not come back \
-                             within {:?}: {why}",
-                            self.what,
-                            self.settings.patience()
-                        )));
-                    }
                     self.client = None;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    outage.gone(&self.settings, &self.what, &why).await?;
                     continue;
                 }
                 Err(Failure::Fatal(e)) => return Err(e),
             }
-            if gone_since.take().is_some() {
-                eprintln!(
-                    "postgres at {}: reading {} goes on",
-                    self.settings.server(),
-                    self.what
-                );
-            }
+            outage.over(&self.settings, &self.what);
         }
     }
 
@@ -471,11 +441,7 @@ impl Task {
         if self.client.is_some() {
             return Ok(());
         }
-        // Refused while the server restarts is worth another try.
-        self.open().await.map_err(|e| match &e.cause {
-            Some(cause) => Failure::Gone(cause.to_string()),
-            None => Failure::Fatal(e),
-        })
+        self.open().await.map_err(Failure::of_connect)
     }
 
     /// One read of the copy, handing out the transactions after the position.
