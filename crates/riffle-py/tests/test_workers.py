@@ -204,9 +204,13 @@ def test_ctrl_c_stops_a_run_with_keyboard_interrupt(tmp_path, workers):
 
     (tmp_path / "forever_mod.py").write_text(FOREVER)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    # A shell that starts a command in the background without job control (a CI
+    # runner's, `nohup ... &`) ignores SIGINT in it, and Python then keeps it
+    # ignored: give the child the default disposition, as a terminal would.
     child = subprocess.Popen(
         [sys.executable, "-m", "riffle.run", "forever_mod:flow", "-w", workers],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 30
