@@ -29,7 +29,11 @@ else
   source scripts/test.d/50-kafka.sh
   brokers="$RIFFLE_TEST_KAFKA_BROKERS"
 fi
-classpath="${RIFFLE_TEST_KAFKA_CLASSPATH:-$HOME/.cache/riffle/kafka-4.1.1/*}"
+if [ -z "${RIFFLE_TEST_KAFKA_CLASSPATH:-}" ]; then
+  # The jars 50-kafka.sh fetched (a folder named by the version and its pom's hash).
+  RIFFLE_TEST_KAFKA_CLASSPATH="$(ls -d "$HOME"/.cache/riffle/kafka-*/ | tail -n 1)*"
+fi
+classpath="$RIFFLE_TEST_KAFKA_CLASSPATH"
 
 echo "== riffle bench kafka ($items x 100 B, 4 partitions) on $brokers" >&2
 for workers in 1 2; do

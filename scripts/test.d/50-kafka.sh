@@ -14,25 +14,15 @@ riffle_kafka_free_port() {
   echo "$port"
 }
 
-riffle_kafka_setup() {
-  local version cache jars dir port cport pid tries started
-  version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)"
-  cache="${RIFFLE_TEST_CACHE:-$HOME/.cache/riffle}"
-  jars="$cache/kafka-$version"
-  if [ ! -f "$jars/.complete" ]; then
-    if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
-      echo "50-kafka.sh: Apache Kafka needs java (17+) and mvn to fetch its jars" >&2
-      return 1
-    fi
-    echo "== fetching Apache Kafka $version from Maven Central into $jars"
-    rm -rf "$jars"
-    mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies \
-      -DoutputDirectory="$jars" -DincludeScope=runtime || return 1
-    touch "$jars/.complete"
-  fi
-  dir="$(mktemp -d /tmp/riffle-kafka.XXXXXX)"
-  port="$(riffle_kafka_free_port "${RIFFLE_TEST_KAFKA_PORT:-59092}")"
+# Starts one broker on the first free ports from $2 in the folder $3 and waits until it
+# answers; on success sets port and pid: `riffle_kafka_start JARS FROM DIR`. Returns 2
+# when the broker failed to start (a port taken between the check and the bind), 1
+# when it did not answer.
+riffle_kafka_start() {
+  local jars="$1" from="$2" dir="$3" cport tries
+  port="$(riffle_kafka_free_port "$from")"
   cport="$(riffle_kafka_free_port $((port + 1)))"
+  rm -rf "$dir/data"
   cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
@@ -51,7 +41,6 @@ transaction.state.log.num.partitions=4
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 PROPS
-  started=$(date +%s%N)
   java -cp "$jars/*" kafka.tools.StorageTool format \
     -t "$(java -cp "$jars/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)" \
     -c "$dir/server.properties" >"$dir/format.log" 2>&1 || {
@@ -61,18 +50,63 @@ PROPS
   java -Xms256m -Xmx768m -cp "$jars/*" kafka.Kafka "$dir/server.properties" \
     </dev/null >"$dir/server.log" 2>&1 &
   pid=$!
+  # Wait for the listener (or a fatal error in the log), then for the broker's answer.
   tries=0
-  until java -cp "$jars/*" org.apache.kafka.tools.ClusterTool cluster-id \
-    --bootstrap-server "127.0.0.1:$port" >/dev/null 2>&1; do
-    if ! kill -0 "$pid" 2>/dev/null || [ "$tries" -ge 60 ]; then
-      echo "50-kafka.sh: Kafka did not answer on 127.0.0.1:$port; its log:" >&2
-      cat "$dir/server.log" >&2
-      kill "$pid" 2>/dev/null || true
-      return 1
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null || grep -q "fatal" "$dir/server.log"; then
+      echo "50-kafka.sh: the Kafka broker on 127.0.0.1:$port (controller $cport) failed; its log:" >&2
+      grep -v '^\s*at \|^\s*\.\.\. [0-9]* more' "$dir/server.log" >&2
+      kill -9 "$pid" 2>/dev/null || true
+      return 2
+    fi
+    if [ "$tries" -ge 300 ]; then
+      break
     fi
     tries=$((tries + 1))
-    sleep 0.5
+    sleep 0.2
   done
+  timeout 90 java -cp "$jars/*" org.apache.kafka.tools.ClusterTool cluster-id \
+    --bootstrap-server "127.0.0.1:$port" >/dev/null 2>&1 || {
+    echo "50-kafka.sh: Kafka did not answer on 127.0.0.1:$port; its log:" >&2
+    cat "$dir/server.log" >&2
+    kill -9 "$pid" 2>/dev/null || true
+    return 1
+  }
+}
+
+riffle_kafka_setup() {
+  local version cache jars dir port pid started rc from
+  version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)"
+  cache="${RIFFLE_TEST_CACHE:-$HOME/.cache/riffle}"
+  # The folder is named by the pom's content, so a changed pom fetches anew.
+  jars="$cache/kafka-$version-$(sha1sum scripts/kafka/pom.xml | cut -c1-8)"
+  if [ ! -f "$jars/.complete" ]; then
+    if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
+      echo "50-kafka.sh: Apache Kafka needs java (17+) and mvn to fetch its jars" >&2
+      return 1
+    fi
+    echo "== fetching Apache Kafka $version from Maven Central into $jars"
+    rm -rf "$jars"
+    mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies \
+      -DoutputDirectory="$jars" -DincludeScope=runtime || return 1
+    touch "$jars/.complete"
+  fi
+  dir="$(mktemp -d /tmp/riffle-kafka.XXXXXX)"
+  started=$(date +%s%N)
+  from="${RIFFLE_TEST_KAFKA_PORT:-59092}"
+  # A port found free can be taken before the broker binds it (the loopback ports
+  # here are in the kernel's ephemeral range): a broker that exits is started again
+  # on the next ports, three times at most.
+  for _ in 1 2 3; do
+    rc=0
+    riffle_kafka_start "$jars" "$from" "$dir" || rc=$?
+    [ "$rc" = 2 ] || break
+    from=$((port + 2))
+  done
+  if [ "$rc" != 0 ]; then
+    rm -rf "$dir"
+    return 1
+  fi
   export RIFFLE_TEST_KAFKA_BROKERS="127.0.0.1:$port"
   export RIFFLE_TEST_KAFKA_CLASSPATH="$jars/*"
   RIFFLE_KAFKA_STOP="kill $pid 2>/dev/null || true; sleep 1; kill -9 $pid 2>/dev/null || true; rm -rf $dir"
