@@ -11,6 +11,7 @@
 //! in one context has the same `'s`, so only the element type needs checking.
 
 use std::any::TypeId;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -28,9 +29,14 @@ trait AnySlot<'s> {
     fn elem_type(&self) -> TypeId;
     fn elem_type_name(&self) -> &'static str;
     fn probe_with(&self, probe: &ProbeHandle<u64>);
+    fn consumed(&self) -> bool;
 }
 
-struct Slot<'s, T: 'static>(TStream<'s, T>);
+/// A stream, and whether a step has taken it as its input.
+struct Slot<'s, T: 'static> {
+    stream: TStream<'s, T>,
+    consumed: Cell<bool>,
+}
 
 impl<'s, T: Clone + 'static> AnySlot<'s> for Slot<'s, T> {
     fn elem_type(&self) -> TypeId {
@@ -40,7 +46,10 @@ impl<'s, T: Clone + 'static> AnySlot<'s> for Slot<'s, T> {
         std::any::type_name::<T>()
     }
     fn probe_with(&self, probe: &ProbeHandle<u64>) {
-        let _ = self.0.clone().probe_with(probe);
+        let _ = self.stream.clone().probe_with(probe);
+    }
+    fn consumed(&self) -> bool {
+        self.consumed.get()
     }
 }
 
@@ -140,14 +149,21 @@ impl<'s> BuildCtx<'s> {
         let ptr = &**slot as *const (dyn AnySlot<'s> + 's) as *const Slot<'s, T>;
         // SAFETY: the slot was created by `insert::<T>` as a `Slot<'s, T>` (its element
         // type id was checked just above), and every slot of this context shares `'s`.
-        Ok(unsafe { (*ptr).0.clone() })
+        let slot = unsafe { &*ptr };
+        slot.consumed.set(true);
+        Ok(slot.stream.clone())
     }
 
-    /// Watches every stream built so far (and every sink's progress) with `probe`:
-    /// its frontier is the flow's.
+    /// Watches the flow's ends with `probe`: every stream built so far that no step
+    /// took as its input, and every sink's progress. Its frontier is the flow's: a
+    /// step's output holds back every epoch its input still carries, so the ends
+    /// hold every epoch in flight. (A probe is an operator: on a stream that also
+    /// feeds a step, every batch would be copied for it.)
     pub fn probe_all(&mut self, probe: &ProbeHandle<u64>) {
         for slot in self.streams.values() {
-            slot.probe_with(probe);
+            if !slot.consumed() {
+                slot.probe_with(probe);
+            }
         }
         for stream in self.sinks.drain(..) {
             let _ = stream.probe_with(probe);
@@ -183,6 +199,12 @@ impl<'s> BuildCtx<'s> {
 
     /// Stores `stream` under `key`.
     pub fn insert<T: Clone + 'static>(&mut self, key: String, stream: TStream<'s, T>) {
-        self.streams.insert(key, Box::new(Slot(stream)));
+        self.streams.insert(
+            key,
+            Box::new(Slot {
+                stream,
+                consumed: Cell::new(false),
+            }),
+        );
     }
 }

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::Probe;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use crate::build::BuildCtx;
@@ -77,6 +78,9 @@ impl<T: Data> Stream<T> {
             &[],
             Arc::new(move |ctx: &mut BuildCtx<'_>| {
                 let input = ctx.stream::<T>(&up_key)?;
+                // A capture has no progress stream of its own: the flow's progress
+                // watches what it reads.
+                let _ = input.clone().probe_with(&ctx.progress);
                 let target = target.clone();
                 input.sink(Pipeline, &id, move |(input, _frontier)| {
                     input.for_each(|time, data| {

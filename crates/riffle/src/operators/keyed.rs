@@ -288,8 +288,8 @@ where
                 match result {
                     Ok(Ok(())) => {
                         if !out.is_empty() {
-                            output.session(cap).give_container(out);
-                            out.clear();
+                            // In bounded containers; `out` keeps its capacity.
+                            output.session(cap).give_iterator(out.drain(..));
                         }
                         true
                     }
@@ -550,7 +550,7 @@ impl<T: Data> Stream<T> {
                 _t: std::marker::PhantomData,
             },
             || FoldGlobal {
-                merge: |a: u64, b: u64| a + b,
+                merge: AddCounts,
                 state: StateMap::default(),
                 dirty: Dirty::default(),
             },
@@ -614,6 +614,34 @@ impl<T: Data, K: Key, F: Fn(T) -> K + Send + Sync + 'static> EpochLogic<T, (K, u
     }
 }
 
+/// How the key's owner combines a partial result with what it holds.
+trait MergeInto<K, A> {
+    fn merge_into(&self, state: &mut StateMap<K, A>, key: K, partial: A);
+}
+
+/// Partial counts, added in place: one lookup, and a key already held is dropped.
+struct AddCounts;
+
+impl<K: Key> MergeInto<K, u64> for AddCounts {
+    #[inline]
+    fn merge_into(&self, state: &mut StateMap<K, u64>, key: K, partial: u64) {
+        *state.entry(key).or_insert(0) += partial;
+    }
+}
+
+/// A user's `merger(held, partial) -> combined`.
+struct MergeWith<M>(M);
+
+impl<K: Key, A, M: Fn(A, A) -> A> MergeInto<K, A> for MergeWith<M> {
+    fn merge_into(&self, state: &mut StateMap<K, A>, key: K, partial: A) {
+        let merged = match state.remove(&key) {
+            Some(held) => (self.0)(held, partial),
+            None => partial,
+        };
+        state.insert(key, merged);
+    }
+}
+
 /// Merges `(key, partial)` with `merge` and emits `(key, total)` at the end.
 struct FoldGlobal<K, A, M> {
     merge: M,
@@ -621,7 +649,7 @@ struct FoldGlobal<K, A, M> {
     dirty: Dirty<K>,
 }
 
-impl<K: Key, A: Data, M: Fn(A, A) -> A + 'static> EpochLogic<(K, A), (K, A)>
+impl<K: Key, A: Data, M: MergeInto<K, A> + 'static> EpochLogic<(K, A), (K, A)>
     for FoldGlobal<K, A, M>
 {
     fn on_batch(
@@ -633,15 +661,7 @@ impl<K: Key, A: Data, M: Fn(A, A) -> A + 'static> EpochLogic<(K, A), (K, A)>
     ) -> Result<()> {
         for (k, a) in items {
             self.dirty.mark(&k);
-            match self.state.remove(&k) {
-                Some(acc) => {
-                    let merged = (self.merge)(acc, a);
-                    self.state.insert(k, merged);
-                }
-                None => {
-                    self.state.insert(k, a);
-                }
-            }
+            self.merge.merge_into(&mut self.state, k, a);
         }
         Ok(())
     }
@@ -1047,7 +1067,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
                 _v: std::marker::PhantomData,
             },
             move || FoldGlobal {
-                merge: merger.clone(),
+                merge: MergeWith(merger.clone()),
                 state: StateMap::default(),
                 dirty: Dirty::default(),
             },

@@ -178,8 +178,11 @@ pub(crate) fn batch_operator<'s, T: Data, U: Data>(
                 match result {
                     Ok(Ok(())) => {
                         if !out.is_empty() {
-                            output.session(&time).give_container(&mut out);
-                            out.clear();
+                            // Sent on in containers of timely's bounded size, and `out`
+                            // keeps its capacity: one buffer as large as the batch's
+                            // output, grown and freed per batch, is what a general
+                            // allocator handles worst.
+                            output.session(&time).give_iterator(out.drain(..));
                         }
                     }
                     Ok(Err(e)) => shared.fail(e),
