@@ -4,10 +4,11 @@
 //! The engine asks every item to be `Clone`, `Debug` and serde-serializable
 //! ([`riffle::Data`]). A Python object is all of these once it is attached to the
 //! interpreter: cloning takes a new reference, `Debug` is `repr()`, and
-//! serializing pickles it (only done where items leave the process: exchanges
-//! between processes and recovery snapshots, neither of which this package drives
-//! yet). Keys are Rust `String`s, so a key is hashed, compared and routed without
-//! entering Python.
+//! serializing writes it in the encoding of `src/wire.rs` (plain values in Rust,
+//! anything else pickled), which is done only where items leave the process:
+//! exchanges between the processes of a cluster, and recovery snapshots. Keys are
+//! Rust `String`s, so a key is hashed, compared and routed without entering
+//! Python.
 //!
 //! [`Carrier`] is what a step needs of its input to hand it to a Python function:
 //! a plain item as itself, a keyed pair as the tuple `(key, value)`.
@@ -16,12 +17,12 @@ use std::fmt;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
+use pyo3::types::{PyString, PyTuple};
 use riffle::Stream;
 use serde::de::Error as _;
-use serde::ser::Error as _;
 
 use crate::dataflow::Port;
+use crate::wire::{Encode, Wire};
 
 /// Any Python object, carried through the engine.
 pub(crate) struct PyItem(pub(crate) Py<PyAny>);
@@ -56,26 +57,15 @@ impl fmt::Debug for PyItem {
 
 impl serde::Serialize for PyItem {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let bytes = Python::attach(|py| -> PyResult<Vec<u8>> {
-            let pickled = py
-                .import("pickle")?
-                .getattr("dumps")?
-                .call1((self.bind(py),))?;
-            Ok(pickled.cast::<PyBytes>()?.as_bytes().to_vec())
-        })
-        .map_err(|e| S::Error::custom(format!("cannot pickle item: {e}")))?;
-        serializer.serialize_bytes(&bytes)
+        Python::attach(|py| Encode::new(self.bind(py)).serialize(serializer))
     }
 }
 
 impl<'de> serde::Deserialize<'de> for PyItem {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let bytes: Vec<u8> = serde::Deserialize::deserialize(deserializer)?;
-        Python::attach(|py| -> PyResult<PyItem> {
-            let loads = py.import("pickle")?.getattr("loads")?;
-            Ok(PyItem::from(loads.call1((PyBytes::new(py, &bytes),))?))
-        })
-        .map_err(|e| D::Error::custom(format!("cannot unpickle item: {e}")))
+        let wire = Wire::deserialize(deserializer)?;
+        Python::attach(|py| wire.into_py(py).map(PyItem::from))
+            .map_err(|e| D::Error::custom(format!("cannot decode an item: {e}")))
     }
 }
 

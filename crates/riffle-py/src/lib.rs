@@ -45,9 +45,15 @@
 //! without one when it imports the module): every entry into Python attaches on
 //! its own, and state shared between workers is behind mutexes or atomics.
 //!
+//! Several processes (`python -m riffle.run -p N`, or `-i`/`-a` and
+//! `riffle.testing.cluster_main` for processes started by hand) are the
+//! engine's cluster: every process builds the same flow and runs its workers as
+//! one member, and items bound for a worker of another process travel over TCP.
+//!
 //! Under a recovery store (`riffle.recovery.RecoveryConfig`) the engine
-//! snapshots Python values (keyed state, source and sink positions) by pickling
-//! them (the serde of `PyItem`, `src/item.rs`).
+//! snapshots Python values (keyed state, source and sink positions), and a
+//! cluster sends items between processes, in the serde of `PyItem`: plain
+//! values encoded in Rust, anything else pickled (`src/wire.rs`).
 //!
 //! ## Batch pipelines
 //!
@@ -75,6 +81,7 @@ mod sinks;
 mod stateful;
 mod testing_source;
 mod windows;
+mod wire;
 mod workers;
 
 use std::time::Duration;
@@ -98,16 +105,20 @@ fn seconds(what: &str, seconds: f64) -> PyResult<Duration> {
 }
 
 /// `run_main(flow, epoch_interval=None, workers=1, recovery_dir=None,
-/// snapshot_interval=None)`: runs `flow` to its end; intervals in seconds (the
-/// engine's default epoch is 10 s).
+/// snapshot_interval=None, process_id=None, addresses=None)`: runs `flow` to its
+/// end; intervals in seconds (the engine's default epoch is 10 s). With
+/// `process_id` and `addresses` (`host:port` of every process, in process order)
+/// this process runs its workers as that member of a cluster of processes
+/// ([`riffle::Execution::cluster`]), which exchange items over TCP.
 ///
 /// One worker runs in this thread, attached to the interpreter for the whole
-/// run, so calling a user function costs no lock. Several workers are the
-/// engine's worker threads: this thread detaches from the interpreter while they
-/// run, and each of them attaches whenever it calls Python (under the GIL, one
-/// at a time; on a free-threaded build, at once).
+/// run, so calling a user function costs no lock. Several workers, and every
+/// member of a cluster, are the engine's worker threads: this thread detaches
+/// from the interpreter while they run, and each of them attaches whenever it
+/// calls Python (under the GIL, one at a time; on a free-threaded build, at once).
 #[pyfunction]
-#[pyo3(signature = (flow, epoch_interval=None, workers=1, recovery_dir=None, snapshot_interval=None))]
+#[pyo3(signature = (flow, epoch_interval=None, workers=1, recovery_dir=None, snapshot_interval=None, process_id=None, addresses=None))]
+#[allow(clippy::too_many_arguments)]
 fn run_main(
     py: Python<'_>,
     flow: &PyDataflow,
@@ -115,6 +126,8 @@ fn run_main(
     workers: usize,
     recovery_dir: Option<std::path::PathBuf>,
     snapshot_interval: Option<f64>,
+    process_id: Option<usize>,
+    addresses: Option<Vec<String>>,
 ) -> PyResult<()> {
     if workers == 0 {
         return Err(PyValueError::new_err(
@@ -122,6 +135,24 @@ fn run_main(
         ));
     }
     let mut execution = riffle::Execution::new().workers(workers);
+    let clustered = match (process_id, addresses) {
+        (None, None) => false,
+        (Some(id), Some(addresses)) => {
+            if id >= addresses.len() {
+                return Err(PyValueError::new_err(format!(
+                    "process_id {id} is out of range: the cluster has {} address(es)",
+                    addresses.len()
+                )));
+            }
+            execution = execution.cluster(id, addresses);
+            true
+        }
+        _ => {
+            return Err(PyValueError::new_err(
+                "process_id and addresses go together: give both or neither",
+            ));
+        }
+    };
     if let Some(interval) = epoch_interval {
         execution = execution.epoch_interval(seconds("epoch_interval", interval)?);
     }
@@ -133,7 +164,7 @@ fn run_main(
         execution = execution.recovery(recovery);
     }
     flow.failures.clear();
-    let result = if workers == 1 {
+    let result = if workers == 1 && !clustered {
         execution.run(&flow.flow)
     } else {
         py.detach(|| run_watching(&execution, flow))

@@ -122,8 +122,8 @@ def test_cli_main_checks_its_arguments():
     op.output("out", op.input("inp", flow, TestingSource([1])), TestingSink([]))
     with pytest.raises(ValueError, match="workers_per_process"):
         cli_main(flow, workers_per_process=0)
-    with pytest.raises(ValueError, match="several processes"):
-        cli_main(flow, process_id=0, addresses=["localhost:2101"])
+    with pytest.raises(ValueError, match="go together"):
+        cli_main(flow, process_id=0)
     with pytest.raises(TypeError, match="Dataflow"):
         cli_main("not a flow")
 

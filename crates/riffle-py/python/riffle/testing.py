@@ -10,17 +10,26 @@
 >>> run_main(flow)
 >>> out
 [0, 2, 4]
+
+:func:`cluster_main` runs a flow as one process of a cluster of processes
+started by hand, each listening at one of ``addresses``; every process runs the
+same flow, and its workers exchange items with the others' over TCP. Items
+sent to another process are encoded in Rust when they are plain values
+(``None``, ``bool``, ``int`` within 64 bits, ``float``, ``str``, ``bytes``,
+``list``, ``tuple``, ``dict``, naive or UTC ``datetime``) and pickled
+otherwise, so they arrive as the same type; objects of your own classes must be
+importable by the same name in every process.
 """
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterable, List, Optional
+from typing import Any, Iterable, List, Optional, Sequence
 
 from riffle import _riffle
 from riffle.dataflow import Dataflow
 from riffle.recovery import RecoveryConfig
 
-__all__ = ["TestingSink", "TestingSource", "run_main"]
+__all__ = ["TestingSink", "TestingSource", "cluster_main", "run_main"]
 
 
 class TestingSource:
@@ -98,9 +107,68 @@ def run_main(
     store that holds a snapshot resumes from it. Raises
     :class:`riffle.RiffleError` when a step fails; when a function of yours
     raised, it is the error's ``__cause__``. Several workers:
-    :func:`riffle.run.cli_main`.
+    :func:`riffle.run.cli_main`; several processes: :func:`cluster_main`.
     """
     _run(flow, 1, epoch_interval, recovery_config)
+
+
+def cluster_main(
+    flow: Dataflow,
+    addresses: Sequence[str],
+    proc_id: int,
+    *,
+    epoch_interval: Optional[timedelta] = None,
+    recovery_config: Optional[RecoveryConfig] = None,
+    worker_count_per_proc: int = 1,
+) -> None:
+    """Runs ``flow`` to its end as process ``proc_id`` of a cluster.
+
+    ``addresses`` are the ``"host:port"`` addresses of every process of the
+    cluster, in process order, the same list in each; this process listens at
+    ``addresses[proc_id]`` and connects to the others, waiting until they are
+    up. Each process runs ``worker_count_per_proc`` worker threads; sources'
+    partitions are spread over the workers of all processes, and keyed steps
+    send each key to one of them. When a step fails in any process, the run
+    stops in every process: the one where it failed raises the
+    :class:`riffle.RiffleError` naming the step, the others one saying that
+    another process failed. Other arguments as :func:`run_main`;
+    ``python -m riffle.run -p N`` starts such a cluster on this machine.
+
+    A cluster of one process, on a free port:
+
+    >>> import socket
+    >>> with socket.socket() as free:
+    ...     free.bind(("127.0.0.1", 0))
+    ...     address = "127.0.0.1:%d" % free.getsockname()[1]
+    >>> flow = Dataflow("member")
+    >>> out = []
+    >>> op.output("out", op.input("inp", flow, TestingSource(["a", "b"])), TestingSink(out))
+    >>> cluster_main(flow, [address], 0, worker_count_per_proc=2)
+    >>> sorted(out)
+    ['a', 'b']
+    """
+    if not isinstance(worker_count_per_proc, int) or isinstance(worker_count_per_proc, bool) or worker_count_per_proc < 1:
+        raise ValueError(f"worker_count_per_proc must be a positive int; got {worker_count_per_proc!r}")
+    _run(flow, worker_count_per_proc, epoch_interval, recovery_config, (proc_id, addresses))
+
+
+def _cluster_args(cluster: Any) -> tuple:
+    """``(process_id, addresses)`` checked: an index into a list of ``host:port``."""
+    proc_id, addresses = cluster
+    if isinstance(addresses, str) or not isinstance(addresses, (list, tuple)):
+        raise TypeError(f"addresses must be a list of 'host:port' strings; got {addresses!r}")
+    if not addresses:
+        raise ValueError("addresses must name at least one process; got an empty list")
+    for address in addresses:
+        host, sep, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"every address must be 'host:port'; got {address!r}")
+    if not isinstance(proc_id, int) or isinstance(proc_id, bool) or not 0 <= proc_id < len(addresses):
+        raise ValueError(
+            f"the process id must be an int from 0 to {len(addresses) - 1} "
+            f"(one per address); got {proc_id!r}"
+        )
+    return proc_id, list(addresses)
 
 
 def _run(
@@ -108,10 +176,13 @@ def _run(
     workers: int,
     epoch_interval: Optional[timedelta],
     recovery_config: Optional[RecoveryConfig],
+    cluster: Optional[tuple] = None,
 ) -> None:
-    """Checks the arguments and runs ``flow`` on ``workers`` worker threads."""
+    """Checks the arguments and runs ``flow`` on ``workers`` worker threads, as
+    one process of a cluster when ``cluster`` is ``(process_id, addresses)``."""
     if not isinstance(flow, Dataflow):
         raise TypeError(f"flow must be a riffle.dataflow.Dataflow; got a {type(flow).__qualname__}")
+    proc_id, addresses = _cluster_args(cluster) if cluster is not None else (None, None)
     seconds = None
     if epoch_interval is not None:
         if not isinstance(epoch_interval, timedelta):
@@ -129,4 +200,4 @@ def _run(
         db_dir = recovery_config.db_dir
     # Under recovery every epoch ends with a snapshot, as in bytewax.
     snapshot = (seconds if seconds is not None else 10.0) if db_dir is not None else None
-    _riffle.run_main(flow, seconds, workers, db_dir, snapshot)
+    _riffle.run_main(flow, seconds, workers, db_dir, snapshot, proc_id, addresses)

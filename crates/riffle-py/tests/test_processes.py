@@ -1,0 +1,506 @@
+"""Several processes: `python -m riffle.run -p N` spawns a cluster, `-i`/`-a`
+and `cluster_main` join one started by hand, and items crossing processes keep
+their types."""
+
+import ast
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import riffle.operators as op
+from riffle.dataflow import Dataflow
+from riffle.recovery import RecoveryConfig, init_db_dir
+from riffle.run import _free_addresses, cli_main
+from riffle.testing import TestingSink, TestingSource, cluster_main, run_main
+
+WORDS = [f"w{i:02}" for i in range(40)]
+
+WORD_COUNT = """
+import os, pathlib
+import riffle.operators as op
+from riffle.dataflow import Dataflow
+from riffle.connectors.files import DirSource, DirSink
+
+def explode(word):
+    if word == os.environ.get("WC_FAIL_ON"):
+        raise ValueError(f"cannot take {word!r}")
+    return word
+
+def seen(step_id, item):
+    # Which processes wrote results: one file per process id.
+    pathlib.Path("pids").mkdir(exist_ok=True)
+    (pathlib.Path("pids") / str(os.getpid())).touch()
+
+def make(src, dst):
+    flow = Dataflow("wc")
+    lines = op.input("inp", flow, DirSource(src, batch_size=7))
+    words = op.map("explode", op.flat_map("split", lines, str.split), explode)
+    counts = op.count_final("count", words, lambda w: w)
+    lines_out = op.map("fmt", counts, lambda kv: (kv[0], f"{kv[0]} {kv[1]}"))
+    op.output("out", op.inspect("seen", lines_out, seen), DirSink(dst, 4))
+    return flow
+
+flow = make("in", "out")
+"""
+
+
+def write_words(tmp_path, files=4, lines=30):
+    """Input files of words; returns the expected count of each word."""
+    (tmp_path / "in").mkdir()
+    expected = {}
+    for f in range(files):
+        rows = []
+        for line in range(lines):
+            row = [WORDS[(f * 7 + line * 3 + k * k) % len(WORDS)] for k in range(5)]
+            for w in row:
+                expected[w] = expected.get(w, 0) + 1
+            rows.append(" ".join(row))
+        (tmp_path / "in" / f"part{f}.txt").write_text("\n".join(rows) + "\n")
+    return expected
+
+
+def python_env(**extra):
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    for name in ("RIFFLE_WORKERS_PER_PROCESS", "RIFFLE_PROCESSES", "RIFFLE_PROCESS_ID", "RIFFLE_ADDRESSES"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+def riffle_run(tmp_path, *args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "riffle.run", *args],
+        cwd=tmp_path, env=env or python_env(), capture_output=True, text=True, timeout=60,
+    )
+
+
+def read_dir(path):
+    """Every line of every file in ``path``, sorted."""
+    return sorted(line for f in sorted(path.iterdir()) for line in f.read_text().splitlines())
+
+
+def as_lines(counts):
+    # DirSink writes the values of (key, value) pairs: "word n" is the value here.
+    return sorted(f"{w} {n}" for w, n in counts.items())
+
+
+@pytest.fixture
+def word_count(tmp_path):
+    expected = write_words(tmp_path)
+    (tmp_path / "wc_mod.py").write_text(WORD_COUNT)
+    return expected
+
+
+def test_two_processes_count_words_as_one_process_does(tmp_path, word_count):
+    one = riffle_run(tmp_path, "wc_mod:make('in', 'out1')")
+    assert one.returncode == 0, one.stderr
+    (tmp_path / "pids").rename(tmp_path / "pids1")
+    two = riffle_run(tmp_path, "wc_mod:make('in', 'out2')", "-p", "2")
+    assert two.returncode == 0, two.stderr
+    assert read_dir(tmp_path / "out2") == read_dir(tmp_path / "out1") == as_lines(word_count)
+    # Both processes of the cluster wrote results; the parent ran no flow.
+    pids = {int(p.name) for p in (tmp_path / "pids").iterdir()}
+    assert len(pids) == 2 and len(list((tmp_path / "pids1").iterdir())) == 1
+
+
+def test_processes_with_several_workers_each(tmp_path, word_count):
+    done = riffle_run(tmp_path, "wc_mod:flow", "-p", "2", "-w", "2")
+    assert done.returncode == 0, done.stderr
+    assert read_dir(tmp_path / "out") == as_lines(word_count)
+
+
+def test_processes_from_the_environment(tmp_path, word_count):
+    done = riffle_run(tmp_path, "wc_mod.py", env=python_env(RIFFLE_PROCESSES="2"))
+    assert done.returncode == 0, done.stderr
+    assert read_dir(tmp_path / "out") == as_lines(word_count)
+    assert len(list((tmp_path / "pids").iterdir())) == 2
+
+
+def test_two_processes_started_by_hand_with_i_and_a(tmp_path, word_count):
+    addresses = ";".join(_free_addresses(2))
+    # Process 1 first: it waits for process 0 to come up.
+    members = [
+        subprocess.Popen(
+            [sys.executable, "-m", "riffle.run", "wc_mod:flow", "-i", "1", "-a", addresses],
+            cwd=tmp_path, env=python_env(), stderr=subprocess.PIPE, text=True,
+        ),
+        # The same through the environment, as a container would start it.
+        subprocess.Popen(
+            [sys.executable, "-m", "riffle.run", "wc_mod:flow"],
+            cwd=tmp_path, env=python_env(RIFFLE_PROCESS_ID="0", RIFFLE_ADDRESSES=addresses),
+            stderr=subprocess.PIPE, text=True,
+        ),
+    ]
+    try:
+        errors = [m.communicate(timeout=60)[1] for m in members]
+    finally:
+        for m in members:
+            if m.poll() is None:
+                m.kill()
+                m.wait()
+    assert [m.returncode for m in members] == [0, 0], errors
+    assert read_dir(tmp_path / "out") == as_lines(word_count)
+    assert len(list((tmp_path / "pids").iterdir())) == 2
+
+
+def test_a_failing_function_in_one_process_fails_the_run(tmp_path, word_count):
+    started = time.monotonic()
+    done = riffle_run(tmp_path, "wc_mod:flow", "-p", "2", env=python_env(WC_FAIL_ON="w13"))
+    assert done.returncode != 0
+    # The failing process names the step and the exception; the command names
+    # the process that failed and how it exited.
+    assert 'step "explode" failed' in done.stderr and "cannot take 'w13'" in done.stderr
+    assert "of 2 exited with status 1, so the run failed" in done.stderr.splitlines()[-1]
+    assert time.monotonic() - started < 30
+
+
+def test_a_process_that_cannot_start_stops_the_others(tmp_path):
+    # Process 1 never joins (its module fails to import there), so process 0
+    # would wait for it forever: the command stops it.
+    (tmp_path / "half_mod.py").write_text(
+        "import os\n"
+        "if os.environ.get('RIFFLE_TEST_BROKEN') and '1' in os.sys.argv[os.sys.argv.index('-i') + 1]:\n"
+        "    raise ImportError('process 1 cannot import this')\n"
+        "from riffle.dataflow import Dataflow\n"
+        "import riffle.operators as op\n"
+        "from riffle.testing import TestingSource, TestingSink\n"
+        "flow = Dataflow('half')\n"
+        "op.output('out', op.input('inp', flow, TestingSource([1])), TestingSink([]))\n"
+    )
+    started = time.monotonic()
+    done = riffle_run(tmp_path, "half_mod:flow", "-p", "2", env=python_env(RIFFLE_TEST_BROKEN="1"))
+    assert done.returncode != 0
+    assert "process 1 cannot import this" in done.stderr
+    assert "process 1 of 2 exited with status 1" in done.stderr
+    assert time.monotonic() - started < 20
+
+
+FOREVER = """
+import os, pathlib
+import riffle.operators as op
+from riffle.dataflow import Dataflow
+from riffle.inputs import DynamicSource, StatelessSourcePartition
+from riffle.testing import TestingSink
+
+class Ones(StatelessSourcePartition):
+    def next_batch(self):
+        return [1]
+
+class Forever(DynamicSource):
+    def build(self, step_id, worker_index, worker_count):
+        (pathlib.Path("started") / str(os.getpid())).touch()
+        return Ones()
+
+flow = Dataflow("forever")
+spread = op.redistribute("spread", op.input("inp", flow, Forever()))
+op.output("out", op.map("same", spread, lambda x: x), TestingSink([]))
+"""
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_command_stops_every_process(tmp_path, sig):
+    (tmp_path / "forever_mod.py").write_text(FOREVER)
+    (tmp_path / "started").mkdir()
+    # As a terminal would: SIGINT with its default disposition (a shell without
+    # job control starts background commands with it ignored).
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "riffle.run", "forever_mod:flow", "-p", "2"],
+        cwd=tmp_path, env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(list((tmp_path / "started").iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pids = [int(p.name) for p in (tmp_path / "started").iterdir()]
+        assert len(pids) == 2
+        parent.send_signal(sig)
+        _, err = parent.communicate(timeout=15)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+    assert parent.returncode == 128 + int(sig), err
+    assert f"stopped by {sig.name}" in err
+    assert not any(alive(pid) for pid in pids)
+
+
+VALUES_MODULE = """
+import collections, datetime, enum, math
+
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+    def __eq__(self, other):
+        return type(other) is Point and (self.x, self.y) == (other.x, other.y)
+    def __repr__(self):
+        return f"Point({self.x!r}, {self.y!r})"
+
+class Color(enum.IntEnum):
+    RED = 1
+
+Pair = collections.namedtuple("Pair", "a b")
+UTC = datetime.timezone.utc
+
+VALUES = [
+    None, True, False, 0, -1, 2**63 - 1, -2**63, 2**63, -2**100, 1.5, -0.0, math.inf, math.nan,
+    "", "héllo ✓", "\\ud800", b"", b"\\x00\\xff", [], [1, [2.0, (3, "x")], None], (), (1,), ("a", b"b", [True]),
+    {}, {"a": 1, 2: [3, {"b": (4,)}], None: False}, {(1, 2): "tuple key"},
+    datetime.datetime(2024, 5, 6, 7, 8, 9, 123456),
+    datetime.datetime(2024, 5, 6, 7, 8, 9, 10, tzinfo=UTC),
+    datetime.datetime(2021, 11, 7, 1, 30, fold=1),
+    datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+    datetime.date(2024, 1, 2), datetime.timedelta(seconds=5),
+    Point(1, "two"), [Point(3, 4), 5], {"p": Point(0, 0)}, Color.RED, Pair(1, "b"),
+    collections.OrderedDict(x=1), {1, 2}, frozenset([3]), 1 + 2j,
+]
+
+def nested(depth):
+    value = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+# Deeper than the encoding nests (64): the rest is pickled.
+MAX_DEPTH = 64
+VALUES.append(nested(80))
+
+def same(a, b):
+    \"\"\"Equal, and of the same types all the way down (NaN equals NaN).\"\"\"
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, datetime.datetime):
+        return a == b and a.tzinfo == b.tzinfo and a.fold == b.fold
+    return a == b
+"""
+
+ROUND_TRIP = """
+import atexit, os, pathlib, pickle
+import riffle.operators as op
+from riffle.dataflow import Dataflow
+from riffle.connectors.files import DirSink
+from riffle.testing import TestingSource
+from rt_values import VALUES, same
+
+COPIES = 2
+
+# Which objects go through pickle: one file per process, at its end.
+_dumps, PICKLED = pickle.dumps, set()
+def counting_dumps(obj, *args, **kwargs):
+    PICKLED.add((type(obj).__qualname__, repr(obj)))
+    return _dumps(obj, *args, **kwargs)
+pickle.dumps = counting_dumps
+atexit.register(lambda: pathlib.Path(f"pickled-{os.getpid()}").write_text(repr(sorted(PICKLED))))
+
+def check(step_id):
+    def check(item):
+        i, value, pid = item
+        return f"{step_id} {i} {same(value, VALUES[i])} {pid != os.getpid()}"
+    return check
+
+flow = Dataflow("round_trip")
+# Copies side by side: round-robin sends one of them to the other process.
+items = [(i, v, None) for i, v in enumerate(VALUES) for _ in range(COPIES)]
+inp = op.input("inp", flow, TestingSource(items, batch_size=5))
+stamped = op.map("stamp", inp, lambda t: (t[0], t[1], os.getpid()))
+# Across processes by redistribute, and by a keyed step's exchange.
+spread = op.map("check_spread", op.redistribute("spread", stamped), check("spread"))
+keyed = op.key_on("key", stamped, lambda t: f"k{t[0] % 7}")
+collected = op.stateful_map("hold", keyed, lambda s, t: (None, t))
+by_key = op.map("check_keyed", op.key_rm("unkey", collected), check("keyed"))
+op.output("out", op.key_on("k", op.merge("both", spread, by_key), lambda s: s.split()[1]), DirSink("out", 2))
+"""
+
+
+@pytest.fixture
+def rt_values(tmp_path):
+    """The module of values to send, importable here and in the processes."""
+    (tmp_path / "rt_values.py").write_text(VALUES_MODULE)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import rt_values
+
+        yield rt_values
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("rt_values", None)
+
+
+def test_values_keep_their_types_across_processes(tmp_path, rt_values):
+    (tmp_path / "rt_mod.py").write_text(ROUND_TRIP)
+    done = riffle_run(tmp_path, "rt_mod:flow", "-p", "2")
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in read_dir(tmp_path / "out")]
+    copies = 2
+    assert len(rows) == 2 * copies * len(rt_values.VALUES)
+    wrong = sorted({(step, rt_values.VALUES[int(i)]) for step, i, same, _ in rows if same != "True"}, key=repr)
+    assert wrong == []
+    for step in ("spread", "keyed"):
+        crossed = {int(i) for s, i, _, moved in rows if s == step and moved == "True"}
+        if step == "spread":
+            # Round-robin over two processes: every value crossed at least once.
+            assert crossed == set(range(len(rt_values.VALUES)))
+        else:
+            # Keys are routed by hash: some crossed.
+            assert crossed
+    # Plain values never entered pickle; the others did, each on its own.
+    pickled = set()
+    for f in tmp_path.glob("pickled-*"):
+        pickled |= set(ast.literal_eval(f.read_text()))
+    assert {t for t, _ in pickled} == {
+        "int", "str", "list", "datetime", "date", "timedelta", "Point", "Color", "Pair",
+        "OrderedDict", "set", "frozenset", "complex",
+    }
+    assert sorted(r for t, r in pickled if t == "int") == sorted([repr(2**63), repr(-2**100)])
+    assert [r for t, r in pickled if t == "str"] == [repr("\ud800")]
+    other_zone = [v for v in rt_values.VALUES if type(v) is datetime.datetime and v.tzinfo not in (None, datetime.timezone.utc)]
+    assert [r for t, r in pickled if t == "datetime"] == [repr(v) for v in other_zone]
+    # The nested list from where the encoding stops nesting: the item is a
+    # tuple (depth 0) holding the 80 lists at depths 1 to 80.
+    assert [r.count("[") for t, r in pickled if t == "list"] == [80 - rt_values.MAX_DEPTH + 1]
+
+
+def test_an_object_pickle_cannot_handle_fails_the_run_naming_its_type(tmp_path):
+    (tmp_path / "lam_mod.py").write_text(
+        "import riffle.operators as op\n"
+        "from riffle.dataflow import Dataflow\n"
+        "from riffle.testing import TestingSource, TestingSink\n"
+        "flow = Dataflow('lam')\n"
+        "fns = op.map('fn', op.input('inp', flow, TestingSource(range(6))), lambda i: (lambda: i))\n"
+        "op.output('out', op.redistribute('spread', fns), TestingSink([]))\n"
+    )
+    done = riffle_run(tmp_path, "lam_mod:flow", "-p", "2")
+    assert done.returncode != 0
+    assert "cannot pickle an item of type function" in done.stderr
+
+
+def test_state_of_every_kind_of_value_resumes_from_a_snapshot(tmp_path, rt_values):
+    # In one process: a snapshot in the recovery store is the same encoding.
+    db = tmp_path / "db"
+    init_db_dir(db, 1)
+    n = len(rt_values.VALUES)
+
+    def keep(state, i):
+        state = (state or []) + [rt_values.VALUES[i]] if i >= 0 else state
+        return state, (state if i < 0 else None)
+
+    def slow(i):
+        if i == "slow":
+            time.sleep(0.05)
+            return -2
+        return i
+
+    def flow_to(out):
+        flow = Dataflow("keep")
+        nums = op.map("slow", op.input("inp", flow, TestingSource(items)), slow)
+        kept = op.stateful_map("keep", op.key_on("k", op.filter("real", nums, lambda i: i != -2), lambda _: "k"), keep)
+        op.output("out", op.filter_map("shown", kept, lambda kv: kv[1]), TestingSink(out))
+        return flow
+
+    items = list(range(n)) + ["slow"] * 6 + [TestingSource.ABORT(), -1]
+    first, second = [], []
+    run_main(flow_to(first), epoch_interval=datetime.timedelta(milliseconds=20), recovery_config=RecoveryConfig(db))
+    assert first == []
+    run_main(flow_to(second), epoch_interval=datetime.timedelta(milliseconds=20), recovery_config=RecoveryConfig(db))
+    assert len(second) == 1 and len(second[0]) == n
+    assert [v for v, back in zip(rt_values.VALUES, second[0]) if not rt_values.same(v, back)] == []
+
+
+CLUSTER_MEMBER = """
+import sys
+import riffle.operators as op
+from riffle.dataflow import Dataflow
+from riffle.connectors.files import DirSink
+from riffle.run import cli_main
+from riffle.testing import TestingSource, cluster_main
+
+how, proc_id, addresses = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(";")
+flow = Dataflow("member")
+nums = op.redistribute("spread", op.input("inp", flow, TestingSource(range(100), batch_size=8)))
+sums = op.fold_final("sum", op.key_on("parity", nums, lambda n: str(n % 2)), lambda: 0, lambda s, n: s + n)
+op.output("out", op.map_value("fmt", sums, str), DirSink("out", 2))
+if how == "cluster_main":
+    cluster_main(flow, addresses, proc_id, worker_count_per_proc=2)
+else:
+    cli_main(flow, process_id=proc_id, addresses=addresses, workers_per_process=2)
+"""
+
+
+@pytest.mark.parametrize("how", ["cluster_main", "cli_main"])
+def test_cluster_main_and_cli_main_join_a_cluster(tmp_path, how):
+    (tmp_path / "member.py").write_text(CLUSTER_MEMBER)
+    addresses = ";".join(_free_addresses(2))
+    members = [
+        subprocess.Popen(
+            [sys.executable, "member.py", how, str(i), addresses],
+            cwd=tmp_path, env=python_env(), stderr=subprocess.PIPE, text=True,
+        )
+        for i in (1, 0)
+    ]
+    try:
+        errors = [m.communicate(timeout=60)[1] for m in members]
+    finally:
+        for m in members:
+            if m.poll() is None:
+                m.kill()
+                m.wait()
+    assert [m.returncode for m in members] == [0, 0], errors
+    assert read_dir(tmp_path / "out") == sorted([str(sum(range(0, 100, 2))), str(sum(range(1, 100, 2)))])
+
+
+def small_flow():
+    flow = Dataflow("small")
+    op.output("out", op.input("inp", flow, TestingSource([1, 2])), TestingSink([]))
+    return flow
+
+
+def test_cluster_main_of_one_process_runs_in_this_process():
+    out = []
+    flow = Dataflow("one")
+    op.output("out", op.map("double", op.input("inp", flow, TestingSource([1, 2, 3])), lambda x: 2 * x), TestingSink(out))
+    cluster_main(flow, _free_addresses(1), 0)
+    assert sorted(out) == [2, 4, 6]
+
+
+def test_cluster_arguments_are_checked():
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        cluster_main(small_flow(), ["127.0.0.1:2101", "127.0.0.1:2102"], 2)
+    with pytest.raises(ValueError, match="'host:port'"):
+        cluster_main(small_flow(), ["127.0.0.1"], 0)
+    with pytest.raises(TypeError, match="list of 'host:port'"):
+        cluster_main(small_flow(), "127.0.0.1:2101", 0)
+    with pytest.raises(ValueError, match="worker_count_per_proc"):
+        cluster_main(small_flow(), ["127.0.0.1:2101"], 0, worker_count_per_proc=0)
+    with pytest.raises(ValueError, match="go together"):
+        cli_main(small_flow(), addresses=["127.0.0.1:2101"])
+
+
+def test_the_command_line_checks_its_cluster_options(tmp_path):
+    (tmp_path / "flows_mod.py").write_text("flow = None\n")
+    done = riffle_run(tmp_path, "flows_mod:flow", "-p", "2", "-i", "0", "-a", "127.0.0.1:2101")
+    assert done.returncode != 0 and "give one or the other" in done.stderr
+    done = riffle_run(tmp_path, "flows_mod:flow", "-i", "0")
+    assert done.returncode != 0 and "-i needs -a" in done.stderr
+    done = riffle_run(tmp_path, "flows_mod:flow", "-i", "2", "-a", "127.0.0.1:2101;127.0.0.1:2102")
+    assert done.returncode != 0 and "-i must be from 0 to 1" in done.stderr
+    done = riffle_run(tmp_path, "flows_mod:flow", "-p", "0")
+    assert done.returncode != 0 and "-p must be at least 1" in done.stderr
