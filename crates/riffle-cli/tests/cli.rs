@@ -145,7 +145,7 @@ fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
         ""
     };
     assert!(text(&out.stderr).contains(&format!(
-        "no dataflow named \"no-such-flow\"; registered: delta-wordcount, {duckdb}kafka-wordcount, keyed-sums, nats-wordcount, objects-wordcount, postgres-wordcount, rabbitmq-wordcount, redis-wordcount, sqs-wordcount, windowed-counts, wordcount"
+        "no dataflow named \"no-such-flow\"; registered: delta-wordcount, {duckdb}kafka-wordcount, keyed-sums, nats-wordcount, objects-wordcount, postgres-cdc, postgres-wordcount, rabbitmq-wordcount, redis-wordcount, sqs-wordcount, windowed-counts, wordcount"
     )));
 
     let out = riffle(&["run", "wordcount", "-P", "input=/nonexistent/words.txt"]);

@@ -541,3 +541,154 @@ fn a_server_without_logical_wal_is_named_with_the_fix() {
         "{err}"
     );
 }
+
+/// The backlog is the number of changes of the publication waiting in the
+/// slot: none at first; the committed inserts, updates, deletes and truncate
+/// once made (not a rolled-back transaction, not a table outside the
+/// publication); the same after they were read but not committed; none once
+/// a position past them is committed. Counting leaves the slot where it is.
+/// A missing slot is named.
+#[test]
+fn the_backlog_counts_the_changes_waiting_until_they_are_committed() {
+    let Some(cdc) = Captured::new("cdc-backlog", "id int PRIMARY KEY, item text") else {
+        return;
+    };
+    let source = PostgresCdc::new(cdc.settings(), &cdc.slot, &cdc.publication)
+        .poll_every(Duration::from_millis(20));
+    assert_eq!(source.backlog("in").unwrap(), Some(0), "a new slot");
+    let other = unique("cdc-backlog-other");
+    cdc.pg
+        .execute(&format!("CREATE TABLE {} (x int)", quote_table(&other)));
+    cdc.sql("INSERT INTO {t} SELECT g, 'i' || g FROM generate_series(1, 5) g");
+    cdc.sql("BEGIN; INSERT INTO {t} VALUES (99, 'ghost'); ROLLBACK");
+    cdc.pg.execute(&format!(
+        "INSERT INTO {} SELECT generate_series(1, 50)",
+        quote_table(&other)
+    ));
+    cdc.sql("BEGIN; UPDATE {t} SET item = 'u' WHERE id <= 2; DELETE FROM {t} WHERE id = 5; COMMIT");
+    cdc.sql("TRUNCATE {t}");
+    let start = cdc.slot_at();
+    // 5 inserts, 2 updates, 1 delete, 1 truncate of one table.
+    assert_eq!(source.backlog("in").unwrap(), Some(9));
+    assert_eq!(cdc.slot_at(), start, "counting moved the slot");
+
+    let mut part = source.build_part("in", &cdc.slot, None).unwrap();
+    let read = drain(&mut part, 9, Duration::from_secs(10));
+    assert_eq!(read.len(), 9);
+    assert_eq!(
+        source.backlog("in").unwrap(),
+        Some(9),
+        "read but not committed still waits"
+    );
+    let position = part.snapshot().unwrap();
+    part.commit(&position).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while Some(cdc.slot_at()) < position.lsn && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(source.backlog("in").unwrap(), Some(0), "once committed");
+    part.close().unwrap();
+    cdc.pg
+        .execute(&format!("DROP TABLE {}", quote_table(&other)));
+
+    let missing = PostgresCdc::new(cdc.settings(), "no_such_slot", &cdc.publication);
+    let err = missing.backlog("in").unwrap_err().to_string();
+    assert!(
+        err.contains("\"in\"") && err.contains("no_such_slot") && err.contains("does not exist"),
+        "{err}"
+    );
+}
+
+/// The description names the system, the server (no password), the slot and
+/// the publication.
+#[test]
+fn the_description_names_server_slot_and_publication() {
+    let source = PostgresCdc::new(
+        PostgresSettings::new("postgres://riffle@db.example:5432/shop"),
+        "orders_slot",
+        "orders_pub",
+    );
+    let info = source.describe("in").expect("a description");
+    assert_eq!(info.system, "postgres");
+    assert_eq!(
+        info.get("server"),
+        Some("postgres://riffle@db.example:5432/shop")
+    );
+    assert_eq!(info.get("slot"), Some("orders_slot"));
+    assert_eq!(info.get("publication"), Some("orders_pub"));
+}
+
+/// Unparks a thread and counts the wakes.
+struct Unpark(std::thread::Thread, AtomicUsize);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        self.0.unpark();
+    }
+}
+
+/// A thread parked on a following partition (for far longer than a change
+/// takes to be decoded) is woken when the reader hands over a change, and
+/// reads it at once; a bounded partition wakes it at its end too.
+#[test]
+fn a_parked_poller_is_woken_when_changes_arrive() {
+    let Some(cdc) = Captured::new("cdc-wake", "id int PRIMARY KEY, item text") else {
+        return;
+    };
+    let source = PostgresCdc::new(cdc.settings(), &cdc.slot, &cdc.publication)
+        .poll_every(Duration::from_millis(20));
+    let wakes = std::sync::Arc::new(Unpark(std::thread::current(), AtomicUsize::new(0)));
+    let mut part = source.build_part("in", &cdc.slot, None).unwrap();
+    part.wake_on_ready(&std::task::Waker::from(wakes.clone()));
+    // Whatever the reader had to say at the start.
+    while let Poll::Ready(changes) = part.next_batch().unwrap() {
+        assert!(changes.is_empty(), "{changes:?}");
+    }
+    let park = Duration::from_secs(10);
+    for n in 0..3 {
+        let asked = Instant::now();
+        cdc.sql(&format!("INSERT INTO {{t}} VALUES ({n}, 'w{n}')"));
+        let mut got = Vec::new();
+        while got.is_empty() && asked.elapsed() < park {
+            std::thread::park_timeout(park);
+            if let Poll::Ready(changes) = part.next_batch().unwrap() {
+                got.extend(changes);
+            }
+        }
+        assert_eq!(items(&got), [format!("w{n}")]);
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "change {n} read only after {:?}",
+            asked.elapsed()
+        );
+    }
+    assert!(wakes.1.load(Ordering::SeqCst) >= 3);
+    part.close().unwrap();
+    drop(part);
+
+    let mut bounded = cdc.source().build_part("in", &cdc.slot, None).unwrap();
+    bounded.wake_on_ready(&std::task::Waker::from(wakes.clone()));
+    let asked = Instant::now();
+    let mut read = 0;
+    let ended = loop {
+        match bounded.next_batch().unwrap() {
+            Poll::Ready(changes) => read += changes.len(),
+            Poll::Exhausted => break true,
+            Poll::Pending if asked.elapsed() < park => std::thread::park_timeout(park),
+            _ => break false,
+        }
+    };
+    assert!(ended, "the bounded read did not end");
+    assert_eq!(read, 3, "nothing was committed: the three again");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "the end seen only after {:?}",
+        asked.elapsed()
+    );
+    bounded.close().unwrap();
+}

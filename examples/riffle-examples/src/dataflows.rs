@@ -71,6 +71,11 @@ pub fn dataflows() -> Vec<DataflowExample> {
             build: crate::postgres::postgres_wordcount,
         },
         DataflowExample {
+            name: "postgres-cdc",
+            about: "every change committed to a PostgreSQL table (logical replication) appended to another table, at-least-once across crashes (-P url=postgres://USER@HOST:PORT/DB -P table=NAME -P slot=NAME -P publication=NAME -P out=NAME -P tail=false -P poll=200ms -P create=false)",
+            build: crate::postgres_cdc::postgres_cdc,
+        },
+        DataflowExample {
             name: "objects-wordcount",
             about: "running word counts from the objects under a prefix (S3, GCS, Azure, file://) into new objects, exactly-once under --recovery (-P in=URL -P out=URL -P tail=false)",
             build: crate::objects::objects_wordcount,

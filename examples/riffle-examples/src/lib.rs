@@ -14,6 +14,7 @@ pub mod nats;
 pub mod objects;
 pub mod pipelines;
 pub mod postgres;
+pub mod postgres_cdc;
 pub mod rabbitmq;
 pub mod redis;
 pub mod sqs;

@@ -71,6 +71,21 @@
 //! Text is decoded as UTF-8 (a database in another encoding has its bytes
 //! replaced where they are not UTF-8).
 //!
+//! ## Backlog, description, wakes
+//!
+//! [`backlog`](riffle::sources::FixedPartitionedSource::backlog) is the number
+//! of **changes** of the publication waiting in the slot (from its confirmed
+//! point to the end of the log), the unit of the items the source hands out,
+//! not bytes of log (the log holds much the publication does not decode); it
+//! is counted by decoding that stretch of the log on the server, through a
+//! temporary copy of the slot, up to about 100,000 messages.
+//! [`describe`](riffle::sources::FixedPartitionedSource::describe) says
+//! `postgres` with the `server` (password masked), the `slot` and the
+//! `publication`. The reader task wakes the partition's poller
+//! ([`wake_on_ready`](riffle::sources::SourcePartition::wake_on_ready)) after
+//! each batch it hands over, so a flow reads a change as soon as it is decoded
+//! rather than at its next tick.
+//!
 //! [`PostgresCdc::poll_every`] sets how often a source that has caught up looks
 //! for new changes (200 ms), [`PostgresCdc::batch_size`] about how many
 //! messages one read takes (4096), and [`PostgresCdc::tail`]`(false)` makes it
@@ -98,6 +113,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod backlog;
 mod pgoutput;
 mod source;
 

@@ -1,11 +1,12 @@
 //! The change data capture source: one partition reading a logical replication
 //! slot through a task of its own on the shared runtime, which reads a
 //! temporary copy of the slot, decodes whole transactions and advances the slot
-//! itself when the partition's commit hook says a position is safe.
+//! itself when the partition's commit hook says a position is safe. The task
+//! wakes whoever polls the partition after each batch it hands over.
 
 use std::time::Duration;
 
-use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
+use riffle::sources::{FixedPartitionedSource, Poll, SourceInfo, SourcePartition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
@@ -15,6 +16,7 @@ use super::pgoutput::Decoder;
 use super::{Change, Lsn};
 use crate::postgres::outage::{Failure, Outage};
 use crate::postgres::settings::{PostgresSettings, quote, says, transient};
+use crate::ready::Ready;
 use crate::{ConnectorError, runtime};
 
 /// A partition's snapshot state: every transaction whose commit ended at or
@@ -96,6 +98,40 @@ impl FixedPartitionedSource for PostgresCdc {
         Ok(vec![self.slot.clone()])
     }
 
+    /// The changes of the publication waiting in the slot: after its confirmed
+    /// point (`confirmed_flush_lsn`, where the last committed position advanced
+    /// it) up to the end of the log (`pg_current_wal_lsn()`). The unit is
+    /// changes, the items the source hands out (a truncate counts once per
+    /// table), not bytes of log: the log also holds what the publication does
+    /// not decode. Counting decodes that stretch of the log on the server
+    /// through a temporary copy of the slot (one more free slot for a moment),
+    /// up to about 100,000 messages: a larger backlog reads as about that
+    /// many. Changes read but not yet committed count too.
+    fn backlog(&self, step_id: &str) -> riffle::Result<Option<u64>> {
+        runtime::handle()
+            .block_on(super::backlog::count(
+                &self.settings,
+                &self.slot,
+                &self.publication,
+                &self.what(),
+            ))
+            .map(Some)
+            .map_err(|e| e.for_step(step_id))
+    }
+
+    /// `postgres`: the `server` (its URL, any password masked), the `slot` and
+    /// the `publication`.
+    fn describe(&self, _step_id: &str) -> Option<SourceInfo> {
+        Some(SourceInfo {
+            system: "postgres",
+            fields: vec![
+                ("server", self.settings.server()),
+                ("slot", self.slot.clone()),
+                ("publication", self.publication.clone()),
+            ],
+        })
+    }
+
     fn build_part(
         &self,
         step_id: &str,
@@ -105,6 +141,7 @@ impl FixedPartitionedSource for PostgresCdc {
         let position = resume_state.unwrap_or_default().lsn;
         let (ack_tx, acks) = watch::channel(Ack::default());
         let (tx, batches) = mpsc::channel(4);
+        let ready = Ready::default();
         let mut task = Task {
             settings: self.settings.clone(),
             slot: self.slot.clone(),
@@ -122,6 +159,7 @@ impl FixedPartitionedSource for PostgresCdc {
             reached: None,
             acks,
             tx,
+            ready: ready.clone(),
         };
         let task = runtime::handle()
             .block_on(async {
@@ -136,6 +174,7 @@ impl FixedPartitionedSource for PostgresCdc {
             what: self.what(),
             batches: Some(batches),
             acks: ack_tx,
+            ready,
             task: Some(task),
             position,
             done: false,
@@ -219,6 +258,8 @@ struct Task {
     reached: Option<Lsn>,
     acks: watch::Receiver<Ack>,
     tx: mpsc::Sender<Read>,
+    /// Woken after each hand-over.
+    ready: Ready,
 }
 
 impl Task {
@@ -348,7 +389,7 @@ impl Task {
             }
         }
         if let Err(e) = outcome {
-            let _ = self.tx.send(Read::Failed(e)).await;
+            self.hand_over(Read::Failed(e)).await;
         }
     }
 
@@ -373,7 +414,7 @@ impl Task {
                 Ok(Round::CaughtUp) => {
                     if !self.tail && !done {
                         done = true;
-                        if self.tx.send(Read::Done).await.is_err() {
+                        if !self.hand_over(Read::Done).await {
                             return Ok(());
                         }
                     }
@@ -396,6 +437,16 @@ impl Task {
             }
             outage.over(&self.settings, &self.what);
         }
+    }
+
+    /// Hands `read` to the partition and wakes whoever polls it; `false` when
+    /// the partition is gone.
+    async fn hand_over(&self, read: Read) -> bool {
+        let sent = self.tx.send(read).await.is_ok();
+        if sent {
+            self.ready.wake();
+        }
+        sent
     }
 
     fn failure(&self, action: &str, e: tokio_postgres::Error) -> Failure {
@@ -504,14 +555,12 @@ impl Task {
         if let Some(to) = position
             && (position > self.position || !changes.is_empty())
         {
-            if self
-                .tx
-                .send(Read::Changes {
+            if !self
+                .hand_over(Read::Changes {
                     changes,
                     position: to,
                 })
                 .await
-                .is_err()
             {
                 return Ok(Round::Gone);
             }
@@ -537,6 +586,7 @@ pub struct PostgresCdcPartition {
     what: String,
     batches: Option<mpsc::Receiver<Read>>,
     acks: watch::Sender<Ack>,
+    ready: Ready,
     task: Option<tokio::task::JoinHandle<()>>,
     position: Option<Lsn>,
     done: bool,
@@ -545,6 +595,13 @@ pub struct PostgresCdcPartition {
 impl SourcePartition for PostgresCdcPartition {
     type Item = Change;
     type State = CdcPosition;
+
+    /// The reader task wakes `ready` after each batch of changes it hands over
+    /// (a quiet publication's moved position too), at the end of a bounded
+    /// read, and when it fails.
+    fn wake_on_ready(&mut self, ready: &std::task::Waker) {
+        self.ready.set(ready);
+    }
 
     fn next_batch(&mut self) -> riffle::Result<Poll<Change>> {
         let mut out = Vec::new();
