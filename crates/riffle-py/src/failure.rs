@@ -49,7 +49,7 @@ impl Failures {
     /// Keeps `error` (unless an earlier one is kept) and returns its summary for
     /// the engine's message: `TypeName: message`.
     pub(crate) fn record(&self, step_id: &str, error: PyErr) -> String {
-        let summary = Python::attach(|py| summary(py, &error));
+        let summary = crate::attach::attach(|py| summary(py, &error));
         let mut slot = self.first.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(Failure {

@@ -73,7 +73,8 @@ impl FixedPartitionedSource for PyFixedSource {
     type Partition = PyPartition;
 
     fn list_parts(&self, _step_id: &str) -> riffle::Result<Vec<String>> {
-        Python::attach(|py| partition_names(self.0.source.bind(py))).map_err(|e| self.0.fail(e))
+        crate::attach::attach(|py| partition_names(self.0.source.bind(py)))
+            .map_err(|e| self.0.fail(e))
     }
 
     fn build_part(
@@ -82,7 +83,7 @@ impl FixedPartitionedSource for PyFixedSource {
         for_part: &str,
         resume_state: Option<PyItem>,
     ) -> riffle::Result<PyPartition> {
-        Python::attach(|py| {
+        crate::attach::attach(|py| {
             let resume = resume_state.map(|s| s.0);
             self.0
                 .source
@@ -113,7 +114,7 @@ impl DynamicSource for PyDynamicSource {
     type Partition = PyPartition;
 
     fn build(&self, step_id: &str, worker: WorkerInfo) -> riffle::Result<PyPartition> {
-        Python::attach(|py| {
+        crate::attach::attach(|py| {
             self.0
                 .source
                 .bind(py)
@@ -152,7 +153,7 @@ impl SourcePartition for PyPartition {
         if self.done {
             return Ok(Poll::Exhausted);
         }
-        let polled = Python::attach(|py| -> PyResult<Option<Vec<PyItem>>> {
+        let polled = crate::attach::attach(|py| -> PyResult<Option<Vec<PyItem>>> {
             self.origin.failures.check_interrupt(py)?;
             let batch = match self.part.bind(py).call_method0("next_batch") {
                 Ok(batch) => batch,
@@ -183,7 +184,7 @@ impl SourcePartition for PyPartition {
     }
 
     fn next_awake(&self) -> Option<Instant> {
-        let wait = Python::attach(|py| -> PyResult<Option<f64>> {
+        let wait = crate::attach::attach(|py| -> PyResult<Option<f64>> {
             let part = self.part.bind(py);
             if !part.hasattr("next_awake")? {
                 return Ok(None);
@@ -212,7 +213,7 @@ impl SourcePartition for PyPartition {
     }
 
     fn snapshot(&self) -> Option<PyItem> {
-        let state = Python::attach(|py| -> PyResult<Option<PyItem>> {
+        let state = crate::attach::attach(|py| -> PyResult<Option<PyItem>> {
             let part = self.part.bind(py);
             // A stateless (dynamic) partition has no position.
             if !part.hasattr("snapshot")? {
@@ -227,7 +228,7 @@ impl SourcePartition for PyPartition {
     }
 
     fn close(&mut self) -> riffle::Result<()> {
-        Python::attach(|py| -> PyResult<()> {
+        crate::attach::attach(|py| -> PyResult<()> {
             let part = self.part.bind(py);
             if part.hasattr("close")? {
                 part.call_method0("close")?;

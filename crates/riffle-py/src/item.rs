@@ -42,13 +42,13 @@ impl From<Bound<'_, PyAny>> for PyItem {
 
 impl Clone for PyItem {
     fn clone(&self) -> Self {
-        Python::attach(|py| PyItem(self.0.clone_ref(py)))
+        crate::attach::attach(|py| PyItem(self.0.clone_ref(py)))
     }
 }
 
 impl fmt::Debug for PyItem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        Python::attach(|py| match self.bind(py).repr() {
+        crate::attach::attach(|py| match self.bind(py).repr() {
             Ok(repr) => f.write_str(&repr.to_string_lossy()),
             Err(_) => f.write_str("<object whose repr() failed>"),
         })
@@ -57,14 +57,14 @@ impl fmt::Debug for PyItem {
 
 impl serde::Serialize for PyItem {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        Python::attach(|py| Encode::new(self.bind(py)).serialize(serializer))
+        crate::attach::attach(|py| Encode::new(self.bind(py)).serialize(serializer))
     }
 }
 
 impl<'de> serde::Deserialize<'de> for PyItem {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
-        Python::attach(|py| wire.into_py(py).map(PyItem::from))
+        crate::attach::attach(|py| wire.into_py(py).map(PyItem::from))
             .map_err(|e| D::Error::custom(format!("cannot decode an item: {e}")))
     }
 }

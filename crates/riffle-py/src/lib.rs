@@ -67,6 +67,7 @@
 //! exception raised by a user function during a run comes back as a
 //! `riffle.RiffleError` naming the step, caused by the user's exception object.
 
+mod attach;
 mod connect;
 mod dataflow;
 mod failure;
@@ -200,7 +201,7 @@ fn run_watching(execution: &riffle::Execution, flow: &PyDataflow) -> riffle::Res
         let run = scope.spawn(|| execution.run(&flow.flow));
         while !run.is_finished() {
             std::thread::sleep(Duration::from_millis(50));
-            if Python::attach(|py| py.check_signals()).is_err() {
+            if crate::attach::attach(|py| py.check_signals()).is_err() {
                 flow.failures.interrupt();
             }
         }

@@ -57,7 +57,7 @@ pub(crate) fn batch_step<T: riffle::Data, U: riffle::Data>(
     let failures = failures.clone();
     let step_id = step_id.to_string();
     stream.try_flat_map_batch(rust_id, move |batch: Vec<T>| {
-        Python::attach(|py| {
+        crate::attach::attach(|py| {
             failures.check_interrupt(py)?;
             let mut out = Vec::with_capacity(batch.len());
             for item in batch {
@@ -358,7 +358,7 @@ pub(crate) fn flat_map_batch(
     let id = step_id.to_string();
     let port = on_port!(&up.port, |s| s
         .try_flat_map_batch(step_id, move |batch| {
-            Python::attach(|py| -> PyResult<Vec<PyItem>> {
+            crate::attach::attach(|py| -> PyResult<Vec<PyItem>> {
                 let items = batch
                     .iter()
                     .map(|item| item.to_py(py))
@@ -727,7 +727,7 @@ pub(crate) fn stateful_map(
             step_id,
             |_key: &String| None::<PyItem>,
             move |state: Option<PyItem>, value: PyItem| {
-                Python::attach(|py| map_with_state(py, &f, &id, state, value))
+                crate::attach::attach(|py| map_with_state(py, &f, &id, state, value))
                     .unwrap_or_else(|e| fail(&failures, &id, e))
             },
         )
@@ -819,7 +819,7 @@ pub(crate) fn reduce_final(
     let failures = flow.failures.clone();
     let id: Arc<str> = step_id.into();
     let reduce = move |acc: PyItem, value: PyItem| -> PyItem {
-        Python::attach(|py| {
+        crate::attach::attach(|py| {
             f.bind(py)
                 .call1((acc.bind(py), value.bind(py)))
                 .map(PyItem::from)

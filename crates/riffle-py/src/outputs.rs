@@ -51,7 +51,7 @@ impl Origin {
 
     /// Calls `method` of the partition object `part`, if it has it.
     fn call_if(&self, part: &Py<PyAny>, method: &str) -> riffle::Result<Option<PyItem>> {
-        Python::attach(|py| -> PyResult<Option<PyItem>> {
+        crate::attach::attach(|py| -> PyResult<Option<PyItem>> {
             let part = part.bind(py);
             if !part.hasattr(method)? {
                 return Ok(None);
@@ -63,7 +63,7 @@ impl Origin {
 
     /// `part.write_batch(list(items))`.
     fn write<T: Carrier>(&self, part: &Py<PyAny>, items: &[T]) -> riffle::Result<()> {
-        Python::attach(|py| -> PyResult<()> {
+        crate::attach::attach(|py| -> PyResult<()> {
             let objects = items
                 .iter()
                 .map(|item| item.to_py(py))
@@ -91,7 +91,7 @@ impl FixedPartitionedSink for PyFixedSink {
     type Partition = PyFixedPartition;
 
     fn list_parts(&self, _step_id: &str) -> riffle::Result<Vec<String>> {
-        Python::attach(|py| crate::inputs::partition_names(self.0.sink.bind(py)))
+        crate::attach::attach(|py| crate::inputs::partition_names(self.0.sink.bind(py)))
             .map_err(|e| self.0.fail(e))
     }
 
@@ -105,7 +105,7 @@ impl FixedPartitionedSink for PyFixedSink {
         for_part: &str,
         resume_state: Option<PyItem>,
     ) -> riffle::Result<PyFixedPartition> {
-        Python::attach(|py| {
+        crate::attach::attach(|py| {
             let resume = resume_state.map(|s| s.0);
             self.0
                 .sink
@@ -159,7 +159,7 @@ impl<T: Carrier> DynamicSink for PyDynamicSink<T> {
     type Partition = PyDynamicPartition<T>;
 
     fn build(&self, step_id: &str, worker: WorkerInfo) -> riffle::Result<Self::Partition> {
-        Python::attach(|py| {
+        crate::attach::attach(|py| {
             self.0
                 .sink
                 .bind(py)

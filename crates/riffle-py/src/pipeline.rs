@@ -128,7 +128,7 @@ fn call_step(
     blobs: Vec<Blob>,
     raised: &Raised,
 ) -> riffle_pipeline::StepResult<Blob> {
-    Python::attach(|py| {
+    crate::attach::attach(|py| {
         let result = PyList::new(py, blobs.iter().map(|b| PyBytes::new(py, b.as_bytes())))
             .and_then(|inputs| call.call1(py, (inputs,)))
             .and_then(|out| {
@@ -158,7 +158,7 @@ fn run_watching(
         let run = scope.spawn(|| executor.run(pipeline, options).map_err(|e| e.to_string()));
         while !run.is_finished() {
             std::thread::sleep(Duration::from_millis(50));
-            if Python::attach(|py| py.check_signals()).is_err() {
+            if crate::attach::attach(|py| py.check_signals()).is_err() {
                 cancel.cancel();
             }
         }

@@ -62,7 +62,7 @@ impl<T: Carrier> SinkPartition for PySinkPartition<T> {
     type State = ();
 
     fn write_batch(&mut self, items: Vec<T>) -> riffle::Result<()> {
-        Python::attach(|py| -> PyResult<()> {
+        crate::attach::attach(|py| -> PyResult<()> {
             let objects = items
                 .iter()
                 .map(|item| item.to_py(py))

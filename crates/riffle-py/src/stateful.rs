@@ -54,7 +54,7 @@ pub(crate) fn stateful_flat_map(
                 step_id,
                 |_key: &String| None::<PyItem>,
                 move |state: Option<PyItem>, value: PyItem| {
-                    Python::attach(|py| flat_map_with_state(py, &f, &id, state, value))
+                    crate::attach::attach(|py| flat_map_with_state(py, &f, &id, state, value))
                         .unwrap_or_else(|e| fail(&failures, &id, e))
                 },
             )
@@ -180,7 +180,7 @@ pub(crate) fn fold_final(
     let failures: Failures = flow.failures.clone();
     let merging = folding.clone();
     let merge = move |a: Partial, b: Partial| -> Partial {
-        Python::attach(|py| merging.merge(py, a, b))
+        crate::attach::attach(|py| merging.merge(py, a, b))
             .unwrap_or_else(|e| fail(&failures, &merging.step_id, e))
     };
     let port = keyed(up, step_id)
@@ -279,7 +279,7 @@ pub(crate) fn stateful(
     let port = keyed(up, step_id)
         .and_then(|s| {
             s.stateful(step_id, move |_key: &String, resume: Option<PyItem>| {
-                Python::attach(|py| {
+                crate::attach::attach(|py| {
                     let resume = resume.map_or_else(|| py.None(), |state| state.0);
                     let logic = builder.bind(py).call1((resume,))?;
                     Ok(PyLogic {
@@ -312,7 +312,7 @@ struct PyLogic {
 impl PyLogic {
     /// Calls `method(*args)`, which must return `(emits, discard)`.
     fn call(&self, method: &str, value: Option<PyItem>) -> riffle::Result<Emit<PyItem>> {
-        Python::attach(|py| -> PyResult<Emit<PyItem>> {
+        crate::attach::attach(|py| -> PyResult<Emit<PyItem>> {
             let logic = self.logic.bind(py);
             let result = match value {
                 Some(value) => logic.call_method1(method, (value.0,))?,
@@ -360,7 +360,7 @@ impl KeyedLogic<PyItem> for PyLogic {
     }
 
     fn notify_at(&self) -> riffle::Result<Option<SystemTime>> {
-        Python::attach(|py| -> PyResult<Option<SystemTime>> {
+        crate::attach::attach(|py| -> PyResult<Option<SystemTime>> {
             let at = self.logic.bind(py).call_method0("notify_at")?;
             if at.is_none() {
                 return Ok(None);
@@ -384,7 +384,7 @@ impl KeyedLogic<PyItem> for PyLogic {
     }
 
     fn snapshot(&self) -> riffle::Result<PyItem> {
-        Python::attach(|py| {
+        crate::attach::attach(|py| {
             self.logic
                 .bind(py)
                 .call_method0("snapshot")

@@ -103,7 +103,7 @@ pub(crate) struct MarkedPartition {
 impl MarkedPartition {
     /// Whether the abort marker `marker` has not stopped a run yet; marks it.
     fn triggers(marker: &Py<PyAny>) -> bool {
-        Python::attach(|py| {
+        crate::attach::attach(|py| {
             let marker = marker.bind(py);
             let triggered = marker
                 .getattr("_triggered")

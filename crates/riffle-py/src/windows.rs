@@ -273,11 +273,11 @@ fn build(
                 engine_clock,
                 w,
                 move |_key: &String| {
-                    Python::attach(|py| builder.bind(py).call0().map(PyItem::from))
+                    crate::attach::attach(|py| builder.bind(py).call0().map(PyItem::from))
                         .unwrap_or_else(|e| fail(&f1, &i1, e))
                 },
                 move |acc: PyItem, (_, value): Timed| {
-                    Python::attach(|py| {
+                    crate::attach::attach(|py| {
                         folder
                             .bind(py)
                             .call1((acc.bind(py), value.bind(py)))
@@ -286,7 +286,7 @@ fn build(
                     .unwrap_or_else(|e| fail(&f2, &i2, e))
                 },
                 move |a: PyItem, b: PyItem| {
-                    Python::attach(|py| {
+                    crate::attach::attach(|py| {
                         merger
                             .bind(py)
                             .call1((a.bind(py), b.bind(py)))
@@ -304,7 +304,7 @@ fn build(
                 engine_clock,
                 w,
                 move |(ta, a): Timed, (tb, b): Timed| {
-                    let reduced = Python::attach(|py| {
+                    let reduced = crate::attach::attach(|py| {
                         reducer
                             .bind(py)
                             .call1((a.bind(py), b.bind(py)))

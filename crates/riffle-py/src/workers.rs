@@ -44,7 +44,7 @@ pub(crate) fn inspect_debug(
     let port = on_port!(&up.port, |s| {
         let (f, failures, id) = (f.clone(), failures.clone(), id.clone());
         s.inspect_debug(step_id, move |_, item, epoch, worker| {
-            Python::attach(|py| -> PyResult<()> {
+            crate::attach::attach(|py| -> PyResult<()> {
                 f.bind(py)
                     .call1((&*id, item.to_py(py)?, epoch, worker))
                     .map(drop)
