@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::intern;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyList, PyTuple, PyType};
 use riffle::Stream;
 use riffle::window::{
     Clock, Millis, SessionWindower, SlidingWindower, TumblingWindower, WindowId, WindowOut,
@@ -404,21 +406,22 @@ fn timed(
 
 /// An aware `datetime` as milliseconds since the Unix epoch.
 fn datetime_millis(py: Python<'_>, step_id: &str, ts: &Bound<'_, PyAny>) -> PyResult<Millis> {
-    let datetime = py.import("datetime")?.getattr("datetime")?;
-    if !ts.is_instance(&datetime)? {
+    static DATETIME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    let datetime = DATETIME.import(py, "datetime", "datetime")?;
+    if !ts.is_instance(datetime)? {
         return Err(PyTypeError::new_err(format!(
             "step {step_id:?}: `ts_getter` must return a datetime; got a {} instead",
             type_name(ts)
         )));
     }
-    if ts.getattr("tzinfo")?.is_none() {
+    if ts.getattr(intern!(py, "tzinfo"))?.is_none() {
         return Err(PyValueError::new_err(format!(
             "step {step_id:?}: `ts_getter` must return an aware datetime (with a \
              timezone, e.g. UTC); got {}",
             ts.repr()?
         )));
     }
-    let seconds: f64 = ts.call_method0("timestamp")?.extract()?;
+    let seconds: f64 = ts.call_method0(intern!(py, "timestamp"))?.extract()?;
     Ok((seconds * 1000.0).floor() as Millis)
 }
 
