@@ -92,10 +92,14 @@ for name in $workloads; do
             run_into "$work/riffle.jsonl" "$riffle" bench "$name" --workers "$workers" \
                 --runs "$runs" --json "${items_arg[@]}" || true
         fi
-        run_into "$work/bytewax.jsonl" "$bytewax_py" bench/bytewax/workloads.py "$name" \
+        # The Python workloads' program, which names its workloads py-NAME.
+        run_into "$work/bytewax.jsonl" "$bytewax_py" bench/py/workloads.py "$name" --engine bytewax \
             --workers "$workers" --runs "$runs" --batch-size "${BYTEWAX_BATCH:-10000}" "${items_arg[@]}" || true
     done
 done
+if [ -f "$work/bytewax.jsonl" ]; then
+    sed -i 's/"workload": "py-/"workload": "/' "$work/bytewax.jsonl"
+fi
 
 riffle_version=""
 if [ "$riffle_ok" = 1 ]; then

@@ -33,7 +33,7 @@ The workloads (defaults as the Rust ones of `riffle bench NAME`):
   `EventClock(lambda e: e[1], wait 0)` and 10-second `TumblingWindower`s aligned
   to that start.
 
-The rules are bench/bytewax/workloads.py's, so the figures compare with it:
+The rules, the same for every engine:
 
 - Every measured run happens in a fresh child process (this script with
   `--single-run`), so `peak_rss_bytes` (VmHWM) is that run's own peak; it includes
@@ -144,7 +144,7 @@ def load_engine(name: str) -> SimpleNamespace:
 
 # ---------------------------------------------------------------------------
 # Input generators: the items of the Rust workloads (crates/riffle-cli/src/bench/
-# dataflow.rs), as bench/bytewax/workloads.py makes them.
+# dataflow.rs), the same words in the same order.
 
 MASK64 = (1 << 64) - 1
 WORDCOUNT_SEED = 0x5EED
