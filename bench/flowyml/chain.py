@@ -47,7 +47,8 @@ def main():
             pipeline = build(n, workdir)
             for phase in ("first", "cached"):
                 start = time.perf_counter()
-                result = pipeline.run()
+                # No UI server: it would outlive the benchmark (a uvicorn on :8080).
+                result = pipeline.run(auto_start_ui=False)
                 seconds = time.perf_counter() - start
                 ok = getattr(result, "success", None)
                 if ok is False:

@@ -39,7 +39,7 @@ use crate::App;
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// The workload: stateless, wordcount, windowed, py-stateless, py-wordcount,
-    /// py-windowed (in Python, see bench::python), kafka, connector-nats,
+    /// py-windowed, py-pipeline (in Python, see bench::python), kafka, connector-nats,
     /// connector-redis, connector-rabbitmq, connector-postgres, connector-sqs,
     /// connector-delta, connector-duckdb (with the `duckdb` feature), flow-http,
     /// flow-consume, flow-autoscale, pipeline, udf-map, udf-reduce, ui, build-image, build-dags.
@@ -197,7 +197,7 @@ pub fn bench(app: &App, args: &BenchArgs) -> anyhow::Result<ExitCode> {
 fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     match args.name.as_str() {
         "stateless" | "wordcount" | "windowed" => dataflow::run(args),
-        "py-stateless" | "py-wordcount" | "py-windowed" => python::run(args),
+        "py-stateless" | "py-wordcount" | "py-windowed" | "py-pipeline" => python::run(args),
         "pipeline" => pipeline::run(app, args),
         "udf-map" => udf::run(args),
         "udf-reduce" => udf_reduce::run(args),
@@ -221,7 +221,7 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "ui" => ui::run(args),
         "build-image" | "build-dags" => project::run(args).map(|r| vec![r]),
         other => anyhow::bail!(
-            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, py-stateless, py-wordcount, py-windowed, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, connector-delta, connector-duckdb, flow-http, flow-consume, flow-autoscale, pipeline, udf-map, udf-reduce, ui"
+            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, py-stateless, py-wordcount, py-windowed, py-pipeline, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, connector-delta, connector-duckdb, flow-http, flow-consume, flow-autoscale, pipeline, udf-map, udf-reduce, ui"
         ),
     }
 }

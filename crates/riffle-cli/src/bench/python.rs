@@ -1,4 +1,4 @@
-//! Python workloads: `py-stateless`, `py-wordcount` and `py-windowed`.
+//! Python workloads: `py-stateless`, `py-wordcount`, `py-windowed` and `py-pipeline`.
 //!
 //! The workloads of [`super::dataflow`] written as Python dataflows for the Python
 //! package `riffle` (crates/riffle-py), the way a bytewax user writes them: the
@@ -12,6 +12,12 @@
 //! [`BenchReport`]: its `peak_rss_bytes` is the Python process's own peak, its
 //! `engine`, `cpu_seconds`, `batch_size` and checksum fields come along as extras.
 //!
+//! `py-pipeline` is [`super::pipeline`] written with `riffle.pipeline`: chains of
+//! 100 and 1,000 Python steps (or `--items N` steps), each adding one to the output
+//! before it, run from an empty cache (`first`) and again (`cached`). Its program is
+//! bench/py/pipeline.py; it prints one report per chain and phase, with
+//! `ms_per_step` (bench/py/pipeline.sh runs flowyml's chain beside it).
+//!
 //! Options (`-P key=value`):
 //! - `python=PATH`: the interpreter (else env `RIFFLE_PYTHON`, else `python3`); it
 //!   must import `riffle` (`pip install ./crates/riffle-py`).
@@ -21,6 +27,7 @@
 //!
 //! ```text
 //! riffle bench py-wordcount --items 1000000 --workers 1,2 --runs 3 --json -P python=bench/.venv-py/bin/python
+//! riffle bench py-pipeline --items 100 --runs 3 --json -P python=bench/.venv-py/bin/python
 //! ```
 
 use std::path::Path;
@@ -33,8 +40,12 @@ use super::{BenchArgs, BenchReport};
 /// The workload program (also runnable by hand: `python bench/py/workloads.py`).
 const WORKLOADS_PY: &str = include_str!("../../../../bench/py/workloads.py");
 
-/// The exit code of workloads.py when its interpreter cannot import the engine or
-/// the package lacks what was asked (several processes without `cluster_main`).
+/// The program of `py-pipeline` (also runnable by hand: `python bench/py/pipeline.py`).
+const PIPELINE_PY: &str = include_str!("../../../../bench/py/pipeline.py");
+
+/// The exit code of workloads.py and pipeline.py when their interpreter cannot import
+/// the engine or the package lacks what was asked (several processes without
+/// `cluster_main`).
 const EXIT_NO_PACKAGE: i32 = 3;
 
 /// How to get the package into an interpreter, for error messages.
@@ -42,12 +53,12 @@ const INSTALL_HINT: &str = "install it with `pip install ./crates/riffle-py` (fr
      root; bench/python.sh makes a venv with a release build), or name an interpreter that has it \
      with -P python=PATH or RIFFLE_PYTHON";
 
-/// Runs `py-stateless`, `py-wordcount` or `py-windowed` once.
+/// Runs `py-stateless`, `py-wordcount`, `py-windowed` or `py-pipeline` once.
 pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     let workload = args
         .name
         .strip_prefix("py-")
-        .filter(|w| matches!(*w, "stateless" | "wordcount" | "windowed"))
+        .filter(|w| matches!(*w, "stateless" | "wordcount" | "windowed" | "pipeline"))
         .ok_or_else(|| anyhow::anyhow!("{:?} is not a Python workload", args.name))?;
     let python = interpreter(args);
     check_package(&python)?;
@@ -55,25 +66,38 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         .prefix("riffle-bench-py-")
         .tempdir()
         .context("cannot make a temporary directory for the Python workload")?;
-    let script = dir.path().join("workloads.py");
-    std::fs::write(&script, WORKLOADS_PY)
+    let (file, program) = if workload == "pipeline" {
+        ("pipeline.py", PIPELINE_PY)
+    } else {
+        ("workloads.py", WORKLOADS_PY)
+    };
+    let script = dir.path().join(file);
+    std::fs::write(&script, program)
         .with_context(|| format!("cannot write {}", script.display()))?;
 
     let mut command = Command::new(&python);
-    command
-        .arg(&script)
-        .arg(workload)
-        .args(["--engine", "riffle", "--runs", "1"])
-        .args(["--workers", &args.workers.to_string()]);
-    if let Some(items) = args.items {
-        anyhow::ensure!(items > 0, "--items: 0 is not an item count");
-        command.args(["--items", &items.to_string()]);
-    }
-    if let Some(batch) = positive(args, "batch")? {
-        command.args(["--batch-size", &batch.to_string()]);
-    }
-    if let Some(processes) = positive(args, "processes")? {
-        command.args(["--processes", &processes.to_string()]);
+    command.arg(&script);
+    if workload == "pipeline" {
+        // A chain is sequential: one engine thread runs it, whatever --workers says.
+        if let Some(steps) = args.items {
+            anyhow::ensure!(steps > 0, "--items: 0 is not a step count");
+            command.args(["--steps", &steps.to_string()]);
+        }
+    } else {
+        command
+            .arg(workload)
+            .args(["--engine", "riffle", "--runs", "1"])
+            .args(["--workers", &args.workers.to_string()]);
+        if let Some(items) = args.items {
+            anyhow::ensure!(items > 0, "--items: 0 is not an item count");
+            command.args(["--items", &items.to_string()]);
+        }
+        if let Some(batch) = positive(args, "batch")? {
+            command.args(["--batch-size", &batch.to_string()]);
+        }
+        if let Some(processes) = positive(args, "processes")? {
+            command.args(["--processes", &processes.to_string()]);
+        }
     }
     let out = command
         .output()
@@ -188,6 +212,10 @@ fn parse_report(line: &str) -> anyhow::Result<BenchReport> {
     let peak_rss_bytes = take("peak_rss_bytes")?
         .as_u64()
         .ok_or_else(|| bad("peak_rss_bytes"))?;
+    let phase = match fields.remove("phase") {
+        None => None,
+        Some(v) => Some(v.as_str().map(str::to_owned).ok_or_else(|| bad("phase"))?),
+    };
     Ok(BenchReport {
         workload,
         workers: workers as usize,
@@ -195,7 +223,7 @@ fn parse_report(line: &str) -> anyhow::Result<BenchReport> {
         seconds,
         items_per_s,
         peak_rss_bytes,
-        phase: None,
+        phase,
         extra: fields,
     })
 }
@@ -232,6 +260,18 @@ mod tests {
         assert_eq!(report.extra["checksum"], 334);
         assert_eq!(report.extra["engine"], "riffle-py 0.1.0");
         assert!(!report.extra.contains_key("seconds"));
+
+        assert_eq!(report.phase, None);
+
+        let report = parse_report(
+            r#"{"workload": "py-pipeline", "workers": 1, "items": 100, "seconds": 0.02,
+                "items_per_s": 5000.0, "peak_rss_bytes": 4096, "phase": "cached",
+                "ms_per_step": 0.2}"#,
+        )
+        .unwrap();
+        assert_eq!(report.phase.as_deref(), Some("cached"));
+        assert!(!report.extra.contains_key("phase"));
+        assert_eq!(report.extra["ms_per_step"], 0.2);
 
         let err = parse_report(r#"{"workload": "py-stateless", "workers": 1}"#).unwrap_err();
         assert!(err.to_string().contains("no \"items\""), "{err}");
@@ -299,6 +339,36 @@ mod tests {
                     "{e}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn py_pipeline_runs_a_chain_first_and_cached_on_the_test_python() {
+        let Some(python) = std::env::var("RIFFLE_TEST_PYTHON")
+            .ok()
+            .filter(|p| !p.is_empty())
+        else {
+            eprintln!("RIFFLE_TEST_PYTHON is unset: py-pipeline is not run");
+            return;
+        };
+        if check_package(&python).is_err() {
+            eprintln!("{python} has no `riffle` package: py-pipeline is not run");
+            return;
+        }
+        let param = format!("python={python}");
+        let args = bench_args(&["py-pipeline", "--items", "20", "-P", &param]);
+        let reports = run(&args).unwrap_or_else(|e| panic!("py-pipeline on {python}: {e:#}"));
+        let phases: Vec<_> = reports.iter().map(|r| r.phase.as_deref()).collect();
+        assert_eq!(phases, [Some("first"), Some("cached")]);
+        for (r, hits) in reports.iter().zip([0, 20]) {
+            assert_eq!(
+                (r.workload.as_str(), r.workers, r.items),
+                ("py-pipeline", 1, 20)
+            );
+            // Step 0 outputs 0 and each of the 19 others adds one.
+            assert_eq!(r.extra["last"], 19);
+            assert_eq!(r.extra["cache_hits"], hits);
+            assert!(r.seconds > 0.0 && r.extra["ms_per_step"].as_f64().unwrap() > 0.0);
         }
     }
 }
