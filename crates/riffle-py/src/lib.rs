@@ -78,6 +78,7 @@ mod kafka;
 mod operators;
 mod outputs;
 mod pipeline;
+mod signals;
 mod sinks;
 mod stateful;
 mod testing_source;
@@ -192,22 +193,12 @@ fn run_main(
 }
 
 /// Runs `flow` on the engine's worker threads while this (main) thread watches
-/// for Ctrl-C: the interpreter runs its signal handlers only in the main
-/// thread, so every 50 ms it attaches and lets them run; a `KeyboardInterrupt`
-/// sets the flow's interrupt flag, which the next batch step or Python source
-/// on each worker turns into an error that stops the run.
+/// for Ctrl-C (`signals.rs`): a `KeyboardInterrupt` sets the flow's interrupt flag,
+/// which the next batch step or Python source on each worker turns into an error
+/// that stops the run.
 fn run_watching(execution: &riffle::Execution, flow: &PyDataflow) -> riffle::Result<()> {
-    std::thread::scope(|scope| {
-        let run = scope.spawn(|| execution.run(&flow.flow));
-        while !run.is_finished() {
-            std::thread::sleep(Duration::from_millis(50));
-            if crate::attach::attach(|py| py.check_signals()).is_err() {
-                flow.failures.interrupt();
-            }
-        }
-        run.join()
-            .unwrap_or_else(|_| Err(riffle::RiffleError::Execution("the run panicked".into())))
-    })
+    signals::run_watching_signals(|| execution.run(&flow.flow), || flow.failures.interrupt())
+        .unwrap_or_else(|_| Err(riffle::RiffleError::Execution("the run panicked".into())))
 }
 
 /// `init_recovery(db_dir, count)`: makes a recovery store of `count` partition

@@ -146,25 +146,19 @@ fn call_step(
     })
 }
 
-/// Runs the pipeline on a thread of its own while this (main) thread lets the
-/// interpreter's signal handlers run every 50 ms; Ctrl-C cancels the run.
+/// Runs the pipeline on a thread of its own while this (main) thread watches for
+/// Ctrl-C (`signals.rs`), which cancels the run.
 fn run_watching(
     executor: &Executor,
     pipeline: &Pipeline,
     options: RunOptions,
 ) -> Result<RunReport, String> {
     let cancel = options.cancel.clone();
-    std::thread::scope(|scope| {
-        let run = scope.spawn(|| executor.run(pipeline, options).map_err(|e| e.to_string()));
-        while !run.is_finished() {
-            std::thread::sleep(Duration::from_millis(50));
-            if crate::attach::attach(|py| py.check_signals()).is_err() {
-                cancel.cancel();
-            }
-        }
-        run.join()
-            .unwrap_or_else(|_| Err("the run panicked".to_string()))
-    })
+    crate::signals::run_watching_signals(
+        || executor.run(pipeline, options).map_err(|e| e.to_string()),
+        || cancel.cancel(),
+    )
+    .unwrap_or_else(|_| Err("the run panicked".to_string()))
 }
 
 /// The report as the dict [`run_pipeline`] returns.
