@@ -204,7 +204,8 @@ impl Publisher {
 
     /// Awaits acknowledgements until at most `keep` publishes are in flight. A
     /// publish whose acknowledgement does not come (the server restarting) is sent
-    /// again: with an id, JetStream keeps it once.
+    /// again, and so is every publish in flight behind it: with an id, JetStream
+    /// keeps each once.
     async fn settle(&mut self, keep: usize) -> Result<(), ConnectorError> {
         while self.in_flight.len() > keep {
             let Some((record, ack)) = self.in_flight.pop_front() else {
@@ -223,6 +224,16 @@ impl Publisher {
                         );
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         ack = self.send(&record).await?;
+                        // Every publish still in flight went out before the server
+                        // went away, and an acknowledgement's timeout only starts
+                        // when it is awaited: awaited in turn, each would wait the
+                        // whole timeout. Send them all again now, in order.
+                        let waiting: Vec<NatsRecord> =
+                            self.in_flight.drain(..).map(|(r, _)| r).collect();
+                        for again in waiting {
+                            let again_ack = self.send(&again).await?;
+                            self.in_flight.push_back((again, again_ack));
+                        }
                     }
                     Err(e) => {
                         let subject = record.subject.as_deref().unwrap_or(&self.subject);
