@@ -123,6 +123,68 @@ fn a_windowed_flow_on_four_workers_over_eight_partitions_gives_the_one_worker_re
     Ok(())
 }
 
+/// Sums and metadata of sliding windows over partitions whose items come out of
+/// order (up to 90 ms behind their partition's latest), within the allowed
+/// lateness so none is late; and how many values were combined where read.
+#[allow(clippy::type_complexity)]
+fn combined_sliding_run(
+    workers: usize,
+) -> Result<(Vec<(u64, (i64, i64))>, Vec<(u64, (i64, WindowMeta))>, u64)> {
+    let (events, parts) = (60_000u64, 6u64);
+    let per_part = events / parts;
+    let event = move |i: u64| {
+        let j = (i % per_part) * parts + i / per_part;
+        // Within each run of 10 of a partition, later items go first.
+        let jitter = (9 - (i % per_part) % 10) as i64 * 10;
+        (j % 97, (j as i64) - jitter)
+    };
+    let flow = Dataflow::new("combined");
+    let (out, meta, late) = (TestingSink::new(), TestingSink::new(), TestingSink::new());
+    let windows = flow
+        .input(
+            "events",
+            PartitionedGenerator::new(events, parts, event).batch_size(700),
+        )?
+        .fold_window(
+            "sum",
+            Clock::event(|t: &i64| *t, Duration::from_millis(100)),
+            SlidingWindower::new(Duration::from_secs(3), Duration::from_secs(1), 0),
+            |_| 0i64,
+            |sum, t| sum + t,
+            |a, b| a + b,
+        )?;
+    windows.down.output("out", out.clone())?;
+    windows.meta.output("meta", meta.clone())?;
+    windows.late.output("late", late.clone())?;
+    testing::run_workers(&flow, workers)?;
+    assert_eq!(late.take().len(), 0, "{workers} workers: nothing is late");
+    Ok((
+        out.take_sorted(),
+        meta.take_sorted(),
+        windows.live.combined(),
+    ))
+}
+
+#[test]
+fn values_combined_where_they_were_read_give_the_one_worker_windows() -> Result<()> {
+    let (sums, meta, combined) = combined_sliding_run(1)?;
+    assert_eq!(combined, 0, "one worker has no exchange to save");
+    // 60 s of events in 3 s windows every 1 s: 62 or 63 windows per key (items
+    // moved before 0 open one more), 97 keys.
+    assert!((97 * 62..=97 * 63).contains(&meta.len()), "{}", meta.len());
+    assert_eq!(sums.len(), meta.len());
+    for workers in [2, 3] {
+        let (s, m, combined) = combined_sliding_run(workers)?;
+        assert!(
+            combined > 30_000,
+            "{workers} workers combined only {combined} of 60,000 values"
+        );
+        assert_eq!(s, sums, "{workers} workers: the sums");
+        assert_eq!(m, meta, "{workers} workers: the metadata");
+    }
+    Ok(())
+}
+
 #[test]
 fn sliding_windows_count_each_item_in_every_window_it_falls_in() -> Result<()> {
     let flow = Dataflow::new("sliding");

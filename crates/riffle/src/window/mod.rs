@@ -38,8 +38,21 @@
 //! no open window is dropped with it. A stream of a million short sessions keeps
 //! only the sessions still open. The timer queue that finds due windows costs one
 //! entry per key with open windows.
+//!
+//! ## On many workers
+//!
+//! A key's windows live on one worker, its owner. With event-time tumbling or
+//! sliding windows (whose windows a time falls in do not depend on the key's
+//! other values) on more than one worker, each worker folds the values it reads
+//! into per-key, per-window partial results and sends the owner those instead of
+//! every value; the owner merges them with the step's merge function. The results
+//! are the ones folding every value on the owner gives, and a value that might
+//! be late still crosses as itself, so the `late` stream is unchanged. Session
+//! windows and the system clock send every value. [`LiveWindows::combined`]
+//! counts the values folded where they were read.
 
 mod clock;
+mod combine;
 mod operator;
 pub(crate) mod pace;
 mod windower;

@@ -20,12 +20,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::progress::operate::FrontierInterest;
 
 use super::clock::{Clock, ClockKind, DEFAULT_MAX_DRIFT, Millis, millis, now_millis};
+use super::combine::Combine;
 use super::pace::Pace;
 use super::windower::{OpenWindows, Placement, WindowId, WindowMeta, Windower};
 use crate::build::WorkerInfo;
@@ -41,9 +43,17 @@ use crate::recovery::{Change, decode, encode};
 
 /// An item or a watermark on its way to the window stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) enum Routed<K, V> {
+pub(crate) enum Routed<K, V, A> {
     /// A keyed value and its time (0 under the system clock: timed on arrival).
     Item(K, V, Millis),
+    /// Values of `key` folded into `window` where they were read (see
+    /// [`super::combine`]); `time` is the first one's.
+    Partial {
+        key: K,
+        window: WindowId,
+        acc: A,
+        time: Millis,
+    },
     /// Partition `part` read by upstream worker `from` (or, `UNTRACED`, that
     /// worker as a whole) has seen everything up to `watermark`: `Millis::MIN`
     /// when it opens, `Millis::MAX` when it has ended.
@@ -94,6 +104,7 @@ pub(crate) enum WindowEvent<K, V, A> {
 pub struct LiveWindows {
     now: std::sync::atomic::AtomicI64,
     peak: std::sync::atomic::AtomicI64,
+    combined: std::sync::atomic::AtomicU64,
 }
 
 impl LiveWindows {
@@ -105,6 +116,20 @@ impl LiveWindows {
     /// The most keys with open windows at any moment so far.
     pub fn peak(&self) -> u64 {
         self.peak.load(std::sync::atomic::Ordering::Relaxed).max(0) as u64
+    }
+
+    /// How many values were folded into their windows on the worker that read
+    /// them, so that only a partial result crossed to their key's owner (see the
+    /// [window module](super) on many workers).
+    pub fn combined(&self) -> u64 {
+        self.combined.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_combined(&self, values: u64) {
+        if values > 0 {
+            self.combined
+                .fetch_add(values, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn change(&self, by: i64) {
@@ -168,7 +193,7 @@ where
                 ctx,
                 step_id,
                 input,
-                |_: &Site, _, batch: &mut Vec<(K, V)>, out: &mut Vec<Routed<K, V>>| {
+                |_: &Site, _, batch: &mut Vec<(K, V)>, out: &mut Vec<Routed<K, V, A>>| {
                     out.extend(batch.drain(..).map(|(k, v)| Routed::Item(k, v, 0)));
                     Ok(())
                 },
@@ -201,6 +226,10 @@ where
                 sources: origins.as_ref().map_or(0, |o| o.sources),
                 settled: 0,
                 parts: HashMap::new(),
+                // One worker has no exchange to save.
+                combine: (traced && peers > 1)
+                    .then(|| Combine::new(windower.clone(), agg.clone(), live.clone()))
+                    .flatten(),
             };
             let routed = match origins {
                 Some(origins) => marked_by_partition(ctx, step_id, input, origins, marks),
@@ -208,7 +237,7 @@ where
                     ctx,
                     step_id,
                     input,
-                    move |_: &Site, _, batch: &mut Vec<(K, V)>, out: &mut Vec<Routed<K, V>>| {
+                    move |_: &Site, _, batch: &mut Vec<(K, V)>, out: &mut Vec<Routed<K, V, A>>| {
                         marks.run(UNTRACED, batch, out);
                         Ok(())
                     },
@@ -217,8 +246,8 @@ where
             (routed, false, *idle_timeout)
         }
     };
-    let pact = Exchange::new(|r: &Routed<K, V>| match r {
-        Routed::Item(k, _, _) => stable_hash(k),
+    let pact = Exchange::new(|r: &Routed<K, V, A>| match r {
+        Routed::Item(k, _, _) | Routed::Partial { key: k, .. } => stable_hash(k),
         Routed::Mark { to, .. } | Routed::Settled { to, .. } => u64::from(*to),
     });
     let logic = WindowLogic {
@@ -314,8 +343,10 @@ struct Upstream {
 }
 
 /// The pre-stage's watermarks: the largest time seen per partition (or per worker,
-/// untraced), announced to every window worker as it advances.
-struct Marks<V> {
+/// untraced), announced to every window worker as it advances; and, where the
+/// step combines (see [`super::combine`]), the partials of the activation, sent
+/// before the announcements that cover them.
+struct Marks<K, V, A, W> {
     time_of: Arc<dyn Fn(&V) -> Millis + Send + Sync>,
     lateness: Millis,
     /// How often a partition that keeps sending items re-announces its watermark
@@ -329,46 +360,117 @@ struct Marks<V> {
     parts: HashMap<PartId, PartClock>,
     /// Where the partitions' watermarks are told, to pace their sources.
     pace: Option<(Arc<Pace>, String)>,
+    /// Values folded into their windows here, waiting for [`Marks::flush`].
+    combine: Option<Combine<K, V, A, W>>,
 }
 
-/// The largest time seen in one partition, and when it was last announced.
+/// The largest time seen in one partition, and its announcements: the last
+/// watermark sent and when, and whether a newer one waits for the next flush.
 struct PartClock {
     seen: Millis,
     announced: Instant,
+    sent: Millis,
+    due: bool,
 }
 
-impl<V> Marks<V> {
-    /// Times a run of items from `part`, and announces the partition's watermark if
-    /// it moved (or is due for a refresh).
-    fn run<K>(&mut self, part: PartId, batch: &mut Vec<(K, V)>, out: &mut Vec<Routed<K, V>>) {
-        let mut max = Millis::MIN;
-        out.reserve(batch.len() + self.peers as usize);
-        for (k, v) in batch.drain(..) {
-            let t = (self.time_of)(&v);
-            max = max.max(t);
-            out.push(Routed::Item(k, v, t));
-        }
-        let now = Instant::now();
-        let clock = self.parts.entry(part).or_insert(PartClock {
+impl PartClock {
+    fn new(now: Instant) -> Self {
+        Self {
             seen: Millis::MIN,
             announced: now,
-        });
+            sent: Millis::MIN,
+            due: false,
+        }
+    }
+}
+
+impl<K: Key, V: Data, A: Data, W: Windower> Marks<K, V, A, W> {
+    /// Times a run of items from `part`, and announces the partition's watermark if
+    /// it moved (or is due for a refresh). Where the step combines, items go into
+    /// their windows' partials and the announcement waits for [`Marks::flush`].
+    fn run(&mut self, part: PartId, batch: &mut Vec<(K, V)>, out: &mut Vec<Routed<K, V, A>>) {
+        let mut max = Millis::MIN;
+        let now = Instant::now();
+        let clock = self
+            .parts
+            .entry(part)
+            .or_insert_with(|| PartClock::new(now));
+        // Combine only while the owners cannot have taken the partition for idle.
+        let combine = self
+            .combine
+            .as_mut()
+            .filter(|_| now.duration_since(clock.announced) < self.refresh);
+        match combine {
+            Some(combine) => {
+                out.reserve(self.peers as usize);
+                let heard = clock.sent;
+                for (k, v) in batch.drain(..) {
+                    let t = (self.time_of)(&v);
+                    max = max.max(t);
+                    if let Some((k, v)) = combine.offer(heard, k, v, t) {
+                        out.push(Routed::Item(k, v, t));
+                    }
+                }
+                clock.due = true;
+            }
+            None => {
+                out.reserve(batch.len() + self.peers as usize);
+                for (k, v) in batch.drain(..) {
+                    let t = (self.time_of)(&v);
+                    max = max.max(t);
+                    out.push(Routed::Item(k, v, t));
+                }
+            }
+        }
         if max > clock.seen || now.duration_since(clock.announced) >= self.refresh {
             clock.seen = clock.seen.max(max);
             clock.announced = now;
             let watermark = clock.seen.saturating_sub(self.lateness);
-            self.announce(part, watermark, out);
+            if self.combine.is_some() {
+                clock.due = true;
+                self.tell_pace(part, watermark);
+            } else {
+                self.announce(part, watermark, out);
+            }
         }
     }
 
-    /// Handles a partition opening or closing, or a source settling.
-    fn control<K>(&mut self, span: Span, out: &mut Vec<Routed<K, V>>) {
+    /// Sends the combined partials, then every announcement that waited for them
+    /// (a partition whose values were combined announces again after them, so
+    /// that its owners hear from it no earlier than from its partials).
+    fn flush(&mut self, out: &mut Vec<Routed<K, V, A>>) {
+        let Some(combine) = self.combine.as_mut() else {
+            return;
+        };
+        combine.flush(out);
+        let (me, peers, lateness) = (self.me, self.peers, self.lateness);
+        for (&part, clock) in self.parts.iter_mut().filter(|(_, c)| c.due) {
+            clock.due = false;
+            let watermark = clock.seen.saturating_sub(lateness);
+            clock.sent = clock.sent.max(watermark);
+            out.extend((0..peers).map(|to| Routed::Mark {
+                to,
+                from: me,
+                part,
+                watermark,
+            }));
+        }
+    }
+
+    /// Whether partials or announcements wait for [`Marks::flush`].
+    fn holds_back(&self) -> bool {
+        self.combine.as_ref().is_some_and(|c| !c.is_empty()) || self.parts.values().any(|c| c.due)
+    }
+
+    /// Handles a partition opening or closing, or a source settling (after
+    /// flushing what waits: the announcement cannot overtake it).
+    fn control(&mut self, span: Span, out: &mut Vec<Routed<K, V, A>>) {
+        self.flush(out);
         match span {
             Span::Opened(part) => {
-                self.parts.entry(part).or_insert(PartClock {
-                    seen: Millis::MIN,
-                    announced: Instant::now(),
-                });
+                self.parts
+                    .entry(part)
+                    .or_insert_with(|| PartClock::new(Instant::now()));
                 self.announce(part, Millis::MIN, out);
             }
             Span::Closed(part) => {
@@ -385,13 +487,20 @@ impl<V> Marks<V> {
         }
     }
 
-    fn announce<K>(&self, part: PartId, watermark: Millis, out: &mut Vec<Routed<K, V>>) {
+    fn tell_pace(&self, part: PartId, watermark: Millis) {
         if let Some((pace, step)) = &self.pace {
             match watermark {
                 Millis::MIN => {}
                 Millis::MAX => pace.ended(step, part),
                 _ => pace.announced(step, part, watermark),
             }
+        }
+    }
+
+    fn announce(&mut self, part: PartId, watermark: Millis, out: &mut Vec<Routed<K, V, A>>) {
+        self.tell_pace(part, watermark);
+        if let Some(clock) = self.parts.get_mut(&part) {
+            clock.sent = clock.sent.max(watermark);
         }
         out.extend((0..self.peers).map(|to| Routed::Mark {
             to,
@@ -404,13 +513,15 @@ impl<V> Marks<V> {
 
 /// The traced pre-stage: items arrive with the spans of their source partitions
 /// ([`crate::origin`]); each partition's watermark is announced on its own.
-fn marked_by_partition<'s, K: Key, V: Data>(
+/// Where the step combines, partials gather over the activation (per epoch) and
+/// are sent at its end, before the announcements that cover them.
+fn marked_by_partition<'s, K: Key, V: Data, A: Data, W: Windower>(
     ctx: &BuildCtx<'s>,
     step_id: &str,
     input: TStream<'s, (K, V)>,
     origins: Origins<'s>,
-    mut marks: Marks<V>,
-) -> TStream<'s, Routed<K, V>> {
+    mut marks: Marks<K, V, A, W>,
+) -> TStream<'s, Routed<K, V, A>> {
     let shared = ctx.shared.clone();
     let site = Site {
         step_id: step_id.into(),
@@ -422,12 +533,14 @@ fn marked_by_partition<'s, K: Key, V: Data>(
     builder.set_notify_for(0, FrontierInterest::Never);
     builder.set_notify_for(1, FrontierInterest::Never);
     let (out, stream) = builder.new_output();
-    let mut out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<Routed<K, V>>>>::from(out);
+    let mut out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<Routed<K, V, A>>>>::from(out);
     builder.build(move |_caps| {
         let mut queue = SpanQueue::default();
-        let mut routed: Vec<Routed<K, V>> = Vec::new();
+        let mut routed: Vec<Routed<K, V, A>> = Vec::new();
         move |_frontiers| {
             let mut out = out.activate();
+            // The epoch of what `marks` holds back for the end of the activation.
+            let mut gathering: Option<Capability<u64>> = None;
             spans_in.for_each(|cap, spans| queue.push(&cap, 0, spans));
             items_in.for_each(|cap, data| {
                 if shared.aborted() {
@@ -436,6 +549,13 @@ fn marked_by_partition<'s, K: Key, V: Data>(
                     return;
                 }
                 let epoch = cap.least().copied().unwrap_or_default();
+                if let Some(held) = gathering.take_if(|held| *held.time() != epoch) {
+                    marks.flush(&mut routed);
+                    if !routed.is_empty() {
+                        out.session(&held).give_container(&mut routed);
+                        routed.clear();
+                    }
+                }
                 queue.walk(data, |piece| match piece {
                     Piece::Run(part, items) => {
                         // The event-time function is the user's: a panic stops the
@@ -449,6 +569,7 @@ fn marked_by_partition<'s, K: Key, V: Data>(
                     }
                     Piece::Control(own, span) => match later_than(own, epoch) {
                         Some(own) => {
+                            marks.flush(&mut routed);
                             if !routed.is_empty() {
                                 out.session(&cap).give_container(&mut routed);
                                 routed.clear();
@@ -466,7 +587,17 @@ fn marked_by_partition<'s, K: Key, V: Data>(
                     out.session(&cap).give_container(&mut routed);
                     routed.clear();
                 }
+                if gathering.is_none() && marks.holds_back() {
+                    gathering = cap.retain_least(0);
+                }
             });
+            if let Some(held) = gathering.take() {
+                marks.flush(&mut routed);
+                if !routed.is_empty() {
+                    out.session(&held).give_container(&mut routed);
+                    routed.clear();
+                }
+            }
             queue.drain_controls(|cap, span| {
                 marks.control(span, &mut routed);
                 if !routed.is_empty() {
@@ -590,6 +721,55 @@ impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
         }
     }
 
+    /// Adds a partial accumulator of `window`, folded where its values were read
+    /// (first at `time`), to the key's window here.
+    fn merge_partial(
+        &mut self,
+        key: K,
+        window: WindowId,
+        acc: A,
+        time: Millis,
+        out: &mut Vec<WindowEvent<K, V, A>>,
+    ) {
+        let windower = &*self.windower;
+        self.dirty.mark(&key);
+        let state = match self.keys.get_mut(&key) {
+            Some(state) => state,
+            None => self.keys.entry(key.clone()).or_insert_with(|| KeyWindows {
+                windows: W::State::default(),
+                accs: Vec::new(),
+                timer: None,
+            }),
+        };
+        self.ids.clear();
+        windower.open_for(&mut state.windows, time, self.watermark, &mut self.ids);
+        if !self.ids.contains(&window) {
+            // Only after a message waited most of the idle timeout (see
+            // `combine`): the window closed without these values. They are not
+            // dropped: a second result for the window carries them.
+            tracing::warn!(
+                window,
+                watermark = self.watermark,
+                "a window step's partial result arrived after its window closed: emitted as a second result for the window"
+            );
+            if windower.next_close(&state.windows).is_none() {
+                self.keys.remove(&key);
+            }
+            out.push(WindowEvent::Down(key, window, acc));
+            return;
+        }
+        match state.accs.iter_mut().find(|(w, _)| *w == window) {
+            Some((_, into)) => (self.agg.merge)(into, acc),
+            None => state.accs.push((window, acc)),
+        }
+        if let Some(next) = windower.next_close(&state.windows)
+            && state.timer.is_none_or(|t| next < t)
+        {
+            state.timer = Some(next);
+            self.timers.entry(next).or_default().push(key);
+        }
+    }
+
     fn place(&mut self, key: K, value: V, time: Millis, out: &mut Vec<WindowEvent<K, V, A>>) {
         let windower = &*self.windower;
         self.dirty.mark(&key);
@@ -656,14 +836,14 @@ impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
     }
 }
 
-impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent<K, V, A>>
+impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V, A>, WindowEvent<K, V, A>>
     for WindowLogic<K, V, A, W>
 {
     fn on_batch(
         &mut self,
         _: &Site,
         epoch: u64,
-        items: Vec<Routed<K, V>>,
+        items: Vec<Routed<K, V, A>>,
         out: &mut Vec<WindowEvent<K, V, A>>,
     ) -> Result<()> {
         self.handled = self.handled.max(epoch);
@@ -674,6 +854,12 @@ impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent
                     let time = if self.system { now } else { time };
                     self.place(key, value, time, out);
                 }
+                Routed::Partial {
+                    key,
+                    window,
+                    acc,
+                    time,
+                } => self.merge_partial(key, window, acc, time, out),
                 Routed::Mark {
                     from,
                     part,
@@ -703,7 +889,7 @@ impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent
     /// A partition whose announcements arrived for a later epoch is busy, not
     /// idle: it must hold the watermark until they are handled in their turn (or
     /// the window would close before its items, which wait for the same epoch).
-    fn on_arrival(&mut self, epoch: u64, items: &[Routed<K, V>]) {
+    fn on_arrival(&mut self, epoch: u64, items: &[Routed<K, V, A>]) {
         // A batch at the epoch being handled is handled now: nothing waits.
         if self.system || epoch <= self.handled {
             return;
@@ -711,7 +897,7 @@ impl<K: Key, V: Data, A: Data, W: Windower> EpochLogic<Routed<K, V>, WindowEvent
         let mut now = None;
         for item in items {
             match item {
-                Routed::Item(..) => {}
+                Routed::Item(..) | Routed::Partial { .. } => {}
                 Routed::Mark { from, part, .. } => {
                     if let Some(up) = self.upstream.get_mut(*from as usize) {
                         let at = *now.get_or_insert_with(Instant::now);

@@ -84,6 +84,19 @@ pub trait Windower: Send + Sync + 'static {
     fn length(&self) -> Option<Millis> {
         None
     }
+
+    /// Where the windows a time falls in depend on the time alone (tumbling and
+    /// sliding windows, not sessions): pushes each one's id and close time onto
+    /// `out` and returns `true`. Returns `false`, pushing nothing, where placing
+    /// a time needs the key's state.
+    ///
+    /// A window step whose windower answers here combines values into their
+    /// windows on the worker that read them, and sends the key's owner one
+    /// partial accumulator per window instead of every value (see the
+    /// [window module](super) on many workers). The default answers `false`.
+    fn fixed_windows(&self, _time: Millis, _out: &mut Vec<(WindowId, Millis)>) -> bool {
+        false
+    }
 }
 
 /// Windows of `length` starting every `offset`, aligned so that one starts at
@@ -205,6 +218,19 @@ impl Windower for SlidingWindower {
     fn length(&self) -> Option<Millis> {
         Some(self.length)
     }
+
+    fn fixed_windows(&self, time: Millis, out: &mut Vec<(WindowId, Millis)>) -> bool {
+        let since = time.saturating_sub(self.align_to);
+        let last = since.div_euclid(self.offset);
+        let first = (since - self.length).div_euclid(self.offset) + 1;
+        for id in first..=last {
+            let meta = self.meta(id);
+            if time >= meta.open_time && time < meta.close_time {
+                out.push((id, meta.close_time));
+            }
+        }
+        true
+    }
 }
 
 impl Windower for TumblingWindower {
@@ -247,6 +273,13 @@ impl Windower for TumblingWindower {
 
     fn length(&self) -> Option<Millis> {
         self.0.length()
+    }
+
+    fn fixed_windows(&self, time: Millis, out: &mut Vec<(WindowId, Millis)>) -> bool {
+        let w = &self.0;
+        let id = time.saturating_sub(w.align_to).div_euclid(w.length);
+        out.push((id, w.meta(id).close_time));
+        true
     }
 }
 

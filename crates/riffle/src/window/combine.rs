@@ -1,0 +1,130 @@
+//! Combining values into their windows before the exchange.
+//!
+//! A window step keeps each key's windows on one worker, the key's owner, so every
+//! value read elsewhere crosses to it: with `W` workers, `(W - 1) / W` of the
+//! stream is hashed, buffered and handed to another thread or process, and the
+//! owner folds every value. Where a value's windows depend on its time alone
+//! (tumbling and sliding windows, see [`Windower::fixed_windows`]), the worker
+//! that read it can fold it into a partial accumulator for `(key, window)`
+//! itself, with the step's own `build` and `fold`, and send the owner one partial
+//! per key and window, which the owner adds with the step's `merge` (see the
+//! [window module](super)). The owner's
+//! result is the same: a window's value is the merge of what each reader folded,
+//! which is what folding every value on the owner gives for the merges a window
+//! step asks for (sums, counts, extremes, concatenations in arrival order).
+//!
+//! A reader combines what it reads in one activation of the pre-stage, at one
+//! epoch, and sends the partials before the watermark announcements that cover
+//! them, so the owner cannot have closed a partial's window when it arrives: a
+//! value is combined only if every one of its windows closes after the
+//! watermark the owner may already have heard for its partition, and only while
+//! that partition has announced within the last quarter of the idle timeout (an
+//! owner that took the partition for idle might have closed windows past its
+//! watermark). Any other value crosses as itself, and the owner decides as before
+//! whether it is late. Should a partial still find its window closed (a message
+//! held up for most of the idle timeout), the owner emits it as a second result
+//! for that window and logs a warning: never dropped.
+//!
+//! Combining is on for event-time windows on more than one worker; on one worker
+//! there is no exchange to save.
+
+use std::collections::HashMap;
+
+use super::clock::Millis;
+use super::operator::{Agg, LiveWindows, Routed};
+use super::windower::{WindowId, Windower};
+use crate::data::{Data, Key};
+
+/// Partial accumulators of one activation, per key and window; see the
+/// [module docs](self).
+pub(crate) struct Combine<K, V, A, W> {
+    windower: std::sync::Arc<W>,
+    agg: Agg<K, V, A>,
+    /// Each key's partial windows: `(window, accumulator, first value's time)`.
+    open: HashMap<K, Vec<(WindowId, A, Millis)>, foldhash::fast::FixedState>,
+    windows: Vec<(WindowId, Millis)>,
+    /// Values folded since the last flush, and where the count is published.
+    folded: u64,
+    live: std::sync::Arc<LiveWindows>,
+}
+
+impl<K: Key, V: Data, A: Data, W: Windower> Combine<K, V, A, W> {
+    /// A combiner for `windower`'s windows, or `None` where its windows need the
+    /// key's state to place a time (sessions).
+    pub fn new(
+        windower: std::sync::Arc<W>,
+        agg: Agg<K, V, A>,
+        live: std::sync::Arc<LiveWindows>,
+    ) -> Option<Self> {
+        let mut probe = Vec::new();
+        windower.fixed_windows(0, &mut probe).then(|| Self {
+            windower,
+            agg,
+            open: HashMap::with_hasher(foldhash::fast::FixedState::default()),
+            windows: Vec::new(),
+            folded: 0,
+            live,
+        })
+    }
+
+    /// Folds `value` (at `time`, of `key`) into its windows' partials if each of
+    /// them closes after `heard`, the watermark its partition's owners may know;
+    /// hands the pair back otherwise, to cross as itself.
+    pub fn offer(&mut self, heard: Millis, key: K, value: V, time: Millis) -> Option<(K, V)> {
+        self.windows.clear();
+        self.windower.fixed_windows(time, &mut self.windows);
+        if self.windows.is_empty() || self.windows.iter().any(|(_, close)| *close <= heard) {
+            return Some((key, value));
+        }
+        let partials = match self.open.get_mut(&key) {
+            Some(partials) => partials,
+            None => self.open.entry(key.clone()).or_default(),
+        };
+        self.folded += 1;
+        let mut value = Some(value);
+        let last = self.windows.len() - 1;
+        for (i, &(id, _)) in self.windows.iter().enumerate() {
+            let v = if i == last {
+                value.take().expect("the last window takes the value")
+            } else {
+                value.clone().expect("earlier windows take copies")
+            };
+            match partials.iter_mut().find(|(w, _, _)| *w == id) {
+                Some((_, acc, _)) => (self.agg.fold)(acc, v, time),
+                None => {
+                    let mut acc = (self.agg.build)(&key);
+                    (self.agg.fold)(&mut acc, v, time);
+                    partials.push((id, acc, time));
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether nothing waits to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// Moves every partial onto `out`, to cross to its key's owner.
+    pub fn flush(&mut self, out: &mut Vec<Routed<K, V, A>>) {
+        self.live.add_combined(std::mem::take(&mut self.folded));
+        for (key, partials) in self.open.drain() {
+            let last = partials.len().saturating_sub(1);
+            let mut key = Some(key);
+            for (i, (window, acc, time)) in partials.into_iter().enumerate() {
+                let key = if i == last {
+                    key.take().expect("the last partial takes the key")
+                } else {
+                    key.clone().expect("earlier partials take copies")
+                };
+                out.push(Routed::Partial {
+                    key,
+                    window,
+                    acc,
+                    time,
+                });
+            }
+        }
+    }
+}
