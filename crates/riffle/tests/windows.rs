@@ -145,12 +145,10 @@ fn combined_sliding_run(
             "events",
             PartitionedGenerator::new(events, parts, event).batch_size(700),
         )?
-        .fold_window(
+        .reduce_window(
             "sum",
             Clock::event(|t: &i64| *t, Duration::from_millis(100)),
             SlidingWindower::new(Duration::from_secs(3), Duration::from_secs(1), 0),
-            |_| 0i64,
-            |sum, t| sum + t,
             |a, b| a + b,
         )?;
     windows.down.output("out", out.clone())?;

@@ -25,7 +25,8 @@
 //! held up for most of the idle timeout), the owner emits it as a second result
 //! for that window and logs a warning: never dropped.
 //!
-//! Combining is on for event-time windows on more than one worker; on one worker
+//! Combining is on for event-time windows on more than one worker, where the
+//! step's merge is the engine's own (not a user's session merger); on one worker
 //! there is no exchange to save.
 
 use std::collections::HashMap;

@@ -47,9 +47,13 @@
 //! into per-key, per-window partial results and sends the owner those instead of
 //! every value; the owner merges them with the step's merge function. The results
 //! are the ones folding every value on the owner gives, and a value that might
-//! be late still crosses as itself, so the `late` stream is unchanged. Session
-//! windows and the system clock send every value. [`LiveWindows::combined`]
-//! counts the values folded where they were read.
+//! be late still crosses as itself, so the `late` stream is unchanged. This holds
+//! for the steps whose merge the engine defines (`count_window`,
+//! `collect_window`, `reduce_window`, `max_window`, `min_window`,
+//! `join_window`). Session windows, the system clock, and `window` and
+//! `fold_window` (whose merger is promised for merging sessions only) send every
+//! value. [`LiveWindows::combined`] counts the values folded where they were
+//! read.
 
 mod clock;
 mod combine;
@@ -194,6 +198,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
             build: Arc::new(builder),
             fold: Arc::new(move |acc: &mut A, v: V, t: Millis| folder(acc, t, v)),
             merge: Arc::new(merger),
+            combinable: false,
         };
         self.window_step(step_id, "window", clock, windower, agg, Some)
     }
@@ -221,6 +226,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
                     (a, b) => a.or(b),
                 };
             }),
+            combinable: false,
         };
         self.window_step(step_id, "fold_window", clock, windower, agg, |a| a)
     }
@@ -250,6 +256,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
                     (a, b) => a.or(b),
                 };
             }),
+            combinable: true,
         };
         self.window_step(step_id, "reduce_window", clock, windower, agg, |a| a)
     }
@@ -266,6 +273,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
             build: Arc::new(|_: &K| Vec::<(Millis, V)>::new()),
             fold: Arc::new(|acc: &mut Vec<(Millis, V)>, v: V, t| acc.push((t, v))),
             merge: Arc::new(|acc: &mut Vec<(Millis, V)>, mut other| acc.append(&mut other)),
+            combinable: true,
         };
         self.window_step(step_id, "collect_window", clock, windower, agg, |mut vs| {
             vs.sort_by_key(|(t, _)| *t);
@@ -323,6 +331,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
                 acc.0.append(&mut l);
                 acc.1.append(&mut r);
             }),
+            combinable: true,
         };
         let (left_key, right_key) = (self.key(), right.key());
         let id = step_id.to_string();
@@ -424,6 +433,7 @@ impl<T: Data> Stream<T> {
             build: Arc::new(|_: &K| 0u64),
             fold: Arc::new(|n: &mut u64, _: T, _| *n += 1),
             merge: Arc::new(|n: &mut u64, m: u64| *n += m),
+            combinable: true,
         };
         keyed.window_step(step_id, "count_window", clock, windower, agg, Some)
     }

@@ -147,6 +147,10 @@ pub(crate) struct Agg<K, V, A> {
     pub build: Arc<dyn Fn(&K) -> A + Send + Sync>,
     pub fold: Arc<FoldFn<A, V>>,
     pub merge: Arc<MergeFn<A>>,
+    /// Whether `merge` of two partial results is the result of folding both
+    /// parts' values (the engine's own merges); a user's merger is promised for
+    /// merging sessions only, so values it folds are not combined.
+    pub combinable: bool,
 }
 
 type FoldFn<A, V> = dyn Fn(&mut A, V, Millis) + Send + Sync;
@@ -158,6 +162,7 @@ impl<K, V, A> Clone for Agg<K, V, A> {
             build: self.build.clone(),
             fold: self.fold.clone(),
             merge: self.merge.clone(),
+            combinable: self.combinable,
         }
     }
 }
@@ -227,7 +232,7 @@ where
                 settled: 0,
                 parts: HashMap::new(),
                 // One worker has no exchange to save.
-                combine: (traced && peers > 1)
+                combine: (traced && peers > 1 && agg.combinable)
                     .then(|| Combine::new(windower.clone(), agg.clone(), live.clone()))
                     .flatten(),
             };
