@@ -8,7 +8,11 @@
 //!   `count_window` over 10-second tumbling windows (event clock, no lateness).
 //!   `-P partitions=N` reads them from `N` partitions moving through event time at
 //!   the same pace (partition `p` holds events `p`, `p + N`, ...): the cost of one
-//!   watermark per partition.
+//!   watermark per partition. Results are tallied on the worker that holds them
+//!   (`windows`, `counted`; `combined` is how many events were folded into their
+//!   windows before the exchange); `-P sink=testing` collects them into one
+//!   in-memory partition on worker 0 instead, as the figures before this option
+//!   did.
 //!
 //! `wordcount -P recovery=1s` measures the cost of recovery: a fixed-partitioned
 //! generator, 1 s epochs and a snapshot every second into a fresh store (whose
@@ -26,10 +30,12 @@
 //! computed the same thing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use riffle::recovery::{Recovery, RecoveryStore};
-use riffle::sinks::TestingSink;
+use riffle::sinks::{DynamicSink, SinkPartition, TestingSink, WorkerInfo};
 use riffle::sources::{GeneratorSource, PartitionedGenerator};
 use riffle::window::{Clock, TumblingWindower};
 use riffle::{Dataflow, Execution};
@@ -315,10 +321,48 @@ fn positive_param(args: &BenchArgs, name: &str) -> anyhow::Result<Option<u64>> {
     }
 }
 
+/// The windowed workload's results, tallied on the worker that holds them: how
+/// many windows closed and how many events they counted.
+#[derive(Clone, Default)]
+struct Tally {
+    windows: Arc<AtomicU64>,
+    counted: Arc<AtomicU64>,
+}
+
+impl DynamicSink for Tally {
+    type Item = (u64, (i64, u64));
+    type Partition = Tally;
+
+    fn build(&self, _: &str, _: WorkerInfo) -> riffle::Result<Tally> {
+        Ok(self.clone())
+    }
+}
+
+impl SinkPartition for Tally {
+    type Item = (u64, (i64, u64));
+    type State = ();
+
+    fn write_batch(&mut self, items: Vec<Self::Item>) -> riffle::Result<()> {
+        let counted: u64 = items.iter().map(|(_, (_, n))| n).sum();
+        self.windows.fetch_add(items.len() as u64, Ordering::Relaxed);
+        self.counted.fetch_add(counted, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 fn windowed(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     let events = args.items.unwrap_or(1_000_000);
     let flow = Dataflow::new("bench-windowed");
+    // Where the results go: tallied on each worker (the default), or, with
+    // `-P sink=testing`, collected into one in-memory partition on worker 0 (the
+    // harness of earlier figures: every result crosses to one worker).
+    let collect = match super::param(args, "sink") {
+        None | Some("tally") => false,
+        Some("testing") => true,
+        Some(other) => anyhow::bail!("-P sink={other}: expected tally or testing"),
+    };
     let out = TestingSink::new();
+    let tally = Tally::default();
     let late = TestingSink::new();
     let event = |j: u64| (j % WINDOW_KEYS, WINDOW_START_MS + j as i64);
     let input = match positive_param(args, "partitions")? {
@@ -345,13 +389,25 @@ fn windowed(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         TumblingWindower::new(Duration::from_secs(10), WINDOW_START_MS),
         |e| e.0,
     )?;
-    windows.down.output("out", out.clone())?;
+    if collect {
+        windows.down.output("out", out.clone())?;
+    } else {
+        windows.down.output_dynamic("out", tally.clone())?;
+    }
     windows.late.output("late", late.clone())?;
     let started = Instant::now();
     Execution::new().workers(args.workers).run(&flow)?;
     let seconds = started.elapsed().as_secs_f64();
+    let combined = windows.live.combined();
     let counts = out.take();
-    let counted: u64 = counts.iter().map(|(_, (_, n))| n).sum();
+    let (closed, counted) = if collect {
+        (counts.len() as u64, counts.iter().map(|(_, (_, n))| n).sum())
+    } else {
+        (
+            tally.windows.load(Ordering::Relaxed),
+            tally.counted.load(Ordering::Relaxed),
+        )
+    };
     let late = late.take().len() as u64;
     anyhow::ensure!(
         counted + late == events,
@@ -361,7 +417,8 @@ fn windowed(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     if let Some(parts) = positive_param(args, "partitions")? {
         report.extra.insert("partitions".into(), parts.into());
     }
-    report.extra.insert("windows".into(), counts.len().into());
+    report.extra.insert("windows".into(), closed.into());
+    report.extra.insert("combined".into(), combined.into());
     report.extra.insert("counted".into(), counted.into());
     report.extra.insert("late".into(), late.into());
     Ok(vec![report])
