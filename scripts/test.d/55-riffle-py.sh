@@ -4,7 +4,8 @@
 # dev profile and the workspace's target/, and runs its pytest suite
 # (crates/riffle-py/tests: every operator, sources and sinks, the file connectors,
 # several workers, `python -m riffle.run`, recovery, the Kafka connector, `stateful`,
-# pipelines, the error cases, the docstring examples).
+# pipelines (pandas DataFrames among their artifacts), the error cases, the
+# docstring examples).
 # A failed build or test fails the suite here, before the Rust tests start.
 riffle_py_python="${RIFFLE_TEST_PYTHON:-}"
 if [ -z "$riffle_py_python" ]; then
@@ -15,6 +16,11 @@ riffle_py_repo="${RIFFLE_REPO:-$PWD}"
 if ! "$riffle_py_python" -c 'import importlib.metadata as m; assert (m.version("maturin"), m.version("pytest")) == ("1.16.0", "9.2.0")' 2>/dev/null; then
   "$riffle_py_python" -m pip install --quiet --disable-pip-version-check \
     "maturin==1.16.0" "pytest==9.2.0"
+fi
+# pandas: the riffle.pipeline tests store a DataFrame as an Arrow IPC artifact (a
+# wheel over 10-python.sh's numpy and pyarrow: about 8 s, once per venv).
+if ! "$riffle_py_python" -c 'import importlib.metadata as m; assert m.version("pandas") == "3.1.1"' 2>/dev/null; then
+  "$riffle_py_python" -m pip install --quiet --disable-pip-version-check "pandas==3.1.1"
 fi
 riffle_py_started=$SECONDS
 # --no-build-isolation: the venv's maturin builds it (pip finds its binary on PATH),

@@ -10,6 +10,11 @@
 //! retries, timeouts, the artifact store and the metadata store the dashboard
 //! reads are the engine's own.
 //!
+//! The report hands back each step's output as the hash of its artifact, with an
+//! [`ArtifactReader`] over the run's artifact store: the outputs are read (and
+//! unpickled, on the Python side) only when the caller looks one up, so a cached
+//! run whose outputs nobody reads never touches them.
+//!
 //! The run blocks the calling thread, detached from the interpreter; each step's
 //! thread attaches when it calls its Python callable. Ctrl-C cancels the run (the
 //! main thread watches for it every 50 ms). The exception a callable raised is
@@ -25,7 +30,10 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use riffle_pipeline::dynamic::{Blob, StepInputs};
-use riffle_pipeline::{CancelToken, Executor, Pipeline, ProjectStores, RunOptions, RunReport};
+use riffle_pipeline::{
+    ArtifactStore, CancelToken, ContentHash, Executor, Pipeline, ProjectStores, RunOptions,
+    RunReport, codec,
+};
 
 use crate::failure::riffle_error;
 
@@ -50,8 +58,9 @@ type Raised = Arc<Mutex<HashMap<String, PyErr>>>;
 /// `run_pipeline(pipeline_id, project_dir, steps, about="")`: runs the planned
 /// steps and returns the report as a dict: `run_id`, `status`, `error`, `steps`
 /// (a dict by step id of `status`, `cache_hit`, `attempts`, `error`, `output`
-/// (the artifact's hash)), `outputs` (a dict by step id of the output artifact's
-/// bytes) and `raised` (a dict by step id of the exception its callable raised last).
+/// (the artifact's hash)), `artifacts` (an [`ArtifactReader`] that reads an output
+/// artifact's bytes by that hash) and `raised` (a dict by step id of the exception
+/// its callable raised last).
 #[pyfunction]
 #[pyo3(signature = (pipeline_id, project_dir, steps, about=""))]
 pub(crate) fn run_pipeline(
@@ -173,7 +182,6 @@ fn report_dict(
     out.set_item("status", report.status.as_str())?;
     out.set_item("error", report.error.as_deref())?;
     let steps = PyDict::new(py);
-    let outputs = PyDict::new(py);
     for s in &report.steps {
         let step = PyDict::new(py);
         step.set_item("status", s.status.as_str())?;
@@ -182,19 +190,12 @@ fn report_dict(
         step.set_item("error", s.error.as_deref())?;
         step.set_item("output", s.output.map(|h| h.to_hex()))?;
         steps.set_item(&s.step_id, step)?;
-        if s.output.is_some() {
-            let blob: Blob = executor.output(report, &s.step_id).map_err(|e| {
-                riffle_error(
-                    py,
-                    format!("reading the output of step {:?}: {e}", s.step_id),
-                    Some(&s.step_id),
-                )
-            })?;
-            outputs.set_item(&s.step_id, PyBytes::new(py, blob.as_bytes()))?;
-        }
     }
     out.set_item("steps", steps)?;
-    out.set_item("outputs", outputs)?;
+    let reader = ArtifactReader {
+        store: executor.artifacts().clone(),
+    };
+    out.set_item("artifacts", Py::new(py, reader)?)?;
     let errors = PyDict::new(py);
     let kept = std::mem::take(&mut *raised.lock().unwrap_or_else(|p| p.into_inner()));
     for (step, error) in kept {
@@ -203,4 +204,46 @@ fn report_dict(
     }
     out.set_item("raised", errors)?;
     Ok(out.unbind())
+}
+
+/// Reads the output artifacts of a run from its artifact store, on demand:
+/// `read(hash, what)` returns the bytes a step's callable returned, where `hash` is
+/// the artifact's hash from the report and `what` names the output in an error.
+#[pyclass(name = "ArtifactReader", module = "riffle._riffle", frozen)]
+pub(crate) struct ArtifactReader {
+    store: ArtifactStore,
+}
+
+#[pymethods]
+impl ArtifactReader {
+    /// The bytes of artifact `hash` (64 hex digits); a malformed hash is a
+    /// `ValueError`, a missing or damaged artifact a `riffle.RiffleError` naming
+    /// `what` and the store.
+    fn read<'py>(&self, py: Python<'py>, hash: &str, what: &str) -> PyResult<Bound<'py, PyBytes>> {
+        let parsed: ContentHash = hash
+            .parse()
+            .map_err(|e| PyValueError::new_err(format!("{what}: {e}")))?;
+        let read = py.detach(|| self.store.get(&parsed));
+        let bytes = match read {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(riffle_error(
+                    py,
+                    format!(
+                        "{what}: artifact {hash} is missing from the artifact store {} (or damaged)",
+                        self.store.url()
+                    ),
+                    None,
+                ));
+            }
+            Err(e) => return Err(riffle_error(py, format!("{what}: {e}"), None)),
+        };
+        let blob: Blob = codec::decode(&bytes, what)
+            .map_err(|e| riffle_error(py, format!("{what}: {e}"), None))?;
+        Ok(PyBytes::new(py, blob.as_bytes()))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<ArtifactReader {}>", self.store.url())
+    }
 }

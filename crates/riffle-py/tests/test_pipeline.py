@@ -2,13 +2,17 @@
 and content, retried, timed out, and recorded in the project's metadata store."""
 
 import doctest
+import importlib
 import importlib.util
+import shutil
 import sqlite3
+import sys
 import textwrap
 import threading
 import time
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -156,6 +160,82 @@ def test_editing_a_helper_the_step_calls_reruns_that_step(tmp_path):
     result = module_pipeline(project, moved).run()
     assert result["clean"] == [8, 11, 14]
     assert ran(result) == ["clean", "count"]
+
+
+def test_redefining_a_helper_in_the_same_process_reruns_the_step(tmp_path, monkeypatch):
+    # Code versions are kept per code object between runs; none of these changes
+    # may be missed by that.
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "flow_live.py"
+    project = tmp_path / "project"
+    module = load_module(path, "flow_live", offset=0, normalise="x * 2")
+    monkeypatch.setitem(sys.modules, "flow_live", module)
+    assert ran(module_pipeline(project, module).run()) == ["clean", "count", "load"]
+    assert ran(module_pipeline(project, module).run()) == []
+
+    # A helper redefined in the module, as a notebook cell or `exec` does.
+    exec(compile("def _normalise(x):\n    return x * 3\n", "<cell 1>", "exec"), module.__dict__)
+    result = module_pipeline(project, module).run()
+    assert result["clean"] == [3, 6, 9]
+    assert ran(result) == ["clean", "count"]
+    assert ran(module_pipeline(project, module).run()) == []
+
+    # A function's code swapped in place, as IPython's autoreload does.
+    def quadruple(x):
+        return x * 4
+
+    module._normalise.__code__ = quadruple.__code__
+    result = module_pipeline(project, module).run()
+    assert result["clean"] == [4, 8, 12]
+    assert ran(result) == ["clean", "count"]
+
+    # A module-level value the helper reads, reassigned.
+    exec(compile("def _normalise(x):\n    return x + OFFSET\n", "<cell 2>", "exec"), module.__dict__)
+    assert module_pipeline(project, module).run()["clean"] == [1, 2, 3]
+    module.OFFSET = 10
+    result = module_pipeline(project, module).run()
+    assert result["clean"] == [11, 12, 13]
+    assert ran(result) == ["clean", "count"]
+
+    # The file edited but not reloaded: the code that runs is the same, and so is
+    # its version.
+    edited = MODULE.format(offset=0, normalise="x * 200").replace(
+        "for v in values]", "for v in reversed(values)]"
+    )
+    path.write_text(textwrap.dedent(edited))
+    result = module_pipeline(project, module).run()
+    assert result["clean"] == [11, 12, 13]
+    assert ran(result) == []
+
+    # Reloaded: its functions are new objects, read anew.
+    module = importlib.reload(module)
+    result = module_pipeline(project, module).run()
+    assert result["clean"] == [600, 400, 200]
+    assert ran(result) == ["clean", "count"]
+    assert ran(module_pipeline(project, module).run()) == []
+
+
+def test_a_function_source_is_read_once_per_code_object(monkeypatch):
+    reads = []
+    getsource = riffle.pipeline.inspect.getsource
+
+    def counting(obj):
+        reads.append(obj)
+        return getsource(obj)
+
+    monkeypatch.setattr(riffle.pipeline.inspect, "getsource", counting)
+
+    def user(x):
+        return x
+
+    first = riffle.pipeline.code_version(user)
+    assert len(reads) == 1
+    assert riffle.pipeline.code_version(user) == first
+    assert len(reads) == 1  # kept
+    user.__code__ = (lambda x: x + 1).__code__
+    assert riffle.pipeline.code_version(user) != first
+    assert len(reads) == 2
 
 
 ARRAY = {"data": np.zeros(10_000)}
@@ -337,7 +417,114 @@ def test_wiring_mistakes_are_refused_naming_the_step(tmp_path):
         Pipeline("wiring", project_dir=tmp_path).add_step(load).run()
 
 
+def test_a_changed_signature_is_bound_anew(tmp_path):
+    # Signatures are kept between runs while a function's code and defaults stay.
+    def measure(numbers, limit):
+        return [min(n, limit) for n in numbers]
+
+    capped = step(inputs=["numbers"], outputs=["capped"], name="measure")(measure)
+    p = Pipeline("signatures", context=context(count=3), project_dir=tmp_path).add_step(load).add_step(capped)
+    with pytest.raises(TypeError, match="parameter 'limit' is neither an input nor a context value"):
+        p.run()
+    measure.__defaults__ = (2,)
+    assert p.run()["capped"] == [1, 2, 2]
+    measure.__code__ = (lambda numbers, cap: [min(n, cap) for n in numbers]).__code__
+    assert p.run(cap=3)["capped"] == [1, 2, 3]
+    with pytest.raises(ValueError, match=r"no step takes parameter\(s\) \['limit'\]"):
+        p.run(limit=1)
+
+
 def test_docstring_examples(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     results = doctest.testmod(riffle.pipeline)
     assert results.attempted > 0 and results.failed == 0
+
+
+def test_outputs_are_read_from_the_store_only_when_looked_up(tmp_path):
+    p = numbers_pipeline(tmp_path, count=4, factor=10, limit=2)
+    first = p.run()
+    assert list(first.outputs) == ["numbers", "scaled", "capped", "total"]
+    assert len(first.outputs) == 4 and "total" in first.outputs and "nothing" not in first.outputs
+    second = p.run()
+    assert second.cached == ["cap", "load", "scale", "total"]
+    assert second["numbers"] == [1, 2, 3, 4]
+    assert second["numbers"] is second.outputs["numbers"]  # read once, then kept
+
+    # With the artifacts gone, what was read stays readable; the rest names itself.
+    shutil.rmtree(tmp_path / ".riffle" / "artifacts")
+    assert second["numbers"] == [1, 2, 3, 4]
+    with pytest.raises(riffle.RiffleError, match=r"output 'total' of step 'total': artifact [0-9a-f]{64} is missing") as e:
+        second["total"]
+    assert e.value.step_id == "total"
+    with pytest.raises(KeyError):
+        second["nothing"]
+
+
+FRAME = {}
+
+
+def stored_blob(project, artifact):
+    """The bytes a step returned, from its artifact file in the project's local store
+    (the engine writes them as one postcard byte string: a varint length, then them)."""
+    (path,) = (project / ".riffle" / "artifacts").rglob(artifact)
+    raw = path.read_bytes()
+    length = shift = offset = 0
+    while True:
+        byte = raw[offset]
+        offset += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            break
+    assert len(raw) == offset + length
+    return raw[offset:]
+
+
+def sales_frame(amount_of_row_500):
+    frame = pd.DataFrame(
+        {
+            "region": ["north", "south", "east", "west"] * 250,
+            "amount": np.arange(1_000, dtype="float64"),
+            "units": np.arange(1_000, dtype="int64") % 7,
+        },
+        index=pd.Index([f"order-{i}" for i in range(1_000)], name="order"),
+    )
+    frame.loc["order-500", "amount"] = amount_of_row_500
+    return frame
+
+
+@step(outputs=["sales"], cache=False)
+def read_sales():
+    return FRAME["sales"].copy()
+
+
+@step(inputs=["sales"], outputs=["by_region"])
+def by_region(sales):
+    return sales.groupby("region").agg(amount=("amount", "sum"), units=("units", "sum"))
+
+
+def test_a_pandas_dataframe_is_an_arrow_artifact_cached_by_content(tmp_path):
+    FRAME["sales"] = sales_frame(500.0)
+    p = Pipeline("frames", project_dir=tmp_path).add_step(read_sales).add_step(by_region)
+    first = p.run()
+    assert ran(first) == ["by_region", "read_sales"]
+    pd.testing.assert_frame_equal(first["sales"], FRAME["sales"])
+    assert first["sales"].index.name == "order"
+    expected = FRAME["sales"].groupby("region").agg(amount=("amount", "sum"), units=("units", "sum"))
+    pd.testing.assert_frame_equal(first["by_region"], expected)
+    # Stored as Arrow IPC (with pandas' metadata), not pickled.
+    ((codec, data),) = riffle.pipeline._unpack(stored_blob(tmp_path, first.steps["read_sales"].output))
+    assert codec == "arrow-pandas"
+    assert pa.ipc.open_stream(data).read_all().num_rows == 1_000
+
+    # An equal frame built anew gives the same bytes: by_region is a cache hit.
+    FRAME["sales"] = sales_frame(500.0)
+    second = p.run()
+    assert ran(second) == ["read_sales"]
+    pd.testing.assert_frame_equal(second["by_region"], expected)
+
+    # One value in the middle changed: by_region runs again.
+    FRAME["sales"] = sales_frame(500.5)
+    third = p.run()
+    assert ran(third) == ["by_region", "read_sales"]
+    assert third["by_region"].loc["north", "amount"] == expected.loc["north", "amount"] + 0.5

@@ -34,7 +34,8 @@ a parameter found in neither keeps its default.
 **Artifacts.** Every value a step returns is stored as an artifact, named by the
 hash of its bytes: a ``pyarrow.Table`` or a ``pandas.DataFrame`` (when pyarrow is
 importable) as Arrow IPC, anything else pickled (protocol 5). :meth:`Pipeline.run`
-returns a :class:`RunResult` whose ``outputs`` dict holds them by output name.
+returns a :class:`RunResult` whose ``outputs`` mapping holds them by output name,
+each read back from the store and decoded the first time it is looked up.
 
 **The cache is never wrong.** A step's cache key covers its code version, its
 parameters and the content hashes of its inputs. Its code version is a hash of the
@@ -43,9 +44,13 @@ the same module that the function names, and of the values of the module-level
 data (constants, tables) it reads. Editing a helper the step calls, or a constant
 it reads, re-runs the step; changing one element of a large input array re-runs
 the steps that read it. Functions of other modules (libraries) are not followed:
-upgrading a library does not invalidate the cache. A step with ``cache=False``
-runs every time; the steps after it are still cached by the content of what it
-returned.
+upgrading a library does not invalidate the cache. Within a process, a function's
+source is read once per code object: redefining a function, reloading its module or
+swapping its ``__code__`` is seen at the next run; editing its file without
+reloading is not, and need not be, since the code that runs is still the old one.
+What a function reads (defaults, closure cells, module-level values) is hashed anew
+on every run. A step with ``cache=False`` runs every time; the steps after it are
+still cached by the content of what it returned.
 
 **Failures.** ``retry=N`` runs a failing step up to N more times; ``timeout=S``
 fails an attempt that runs longer than S seconds (its thread is left to finish on
@@ -69,12 +74,13 @@ import os
 import pickle
 import sys
 import types
+import weakref
 from collections.abc import Mapping
 
 from riffle._riffle import RiffleError
 from riffle._riffle import run_pipeline as _run_pipeline
 
-__all__ = ["Context", "Pipeline", "RunResult", "Step", "StepRun", "context", "step"]
+__all__ = ["Context", "Outputs", "Pipeline", "RunResult", "Step", "StepRun", "context", "step"]
 
 # Part of every code version: bump it when the encoding of artifacts changes.
 _FORMAT = "riffle-py-pipeline-1"
@@ -191,6 +197,82 @@ def _code_objects(code):
             yield from _code_objects(const)
 
 
+class _ByIdentity:
+    """What was worked out once about an object, kept while the object lives: about
+    a code object, which cannot change, or about a part of an object that its user
+    checks is still the same (a function's signature).
+
+    Entries are keyed by the object's identity, never by equality (two code objects
+    of the same text compare equal), and hold it weakly: when the object is freed,
+    its entry goes, so a new object that reuses its address is never taken for it.
+    Redefining a function, reloading its module, or swapping a function's
+    ``__code__`` (as IPython's autoreload does) brings a new code object, hence a
+    new entry. Races between threads only compute an entry twice.
+    """
+
+    def __init__(self):
+        self._entries = {}
+
+    def get(self, obj, compute, source=None):
+        """The entry of ``obj``, made by ``compute(source)`` (``source`` defaults to
+        ``obj``) when it has none."""
+        key = id(obj)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0]() is obj:
+            return entry[1]
+        value = compute(obj if source is None else source)
+        entries = self._entries
+
+        def forget(_ref, key=key):
+            current = entries.get(key)
+            if current is not None and current[0] is _ref:
+                del entries[key]
+
+        try:
+            ref = weakref.ref(obj, forget)
+        except TypeError:
+            return value  # not weakly referable: not kept
+        entries[key] = (ref, value)
+        return value
+
+
+def _code_facts(fn):
+    """``(tag, bytes, names)`` of function ``fn``'s code object: its source text (or,
+    with no source file, its bytecode), and the global names it and its nested code
+    objects read. (The source is looked up through the function, not the code
+    object: from a code object alone, ``inspect`` searches every loaded module for
+    its file.)"""
+    code = fn.__code__
+    try:
+        tag, data = "source", inspect.getsource(fn).encode("utf-8", "surrogatepass")
+    except (OSError, TypeError):
+        # No source file (defined in a REPL or exec): the bytecode stands in.
+        tag, data = "code", marshal.dumps(code)
+    names = []
+    seen = set()
+    for nested in _code_objects(code):
+        for n in nested.co_names:
+            if n not in seen:
+                seen.add(n)
+                names.append(n)
+    return tag, data, tuple(names)
+
+
+def _class_source(cls):
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):
+        return cls.__qualname__
+
+
+# The source of a function is read once per code object and that of a class once
+# per class (``inspect.getsource`` tokenizes the file's lines: most of a cached
+# run's planning before these were kept). What a function reads at run time
+# (defaults, closure cells, module-level values) is looked at on every run.
+_CODE_FACTS = _ByIdentity()
+_CLASS_SOURCES = _ByIdentity()
+
+
 class _Digest:
     """Hashes a step function's code and everything of its module it depends on."""
 
@@ -214,11 +296,8 @@ class _Digest:
         if not isinstance(fn, types.FunctionType) or fn in self._seen:
             return
         self._seen.add(fn)
-        try:
-            self._add("source", inspect.getsource(fn))
-        except (OSError, TypeError):
-            # No source file (defined in a REPL or exec): the bytecode stands in.
-            self._add("code", marshal.dumps(fn.__code__))
+        tag, data, names = _CODE_FACTS.get(fn.__code__, _code_facts, fn)
+        self._add(tag, data)
         home = fn.__module__
         for i, default in enumerate(fn.__defaults__ or ()):
             self.value(f"default {i}", default, home)
@@ -230,12 +309,10 @@ class _Digest:
             except ValueError:
                 continue
             self.value(f"closure {name}", contents, home)
-        names = []
-        for code in _code_objects(fn.__code__):
-            names.extend(n for n in code.co_names if n not in names)
+        module_globals = fn.__globals__
         for name in names:
-            if name in fn.__globals__:
-                self.value(f"global {name}", fn.__globals__[name], home)
+            if name in module_globals:
+                self.value(f"global {name}", module_globals[name], home)
 
     def value(self, label, value, home):
         """What a name a function reads contributes to its version."""
@@ -269,10 +346,7 @@ class _Digest:
         if cls in self._seen:
             return
         self._seen.add(cls)
-        try:
-            self._add("class", inspect.getsource(cls))
-        except (OSError, TypeError):
-            self._add("class", cls.__qualname__)
+        self._add("class", _CLASS_SOURCES.get(cls, _class_source))
         for attr in vars(cls).values():
             if isinstance(attr, (staticmethod, classmethod)):
                 attr = attr.__func__
@@ -422,9 +496,70 @@ class StepRun:
         return f"<StepRun {self.name!r} {self.status} attempts={self.attempts}>"
 
 
+class Outputs(Mapping):
+    """Every output of a run by name, read from the artifact store the first time it
+    is looked up, then kept: a run whose outputs nobody reads reads none of them.
+
+    It is a read-only mapping: ``outputs[name]``, ``name in outputs``, iteration (in
+    the order of the steps), ``len``, ``dict(outputs)`` (which reads them all), and
+    ``==`` against any mapping. Looking up an output whose artifact has gone from
+    the store since the run raises :class:`riffle.RiffleError` naming it. Until
+    every output is read, or the mapping is dropped, it holds the run's artifact
+    store open (for an S3, GCS or Azure store: its connections and one thread).
+    """
+
+    def __init__(self, where, reader):
+        # output name -> (step name, artifact hash, index among the step's outputs,
+        # the step's number of outputs)
+        self._where = where
+        self._reader = reader
+        self._values = {}
+        # artifact hash -> [decoded parts, outputs of it not looked up yet]
+        self._parts = {}
+
+    def __getitem__(self, name):
+        values = self._values
+        if name in values:
+            return values[name]
+        step_name, artifact, index, count = self._where[name]
+        if artifact is None:
+            raise RiffleError(f"output {name!r} of step {step_name!r} was not produced by this run")
+        held = self._parts.get(artifact)
+        if held is None:
+            try:
+                blob = self._reader.read(artifact, f"output {name!r} of step {step_name!r}")
+            except RiffleError as e:
+                e.step_id = step_name
+                raise
+            held = self._parts[artifact] = [_unpack(blob), count]
+        codec, data = held[0][index]
+        value = _decode(codec, data)
+        values[name] = value
+        if len(values) == len(self._where):
+            self._reader = None  # all read: the store can close
+        held[1] -= 1
+        if held[1] <= 0:
+            # Every output of that artifact is decoded: its bytes are not needed.
+            self._parts.pop(artifact, None)
+        return value
+
+    def __contains__(self, name):
+        return name in self._where
+
+    def __iter__(self):
+        return iter(self._where)
+
+    def __len__(self):
+        return len(self._where)
+
+    def __repr__(self):
+        return f"<Outputs {list(self._where)!r} ({len(self._values)} read)>"
+
+
 class RunResult:
-    """What :meth:`Pipeline.run` returns: ``outputs`` (every step output by name;
-    ``result[name]`` is the same), ``steps`` (a :class:`StepRun` by step name),
+    """What :meth:`Pipeline.run` returns: ``outputs`` (every step output by name, an
+    :class:`Outputs` mapping that reads each from the store when it is first looked
+    up; ``result[name]`` is the same), ``steps`` (a :class:`StepRun` by step name),
     ``run_id``, ``status`` and ``success``."""
 
     def __init__(self, pipeline, report, outputs):
@@ -521,6 +656,9 @@ class Pipeline:
     def _plan(self, values):
         producers = self._producers()
         plans, used = [], set()
+        # Steps sharing a function share its code version: nothing runs between
+        # planning one step and the next, so what it reads cannot change meanwhile.
+        versions = {}
         for s in self.steps:
             upstream, reads = [], {}
             for name in s.inputs:
@@ -536,10 +674,11 @@ class Pipeline:
             used.update(call.injected)
             params = {k: _param_value(v) for k, v in sorted(call.injected.items())}
             params_text = json.dumps(params, sort_keys=True)
+            code = versions.get(id(s.func))
+            if code is None:
+                code = versions[id(s.func)] = code_version(s.func)
             version = hashlib.sha256(
-                json.dumps(
-                    [code_version(s.func), s.inputs, s.outputs, params_text], sort_keys=True
-                ).encode()
+                json.dumps([code, s.inputs, s.outputs, params_text], sort_keys=True).encode()
             ).hexdigest()
             plans.append(
                 (s.name, upstream, f"py-{version[:32]}", params_text, s.cache, s.retry, s.timeout, call)
@@ -562,22 +701,41 @@ class Pipeline:
         report = _run_pipeline(self.name, project, plans, self.about)
         if report["status"] != "succeeded":
             raise _failure(self.name, report)
-        outputs = {}
+        where = {}
         for s in self.steps:
-            parts = _unpack(report["outputs"][s.name])
-            for output, (codec, data) in zip(s.outputs, parts):
-                outputs[output] = _decode(codec, data)
-        return RunResult(self.name, report, outputs)
+            artifact = report["steps"][s.name]["output"]
+            for index, output in enumerate(s.outputs):
+                where[output] = (s.name, artifact, index, len(s.outputs))
+        return RunResult(self.name, report, Outputs(where, report["artifacts"]))
 
     def __repr__(self):
         return f"<Pipeline {self.name!r} steps={[s.name for s in self.steps]!r}>"
+
+
+# The signatures of plain functions, by function: each entry holds the code object,
+# defaults and keyword defaults it was read from, and is used only while the
+# function still has those very objects.
+_SIGNATURES = _ByIdentity()
+
+
+def _signature(func):
+    """``inspect.signature(func)``, read once per plain function while its code and
+    defaults stay the objects they were (anything else is read every time)."""
+    plain = type(func) is types.FunctionType
+    if not plain or "__wrapped__" in vars(func) or "__signature__" in vars(func):
+        return inspect.signature(func)
+    parts = (func.__code__, func.__defaults__, func.__kwdefaults__)
+    kept = _SIGNATURES.get(func, lambda f: [parts, inspect.signature(f)])
+    if any(a is not b for a, b in zip(kept[0], parts)):
+        kept[:] = [parts, inspect.signature(func)]
+    return kept[1]
 
 
 def _bind(s, reads, values):
     """How step ``s``'s function is called: which inputs go by name, which in order,
     and which context values it takes."""
     try:
-        signature = inspect.signature(s.func)
+        signature = _signature(s.func)
     except (TypeError, ValueError):
         return _Call(s, reads, [], list(s.inputs), {})
     params = [
