@@ -21,7 +21,7 @@ use crate::dataflow::{Port, PyDataflow, PyStream};
 use crate::failure::build_error;
 use crate::inputs::{PyDynamicSource, PyFixedSource};
 use crate::item::{Carrier, PyItem};
-use crate::operators::{batch_step, claim, keyed, on_port, type_name, upstream};
+use crate::operators::{batch_step, claim, keyed, keyed_in_place, on_port, type_name, upstream};
 use crate::outputs::{PyDynamicSink, PyFixedSink};
 
 /// `flow` as a dataflow: a `TypeError` naming the step otherwise.
@@ -209,7 +209,7 @@ pub(crate) fn output_files(
             })
             .and_then(|lines| lines.output(step_id, riffle::sinks::FileSink::new(&path)))
         }),
-        Some(count) => keyed(up, step_id).and_then(|pairs| {
+        Some(count) => keyed_in_place(up, step_id).and_then(|pairs| {
             let id = step_id.to_string();
             batch_step(
                 &pairs,

@@ -148,6 +148,11 @@ impl PyStream {
         }
     }
 
+    /// The user's step that produces this stream.
+    pub(crate) fn step_id(&self) -> &str {
+        &self.step_id
+    }
+
     /// The same stream, named as output `output` of its step.
     pub(crate) fn named(mut self, output: &'static str) -> Self {
         self.output = output;

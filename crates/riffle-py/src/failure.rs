@@ -13,6 +13,13 @@
 //! whose message names the step (and the worker and epoch), whose `step_id`
 //! attribute holds it, and whose `__cause__` is the user's exception object itself,
 //! with its own traceback: Python prints the user's traceback first, then the step.
+//!
+//! **Sending** an item to another process of a cluster fails when the item cannot
+//! be encoded (`pickle` refuses a lambda, a lock, a generator). The engine cannot
+//! stop on that once the item is on its way, so the step that feeds an exchange
+//! checks its items first ([`Failures::unsendable`]): the run fails naming the step
+//! that produced the item, its type and pickle's reason, caused by pickle's
+//! exception.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,16 +40,22 @@ pyo3::create_exception!(
 pub(crate) struct Failure {
     step_id: String,
     error: PyErr,
+    /// What went wrong, when it is more than the exception's summary.
+    what: Option<String>,
 }
 
 /// The first exception raised by a user function during a run, kept for
 /// [`run_error`], and whether a `TestingSource.ABORT()` marker stopped the run.
 /// One per flow, shared by its steps' functions.
+///
+/// It also says whether the current run is one process of a cluster, where items
+/// are checked before they are sent to another process ([`Failures::unsendable`]).
 #[derive(Clone, Default)]
 pub(crate) struct Failures {
     first: Arc<Mutex<Option<Failure>>>,
     aborted: Arc<AtomicBool>,
     interrupted: Arc<AtomicBool>,
+    clustered: Arc<AtomicBool>,
 }
 
 impl Failures {
@@ -50,14 +63,59 @@ impl Failures {
     /// the engine's message: `TypeName: message`.
     pub(crate) fn record(&self, step_id: &str, error: PyErr) -> String {
         let summary = crate::attach::attach(|py| summary(py, &error));
-        let mut slot = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        self.keep(step_id, error, None);
+        summary
+    }
+
+    fn keep(&self, step_id: &str, error: PyErr, what: Option<String>) {
+        let mut slot = self.lock();
         if slot.is_none() {
             *slot = Some(Failure {
                 step_id: step_id.to_string(),
                 error,
+                what,
             });
         }
-        summary
+    }
+
+    /// Notes whether the run about to start is one process of a cluster.
+    pub(crate) fn set_clustered(&self, clustered: bool) {
+        self.clustered.store(clustered, Ordering::SeqCst);
+    }
+
+    /// Whether the current run is one process of a cluster, so items bound for a
+    /// worker of another process are encoded (`src/wire.rs`).
+    #[inline]
+    pub(crate) fn clustered(&self) -> bool {
+        self.clustered.load(Ordering::Relaxed)
+    }
+
+    /// Records that an item of type `item_type` produced by step `producer`
+    /// cannot be sent to another process for step `consumer`, and returns the
+    /// exception that stops the run: a `RiffleError` saying so, naming the
+    /// producer, the type and pickle's reason, caused by pickle's exception.
+    pub(crate) fn unsendable(
+        &self,
+        py: Python<'_>,
+        producer: &str,
+        consumer: &str,
+        item_type: &str,
+        refused: crate::wire::Unsendable,
+    ) -> PyErr {
+        let inside = if refused.type_name == item_type {
+            String::new()
+        } else {
+            format!(" (the {} inside it)", refused.type_name)
+        };
+        let what = format!(
+            "its output cannot be sent to another process for step {consumer:?}: \
+             cannot pickle an item of type {item_type}{inside}: {}",
+            summary(py, &refused.error)
+        );
+        let raised = riffle_error(py, format!("step {producer:?}: {what}"), Some(producer));
+        raised.set_cause(py, Some(refused.error.clone_ref(py)));
+        self.keep(producer, refused.error, Some(what));
+        raised
     }
 
     /// Stops the run when Ctrl-C was pressed: in the main thread (one worker) the
@@ -156,11 +214,11 @@ pub(crate) fn run_error(py: Python<'_>, error: riffle::RiffleError, failures: &F
         } => format!(" on worker {worker}{context}"),
         _ => String::new(),
     };
-    let message = format!(
-        "step {:?} failed{where_}: {}",
-        failure.step_id,
-        summary(py, &failure.error)
-    );
+    let what = match failure.what {
+        Some(what) => what,
+        None => summary(py, &failure.error),
+    };
+    let message = format!("step {:?} failed{where_}: {what}", failure.step_id);
     let raised = riffle_error(py, message, Some(&failure.step_id));
     raised.set_cause(py, Some(failure.error));
     raised

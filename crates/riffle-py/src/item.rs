@@ -12,6 +12,10 @@
 //!
 //! [`Carrier`] is what a step needs of its input to hand it to a Python function:
 //! a plain item as itself, a keyed pair as the tuple `(key, value)`.
+//!
+//! In a cluster, an object `pickle` cannot handle would make the encoding fail
+//! inside the engine's exchange, where a run cannot stop cleanly; the steps that
+//! feed an exchange call [`check_sendable`] on each item first.
 
 use std::fmt;
 
@@ -22,6 +26,7 @@ use riffle::Stream;
 use serde::de::Error as _;
 
 use crate::dataflow::Port;
+use crate::failure::Failures;
 use crate::wire::{Encode, Wire};
 
 /// Any Python object, carried through the engine.
@@ -80,6 +85,28 @@ pub(crate) trait Carrier: riffle::Data + Sync {
 
     /// A stream of these items as a Python stream's [`Port`].
     fn port(stream: Stream<Self>) -> Port;
+
+    /// The Python object in the item (a keyed pair's value; its key is a Rust
+    /// `String`, which always encodes).
+    fn value(&self) -> &PyItem;
+}
+
+/// Checks that `item`, produced by step `producer`, can be encoded to be sent to
+/// another process for step `consumer`: a `riffle.RiffleError` naming `producer`
+/// (recorded in `failures`) if it cannot. Only a clustered run needs it (see
+/// [`Failures::clustered`]); in a run of one process items are never encoded.
+pub(crate) fn check_sendable<C: Carrier>(
+    py: Python<'_>,
+    item: &C,
+    failures: &Failures,
+    producer: &str,
+    consumer: &str,
+) -> PyResult<()> {
+    let value = item.value().bind(py);
+    crate::wire::check(value).map_err(|refused| {
+        let item_type = crate::wire::type_name(value);
+        failures.unsendable(py, producer, consumer, &item_type, refused)
+    })
 }
 
 impl Carrier for PyItem {
@@ -116,6 +143,10 @@ impl Carrier for PyItem {
     fn port(stream: Stream<Self>) -> Port {
         Port::Items(stream)
     }
+
+    fn value(&self) -> &PyItem {
+        self
+    }
 }
 
 impl Carrier for (String, PyItem) {
@@ -131,5 +162,9 @@ impl Carrier for (String, PyItem) {
 
     fn port(stream: Stream<Self>) -> Port {
         Port::Keyed(stream)
+    }
+
+    fn value(&self) -> &PyItem {
+        &self.1
     }
 }

@@ -166,6 +166,7 @@ fn run_main(
         execution = execution.recovery(recovery);
     }
     flow.failures.clear();
+    flow.failures.set_clustered(clustered);
     let result = if workers == 1 && !clustered {
         execution.run(&flow.flow)
     } else {

@@ -13,7 +13,11 @@
 //! `count_final` computes keys in a batch step (`STEP.key`) and counts in Rust
 //! with no Python at all; `stateful_map` and `reduce_final` call the user's
 //! function from inside the engine's per-item logic. A stream that is not keyed
-//! yet is checked and keyed by a batch step `STEP.key` first.
+//! yet is checked and keyed by a batch step `STEP.key` first. In a run of several
+//! processes that step also checks that each value can be encoded for another
+//! process (a keyed step sends it to the worker owning its key, which may be
+//! elsewhere), so an object `pickle` refuses stops the run naming the step that
+//! produced it, instead of failing inside the engine's exchange.
 //!
 //! An exception from a user function is recorded in the flow's
 //! [`Failures`](crate::failure::Failures) with the user's step id. Batch steps then
@@ -29,7 +33,7 @@ use riffle::Stream;
 
 use crate::dataflow::{Port, PyDataflow, PyStream};
 use crate::failure::{Failures, build_error, callable};
-use crate::item::{Carrier, PyItem};
+use crate::item::{Carrier, PyItem, check_sendable};
 use crate::sinks::PySink;
 use crate::testing_source::{Entry, MarkedSource};
 
@@ -96,8 +100,11 @@ pub(crate) fn type_name(value: &Bound<'_, PyAny>) -> String {
         .unwrap_or_default()
 }
 
-/// The stream of `up` as keyed pairs: as it is, or through a batch step
-/// `STEP.key` that checks each item is a `(str, value)` 2-tuple.
+/// The stream of `up` as keyed pairs, for a keyed step that sends each value to
+/// the worker owning its key: through a batch step `STEP.key` that checks each
+/// item is a `(str, value)` 2-tuple (a stream keyed already needs no such check)
+/// and, in a clustered run, that its value can be sent to another process
+/// ([`sendable`]).
 pub(crate) fn keyed(up: &PyStream, step_id: &str) -> riffle::Result<Stream<(String, PyItem)>> {
     keyed_as(up, step_id, &format!("{step_id}.key"))
 }
@@ -110,16 +117,77 @@ pub(crate) fn keyed_as(
     rust_id: &str,
 ) -> riffle::Result<Stream<(String, PyItem)>> {
     match &up.port {
-        Port::Keyed(stream) => Ok(stream.clone()),
+        Port::Keyed(stream) => sendable(stream, rust_id, up, step_id),
         Port::Items(stream) => {
             let id = step_id.to_string();
-            let failures = &up.flow.get().failures;
-            batch_step(stream, rust_id, step_id, failures, move |py, item, out| {
-                out.push(item.into_keyed(py, &id)?);
+            let producer = up.step_id().to_string();
+            let failures = up.flow.get().failures.clone();
+            let checks = failures.clone();
+            batch_step(stream, rust_id, step_id, &failures, move |py, item, out| {
+                let pair = item.into_keyed(py, &id)?;
+                if checks.clustered() {
+                    check_sendable(py, &pair, &checks, &producer, &id)?;
+                }
+                out.push(pair);
                 Ok(())
             })
         }
     }
+}
+
+/// The stream of `up` as keyed pairs, for a step that does not send the values
+/// as they are (it turns them into text first): as it is, or through a batch
+/// step `STEP.key` that checks each item is a `(str, value)` 2-tuple.
+pub(crate) fn keyed_in_place(
+    up: &PyStream,
+    step_id: &str,
+) -> riffle::Result<Stream<(String, PyItem)>> {
+    match &up.port {
+        Port::Keyed(stream) => Ok(stream.clone()),
+        Port::Items(stream) => {
+            let id = step_id.to_string();
+            let failures = &up.flow.get().failures;
+            batch_step(
+                stream,
+                &format!("{step_id}.key"),
+                step_id,
+                failures,
+                move |py, item, out| {
+                    out.push(item.into_keyed(py, &id)?);
+                    Ok(())
+                },
+            )
+        }
+    }
+}
+
+/// `stream` (the items of `up`) through a step `rust_id` that, in a clustered run,
+/// checks each item can be sent to another process before step `step_id` sends
+/// it there: the engine's exchange cannot stop a run cleanly on an item that
+/// does not encode, this step can, naming the step that produced it. In a run of
+/// one process items are never encoded, and the step passes each batch on
+/// without entering Python.
+pub(crate) fn sendable<T: Carrier>(
+    stream: &Stream<T>,
+    rust_id: &str,
+    up: &PyStream,
+    step_id: &str,
+) -> riffle::Result<Stream<T>> {
+    let failures = up.flow.get().failures.clone();
+    let producer = up.step_id().to_string();
+    let consumer = step_id.to_string();
+    stream.try_flat_map_batch(rust_id, move |batch: Vec<T>| {
+        if !failures.clustered() {
+            return Ok(batch);
+        }
+        crate::attach::attach(|py| {
+            for item in &batch {
+                check_sendable(py, item, &failures, &producer, &consumer)?;
+            }
+            Ok(batch)
+        })
+        .map_err(|e: PyErr| failures.record(&consumer, e))
+    })
 }
 
 /// The Python stream of a step's result, or the `build_error` for the engine's

@@ -32,7 +32,7 @@ use riffle::window::{
 
 use crate::dataflow::{Port, PyStream};
 use crate::failure::{Failures, callable};
-use crate::item::{Carrier, PyItem};
+use crate::item::{Carrier, PyItem, check_sendable};
 use crate::operators::{batch_step, claim, fail, keyed, str_key, type_name, upstream};
 
 /// A value with its time in milliseconds.
@@ -234,6 +234,7 @@ fn build(
         Agg::Count(key) => {
             let key = key.clone_ref(py);
             let id = step_id.to_string();
+            let (checks, producer) = (failures.clone(), up.step_id().to_string());
             crate::operators::on_port!(&up.port, |s| batch_step(
                 s,
                 &format!("{step_id}.by"),
@@ -242,7 +243,12 @@ fn build(
                 move |py, item, out| {
                     let value = item.to_py(py)?;
                     let k = key.bind(py).call1((&value,))?;
-                    out.push((str_key(&id, "key", &k)?, PyItem::from(value)));
+                    let pair = (str_key(&id, "key", &k)?, PyItem::from(value));
+                    // The window sends values to the key's owner, maybe elsewhere.
+                    if checks.clustered() {
+                        check_sendable(py, &pair, &checks, &producer, &id)?;
+                    }
+                    out.push(pair);
                     Ok(())
                 }
             ))?

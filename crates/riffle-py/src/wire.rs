@@ -16,8 +16,12 @@
 //! Encoding writes straight from the Python object to the serializer
 //! ([`Encode`]); decoding reads the tagged value ([`Wire`]) and then builds the
 //! Python object. An object `pickle` cannot handle (a lambda, an open file) is a
-//! serialization error naming its type.
+//! serialization error naming its type. Timely cannot stop a run on such an error
+//! (it expects every item it sends to encode), so before items are sent to
+//! another process their steps [`check`] them, which walks a value the way the
+//! encoding does and fails where it would.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use pyo3::prelude::*;
@@ -177,63 +181,139 @@ impl Serialize for Pairs<'_, '_> {
     }
 }
 
+/// How [`Encode`] writes one object: as a plain value, or pickled.
+enum Form<'a, 'py> {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Bytes(&'a [u8]),
+    List(&'a Bound<'py, PyList>),
+    Tuple(&'a Bound<'py, PyTuple>),
+    Dict(&'a Bound<'py, PyDict>),
+    DateTime(DateTimeParts),
+    /// Anything else: written by `pickle`.
+    Pickled,
+}
+
+/// How `obj`, `depth` containers deep, is written. Only exact types are plain
+/// (a subclass may hold more than its base type shows); an error is a
+/// `datetime` whose fields cannot be read.
+fn form<'a, 'py>(obj: &'a Bound<'py, PyAny>, depth: u32) -> PyResult<Form<'a, 'py>> {
+    if obj.is_none() {
+        return Ok(Form::None);
+    }
+    if depth >= MAX_DEPTH {
+        return Ok(Form::Pickled);
+    }
+    if let Ok(b) = obj.cast_exact::<PyBool>() {
+        return Ok(Form::Bool(b.is_true()));
+    }
+    if let Ok(i) = obj.cast_exact::<PyInt>() {
+        // Beyond `i64`: pickled.
+        return Ok(i.extract::<i64>().map_or(Form::Pickled, Form::Int));
+    }
+    if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        return Ok(Form::Float(f.value()));
+    }
+    if let Ok(text) = obj.cast_exact::<PyString>() {
+        // A str holding a lone surrogate has no UTF-8: it is pickled.
+        return Ok(text.to_cow().map_or(Form::Pickled, Form::Str));
+    }
+    if let Ok(b) = obj.cast_exact::<PyBytes>() {
+        return Ok(Form::Bytes(b.as_bytes()));
+    }
+    if let Ok(list) = obj.cast_exact::<PyList>() {
+        return Ok(Form::List(list));
+    }
+    if let Ok(tuple) = obj.cast_exact::<PyTuple>() {
+        return Ok(Form::Tuple(tuple));
+    }
+    if let Ok(dict) = obj.cast_exact::<PyDict>() {
+        return Ok(Form::Dict(dict));
+    }
+    if let Ok(dt) = obj.cast_exact::<PyDateTime>() {
+        return Ok(datetime_parts(dt)?.map_or(Form::Pickled, Form::DateTime));
+    }
+    Ok(Form::Pickled)
+}
+
 impl Serialize for Encode<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let obj = self.obj;
-        if obj.is_none() {
-            return s.serialize_unit_variant(NAME, 0, "None");
-        }
-        if self.depth < MAX_DEPTH {
-            if let Ok(b) = obj.cast_exact::<PyBool>() {
-                return s.serialize_newtype_variant(NAME, 1, "Bool", &b.is_true());
-            }
-            if let Ok(i) = obj.cast_exact::<PyInt>()
-                && let Ok(v) = i.extract::<i64>()
-            {
-                return s.serialize_newtype_variant(NAME, 2, "Int", &v);
-            }
-            if let Ok(f) = obj.cast_exact::<PyFloat>() {
-                return s.serialize_newtype_variant(NAME, 3, "Float", &f.value());
-            }
-            // A str holding a lone surrogate has no UTF-8: it is pickled.
-            if let Ok(text) = obj.cast_exact::<PyString>()
-                && let Ok(text) = text.to_cow()
-            {
-                return s.serialize_newtype_variant(NAME, 4, "Str", &*text);
-            }
-            if let Ok(b) = obj.cast_exact::<PyBytes>() {
-                return s.serialize_newtype_variant(NAME, 5, "Bytes", &Bytes(b.as_bytes()));
-            }
-            if let Ok(list) = obj.cast_exact::<PyList>() {
+        match form(obj, self.depth).map_err(S::Error::custom)? {
+            Form::None => s.serialize_unit_variant(NAME, 0, "None"),
+            Form::Bool(b) => s.serialize_newtype_variant(NAME, 1, "Bool", &b),
+            Form::Int(i) => s.serialize_newtype_variant(NAME, 2, "Int", &i),
+            Form::Float(f) => s.serialize_newtype_variant(NAME, 3, "Float", &f),
+            Form::Str(text) => s.serialize_newtype_variant(NAME, 4, "Str", &*text),
+            Form::Bytes(b) => s.serialize_newtype_variant(NAME, 5, "Bytes", &Bytes(b)),
+            Form::List(list) => {
                 let items = Items(self, list.iter().collect());
-                return s.serialize_newtype_variant(NAME, 6, "List", &items);
+                s.serialize_newtype_variant(NAME, 6, "List", &items)
             }
-            if let Ok(tuple) = obj.cast_exact::<PyTuple>() {
+            Form::Tuple(tuple) => {
                 let items = Items(self, tuple.iter().collect());
-                return s.serialize_newtype_variant(NAME, 7, "Tuple", &items);
+                s.serialize_newtype_variant(NAME, 7, "Tuple", &items)
             }
-            if let Ok(dict) = obj.cast_exact::<PyDict>() {
+            Form::Dict(dict) => {
                 let pairs = Pairs(self, dict.iter().collect());
-                return s.serialize_newtype_variant(NAME, 8, "Dict", &pairs);
+                s.serialize_newtype_variant(NAME, 8, "Dict", &pairs)
             }
-            if let Ok(dt) = obj.cast_exact::<PyDateTime>()
-                && let Some(parts) = datetime_parts(dt).map_err(S::Error::custom)?
-            {
-                return s.serialize_newtype_variant(NAME, 9, "DateTime", &parts);
+            Form::DateTime(parts) => s.serialize_newtype_variant(NAME, 9, "DateTime", &parts),
+            Form::Pickled => {
+                let pickled = pickle(obj).map_err(|e| {
+                    S::Error::custom(format!(
+                        "cannot pickle an item of type {} to send it to another process \
+                         or snapshot it: {e}",
+                        type_name(obj)
+                    ))
+                })?;
+                s.serialize_newtype_variant(NAME, 10, "Pickle", &Bytes(&pickled))
             }
         }
-        let pickled = pickle(obj).map_err(|e| {
-            let type_name = obj
-                .get_type()
-                .qualname()
-                .map_or_else(|_| "?".into(), |n| n.to_string());
-            S::Error::custom(format!(
-                "cannot pickle an item of type {type_name} to send it to another process \
-                 or snapshot it: {e}"
-            ))
-        })?;
-        s.serialize_newtype_variant(NAME, 10, "Pickle", &Bytes(&pickled))
     }
+}
+
+/// Why an object cannot be written: the object `pickle` refused (the item
+/// itself, or a value inside it) and `pickle`'s exception.
+pub(crate) struct Unsendable {
+    /// The type of the object `pickle` refused.
+    pub(crate) type_name: String,
+    /// What `pickle` raised.
+    pub(crate) error: PyErr,
+}
+
+/// Checks that [`Encode`] can write `obj`: walks it as the encoding does and
+/// pickles what the encoding would pickle, keeping nothing. A value that passes
+/// is written without error; one that fails says which object `pickle` refused.
+pub(crate) fn check(obj: &Bound<'_, PyAny>) -> Result<(), Unsendable> {
+    check_at(obj, 0)
+}
+
+fn check_at(obj: &Bound<'_, PyAny>, depth: u32) -> Result<(), Unsendable> {
+    let refused = |error| Unsendable {
+        type_name: type_name(obj),
+        error,
+    };
+    match form(obj, depth).map_err(refused)? {
+        Form::List(list) => list.iter().try_for_each(|item| check_at(&item, depth + 1)),
+        Form::Tuple(tuple) => tuple.iter().try_for_each(|item| check_at(&item, depth + 1)),
+        Form::Dict(dict) => dict.iter().try_for_each(|(k, v)| {
+            check_at(&k, depth + 1)?;
+            check_at(&v, depth + 1)
+        }),
+        Form::Pickled => pickle(obj).map(drop).map_err(refused),
+        _ => Ok(()),
+    }
+}
+
+/// The name of `obj`'s type, for messages.
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .qualname()
+        .map_or_else(|_| "?".into(), |n| n.to_string())
 }
 
 /// The fields of `dt`, or `None` if its time zone is neither absent nor UTC.

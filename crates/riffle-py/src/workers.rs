@@ -1,7 +1,9 @@
 //! Steps about the workers a flow runs on: `redistribute` spreads items over
 //! them, `inspect_debug` shows which worker and epoch each item is at.
 //!
-//! Both are the engine's own operators: `redistribute` is Rust only;
+//! Both are the engine's own operators: `redistribute` is Rust only (after a step
+//! `STEP.send` that, in a run of several processes, checks every item can be sent
+//! to another one);
 //! `inspect_debug` calls the user's function from the engine's per-item hook,
 //! which is the only one that knows the item's epoch.
 
@@ -12,7 +14,7 @@ use pyo3::prelude::*;
 use crate::dataflow::PyStream;
 use crate::failure::callable;
 use crate::item::Carrier;
-use crate::operators::{claim, fail, finish, on_port, upstream};
+use crate::operators::{claim, fail, finish, on_port, sendable, upstream};
 
 /// `redistribute(step_id, up)`: the same items, spread evenly over the workers.
 #[pyfunction]
@@ -23,7 +25,11 @@ pub(crate) fn redistribute(
 ) -> PyResult<PyStream> {
     let up = upstream(step_id, up)?;
     claim(up, step_id)?;
-    let port = on_port!(&up.port, |s| s.redistribute(step_id).map(Carrier::port));
+    // Items sent to a worker of another process are checked first (`STEP.send`).
+    let send_id = format!("{step_id}.send");
+    let port = on_port!(&up.port, |s| sendable(s, &send_id, up, step_id)
+        .and_then(|checked| checked.redistribute(step_id))
+        .map(Carrier::port));
     finish(py, up, step_id, port)
 }
 

@@ -393,6 +393,107 @@ def test_an_object_pickle_cannot_handle_fails_the_run_naming_its_type(tmp_path):
     assert "cannot pickle an item of type function" in done.stderr
 
 
+UNSENDABLE = """
+import sys, threading
+import riffle.operators as op
+from riffle.dataflow import Dataflow
+from riffle.testing import TestingSink, TestingSource, cluster_main
+
+def make(kind):
+    flow = Dataflow("unsendable")
+    nums = op.input("inp", flow, TestingSource(range(6)))
+    if kind == "spread":
+        # A list holding a lock: the list is encoded in Rust, the lock by pickle.
+        locked = op.map("lock", nums, lambda i: [i, threading.Lock()])
+        op.output("out", op.redistribute("spread", locked), TestingSink([]))
+    elif kind == "keyed":
+        keyed = op.key_on("key", nums, lambda i: str(i % 3))
+        gens = op.map_value("gen", keyed, lambda i: (x for x in range(i)))
+        op.output("out", op.stateful_map("hold", gens, lambda s, v: (None, v)), TestingSink([]))
+    elif kind == "pairs":
+        # Not keyed yet: the step that keys the pairs checks them too.
+        pairs = op.map("pair", nums, lambda i: (str(i % 3), threading.Lock()))
+        op.output("out", op.stateful_map("hold", pairs, lambda s, v: (None, v)), TestingSink([]))
+    else:
+        # Functions that never leave their process, then ints that do.
+        fns = op.map("fn", nums, lambda i: (lambda: i))
+        op.output("out", op.redistribute("spread", op.map("call", fns, lambda f: f())), TestingSink([]))
+    return flow
+
+if __name__ == "__main__":
+    try:
+        cluster_main(make(sys.argv[1]), sys.argv[3].split(";"), int(sys.argv[2]))
+    except Exception as e:
+        cause = e.__cause__
+        print(f"{type(e).__module__}.{type(e).__name__} step_id={e.step_id!r} "
+              f"cause={type(cause).__name__}: {cause}", file=sys.stderr)
+        print(f"message: {e}", file=sys.stderr)
+        sys.exit(3)
+"""
+
+
+def test_an_item_pickle_refuses_fails_the_run_naming_the_step_that_made_it(tmp_path):
+    (tmp_path / "unsend_mod.py").write_text(UNSENDABLE)
+    addresses = ";".join(_free_addresses(2))
+    members = [
+        subprocess.Popen(
+            [sys.executable, "unsend_mod.py", "spread", str(i), addresses],
+            cwd=tmp_path, env=python_env(), stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        errors = [m.communicate(timeout=60)[1] for m in members]
+    finally:
+        for m in members:
+            if m.poll() is None:
+                m.kill()
+                m.wait()
+    assert [m.returncode for m in members] == [3, 3], errors
+    # A process that sent a list to the other one names the step that made it,
+    # the item's type, what inside it pickle refused and why, and chains
+    # pickle's exception; the other may only hear that its peer failed.
+    reports = [e for e in errors if "step_id='lock'" in e]
+    assert reports, errors
+    assert (
+        "riffle.RiffleError step_id='lock' cause=TypeError: cannot pickle '_thread.lock' object\n"
+        'message: step "lock" failed on worker'
+    ) in reports[0]
+    assert (
+        'its output cannot be sent to another process for step "spread": cannot pickle '
+        "an item of type list (the lock inside it): TypeError: cannot pickle '_thread.lock' object"
+    ) in reports[0]
+    for err in errors:
+        assert "panicked" not in err and "bincode" not in err, err
+
+
+@pytest.mark.parametrize(
+    "kind, producer, item_type, reason",
+    [("keyed", "gen", "generator", "'generator' object"), ("pairs", "pair", "lock", "'_thread.lock' object")],
+)
+def test_a_keyed_step_names_the_step_whose_values_cannot_be_sent(tmp_path, kind, producer, item_type, reason):
+    (tmp_path / "unsend_mod.py").write_text(UNSENDABLE)
+    done = riffle_run(tmp_path, f"unsend_mod:make({kind!r})", "-p", "2")
+    assert done.returncode != 0
+    assert f'riffle.RiffleError: step "{producer}" failed on worker ' in done.stderr
+    assert (
+        'its output cannot be sent to another process for step "hold": '
+        f"cannot pickle an item of type {item_type}: TypeError: cannot pickle {reason}"
+    ) in done.stderr
+    assert "The above exception was the direct cause" in done.stderr
+    assert "panicked" not in done.stderr and "bincode" not in done.stderr
+
+
+def test_objects_that_stay_in_their_process_are_not_checked(tmp_path):
+    (tmp_path / "unsend_mod.py").write_text(UNSENDABLE)
+    # Functions made and called in one process, ints sent across.
+    done = riffle_run(tmp_path, "unsend_mod:make('kept')", "-p", "2")
+    assert done.returncode == 0, done.stderr
+    # One process: nothing is encoded, so a lock may go through redistribute.
+    one = riffle_run(tmp_path, "unsend_mod:make('spread')", "-w", "2")
+    assert one.returncode == 0, one.stderr
+
+
 def test_state_of_every_kind_of_value_resumes_from_a_snapshot(tmp_path, rt_values):
     # In one process: a snapshot in the recovery store is the same encoding.
     db = tmp_path / "db"

@@ -43,6 +43,7 @@
 //! step, the worker, the epoch and, where the function borrowed it, the item.
 
 pub mod build;
+pub mod cluster;
 pub mod consume;
 pub mod context;
 pub mod data;

@@ -2,7 +2,9 @@
 //! a cluster, all on timely dataflow.
 //!
 //! Every worker builds the same operators from the flow's description, then steps
-//! them until the flow is done. A flow is done when every source is exhausted and
+//! them until the flow is done. A process of a cluster first connects to every
+//! other process ([`crate::cluster`]), then runs its workers over those
+//! connections. A flow is done when every source is exhausted and
 //! every item has reached its sinks (timely's frontier of the flow is empty).
 //!
 //! **Failures.** A user function that panics or returns an error, or a source or sink
@@ -33,6 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use timely::communication::allocator::AllocatorBuilder;
 use timely::dataflow::InputHandleVec;
 use timely::dataflow::operators::Inspect;
 use timely::dataflow::operators::vec::{Broadcast, Input};
@@ -188,6 +191,7 @@ pub struct Execution {
     epoch_interval: Duration,
     recovery: Option<Recovery>,
     preaggregate_limit: usize,
+    connect_timeout: Duration,
 }
 
 impl Default for Execution {
@@ -207,6 +211,7 @@ impl Execution {
             epoch_interval: DEFAULT_EPOCH_INTERVAL,
             recovery: None,
             preaggregate_limit: DEFAULT_PREAGGREGATE_LIMIT,
+            connect_timeout: crate::cluster::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 
@@ -234,6 +239,14 @@ impl Execution {
     pub fn cluster(mut self, process_id: usize, addresses: Vec<String>) -> Self {
         self.process_id = Some(process_id);
         self.addresses = addresses;
+        self
+    }
+
+    /// How long a process of a cluster waits for the others to connect before its
+    /// run fails naming the missing ones (default
+    /// [`crate::cluster::DEFAULT_CONNECT_TIMEOUT`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -322,17 +335,12 @@ impl Execution {
                     self.addresses.len()
                 )));
             }
-            let config = timely::Config {
-                communication: timely::CommunicationConfig::Cluster {
-                    threads: self.workers,
-                    process: process_id,
-                    addresses: self.addresses.clone(),
-                    report: false,
-                    zerocopy: false,
-                },
-                worker: timely::WorkerConfig::default(),
-            };
-            return execute(flow, config, shared);
+            // The connections are made here rather than by timely, whose start
+            // waits a second before each retry (see `crate::cluster`).
+            let sockets =
+                crate::cluster::connect(&self.addresses, process_id, self.connect_timeout)?;
+            let (builders, guard) = crate::cluster::allocators(sockets, process_id, self.workers)?;
+            return execute(flow, builders, Box::new(guard), shared);
         }
         if self.processes > 1 {
             return spawn_cluster(self.processes, self.workers);
@@ -346,7 +354,10 @@ impl Execution {
             });
             return shared.take_error().map_or(result, Err);
         }
-        execute(flow, timely::Config::process(self.workers), shared)
+        let (builders, others) = timely::CommunicationConfig::Process(self.workers)
+            .try_build()
+            .map_err(RiffleError::Execution)?;
+        execute(flow, builders, others, shared)
     }
 }
 
@@ -475,64 +486,6 @@ fn die_with_parent(command: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 fn die_with_parent(_command: &mut Command) {}
 
-/// Standard output sent to stderr for a while, for diagnostics printed by code
-/// Riffle does not own.
-mod diagnostics {
-    use std::sync::Mutex;
-
-    /// Standard output pointed at stderr until [`StdoutDiverted::end`].
-    pub(super) struct StdoutDiverted {
-        /// A copy of the real stdout, until it is put back.
-        saved: Mutex<Option<i32>>,
-    }
-
-    impl StdoutDiverted {
-        /// Points standard output at stderr; `None` where that is not possible.
-        #[cfg(unix)]
-        pub(super) fn start() -> Option<Self> {
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-            // SAFETY: dup and dup2 on the process's own standard descriptors; a
-            // failure leaves them as they were.
-            let saved = unsafe { libc::dup(1) };
-            if saved < 0 {
-                return None;
-            }
-            if unsafe { libc::dup2(2, 1) } < 0 {
-                unsafe { libc::close(saved) };
-                return None;
-            }
-            Some(Self {
-                saved: Mutex::new(Some(saved)),
-            })
-        }
-
-        #[cfg(not(unix))]
-        pub(super) fn start() -> Option<Self> {
-            None
-        }
-
-        /// Puts standard output back (once; later calls do nothing).
-        pub(super) fn end(&self) {
-            let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(fd) = saved.take() {
-                #[cfg(unix)]
-                {
-                    use std::io::Write;
-                    let _ = std::io::stdout().flush();
-                    // SAFETY: `fd` is the copy of stdout made by `start`, still open.
-                    unsafe {
-                        libc::dup2(fd, 1);
-                        libc::close(fd);
-                    }
-                }
-                #[cfg(not(unix))]
-                let _ = fd;
-            }
-        }
-    }
-}
-
 /// `n` loopback addresses with ports that were free a moment ago.
 pub fn free_loopback_addresses(n: usize) -> Result<Vec<String>> {
     let listeners = (0..n)
@@ -546,33 +499,24 @@ pub fn free_loopback_addresses(n: usize) -> Result<Vec<String>> {
         .map_err(|e| RiffleError::Execution(format!("cannot find free loopback ports: {e}")))
 }
 
-fn execute(flow: &Dataflow, config: timely::Config, shared: Arc<RunShared>) -> Result<()> {
-    let builders = flow.builders();
+/// Runs `flow` on a worker thread per allocator of `allocators`; `others` holds
+/// what the allocators need while they run (a cluster's network threads).
+fn execute(
+    flow: &Dataflow,
+    allocators: Vec<AllocatorBuilder>,
+    others: Box<dyn Any + Send>,
+    shared: Arc<RunShared>,
+) -> Result<()> {
+    let steps = flow.builders();
     let (name, trace) = (flow.name(), flow.traces_origins());
     let inner = shared.clone();
-    // Timely prints its connection progress ("awaiting connections ...") with
-    // println!: while a cluster connects, standard output goes to stderr, so a flow
-    // that writes its results to stdout gets only its results there. The first
-    // worker to start puts it back, before any of the flow's output.
-    let diverted = matches!(
-        config.communication,
-        timely::CommunicationConfig::Cluster { .. }
+    let guards = timely::execute::execute_from(
+        allocators,
+        others,
+        timely::WorkerConfig::default(),
+        move |worker| drive(worker, &name, &steps, trace, &inner),
     )
-    .then(diagnostics::StdoutDiverted::start)
-    .flatten()
-    .map(Arc::new);
-    let restore = diverted.clone();
-    let guards = timely::execute(config, move |worker| {
-        if let Some(diverted) = &restore {
-            diverted.end();
-        }
-        drive(worker, &name, &builders, trace, &inner)
-    })
-    .map_err(RiffleError::Execution);
-    if let Some(diverted) = &diverted {
-        diverted.end();
-    }
-    let guards = guards?;
+    .map_err(RiffleError::Execution)?;
     let mut first = None;
     for result in guards.join() {
         let outcome = match result {
