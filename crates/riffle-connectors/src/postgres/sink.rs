@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use futures_util::SinkExt;
 use riffle::sinks::{FixedPartitionedSink, SinkPartition};
@@ -12,6 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio_postgres::Client;
 
+use super::outage::{Failure, Outage};
 use super::settings::{PostgresSettings, quote, quote_table, says, transient};
 use crate::writer::{BatchWriter, InFlight};
 use crate::{ConnectorError, runtime};
@@ -311,78 +311,62 @@ struct Writer {
 
 impl Writer {
     /// Writes one batch, again on a new connection when the server went away, for
-    /// at most the settings' patience. An upsert written twice changes nothing; a
-    /// `COPY` whose commit was lost with the connection may append twice.
+    /// at most the settings' patience (the [`Outage`] the readers use too). An
+    /// upsert written twice changes nothing; a `COPY` whose commit was lost with
+    /// the connection may append twice.
     async fn write_batch(
         &mut self,
         columns: &[String],
         rows: &[Map<String, Value>],
     ) -> Result<(), ConnectorError> {
-        let mut gone_since: Option<tokio::time::Instant> = None;
+        let what = format!("{} rows to table {:?}", rows.len(), self.table);
+        let mut outage = Outage::writing();
         loop {
-            let tried = match self.client.as_mut() {
-                Some(client) => once(client, &self.table, &self.mode, columns, rows)
-                    .await
-                    .map_err(|e| {
-                        if transient(&e) {
-                            Err(says(&e))
-                        } else {
-                            Ok(self
-                                .settings
-                                .error(format!(
-                                    "cannot write {} rows to table {:?}: {}",
-                                    rows.len(),
-                                    self.table,
-                                    says(&e)
-                                ))
-                                .caused_by(e))
-                        }
-                    }),
-                None => match self.settings.connect().await {
-                    Ok(client) => {
-                        self.client = Some(client);
-                        continue;
-                    }
-                    Err(e) if e.cause.is_some() => Err(Err(e.to_string())),
-                    Err(e) => Err(Ok(e)),
-                },
-            };
-            match tried {
+            match self.try_batch(columns, rows).await {
                 Ok(()) => {
-                    if gone_since.is_some() {
-                        eprintln!(
-                            "postgres at {}: writing table {:?} goes on",
-                            self.settings.server(),
-                            self.table
-                        );
-                    }
+                    outage.over(&self.settings, &what);
                     return Ok(());
                 }
-                Err(Ok(fatal)) => return Err(fatal),
-                Err(Err(why)) => {
-                    let since = *gone_since.get_or_insert_with(|| {
-                        eprintln!(
-                            "postgres at {}: the server went away while writing table {:?}: \
-                             writing again on a new connection ({why})",
-                            self.settings.server(),
-                            self.table
-                        );
-                        tokio::time::Instant::now()
-                    });
-                    if since.elapsed() > self.settings.patience() {
-                        return Err(self.settings.error(format!(
-                            "cannot write {} rows to table {:?}: the server went away and did \
-                             not come back within {:?}: {why}",
-                            rows.len(),
-                            self.table,
-                            self.settings.patience()
-                        )));
-                    }
+                Err(Failure::Gone(why)) => {
                     self.client = None;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    outage.gone(&self.settings, &what, &why).await?;
                 }
+                Err(Failure::Fatal(e)) => return Err(e),
             }
         }
+    }
+
+    /// One try at a batch, connecting first when the last connection was lost.
+    async fn try_batch(
+        &mut self,
+        columns: &[String],
+        rows: &[Map<String, Value>],
+    ) -> Result<(), Failure> {
+        let client = match &mut self.client {
+            Some(client) => client,
+            None => {
+                let client = self.settings.connect().await.map_err(Failure::of_connect)?;
+                self.client.insert(client)
+            }
+        };
+        once(client, &self.table, &self.mode, columns, rows)
+            .await
+            .map_err(|e| {
+                if transient(&e) {
+                    Failure::Gone(says(&e))
+                } else {
+                    Failure::Fatal(
+                        self.settings
+                            .error(format!(
+                                "cannot write {} rows to table {:?}: {}",
+                                rows.len(),
+                                self.table,
+                                says(&e)
+                            ))
+                            .caused_by(e),
+                    )
+                }
+            })
     }
 }
 

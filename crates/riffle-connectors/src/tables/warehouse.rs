@@ -37,6 +37,17 @@
 //! with the warehouse's own tools (Delta's `VACUUM`, a lifecycle rule on the
 //! bucket).
 //!
+//! ## A server that goes away mid-run
+//!
+//! A partition whose staging write or load finds no server (a refused or dropped
+//! connection, a timeout: [`Warehouse::went_away`]) says so once on stderr and
+//! tries again every half second for [`WarehouseSink::patience`] (60 s), then
+//! fails naming the file. Both steps are safe to repeat: the file is put again
+//! under the same name, and a load that reached the warehouse before the
+//! connection dropped is found by its `(app id, version)` and not made twice. An
+//! answer from the server (a missing bucket, a refused permission) stops the run
+//! at once.
+//!
 //! ## Adding a warehouse
 //!
 //! One file beside `delta/`, with three parts:
@@ -152,6 +163,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_schema::FieldRef;
 use bytes::Bytes;
@@ -160,6 +172,8 @@ use riffle::sinks::{FixedPartitionedSink, SinkPartition};
 use serde::{Deserialize, Serialize};
 
 use crate::objects::{Folder, ObjectStoreSettings, new_run};
+use crate::tables::outage::Outage;
+pub use crate::tables::outage::went_away;
 use crate::tables::rows;
 use crate::{ConnectorError, runtime};
 
@@ -191,6 +205,14 @@ pub trait Warehouse: Send + Sync + 'static {
     /// table and the column that does not fit). Called once per partition, from
     /// its thread; it may block.
     fn open(&self, fields: &[FieldRef]) -> Result<Self::Table, ConnectorError>;
+
+    /// Whether `error`, from a staging write or a load, means the server did not
+    /// answer, so that the partition tries again (see the module docs). By default
+    /// a failure of the object store client to reach its server ([`went_away`]);
+    /// a warehouse with a client of its own says which of its errors are such.
+    fn went_away(&self, error: &ConnectorError) -> bool {
+        went_away(error)
+    }
 }
 
 /// A [`Warehouse`]'s table opened for one partition.
@@ -242,6 +264,7 @@ pub struct WarehouseSink<W, T> {
     warehouse: Arc<W>,
     parts: usize,
     app: Option<String>,
+    patience: Duration,
     fields: Result<Vec<FieldRef>, String>,
     _items: PhantomData<fn() -> T>,
 }
@@ -254,6 +277,7 @@ impl<W: Warehouse, T: riffle::Data> WarehouseSink<W, T> {
             warehouse: Arc::new(warehouse),
             parts: 1,
             app: None,
+            patience: Duration::from_secs(60),
             fields: rows::fields_of::<T>(),
             _items: PhantomData,
         }
@@ -271,6 +295,13 @@ impl<W: Warehouse, T: riffle::Data> WarehouseSink<W, T> {
     /// writing the same table need two names.
     pub fn app_id(mut self, app: impl Into<String>) -> Self {
         self.app = Some(app.into());
+        self
+    }
+
+    /// How long a partition keeps trying a staging write or a load while the
+    /// server does not answer (default 60 s) before the run fails.
+    pub fn patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
         self
     }
 
@@ -338,6 +369,7 @@ impl<W: Warehouse, T: riffle::Data> FixedPartitionedSink for WarehouseSink<W, T>
             fields,
             app,
             part: for_part.to_string(),
+            patience: self.patience,
             table,
             buffer: Vec::new(),
             state,
@@ -353,6 +385,7 @@ pub struct WarehouseSinkPartition<W: Warehouse, T> {
     fields: Vec<FieldRef>,
     app: String,
     part: String,
+    patience: Duration,
     table: W::Table,
     buffer: Vec<T>,
     state: WarehouseSinkState,
@@ -361,6 +394,30 @@ pub struct WarehouseSinkPartition<W: Warehouse, T> {
 impl<W: Warehouse, T: riffle::Data> WarehouseSinkPartition<W, T> {
     fn error(&self, what: String) -> ConnectorError {
         ConnectorError::new(self.warehouse.kind(), self.warehouse.location(), what)
+    }
+
+    /// `attempt` until it goes through, again while the server does not answer,
+    /// for at most the patience (see the module docs); `doing` names it in the
+    /// messages.
+    fn persist<R>(
+        &mut self,
+        doing: &str,
+        mut attempt: impl FnMut(&mut Self) -> Result<R, ConnectorError>,
+    ) -> riffle::Result<R> {
+        let at = format!("{} at {}", self.warehouse.kind(), self.warehouse.location());
+        let mut outage = Outage::new(at, self.patience);
+        loop {
+            match attempt(self) {
+                Ok(done) => {
+                    outage.over(doing);
+                    return Ok(done);
+                }
+                Err(e) if self.warehouse.went_away(&e) => outage
+                    .gone(doing, e)
+                    .map_err(|e| e.for_step(&self.step_id))?,
+                Err(e) => return Err(e.for_step(&self.step_id)),
+            }
+        }
     }
 
     /// Writes the buffer into a new file of the staging folder, not yet loaded:
@@ -383,28 +440,33 @@ impl<W: Warehouse, T: riffle::Data> WarehouseSinkPartition<W, T> {
             size: bytes.len() as u64,
             rows: items.len() as u64,
         };
-        let store = self.staging.store.clone();
-        let location = self.staging.child(&path);
-        runtime::handle()
-            .block_on(async move {
-                store
-                    .put(&location, PutPayload::from(Bytes::from(bytes)))
-                    .await
-            })
-            .map_err(|e| {
-                self.error(format!("cannot write data file {path:?}"))
-                    .caused_by(e)
-                    .for_step(&self.step_id)
-            })?;
+        let bytes = Bytes::from(bytes);
+        self.persist(&format!("writing data file {path:?}"), |me| {
+            let store = me.staging.store.clone();
+            let location = me.staging.child(&path);
+            let payload = PutPayload::from(bytes.clone());
+            runtime::handle()
+                .block_on(async move { store.put(&location, payload).await })
+                .map(drop)
+                .map_err(|e| {
+                    me.error(format!("cannot write data file {path:?}"))
+                        .caused_by(e)
+                })
+        })?;
         self.state.next += 1;
         Ok(Some(PreparedFile { version, file }))
     }
 
     fn load(&mut self, prepared: &PreparedFile) -> riffle::Result<()> {
-        self.table
-            .load(&self.app, prepared.version, &prepared.file)
-            .map(drop)
-            .map_err(|e| e.for_step(&self.step_id))
+        let doing = format!(
+            "loading data file {:?} (version {})",
+            prepared.file.path, prepared.version
+        );
+        self.persist(&doing, |me| {
+            me.table
+                .load(&me.app, prepared.version, &prepared.file)
+                .map(drop)
+        })
     }
 }
 
