@@ -43,7 +43,11 @@ pub(crate) struct Combine<K, V, A, W> {
     agg: Agg<K, V, A>,
     /// Each key's partial windows: `(window, accumulator, first value's time)`.
     open: HashMap<K, Vec<(WindowId, A, Millis)>, foldhash::fast::FixedState>,
+    /// The windows of the last time placed, the span of times that fall in the
+    /// same ones, and the earliest of their closes.
     windows: Vec<(WindowId, Millis)>,
+    span: std::ops::Range<Millis>,
+    earliest_close: Millis,
     /// Values folded since the last flush, and where the count is published.
     folded: u64,
     live: std::sync::Arc<LiveWindows>,
@@ -58,11 +62,13 @@ impl<K: Key, V: Data, A: Data, W: Windower> Combine<K, V, A, W> {
         live: std::sync::Arc<LiveWindows>,
     ) -> Option<Self> {
         let mut probe = Vec::new();
-        windower.fixed_windows(0, &mut probe).then(|| Self {
+        windower.fixed_windows(0, &mut probe).map(|_| Self {
             windower,
             agg,
             open: HashMap::with_hasher(foldhash::fast::FixedState::default()),
             windows: Vec::new(),
+            span: 0..0,
+            earliest_close: Millis::MIN,
             folded: 0,
             live,
         })
@@ -72,9 +78,20 @@ impl<K: Key, V: Data, A: Data, W: Windower> Combine<K, V, A, W> {
     /// them closes after `heard`, the watermark its partition's owners may know;
     /// hands the pair back otherwise, to cross as itself.
     pub fn offer(&mut self, heard: Millis, key: K, value: V, time: Millis) -> Option<(K, V)> {
-        self.windows.clear();
-        self.windower.fixed_windows(time, &mut self.windows);
-        if self.windows.is_empty() || self.windows.iter().any(|(_, close)| *close <= heard) {
+        if !self.span.contains(&time) {
+            self.windows.clear();
+            self.span = self
+                .windower
+                .fixed_windows(time, &mut self.windows)
+                .unwrap_or(time..time);
+            self.earliest_close = self
+                .windows
+                .iter()
+                .map(|(_, c)| *c)
+                .min()
+                .unwrap_or(Millis::MIN);
+        }
+        if self.windows.is_empty() || self.earliest_close <= heard {
             return Some((key, value));
         }
         let partials = match self.open.get_mut(&key) {

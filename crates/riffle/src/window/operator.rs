@@ -235,6 +235,7 @@ where
                 combine: (traced && peers > 1 && agg.combinable)
                     .then(|| Combine::new(windower.clone(), agg.clone(), live.clone()))
                     .flatten(),
+                now: None,
             };
             let routed = match origins {
                 Some(origins) => marked_by_partition(ctx, step_id, input, origins, marks),
@@ -367,6 +368,8 @@ struct Marks<K, V, A, W> {
     pace: Option<(Arc<Pace>, String)>,
     /// Values folded into their windows here, waiting for [`Marks::flush`].
     combine: Option<Combine<K, V, A, W>>,
+    /// The time of the pre-stage's activation, read once for all its batches.
+    now: Option<Instant>,
 }
 
 /// The largest time seen in one partition, and its announcements: the last
@@ -395,7 +398,7 @@ impl<K: Key, V: Data, A: Data, W: Windower> Marks<K, V, A, W> {
     /// their windows' partials and the announcement waits for [`Marks::flush`].
     fn run(&mut self, part: PartId, batch: &mut Vec<(K, V)>, out: &mut Vec<Routed<K, V, A>>) {
         let mut max = Millis::MIN;
-        let now = Instant::now();
+        let now = self.now.unwrap_or_else(Instant::now);
         let clock = self
             .parts
             .entry(part)
@@ -544,6 +547,7 @@ fn marked_by_partition<'s, K: Key, V: Data, A: Data, W: Windower>(
         let mut routed: Vec<Routed<K, V, A>> = Vec::new();
         move |_frontiers| {
             let mut out = out.activate();
+            marks.now = Some(Instant::now());
             // The epoch of what `marks` holds back for the end of the activation.
             let mut gathering: Option<Capability<u64>> = None;
             spans_in.for_each(|cap, spans| queue.push(&cap, 0, spans));
@@ -610,6 +614,7 @@ fn marked_by_partition<'s, K: Key, V: Data, A: Data, W: Windower>(
                     routed.clear();
                 }
             });
+            marks.now = None;
         }
     });
     stream

@@ -15,6 +15,7 @@
 //! Implement [`Windower`] for anything else.
 
 use std::fmt::Debug;
+use std::ops::Range;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -87,15 +88,20 @@ pub trait Windower: Send + Sync + 'static {
 
     /// Where the windows a time falls in depend on the time alone (tumbling and
     /// sliding windows, not sessions): pushes each one's id and close time onto
-    /// `out` and returns `true`. Returns `false`, pushing nothing, where placing
-    /// a time needs the key's state.
+    /// `out` and returns the span of times that fall in exactly those windows
+    /// (`time` among them). Returns `None`, pushing nothing, where placing a time
+    /// needs the key's state.
     ///
     /// A window step whose windower answers here combines values into their
     /// windows on the worker that read them, and sends the key's owner one
     /// partial accumulator per window instead of every value (see the
-    /// [window module](super) on many workers). The default answers `false`.
-    fn fixed_windows(&self, _time: Millis, _out: &mut Vec<(WindowId, Millis)>) -> bool {
-        false
+    /// [window module](super) on many workers). The default answers `None`.
+    fn fixed_windows(
+        &self,
+        _time: Millis,
+        _out: &mut Vec<(WindowId, Millis)>,
+    ) -> Option<Range<Millis>> {
+        None
     }
 }
 
@@ -219,17 +225,31 @@ impl Windower for SlidingWindower {
         Some(self.length)
     }
 
-    fn fixed_windows(&self, time: Millis, out: &mut Vec<(WindowId, Millis)>) -> bool {
+    fn fixed_windows(
+        &self,
+        time: Millis,
+        out: &mut Vec<(WindowId, Millis)>,
+    ) -> Option<Range<Millis>> {
         let since = time.saturating_sub(self.align_to);
         let last = since.div_euclid(self.offset);
         let first = (since - self.length).div_euclid(self.offset) + 1;
+        // The same windows hold from the latest open at or before `time` (or the
+        // latest close, if later) until the next open or the earliest close.
+        let mut from = self
+            .meta(last)
+            .open_time
+            .max(self.meta(first - 1).close_time);
+        let mut until = self.meta(last + 1).open_time;
         for id in first..=last {
             let meta = self.meta(id);
             if time >= meta.open_time && time < meta.close_time {
                 out.push((id, meta.close_time));
+                until = until.min(meta.close_time);
+            } else if meta.close_time <= time {
+                from = from.max(meta.close_time);
             }
         }
-        true
+        Some(from..until)
     }
 }
 
@@ -275,11 +295,16 @@ impl Windower for TumblingWindower {
         self.0.length()
     }
 
-    fn fixed_windows(&self, time: Millis, out: &mut Vec<(WindowId, Millis)>) -> bool {
+    fn fixed_windows(
+        &self,
+        time: Millis,
+        out: &mut Vec<(WindowId, Millis)>,
+    ) -> Option<Range<Millis>> {
         let w = &self.0;
         let id = time.saturating_sub(w.align_to).div_euclid(w.length);
-        out.push((id, w.meta(id).close_time));
-        true
+        let meta = w.meta(id);
+        out.push((id, meta.close_time));
+        Some(meta.open_time..meta.close_time)
     }
 }
 
@@ -425,6 +450,51 @@ mod tests {
             assert!(m.open_time <= 20 && 20 < m.close_time, "{m:?}");
         }
         assert_eq!(ids.len(), 3); // windows starting at 13, 16 and 19
+    }
+
+    #[test]
+    fn every_time_in_a_fixed_span_falls_in_the_same_windows() {
+        let windowers = [
+            SlidingWindower::new(Duration::from_millis(10), Duration::from_millis(4), 3),
+            SlidingWindower::new(Duration::from_millis(4), Duration::from_millis(10), -7),
+            SlidingWindower::new(Duration::from_millis(10), Duration::from_millis(10), 0),
+        ];
+        for w in &windowers {
+            for t in -60..60 {
+                let mut ids = Vec::new();
+                let span = w
+                    .fixed_windows(t, &mut ids)
+                    .expect("sliding windows are fixed");
+                assert!(span.contains(&t), "{w:?} at {t}: {span:?}");
+                for other in span.clone() {
+                    let mut others = Vec::new();
+                    w.fixed_windows(other, &mut others);
+                    assert_eq!(others, ids, "{w:?}: {other} in the span {span:?} of {t}");
+                }
+                // Just outside the span the windows differ.
+                for edge in [span.start - 1, span.end] {
+                    let mut others = Vec::new();
+                    w.fixed_windows(edge, &mut others);
+                    assert_ne!(
+                        others, ids,
+                        "{w:?}: {edge} next to the span {span:?} of {t}"
+                    );
+                }
+                let mut state = Default::default();
+                let mut placed = Vec::new();
+                w.open_for(&mut state, t, Millis::MIN, &mut placed);
+                let fixed: Vec<WindowId> = ids.iter().map(|(id, _)| *id).collect();
+                assert_eq!(placed, fixed, "{w:?} at {t}: open_for agrees");
+            }
+        }
+        let tumbling = TumblingWindower::new(Duration::from_millis(10), 5);
+        let mut ids = Vec::new();
+        assert_eq!(tumbling.fixed_windows(17, &mut ids), Some(15..25));
+        assert_eq!(ids, [(1, 25)]);
+        assert_eq!(
+            SessionWindower::new(Duration::from_millis(5)).fixed_windows(1, &mut ids),
+            None
+        );
     }
 
     #[test]
