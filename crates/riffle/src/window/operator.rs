@@ -23,7 +23,6 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::operators::generic::operator::Operator;
 use timely::progress::operate::FrontierInterest;
 
 use super::clock::{Clock, ClockKind, DEFAULT_MAX_DRIFT, Millis, millis, now_millis};
@@ -276,38 +275,68 @@ where
         dirty: Dirty::default(),
     };
     let events = epoch_operator(ctx, step_id, routed, pact, logic);
-    let down = split(step_id, &events, |e| match e {
-        WindowEvent::Down(k, id, a) => Some((k, (id, a))),
-        _ => None,
-    });
-    let late = split(step_id, &events, |e| match e {
-        WindowEvent::Late(k, late) => Some((k, late)),
-        _ => None,
-    });
-    let meta = split(step_id, &events, |e| match e {
-        WindowEvent::Meta(k, id, m) => Some((k, (id, m))),
-        _ => None,
-    });
-    (down, late, meta)
+    split(ctx, step_id, events)
 }
 
-fn split<'s, E: Data, O: Data>(
+/// The window stage's events sorted onto the step's three streams by one
+/// operator (each event moved, not copied: a stream read by three operators
+/// would hand each of them its own copy of every batch).
+#[allow(clippy::type_complexity)]
+fn split<'s, K: Key, V: Data, A: Data>(
+    ctx: &BuildCtx<'s>,
     step_id: &str,
-    events: &TStream<'s, E>,
-    pick: fn(E) -> Option<O>,
-) -> TStream<'s, O> {
-    events.clone().unary(Pipeline, step_id, move |_, _| {
-        let mut out = Vec::new();
-        move |input, output| {
-            input.for_each(|time, data| {
-                out.extend(data.drain(..).filter_map(pick));
-                if !out.is_empty() {
-                    output.session(&time).give_container(&mut out);
-                    out.clear();
+    events: TStream<'s, WindowEvent<K, V, A>>,
+) -> (
+    TStream<'s, (K, (WindowId, A))>,
+    TStream<'s, (K, Late<V>)>,
+    TStream<'s, (K, (WindowId, WindowMeta))>,
+) {
+    let mut builder = OperatorBuilder::new(step_id.to_string(), ctx.scope);
+    let mut input = builder.new_input(events, Pipeline);
+    builder.set_notify_for(0, FrontierInterest::Never);
+    let (down_out, down) = builder.new_output();
+    let (late_out, late) = builder.new_output();
+    let (meta_out, meta) = builder.new_output();
+    let mut down_out =
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<(K, (WindowId, A))>>>::from(down_out);
+    let mut late_out =
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<(K, Late<V>)>>>::from(late_out);
+    let mut meta_out = OutputBuilder::<
+        u64,
+        CapacityContainerBuilder<Vec<(K, (WindowId, WindowMeta))>>,
+    >::from(meta_out);
+    builder.build(move |_caps| {
+        let (mut downs, mut lates, mut metas) = (Vec::new(), Vec::new(), Vec::new());
+        move |_frontiers| {
+            let (mut down_h, mut late_h, mut meta_h) = (
+                down_out.activate(),
+                late_out.activate(),
+                meta_out.activate(),
+            );
+            input.for_each(|cap, data| {
+                for event in data.drain(..) {
+                    match event {
+                        WindowEvent::Down(k, id, a) => downs.push((k, (id, a))),
+                        WindowEvent::Late(k, late) => lates.push((k, late)),
+                        WindowEvent::Meta(k, id, m) => metas.push((k, (id, m))),
+                    }
+                }
+                if !downs.is_empty() {
+                    down_h.session(&cap).give_container(&mut downs);
+                    downs.clear();
+                }
+                if !lates.is_empty() {
+                    late_h.session(&cap).give_container(&mut lates);
+                    lates.clear();
+                }
+                if !metas.is_empty() {
+                    meta_h.session(&cap).give_container(&mut metas);
+                    metas.clear();
                 }
             });
         }
-    })
+    });
+    (down, late, meta)
 }
 
 /// One key's windows: the windower's state, an accumulator per open window, and
