@@ -347,6 +347,32 @@ struct KeyWindows<S, A> {
     timer: Option<Millis>,
 }
 
+impl<S: Default, A> KeyWindows<S, A> {
+    fn empty() -> Self {
+        Self {
+            windows: S::default(),
+            accs: Vec::new(),
+            timer: None,
+        }
+    }
+
+    /// Enters `key` in the timer queue at its earliest close, where that is
+    /// earlier than its entry there.
+    fn schedule<K, W: Windower<State = S>>(
+        &mut self,
+        windower: &W,
+        timers: &mut BTreeMap<Millis, Vec<K>>,
+        key: K,
+    ) {
+        if let Some(next) = windower.next_close(&self.windows)
+            && self.timer.is_none_or(|t| next < t)
+        {
+            self.timer = Some(next);
+            timers.entry(next).or_default().push(key);
+        }
+    }
+}
+
 /// The watermark an upstream partition last announced, and when; and the latest
 /// epoch of its announcements that have arrived but wait for their epoch's turn
 /// (while one waits, the partition is busy, never idle).
@@ -774,11 +800,10 @@ impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
         self.dirty.mark(&key);
         let state = match self.keys.get_mut(&key) {
             Some(state) => state,
-            None => self.keys.entry(key.clone()).or_insert_with(|| KeyWindows {
-                windows: W::State::default(),
-                accs: Vec::new(),
-                timer: None,
-            }),
+            None => self
+                .keys
+                .entry(key.clone())
+                .or_insert_with(KeyWindows::empty),
         };
         self.ids.clear();
         windower.open_for(&mut state.windows, time, self.watermark, &mut self.ids);
@@ -801,12 +826,7 @@ impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
             Some((_, into)) => (self.agg.merge)(into, acc),
             None => state.accs.push((window, acc)),
         }
-        if let Some(next) = windower.next_close(&state.windows)
-            && state.timer.is_none_or(|t| next < t)
-        {
-            state.timer = Some(next);
-            self.timers.entry(next).or_default().push(key);
-        }
+        state.schedule(windower, &mut self.timers, key);
     }
 
     fn place(&mut self, key: K, value: V, time: Millis, out: &mut Vec<WindowEvent<K, V, A>>) {
@@ -814,11 +834,10 @@ impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
         self.dirty.mark(&key);
         let state = match self.keys.get_mut(&key) {
             Some(state) => state,
-            None => self.keys.entry(key.clone()).or_insert_with(|| KeyWindows {
-                windows: W::State::default(),
-                accs: Vec::new(),
-                timer: None,
-            }),
+            None => self
+                .keys
+                .entry(key.clone())
+                .or_insert_with(KeyWindows::empty),
         };
         self.ids.clear();
         let placement = windower.open_for(&mut state.windows, time, self.watermark, &mut self.ids);
@@ -866,12 +885,7 @@ impl<K: Key, V: Data, A: Data, W: Windower> WindowLogic<K, V, A, W> {
                 }
             }
         }
-        if let Some(next) = windower.next_close(&state.windows)
-            && state.timer.is_none_or(|t| next < t)
-        {
-            state.timer = Some(next);
-            self.timers.entry(next).or_default().push(key);
-        }
+        state.schedule(windower, &mut self.timers, key);
     }
 }
 
