@@ -69,6 +69,8 @@ pub mod runtime;
 pub mod sqs;
 #[cfg(feature = "tables")]
 pub mod tables;
+#[cfg(any(feature = "nats", feature = "postgres", feature = "redis"))]
+mod tls;
 #[cfg(any(
     feature = "redis",
     feature = "rabbitmq",

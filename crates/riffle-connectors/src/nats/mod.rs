@@ -53,7 +53,12 @@
 //!
 //! ## Settings
 //!
-//! [`NatsSettings`] are plain data: server URLs, a credentials file, the timeout.
+//! [`NatsSettings`] are plain data: server URLs, a credentials file, the timeout,
+//! TLS options. TLS is on for `tls://` URLs or when `tls_ca` is set: the
+//! server's certificate must chain to a CA of the PEM file `tls_ca` (else the
+//! system's roots) and name the host dialled; `tls_cert` and `tls_key` are a
+//! client certificate for servers that verify clients. An untrusted certificate
+//! is an error naming the servers and the reason.
 //! User and password, or a token, come from the environment
 //! (`RIFFLE_NATS_USER` and `RIFFLE_NATS_PASSWORD[_FILE]`, `RIFFLE_NATS_TOKEN[_FILE]`,
 //! `RIFFLE_NATS_CREDS`), never from a settings file. Streams and consumers are

@@ -18,6 +18,12 @@ use crate::ConnectorError;
 /// `RIFFLE_NATS_TOKEN` or `RIFFLE_NATS_TOKEN_FILE`), and a credentials file (a
 /// JWT and its nkey seed) is named by `creds_file` or `RIFFLE_NATS_CREDS`.
 ///
+/// TLS is used when a server URL is `tls://` or `tls_ca` is set (a server that
+/// demands TLS gets it too). The server's certificate must chain to a CA of the
+/// PEM file `tls_ca` (else to the system's trusted roots) and name the host in
+/// the URL; `tls_cert` with `tls_key` is a client certificate for servers that
+/// verify clients (`verify: true` in the server's `tls` block).
+///
 /// ```
 /// use riffle_connectors::nats::NatsSettings;
 /// let s: NatsSettings = serde_json::from_str(r#"{"servers": "nats://127.0.0.1:4222"}"#).unwrap();
@@ -34,6 +40,17 @@ pub struct NatsSettings {
     /// How long connecting, set-up calls and publish acknowledgements may take, in ms.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// A PEM file of the CA certificates that sign the servers' certificates;
+    /// setting it makes TLS required.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM), presented to servers that verify clients;
+    /// goes with `tls_key`.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// Credentials given in code (tests, embedding applications); never serialized.
     #[serde(skip)]
     secret: Option<Secret>,
@@ -74,6 +91,9 @@ impl NatsSettings {
             servers: servers.into(),
             creds_file: None,
             timeout_ms: default_timeout_ms(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
             secret: None,
         }
     }
@@ -96,6 +116,27 @@ impl NatsSettings {
     /// The same settings with a credentials file.
     pub fn creds_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.creds_file = Some(path.into());
+        self
+    }
+
+    /// The same settings over TLS, trusting the CA certificates of the PEM file
+    /// `ca` (and only those) to sign the servers' certificates.
+    ///
+    /// ```
+    /// use riffle_connectors::nats::NatsSettings;
+    /// let s = NatsSettings::new("tls://nats.internal:4222").tls_ca("/etc/riffle/nats-ca.pem");
+    /// assert!(s.tls_ca.is_some());
+    /// ```
+    pub fn tls_ca(mut self, ca: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(ca.into());
+        self
+    }
+
+    /// The same settings presenting a client certificate (PEM files of the
+    /// certificate and its private key) to servers that verify clients.
+    pub fn tls_identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls_cert = Some(cert.into());
+        self.tls_key = Some(key.into());
         self
     }
 
@@ -157,13 +198,16 @@ impl NatsSettings {
 
     /// Connection options: the timeout, then credentials (in code, else from the
     /// environment, else the credentials file).
-    async fn options(&self) -> Result<ConnectOptions, ConnectorError> {
+    async fn options(&self, addresses: &[ServerAddr]) -> Result<ConnectOptions, ConnectorError> {
         let mut options = ConnectOptions::new()
             .name("riffle")
             .connection_timeout(self.timeout_duration())
             .request_timeout(Some(self.timeout_duration()))
             // A run rides out a server restart: reconnect for as long as it lasts.
             .max_reconnects(None);
+        if let Some(config) = self.tls_config(addresses)? {
+            options = options.require_tls(true).tls_client_config(config);
+        }
         match &self.secret {
             Some(Secret::UserPassword(user, password)) => {
                 return Ok(options.user_and_password(user.clone(), password.clone()));
@@ -202,11 +246,45 @@ impl NatsSettings {
     /// Connects to the servers (run it on the shared runtime).
     pub(crate) async fn connect(&self) -> Result<Client, ConnectorError> {
         let addresses = self.addresses()?;
-        let options = self.options().await?;
-        options
-            .connect(addresses)
-            .await
-            .map_err(|e| self.error("cannot connect").caused_by(e))
+        let options = self.options(&addresses).await?;
+        options.connect(addresses).await.map_err(|e| {
+            let why = match crate::tls::refusal(&e) {
+                Some(refused) => format!("cannot connect over TLS: {refused}"),
+                None => "cannot connect".to_string(),
+            };
+            self.error(why).caused_by(e)
+        })
+    }
+
+    /// The TLS configuration when TLS is asked for (a `tls://` URL or any TLS
+    /// option): the server's certificate checked in full against `tls_ca`, else
+    /// the system's roots. `None` leaves TLS to the client's defaults.
+    fn tls_config(
+        &self,
+        addresses: &[ServerAddr],
+    ) -> Result<Option<async_nats::rustls::ClientConfig>, ConnectorError> {
+        use crate::tls::{Identity, Roots, Verify};
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(Identity {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => return Err(self.error("tls_cert and tls_key go together: give both or neither")),
+        };
+        let wanted = self.tls_ca.is_some()
+            || identity.is_some()
+            || addresses.iter().any(ServerAddr::tls_required);
+        if !wanted {
+            return Ok(None);
+        }
+        let roots = match &self.tls_ca {
+            Some(ca) => Roots::File(ca.clone()),
+            None => Roots::System,
+        };
+        crate::tls::client_config(Verify::Full, Some(&roots), identity.as_ref())
+            .map(Some)
+            .map_err(|why| self.error(why))
     }
 
     /// A JetStream context on a new connection, whose calls time out after the

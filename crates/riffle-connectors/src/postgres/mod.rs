@@ -65,8 +65,16 @@
 //! [`PostgresSettings`]: the database's URL; the password comes from
 //! `RIFFLE_POSTGRES_PASSWORD` (or `RIFFLE_POSTGRES_PASSWORD_FILE`), never from
 //! settings. A running source or sink that loses its server reconnects for
-//! [`PostgresSettings::retry_ms`] (60 s), saying so once on stderr. TLS is not
-//! supported yet.
+//! [`PostgresSettings::retry_ms`] (60 s), saying so once on stderr.
+//!
+//! TLS (rustls, no OpenSSL) is set in the URL as with libpq: `sslmode=disable`,
+//! `prefer` (the default: TLS when the server offers it), `require`,
+//! `verify-ca` (the certificate chains to a trusted CA) or `verify-full` (and
+//! names the host dialled); `sslrootcert=` a PEM file of CA certificates, or
+//! `system`; `sslcert=` and `sslkey=` a client certificate. `require` without
+//! `sslrootcert` encrypts but checks no certificate: use `verify-full` against a
+//! managed server. A certificate that is not trusted, or a server without TLS
+//! under `require`, is an error naming the server and the reason.
 //!
 //! ```no_run
 //! use riffle::Dataflow;
@@ -96,6 +104,7 @@ mod settings;
 mod sink;
 mod source;
 pub mod testing;
+mod tls;
 
 pub use cdc::{
     CdcPosition, Change, ChangeOp, Lsn, LsnError, PostgresCdc, PostgresCdcPartition, Row,

@@ -5,7 +5,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
+
+use super::tls::{self, Plan};
 
 use crate::{ConnectorError, runtime};
 
@@ -14,8 +16,16 @@ use crate::{ConnectorError, runtime};
 /// Plain data: it deserializes from a `riffle.toml` table such as
 /// `[postgres] url = "postgres://riffle@db.internal:5432/shop"`. A password in the
 /// URL is refused: the client takes it from `RIFFLE_POSTGRES_PASSWORD` (or the
-/// file named by `RIFFLE_POSTGRES_PASSWORD_FILE`). The connection is plain TCP (or
-/// a Unix socket): TLS is not supported yet.
+/// file named by `RIFFLE_POSTGRES_PASSWORD_FILE`).
+///
+/// TLS follows libpq's options in the URL: `sslmode` (`disable`, `prefer` (the
+/// default), `require`, `verify-ca`, `verify-full`), `sslrootcert` (a PEM file of
+/// CA certificates, or `system`), and `sslcert` with `sslkey` (a client
+/// certificate). `verify-full` checks that the server's certificate chains to
+/// those CAs and names the host; `verify-ca` checks the chain only; `require`
+/// and `prefer` check the chain only when `sslrootcert` is given, else nothing.
+/// For a managed database:
+/// `postgres://app@db.example.com/shop?sslmode=verify-full&sslrootcert=/etc/riffle/db-ca.pem`.
 ///
 /// ```
 /// use riffle_connectors::postgres::PostgresSettings;
@@ -101,10 +111,12 @@ impl PostgresSettings {
         ConnectorError::new("postgres", self.server(), action)
     }
 
-    /// The client's configuration: the URL, then the password from the environment.
-    pub(crate) fn config(&self) -> Result<Config, ConnectorError> {
-        let mut config = Config::from_str(&self.url)
-            .map_err(|e| self.error("not a PostgreSQL URL").caused_by(e))?;
+    /// The client's configuration: the URL, then the password from the
+    /// environment; and the TLS the URL's `ssl*` options ask for.
+    pub(crate) fn config(&self) -> Result<(Config, Plan), ConnectorError> {
+        let (url, tls) = tls::split(&self.url).map_err(|why| self.error(why))?;
+        let mut config =
+            Config::from_str(&url).map_err(|e| self.error("not a PostgreSQL URL").caused_by(e))?;
         if config.get_password().is_some() {
             return Err(self.error(format!(
                 "the URL holds a password: set it through {ENV_PASSWORD} or \
@@ -120,17 +132,28 @@ impl PostgresSettings {
         if config.get_application_name().is_none() {
             config.application_name("riffle");
         }
-        Ok(config)
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        let plan = tls.plan(home.as_deref()).map_err(|why| self.error(why))?;
+        config.ssl_mode(plan.wire());
+        Ok((config, plan))
     }
 
     /// A connection; its I/O runs on the shared runtime. Must be awaited there.
     pub(crate) async fn connect(&self) -> Result<Client, ConnectorError> {
-        let config = self.config()?;
+        let (config, plan) = self.config()?;
         let user = config.get_user().unwrap_or("(default user)").to_string();
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-            let why = match e.as_db_error() {
-                Some(db) => format!("cannot connect as user {user:?}: {}", db.message()),
-                None => format!("cannot connect as user {user:?}"),
+        let mode = plan.mode;
+        let (client, connection) = config.connect(plan.tls).await.map_err(|e| {
+            let why = match (e.as_db_error(), crate::tls::refusal(&e)) {
+                (Some(db), _) => format!("cannot connect as user {user:?}: {}", db.message()),
+                (None, Some(refused)) => {
+                    format!("cannot connect as user {user:?} over TLS (sslmode={mode}): {refused}")
+                }
+                (None, None) if mode.requires_tls() && tls::offers_no_tls(&e) => format!(
+                    "cannot connect as user {user:?}: sslmode={mode} asks for TLS, but the \
+                     server does not offer it"
+                ),
+                (None, None) => format!("cannot connect as user {user:?}"),
             };
             self.error(why).caused_by(e)
         })?;

@@ -30,7 +30,9 @@
 //! ## Settings
 //!
 //! [`RedisSettings`] are plain data: the server's URL (`redis://host:port/db`,
-//! `rediss://` for TLS). Credentials come from `RIFFLE_REDIS_USERNAME` and
+//! `rediss://` for TLS) and TLS files. Over TLS the server's certificate must
+//! chain to a CA of `tls_ca` (else the system's roots) and name the host in the
+//! URL; `tls_cert` and `tls_key` are a client certificate. Credentials come from `RIFFLE_REDIS_USERNAME` and
 //! `RIFFLE_REDIS_PASSWORD` (or `RIFFLE_REDIS_PASSWORD_FILE`), never from settings.
 //! Connections reconnect by themselves when the server goes away: a source waits
 //! and says so once, a sink sends again.

@@ -1,8 +1,9 @@
 //! How to reach a Redis server: [`RedisSettings`], shared by the source and the sink.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use redis::IntoConnectionInfo;
+use redis::{ClientTlsConfig, IntoConnectionInfo, TlsCertificates};
 use serde::{Deserialize, Serialize};
 
 use crate::ConnectorError;
@@ -15,6 +16,11 @@ use crate::ConnectorError;
 /// it: a password in the URL is refused, and the client takes the user and password
 /// from `RIFFLE_REDIS_USERNAME` and `RIFFLE_REDIS_PASSWORD` (or
 /// `RIFFLE_REDIS_PASSWORD_FILE`).
+///
+/// A `rediss://` URL connects over TLS: the server's certificate must chain to a
+/// CA of the PEM file `tls_ca` (else to the system's trusted roots) and name the
+/// host in the URL; `tls_cert` with `tls_key` is a client certificate for servers
+/// that verify clients (`tls-auth-clients yes`).
 ///
 /// ```
 /// use riffle_connectors::redis::RedisSettings;
@@ -29,6 +35,17 @@ pub struct RedisSettings {
     /// How long connecting and one command may take, in ms.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// A PEM file of the CA certificates that sign the server's certificate
+    /// (`rediss://` URLs only); the system's trusted roots otherwise.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for servers that verify clients; goes with
+    /// `tls_key`.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -46,6 +63,9 @@ impl RedisSettings {
         Self {
             url: url.into(),
             timeout_ms: default_timeout_ms(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
@@ -59,6 +79,27 @@ impl RedisSettings {
     /// The same settings with another timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout_ms = timeout.as_millis() as u64;
+        self
+    }
+
+    /// The same settings trusting the CA certificates of the PEM file `ca` (and
+    /// only those) to sign the server's certificate (a `rediss://` URL).
+    ///
+    /// ```
+    /// use riffle_connectors::redis::RedisSettings;
+    /// let s = RedisSettings::new("rediss://cache.internal:6380").tls_ca("/etc/riffle/redis-ca.pem");
+    /// assert!(s.tls_ca.is_some());
+    /// ```
+    pub fn tls_ca(mut self, ca: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(ca.into());
+        self
+    }
+
+    /// The same settings presenting a client certificate (PEM files of the
+    /// certificate and its private key) to a server that verifies clients.
+    pub fn tls_identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls_cert = Some(cert.into());
+        self.tls_key = Some(key.into());
         self
     }
 
@@ -107,8 +148,46 @@ impl RedisSettings {
         if let Some(password) = password {
             redis_settings = redis_settings.set_password(password);
         }
-        redis::Client::open(info.set_redis_settings(redis_settings))
-            .map_err(|e| self.error("not a Redis URL").caused_by(e))
+        let info = info.set_redis_settings(redis_settings);
+        let tls = self.tls_files()?;
+        let tls_url = self.url.starts_with("rediss://");
+        crate::tls::install_provider();
+        match tls {
+            None => redis::Client::open(info),
+            Some(_) if !tls_url => {
+                return Err(
+                    self.error("tls_ca, tls_cert and tls_key are for TLS: use a rediss:// URL")
+                );
+            }
+            Some(certs) => redis::Client::build_with_tls(info, certs),
+        }
+        .map_err(|e| self.error("not a Redis URL").caused_by(e))
+    }
+
+    /// The CA and client certificate files, read, when any is set.
+    fn tls_files(&self) -> Result<Option<TlsCertificates>, ConnectorError> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| {
+                self.error(format!("cannot read {}", path.display()))
+                    .caused_by(e)
+            })
+        };
+        let client_tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(ClientTlsConfig {
+                client_cert: read(cert)?,
+                client_key: read(key)?,
+            }),
+            (None, None) => None,
+            _ => return Err(self.error("tls_cert and tls_key go together: give both or neither")),
+        };
+        let root_cert = self.tls_ca.as_ref().map(read).transpose()?;
+        if client_tls.is_none() && root_cert.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(TlsCertificates {
+            client_tls,
+            root_cert,
+        }))
     }
 
     /// A connection that reconnects by itself after the server went away.
@@ -122,7 +201,16 @@ impl RedisSettings {
         self.client()?
             .get_connection_manager_with_config(config)
             .await
-            .map_err(|e| self.error("cannot connect").caused_by(e))
+            .map_err(|e| {
+                let why = match crate::tls::refusal_in_words(&e) {
+                    Some(refused) => format!("cannot connect over TLS: {refused}"),
+                    None if self.url.starts_with("rediss://") => {
+                        "cannot connect over TLS (does the port speak TLS?)".to_string()
+                    }
+                    None => "cannot connect".to_string(),
+                };
+                self.error(why).caused_by(e)
+            })
     }
 }
 
