@@ -572,9 +572,15 @@ def raises(step_id: str, up: Stream) -> None:
 
 
 JoinInsertMode = Literal["first", "last", "product"]
-"""Which values of a side a :func:`join` keeps: only ``"last"`` (the latest
-value of each side) is built; ``"first"`` and ``"product"`` are refused with a
-``ValueError``."""
+"""Which values of each side a :func:`join` keeps for a key:
+
+- ``"first"``: the first value of each side; later values of that side are
+  dropped.
+- ``"last"``: the latest value of each side.
+- ``"product"``: every value of each side; the join emits one tuple per
+  combination (the cross product of the sides, like a SQL cross join), the
+  last side varying fastest as in :func:`itertools.product`.
+"""
 
 JoinEmitMode = Literal["complete", "final", "running"]
 """When a :func:`join` emits: ``"complete"`` once every side has a value for
@@ -588,9 +594,15 @@ def join(
     insert_mode: JoinInsertMode = "last",
     emit_mode: JoinEmitMode = "complete",
 ) -> KeyedStream:
-    """Joins keyed streams per key: emits ``(key, (v1, v2, ...))`` with the latest
-    value of each side, in the order of ``sides``; ``None`` for a side that has
-    sent nothing for the key (``"running"`` and ``"final"`` modes).
+    """Joins keyed streams per key: emits ``(key, (v1, v2, ...))`` with a value
+    of each side, in the order of ``sides``; ``None`` for a side that has sent
+    nothing for the key (``"running"`` and ``"final"`` modes).
+
+    ``insert_mode`` (:data:`JoinInsertMode`) says which values of a side are
+    kept: the first, the last (the default), or all of them, in which case one
+    tuple per combination is emitted. ``emit_mode`` (:data:`JoinEmitMode`) says
+    when. The kept values are state in Rust, per key on the worker that owns
+    the key, snapshotted under recovery.
 
     >>> flow = Dataflow("users")
     >>> names = op.input("names", flow, TestingSource([("1", "ada"), ("2", "bo")]))
@@ -600,6 +612,19 @@ def join(
     >>> run_main(flow)
     >>> out
     [('1', ('ada', 'ada@example.com'))]
+
+    With ``insert_mode="product"`` every value of a side meets every value of
+    the others:
+
+    >>> flow = Dataflow("orders")
+    >>> orders = op.input("orders", flow, TestingSource([("ada", "tea"), ("ada", "jam")]))
+    >>> cards = op.input("cards", flow, TestingSource([("ada", "visa")]))
+    >>> out = []
+    >>> joined = op.join("join", orders, cards, insert_mode="product", emit_mode="final")
+    >>> op.output("out", joined, TestingSink(out))
+    >>> run_main(flow)
+    >>> out
+    [('ada', ('tea', 'visa')), ('ada', ('jam', 'visa'))]
     """
     return _riffle.join(step_id, list(sides), insert_mode, emit_mode)
 
