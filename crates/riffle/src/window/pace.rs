@@ -110,7 +110,14 @@ impl Pace {
     fn announced_at(&self, step: &str, part: PartId, watermark: Millis, now: Instant) {
         if let Some(pace) = self.steps().get_mut(step) {
             let heard = pace.parts.entry(part).or_insert((watermark, now));
+            let before = heard.0;
             *heard = (heard.0.max(watermark), now);
+            // The slowest partition moved: the least watermark kept may now be its
+            // old one, which would hold the others (and itself) back against a
+            // pace nobody keeps any more.
+            if pace.slowest.is_some_and(|(least, _)| least >= before) {
+                pace.slowest = None;
+            }
         }
     }
 
@@ -183,5 +190,27 @@ mod tests {
             !pace.holds_back_at(9, at(102)),
             "a partition the window does not read"
         );
+    }
+
+    #[test]
+    fn the_slowest_partition_is_never_held_back_by_its_own_old_watermark() {
+        let pace = Pace::default();
+        let t0 = Instant::now();
+        let at = |us: u64| t0 + Duration::from_micros(us);
+        pace.join("w", 1_000);
+        pace.announced_at("w", 7, 0, at(0));
+        pace.announced_at("w", 8, 500, at(0));
+        assert!(!pace.holds_back_at(7, at(10)));
+        // Within the cache's refresh, 7 runs more than the drift ahead of where
+        // it was, but it is still the slowest partition: nothing holds it.
+        pace.announced_at("w", 7, 5_000, at(100));
+        assert!(!pace.holds_back_at(8, at(110)), "8 is now the slowest");
+        assert!(pace.holds_back_at(7, at(120)), "7 is 4,500 ahead of 8");
+        // A lone partition never waits for itself.
+        pace.join("alone", 1_000);
+        pace.announced_at("alone", 1, 0, at(0));
+        assert!(!pace.holds_back_at(1, at(1)));
+        pace.announced_at("alone", 1, 50_000, at(2));
+        assert!(!pace.holds_back_at(1, at(3)));
     }
 }
