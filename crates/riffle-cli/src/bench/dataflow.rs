@@ -344,7 +344,8 @@ impl SinkPartition for Tally {
 
     fn write_batch(&mut self, items: Vec<Self::Item>) -> riffle::Result<()> {
         let counted: u64 = items.iter().map(|(_, (_, n))| n).sum();
-        self.windows.fetch_add(items.len() as u64, Ordering::Relaxed);
+        self.windows
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
         self.counted.fetch_add(counted, Ordering::Relaxed);
         Ok(())
     }
@@ -401,7 +402,10 @@ fn windowed(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     let combined = windows.live.combined();
     let counts = out.take();
     let (closed, counted) = if collect {
-        (counts.len() as u64, counts.iter().map(|(_, (_, n))| n).sum())
+        (
+            counts.len() as u64,
+            counts.iter().map(|(_, (_, n))| n).sum(),
+        )
     } else {
         (
             tally.windows.load(Ordering::Relaxed),
