@@ -55,6 +55,37 @@ const FAST_FOR: Duration = Duration::from_secs(2);
 /// The pause between tries once a peer has been missing for [`FAST_FOR`].
 const RETRY_SLOW: Duration = Duration::from_millis(200);
 
+/// The first pause of the accepting side, which polls its listeners (and again
+/// after each connection it accepts).
+const ACCEPT_FIRST: Duration = Duration::from_millis(1);
+
+/// The pauses between tries, of connecting and of accepting alike: doubling
+/// from the first up to [`RETRY_MAX`] for [`FAST_FOR`], then [`RETRY_SLOW`].
+struct Backoff {
+    started: Instant,
+    pause: Duration,
+}
+
+impl Backoff {
+    fn new(first: Duration) -> Self {
+        Self {
+            started: Instant::now(),
+            pause: first,
+        }
+    }
+
+    /// Sleeps before the next try (never past `deadline`).
+    fn sleep(&mut self, now: Instant, deadline: Instant) {
+        let wait = if now - self.started < FAST_FOR {
+            self.pause
+        } else {
+            RETRY_SLOW
+        };
+        std::thread::sleep(wait.min(deadline.saturating_duration_since(now)));
+        self.pause = (self.pause * 2).min(RETRY_MAX);
+    }
+}
+
 /// The longest a single connection attempt may take (a peer on another machine
 /// that does not answer at all).
 const ATTEMPT_MAX: Duration = Duration::from_secs(2);
@@ -149,8 +180,7 @@ fn call(
     timeout: Duration,
 ) -> Result<TcpStream> {
     let target = address.split_whitespace().next().unwrap_or(address);
-    let started = Instant::now();
-    let mut pause = RETRY_FIRST;
+    let mut backoff = Backoff::new(RETRY_FIRST);
     loop {
         let last_error = match attempt(target, deadline) {
             Ok(mut stream) => {
@@ -171,13 +201,7 @@ fn call(
                  within {timeout:?}: {last_error}"
             )));
         }
-        let wait = if now - started < FAST_FOR {
-            pause
-        } else {
-            RETRY_SLOW
-        };
-        std::thread::sleep(wait.min(deadline - now));
-        pause = (pause * 2).min(RETRY_MAX);
+        backoff.sleep(now, deadline);
     }
 }
 
@@ -209,8 +233,7 @@ fn accept(
     timeout: Duration,
 ) -> Result<()> {
     let count = sockets.len();
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(1);
+    let mut backoff = Backoff::new(ACCEPT_FIRST);
     let missing = |sockets: &[Option<TcpStream>]| -> Vec<usize> {
         (process_id + 1..count)
             .filter(|&peer| sockets[peer].is_none())
@@ -249,7 +272,7 @@ fn accept(
             }
         }
         if accepted {
-            pause = Duration::from_millis(1);
+            backoff.pause = ACCEPT_FIRST;
             continue;
         }
         let now = Instant::now();
@@ -264,13 +287,7 @@ fn accept(
                  {missing} to connect"
             )));
         }
-        let wait = if now - started < FAST_FOR {
-            pause
-        } else {
-            RETRY_SLOW
-        };
-        std::thread::sleep(wait.min(deadline - now));
-        pause = (pause * 2).min(RETRY_MAX);
+        backoff.sleep(now, deadline);
     }
     Ok(())
 }
