@@ -19,17 +19,23 @@ use object_store::client::{HttpError, HttpErrorKind};
 use crate::ConnectorError;
 
 /// How long a partition waits before it tries again.
-const PAUSE: Duration = Duration::from_millis(500);
+pub(crate) const PAUSE: Duration = Duration::from_millis(500);
 
 /// Whether `error` means the server did not answer (a refused or dropped
 /// connection, a timeout, after the client's own retries): worth another try.
 /// An answer from the server, even an error, is not, nor is one it could not
 /// decode.
 pub fn went_away(error: &ConnectorError) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = error
+    error
         .cause
         .as_deref()
-        .map(|c| c as &(dyn std::error::Error + 'static));
+        .is_some_and(|c| store_went_away(c as &(dyn std::error::Error + 'static)))
+}
+
+/// Whether an object store client's `error` (or one it caused) means the server
+/// did not answer; see [`went_away`].
+pub(crate) fn store_went_away(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
     while let Some(e) = cause {
         if let Some(http) = e.downcast_ref::<HttpError>() {
             return !matches!(http.kind(), HttpErrorKind::Decode);

@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
@@ -140,6 +140,10 @@ impl<T: riffle::Data> FixedPartitionedSource for ParquetSource<T> {
     }
 }
 
+/// How long a reader waits for a store that went away mid-read (the object
+/// store client's own retries last a couple of seconds, less than a restart).
+const READ_PATIENCE: Duration = Duration::from_secs(60);
+
 /// A Parquet object in a store, read by ranges.
 struct ObjectFile {
     store: Arc<dyn ObjectStore>,
@@ -148,12 +152,36 @@ struct ObjectFile {
 }
 
 impl AsyncFileReader for ObjectFile {
+    /// A range of the object; while the server does not answer (see
+    /// [`super::outage`]), asked again every half second for up to a minute, saying
+    /// so once on stderr: reading a range again is harmless.
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            self.store
-                .get_range(&self.path, range)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
+            let mut since: Option<Instant> = None;
+            loop {
+                match self.store.get_range(&self.path, range.clone()).await {
+                    Ok(bytes) => {
+                        if since.is_some() {
+                            eprintln!("reading object {}: goes on", self.path);
+                        }
+                        return Ok(bytes);
+                    }
+                    Err(e)
+                        if super::outage::store_went_away(&e)
+                            && since.is_none_or(|s| s.elapsed() < READ_PATIENCE) =>
+                    {
+                        if since.is_none() {
+                            eprintln!(
+                                "reading object {}: the store went away: trying again ({e})",
+                                self.path
+                            );
+                            since = Some(Instant::now());
+                        }
+                        tokio::time::sleep(super::outage::PAUSE).await;
+                    }
+                    Err(e) => return Err(ParquetError::External(Box::new(e))),
+                }
+            }
         }
         .boxed()
     }
