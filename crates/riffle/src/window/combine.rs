@@ -29,7 +29,9 @@
 //! step's merge is the engine's own (not a user's session merger); on one worker
 //! there is no exchange to save.
 
-use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use hashbrown::{Equivalent, HashMap, hash_map::RawEntryMut};
 
 use super::clock::Millis;
 use super::operator::{Agg, LiveWindows, Routed};
@@ -41,8 +43,10 @@ use crate::data::{Data, Key};
 pub(crate) struct Combine<K, V, A, W> {
     windower: std::sync::Arc<W>,
     agg: Agg<K, V, A>,
-    /// Each key's partial windows: `(window, accumulator, first value's time)`.
-    open: HashMap<K, Vec<(WindowId, A, Millis)>, foldhash::fast::FixedState>,
+    /// The partial of each key and window: `(accumulator, first value's time)`.
+    /// One flat map (no list per key): an activation's partials are allocated
+    /// only as map slots, which [`Combine::flush`] drains and keeps for the next.
+    open: HashMap<(K, WindowId), (A, Millis), foldhash::fast::FixedState>,
     /// The windows of the last time placed, the span of times that fall in the
     /// same ones, and the earliest of their closes.
     windows: Vec<(WindowId, Millis)>,
@@ -94,10 +98,6 @@ impl<K: Key, V: Data, A: Data, W: Windower> Combine<K, V, A, W> {
         if self.windows.is_empty() || self.earliest_close <= heard {
             return Some((key, value));
         }
-        let partials = match self.open.get_mut(&key) {
-            Some(partials) => partials,
-            None => self.open.entry(key.clone()).or_default(),
-        };
         self.folded += 1;
         let mut value = Some(value);
         let last = self.windows.len() - 1;
@@ -107,12 +107,12 @@ impl<K: Key, V: Data, A: Data, W: Windower> Combine<K, V, A, W> {
             } else {
                 value.clone().expect("earlier windows take copies")
             };
-            match partials.iter_mut().find(|(w, _, _)| *w == id) {
-                Some((_, acc, _)) => (self.agg.fold)(acc, v, time),
-                None => {
+            match self.open.raw_entry_mut().from_key(&Slot(&key, id)) {
+                RawEntryMut::Occupied(mut slot) => (self.agg.fold)(&mut slot.get_mut().0, v, time),
+                RawEntryMut::Vacant(slot) => {
                     let mut acc = (self.agg.build)(&key);
                     (self.agg.fold)(&mut acc, v, time);
-                    partials.push((id, acc, time));
+                    slot.insert((key.clone(), id), (acc, time));
                 }
             }
         }
@@ -127,22 +127,33 @@ impl<K: Key, V: Data, A: Data, W: Windower> Combine<K, V, A, W> {
     /// Moves every partial onto `out`, to cross to its key's owner.
     pub fn flush(&mut self, out: &mut Vec<Routed<K, V, A>>) {
         self.live.add_combined(std::mem::take(&mut self.folded));
-        for (key, partials) in self.open.drain() {
-            let last = partials.len().saturating_sub(1);
-            let mut key = Some(key);
-            for (i, (window, acc, time)) in partials.into_iter().enumerate() {
-                let key = if i == last {
-                    key.take().expect("the last partial takes the key")
-                } else {
-                    key.clone().expect("earlier partials take copies")
-                };
-                out.push(Routed::Partial {
+        out.extend(
+            self.open
+                .drain()
+                .map(|((key, window), (acc, time))| Routed::Partial {
                     key,
                     window,
                     acc,
                     time,
-                });
-            }
-        }
+                }),
+        );
+    }
+}
+
+/// A key and window looked up without taking the key: hashes and compares as
+/// the `(K, WindowId)` it stands for.
+struct Slot<'k, K>(&'k K, WindowId);
+
+impl<K: Hash> Hash for Slot<'_, K> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As a tuple hashes: field by field.
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl<K: Eq> Equivalent<(K, WindowId)> for Slot<'_, K> {
+    fn equivalent(&self, (key, window): &(K, WindowId)) -> bool {
+        self.1 == *window && self.0 == key
     }
 }
