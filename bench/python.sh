@@ -26,6 +26,9 @@
 #                     seconds of bytewax each; the Rust workloads' defaults are
 #                     20M / 5M / 1M)
 #   BENCH_BATCH       source items per batch, both engines (default 1000)
+#   BENCH_PARTITIONS  partitions of the windowed input (default: one per worker of
+#                     each run, workers x processes; 1 is the single ordered
+#                     partition of the figures before 2026-12-07 15:00 UTC)
 #
 # Beside them, `workloads.py NAME --engine python` times the same user functions in
 # a plain loop with no engine (1 worker): the ceiling of anything that calls them on
@@ -45,6 +48,7 @@ processes_list="${BENCH_PROCESSES-2}"
 runs="${BENCH_RUNS:-3}"
 batch="${BENCH_BATCH:-1000}"
 limit="${BENCH_TIMEOUT:-1200}"
+partitions="${BENCH_PARTITIONS:-}"
 venv="bench/.venv-py"
 py="$venv/bin/python"
 
@@ -128,23 +132,28 @@ run_into() {
 # One engine, one workload, one shape (workers per process, processes).
 run_riffle() {
     local name="$1" workers="$2" processes="$3" items="$4"
+    local part_args=()
+    [ -n "$partitions" ] && [ "$name" = windowed ] && part_args=(--partitions "$partitions")
     if [ -n "$riffle" ]; then
         local extra=()
         [ "$processes" -gt 1 ] && extra=(-P "processes=$processes")
+        [ -n "$partitions" ] && [ "$name" = windowed ] && extra+=(-P "partitions=$partitions")
         run_into "$work/riffle.jsonl" "$riffle" bench "py-$name" --workers "$workers" \
             --runs "$runs" --items "$items" --json -P "python=$py" -P "batch=$batch" "${extra[@]}"
     else
         run_into "$work/riffle.jsonl" "$py" bench/py/workloads.py "$name" --engine riffle \
             --workers "$workers" --processes "$processes" --runs "$runs" --items "$items" \
-            --batch-size "$batch"
+            --batch-size "$batch" "${part_args[@]}"
     fi
 }
 
 run_bytewax() {
     local name="$1" workers="$2" processes="$3" items="$4"
+    local part_args=()
+    [ -n "$partitions" ] && [ "$name" = windowed ] && part_args=(--partitions "$partitions")
     run_into "$work/bytewax.jsonl" "$bytewax_py" bench/py/workloads.py "$name" --engine bytewax \
         --workers "$workers" --processes "$processes" --runs "$runs" --items "$items" \
-        --batch-size "$batch"
+        --batch-size "$batch" "${part_args[@]}"
 }
 
 for name in $workloads; do

@@ -15,7 +15,7 @@ Every measured run prints one JSON line with the fields `riffle bench --json` pr
 Usage:
 
     python workloads.py NAME [--engine riffle|bytewax|python] [--workers N] [--runs K]
-                        [--items M] [--batch-size B] [--processes P]
+                        [--items M] [--batch-size B] [--processes P] [--partitions P]
 
 `--engine python` runs no engine: the same user functions over the same input in a
 plain loop with a dict for the counts (1 worker), the ceiling of any engine that
@@ -31,7 +31,11 @@ The workloads (defaults as the Rust ones of `riffle bench NAME`):
 - `windowed` (1,000,000 events): event i has key str(i % 1000) and time
   2026-01-01T00:00:00Z + i ms -> `count_window` keyed by `lambda e: e[0]` with an
   `EventClock(lambda e: e[1], wait 0)` and 10-second `TumblingWindower`s aligned
-  to that start.
+  to that start. The events come from `--partitions P` partitions (default: one
+  per worker of the run, so every worker reads its own), partition p holding
+  events p, p + P, p + 2P, ...: every partition moves through event time at the
+  same pace, and the windows are those of one partition (the shape of the Rust
+  `riffle bench windowed -P partitions=P`).
 
 The rules, the same for every engine:
 
@@ -47,9 +51,12 @@ The rules, the same for every engine:
   its package has `riffle.testing.cluster_main`).
 - stateless and wordcount read through a `DynamicSource` giving each worker its own
   contiguous slice, `--batch-size` source items at a time (a wordcount item is a
-  line of 10 words); windowed reads `TestingSource(events, batch_size=...)`, one
-  partition in event-time order (with a zero wait, two interleaved partitions
-  would make each other's events late).
+  line of 10 words); windowed reads a `FixedPartitionedSource` of `--partitions`
+  partitions, each in event-time order, `--batch-size` events at a time (riffle
+  keeps a watermark per partition, bytewax one per key, and each key's events
+  are in one partition when P divides 1000, so with a zero wait no event is late
+  on either engine; `--partitions 1` is the one ordered partition of earlier
+  figures).
 """
 
 from __future__ import annotations
@@ -93,7 +100,12 @@ def load_engine(name: str) -> SimpleNamespace:
             import riffle.operators.windowing as win
             import riffle.testing as testing
             from riffle.dataflow import Dataflow
-            from riffle.inputs import DynamicSource, StatelessSourcePartition
+            from riffle.inputs import (
+                DynamicSource,
+                FixedPartitionedSource,
+                StatefulSourcePartition,
+                StatelessSourcePartition,
+            )
             from riffle.run import cli_main
 
             def run_workers(flow, workers):
@@ -105,7 +117,12 @@ def load_engine(name: str) -> SimpleNamespace:
             import bytewax.operators.windowing as win
             import bytewax.testing as testing
             from bytewax.dataflow import Dataflow
-            from bytewax.inputs import DynamicSource, StatelessSourcePartition
+            from bytewax.inputs import (
+                DynamicSource,
+                FixedPartitionedSource,
+                StatefulSourcePartition,
+                StatelessSourcePartition,
+            )
 
             def run_workers(flow, workers):
                 testing.cluster_main(flow, [], 0, worker_count_per_proc=workers)
@@ -136,6 +153,8 @@ def load_engine(name: str) -> SimpleNamespace:
         TestingSink=testing.TestingSink,
         DynamicSource=DynamicSource,
         StatelessSourcePartition=StatelessSourcePartition,
+        FixedPartitionedSource=FixedPartitionedSource,
+        StatefulSourcePartition=StatefulSourcePartition,
         run_main=testing.run_main,
         run_workers=run_workers,
         cluster_main=getattr(testing, "cluster_main", None),
@@ -180,6 +199,17 @@ def windowed_events(events: int) -> list[tuple[str, datetime]]:
     return [(keys[i % WINDOW_KEYS], WINDOW_START + i * ms) for i in range(events)]
 
 
+def windowed_counts(events: int) -> dict:
+    """The count of every (key, window id) of `windowed_events(events)`."""
+    per_window = WINDOW_LENGTH // timedelta(milliseconds=1)
+    counts = {}
+    for w in range(-(-events // per_window)):
+        n = min(events, (w + 1) * per_window) - w * per_window
+        for k in range(min(WINDOW_KEYS, n)):
+            counts[(str(k), w)] = n // WINDOW_KEYS + (1 if k < n % WINDOW_KEYS else 0)
+    return counts
+
+
 def slice_source(engine, items, length: int, batch_size: int):
     """A DynamicSource: worker w of n reads items[length*w//n : length*(w+1)//n]."""
 
@@ -207,12 +237,43 @@ def slice_source(engine, items, length: int, batch_size: int):
     return SliceSource()
 
 
+def interleaved_source(engine, items: list, partitions: int, batch_size: int):
+    """A FixedPartitionedSource of `partitions` partitions: partition p reads
+    items[p], items[p + partitions], ... in that order, `batch_size` at a time."""
+
+    class StridePartition(engine.StatefulSourcePartition):
+        def __init__(self, first: int, resume_state) -> None:
+            self.pos = first if resume_state is None else resume_state
+
+        def next_batch(self):
+            if self.pos >= len(items):
+                raise StopIteration()
+            stop = self.pos + batch_size * partitions
+            batch = items[self.pos : stop : partitions]
+            self.pos = stop
+            return batch
+
+        def snapshot(self):
+            return self.pos
+
+    class StrideSource(engine.FixedPartitionedSource):
+        def list_parts(self):
+            # Zero-padded: sorted names are in partition order.
+            return [f"part{p:04d}" for p in range(partitions)]
+
+        def build_part(self, step_id, for_part, resume_state):
+            return StridePartition(int(for_part[len("part") :]), resume_state)
+
+    return StrideSource()
+
+
 # ---------------------------------------------------------------------------
-# Workloads: build(engine, items, batch_size) -> (flow, sinks); check(items, sinks)
-# -> checksum fields, or SystemExit on a wrong result.
+# Workloads: build(engine, items, batch_size, partitions) -> (flow, sinks);
+# check(items, sinks) -> checksum fields, or SystemExit on a wrong result.
+# `partitions` is the windowed input's (the others give each worker a slice).
 
 
-def build_stateless(e, items: int, batch_size: int):
+def build_stateless(e, items: int, batch_size: int, partitions: int):
     out: list = []
     flow = e.Dataflow("py-stateless")
     nums = e.op.input("inp", flow, slice_source(e, range(items), items, batch_size))
@@ -231,7 +292,7 @@ def check_stateless(items: int, sinks: dict) -> dict:
     return {"checksum": count}
 
 
-def build_wordcount(e, items: int, batch_size: int):
+def build_wordcount(e, items: int, batch_size: int, partitions: int):
     lines = wordcount_lines(items)
     out: list = []
     flow = e.Dataflow("py-wordcount")
@@ -251,12 +312,12 @@ def check_wordcount(items: int, sinks: dict) -> dict:
     return {"distinct": len(out), "top": [[w, c] for w, c in top]}
 
 
-def build_windowed(e, items: int, batch_size: int):
+def build_windowed(e, items: int, batch_size: int, partitions: int):
     events = windowed_events(items)
     out: list = []
     late: list = []
     flow = e.Dataflow("py-windowed")
-    inp = e.op.input("inp", flow, e.TestingSource(events, batch_size=batch_size))
+    inp = e.op.input("inp", flow, interleaved_source(e, events, partitions, batch_size))
     clock = e.win.EventClock(lambda ev: ev[1], wait_for_system_duration=timedelta(0))
     windower = e.win.TumblingWindower(length=WINDOW_LENGTH, align_to=WINDOW_START)
     counted = e.win.count_window("count", inp, clock, windower, lambda ev: ev[0])
@@ -270,6 +331,13 @@ def check_windowed(items: int, sinks: dict) -> dict:
     late = len(sinks["late"])
     if counted + late != items:
         raise SystemExit(f"py-windowed: counted {counted} and {late} late of {items} events")
+    # With none late, every (key, window) once with the count one ordered
+    # partition gives it, however many partitions and processes read them.
+    got: dict = {}
+    for k, (w, c) in sinks["out"]:
+        got[(k, w)] = got.get((k, w), 0) + c
+    if late == 0 and (len(got) != len(sinks["out"]) or got != windowed_counts(items)):
+        raise SystemExit(f"py-windowed: the {len(sinks['out'])} window counts are not those of the events")
     return {"windows": len(sinks["out"]), "counted": counted, "late": late}
 
 
@@ -394,7 +462,7 @@ def single_run(args, items: int) -> dict:
         seconds = time.perf_counter() - start
         cpu = cpu_seconds() - cpu_start
         return report_of(args, engine, items, seconds, cpu) | check(items, sinks)
-    flow, sinks = build(engine, items, args.batch_size)
+    flow, sinks = build(engine, items, args.batch_size, args.partitions)
     if args.processes > 1:
         # Every process has generated its input: start the clocks together.
         wait_for_peers(args.barrier, args.proc_id, args.processes)
@@ -433,6 +501,7 @@ def report_of(args, engine, items: int, seconds: float, cpu: float) -> dict:
         # waited for a core (a shared machine) or for the GIL.
         "cpu_seconds": cpu,
         "batch_size": args.batch_size,
+        **({"partitions": args.partitions} if args.name == "windowed" else {}),
     }
 
 
@@ -463,6 +532,8 @@ def child_command(args, items: int) -> list[str]:
         str(items),
         "--batch-size",
         str(args.batch_size),
+        "--partitions",
+        str(args.partitions),
         "--single-run",
     ]
 
@@ -530,6 +601,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="run as this many processes over loopback TCP, each with --workers threads",
     )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=0,
+        help="windowed: partitions of the input (default: workers x processes)",
+    )
     parser.add_argument("--single-run", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--proc-id", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--addresses", default="", help=argparse.SUPPRESS)
@@ -542,6 +619,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--engine python is one plain loop: 1 worker, 1 process")
     if args.batch_size < 1 or items < 1:
         parser.error("--batch-size and --items must be at least 1")
+    if args.partitions < 0:
+        parser.error("--partitions must be at least 1 (0: one per worker)")
+    if args.partitions == 0:
+        args.partitions = args.workers * args.processes
 
     if args.single_run:
         print(json.dumps(single_run(args, items), default=str), flush=True)

@@ -19,7 +19,11 @@
 //! stop on that once the item is on its way, so the step that feeds an exchange
 //! checks its items first ([`Failures::unsendable`]): the run fails naming the step
 //! that produced the item, its type and pickle's reason, caused by pickle's
-//! exception.
+//! exception. A keyed aggregation that pre-aggregates checks the partial
+//! accumulators its user's function makes, which are what it sends
+//! ([`Failures::unsendable_accumulator`]), and a value that crosses unchecked
+//! (`crate::unchecked`) fails the same way where it arrives and is needed, caused
+//! by an exception made again from what pickle said on the sending process.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -112,9 +116,41 @@ impl Failures {
              cannot pickle an item of type {item_type}{inside}: {}",
             summary(py, &refused.error)
         );
-        let raised = riffle_error(py, format!("step {producer:?}: {what}"), Some(producer));
-        raised.set_cause(py, Some(refused.error.clone_ref(py)));
-        self.keep(producer, refused.error, Some(what));
+        self.refuse(py, producer, what, refused.error)
+    }
+
+    /// Records that the accumulator of step `step_id`, of type `acc_type`, cannot
+    /// be sent to another process, where the owner of its key combines it with
+    /// the other workers' (a keyed aggregation that pre-aggregates before its
+    /// exchange), and returns the exception that stops the run: a `RiffleError`
+    /// naming the step, the type and pickle's reason, caused by pickle's exception.
+    pub(crate) fn unsendable_accumulator(
+        &self,
+        py: Python<'_>,
+        step_id: &str,
+        acc_type: &str,
+        refused: crate::wire::Unsendable,
+    ) -> PyErr {
+        let inside = if refused.type_name == acc_type {
+            String::new()
+        } else {
+            format!(" (the {} inside it)", refused.type_name)
+        };
+        let what = format!(
+            "its accumulator cannot be sent to another process, where the owner of its \
+             key combines it with the other workers' partial results: cannot pickle an \
+             accumulator of type {acc_type}{inside}: {}",
+            summary(py, &refused.error)
+        );
+        self.refuse(py, step_id, what, refused.error)
+    }
+
+    /// Keeps `error` as the run's failure at `step_id`, described by `what`, and
+    /// returns the `RiffleError` that says so, caused by `error`.
+    fn refuse(&self, py: Python<'_>, step_id: &str, what: String, error: PyErr) -> PyErr {
+        let raised = riffle_error(py, format!("step {step_id:?}: {what}"), Some(step_id));
+        raised.set_cause(py, Some(error.clone_ref(py)));
+        self.keep(step_id, error, Some(what));
         raised
     }
 

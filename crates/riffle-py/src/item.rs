@@ -15,7 +15,9 @@
 //!
 //! In a cluster, an object `pickle` cannot handle would make the encoding fail
 //! inside the engine's exchange, where a run cannot stop cleanly; the steps that
-//! feed an exchange call [`check_sendable`] on each item first.
+//! feed an exchange call [`check_sendable`] on each item first, and the keyed
+//! aggregations that pre-aggregate before their exchange call
+//! [`check_accumulator`] on each accumulator their user's function makes.
 
 use std::fmt;
 
@@ -106,6 +108,22 @@ pub(crate) fn check_sendable<C: Carrier>(
     crate::wire::check(value).map_err(|refused| {
         let item_type = crate::wire::type_name(value);
         failures.unsendable(py, producer, consumer, &item_type, refused)
+    })
+}
+
+/// Checks that `acc`, an accumulator that step `step_id` made and may send to
+/// another process (a keyed aggregation that pre-aggregates before its
+/// exchange), can be encoded: a `riffle.RiffleError` naming the step (recorded in
+/// `failures`) if it cannot. Only a clustered run needs it.
+pub(crate) fn check_accumulator(
+    py: Python<'_>,
+    acc: &Bound<'_, PyAny>,
+    failures: &Failures,
+    step_id: &str,
+) -> PyResult<()> {
+    crate::wire::check(acc).map_err(|refused| {
+        let acc_type = crate::wire::type_name(acc);
+        failures.unsendable_accumulator(py, step_id, &acc_type, refused)
     })
 }
 

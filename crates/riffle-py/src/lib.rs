@@ -82,6 +82,7 @@ mod signals;
 mod sinks;
 mod stateful;
 mod testing_source;
+mod unchecked;
 mod windows;
 mod wire;
 mod workers;

@@ -18,6 +18,11 @@
 //! process (a keyed step sends it to the worker owning its key, which may be
 //! elsewhere), so an object `pickle` refuses stops the run naming the step that
 //! produced it, instead of failing inside the engine's exchange.
+//! `reduce_final` pre-aggregates: each worker reduces the values it holds and
+//! sends the owner of the key its partial accumulator, so in a clustered run
+//! every accumulator its reducer makes there is checked too, and one `pickle`
+//! refuses stops the run naming the `reduce_final` step (the owner's merges
+//! stay where they are made and are not checked).
 //!
 //! An exception from a user function is recorded in the flow's
 //! [`Failures`](crate::failure::Failures) with the user's step id. Batch steps then
@@ -33,7 +38,7 @@ use riffle::Stream;
 
 use crate::dataflow::{Port, PyDataflow, PyStream};
 use crate::failure::{Failures, build_error, callable};
-use crate::item::{Carrier, PyItem, check_sendable};
+use crate::item::{Carrier, PyItem, check_accumulator, check_sendable};
 use crate::sinks::PySink;
 use crate::testing_source::{Entry, MarkedSource};
 
@@ -886,11 +891,15 @@ pub(crate) fn reduce_final(
     let flow = claim(up, step_id)?;
     let failures = flow.failures.clone();
     let id: Arc<str> = step_id.into();
-    let reduce = move |acc: PyItem, value: PyItem| -> PyItem {
+    // `checked`: the result is a partial accumulator that may cross to another
+    // process (see `check_accumulator`); a merged one stays on the key's owner.
+    let reduce = move |acc: PyItem, value: PyItem, checked: bool| -> PyItem {
         crate::attach::attach(|py| {
-            f.bind(py)
-                .call1((acc.bind(py), value.bind(py)))
-                .map(PyItem::from)
+            let acc = f.bind(py).call1((acc.bind(py), value.bind(py)))?;
+            if checked && failures.clustered() {
+                check_accumulator(py, &acc, &failures, &id)?;
+            }
+            Ok(PyItem::from(acc))
         })
         .unwrap_or_else(|e| fail(&failures, &id, e))
     };
@@ -900,14 +909,15 @@ pub(crate) fn reduce_final(
             s.fold_final(
                 step_id,
                 |_key: &String| None::<PyItem>,
+                // The worker's pre-aggregation: its partials cross to the owner.
                 move |acc, value| {
                     Some(match acc {
-                        Some(acc) => reduce(acc, value),
+                        Some(acc) => reduce(acc, value, true),
                         None => value,
                     })
                 },
                 move |a: Option<PyItem>, b: Option<PyItem>| match (a, b) {
-                    (Some(a), Some(b)) => Some(merge(a, b)),
+                    (Some(a), Some(b)) => Some(merge(a, b, false)),
                     (a, None) => a,
                     (None, b) => b,
                 },

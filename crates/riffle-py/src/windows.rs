@@ -17,6 +17,15 @@
 //!
 //! The engine's late stream says why an item was late and when, not which window
 //! it missed, so its window id is `None`.
+//!
+//! Under several processes, values that may cross to the key's owner are checked
+//! before they leave (see `crate::item`), with two refinements where the engine
+//! combines values before its exchange (tumbling and sliding windows under an
+//! event clock, see `riffle::window`): `reduce_window` checks every partial result
+//! its reducer makes, since that is what crosses, and `count_window` checks no
+//! value before it crosses, since only counts cross but for the values that
+//! could not be counted where they were read, which the owner needs only if they
+//! are late (`crate::unchecked`).
 
 use std::time::Duration;
 
@@ -32,8 +41,9 @@ use riffle::window::{
 
 use crate::dataflow::{Port, PyStream};
 use crate::failure::{Failures, callable};
-use crate::item::{Carrier, PyItem, check_sendable};
+use crate::item::{Carrier, PyItem, check_accumulator};
 use crate::operators::{batch_step, claim, fail, keyed, str_key, type_name, upstream};
+use crate::unchecked::Unchecked;
 
 /// A value with its time in milliseconds.
 type Timed = (Millis, PyItem);
@@ -65,6 +75,13 @@ enum Agg {
     },
     Reduce(Py<PyAny>),
     Collect,
+}
+
+/// What a window step from Python computes: an aggregation of the values, or
+/// `count_window`'s count by the user's key function (whose values are needed
+/// only on the `late` stream).
+enum Computes {
+    Values(Agg),
     Count(Py<PyAny>),
 }
 
@@ -187,14 +204,14 @@ pub(crate) fn window(
         callable(step_id, name, f)
     };
     let agg = match agg {
-        "fold" => Agg::Fold {
+        "fold" => Computes::Values(Agg::Fold {
             builder: function(0, "builder")?,
             folder: function(1, "folder")?,
             merger: function(2, "merger")?,
-        },
-        "reduce" => Agg::Reduce(function(0, "reducer")?),
-        "collect" => Agg::Collect,
-        "count" => Agg::Count(function(0, "key")?),
+        }),
+        "reduce" => Computes::Values(Agg::Reduce(function(0, "reducer")?)),
+        "collect" => Computes::Values(Agg::Collect),
+        "count" => Computes::Count(function(0, "key")?),
         other => {
             return Err(PyTypeError::new_err(format!(
                 "step {step_id:?}: unknown window aggregation {other:?}"
@@ -204,7 +221,12 @@ pub(crate) fn window(
     let to_meta = callable(step_id, "to_meta", to_meta)?;
     let flow = claim(up, step_id)?;
     let failures = flow.failures.clone();
-    let built = build(py, up, step_id, &failures, clock, windower, agg, to_meta);
+    let built = match agg {
+        Computes::Values(agg) => build(py, up, step_id, &failures, clock, windower, agg, to_meta),
+        Computes::Count(key) => {
+            build_count(py, up, step_id, &failures, &clock, windower, key, to_meta)
+        }
+    };
     let (down, late, meta) = built.map_err(|e| crate::failure::build_error(py, e))?;
     let stream = |port: Port, output: &'static str| {
         PyStream::new(up.flow.clone_ref(py), step_id, port).named(output)
@@ -229,32 +251,7 @@ fn build(
     agg: Agg,
     to_meta: Py<PyAny>,
 ) -> riffle::Result<(Keyed, Keyed, Keyed)> {
-    // The values, keyed (by the user's key function for count_window).
-    let keyed_values = match &agg {
-        Agg::Count(key) => {
-            let key = key.clone_ref(py);
-            let id = step_id.to_string();
-            let (checks, producer) = (failures.clone(), up.step_id().to_string());
-            crate::operators::on_port!(&up.port, |s| batch_step(
-                s,
-                &format!("{step_id}.by"),
-                step_id,
-                failures,
-                move |py, item, out| {
-                    let value = item.to_py(py)?;
-                    let k = key.bind(py).call1((&value,))?;
-                    let pair = (str_key(&id, "key", &k)?, PyItem::from(value));
-                    // The window sends values to the key's owner, maybe elsewhere.
-                    if checks.clustered() {
-                        check_sendable(py, &pair, &checks, &producer, &id)?;
-                    }
-                    out.push(pair);
-                    Ok(())
-                }
-            ))?
-        }
-        _ => keyed(up, step_id)?,
-    };
+    let keyed_values = keyed(up, step_id)?;
     let timed = timed(
         py,
         &keyed_values,
@@ -262,6 +259,7 @@ fn build(
         step_id,
         failures,
         &clock,
+        |value| value,
     )?;
     let engine_clock = match &clock {
         ClockSpec::System => Clock::system(),
@@ -313,10 +311,13 @@ fn build(
                 w,
                 move |(ta, a): Timed, (tb, b): Timed| {
                     let reduced = crate::attach::attach(|py| {
-                        reducer
-                            .bind(py)
-                            .call1((a.bind(py), b.bind(py)))
-                            .map(PyItem::from)
+                        let reduced = reducer.bind(py).call1((a.bind(py), b.bind(py)))?;
+                        // The reading worker's partial result may cross to the
+                        // key's owner (see `riffle::window`'s combining).
+                        if f.clustered() {
+                            check_accumulator(py, &reduced, &f, &id)?;
+                        }
+                        Ok(PyItem::from(reduced))
                     })
                     .unwrap_or_else(|e| fail(&f, &id, e));
                     (ta.max(tb), reduced)
@@ -331,69 +332,105 @@ fn build(
                 Ok(PyItem::from(list.into_any()))
             })
         }
-        Agg::Count(_) => {
-            // `timed` is keyed by the user's key already; count per key.
-            let out = timed.count_window(
-                step_id,
-                pair_clock(&clock),
-                w,
-                |(key, _): &(String, Timed)| key.clone(),
-            )?;
-            let out = WindowOut {
-                down: out.down,
-                late: out.late.map(
-                    &format!("{step_id}.unkey"),
-                    |(k, late): (String, riffle::window::Late<(String, Timed)>)| {
-                        let riffle::window::Late {
-                            value: (_, value),
-                            time,
-                            watermark,
-                            reason,
-                        } = late;
-                        (
-                            k,
-                            riffle::window::Late {
-                                value,
-                                time,
-                                watermark,
-                                reason,
-                            },
-                        )
-                    },
-                )?,
-                meta: out.meta,
-                live: out.live,
-            };
-            finish_outs(out, step_id, failures, to_meta, |py, n: u64| {
-                Ok(PyItem::from(n.into_pyobject(py)?.into_any()))
-            })
-        }
     })?;
     Ok(out)
 }
 
+/// `count_window`: the values keyed by the user's key function (`STEP.by`),
+/// timed (`STEP.time`) and counted per key and window by the engine.
+///
+/// The engine combines counts where the values are read, so a value crosses to
+/// another process only when it cannot be counted there (its count is all the
+/// owner needs) or is late (then the `late` stream shows it). The values are
+/// therefore not checked before they cross: they travel as [`Unchecked`], and
+/// one that could not be sent stops the run only if it turns out late.
+#[allow(clippy::too_many_arguments)]
+fn build_count(
+    py: Python<'_>,
+    up: &PyStream,
+    step_id: &str,
+    failures: &Failures,
+    clock: &ClockSpec,
+    windower: WindowerSpec,
+    key: Py<PyAny>,
+    to_meta: Py<PyAny>,
+) -> riffle::Result<(Keyed, Keyed, Keyed)> {
+    let id = step_id.to_string();
+    let keyed_values = crate::operators::on_port!(&up.port, |s| batch_step(
+        s,
+        &format!("{step_id}.by"),
+        step_id,
+        failures,
+        move |py, item, out| {
+            let value = item.to_py(py)?;
+            let k = key.bind(py).call1((&value,))?;
+            out.push((str_key(&id, "key", &k)?, PyItem::from(value)));
+            Ok(())
+        }
+    ))?;
+    let timed = timed(
+        py,
+        &keyed_values,
+        &format!("{step_id}.time"),
+        step_id,
+        failures,
+        clock,
+        Unchecked::from,
+    )?;
+    // The items are the keyed pairs themselves: count per key.
+    let key_of = |(key, _): &(String, Stamped)| key.clone();
+    let out = with_windower!(windower, |w| timed.count_window(
+        step_id,
+        pair_clock(clock),
+        w,
+        key_of
+    ))?;
+    let (checks, producer, consumer) = (
+        failures.clone(),
+        up.step_id().to_string(),
+        step_id.to_string(),
+    );
+    finish_many(
+        out,
+        step_id,
+        failures,
+        to_meta,
+        |py, n: u64| Ok(vec![PyItem::from(n.into_pyobject(py)?.into_any())]),
+        move |py, (_, (_, value)): (String, Stamped)| {
+            value.into_value(py, &checks, &producer, &consumer)
+        },
+    )
+}
+
+/// A value of `count_window` with its time: not checked before it crosses.
+type Stamped = (Millis, Unchecked);
+
 /// The clock of `count_window`, whose items are the keyed pairs themselves.
-fn pair_clock(spec: &ClockSpec) -> Clock<(String, Timed)> {
+fn pair_clock<W: riffle::Data>(spec: &ClockSpec) -> Clock<(String, (Millis, W))> {
     match spec {
         ClockSpec::System => Clock::system(),
         ClockSpec::Event { lateness, .. } => {
-            Clock::event(|(_, (t, _)): &(String, Timed)| *t, *lateness)
+            Clock::event(|(_, (t, _)): &(String, (Millis, W))| *t, *lateness)
         }
     }
 }
 
-/// `rust_id` (`STEP.time`): each value with its time (0 under the system clock).
-fn timed(
+/// `rust_id` (`STEP.time`): each value with its time (0 under the system clock),
+/// as `wrap` makes it.
+fn timed<W: riffle::Data>(
     py: Python<'_>,
     keyed: &Keyed,
     rust_id: &str,
     step_id: &str,
     failures: &Failures,
     clock: &ClockSpec,
-) -> riffle::Result<Stream<(String, Timed)>> {
+    wrap: fn(PyItem) -> W,
+) -> riffle::Result<Stream<(String, (Millis, W))>> {
     let ts_getter = match clock {
         // The engine times each value itself; no Python.
-        ClockSpec::System => return keyed.map(rust_id, |(key, value)| (key, (0, value))),
+        ClockSpec::System => {
+            return keyed.map(rust_id, move |(key, value)| (key, (0, wrap(value))));
+        }
         ClockSpec::Event { ts_getter, .. } => ts_getter.clone_ref(py),
     };
     let id = step_id.to_string();
@@ -404,7 +441,7 @@ fn timed(
         failures,
         move |py, (key, value): (String, PyItem), out| {
             let ts = ts_getter.bind(py).call1((value.bind(py),))?;
-            out.push((key, (datetime_millis(py, &id, &ts)?, value)));
+            out.push((key, (datetime_millis(py, &id, &ts)?, wrap(value))));
             Ok(())
         },
     )
@@ -553,6 +590,7 @@ pub(crate) fn join_window(
             step_id,
             &failures,
             &clock,
+            |value| value,
         )?;
         let r = timed(
             py,
@@ -561,6 +599,7 @@ pub(crate) fn join_window(
             step_id,
             &failures,
             &clock,
+            |value| value,
         )?;
         let side_clock = || match &clock {
             ClockSpec::System => Clock::system(),

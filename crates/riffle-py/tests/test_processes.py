@@ -5,6 +5,7 @@ their types."""
 import ast
 import datetime
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -605,3 +606,189 @@ def test_the_command_line_checks_its_cluster_options(tmp_path):
     assert done.returncode != 0 and "-i must be from 0 to 1" in done.stderr
     done = riffle_run(tmp_path, "flows_mod:flow", "-p", "0")
     assert done.returncode != 0 and "-p must be at least 1" in done.stderr
+
+
+# Keyed aggregations that pre-aggregate: each worker folds what it reads and
+# sends partial results, not values, to the owner of the key. What crosses is
+# then a partial result, made by the user's function, or (count_window) a
+# value that could not be folded where it was read.
+PARTIALS = '''
+import threading, time
+from datetime import datetime, timedelta, timezone
+import riffle.operators as op
+import riffle.operators.windowing as win
+from riffle.connectors.files import DirSink
+from riffle.dataflow import Dataflow
+from riffle.inputs import FixedPartitionedSource, StatefulSourcePartition
+from riffle.testing import TestingSource
+
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+KEYS = 8
+
+
+class Held:
+    """A running total that holds a lock: pickle refuses it."""
+    def __init__(self, total):
+        self.total = total
+        self.lock = threading.Lock()
+
+
+def total(x):
+    return x.total if isinstance(x, Held) else x
+
+
+def add(acc, v):
+    return Held(total(acc) + total(v))
+
+
+def at(i):
+    return START + timedelta(seconds=i)
+
+
+def show(v):
+    return f"{v[0]}:{total(v[1])}" if isinstance(v, tuple) else str(total(v))
+
+
+def reduced(kind):
+    """Totals of 0..47 by i % 8: every worker's partial totals are Held."""
+    flow = Dataflow(kind)
+    nums = op.input("inp", flow, TestingSource(range(48), batch_size=8))
+    keyed = op.key_on("key", nums, lambda i: str(i % KEYS))
+    if kind == "reduce_final":
+        out = op.reduce_final("sum", keyed, add)
+    elif kind == "reduce_window":
+        clock = win.EventClock(at, wait_for_system_duration=timedelta(0))
+        windower = win.TumblingWindower(timedelta(seconds=10), START)
+        out = win.reduce_window("sum", keyed, clock, windower, add).down
+    else:
+        # fold_final sends the values; its accumulators stay on the owner.
+        out = op.fold_final("sum", keyed, lambda: Held(0), add)
+    op.output("out", op.map("fmt", out, lambda kv: (kv[0], f"{kv[0]} {show(kv[1])}")), DirSink("out", 2))
+    return flow
+
+
+class Events(StatefulSourcePartition):
+    """Events 0..47, one a second, each holding a lock; with `late`, after a
+    pause long enough for their watermark to reach every worker, 8 more at
+    times 0..7 s, whose window has closed."""
+
+    def __init__(self, late):
+        self.late, self.step, self.due = late, 0, 0.0
+
+    def next_batch(self):
+        if self.step == 0:
+            self.step, self.due = 1, time.monotonic() + 0.5
+            return [(i, threading.Lock()) for i in range(48)]
+        if self.step == 1 and self.late:
+            if time.monotonic() < self.due:
+                return []
+            self.step = 2
+            return [(i, threading.Lock()) for i in range(KEYS)]
+        raise StopIteration()
+
+    def snapshot(self):
+        return None
+
+
+class Source(FixedPartitionedSource):
+    def __init__(self, late):
+        self.late = late
+
+    def list_parts(self):
+        return ["events"]
+
+    def build_part(self, step_id, for_part, resume_state):
+        return Events(self.late)
+
+
+def counted(late=False):
+    flow = Dataflow("counted")
+    events = op.input("inp", flow, Source(late))
+    clock = win.EventClock(lambda e: at(e[0]), wait_for_system_duration=timedelta(0))
+    windower = win.TumblingWindower(timedelta(seconds=10), START)
+    out = win.count_window("count", events, clock, windower, lambda e: str(e[0] % KEYS))
+    op.output("out", op.map("fmt", out.down, lambda kv: (kv[0], f"{kv[0]} {kv[1][0]}:{kv[1][1]}")), DirSink("out", 2))
+    op.output("late", op.map("fmt_late", out.late, lambda kv: (kv[0], f"{kv[0]} {kv[1][1][0]}")), DirSink("late", 2))
+    return flow
+'''
+
+
+def totals_by_key(window=None):
+    """The lines `reduced` writes: `key total`, or `key window:total`."""
+    lines = []
+    for k in range(8):
+        if window is None:
+            lines.append(f"{k} {sum(i for i in range(48) if i % 8 == k)}")
+        else:
+            for w in range(5):
+                vs = [i for i in range(10 * w, min(48, 10 * w + 10)) if i % 8 == k]
+                if vs:
+                    lines.append(f"{k} {w}:{sum(vs)}")
+    return sorted(lines)
+
+
+@pytest.mark.parametrize("kind", ["reduce_final", "reduce_window"])
+def test_a_partial_result_pickle_refuses_fails_the_run_naming_the_step(tmp_path, kind):
+    (tmp_path / "partials_mod.py").write_text(PARTIALS)
+    done = riffle_run(tmp_path, f"partials_mod:reduced({kind!r})", "-p", "2")
+    assert done.returncode != 0
+    assert 'riffle.RiffleError: step "sum" failed on worker ' in done.stderr, done.stderr
+    assert (
+        "its accumulator cannot be sent to another process, where the owner of its key "
+        "combines it with the other workers' partial results: cannot pickle an accumulator "
+        "of type Held: TypeError: cannot pickle '_thread.lock' object"
+    ) in done.stderr, done.stderr
+    # Chained to pickle's own exception.
+    assert "The above exception was the direct cause" in done.stderr
+    assert "panicked" not in done.stderr and "bincode" not in done.stderr, done.stderr
+    # In one process nothing is encoded: the same flow runs.
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
+    one = riffle_run(tmp_path, f"partials_mod:reduced({kind!r})", "-w", "2")
+    assert one.returncode == 0, one.stderr
+    assert read_dir(tmp_path / "out") == totals_by_key(None if kind == "reduce_final" else "w")
+
+
+def test_an_accumulator_that_stays_with_its_key_is_not_checked(tmp_path):
+    # fold_final sends values (ints here) and folds them on the key's owner.
+    (tmp_path / "partials_mod.py").write_text(PARTIALS)
+    done = riffle_run(tmp_path, "partials_mod:reduced('fold_final')", "-p", "2")
+    assert done.returncode == 0, done.stderr
+    assert read_dir(tmp_path / "out") == totals_by_key()
+
+
+def window_counts():
+    lines = []
+    for k in range(8):
+        for w in range(5):
+            n = sum(1 for i in range(10 * w, min(48, 10 * w + 10)) if i % 8 == k)
+            if n:
+                lines.append(f"{k} {w}:{n}")
+    return sorted(lines)
+
+
+def test_count_window_counts_values_pickle_refuses_across_processes(tmp_path):
+    # Only counts (or values the owner merely counts) cross: nothing needs pickling.
+    (tmp_path / "partials_mod.py").write_text(PARTIALS)
+    done = riffle_run(tmp_path, "partials_mod:counted()", "-p", "2")
+    assert done.returncode == 0, done.stderr
+    assert read_dir(tmp_path / "out") == window_counts()
+    assert read_dir(tmp_path / "late") == []
+
+
+def test_a_late_value_pickle_refuses_fails_the_run_where_it_is_needed(tmp_path):
+    # A late value crosses as itself, to be shown on the late stream.
+    (tmp_path / "partials_mod.py").write_text(PARTIALS)
+    done = riffle_run(tmp_path, "partials_mod:counted(late=True)", "-p", "2")
+    assert done.returncode != 0
+    assert 'riffle.RiffleError: step "inp" failed on worker ' in done.stderr, done.stderr
+    assert (
+        'its output cannot be sent to another process for step "count": cannot pickle an item '
+        "of type tuple (the lock inside it): TypeError: cannot pickle '_thread.lock' object"
+    ) in done.stderr, done.stderr
+    assert "The above exception was the direct cause" in done.stderr
+    assert "panicked" not in done.stderr and "bincode" not in done.stderr, done.stderr
+    # In one process the late values are shown.
+    shutil.rmtree(tmp_path / "late", ignore_errors=True)
+    one = riffle_run(tmp_path, "partials_mod:counted(late=True)", "-w", "2")
+    assert one.returncode == 0, one.stderr
+    assert read_dir(tmp_path / "late") == sorted(f"{k} {k}" for k in range(8))

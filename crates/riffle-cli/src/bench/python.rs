@@ -24,6 +24,10 @@
 //! - `batch=N`: source items per batch (default 1000; a wordcount item is a line).
 //! - `processes=N`: run each measured run as N processes over loopback TCP, each with
 //!   `--workers` threads (needs `riffle.testing.cluster_main` in the package).
+//! - `partitions=N` (`py-windowed`): the events come from `N` partitions, partition
+//!   `p` holding events `p`, `p + N`, ... (as `windowed -P partitions=N`); the
+//!   default is one per worker of the run (`--workers` x `processes`), so every
+//!   worker reads its own share.
 //!
 //! ```text
 //! riffle bench py-wordcount --items 1000000 --workers 1,2 --runs 3 --json -P python=bench/.venv-py/bin/python
@@ -97,6 +101,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         }
         if let Some(processes) = positive(args, "processes")? {
             command.args(["--processes", &processes.to_string()]);
+        }
+        if let Some(partitions) = positive(args, "partitions")? {
+            anyhow::ensure!(
+                workload == "windowed",
+                "-P partitions= is an option of py-windowed only"
+            );
+            command.args(["--partitions", &partitions.to_string()]);
         }
     }
     let out = command
@@ -340,6 +351,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn py_windowed_reads_partitions_and_counts_as_one_partition_does() {
+        let Some(python) = std::env::var("RIFFLE_TEST_PYTHON")
+            .ok()
+            .filter(|p| !p.is_empty())
+        else {
+            eprintln!("RIFFLE_TEST_PYTHON is unset: py-windowed is not run");
+            return;
+        };
+        if check_package(&python).is_err() {
+            eprintln!("{python} has no `riffle` package: py-windowed is not run");
+            return;
+        }
+        let param = format!("python={python}");
+        // Two workers, each its own partition by default; then four partitions.
+        for (extra, partitions) in [(None, 2), (Some("partitions=4"), 4)] {
+            let mut argv = vec!["py-windowed", "--items", "30000", "-w", "2", "-P", &param];
+            argv.extend(extra.iter().flat_map(|e| ["-P", e]));
+            let reports = run(&bench_args(&argv))
+                .unwrap_or_else(|e| panic!("py-windowed on {python}: {e:#}"));
+            let r = &reports[0];
+            assert_eq!(r.extra["partitions"], partitions);
+            // 1,000 keys in each of 3 windows of 10,000 events, none late.
+            assert_eq!(r.extra["windows"], 3000);
+            assert_eq!(r.extra["counted"], 30000);
+            assert_eq!(r.extra["late"], 0);
+        }
+        let args = bench_args(&["py-wordcount", "-P", &param, "-P", "partitions=2"]);
+        let err = run(&args).unwrap_err().to_string();
+        assert!(err.contains("py-windowed only"), "{err}");
     }
 
     #[test]
