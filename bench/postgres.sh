@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The PostgreSQL benchmark, side by side on one server in one go:
 # `riffle bench connector-postgres` (rows into a table through the upsert sink and
-# through the COPY sink, then out through the source; 1 and 2 workers) and psql's
-# own COPY of the same rows (id, 100-byte payload) into a table and out of it, as
-# what the server can take. Prints one JSON line per run and appends them to
+# through the COPY sink, then out through the source, and, on a server with
+# wal_level=logical, the COPY's inserts read back as changes through PostgresCdc;
+# 1 and 2 workers) and psql's own COPY of the same rows (id, 100-byte payload) into
+# a table and out of it, and pg_recvlogical decoding those inserts through pgoutput,
+# as what the server can take. Prints one JSON line per run and appends them to
 # bench/results/<UTC date>.jsonl.
 #
 #   bench/postgres.sh
@@ -34,10 +36,14 @@ else
   bin="$RIFFLE_TEST_POSTGRES_BIN"
 fi
 
-echo "== riffle bench connector-postgres ($items x 100 B) on $url" >&2
+psql() { PGOPTIONS="-c client_min_messages=warning" "$bin/psql" "$url" -X -q -v ON_ERROR_STOP=1 "$@"; }
+cdc=false
+[ "$(psql -Atc 'SHOW wal_level')" = logical ] && cdc=true
+
+echo "== riffle bench connector-postgres ($items x 100 B, cdc=$cdc) on $url" >&2
 for workers in 1 2; do
   "$riffle" bench connector-postgres --workers "$workers" --runs "$runs" --items "$items" \
-    -P "url=$url" --json | record
+    -P "url=$url" -P "cdc=$cdc" --json | record
 done
 
 echo "== psql COPY of the same rows (the server's limit)" >&2
@@ -45,15 +51,36 @@ rows="$(mktemp)"
 riffle_at_exit "rm -f $rows"
 payload="$(head -c 100 /dev/zero | tr '\0' x)"
 awk -v n="$items" -v p="$payload" 'BEGIN { for (i = 0; i < n; i++) printf "%d\t%s\n", i, p }' >"$rows"
-psql() { PGOPTIONS="-c client_min_messages=warning" "$bin/psql" "$url" -X -q -v ON_ERROR_STOP=1 "$@"; }
 now() { date +%s.%N; }
+drop_slot() {
+  psql -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'riffle_perf_slot'" >/dev/null
+  psql -c "DROP PUBLICATION IF EXISTS riffle_perf_pub"
+}
+[ "$cdc" = true ] && riffle_at_exit "drop_slot"
 for _ in $(seq "$runs"); do
   psql -c "DROP TABLE IF EXISTS riffle_perf_copy; CREATE TABLE riffle_perf_copy (id bigint PRIMARY KEY, payload text)"
+  if [ "$cdc" = true ]; then
+    drop_slot
+    psql -c "CREATE PUBLICATION riffle_perf_pub FOR TABLE riffle_perf_copy"
+    psql -c "SELECT pg_create_logical_replication_slot('riffle_perf_slot', 'pgoutput')" >/dev/null
+  fi
   start="$(now)"
   psql -c "\\copy riffle_perf_copy FROM '$rows'"
   into="$(now)"
   psql -c "\\copy riffle_perf_copy TO '/dev/null'"
   out="$(now)"
+  if [ "$cdc" = true ]; then
+    # The server's own logical-decoding client, reading the same inserts as
+    # pgoutput messages up to the log's end after the COPY.
+    endpos="$(psql -Atc 'SELECT pg_current_wal_lsn()')"
+    from_cdc="$(now)"
+    timeout 600 "$bin/pg_recvlogical" -d "$url" --slot riffle_perf_slot --start \
+      --endpos "$endpos" --no-loop -o proto_version=1 -o publication_names=riffle_perf_pub -f /dev/null
+    to_cdc="$(now)"
+    drop_slot
+    awk -v n="$items" -v a="$from_cdc" -v b="$to_cdc" 'BEGIN {
+      printf "{\"workload\":\"pg_recvlogical\",\"phase\":\"cdc\",\"workers\":1,\"items\":%d,\"seconds\":%.3f,\"items_per_s\":%.0f}\n", n, b - a, n / (b - a) }' | record
+  fi
   for phase in into out; do
     if [ "$phase" = into ]; then from="$start" to="$into"; else from="$into" to="$out"; fi
     awk -v p="$phase" -v n="$items" -v a="$from" -v b="$to" 'BEGIN {

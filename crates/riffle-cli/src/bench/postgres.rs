@@ -9,8 +9,15 @@
 //! table back through [`PostgresSource`] by `id` (phase `out`). Each phase is one
 //! report; the time runs from the start of the flow until every row is committed
 //! (`into`, `into-copy`) or read (`out`). The tables are dropped after the run.
+//!
+//! With `-P cdc=true` (the server needs `wal_level = logical`) a publication and a
+//! replication slot are made for the second table before it is written, and phase
+//! `cdc` then reads the inserts the `COPY` made back as changes through
+//! [`PostgresCdc`] (to what was committed when it starts); the slot and the
+//! publication are dropped after the run.
+//!
 //! `bench/postgres.sh` runs it beside `psql`'s own `COPY` of the same rows in and
-//! out, as the server's limit.
+//! out, and `pg_recvlogical` decoding them through `pgoutput`, as the server's limit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +26,7 @@ use std::time::Instant;
 use riffle::sources::PartitionedGenerator;
 use riffle::{Dataflow, Execution};
 use riffle_connectors::postgres::admin::{self, Column};
-use riffle_connectors::postgres::{PostgresSettings, PostgresSink, PostgresSource};
+use riffle_connectors::postgres::{PostgresCdc, PostgresSettings, PostgresSink, PostgresSource};
 
 use super::{BenchArgs, BenchReport, param};
 
@@ -45,6 +52,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     };
     let items = args.items.unwrap_or(ITEMS);
     let size: usize = param(args, "size").map_or(Ok(100), str::parse)?;
+    let cdc: bool = param(args, "cdc").map_or(Ok(false), str::parse)?;
     let settings = PostgresSettings::new(url);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -55,8 +63,21 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         Column::new("id", "bigint NOT NULL"),
         Column::new("payload", "text"),
     ];
+    let slot = format!("riffle_bench_slot_{nanos}");
+    let publication = format!("riffle_bench_pub_{nanos}");
+    // Whatever happens from here, the tables (and the slot, which would hold the
+    // server's log back) go when the run does.
+    let _cleanup = Cleanup {
+        settings: settings.clone(),
+        tables: vec![upserted.clone(), copied.clone()],
+        slot: cdc.then(|| (slot.clone(), publication.clone())),
+    };
     admin::create_table(&settings, &upserted, &columns, &["id"])?;
     admin::create_table(&settings, &copied, &columns, &["id"])?;
+    if cdc {
+        admin::create_publication(&settings, &publication, &[&copied])?;
+        admin::create_slot(&settings, &slot)?;
+    }
     let payload = "x".repeat(size);
     let write = |phase: &str, sink: PostgresSink<Row>| -> anyhow::Result<f64> {
         let flow = Dataflow::new(format!("bench-postgres-{phase}"));
@@ -120,9 +141,52 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     out.extra
         .insert("rows_read".into(), seen.load(Ordering::Relaxed).into());
     reports.push(out);
-    let _ = admin::drop_table(&settings, &upserted);
-    let _ = admin::drop_table(&settings, &copied);
+
+    if cdc {
+        super::reset_peak_rss();
+        let changes = Dataflow::new("bench-postgres-cdc");
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = seen.clone();
+        changes
+            .input(
+                "in",
+                PostgresCdc::new(settings.clone(), &slot, &publication).tail(false),
+            )?
+            .inspect("count", move |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            })?
+            .filter("none", |_| false)?
+            .output("out", riffle::sinks::TestingSink::new())?;
+        let started = Instant::now();
+        Execution::new().workers(args.workers).run(&changes)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let read = seen.load(Ordering::Relaxed);
+        let mut cdc = report(args, "cdc", read, seconds, size, "at-least-once (changes)");
+        cdc.extra.insert("changes_read".into(), read.into());
+        cdc.extra.insert("rows_written".into(), written.into());
+        reports.push(cdc);
+    }
     Ok(reports)
+}
+
+/// Drops the bench's tables, and its replication slot and publication, when
+/// dropped itself.
+struct Cleanup {
+    settings: PostgresSettings,
+    tables: Vec<String>,
+    slot: Option<(String, String)>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some((slot, publication)) = &self.slot {
+            let _ = admin::drop_slot(&self.settings, slot);
+            let _ = admin::drop_publication(&self.settings, publication);
+        }
+        for table in &self.tables {
+            let _ = admin::drop_table(&self.settings, table);
+        }
+    }
 }
 
 fn report(
