@@ -69,7 +69,12 @@ pub mod runtime;
 pub mod sqs;
 #[cfg(feature = "tables")]
 pub mod tables;
-#[cfg(any(feature = "nats", feature = "postgres", feature = "redis"))]
+#[cfg(any(
+    feature = "nats",
+    feature = "postgres",
+    feature = "redis",
+    feature = "rabbitmq"
+))]
 mod tls;
 #[cfg(any(
     feature = "redis",

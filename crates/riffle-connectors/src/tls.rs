@@ -1,5 +1,5 @@
 //! TLS for the connectors whose clients take a rustls configuration (PostgreSQL,
-//! NATS): the configuration built from the user's options, and the words that
+//! NATS, RabbitMQ): the configuration built from the user's options, and the words that
 //! say why a handshake failed.
 //!
 //! What is checked of the server's certificate is one of three [`Verify`] levels:
@@ -15,7 +15,10 @@
 //! to choose for a caller that does not say.
 
 // Redis builds its own configuration and takes only the provider and `refusal`.
-#![cfg_attr(not(any(feature = "nats", feature = "postgres")), allow(dead_code))]
+#![cfg_attr(
+    not(any(feature = "nats", feature = "postgres", feature = "rabbitmq")),
+    allow(dead_code)
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

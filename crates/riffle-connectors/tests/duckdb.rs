@@ -352,3 +352,126 @@ fn a_second_process_on_the_same_file_is_an_error_naming_it() {
         assert!(err.contains(part), "{part} not in: {err}");
     }
 }
+
+/// A row the format cannot decode (a NULL where `Sale` wants a number) stops a
+/// strict run naming the step, the file, the query and the row's position; with
+/// dead letters it goes to the letter file (position, reason, the row as JSON)
+/// or to the step's dead-letter stream, and every other row comes through.
+#[test]
+fn rows_that_do_not_decode_stop_a_strict_run_or_go_to_the_dead_letters() {
+    use riffle::dead_letters::{DeadLetter, DeadLetters};
+    use riffle::sinks::TestingSink;
+    use riffle_connectors::format::Json;
+
+    let db = DuckdbTarget::new();
+    db.execute(
+        "CREATE TABLE sales AS SELECT i * 10 AS id, 'item' || i AS item, \
+         CASE WHEN i = 3 THEN NULL ELSE i * 1.5 END AS amount FROM range(1, 6) t(i)",
+    );
+    let source = || {
+        DuckdbSource::query(db.settings.clone(), "SELECT * FROM sales")
+            .ordered_by("id")
+            .format(Json::<Sale>::new())
+    };
+
+    let flow = Dataflow::new("strict");
+    flow.input("in", source())
+        .unwrap()
+        .output("out", TestingSink::new())
+        .unwrap();
+    let err = run_error(&flow);
+    assert!(err.contains("\"in\""), "{err}");
+    assert!(err.contains(&db.settings.server()), "{err}");
+    assert!(err.contains("at position 30"), "{err}");
+    assert!(err.contains("null"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dead.jsonl");
+    let ids = TestingSink::new();
+    let flow = Dataflow::new("to-file");
+    flow.input("in", source().dead_letters(DeadLetters::file(&file)))
+        .unwrap()
+        .map("id", |row| row.value.id)
+        .unwrap()
+        .output("out", ids.clone())
+        .unwrap();
+    riffle::run_main(&flow).unwrap();
+    assert_eq!(ids.take(), [10, 20, 40, 50]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let letter: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(letter["step_id"], "in");
+    assert_eq!(letter["position"], "30");
+    assert!(
+        letter["reason"].as_str().unwrap().contains("null"),
+        "{letter}"
+    );
+    let row: serde_json::Value = serde_json::from_str(letter["text"].as_str().unwrap()).unwrap();
+    assert_eq!(row["item"], "item3");
+    assert!(row["amount"].is_null(), "{row}");
+
+    let ids = TestingSink::new();
+    let letters = TestingSink::new();
+    let flow = Dataflow::new("to-stream");
+    let rows = flow
+        .input("in", source().dead_letters(DeadLetters::stream()))
+        .unwrap();
+    rows.map("id", |row| row.value.id)
+        .unwrap()
+        .output("out", ids.clone())
+        .unwrap();
+    rows.dead_letters()
+        .unwrap()
+        .map("letter", |l: DeadLetter| {
+            l.to_json()["position"].to_string()
+        })
+        .unwrap()
+        .output("letters", letters.clone())
+        .unwrap();
+    riffle::run_main(&flow).unwrap();
+    assert_eq!(ids.take(), [10, 20, 40, 50]);
+    assert_eq!(letters.take(), ["\"30\""]);
+}
+
+/// `admin::drop_table` removes a sink's table, what it left staged and its
+/// recorded epochs (the managed-resource delete); dropping a missing table is
+/// no error, and a sink then makes the table afresh.
+#[test]
+fn a_dropped_table_takes_its_staging_and_epochs_with_it() {
+    let db = DuckdbTarget::new();
+    let sink = DuckdbSink::<Sale>::append(db.settings.clone(), "sales").id("load");
+    let parts = sink.list_parts("out").unwrap();
+    let write = || {
+        let mut part = sink.build_part("out", &parts[0], None).unwrap();
+        part.write_batch(sales(2)).unwrap();
+        let first = part.snapshot().unwrap().unwrap();
+        part.commit(&first).unwrap();
+        part.write_batch(sales(3)[2..].to_vec()).unwrap();
+        // Staged, never committed: left behind as a crash would leave it.
+        part.snapshot().unwrap().unwrap();
+        drop(part);
+    };
+    write();
+    assert_eq!(counts(&db, "sales"), ["1x1", "2x1"]);
+    assert_eq!(
+        admin::count_rows(&db.settings, "sales__riffle_staged").unwrap(),
+        1
+    );
+    let epochs = "SELECT part FROM riffle_sink_epochs ORDER BY part";
+    assert_eq!(db.strings(epochs), ["sales#0"]);
+
+    admin::drop_table(&db.settings, "sales").unwrap();
+    assert!(admin::columns(&db.settings, "sales").unwrap().is_none());
+    assert!(
+        admin::columns(&db.settings, "sales__riffle_staged")
+            .unwrap()
+            .is_none()
+    );
+    assert!(db.strings(epochs).is_empty());
+    // Dropping what is not there is no error.
+    admin::drop_table(&db.settings, "sales").unwrap();
+
+    write();
+    assert_eq!(counts(&db, "sales"), ["1x1", "2x1"]);
+}

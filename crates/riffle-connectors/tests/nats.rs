@@ -281,3 +281,47 @@ fn wrong_credentials_are_an_error_naming_the_server_and_right_ones_read() {
         ["hello"]
     );
 }
+
+/// A Flow's consumer loop (`riffle::consume`, no Dataflow, no store) copies a
+/// stream to another through the durable consumer, and acknowledges only what
+/// the sink has published: once it ends, the consumer's acknowledgement floor
+/// is the last message and nothing waits for an acknowledgement.
+#[test]
+fn a_consumer_loop_outside_a_dataflow_copies_and_acknowledges() {
+    let Some(nats) = NatsTarget::from_env() else {
+        return;
+    };
+    let input = nats.create("consume-in", 2);
+    let output = nats.create("consume-out", 1);
+    let values: Vec<String> = (0..2000).map(|i| format!("q{i:04}")).collect();
+    nats.write(&input, &values);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let done = riffle::consume::consume(
+        "copy",
+        NatsSource::new(nats.settings.clone(), &input)
+            .durable("consume")
+            .tail(false),
+        NatsSink::new(nats.settings.clone(), format!("{output}.0")),
+        |m: NatsMessage| {
+            m.text()
+                .map(|t| NatsRecord::new(t.to_uppercase()).id(format!("copy:{}", m.sequence)))
+        },
+        &stop,
+    )
+    .unwrap();
+    assert_eq!((done.read, done.written), (2000, 2000));
+    let mut got = nats.read(&output);
+    got.sort();
+    let want: Vec<String> = values.iter().map(|v| v.to_uppercase()).collect();
+    assert_eq!(got, want);
+    let info = riffle_connectors::runtime::handle().block_on(async {
+        let client = async_nats::connect(nats.settings.servers.as_str())
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream(&input).await.unwrap();
+        stream.consumer_info("consume").await.unwrap()
+    });
+    assert_eq!(info.ack_floor.stream_sequence, 2000, "{info:?}");
+    assert_eq!(info.num_ack_pending, 0, "{info:?}");
+}

@@ -513,16 +513,42 @@ fn a_missing_slot_publication_or_table_and_an_unreachable_server_are_named() {
     );
 }
 
-/// A server left at `wal_level = replica` is refused with the setting named
-/// and how to change it, by the source and by `create_slot`.
+/// A wrong password (from `RIFFLE_POSTGRES_PASSWORD`) is an error naming the
+/// step and the server, with the server's answer as the cause; with the right
+/// one, a server left at `wal_level = replica` is refused with the setting
+/// named and how to change it, by the source and by `create_slot`.
 #[test]
-fn a_server_without_logical_wal_is_named_with_the_fix() {
+fn a_wrong_password_and_a_server_without_logical_wal_are_named() {
     let Some(server) = PostgresServer::start() else {
         return;
     };
-    // SAFETY: set before any thread of this test's process reads it.
-    unsafe { std::env::set_var("RIFFLE_POSTGRES_PASSWORD", PostgresServer::PASSWORD) };
     let settings = PostgresSettings::new(server.url());
+    let run = || {
+        let flow = Dataflow::new("cdc-wal");
+        flow.input(
+            "in",
+            PostgresCdc::new(settings.clone(), "cdc_slot", "cdc_pub"),
+        )
+        .unwrap()
+        .output("out", TestingSink::new())
+        .unwrap();
+        riffle::run_main(&flow).unwrap_err()
+    };
+    // SAFETY: this test's process runs no other thread reading the environment.
+    unsafe { std::env::set_var("RIFFLE_POSTGRES_PASSWORD", "wrong") };
+    let err = run();
+    let text = err.to_string();
+    assert!(
+        text.contains("\"in\"") && text.contains(&server.url()),
+        "{text}"
+    );
+    assert!(text.contains("password authentication failed"), "{text}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "no cause: {text}"
+    );
+
+    unsafe { std::env::set_var("RIFFLE_POSTGRES_PASSWORD", PostgresServer::PASSWORD) };
     let err = admin::create_slot(&settings, "cdc_slot")
         .unwrap_err()
         .to_string();
@@ -530,12 +556,7 @@ fn a_server_without_logical_wal_is_named_with_the_fix() {
         err.contains("wal_level is \"replica\"") && err.contains("wal_level = logical"),
         "{err}"
     );
-    let flow = Dataflow::new("cdc-wal");
-    flow.input("in", PostgresCdc::new(settings, "cdc_slot", "cdc_pub"))
-        .unwrap()
-        .output("out", TestingSink::new())
-        .unwrap();
-    let err = riffle::run_main(&flow).unwrap_err().to_string();
+    let err = run().to_string();
     assert!(
         err.contains("\"in\"") && err.contains("wal_level") && err.contains("restart"),
         "{err}"

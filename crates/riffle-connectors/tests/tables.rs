@@ -479,3 +479,61 @@ fn a_warehouse_loads_each_staged_file_once() {
     assert_eq!(now.files.len(), 2);
     assert_eq!(now.versions["counts-part-00000"], 2);
 }
+
+/// The managed-table functions on a local folder and on moto's S3: a table made
+/// before any row is a Delta table with the item type's columns that a sink
+/// appends to; making it again is a check (an item type with another type for a
+/// column is named); deleting it removes every object of its folder (the log and
+/// the data files), after which no table is there and a sink makes a new one.
+#[test]
+fn managed_delta_tables_are_made_checked_and_deleted() {
+    use riffle_connectors::tables::delta::admin;
+
+    let mut places = vec![Tables::local()];
+    places.extend(Tables::s3_from_env());
+    for tables in places {
+        let name = conformance::unique("managed");
+        let settings = tables.settings(&name);
+        assert!(!admin::table_exists(&settings).unwrap());
+        assert!(admin::create_table::<TextRow>(&settings).unwrap(), "made");
+        assert!(admin::table_exists(&settings).unwrap());
+        assert!(delta::read_table::<TextRow>(&settings).unwrap().is_empty());
+        assert!(
+            !admin::create_table::<TextRow>(&settings).unwrap(),
+            "checked"
+        );
+        let err = admin::create_table::<Numbered>(&settings)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&settings.url), "{err}");
+        assert!(err.contains("\"text\"") && err.contains("long"), "{err}");
+
+        let rows = |n: usize| -> Vec<TextRow> {
+            (0..n)
+                .map(|i| TextRow {
+                    text: format!("r{i}"),
+                })
+                .collect()
+        };
+        let mut part = DeltaSink::<TextRow>::new(settings.clone())
+            .build_part("out", "part-00000", None)
+            .unwrap();
+        part.write_batch(rows(3)).unwrap();
+        part.close().unwrap();
+        let mut got = delta::read_table::<TextRow>(&settings).unwrap();
+        got.sort_by(|a, b| a.text.cmp(&b.text));
+        assert_eq!(got, rows(3));
+
+        assert!(admin::delete_table(&settings).unwrap());
+        assert!(!admin::table_exists(&settings).unwrap());
+        assert_eq!(tables.names(&name, true), Vec::<String>::new());
+        assert!(!admin::delete_table(&settings).unwrap(), "nothing left");
+        let mut part = DeltaSink::<TextRow>::new(settings.clone())
+            .build_part("out", "part-00000", None)
+            .unwrap();
+        part.write_batch(rows(1)).unwrap();
+        part.close().unwrap();
+        assert_eq!(delta::read_table::<TextRow>(&settings).unwrap(), rows(1));
+        admin::delete_table(&settings).unwrap();
+    }
+}

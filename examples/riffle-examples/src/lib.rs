@@ -19,5 +19,6 @@ pub mod rabbitmq;
 pub mod redis;
 pub mod sqs;
 pub mod tables;
+pub mod tls;
 
 pub use dataflows::{DataflowExample, dataflows};

@@ -9,6 +9,7 @@ use riffle::context::DataflowContext;
 use riffle_connectors::nats::{NatsRecord, NatsSettings, NatsSink, NatsSource, StartAt};
 
 use crate::dataflows::words;
+use crate::tls::TlsOptions;
 
 /// The `nats-wordcount` flow: reads lines from the stream `-P stream=` on
 /// `-P servers=` (or `RIFFLE_NATS_URL`), as one partition, or one per subject of
@@ -18,7 +19,11 @@ use crate::dataflows::words;
 /// it once even when a resumed run publishes it again (`-P delivery=at-least-once`
 /// sends no ids). `-P tail=false` stops at the end of the stream. The durable
 /// consumers are named `-P durable=` (default `riffle-nats-wordcount`); without a
-/// recovery store a run goes on from what they acknowledged.
+/// recovery store a run goes on from what they acknowledged. `-P tls_ca=PEM`
+/// makes TLS required and checks the server against those CAs, `-P tls_cert=`
+/// with `-P tls_key=` gives a client certificate, and `-P creds_file=` a NATS
+/// credentials file (or `RIFFLE_NATS_CREDS`); a user and password or a token come
+/// only from the environment (see [`NatsSettings`]).
 ///
 /// ```
 /// use riffle::context::DataflowContext;
@@ -57,7 +62,17 @@ pub fn nats_wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
         })
         .unwrap_or_default();
     let durable = ctx.param_or("durable", "riffle-nats-wordcount");
-    let settings = NatsSettings::new(servers);
+    let mut settings = NatsSettings::new(servers);
+    let tls = TlsOptions::from_params(ctx, "nats-wordcount")?;
+    if let Some(ca) = tls.ca {
+        settings = settings.tls_ca(ca);
+    }
+    if let Some((cert, key)) = tls.identity {
+        settings = settings.tls_identity(cert, key);
+    }
+    if let Some(creds) = ctx.param("creds_file").filter(|c| !c.is_empty()) {
+        settings = settings.creds_file(creds);
+    }
     let counter = ctx.counter("words");
     let flow = Dataflow::new("nats-wordcount");
     flow.input(

@@ -9,6 +9,7 @@ use riffle::sinks::DirSink;
 use riffle_connectors::rabbitmq::{RabbitRecord, RabbitSettings, RabbitSink, RabbitSource};
 
 use crate::dataflows::words;
+use crate::tls::TlsOptions;
 
 /// The `rabbitmq-wordcount` flow: consumes the messages of `-P queues=A,B` on
 /// `-P url=` (or `RIFFLE_RABBITMQ_URL`), counts the words of each body, and
@@ -17,7 +18,10 @@ use crate::dataflows::words;
 /// word. `-P tail=false` stops after the messages the queues held when the run
 /// started; `-P prefetch=N` bounds what the broker delivers ahead of a commit
 /// (default 10000); `-P out-dir=PATH` writes `word,count` lines into files under
-/// `PATH` instead. Messages are acknowledged only once their counts are
+/// `PATH` instead. Over TLS (`-P url=amqps://...`), `-P tls_ca=FILE` is a PEM
+/// file of the CAs that sign the broker's certificate (the system's roots
+/// otherwise) and `-P tls_cert=FILE -P tls_key=FILE` a client certificate for
+/// brokers that verify clients. Messages are acknowledged only once their counts are
 /// published and confirmed (or, under `--recovery`, committed), so a crash loses
 /// nothing; a count may be published twice (at-least-once).
 ///
@@ -55,7 +59,14 @@ pub fn rabbitmq_wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let tail: bool = ctx.parsed_param_or("tail", true)?;
     let prefetch: u16 = ctx.parsed_param_or("prefetch", 10_000)?;
     let out_dir = ctx.param("out-dir");
-    let settings = RabbitSettings::new(url);
+    let mut settings = RabbitSettings::new(url);
+    let tls = TlsOptions::from_params(ctx, "rabbitmq-wordcount")?;
+    if let Some(ca) = tls.ca {
+        settings = settings.tls_ca(ca);
+    }
+    if let Some((cert, key)) = tls.identity {
+        settings = settings.tls_identity(cert, key);
+    }
     let counter = ctx.counter("words");
     let flow = Dataflow::new("rabbitmq-wordcount");
     let counts = flow

@@ -9,6 +9,7 @@ use riffle::sinks::DirSink;
 use riffle_connectors::redis::{RedisRecord, RedisSettings, RedisSink, RedisSource};
 
 use crate::dataflows::words;
+use crate::tls::TlsOptions;
 
 /// The `redis-wordcount` flow: reads the field `value` of the entries of
 /// `-P streams=A,B` (stream keys) on `-P url=` (or `RIFFLE_REDIS_URL`) through the
@@ -18,7 +19,10 @@ use crate::dataflows::words;
 /// `-P tail=false` stops at the streams' last entries; `-P out-dir=PATH` writes
 /// `word,count` lines into files under `PATH` instead. Entries are acknowledged
 /// only once their counts are written (or, under `--recovery`, committed), so a
-/// crash loses nothing; a count may be written twice (at-least-once).
+/// crash loses nothing; a count may be written twice (at-least-once). With a
+/// `rediss://` URL, `-P tls_ca=PEM` checks the server against those CAs (else the
+/// system's roots) and `-P tls_cert=` with `-P tls_key=` gives a client
+/// certificate; a password comes only from the environment (see [`RedisSettings`]).
 ///
 /// ```
 /// use riffle::context::DataflowContext;
@@ -49,7 +53,14 @@ pub fn redis_wordcount(ctx: &DataflowContext) -> anyhow::Result<Dataflow> {
     let out = ctx.param_or("out", &format!("{first}-counts"));
     let tail: bool = ctx.parsed_param_or("tail", true)?;
     let out_dir = ctx.param("out-dir");
-    let settings = RedisSettings::new(url);
+    let mut settings = RedisSettings::new(url);
+    let tls = TlsOptions::from_params(ctx, "redis-wordcount")?;
+    if let Some(ca) = tls.ca {
+        settings = settings.tls_ca(ca);
+    }
+    if let Some((cert, key)) = tls.identity {
+        settings = settings.tls_identity(cert, key);
+    }
     let counter = ctx.counter("words");
     let flow = Dataflow::new("redis-wordcount");
     let counts = flow

@@ -43,6 +43,19 @@
 //! settings. Queues and exchanges are made and removed by the functions of
 //! [`admin`].
 //!
+//! ## TLS
+//!
+//! Over `amqps://` the broker's certificate is verified in full: it must chain to
+//! a CA of the PEM file [`tls_ca`](RabbitSettings::tls_ca) (the system's trusted
+//! roots when none is given) and name the host of the URL (a broker reached by
+//! its address needs a certificate naming that address). A client certificate
+//! ([`tls_identity`](RabbitSettings::tls_identity): `tls_cert` and `tls_key`, PEM)
+//! answers brokers that verify their clients. A refused handshake is an error
+//! naming the broker and why (a CA that issued nothing trusted, another host
+//! name, a client certificate wanted), given at once: unlike a broker that does
+//! not answer, it is not waited out. The TLS options with an `amqp://` URL are
+//! an error rather than a plain connection.
+//!
 //! ```no_run
 //! use riffle::Dataflow;
 //! use riffle_connectors::rabbitmq::{RabbitRecord, RabbitSettings, RabbitSink, RabbitSource};

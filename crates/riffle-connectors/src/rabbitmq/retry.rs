@@ -80,13 +80,16 @@ pub(crate) fn missing(e: &ConnectorError) -> bool {
 }
 
 /// Whether connecting again may succeed: the broker did not answer or the
-/// connection broke, as opposed to the broker saying no.
+/// connection broke, as opposed to the broker saying no. A refused TLS handshake
+/// (a certificate not trusted, a client certificate wanted) is a no too, though
+/// it reaches the client as an I/O error.
 pub(crate) fn transient(e: &ConnectorError) -> bool {
     match e
         .cause
         .as_deref()
         .and_then(|c| c.downcast_ref::<lapin::Error>())
     {
+        Some(cause) if crate::tls::refusal(cause).is_some() => false,
         Some(cause) => cause.is_io_error() || !cause.is_amqp_error(),
         // No answer within the timeout.
         None => e.action.contains("within"),

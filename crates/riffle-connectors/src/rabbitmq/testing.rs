@@ -198,6 +198,12 @@ pub struct RabbitServer {
 impl RabbitServer {
     /// Starts a broker; `None` when there is no `rabbitmq-server` (the note says why).
     pub fn start() -> Option<Self> {
+        Self::start_with("")
+    }
+
+    /// Starts a broker whose `rabbitmq.conf` also holds the lines `extra_config`
+    /// (a TLS listener and its `ssl_options`, say); `None` as for [`start`](Self::start).
+    pub fn start_with(extra_config: &str) -> Option<Self> {
         let program = match std::env::var("RIFFLE_TEST_RABBITMQ_SERVER") {
             Ok(p) if !p.is_empty() => p,
             _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
@@ -212,7 +218,7 @@ impl RabbitServer {
         let dir = tempfile::tempdir().expect("a temporary folder");
         std::fs::write(
             dir.path().join("rabbitmq.conf"),
-            format!("listeners.tcp.default = {port}\nloopback_users = none\n"),
+            format!("listeners.tcp.default = {port}\nloopback_users = none\n{extra_config}\n"),
         )
         .expect("a config file");
         std::fs::write(dir.path().join("enabled_plugins"), "[].\n").expect("a plugins file");

@@ -35,6 +35,7 @@
 //! type, or the sink stops with an error naming the table and the column.
 //! Unsigned integers have no Delta type: use signed ones.
 
+pub mod admin;
 pub(crate) mod log;
 mod schema;
 mod sink;
