@@ -14,8 +14,7 @@
 //! `duckdb` Python package inserting the same rows (`executemany`, and DuckDB's
 //! own `INSERT ... SELECT` from `range`, as the engine's limit).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use riffle::recovery::{Recovery, RecoveryStore};
@@ -103,17 +102,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
 
     super::reset_peak_rss();
     let read = Dataflow::new("bench-duckdb-out");
-    let seen = Arc::new(AtomicU64::new(0));
-    let counter = seen.clone();
-    read.input(
+    let seen = super::count_and_drop(&read.input(
         "in",
         DuckdbSource::query(settings.clone(), "SELECT * FROM plain").batch_size(10_000),
-    )?
-    .inspect("count", move |_| {
-        counter.fetch_add(1, Ordering::Relaxed);
-    })?
-    .filter("none", |_| false)?
-    .output("out", riffle::sinks::TestingSink::new())?;
+    )?)?;
     let started = Instant::now();
     Execution::new()
         .workers(args.workers)

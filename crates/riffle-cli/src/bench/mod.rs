@@ -158,6 +158,24 @@ pub fn param<'a>(args: &'a BenchArgs, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// Ends `stream` in steps that count its items and keep none: the read side of a
+/// connector benchmark, whose items need not be stored. Returns the count, read
+/// after the run.
+pub fn count_and_drop<T: riffle::Data>(
+    stream: &riffle::Stream<T>,
+) -> riffle::Result<std::sync::Arc<std::sync::atomic::AtomicU64>> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let seen = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    stream
+        .inspect("count", move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })?
+        .filter("none", |_| false)?
+        .output("out", riffle::sinks::TestingSink::new())?;
+    Ok(seen)
+}
+
 /// Runs the named workload `args.runs` times at each worker count and prints each
 /// report, then the scaling ratios when there was more than one count.
 pub fn bench(app: &App, args: &BenchArgs) -> anyhow::Result<ExitCode> {

@@ -19,8 +19,7 @@
 //! `bench/postgres.sh` runs it beside `psql`'s own `COPY` of the same rows in and
 //! out, and `pg_recvlogical` decoding them through `pgoutput`, as the server's limit.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use riffle::sources::PartitionedGenerator;
@@ -121,19 +120,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
 
     super::reset_peak_rss();
     let read = Dataflow::new("bench-postgres-out");
-    let seen = Arc::new(AtomicU64::new(0));
-    let counter = seen.clone();
-    read.input(
-        "in",
-        PostgresSource::table(settings.clone(), &copied, "id")
-            .batch_size(10_000)
-            .tail(false),
-    )?
-    .inspect("count", move |_| {
-        counter.fetch_add(1, Ordering::Relaxed);
-    })?
-    .filter("none", |_| false)?
-    .output("out", riffle::sinks::TestingSink::new())?;
+    let seen = super::count_and_drop(
+        &read.input(
+            "in",
+            PostgresSource::table(settings.clone(), &copied, "id")
+                .batch_size(10_000)
+                .tail(false),
+        )?,
+    )?;
     let started = Instant::now();
     Execution::new().workers(args.workers).run(&read)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -145,18 +139,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     if cdc {
         super::reset_peak_rss();
         let changes = Dataflow::new("bench-postgres-cdc");
-        let seen = Arc::new(AtomicU64::new(0));
-        let counter = seen.clone();
-        changes
-            .input(
-                "in",
-                PostgresCdc::new(settings.clone(), &slot, &publication).tail(false),
-            )?
-            .inspect("count", move |_| {
-                counter.fetch_add(1, Ordering::Relaxed);
-            })?
-            .filter("none", |_| false)?
-            .output("out", riffle::sinks::TestingSink::new())?;
+        let seen = super::count_and_drop(&changes.input(
+            "in",
+            PostgresCdc::new(settings.clone(), &slot, &publication).tail(false),
+        )?)?;
         let started = Instant::now();
         Execution::new().workers(args.workers).run(&changes)?;
         let seconds = started.elapsed().as_secs_f64();

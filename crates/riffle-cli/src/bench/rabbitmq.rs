@@ -75,20 +75,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
 
     super::reset_peak_rss();
     let read = Dataflow::new("bench-rabbitmq-out");
-    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = seen.clone();
-    read.input(
+    let seen = super::count_and_drop(&read.input(
         "in",
         RabbitSource::new(settings.clone(), queues.clone()).tail(false),
-    )?
-    .inspect("count", move |_| {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    })?
-    .filter("none", |_| false)?
-    .output(
-        "out",
-        riffle::sinks::TestingSink::<riffle_connectors::rabbitmq::RabbitMessage>::new(),
-    )?;
+    )?)?;
     let started = Instant::now();
     Execution::new()
         .workers(args.workers)

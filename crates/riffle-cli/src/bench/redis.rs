@@ -64,21 +64,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
 
     super::reset_peak_rss();
     let read = Dataflow::new("bench-redis-out");
-    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = seen.clone();
-    read.input(
-        "in",
-        RedisSource::new(settings.clone(), streams.clone())
-            .group(format!("riffle-bench-{nanos}"))
-            .tail(false),
-    )?
-    .inspect("count", move |_| {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    })?
-    .filter("none", |_| false)?
-    .output(
-        "out",
-        riffle::sinks::TestingSink::<riffle_connectors::redis::RedisEntry>::new(),
+    let seen = super::count_and_drop(
+        &read.input(
+            "in",
+            RedisSource::new(settings.clone(), streams.clone())
+                .group(format!("riffle-bench-{nanos}"))
+                .tail(false),
+        )?,
     )?;
     let started = Instant::now();
     Execution::new().workers(args.workers).run(&read)?;
