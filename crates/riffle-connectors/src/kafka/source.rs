@@ -11,7 +11,7 @@ use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 
 use super::message::KafkaMessage;
 use super::settings::KafkaSettings;
-use crate::format::{Bytes, Format};
+use crate::format::{Bytes, Decoder, Format};
 
 /// The most messages one poll returns.
 const BATCH: usize = 4096;
@@ -38,12 +38,11 @@ pub enum StartOffset {
 pub struct KafkaSource<F = Bytes> {
     settings: KafkaSettings,
     topics: Vec<String>,
-    format: Arc<F>,
     start: StartOffset,
     group_id: Option<String>,
     tail: bool,
     discover: Option<Duration>,
-    dead_letters: Option<DeadLetters>,
+    decoder: Decoder<F>,
     /// The client [`FixedPartitionedSource::backlog`] reads with, by step id.
     backlog_reader: Mutex<Option<(String, BaseConsumer)>>,
 }
@@ -58,12 +57,11 @@ impl KafkaSource<Bytes> {
         Self {
             settings,
             topics: topics.into_iter().map(Into::into).collect(),
-            format: Arc::new(Bytes),
             start: StartOffset::Earliest,
             group_id: None,
             tail: true,
             discover: Some(Duration::from_secs(30)),
-            dead_letters: None,
+            decoder: Decoder::new(Bytes),
             backlog_reader: Mutex::default(),
         }
     }
@@ -75,12 +73,11 @@ impl<F: Format> KafkaSource<F> {
         KafkaSource {
             settings: self.settings,
             topics: self.topics,
-            format: Arc::new(format),
             start: self.start,
             group_id: self.group_id,
             tail: self.tail,
             discover: self.discover,
-            dead_letters: self.dead_letters,
+            decoder: self.decoder.format(format),
             backlog_reader: Mutex::default(),
         }
     }
@@ -117,7 +114,7 @@ impl<F: Format> KafkaSource<F> {
     /// dead-letter stream or a file, and are skipped instead of stopping the run;
     /// see [`riffle::dead_letters`]. No letter is lost to a crash.
     pub fn dead_letters(mut self, letters: DeadLetters) -> Self {
-        self.dead_letters = Some(letters);
+        self.decoder = self.decoder.dead_letters(Some(letters));
         self
     }
 
@@ -331,8 +328,7 @@ impl<F: Format> FixedPartitionedSource for KafkaSource<F> {
             topic: Arc::from(topic),
             partition,
             consumer,
-            format: self.format.clone(),
-            dead_letters: self.dead_letters.clone(),
+            decoder: self.decoder.clone(),
             settings: self.settings.clone(),
             next,
             end,
@@ -349,8 +345,7 @@ pub struct KafkaSourcePartition<F> {
     topic: Arc<str>,
     partition: i32,
     consumer: BaseConsumer,
-    format: Arc<F>,
-    dead_letters: Option<DeadLetters>,
+    decoder: Decoder<F>,
     settings: KafkaSettings,
     /// The offset of the next message to emit.
     next: i64,
@@ -389,29 +384,19 @@ impl<F: Format> KafkaSourcePartition<F> {
     ) -> riffle::Result<Option<KafkaMessage<F::Value>>> {
         let value = match m.payload() {
             None => None,
-            Some(bytes) => match self.format.decode(bytes) {
-                Ok(value) => Some(value),
-                Err(why) => {
-                    let Some(letters) = &self.dead_letters else {
-                        return Err(riffle::RiffleError::connector(
-                            &self.step_id,
-                            format!(
-                                "kafka at brokers {}: {} offset {}: {why}",
-                                self.settings.brokers,
-                                self.name,
-                                m.offset()
-                            ),
-                        ));
-                    };
-                    let position = [
-                        ("topic", (*self.topic).into()),
-                        ("partition", self.partition.into()),
-                        ("offset", m.offset().into()),
-                    ];
-                    letters.write(&self.step_id, &position, &why, bytes)?;
-                    return Ok(None);
+            Some(bytes) => {
+                let position = [
+                    ("topic", (*self.topic).into()),
+                    ("partition", self.partition.into()),
+                    ("offset", m.offset().into()),
+                ];
+                let fail = |what: String| self.settings.error(what).for_step(&self.step_id);
+                match self.decoder.decode(&self.step_id, &position, bytes, fail)? {
+                    Some(value) => Some(value),
+                    // Set aside as a dead letter.
+                    None => return Ok(None),
                 }
-            },
+            }
         };
         let headers = m
             .headers()
@@ -524,9 +509,7 @@ impl<F: Format> SourcePartition for KafkaSourcePartition<F> {
 
     fn commit(&mut self, next: &i64) -> riffle::Result<()> {
         // The letters of the records this offset passed are on disk before it counts.
-        if let Some(letters) = &self.dead_letters {
-            letters.sync(&self.step_id)?;
-        }
+        self.decoder.sync(&self.step_id)?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(*next))
             .and_then(|()| self.consumer.commit(&tpl, CommitMode::Async))

@@ -3,13 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A message read from a JetStream stream.
+/// A message read from a JetStream stream, its payload decoded by the source's
+/// format (bytes unless [`NatsSource::format`](super::NatsSource::format) says).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NatsMessage {
+pub struct NatsMessage<V = Vec<u8>> {
     /// The subject it was published to.
     pub subject: String,
-    /// Its payload.
-    pub payload: Vec<u8>,
+    /// Its payload, decoded.
+    pub payload: V,
     /// Its headers, in order (a name may repeat).
     pub headers: Vec<(String, String)>,
     /// Its sequence number in the stream: its position.
@@ -18,7 +19,7 @@ pub struct NatsMessage {
     pub timestamp_ms: i64,
 }
 
-impl NatsMessage {
+impl NatsMessage<Vec<u8>> {
     /// The payload as text, when it is UTF-8.
     ///
     /// ```

@@ -31,6 +31,15 @@
 //! when the run started (a batch read). Items are [`NatsMessage`]s: subject,
 //! payload, headers, stream sequence and time.
 //!
+//! [`NatsSource::format`] decodes payloads into typed items (`NatsMessage<T>`
+//! with a [`crate::format::Json`], [`crate::format::Utf8`], ... format). A payload
+//! the format refuses stops the run with an error naming the step, the stream,
+//! the consumer, the stream sequence and the reason, unless
+//! [`NatsSource::dead_letters`] was given: then it becomes a letter (`stream`,
+//! `consumer`, `sequence`, `reason`, the payload) of the step's dead-letter
+//! stream or file, and is acknowledged with the commit that passes it, like the
+//! messages around it (see [`riffle::dead_letters`]).
+//!
 //! ## Sink
 //!
 //! [`NatsSink`] publishes [`NatsRecord`]s to a subject (or the record's own) that a

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::message::NatsMessage;
 use super::settings::NatsSettings;
 use crate::ConnectorError;
+use crate::format::{Bytes, Decoder, Format};
 use crate::ready::Ready;
 
 /// The most messages one poll returns, and one pull request asks for.
@@ -40,7 +41,7 @@ pub enum StartAt {
 
 /// Reads a JetStream stream; see the [module docs](super).
 #[derive(Debug, Clone)]
-pub struct NatsSource {
+pub struct NatsSource<F = Bytes> {
     settings: NatsSettings,
     stream: String,
     filters: Vec<String>,
@@ -48,11 +49,12 @@ pub struct NatsSource {
     start: StartAt,
     tail: bool,
     ack_wait: Duration,
+    decoder: Decoder<F>,
 }
 
-impl NatsSource {
-    /// Reads all of `stream` as one partition, from its first message, following
-    /// new messages for ever.
+impl NatsSource<Bytes> {
+    /// Reads all of `stream` as one partition, payloads as bytes, from its first
+    /// message, following new messages for ever.
     pub fn new(settings: NatsSettings, stream: impl Into<String>) -> Self {
         Self {
             settings,
@@ -62,7 +64,48 @@ impl NatsSource {
             start: StartAt::First,
             tail: true,
             ack_wait: Duration::from_secs(30),
+            decoder: Decoder::new(Bytes),
         }
+    }
+}
+
+impl<F: Format> NatsSource<F> {
+    /// Decodes payloads with `format` ([`crate::format::Utf8`],
+    /// [`crate::format::Json`], ...): items become `NatsMessage<F::Value>`. A
+    /// payload the format refuses stops the run with an error naming the
+    /// stream, the consumer and the stream sequence, unless
+    /// [`NatsSource::dead_letters`] takes it.
+    ///
+    /// ```no_run
+    /// use riffle_connectors::format::Json;
+    /// use riffle_connectors::nats::{NatsSettings, NatsSource};
+    /// #[derive(serde::Deserialize, serde::Serialize, Clone, Debug)]
+    /// struct Order { id: u64 }
+    /// let source = NatsSource::new(NatsSettings::new("nats://127.0.0.1:4222"), "ORDERS")
+    ///     .format(Json::<Order>::new())
+    ///     .dead_letters(riffle::dead_letters::DeadLetters::stream());
+    /// ```
+    pub fn format<G: Format>(self, format: G) -> NatsSource<G> {
+        NatsSource {
+            settings: self.settings,
+            stream: self.stream,
+            filters: self.filters,
+            durable: self.durable,
+            start: self.start,
+            tail: self.tail,
+            ack_wait: self.ack_wait,
+            decoder: self.decoder.format(format),
+        }
+    }
+
+    /// Messages whose payload the format cannot decode go to `letters` (with
+    /// `stream`, `consumer`, `sequence`, `reason` and the payload), the step's
+    /// dead-letter stream or a file, and are skipped instead of stopping the
+    /// run; they are acknowledged with the commit that passes them, once their
+    /// letter is safe. See [`riffle::dead_letters`].
+    pub fn dead_letters(mut self, letters: riffle::dead_letters::DeadLetters) -> Self {
+        self.decoder = self.decoder.dead_letters(Some(letters));
+        self
     }
 
     /// Reads these subject filters of the stream, one partition each (named
@@ -156,10 +199,10 @@ fn missing_stream(
         .caused_by(e)
 }
 
-impl FixedPartitionedSource for NatsSource {
-    type Item = NatsMessage;
+impl<F: Format> FixedPartitionedSource for NatsSource<F> {
+    type Item = NatsMessage<F::Value>;
     type State = u64;
-    type Partition = NatsSourcePartition;
+    type Partition = NatsSourcePartition<F>;
 
     fn list_parts(&self, step_id: &str) -> riffle::Result<Vec<String>> {
         if self.stream.is_empty() {
@@ -245,7 +288,7 @@ impl FixedPartitionedSource for NatsSource {
         step_id: &str,
         for_part: &str,
         resume_state: Option<u64>,
-    ) -> riffle::Result<NatsSourcePartition> {
+    ) -> riffle::Result<NatsSourcePartition<F>> {
         let filter = if self.filters.is_empty() && for_part == self.stream {
             String::new()
         } else {
@@ -281,6 +324,8 @@ impl FixedPartitionedSource for NatsSource {
             name: for_part.to_string(),
             settings: self.settings.clone(),
             stream: Arc::from(self.stream.as_str()),
+            consumer: durable,
+            decoder: self.decoder.clone(),
             client,
             rx,
             ready,
@@ -304,7 +349,7 @@ struct Opened {
     end: Option<Option<u64>>,
 }
 
-impl NatsSource {
+impl<F: Format> NatsSource<F> {
     /// Makes the partition's durable consumer deliver from its position: the
     /// snapshot's sequence when resuming, else what an earlier consumer of the
     /// same name had acknowledged, else where [`NatsSource::start`] says. The
@@ -493,11 +538,14 @@ async fn read(consumer: PullConsumer, tx: mpsc::Sender<Delivery>, ready: Ready) 
 }
 
 /// One subject filter (or the whole stream) being read; made by [`NatsSource`].
-pub struct NatsSourcePartition {
+pub struct NatsSourcePartition<F = Bytes> {
     step_id: String,
     name: String,
     settings: NatsSettings,
     stream: Arc<str>,
+    /// The durable consumer's name, for dead letters.
+    consumer: String,
+    decoder: Decoder<F>,
     client: Client,
     rx: mpsc::Receiver<Delivery>,
     ready: Ready,
@@ -514,15 +562,41 @@ pub struct NatsSourcePartition {
     troubled: bool,
 }
 
-impl SourcePartition for NatsSourcePartition {
-    type Item = NatsMessage;
+impl<F: Format> NatsSourcePartition<F> {
+    /// The message with its payload decoded; `None` when it went to the dead
+    /// letters.
+    fn decode(&self, message: NatsMessage) -> riffle::Result<Option<NatsMessage<F::Value>>> {
+        let position = [
+            ("stream", (*self.stream).into()),
+            ("consumer", self.consumer.as_str().into()),
+            ("sequence", message.sequence.into()),
+        ];
+        let fail = |what: String| self.settings.error(what).for_step(&self.step_id);
+        let Some(payload) =
+            self.decoder
+                .decode(&self.step_id, &position, &message.payload, fail)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(NatsMessage {
+            subject: message.subject,
+            payload,
+            headers: message.headers,
+            sequence: message.sequence,
+            timestamp_ms: message.timestamp_ms,
+        }))
+    }
+}
+
+impl<F: Format> SourcePartition for NatsSourcePartition<F> {
+    type Item = NatsMessage<F::Value>;
     type State = u64;
 
     fn wake_on_ready(&mut self, ready: &std::task::Waker) {
         self.ready.set(ready);
     }
 
-    fn next_batch(&mut self) -> riffle::Result<Poll<NatsMessage>> {
+    fn next_batch(&mut self) -> riffle::Result<Poll<NatsMessage<F::Value>>> {
         if self.done || self.end == Some(None) {
             return Ok(Poll::Exhausted);
         }
@@ -562,7 +636,11 @@ impl SourcePartition for NatsSourcePartition {
                         self.unacked.push_back((message.sequence, reply));
                     }
                     let last = matches!(self.end, Some(Some(end)) if message.sequence >= end);
-                    items.push(message);
+                    // A payload set aside as a dead letter is still read: the
+                    // commit that passes it acknowledges it.
+                    if let Some(message) = self.decode(message)? {
+                        items.push(message);
+                    }
                     if last || (self.end.is_some() && pending == 0) {
                         self.done = true;
                         break;
@@ -604,6 +682,9 @@ impl SourcePartition for NatsSourcePartition {
     }
 
     fn commit(&mut self, next: &u64) -> riffle::Result<()> {
+        // The letters of the messages this position passed are safe before
+        // those messages are acknowledged.
+        self.decoder.sync(&self.step_id)?;
         // The consumer acknowledges cumulatively: acknowledging the last message
         // before the position acknowledges all before it.
         let mut last = None;
@@ -642,7 +723,7 @@ impl SourcePartition for NatsSourcePartition {
     }
 }
 
-impl Drop for NatsSourcePartition {
+impl<F> Drop for NatsSourcePartition<F> {
     fn drop(&mut self) {
         self.reader.abort();
     }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-/// One message consumed from a RabbitMQ queue.
+/// One message consumed from a RabbitMQ queue, its body decoded by the source's
+/// format (bytes unless [`RabbitSource::format`](super::RabbitSource::format) says).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RabbitMessage {
+pub struct RabbitMessage<V = Vec<u8>> {
     /// The queue it was consumed from.
     pub queue: Arc<str>,
     /// The exchange it was published to (empty: the default exchange).
@@ -19,11 +20,11 @@ pub struct RabbitMessage {
     pub redelivered: bool,
     /// The publisher's message id property, when it set one.
     pub message_id: Option<String>,
-    /// The body.
-    pub payload: Vec<u8>,
+    /// The body, decoded.
+    pub payload: V,
 }
 
-impl RabbitMessage {
+impl RabbitMessage<Vec<u8>> {
     /// The message of a delivery from `queue` (consumed or fetched).
     pub(crate) fn delivered(queue: &Arc<str>, d: lapin::message::Delivery) -> Self {
         Self {

@@ -22,6 +22,15 @@
 //! the run's last commit, before its connections close. Several replicas may consume the same queue: the
 //! broker shares its messages among them.
 //!
+//! [`RabbitSource::format`] decodes payloads into typed items (`RabbitMessage<T>`
+//! with a [`crate::format::Json`], [`crate::format::Utf8`], ... format). A payload
+//! the format refuses stops the run with an error naming the step, the queue, the
+//! delivery tag, the message id and the reason, unless
+//! [`RabbitSource::dead_letters`] was given: then it becomes a letter (`queue`,
+//! `delivery_tag`, `message_id`, `reason`, the payload) of the step's dead-letter
+//! stream or file, and is acknowledged with the commit that passes it, like the
+//! messages around it (see [`riffle::dead_letters`]).
+//!
 //! ## Sink
 //!
 //! [`RabbitSink`] publishes [`RabbitRecord`]s, persistent by default, either

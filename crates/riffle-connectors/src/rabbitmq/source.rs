@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::message::RabbitMessage;
 use super::retry;
 use super::settings::RabbitSettings;
+use crate::format::{Bytes, Decoder, Format};
 use crate::{ConnectorError, runtime};
 
 /// The most messages one poll returns.
@@ -30,16 +31,17 @@ pub struct RabbitPosition {
 
 /// Consumes RabbitMQ queues; see the [module docs](super).
 #[derive(Debug, Clone)]
-pub struct RabbitSource {
+pub struct RabbitSource<F = Bytes> {
     settings: RabbitSettings,
     queues: Vec<String>,
     prefetch: u16,
     tail: bool,
+    decoder: Decoder<F>,
 }
 
-impl RabbitSource {
-    /// Consumes the queues with these names on the broker of `settings`, following
-    /// new messages for ever.
+impl RabbitSource<Bytes> {
+    /// Consumes the queues with these names on the broker of `settings`, bodies
+    /// as bytes, following new messages for ever.
     pub fn new<T: Into<String>>(
         settings: RabbitSettings,
         queues: impl IntoIterator<Item = T>,
@@ -49,7 +51,43 @@ impl RabbitSource {
             queues: queues.into_iter().map(Into::into).collect(),
             prefetch: 10_000,
             tail: true,
+            decoder: Decoder::new(Bytes),
         }
+    }
+}
+
+impl<F: Format> RabbitSource<F> {
+    /// Decodes bodies with `format` ([`crate::format::Utf8`],
+    /// [`crate::format::Json`], ...): items become `RabbitMessage<F::Value>`. A
+    /// body the format refuses stops the run with an error naming the queue,
+    /// the delivery tag and the message id, unless
+    /// [`RabbitSource::dead_letters`] takes it.
+    ///
+    /// ```no_run
+    /// use riffle_connectors::format::Json;
+    /// use riffle_connectors::rabbitmq::{RabbitSettings, RabbitSource};
+    /// let source = RabbitSource::new(RabbitSettings::new("amqp://127.0.0.1:5672/%2f"), ["orders"])
+    ///     .format(Json::<serde_json::Value>::new())
+    ///     .dead_letters(riffle::dead_letters::DeadLetters::stream());
+    /// ```
+    pub fn format<G: Format>(self, format: G) -> RabbitSource<G> {
+        RabbitSource {
+            settings: self.settings,
+            queues: self.queues,
+            prefetch: self.prefetch,
+            tail: self.tail,
+            decoder: self.decoder.format(format),
+        }
+    }
+
+    /// Messages whose body the format cannot decode go to `letters` (with
+    /// `queue`, `delivery_tag`, `message_id`, `reason` and the body), the step's
+    /// dead-letter stream or a file, and are skipped instead of stopping the
+    /// run; they are acknowledged with the commit that passes them, once their
+    /// letter is safe. See [`riffle::dead_letters`].
+    pub fn dead_letters(mut self, letters: riffle::dead_letters::DeadLetters) -> Self {
+        self.decoder = self.decoder.dead_letters(Some(letters));
+        self
     }
 
     /// How many messages the broker may deliver to a partition before it has
@@ -71,10 +109,10 @@ impl RabbitSource {
     }
 }
 
-impl FixedPartitionedSource for RabbitSource {
-    type Item = RabbitMessage;
+impl<F: Format> FixedPartitionedSource for RabbitSource<F> {
+    type Item = RabbitMessage<F::Value>;
     type State = RabbitPosition;
-    type Partition = RabbitSourcePartition;
+    type Partition = RabbitSourcePartition<F>;
 
     fn list_parts(&self, step_id: &str) -> riffle::Result<Vec<String>> {
         if self.queues.is_empty() {
@@ -111,7 +149,7 @@ impl FixedPartitionedSource for RabbitSource {
         step_id: &str,
         for_part: &str,
         resume_state: Option<RabbitPosition>,
-    ) -> riffle::Result<RabbitSourcePartition> {
+    ) -> riffle::Result<RabbitSourcePartition<F>> {
         let mut reader = Reader {
             settings: self.settings.clone(),
             queue: Arc::from(for_part),
@@ -137,6 +175,7 @@ impl FixedPartitionedSource for RabbitSource {
             step_id: step_id.to_string(),
             settings: self.settings.clone(),
             queue: Arc::from(for_part),
+            decoder: self.decoder.clone(),
             batches,
             orders,
             reader: Some(task),
@@ -427,10 +466,11 @@ impl Reader {
 struct Lost(String);
 
 /// One queue being consumed; made by [`RabbitSource`].
-pub struct RabbitSourcePartition {
+pub struct RabbitSourcePartition<F = Bytes> {
     step_id: String,
     settings: RabbitSettings,
     queue: Arc<str>,
+    decoder: Decoder<F>,
     batches: mpsc::UnboundedReceiver<Read>,
     orders: mpsc::UnboundedSender<Order>,
     /// The reading task; dropping the partition closes its channels, and the
@@ -449,7 +489,34 @@ pub struct RabbitSourcePartition {
     done: bool,
 }
 
-impl RabbitSourcePartition {
+impl<F: Format> RabbitSourcePartition<F> {
+    /// The message of delivery `tag` with its body decoded; `None` when it went
+    /// to the dead letters.
+    fn decode(
+        &self,
+        tag: u64,
+        message: RabbitMessage,
+    ) -> riffle::Result<Option<RabbitMessage<F::Value>>> {
+        let position = [
+            ("queue", (*self.queue).into()),
+            ("delivery_tag", tag.into()),
+            ("message_id", message.message_id.clone().into()),
+        ];
+        let fail = |what: String| self.settings.error(what).for_step(&self.step_id);
+        let bytes = &message.payload;
+        let Some(payload) = self.decoder.decode(&self.step_id, &position, bytes, fail)? else {
+            return Ok(None);
+        };
+        Ok(Some(RabbitMessage {
+            queue: message.queue,
+            exchange: message.exchange,
+            routing_key: message.routing_key,
+            redelivered: message.redelivered,
+            message_id: message.message_id,
+            payload,
+        }))
+    }
+
     fn stopped(&self) -> riffle::RiffleError {
         self.settings
             .error(format!("the consumer of queue {:?} stopped", self.queue))
@@ -457,11 +524,11 @@ impl RabbitSourcePartition {
     }
 }
 
-impl SourcePartition for RabbitSourcePartition {
-    type Item = RabbitMessage;
+impl<F: Format> SourcePartition for RabbitSourcePartition<F> {
+    type Item = RabbitMessage<F::Value>;
     type State = RabbitPosition;
 
-    fn next_batch(&mut self) -> riffle::Result<Poll<RabbitMessage>> {
+    fn next_batch(&mut self) -> riffle::Result<Poll<RabbitMessage<F::Value>>> {
         if self.done {
             return Ok(Poll::Exhausted);
         }
@@ -480,7 +547,11 @@ impl SourcePartition for RabbitSourcePartition {
                     for (tag, message) in messages {
                         self.emitted += 1;
                         self.unacked.push_back((self.emitted, generation, tag));
-                        out.push(message);
+                        // A body set aside as a dead letter is still consumed:
+                        // the commit that passes it acknowledges it.
+                        if let Some(message) = self.decode(tag, message)? {
+                            out.push(message);
+                        }
                     }
                 }
                 Ok(Read::Done) => {
@@ -523,6 +594,9 @@ impl SourcePartition for RabbitSourcePartition {
     }
 
     fn commit(&mut self, position: &RabbitPosition) -> riffle::Result<()> {
+        // The letters of the messages this position passed are safe before
+        // those messages are acknowledged.
+        self.decoder.sync(&self.step_id)?;
         let mut last = None;
         while let Some(&(n, generation, tag)) = self.unacked.front() {
             if n > position.emitted {

@@ -8,18 +8,23 @@ use serde::{Deserialize, Serialize};
 /// [`RedisEntry::value`] reads.
 pub const VALUE_FIELD: &str = "value";
 
-/// One entry of a Redis stream, as the source read it.
+/// One entry of a Redis stream, as the source read it: its fields, and, when
+/// the source has a format ([`RedisSource::format`](super::RedisSource::format)),
+/// its `value` field decoded (`()` without one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RedisEntry {
+pub struct RedisEntry<V = ()> {
     /// The stream's key.
     pub stream: Arc<str>,
     /// The entry's id, `milliseconds-sequence` (e.g. `1718000000000-0`).
     pub id: String,
     /// Its fields and values, in the order they were added.
     pub fields: Vec<(String, Vec<u8>)>,
+    /// The field the source decodes (`value` unless it says), decoded by its
+    /// format; `()` when the source has none.
+    pub decoded: V,
 }
 
-impl RedisEntry {
+impl<V> RedisEntry<V> {
     /// The bytes of field `name`, if the entry has it.
     pub fn field(&self, name: &str) -> Option<&[u8]> {
         self.fields
@@ -32,7 +37,7 @@ impl RedisEntry {
     ///
     /// ```
     /// use riffle_connectors::redis::RedisEntry;
-    /// let e = RedisEntry { stream: "s".into(), id: "1-0".into(), fields: vec![("value".into(), b"hi".to_vec())] };
+    /// let e = RedisEntry { stream: "s".into(), id: "1-0".into(), fields: vec![("value".into(), b"hi".to_vec())], decoded: () };
     /// assert_eq!(e.value(), Some("hi"));
     /// ```
     pub fn value(&self) -> Option<&str> {

@@ -18,6 +18,16 @@
 //! the stream, the entry id and its fields. [`RedisSource::tail`]`(false)` stops
 //! each stream at the last entry it had when the run started.
 //!
+//! [`RedisSource::format`] decodes each entry's `value` field (another with
+//! [`RedisSource::value_field`]) into [`RedisEntry::decoded`], typed by a
+//! [`crate::format::Json`], [`crate::format::Utf8`], ... format. An entry the
+//! format refuses, or without the field, stops the run with an error naming the
+//! step, the stream key, the entry id and the reason, unless
+//! [`RedisSource::dead_letters`] was given: then it becomes a letter (`stream`,
+//! `id`, `reason`, the value) of the step's dead-letter stream or file, and is
+//! acknowledged (`XACK`) with the commit that passes it (see
+//! [`riffle::dead_letters`]).
+//!
 //! ## Sink
 //!
 //! [`RedisSink`] adds [`RedisRecord`]s to one or more streams (`XADD`, with an

@@ -101,6 +101,7 @@ pub(crate) fn to_entries(stream: &Arc<str>, raw: Vec<RawEntry>) -> Vec<RedisEntr
                 stream: stream.clone(),
                 id,
                 fields: fields?,
+                decoded: (),
             })
         })
         .collect()

@@ -13,6 +13,7 @@ use super::entry::RedisEntry;
 use super::reply::{self, RawEntry};
 use super::retry;
 use super::settings::RedisSettings;
+use crate::format::{Decoder, Format, NoValue};
 use crate::reader::{Batches, Reader};
 use crate::{ConnectorError, runtime};
 
@@ -47,7 +48,7 @@ pub struct RedisPosition {
 
 /// Reads Redis streams through a consumer group; see the [module docs](super).
 #[derive(Debug, Clone)]
-pub struct RedisSource {
+pub struct RedisSource<F = NoValue> {
     settings: RedisSettings,
     streams: Vec<String>,
     group: Option<String>,
@@ -55,11 +56,14 @@ pub struct RedisSource {
     start: StreamStart,
     tail: bool,
     claim_idle: Option<Duration>,
+    /// The field the format decodes; `None` while there is no format.
+    field: Option<String>,
+    decoder: Decoder<F>,
 }
 
-impl RedisSource {
+impl RedisSource<NoValue> {
     /// Reads the streams with these keys on the server of `settings`, from their
-    /// first entry, following new entries for ever.
+    /// first entry, following new entries for ever; entries as their fields.
     pub fn new<T: Into<String>>(
         settings: RedisSettings,
         streams: impl IntoIterator<Item = T>,
@@ -72,7 +76,55 @@ impl RedisSource {
             start: StreamStart::Earliest,
             tail: true,
             claim_idle: Some(Duration::from_secs(60)),
+            field: None,
+            decoder: Decoder::new(NoValue),
         }
+    }
+}
+
+impl<F: Format> RedisSource<F> {
+    /// Decodes each entry's `value` field (the one [`super::RedisRecord::new`]
+    /// writes; [`RedisSource::value_field`] picks another) with `format`
+    /// ([`crate::format::Utf8`], [`crate::format::Json`], ...) into
+    /// [`RedisEntry::decoded`]. An entry whose field is missing or that the
+    /// format refuses stops the run with an error naming the stream and the
+    /// entry id, unless [`RedisSource::dead_letters`] takes it.
+    ///
+    /// ```no_run
+    /// use riffle_connectors::format::Json;
+    /// use riffle_connectors::redis::{RedisSettings, RedisSource};
+    /// let source = RedisSource::new(RedisSettings::new("redis://127.0.0.1:6379"), ["orders"])
+    ///     .format(Json::<serde_json::Value>::new())
+    ///     .dead_letters(riffle::dead_letters::DeadLetters::stream());
+    /// ```
+    pub fn format<G: Format>(self, format: G) -> RedisSource<G> {
+        RedisSource {
+            settings: self.settings,
+            streams: self.streams,
+            group: self.group,
+            consumer: self.consumer,
+            start: self.start,
+            tail: self.tail,
+            claim_idle: self.claim_idle,
+            field: Some(self.field.unwrap_or_else(|| super::VALUE_FIELD.to_string())),
+            decoder: self.decoder.format(format),
+        }
+    }
+
+    /// The field the format decodes (default `value`).
+    pub fn value_field(mut self, name: impl Into<String>) -> Self {
+        self.field = Some(name.into());
+        self
+    }
+
+    /// Entries the format cannot decode go to `letters` (with `stream`, `id`,
+    /// `reason` and the field's value), the step's dead-letter stream or a file,
+    /// and are skipped instead of stopping the run; they are acknowledged
+    /// (`XACK`) with the commit that passes them, once their letter is safe.
+    /// See [`riffle::dead_letters`].
+    pub fn dead_letters(mut self, letters: riffle::dead_letters::DeadLetters) -> Self {
+        self.decoder = self.decoder.dead_letters(Some(letters));
+        self
     }
 
     /// The consumer group (default `riffle.{step id}`), made when missing.
@@ -117,10 +169,10 @@ impl RedisSource {
     }
 }
 
-impl FixedPartitionedSource for RedisSource {
-    type Item = RedisEntry;
+impl<F: Format> FixedPartitionedSource for RedisSource<F> {
+    type Item = RedisEntry<F::Value>;
     type State = RedisPosition;
-    type Partition = RedisSourcePartition;
+    type Partition = RedisSourcePartition<F>;
 
     fn list_parts(&self, step_id: &str) -> riffle::Result<Vec<String>> {
         if self.streams.is_empty() {
@@ -184,7 +236,7 @@ impl FixedPartitionedSource for RedisSource {
         step_id: &str,
         for_part: &str,
         resume_state: Option<RedisPosition>,
-    ) -> riffle::Result<RedisSourcePartition> {
+    ) -> riffle::Result<RedisSourcePartition<F>> {
         let settings = self.settings.clone();
         let stream = for_part.to_string();
         let group = self.group_name(step_id);
@@ -230,6 +282,8 @@ impl FixedPartitionedSource for RedisSource {
             settings: self.settings.clone(),
             stream: Arc::from(stream),
             group,
+            field: self.field.clone(),
+            decoder: self.decoder.clone(),
             batches,
             acker,
             emitted: position.emitted,
@@ -420,11 +474,14 @@ impl StreamReader {
 }
 
 /// One stream being read; made by [`RedisSource`].
-pub struct RedisSourcePartition {
+pub struct RedisSourcePartition<F = NoValue> {
     step_id: String,
     settings: RedisSettings,
     stream: Arc<str>,
     group: String,
+    /// The field the format decodes (`None`: no format).
+    field: Option<String>,
+    decoder: Decoder<F>,
     batches: Reader<Entries>,
     acker: ConnectionManager,
     /// Entries emitted so far (the position's count).
@@ -438,7 +495,48 @@ pub struct RedisSourcePartition {
     ack_error: Arc<Mutex<Option<ConnectorError>>>,
 }
 
-impl RedisSourcePartition {
+impl<F: Format> RedisSourcePartition<F> {
+    /// The entry with its field decoded; `None` when it went to the dead letters.
+    fn decode(
+        &self,
+        id: String,
+        fields: Vec<(String, Vec<u8>)>,
+    ) -> riffle::Result<Option<RedisEntry<F::Value>>> {
+        let position = [
+            ("stream", (*self.stream).into()),
+            ("id", id.as_str().into()),
+        ];
+        let fail = |what: String| self.settings.error(what).for_step(&self.step_id);
+        let value = match &self.field {
+            None => Some(&[][..]),
+            Some(name) => fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_slice()),
+        };
+        let decoded = match value {
+            Some(bytes) => self.decoder.decode(&self.step_id, &position, bytes, fail)?,
+            None => {
+                let name = self.field.as_deref().unwrap_or_default();
+                let input: serde_json::Map<String, serde_json::Value> = fields
+                    .iter()
+                    .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into()))
+                    .collect();
+                let input = serde_json::Value::Object(input).to_string();
+                let why = format!("the entry has no field {name:?}");
+                self.decoder
+                    .refuse(&self.step_id, &position, &why, input.as_bytes(), fail)?;
+                None
+            }
+        };
+        Ok(decoded.map(|decoded| RedisEntry {
+            stream: self.stream.clone(),
+            id,
+            fields,
+            decoded,
+        }))
+    }
+
     fn check_acks(&mut self) -> riffle::Result<()> {
         self.acks.retain(|t| !t.is_finished());
         let failed = self
@@ -453,22 +551,21 @@ impl RedisSourcePartition {
     }
 }
 
-impl SourcePartition for RedisSourcePartition {
-    type Item = RedisEntry;
+impl<F: Format> SourcePartition for RedisSourcePartition<F> {
+    type Item = RedisEntry<F::Value>;
     type State = RedisPosition;
 
     fn wake_on_ready(&mut self, ready: &std::task::Waker) {
         self.batches.wake_on_ready(ready);
     }
 
-    fn next_batch(&mut self) -> riffle::Result<Poll<RedisEntry>> {
+    fn next_batch(&mut self) -> riffle::Result<Poll<RedisEntry<F::Value>>> {
         self.check_acks()?;
         let mut out = Vec::new();
         while out.len() < BATCH {
             let Some(Entries { entries, claimed }) = self.batches.try_next(&self.step_id)? else {
                 break;
             };
-            let mut emitted = Vec::with_capacity(entries.len());
             for (id, fields) in entries {
                 // A claim may hand back what this partition emitted and has not
                 // acknowledged yet (it looked idle): once is enough.
@@ -479,9 +576,15 @@ impl SourcePartition for RedisSourcePartition {
                 self.unacked.push_back((self.emitted, id.clone()));
                 self.in_flight.insert(id.clone());
                 self.last_id = Some(id.clone());
-                emitted.push((id, fields));
+                // An entry deleted while pending has no fields: nothing to emit.
+                // One set aside as a dead letter is still read: the commit that
+                // passes it acknowledges it.
+                if let Some(fields) = fields
+                    && let Some(entry) = self.decode(id, fields)?
+                {
+                    out.push(entry);
+                }
             }
-            out.extend(reply::to_entries(&self.stream, emitted));
         }
         Ok(self.batches.poll(out))
     }
@@ -495,6 +598,9 @@ impl SourcePartition for RedisSourcePartition {
 
     fn commit(&mut self, position: &RedisPosition) -> riffle::Result<()> {
         self.check_acks()?;
+        // The letters of the entries this position passed are safe before those
+        // entries are acknowledged.
+        self.decoder.sync(&self.step_id)?;
         let mut ids = Vec::new();
         while self
             .unacked

@@ -5,15 +5,16 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-/// One message received from a queue.
+/// One message received from a queue, its body decoded by the source's format
+/// (text unless [`SqsSource::format`](super::SqsSource::format) says).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SqsMessage {
+pub struct SqsMessage<V = String> {
     /// The queue's name (or URL, as the source was given it).
     pub queue: Arc<str>,
     /// SQS's id of the message (stable across deliveries).
     pub message_id: String,
-    /// Its body.
-    pub body: String,
+    /// Its body, decoded.
+    pub body: V,
     /// How many times SQS has handed it out, this time included (1 on the first
     /// delivery; more after a crash, a failed delete or an expired visibility).
     pub receive_count: u32,

@@ -30,6 +30,14 @@
 //! [`SqsSource::stop_after_empty`] makes the source bounded: each reader finishes
 //! once that many receives in a row found the queue empty (tests, batch jobs).
 //!
+//! [`SqsSource::format`] decodes bodies into typed items (`SqsMessage<T>` with a
+//! [`crate::format::Json`] format; text by default). A body the format refuses
+//! stops the run with an error naming the step, the queue URL, the message id
+//! and the reason, unless [`SqsSource::dead_letters`] was given: then it becomes
+//! a letter (`queue_url`, `message_id`, `reason`, the body) of the step's
+//! dead-letter stream or file, and is deleted with the commit that passes it,
+//! like the messages around it (see [`riffle::dead_letters`]).
+//!
 //! ## Sink
 //!
 //! [`SqsSink`] sends [`SqsRecord`]s to one queue with `SendMessageBatch`: ten

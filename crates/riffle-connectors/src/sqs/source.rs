@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::client::SqsClient;
 use super::message::SqsMessage;
 use super::settings::SqsSettings;
+use crate::format::{Decoder, Format, Utf8};
 use crate::reader::{Batches, Reader};
 use crate::{ConnectorError, runtime};
 
@@ -32,18 +33,19 @@ pub struct SqsPosition {
 
 /// Reads one SQS queue; see the [module docs](super).
 #[derive(Debug, Clone)]
-pub struct SqsSource {
+pub struct SqsSource<F = Utf8> {
     settings: SqsSettings,
     queue: String,
     readers: usize,
     wait: Duration,
     visibility: Duration,
     stop_after_empty: Option<u32>,
+    decoder: Decoder<F>,
 }
 
-impl SqsSource {
+impl SqsSource<Utf8> {
     /// Reads the queue named `queue` (or at this queue URL) with one reader,
-    /// long-polling for 20 s, for ever.
+    /// bodies as text, long-polling for 20 s, for ever.
     pub fn new(settings: SqsSettings, queue: impl Into<String>) -> Self {
         Self {
             settings,
@@ -52,7 +54,44 @@ impl SqsSource {
             wait: Duration::from_secs(20),
             visibility: Duration::from_secs(30),
             stop_after_empty: None,
+            decoder: Decoder::new(Utf8),
         }
+    }
+}
+
+impl<F: Format> SqsSource<F> {
+    /// Decodes bodies with `format` ([`crate::format::Json`], ...): items
+    /// become `SqsMessage<F::Value>`. A body the format refuses stops the run
+    /// with an error naming the queue URL and the message id, unless
+    /// [`SqsSource::dead_letters`] takes it.
+    ///
+    /// ```no_run
+    /// use riffle_connectors::format::Json;
+    /// use riffle_connectors::sqs::{SqsSettings, SqsSource};
+    /// let source = SqsSource::new(SqsSettings::new("us-east-1"), "orders")
+    ///     .format(Json::<serde_json::Value>::new())
+    ///     .dead_letters(riffle::dead_letters::DeadLetters::stream());
+    /// ```
+    pub fn format<G: Format>(self, format: G) -> SqsSource<G> {
+        SqsSource {
+            settings: self.settings,
+            queue: self.queue,
+            readers: self.readers,
+            wait: self.wait,
+            visibility: self.visibility,
+            stop_after_empty: self.stop_after_empty,
+            decoder: self.decoder.format(format),
+        }
+    }
+
+    /// Messages whose body the format cannot decode go to `letters` (with
+    /// `queue_url`, `message_id`, `reason` and the body), the step's dead-letter
+    /// stream or a file, and are skipped instead of stopping the run; they are
+    /// deleted from the queue with the commit that passes them, once their
+    /// letter is safe. See [`riffle::dead_letters`].
+    pub fn dead_letters(mut self, letters: riffle::dead_letters::DeadLetters) -> Self {
+        self.decoder = self.decoder.dead_letters(Some(letters));
+        self
     }
 
     /// How many readers poll the queue (default 1): each is a partition of the
@@ -93,10 +132,10 @@ impl SqsSource {
     }
 }
 
-impl FixedPartitionedSource for SqsSource {
-    type Item = SqsMessage;
+impl<F: Format> FixedPartitionedSource for SqsSource<F> {
+    type Item = SqsMessage<F::Value>;
     type State = SqsPosition;
-    type Partition = SqsSourcePartition;
+    type Partition = SqsSourcePartition<F>;
 
     fn list_parts(&self, _step_id: &str) -> riffle::Result<Vec<String>> {
         Ok((0..self.readers)
@@ -131,7 +170,7 @@ impl FixedPartitionedSource for SqsSource {
         step_id: &str,
         for_part: &str,
         resume_state: Option<SqsPosition>,
-    ) -> riffle::Result<SqsSourcePartition> {
+    ) -> riffle::Result<SqsSourcePartition<F>> {
         let position = resume_state.unwrap_or_default();
         let queue = self.queue.clone();
         let (client, url) = runtime::handle()
@@ -171,6 +210,7 @@ impl FixedPartitionedSource for SqsSource {
             url,
             batches,
             received: position.received,
+            decoder: self.decoder.clone(),
             in_flight,
             extender,
             tasks: Vec::new(),
@@ -417,8 +457,9 @@ struct InFlight {
 }
 
 /// One reader of a queue; made by [`SqsSource`].
-pub struct SqsSourcePartition {
+pub struct SqsSourcePartition<F = Utf8> {
     step_id: String,
+    decoder: Decoder<F>,
     client: SqsClient,
     queue: Arc<str>,
     url: String,
@@ -431,15 +472,38 @@ pub struct SqsSourcePartition {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-impl SourcePartition for SqsSourcePartition {
-    type Item = SqsMessage;
+impl<F: Format> SqsSourcePartition<F> {
+    /// The message with its body decoded; `None` when it went to the dead letters.
+    fn decode(&self, message: SqsMessage) -> riffle::Result<Option<SqsMessage<F::Value>>> {
+        let position = [
+            ("queue_url", self.url.as_str().into()),
+            ("message_id", message.message_id.as_str().into()),
+        ];
+        let fail = |what: String| self.client.settings.error(what).for_step(&self.step_id);
+        let bytes = message.body.as_bytes();
+        let Some(body) = self.decoder.decode(&self.step_id, &position, bytes, fail)? else {
+            return Ok(None);
+        };
+        Ok(Some(SqsMessage {
+            queue: message.queue,
+            message_id: message.message_id,
+            body,
+            receive_count: message.receive_count,
+            group_id: message.group_id,
+            attributes: message.attributes,
+        }))
+    }
+}
+
+impl<F: Format> SourcePartition for SqsSourcePartition<F> {
+    type Item = SqsMessage<F::Value>;
     type State = SqsPosition;
 
     fn wake_on_ready(&mut self, ready: &std::task::Waker) {
         self.batches.wake_on_ready(ready);
     }
 
-    fn next_batch(&mut self) -> riffle::Result<Poll<SqsMessage>> {
+    fn next_batch(&mut self) -> riffle::Result<Poll<SqsMessage<F::Value>>> {
         self.tasks.retain(|t| !t.is_finished());
         let mut out = Vec::new();
         while out.len() < 1000 {
@@ -462,7 +526,11 @@ impl SourcePartition for SqsSourcePartition {
                     handle,
                     hidden_at: asked,
                 });
-                out.push(message);
+                // A body set aside as a dead letter is still received: the
+                // commit that passes it deletes it.
+                if let Some(message) = self.decode(message)? {
+                    out.push(message);
+                }
             }
         }
         // Once exhausted, what it holds is committed at the end of the run;
@@ -482,6 +550,9 @@ impl SourcePartition for SqsSourcePartition {
     }
 
     fn commit(&mut self, position: &SqsPosition) -> riffle::Result<()> {
+        // The letters of the messages this position passed are safe before
+        // those messages are deleted.
+        self.decoder.sync(&self.step_id)?;
         let mut handles = Vec::new();
         let mut in_flight = lock(&self.in_flight);
         while in_flight
@@ -523,7 +594,7 @@ impl SourcePartition for SqsSourcePartition {
     }
 }
 
-impl Drop for SqsSourcePartition {
+impl<F> Drop for SqsSourcePartition<F> {
     fn drop(&mut self) {
         self.batches.stop();
         self.extender.abort();
