@@ -17,6 +17,7 @@ pub mod flow;
 pub mod flow_autoscale;
 pub mod kafka;
 pub mod nats;
+pub mod objects;
 pub mod pipeline;
 pub mod postgres;
 pub mod project;
@@ -41,7 +42,7 @@ pub struct BenchArgs {
     /// The workload: stateless, wordcount, windowed, py-stateless, py-wordcount,
     /// py-windowed, py-pipeline (in Python, see bench::python), kafka, connector-nats,
     /// connector-redis, connector-rabbitmq, connector-postgres, connector-sqs,
-    /// connector-delta, connector-duckdb (with the `duckdb` feature), flow-http,
+    /// connector-delta, connector-objects, connector-duckdb (with the `duckdb` feature), flow-http,
     /// flow-consume, flow-autoscale, pipeline, udf-map, udf-reduce, ui, build-image, build-dags.
     pub name: String,
     /// Worker threads, where the workload is a dataflow; a list such as `1,2,4`
@@ -229,6 +230,7 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "connector-postgres" => postgres::run(args),
         "connector-sqs" => sqs::run(args),
         "connector-delta" => delta::run(args),
+        "connector-objects" => objects::run(args),
         #[cfg(feature = "duckdb")]
         "connector-duckdb" => duckdb::run(args),
         #[cfg(not(feature = "duckdb"))]
@@ -239,7 +241,7 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "ui" => ui::run(args),
         "build-image" | "build-dags" => project::run(args).map(|r| vec![r]),
         other => anyhow::bail!(
-            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, py-stateless, py-wordcount, py-windowed, py-pipeline, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, connector-delta, connector-duckdb, flow-http, flow-consume, flow-autoscale, pipeline, udf-map, udf-reduce, ui"
+            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, py-stateless, py-wordcount, py-windowed, py-pipeline, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, connector-delta, connector-objects, connector-duckdb, flow-http, flow-consume, flow-autoscale, pipeline, udf-map, udf-reduce, ui"
         ),
     }
 }
