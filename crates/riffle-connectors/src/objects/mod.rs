@@ -49,6 +49,15 @@
 //! # Ok::<(), riffle::RiffleError>(())
 //! ```
 //!
+//! ## A store that goes away
+//!
+//! The source's listings and reads and the sink's puts, copies and deletes are
+//! asked again every 500 ms while the store does not answer (a restart, a
+//! network cut), for a patience of 60 s ([`ObjectSource::patience`],
+//! [`ObjectSink::patience`]), said once on stderr; then the run fails naming the
+//! folder's URL. Every such request is safe to repeat: see [`went_away`] and the
+//! sink's module docs.
+//!
 //! ## Settings
 //!
 //! [`ObjectStoreSettings`] are the folder's URL and the store's non-secret
@@ -56,6 +65,7 @@
 //! (`AWS_ACCESS_KEY_ID`, ...), never from settings.
 
 mod encoding;
+pub(crate) mod outage;
 mod partitions;
 mod settings;
 mod sink;
@@ -63,8 +73,9 @@ mod source;
 pub mod testing;
 
 pub use encoding::{FileEncoding, Lines};
+pub use outage::{PATIENCE, went_away};
 #[cfg(feature = "tables")]
-pub(crate) use partitions::{ObjectPart, ObjectParts};
+pub(crate) use partitions::{ObjectPart, ObjectParts, StoreAt};
 #[cfg(feature = "tables")]
 pub(crate) use settings::Folder;
 pub use settings::ObjectStoreSettings;

@@ -3,7 +3,9 @@
 //! `tables::ParquetSource` for Parquet rows): each readable object is a
 //! partition, found by listing the folder (again every `discover` while
 //! following), read by a task of its own through [`reader`](crate::reader), its
-//! undecodable items sent to the dead letters or stopping the run.
+//! undecodable items sent to the dead letters or stopping the run. Listing and
+//! reading ride out a store that went away for the source's `patience` (see
+//! [`outage`](super::outage)).
 //!
 //! A source holds an [`ObjectParts`] and answers `list_parts`, `discover_every`
 //! and `build_part` through it; its partitions hold an [`ObjectPart`], which
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 use riffle::dead_letters::DeadLetters;
 
+use super::outage::PATIENCE;
 use super::settings::{Folder, ObjectStoreSettings};
 use super::source::list;
 use crate::ConnectorError;
@@ -34,16 +37,28 @@ pub(crate) struct ObjectParts {
     /// How often a following source lists the folder.
     pub(crate) discover: Duration,
     pub(crate) dead_letters: Option<DeadLetters>,
+    /// How long listing and reading keep trying while the store does not answer.
+    pub(crate) patience: Duration,
+}
+
+/// What a reading task reads from: the folder's settings (for errors), the
+/// opened folder, and how long it keeps trying while the store does not answer.
+pub(crate) struct StoreAt {
+    pub(crate) settings: ObjectStoreSettings,
+    pub(crate) folder: Folder,
+    pub(crate) patience: Duration,
 }
 
 impl ObjectParts {
-    /// The folder of `settings`, followed, listed every 10 s, no dead letters.
+    /// The folder of `settings`, followed, listed every 10 s, no dead letters,
+    /// an outage ridden out for [`PATIENCE`].
     pub(crate) fn new(settings: ObjectStoreSettings) -> Self {
         Self {
             settings,
             tail: true,
             discover: Duration::from_secs(10),
             dead_letters: None,
+            patience: PATIENCE,
         }
     }
 
@@ -57,7 +72,7 @@ impl ObjectParts {
     ) -> riffle::Result<Vec<String>> {
         let folder = self.settings.open(false).map_err(|e| e.for_step(step_id))?;
         let mut names = runtime::handle()
-            .block_on(list(&self.settings, &folder))
+            .block_on(list(&self.settings, &folder, self.patience))
             .map_err(|e| e.for_step(step_id))?;
         names.retain(|n| keep(n));
         if names.is_empty() && !self.tail {
@@ -71,8 +86,8 @@ impl ObjectParts {
         self.tail.then_some(self.discover)
     }
 
-    /// Starts reading `object` with `read` (handed the settings, the folder and
-    /// the object's name), and the partition's part of the work.
+    /// Starts reading `object` with `read` (handed where to read, the object's
+    /// name and where to put batches), and the partition's part of the work.
     pub(crate) fn read<B, F, R>(
         &self,
         step_id: &str,
@@ -81,17 +96,20 @@ impl ObjectParts {
     ) -> riffle::Result<(ObjectPart, Reader<B>)>
     where
         B: Send + 'static,
-        R: FnOnce(ObjectStoreSettings, Folder, String, Batches<B>) -> F,
+        R: FnOnce(StoreAt, String, Batches<B>) -> F,
         F: Future<Output = Result<(), ConnectorError>> + Send + 'static,
     {
         let folder = self.settings.open(false).map_err(|e| e.for_step(step_id))?;
         let stopped = self
             .settings
             .error(format!("the reader of object {object:?} stopped"));
-        let (settings, name) = (self.settings.clone(), object.to_string());
-        let reader = Reader::start(ROOM, stopped, |batches| {
-            read(settings, folder, name, batches)
-        });
+        let at = StoreAt {
+            settings: self.settings.clone(),
+            folder,
+            patience: self.patience,
+        };
+        let name = object.to_string();
+        let reader = Reader::start(ROOM, stopped, |batches| read(at, name, batches));
         let part = ObjectPart {
             step_id: step_id.to_string(),
             settings: self.settings.clone(),

@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::ObjectStore;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
+use super::outage::Outage;
 use crate::ConnectorError;
 
 /// A folder of objects: `s3://bucket/prefix`, `gs://bucket/prefix`,
@@ -80,6 +82,11 @@ impl ObjectStoreSettings {
     /// An error at this folder.
     pub(crate) fn error(&self, action: impl Into<String>) -> ConnectorError {
         ConnectorError::new("objects", self.url.clone(), action)
+    }
+
+    /// An outage of this folder's store, ridden out for at most `patience`.
+    pub(crate) fn outage(&self, patience: Duration) -> Outage {
+        Outage::new(format!("objects at {}", self.url), patience)
     }
 
     /// Opens the store: the options, then the provider's variables from the

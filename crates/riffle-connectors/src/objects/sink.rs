@@ -1,6 +1,16 @@
 //! The object sink: items encoded into new objects (lines by default), one per
 //! sink partition and snapshot, made visible only once the recovery store
 //! committed the snapshot.
+//!
+//! Every request rides out a store that went away, for the sink's
+//! [`patience`](ObjectSink::patience) (see [`outage`](super::outage)), and each
+//! is safe to repeat: a put writes the same bytes under the same name (a PUT
+//! is atomic: a cut-off one leaves nothing or the whole object), the move into
+//! place copies again while the staged object is still there (an atomic copy
+//! onto the same name, with the same bytes) and takes a staged object already
+//! gone for one moved before, and a delete takes a missing object for deleted.
+//! Object names come from the partition's state (run and number), never from
+//! the try, so no retry makes a second object.
 
 use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -8,8 +18,10 @@ use riffle::sinks::{FixedPartitionedSink, SinkPartition};
 use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::encoding::{FileEncoding, Lines};
+use super::outage::PATIENCE;
 use super::settings::{Folder, ObjectStoreSettings};
 use crate::{ConnectorError, runtime};
 
@@ -24,6 +36,7 @@ pub struct ObjectSink<E = Lines> {
     parts: usize,
     suffix: Option<String>,
     encoding: Arc<E>,
+    patience: Duration,
 }
 
 impl<E> Clone for ObjectSink<E> {
@@ -33,6 +46,7 @@ impl<E> Clone for ObjectSink<E> {
             parts: self.parts,
             suffix: self.suffix.clone(),
             encoding: self.encoding.clone(),
+            patience: self.patience,
         }
     }
 }
@@ -46,6 +60,7 @@ impl ObjectSink<Lines> {
             parts: 1,
             suffix: None,
             encoding: Arc::new(Lines),
+            patience: PATIENCE,
         }
     }
 }
@@ -59,6 +74,7 @@ impl<E: FileEncoding> ObjectSink<E> {
             parts: self.parts,
             suffix: self.suffix,
             encoding: Arc::new(encoding),
+            patience: self.patience,
         }
     }
 
@@ -72,6 +88,22 @@ impl<E: FileEncoding> ObjectSink<E> {
     /// The end of every object's name (default: the encoding's, `.jsonl` for lines).
     pub fn suffix(mut self, suffix: impl Into<String>) -> Self {
         self.suffix = Some(suffix.into());
+        self
+    }
+
+    /// How long a partition keeps trying a write, a move into place or a
+    /// delete while the store does not answer (default 60 s,
+    /// [`PATIENCE`](super::PATIENCE)) before the run fails naming the object.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use riffle_connectors::objects::{ObjectSink, ObjectStoreSettings};
+    /// let sink = ObjectSink::new(ObjectStoreSettings::new("s3://events/out"))
+    ///     .patience(Duration::from_secs(300));
+    /// # drop(sink);
+    /// ```
+    pub fn patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
         self
     }
 }
@@ -119,6 +151,7 @@ impl<E: FileEncoding> FixedPartitionedSink for ObjectSink<E> {
                 .clone()
                 .unwrap_or_else(|| self.encoding.suffix().to_string()),
             encoding: self.encoding.clone(),
+            patience: self.patience,
             buffer: Vec::new(),
             state: resume_state.clone().unwrap_or_else(|| ObjectSinkState {
                 run: new_run(),
@@ -156,6 +189,7 @@ pub struct ObjectSinkPartition<E: FileEncoding = Lines> {
     part: String,
     suffix: String,
     encoding: Arc<E>,
+    patience: Duration,
     buffer: Vec<E::Item>,
     state: ObjectSinkState,
 }
@@ -186,48 +220,76 @@ impl<E: FileEncoding> ObjectSinkPartition<E> {
                 .error(format!("cannot encode object {name:?}: {why}"))
         })?;
         let payload = PutPayload::from(Bytes::from(bytes));
-        let store = self.folder.store.clone();
-        runtime::handle()
-            .block_on(async move { store.put(&path, payload).await })
-            .map_err(|e| {
-                self.settings
-                    .error(format!("cannot write object {name:?}"))
-                    .caused_by(e)
-            })?;
+        let (store, path, settings) = (&self.folder.store, &path, &self.settings);
+        let mut outage = settings.outage(self.patience);
+        let doing = format!("writing object {name:?}");
+        runtime::handle().block_on(outage.patiently(&doing, || {
+            let payload = payload.clone();
+            let name = &name;
+            async move {
+                store.put(path, payload).await.map(drop).map_err(|e| {
+                    settings
+                        .error(format!("cannot write object {name:?}"))
+                        .caused_by(e)
+                })
+            }
+        }))?;
         self.state.next += 1;
         Ok(Some(n))
     }
 
-    /// Moves staged object `n` into place (nothing when it already is).
+    /// Moves staged object `n` into place (nothing when it already is): copies
+    /// it, then deletes the staged one.
     fn finish(&self, n: u64) -> Result<(), ConnectorError> {
-        let name = self.name(n);
-        let staged = self.folder.child(&format!("{STAGING}/{name}"));
-        let target = self.folder.child(&name);
-        let store = self.folder.store.clone();
-        runtime::handle().block_on(async move {
-            match store.copy(&staged, &target).await {
-                Ok(()) => {
-                    store.delete(&staged).await.map_err(|e| {
-                        self.settings
-                            .error(format!("cannot remove staged object {name:?}"))
-                            .caused_by(e)
-                    })?;
-                    Ok(())
-                }
-                Err(object_store::Error::NotFound { .. }) => {
-                    // Moved before: the object must be in place.
-                    store.head(&target).await.map(drop).map_err(|e| {
-                        self.settings
-                            .error(format!(
-                                "object {name:?} was prepared but is neither staged nor in place"
-                            ))
-                            .caused_by(e)
+        let name = &self.name(n);
+        let staged = &self.folder.child(&format!("{STAGING}/{name}"));
+        let target = &self.folder.child(name);
+        let (store, settings) = (&self.folder.store, &self.settings);
+        let error = |what: String, e: object_store::Error| settings.error(what).caused_by(e);
+        let error = &error;
+        let mut outage = settings.outage(self.patience);
+        let doing = format!("moving object {name:?} into place");
+        runtime::handle().block_on(async {
+            let copied = outage
+                .patiently(&doing, || async move {
+                    match store.copy(staged, target).await {
+                        Ok(()) => Ok(true),
+                        // Moved before (this try's copy or an earlier run's).
+                        Err(object_store::Error::NotFound { .. }) => Ok(false),
+                        Err(e) => Err(error(
+                            format!("cannot move staged object {name:?} into place"),
+                            e,
+                        )),
+                    }
+                })
+                .await?;
+            if copied {
+                outage
+                    .patiently(&doing, || async move {
+                        match store.delete(staged).await {
+                            // Missing: an earlier try's delete went through.
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                            Err(e) => Err(error(
+                                format!("cannot remove staged object {name:?}"),
+                                e,
+                            )),
+                        }
                     })
-                }
-                Err(e) => Err(self
-                    .settings
-                    .error(format!("cannot move staged object {name:?} into place"))
-                    .caused_by(e)),
+                    .await
+            } else {
+                // Moved before: the object must be in place.
+                outage
+                    .patiently(&doing, || async move {
+                        store.head(target).await.map(drop).map_err(|e| {
+                            error(
+                                format!(
+                                    "object {name:?} was prepared but is neither staged nor in place"
+                                ),
+                                e,
+                            )
+                        })
+                    })
+                    .await
             }
         })
     }

@@ -10,7 +10,8 @@ use riffle::dead_letters::DeadLetters;
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 use serde::{Deserialize, Serialize};
 
-use super::partitions::{ObjectPart, ObjectParts};
+use super::outage::went_away;
+use super::partitions::{ObjectPart, ObjectParts, StoreAt};
 use super::settings::{Folder, ObjectStoreSettings};
 use crate::ConnectorError;
 use crate::format::{Format, Utf8};
@@ -80,6 +81,14 @@ impl<F: Format> ObjectSource<F> {
         self
     }
 
+    /// How long listing the folder and reading an object keep trying while the
+    /// store does not answer (default 60 s, [`PATIENCE`](super::PATIENCE))
+    /// before the run fails; see [`went_away`](super::went_away).
+    pub fn patience(mut self, patience: Duration) -> Self {
+        self.parts.patience = patience;
+        self
+    }
+
     /// Lines the format cannot decode go to `letters` (with `object`, `line`,
     /// `reason` and the line), the step's dead-letter stream or a file, and are
     /// skipped instead of stopping the run; see [`riffle::dead_letters`]. No
@@ -98,22 +107,30 @@ pub(crate) fn readable(name: &str) -> bool {
         .any(|p| p.starts_with('_') || p.starts_with('.'))
 }
 
-/// The names of the objects under `folder` a source reads, sorted.
+/// The names of the objects under `folder` a source reads, sorted; listed again
+/// from the start while the store does not answer, for at most `patience`.
 pub(crate) async fn list(
     settings: &ObjectStoreSettings,
     folder: &Folder,
+    patience: Duration,
 ) -> Result<Vec<String>, ConnectorError> {
-    let mut names = Vec::new();
-    let mut listing = folder.store.list(Some(&folder.prefix));
-    while let Some(meta) = listing.next().await {
-        let meta = meta.map_err(|e| settings.error("cannot list the folder").caused_by(e))?;
-        let name = folder.name(&meta.location);
-        if readable(&name) {
-            names.push(name);
-        }
-    }
-    names.sort();
-    Ok(names)
+    settings
+        .outage(patience)
+        .patiently("listing the folder", || async {
+            let mut names = Vec::new();
+            let mut listing = folder.store.list(Some(&folder.prefix));
+            while let Some(meta) = listing.next().await {
+                let meta =
+                    meta.map_err(|e| settings.error("cannot list the folder").caused_by(e))?;
+                let name = folder.name(&meta.location);
+                if readable(&name) {
+                    names.push(name);
+                }
+            }
+            names.sort();
+            Ok(names)
+        })
+        .await
 }
 
 impl<F: Format> FixedPartitionedSource for ObjectSource<F> {
@@ -137,13 +154,11 @@ impl<F: Format> FixedPartitionedSource for ObjectSource<F> {
         resume_state: Option<ObjectPosition>,
     ) -> riffle::Result<ObjectSourcePartition<F>> {
         let position = resume_state.unwrap_or_default();
-        let (part, lines) = self.parts.read(
-            step_id,
-            for_part,
-            move |settings, folder, name, lines| async move {
-                read_lines(&settings, &folder, &name, position.offset, &lines).await
-            },
-        )?;
+        let (part, lines) =
+            self.parts
+                .read(step_id, for_part, move |at, name, lines| async move {
+                    read_lines(&at, &name, position.offset, &lines).await
+                })?;
         Ok(ObjectSourcePartition {
             part,
             format: self.format.clone(),
@@ -157,63 +172,87 @@ impl<F: Format> FixedPartitionedSource for ObjectSource<F> {
 type Lines = Vec<(Vec<u8>, u64)>;
 
 /// Reads `name` from byte `offset` to its end in lines, on the shared runtime.
+/// While the store does not answer, the read starts again at the first byte of
+/// the line it was in (see [`super::outage`]): a ranged read is harmless to
+/// repeat, and each line still carries the offset just past its end.
 async fn read_lines(
-    settings: &ObjectStoreSettings,
-    folder: &Folder,
+    at: &StoreAt,
     name: &str,
     offset: u64,
     lines: &Batches<Lines>,
 ) -> Result<(), ConnectorError> {
-    let path = folder.child(name);
-    let fail = |what: &str, e: object_store::Error| {
+    let (settings, store) = (&at.settings, &at.folder.store);
+    let path = &at.folder.child(name);
+    let fail = &|what: &str, e: object_store::Error| {
         settings
             .error(format!("{what} object {name:?}"))
             .caused_by(e)
     };
-    let meta = folder
-        .store
-        .head(&path)
-        .await
-        .map_err(|e| fail("cannot find", e))?;
-    if offset >= meta.size {
-        return Ok(());
-    }
-    let options = GetOptions {
-        range: (offset > 0).then_some(GetRange::Offset(offset)),
-        ..Default::default()
-    };
-    let got = folder
-        .store
-        .get_opts(&path, options)
-        .await
-        .map_err(|e| fail("cannot read", e))?;
-    let mut stream = got.into_stream();
-    let mut pending: Vec<u8> = Vec::new();
+    let doing = format!("reading object {name:?}");
+    let mut outage = settings.outage(at.patience);
+    let size = outage
+        .patiently(&doing, || async move {
+            store
+                .head(path)
+                .await
+                .map(|meta| meta.size)
+                .map_err(|e| fail("cannot find", e))
+        })
+        .await?;
+    // Bytes up to the end of the last whole line read.
     let mut at = offset;
     let mut batch = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| fail("cannot read", e))?;
-        let mut rest = &chunk[..];
-        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
-            // The line may have begun in an earlier chunk: count all of it.
-            at += (pending.len() + end + 1) as u64;
-            pending.extend_from_slice(&rest[..end]);
-            rest = &rest[end + 1..];
-            let mut line = std::mem::take(&mut pending);
-            if line.last() == Some(&b'\r') {
-                line.pop();
+    'read: while at < size {
+        let from = at;
+        let got = outage
+            .patiently(&doing, || async move {
+                let options = GetOptions {
+                    range: (from > 0).then_some(GetRange::Offset(from)),
+                    ..Default::default()
+                };
+                store
+                    .get_opts(path, options)
+                    .await
+                    .map_err(|e| fail("cannot read", e))
+            })
+            .await?;
+        let mut stream = got.into_stream();
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let e = fail("cannot read", e);
+                    if !went_away(&e) {
+                        return Err(e);
+                    }
+                    outage.gone_async(&doing, e).await?;
+                    continue 'read;
+                }
+            };
+            let mut rest = &chunk[..];
+            while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+                // The line may have begun in an earlier chunk: count all of it.
+                at += (pending.len() + end + 1) as u64;
+                pending.extend_from_slice(&rest[..end]);
+                rest = &rest[end + 1..];
+                let mut line = std::mem::take(&mut pending);
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                batch.push((line, at));
+                if batch.len() >= BATCH && !lines.send(std::mem::take(&mut batch)).await {
+                    return Ok(());
+                }
             }
-            batch.push((line, at));
-            if batch.len() >= BATCH && !lines.send(std::mem::take(&mut batch)).await {
-                return Ok(());
-            }
+            pending.extend_from_slice(rest);
         }
-        pending.extend_from_slice(rest);
-    }
-    // The last line may have no end.
-    if !pending.is_empty() {
-        let len = pending.len() as u64;
-        batch.push((std::mem::take(&mut pending), at + len));
+        // The last line may have no end.
+        if !pending.is_empty() {
+            at += pending.len() as u64;
+            batch.push((pending, at));
+        }
+        break;
     }
     if !batch.is_empty() {
         lines.send(batch).await;

@@ -44,6 +44,15 @@ impl ObjectsTarget {
                 return None;
             }
         };
+        Some(Self::s3_at(&endpoint))
+    }
+
+    /// Folders in a new bucket of the S3 server at `endpoint` (`http://host:port`,
+    /// a moto server: it makes the bucket on an unsigned PUT), with the keys of
+    /// `RIFFLE_TEST_S3_ACCESS_KEY_ID` and `RIFFLE_TEST_S3_SECRET_ACCESS_KEY` (or
+    /// `test`) set as `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` for this
+    /// process.
+    pub fn s3_at(endpoint: &str) -> Self {
         let var = |k: &str| std::env::var(k).unwrap_or_else(|_| "test".to_string());
         // SAFETY: set before any thread of the test reads the environment.
         unsafe {
@@ -56,17 +65,17 @@ impl ObjectsTarget {
         let region = std::env::var("RIFFLE_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".into());
         let bucket = unique("riffle").to_lowercase();
         let options = vec![
-            ("aws_endpoint".to_string(), endpoint.clone()),
+            ("aws_endpoint".to_string(), endpoint.to_string()),
             ("aws_allow_http".to_string(), "true".to_string()),
             ("aws_region".to_string(), region),
         ];
         // moto makes a bucket on a PUT of its name (unsigned will do).
-        make_bucket(&endpoint, &bucket);
-        Some(Self {
+        make_bucket(endpoint, &bucket);
+        Self {
             base: format!("s3://{bucket}"),
             options,
             _dir: None,
-        })
+        }
     }
 
     /// The settings of folder `name`.
@@ -78,7 +87,9 @@ impl ObjectsTarget {
         s
     }
 
-    /// Every object of folder `name` with its text (staged ones included when asked).
+    /// Every object of folder `name` with its text (staged ones included when
+    /// asked); one gone between the listing and its read (a staged object moved
+    /// into place meanwhile) is left out.
     pub fn objects(&self, name: &str, staged: bool) -> Vec<(String, String)> {
         let settings = self.settings(name);
         let Ok(folder) = settings.open(false) else {
@@ -93,14 +104,13 @@ impl ObjectsTarget {
                 if !staged && !readable(&object) {
                     continue;
                 }
-                let bytes = folder
-                    .store
-                    .get(&meta.location)
-                    .await
-                    .expect("an object")
-                    .bytes()
-                    .await
-                    .expect("its bytes");
+                let got = match folder.store.get(&meta.location).await {
+                    Ok(got) => got,
+                    // Moved away since the listing (a sink's staged object).
+                    Err(object_store::Error::NotFound { .. }) => continue,
+                    Err(e) => panic!("object {object:?}: {e}"),
+                };
+                let bytes = got.bytes().await.expect("its bytes");
                 out.push((object, String::from_utf8_lossy(&bytes).into_owned()));
             }
             out.sort();
@@ -162,8 +172,10 @@ impl Target for ObjectsTarget {
             .option("aws_region", "us-east-1")
             .option("aws_skip_signature", "true")
             .option("timeout", "2s");
-        let _ = Duration::ZERO;
-        ObjectSource::new(nowhere).tail(false)
+        // No patience: the server never answers, so no outage to ride out.
+        ObjectSource::new(nowhere)
+            .tail(false)
+            .patience(Duration::ZERO)
     }
 
     fn sink(&self, stream: &str, _id: &str) -> ObjectSink {

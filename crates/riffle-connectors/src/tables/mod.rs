@@ -36,7 +36,6 @@
 //! [`ObjectSink::encoding`]: crate::objects::ObjectSink::encoding
 
 pub mod delta;
-mod outage;
 mod parquet_files;
 mod parquet_source;
 mod rows;

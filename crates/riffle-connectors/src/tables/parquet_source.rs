@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rows;
 use crate::ConnectorError;
-use crate::objects::{Folder, ObjectPart, ObjectParts, ObjectStoreSettings};
+use crate::objects::{ObjectPart, ObjectParts, ObjectStoreSettings, StoreAt};
 use crate::reader::{Batches, Reader};
 
 /// The most rows one Arrow batch holds.
@@ -92,6 +92,13 @@ impl<T: riffle::Data> ParquetSource<T> {
         self
     }
 
+    /// How long listing the folder and reading an object keep trying while the
+    /// store does not answer (default 60 s) before the run fails.
+    pub fn patience(mut self, patience: Duration) -> Self {
+        self.parts.patience = patience;
+        self
+    }
+
     /// Rows that do not decode as `T` go to `letters` (with `object`,
     /// `row_group`, `row` and `reason`), the step's dead-letter stream or a
     /// file, and are skipped instead of stopping the run; see
@@ -124,13 +131,11 @@ impl<T: riffle::Data> FixedPartitionedSource for ParquetSource<T> {
         resume_state: Option<ParquetPosition>,
     ) -> riffle::Result<ParquetSourcePartition<T>> {
         let position = resume_state.unwrap_or_default();
-        let (part, batches) = self.parts.read(
-            step_id,
-            for_part,
-            move |settings, folder, name, batches| async move {
-                read_rows(&settings, &folder, &name, position, &batches).await
-            },
-        )?;
+        let (part, batches) =
+            self.parts
+                .read(step_id, for_part, move |at, name, batches| async move {
+                    read_rows(&at, &name, position, &batches).await
+                })?;
         Ok(ParquetSourcePartition {
             part,
             position,
@@ -140,48 +145,38 @@ impl<T: riffle::Data> FixedPartitionedSource for ParquetSource<T> {
     }
 }
 
-/// How long a reader waits for a store that went away mid-read (the object
-/// store client's own retries last a couple of seconds, less than a restart).
-const READ_PATIENCE: Duration = Duration::from_secs(60);
-
 /// A Parquet object in a store, read by ranges.
 struct ObjectFile {
     store: Arc<dyn ObjectStore>,
     path: Path,
     size: u64,
+    /// The source's folder and name of the object, for messages.
+    settings: ObjectStoreSettings,
+    name: String,
+    /// How long a range is asked again while the store does not answer.
+    patience: Duration,
 }
 
 impl AsyncFileReader for ObjectFile {
     /// A range of the object; while the server does not answer (see
-    /// [`super::outage`]), asked again every half second for up to a minute, saying
-    /// so once on stderr: reading a range again is harmless.
+    /// [`crate::objects::outage`]), asked again for the source's patience:
+    /// reading a range again is harmless.
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            let mut since: Option<Instant> = None;
-            loop {
-                match self.store.get_range(&self.path, range.clone()).await {
-                    Ok(bytes) => {
-                        if since.is_some() {
-                            eprintln!("reading object {}: goes on", self.path);
-                        }
-                        return Ok(bytes);
-                    }
-                    Err(e)
-                        if super::outage::store_went_away(&e)
-                            && since.is_none_or(|s| s.elapsed() < READ_PATIENCE) =>
-                    {
-                        if since.is_none() {
-                            eprintln!(
-                                "reading object {}: the store went away: trying again ({e})",
-                                self.path
-                            );
-                            since = Some(Instant::now());
-                        }
-                        tokio::time::sleep(super::outage::PAUSE).await;
-                    }
-                    Err(e) => return Err(ParquetError::External(Box::new(e))),
-                }
-            }
+            let (store, path, name) = (&self.store, &self.path, &self.name);
+            let settings = &self.settings;
+            let range = &range;
+            settings
+                .outage(self.patience)
+                .patiently(&format!("reading object {name:?}"), || async move {
+                    store.get_range(path, range.clone()).await.map_err(|e| {
+                        settings
+                            .error(format!("cannot read object {name:?}"))
+                            .caused_by(e)
+                    })
+                })
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
         }
         .boxed()
     }
@@ -212,22 +207,30 @@ struct Rows {
 
 /// Reads `name` from `from` to its end, row group by row group.
 async fn read_rows(
-    settings: &ObjectStoreSettings,
-    folder: &Folder,
+    at: &StoreAt,
     name: &str,
     from: ParquetPosition,
     batches: &Batches<Rows>,
 ) -> Result<(), ConnectorError> {
-    let path = folder.child(name);
-    let meta = folder.store.head(&path).await.map_err(|e| {
-        settings
-            .error(format!("cannot find object {name:?}"))
-            .caused_by(e)
-    })?;
+    let (settings, folder) = (&at.settings, &at.folder);
+    let path = &folder.child(name);
+    let meta = settings
+        .outage(at.patience)
+        .patiently(&format!("reading object {name:?}"), || async move {
+            folder.store.head(path).await.map_err(|e| {
+                settings
+                    .error(format!("cannot find object {name:?}"))
+                    .caused_by(e)
+            })
+        })
+        .await?;
     let mut file = ObjectFile {
         store: folder.store.clone(),
-        path,
+        path: path.clone(),
         size: meta.size,
+        settings: settings.clone(),
+        name: name.to_string(),
+        patience: at.patience,
     };
     let not_parquet = |e: ParquetError| {
         settings
@@ -253,6 +256,9 @@ async fn read_rows(
             store: file.store.clone(),
             path: file.path.clone(),
             size: file.size,
+            settings: file.settings.clone(),
+            name: file.name.clone(),
+            patience: file.patience,
         };
         let mut stream =
             ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata.clone())

@@ -171,9 +171,9 @@ use object_store::{ObjectStoreExt, PutPayload};
 use riffle::sinks::{FixedPartitionedSink, SinkPartition};
 use serde::{Deserialize, Serialize};
 
-use crate::objects::{Folder, ObjectStoreSettings, new_run};
-use crate::tables::outage::Outage;
-pub use crate::tables::outage::went_away;
+use crate::objects::outage::Outage;
+pub use crate::objects::went_away;
+use crate::objects::{Folder, ObjectStoreSettings, PATIENCE, new_run};
 use crate::tables::rows;
 use crate::{ConnectorError, runtime};
 
@@ -277,7 +277,7 @@ impl<W: Warehouse, T: riffle::Data> WarehouseSink<W, T> {
             warehouse: Arc::new(warehouse),
             parts: 1,
             app: None,
-            patience: Duration::from_secs(60),
+            patience: PATIENCE,
             fields: rows::fields_of::<T>(),
             _items: PhantomData,
         }
