@@ -22,6 +22,10 @@ fi
 if ! "$riffle_py_python" -c 'import importlib.metadata as m; assert m.version("pandas") == "3.1.1"' 2>/dev/null; then
   "$riffle_py_python" -m pip install --quiet --disable-pip-version-check "pandas==3.1.1"
 fi
+# fastavro: the Kafka connector's plain Avro serdes are tested with it (a wheel, ~1 s).
+if ! "$riffle_py_python" -c 'import importlib.metadata as m; assert m.version("fastavro") == "1.13.1"' 2>/dev/null; then
+  "$riffle_py_python" -m pip install --quiet --disable-pip-version-check "fastavro==1.13.1"
+fi
 riffle_py_started=$SECONDS
 # --no-build-isolation: the venv's maturin builds it (pip finds its binary on PATH),
 # with nothing downloaded per run.

@@ -10,7 +10,10 @@ resumes each partition where its last snapshot was. Items are
 pairs) to one topic: a record goes to the partition Kafka's default
 partitioner picks for its key, and every record is delivered before the flow
 moves past its epoch (at-least-once). The helpers of
-:mod:`riffle.connectors.kafka.operators` add both as steps.
+:mod:`riffle.connectors.kafka.operators` add both as steps, and turn keys and
+values into objects and back with the serializers of
+:mod:`riffle.connectors.kafka.serde`; a message that fails to decode travels
+on as a :class:`KafkaError` holding a :class:`KafkaSerdeError` and the message.
 
 Reading a topic to its current end and copying it::
 
@@ -31,7 +34,7 @@ from ``RIFFLE_KAFKA_SASL_USERNAME`` and ``RIFFLE_KAFKA_SASL_PASSWORD`` (or
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, Generic, Iterable, List, Optional, Tuple, TypeVar, Union
 
 from riffle import _riffle
 
@@ -39,6 +42,8 @@ __all__ = [
     "OFFSET_BEGINNING",
     "OFFSET_END",
     "OFFSET_STORED",
+    "KafkaError",
+    "KafkaSerdeError",
     "KafkaSink",
     "KafkaSinkMessage",
     "KafkaSource",
@@ -98,6 +103,89 @@ class KafkaSinkMessage:
     headers: List[Tuple[str, Bytes]] = field(default_factory=list)
     partition: Optional[int] = None
     timestamp: int = 0
+
+
+class KafkaSerdeError(ValueError):
+    """Why a message's key or value could not be serialized or deserialized.
+
+    ``code()`` is librdkafka's number for the case (one of the four class
+    constants), ``name()`` its name and ``str()`` what went wrong: the accessor
+    names of confluent-kafka's ``KafkaError``, so code that reads
+    ``error.err.code()`` or ``error.err.str()`` keeps working. ``field`` is
+    ``"key"`` or ``"value"``.
+
+    >>> err = KafkaSerdeError(KafkaSerdeError.VALUE_DESERIALIZATION, "JSONDecodeError: Expecting value")
+    >>> err.name(), err.field, err.str()
+    ('_VALUE_DESERIALIZATION', 'value', 'JSONDecodeError: Expecting value')
+    """
+
+    #: A key that its serializer rejected.
+    KEY_SERIALIZATION = -162
+    #: A value that its serializer rejected.
+    VALUE_SERIALIZATION = -161
+    #: A key that its deserializer rejected.
+    KEY_DESERIALIZATION = -160
+    #: A value that its deserializer rejected.
+    VALUE_DESERIALIZATION = -159
+
+    _NAMES = {
+        -162: "_KEY_SERIALIZATION",
+        -161: "_VALUE_SERIALIZATION",
+        -160: "_KEY_DESERIALIZATION",
+        -159: "_VALUE_DESERIALIZATION",
+    }
+
+    def __init__(self, code: int, message: str):
+        if code not in self._NAMES:
+            raise ValueError(f"KafkaSerdeError code must be one of {sorted(self._NAMES)}; got {code!r}")
+        super().__init__(code, message)
+        self._code = code
+        self._message = message
+
+    @property
+    def field(self) -> str:
+        """``"key"`` or ``"value"``: the part of the message that failed."""
+        return "key" if self._code in (self.KEY_SERIALIZATION, self.KEY_DESERIALIZATION) else "value"
+
+    def code(self) -> int:
+        """librdkafka's error number."""
+        return self._code
+
+    def name(self) -> str:
+        """librdkafka's error name, e.g. ``_VALUE_DESERIALIZATION``."""
+        return self._NAMES[self._code]
+
+    def str(self) -> str:
+        """What went wrong: the exception the (de)serializer raised, by type and text."""
+        return self._message
+
+    def __str__(self) -> str:
+        return f"{self.name()}: {self._message}"
+
+    def __repr__(self) -> str:
+        return f"KafkaSerdeError({self.name()}, {self._message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KafkaSerdeError) and (self._code, self._message) == (other._code, other._message)
+
+    def __hash__(self) -> int:
+        return hash((self._code, self._message))
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class KafkaError(Generic[K, V]):
+    """A message that a step could not process, on a Kafka operator's ``errs``
+    stream: ``err`` says why, ``msg`` is the message as it arrived (its key and
+    value still the bytes that were read)."""
+
+    #: Why the message failed.
+    err: KafkaSerdeError
+    #: The message, unchanged.
+    msg: KafkaSourceMessage
 
 
 def _brokers(brokers: Union[str, Iterable[str]]) -> str:
