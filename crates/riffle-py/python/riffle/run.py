@@ -62,6 +62,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -324,11 +325,17 @@ def _spawn_cluster(import_str: str, processes: int, member_args: List[str]) -> U
     forwarded = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN]
     previous = {sig: signal.signal(sig, forward) for sig in forwarded}
     failure = None
+    relays: List[threading.Thread] = []
+    relay_lock = threading.Lock()
     try:
         setup = _child_setup()
         for i in range(processes):
             command = [sys.executable, "-m", "riffle.run", import_str, "-i", str(i), "-a", ";".join(addresses)]
-            children.append(subprocess.Popen(command + member_args, env=env, preexec_fn=setup))
+            child = subprocess.Popen(command + member_args, env=env, preexec_fn=setup, stderr=subprocess.PIPE)
+            children.append(child)
+            relay = threading.Thread(target=_relay_lines, args=(child.stderr, relay_lock), daemon=True)
+            relay.start()
+            relays.append(relay)
         while True:
             codes = [child.poll() for child in children]
             failure = next(((i, c) for i, c in enumerate(codes) if c not in (None, 0)), None)
@@ -344,6 +351,10 @@ def _spawn_cluster(import_str: str, processes: int, member_args: List[str]) -> U
                 child.wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        # What the processes wrote before they exited (a process of the user's
+        # that kept the pipe open is not waited for long).
+        for relay in relays:
+            relay.join(timeout=2.0)
     if received:
         name = signal.Signals(received[0]).name
         print(f"riffle.run: stopped by {name}; the {processes} processes were told", file=sys.stderr)
@@ -352,6 +363,25 @@ def _spawn_cluster(import_str: str, processes: int, member_args: List[str]) -> U
         i, code = failure
         return f"riffle.run: process {i} of {processes} exited with {_exit_status(code)}, so the run failed"
     return 0
+
+
+def _relay_lines(source, lock: threading.Lock) -> None:
+    """Copies a process's standard error to this one's a whole line at a time:
+    the processes of a cluster write at once (a failure makes each of them print
+    a traceback), and lines written straight to one terminal or file would be cut
+    into each other."""
+    sink = getattr(sys.stderr, "buffer", None)
+    try:
+        for line in iter(source.readline, b""):
+            with lock:
+                if sink is not None:
+                    sink.write(line)
+                    sink.flush()
+                else:
+                    sys.stderr.write(line.decode("utf-8", "replace"))
+                    sys.stderr.flush()
+    finally:
+        source.close()
 
 
 def _stop(children: List[subprocess.Popen]) -> None:
