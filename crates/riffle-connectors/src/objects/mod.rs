@@ -13,10 +13,32 @@
 //! the objects that appeared; `.tail(false)` reads what is there and ends (an empty
 //! folder is then an error). Objects under a folder or with a name starting with
 //! `_` or `.` are not read (a sink's staging area, hidden files). Lines are
-//! decoded by a [`Format`](crate::format::Format): UTF-8 text by default,
-//! [`Json`](crate::format::Json) for JSON lines; an undecodable line stops the run
-//! with an error naming the object and the line. Items are [`ObjectLine`]s: the
-//! object, the line number and the value.
+//! decoded by a [`LineFormat`]: any [`Format`](crate::format::Format) (UTF-8
+//! text by default, [`Json`](crate::format::Json) for JSON lines), or [`Csv`]
+//! (`.csv::<T>()`) for CSV objects whose first line is their header: rows are
+//! decoded into `T` by column name, so objects may order their columns
+//! differently, and the header is kept in the partition's snapshot state so a
+//! resume in the middle of an object decodes with it (read again from the object
+//! when a state lacks it). A quoted CSV field holding a line break is not read
+//! (each of its lines is refused, saying so). An undecodable line stops the run
+//! with an error naming the object and the line, or, with
+//! [`ObjectSource::dead_letters`], goes to the dead letters with them. Items are
+//! [`ObjectLine`]s: the object, the line number (the header is line 1) and the
+//! value.
+//!
+//! ```no_run
+//! use riffle::Dataflow;
+//! use riffle_connectors::objects::{ObjectSource, ObjectStoreSettings};
+//!
+//! #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+//! struct Sale { id: u64, amount: f64 }
+//!
+//! let flow = Dataflow::new("sales");
+//! flow.input("in", ObjectSource::new(ObjectStoreSettings::new("s3://shop/sales")).csv::<Sale>())?
+//!     .map("amount", |l| l.value.amount.to_string())?
+//!     .output("out", riffle::sinks::StdOutSink::new())?;
+//! # Ok::<(), riffle::RiffleError>(())
+//! ```
 //!
 //! ## Sink
 //!
@@ -58,13 +80,24 @@
 //! folder's URL. Every such request is safe to repeat: see [`went_away`] and the
 //! sink's module docs.
 //!
+//! ## Managed prefixes
+//!
+//! [`admin`] has the functions a Flow's `plan`/`apply`/`destroy` calls for a
+//! folder it declares: [`admin::create_prefix`] (the store answers and takes a
+//! write there; S3 has no folders, so it puts an empty marker object),
+//! [`admin::prefix_exists`], [`admin::list_objects`] and [`admin::delete_prefix`]
+//! (every object under it, staged ones included).
+//!
 //! ## Settings
 //!
 //! [`ObjectStoreSettings`] are the folder's URL and the store's non-secret
 //! options; credentials come from the provider's environment variables
 //! (`AWS_ACCESS_KEY_ID`, ...), never from settings.
 
+pub mod admin;
+mod csv_rows;
 mod encoding;
+mod line_format;
 pub(crate) mod outage;
 mod partitions;
 mod settings;
@@ -72,7 +105,9 @@ mod sink;
 mod source;
 pub mod testing;
 
+pub use csv_rows::{Csv, CsvObject};
 pub use encoding::{FileEncoding, Lines};
+pub use line_format::LineFormat;
 pub use outage::{PATIENCE, went_away};
 #[cfg(feature = "tables")]
 pub(crate) use partitions::{ObjectPart, ObjectParts, StoreAt};

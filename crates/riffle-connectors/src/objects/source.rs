@@ -1,5 +1,6 @@
 //! The object source: every object under a prefix is a partition, read line by
-//! line; its position (byte offset and line number) is the snapshot state.
+//! line; its position (byte offset and line number, and the header of a format
+//! that has one) is the snapshot state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,11 +11,13 @@ use riffle::dead_letters::DeadLetters;
 use riffle::sources::{FixedPartitionedSource, Poll, SourcePartition};
 use serde::{Deserialize, Serialize};
 
+use super::csv_rows::Csv;
+use super::line_format::LineFormat;
 use super::outage::went_away;
 use super::partitions::{ObjectPart, ObjectParts, StoreAt};
 use super::settings::{Folder, ObjectStoreSettings};
 use crate::ConnectorError;
-use crate::format::{Format, Utf8};
+use crate::format::Utf8;
 use crate::reader::{Batches, Reader};
 
 /// The most lines one poll returns.
@@ -32,13 +35,18 @@ pub struct ObjectLine<V> {
 }
 
 /// Where a partition is in its object: the byte offset of the next line and the
-/// number of lines before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// number of lines before it, and the object's header line once read (formats
+/// with a header, such as [`Csv`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ObjectPosition {
     /// Bytes read up to the end of the last line emitted.
     pub offset: u64,
     /// Lines emitted.
     pub line: u64,
+    /// The object's first line, for a format with a header: a resumed partition
+    /// decodes with it (one without it reads it again from the object).
+    #[serde(default)]
+    pub header: Option<Arc<str>>,
 }
 
 /// Reads the objects under a folder of an object store, line by line; see the
@@ -59,13 +67,20 @@ impl ObjectSource<Utf8> {
     }
 }
 
-impl<F: Format> ObjectSource<F> {
-    /// Decodes lines with `format` ([`crate::format::Json`] for JSON lines, ...).
-    pub fn format<G: Format>(self, format: G) -> ObjectSource<G> {
+impl<F: LineFormat> ObjectSource<F> {
+    /// Decodes lines with `format` ([`crate::format::Json`] for JSON lines,
+    /// [`Csv`] for CSV with a header row, ...).
+    pub fn format<G: LineFormat>(self, format: G) -> ObjectSource<G> {
         ObjectSource {
             parts: self.parts,
             format: Arc::new(format),
         }
+    }
+
+    /// Reads CSV objects with a header row into rows of type `T`:
+    /// `.format(Csv::<T>::new())`; see [`Csv`].
+    pub fn csv<T: riffle::Data + serde::de::DeserializeOwned>(self) -> ObjectSource<Csv<T>> {
+        self.format(Csv::new())
     }
 
     /// Whether to look for new objects for ever (`true`, the default) or stop once
@@ -133,7 +148,7 @@ pub(crate) async fn list(
         .await
 }
 
-impl<F: Format> FixedPartitionedSource for ObjectSource<F> {
+impl<F: LineFormat> FixedPartitionedSource for ObjectSource<F> {
     type Item = ObjectLine<F::Value>;
     type State = ObjectPosition;
     type Partition = ObjectSourcePartition<F>;
@@ -154,22 +169,42 @@ impl<F: Format> FixedPartitionedSource for ObjectSource<F> {
         resume_state: Option<ObjectPosition>,
     ) -> riffle::Result<ObjectSourcePartition<F>> {
         let position = resume_state.unwrap_or_default();
+        let offset = position.offset;
+        // A resumed partition past the header of a format that needs one, whose
+        // state does not hold it: read it again first.
+        let reread = self.format.has_header() && position.line > 0 && position.header.is_none();
         let (part, lines) =
             self.parts
                 .read(step_id, for_part, move |at, name, lines| async move {
-                    read_lines(&at, &name, position.offset, &lines).await
+                    read_lines(&at, &name, offset, reread, &lines).await
                 })?;
-        Ok(ObjectSourcePartition {
+        let mut partition = ObjectSourcePartition {
             part,
             format: self.format.clone(),
             position,
             lines,
-        })
+            object: None,
+        };
+        if !self.format.has_header() {
+            partition.object = Some(partition.start(None)?);
+        } else if let Some(header) = partition.position.header.clone() {
+            // Its failure was set aside (or stopped the run) when line 1 was read.
+            partition.object = self.format.start(Some(&header)).ok();
+        }
+        Ok(partition)
     }
 }
 
 /// Lines of an object, each with the offset just past its end.
 type Lines = Vec<(Vec<u8>, u64)>;
+
+/// What the reading task hands its partition.
+enum Chunk {
+    /// The object's first line, read again for a resumed partition.
+    Header(Vec<u8>),
+    /// Lines from where the partition is.
+    Lines(Lines),
+}
 
 /// Reads `name` from byte `offset` to its end in lines, on the shared runtime.
 /// While the store does not answer, the read starts again at the first byte of
@@ -179,7 +214,8 @@ async fn read_lines(
     at: &StoreAt,
     name: &str,
     offset: u64,
-    lines: &Batches<Lines>,
+    header: bool,
+    lines: &Batches<Chunk>,
 ) -> Result<(), ConnectorError> {
     let (settings, store) = (&at.settings, &at.folder.store);
     let path = &at.folder.child(name);
@@ -199,6 +235,12 @@ async fn read_lines(
                 .map_err(|e| fail("cannot find", e))
         })
         .await?;
+    if header {
+        let first = first_line(at, name, &mut outage).await?;
+        if !lines.send(Chunk::Header(first)).await {
+            return Ok(());
+        }
+    }
     // Bytes up to the end of the last whole line read.
     let mut at = offset;
     let mut batch = Vec::new();
@@ -241,7 +283,9 @@ async fn read_lines(
                     line.pop();
                 }
                 batch.push((line, at));
-                if batch.len() >= BATCH && !lines.send(std::mem::take(&mut batch)).await {
+                if batch.len() >= BATCH
+                    && !lines.send(Chunk::Lines(std::mem::take(&mut batch))).await
+                {
                     return Ok(());
                 }
             }
@@ -255,20 +299,132 @@ async fn read_lines(
         break;
     }
     if !batch.is_empty() {
-        lines.send(batch).await;
+        lines.send(Chunk::Lines(batch)).await;
     }
     Ok(())
 }
 
+/// The first line of object `name` (without its end), read from its start until
+/// the first line end, again from the start while the store does not answer.
+async fn first_line(
+    at: &StoreAt,
+    name: &str,
+    outage: &mut super::outage::Outage,
+) -> Result<Vec<u8>, ConnectorError> {
+    let (settings, store) = (&at.settings, &at.folder.store);
+    let path = &at.folder.child(name);
+    let doing = format!("reading the header of object {name:?}");
+    'read: loop {
+        let got = outage
+            .patiently(&doing, || async move {
+                store.get(path).await.map_err(|e| {
+                    settings
+                        .error(format!("cannot read object {name:?}"))
+                        .caused_by(e)
+                })
+            })
+            .await?;
+        let mut stream = got.into_stream();
+        let mut first = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let e = settings
+                        .error(format!("cannot read object {name:?}"))
+                        .caused_by(e);
+                    if !went_away(&e) {
+                        return Err(e);
+                    }
+                    outage.gone_async(&doing, e).await?;
+                    continue 'read;
+                }
+            };
+            if let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+                first.extend_from_slice(&chunk[..end]);
+                break;
+            }
+            first.extend_from_slice(&chunk);
+        }
+        if first.last() == Some(&b'\r') {
+            first.pop();
+        }
+        return Ok(first);
+    }
+}
+
 /// One object being read; made by [`ObjectSource`].
-pub struct ObjectSourcePartition<F> {
+pub struct ObjectSourcePartition<F: LineFormat> {
     part: ObjectPart,
     format: Arc<F>,
     position: ObjectPosition,
-    lines: Reader<Lines>,
+    lines: Reader<Chunk>,
+    /// What the format keeps for this object; `None` before its header is read,
+    /// or when the header could not be used.
+    object: Option<F::Object>,
 }
 
-impl<F: Format> SourcePartition for ObjectSourcePartition<F> {
+impl<F: LineFormat> ObjectSourcePartition<F> {
+    /// Starts the object with `header`: an unusable one stops the run, naming
+    /// the object.
+    fn start(&self, header: Option<&str>) -> riffle::Result<F::Object> {
+        self.format.start(header).map_err(|why| {
+            self.part
+                .settings
+                .error(format!("object {:?}: {why}", self.part.object))
+                .for_step(&self.part.step_id)
+        })
+    }
+
+    /// Line 1 of an object whose format has a header: kept in the position, and
+    /// the object started with it; one that cannot be used is set aside (or
+    /// stops the run), and so are the rows after it.
+    fn header(&mut self, bytes: &[u8], letter: bool) -> riffle::Result<()> {
+        let text = String::from_utf8_lossy(bytes);
+        let started = match std::str::from_utf8(bytes) {
+            Ok(text) => self.format.start(Some(text)),
+            Err(e) => Err(format!("the header is not UTF-8: {e}")),
+        };
+        self.position.header = Some(Arc::from(text.as_ref()));
+        match started {
+            Ok(object) => self.object = Some(object),
+            Err(why) if letter => {
+                let at = [("line", 1.into())];
+                self.part.undecodable(&at, &why, || bytes.to_vec())?;
+            }
+            Err(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Decodes line number `line` into `out`, or sets it aside.
+    fn line(
+        &mut self,
+        line: u64,
+        bytes: Vec<u8>,
+        out: &mut Vec<ObjectLine<F::Value>>,
+    ) -> riffle::Result<()> {
+        let decoded = match &mut self.object {
+            Some(object) => self.format.decode(object, &bytes),
+            None => Err("the object's header (line 1) could not be used".to_string()),
+        };
+        match decoded {
+            Ok(Some(value)) => out.push(ObjectLine {
+                object: self.part.object.clone(),
+                line,
+                value,
+            }),
+            Ok(None) => {}
+            Err(why) => {
+                let at = [("line", line.into())];
+                self.part.undecodable(&at, &why, || bytes)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<F: LineFormat> SourcePartition for ObjectSourcePartition<F> {
     type Item = ObjectLine<F::Value>;
     type State = ObjectPosition;
 
@@ -279,30 +435,30 @@ impl<F: Format> SourcePartition for ObjectSourcePartition<F> {
     fn next_batch(&mut self) -> riffle::Result<Poll<Self::Item>> {
         let mut out = Vec::new();
         while out.len() < BATCH {
-            let Some(lines) = self.lines.try_next(&self.part.step_id)? else {
-                break;
+            let lines = match self.lines.try_next(&self.part.step_id)? {
+                None => break,
+                Some(Chunk::Header(bytes)) => {
+                    self.header(&bytes, false)?;
+                    continue;
+                }
+                Some(Chunk::Lines(lines)) => lines,
             };
             for (bytes, end) in lines {
                 let line = self.position.line + 1;
-                match self.format.decode(&bytes) {
-                    Ok(value) => out.push(ObjectLine {
-                        object: self.part.object.clone(),
-                        line,
-                        value,
-                    }),
-                    Err(why) => {
-                        let at = [("line", line.into())];
-                        self.part.undecodable(&at, &why, || bytes.clone())?;
-                    }
+                if line == 1 && self.format.has_header() {
+                    self.header(&bytes, true)?;
+                } else {
+                    self.line(line, bytes, &mut out)?;
                 }
-                self.position = ObjectPosition { offset: end, line };
+                self.position.offset = end;
+                self.position.line = line;
             }
         }
         Ok(self.lines.poll(out))
     }
 
     fn snapshot(&self) -> Option<ObjectPosition> {
-        Some(self.position)
+        Some(self.position.clone())
     }
 
     fn commit(&mut self, _position: &ObjectPosition) -> riffle::Result<()> {

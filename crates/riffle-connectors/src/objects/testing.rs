@@ -87,6 +87,20 @@ impl ObjectsTarget {
         s
     }
 
+    /// Puts object `object` (a name under the folder, `/` allowed) holding `text`
+    /// into folder `name`, making a local folder when needed.
+    pub fn put(&self, name: &str, object: &str, text: &str) {
+        let folder = self.settings(name).open(true).expect("the folder");
+        let path = folder.child(object);
+        crate::runtime::handle().block_on(async {
+            folder
+                .store
+                .put(&path, PutPayload::from(text.as_bytes().to_vec()))
+                .await
+                .unwrap_or_else(|e| panic!("object {object:?} not written: {e}"));
+        });
+    }
+
     /// Every object of folder `name` with its text (staged ones included when
     /// asked); one gone between the listing and its read (a staged object moved
     /// into place meanwhile) is left out.
