@@ -56,7 +56,7 @@ bytewax names them with ``_`` for bytewax's ``.`` (step ids cannot hold a
 """
 
 import dataclasses
-from typing import Any, Callable, Dict, Iterable, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import riffle.operators as op
 from riffle.connectors.kafka import (
@@ -152,6 +152,26 @@ def _split(step_id: str, decoded: Stream) -> KafkaOpOut:
     return KafkaOpOut(out.trues, out.falses)
 
 
+def _decoding(step_id: str, up: Stream, fields: List[Tuple[str, str, int, Any]], split: str) -> KafkaOpOut:
+    """The step behind the deserialize operators: decodes each of ``fields``
+    (attribute, serde field, error code, deserializer) of every message in
+    order; the first that raises makes the message a :class:`KafkaError` with
+    that code, for ``errs`` (steps ``{step_id}_map`` and ``{step_id}_{split}``)."""
+    map_id = f"{step_id}_map"
+
+    def decode(msg: Any) -> Any:
+        _check_source_message(map_id, msg)
+        decoded = {}
+        for attr, field, code, de in fields:
+            try:
+                decoded[attr] = de(getattr(msg, attr), _ctx(msg, field))
+            except Exception as e:
+                return KafkaError(_failed(code, e), msg)
+        return dataclasses.replace(msg, **decoded)
+
+    return _split(f"{step_id}_{split}", op.map(map_id, up, decode))
+
+
 def _check_source_message(step_id: str, msg: Any) -> None:
     if not isinstance(msg, KafkaSourceMessage):
         raise TypeError(
@@ -171,17 +191,7 @@ def deserialize_key(step_id: str, up: Stream, deserializer: AnyDeserializer) -> 
     ``{step_id}_map``, ``{step_id}_split``.
     """
     de = _deserialize_fn(step_id, "deserializer", deserializer)
-    map_id = f"{step_id}_map"
-
-    def decode(msg: Any) -> Any:
-        _check_source_message(map_id, msg)
-        try:
-            key = de(msg.key, _ctx(msg, MessageField.KEY))
-        except Exception as e:
-            return KafkaError(_failed(KafkaSerdeError.KEY_DESERIALIZATION, e), msg)
-        return dataclasses.replace(msg, key=key)
-
-    return _split(f"{step_id}_split", op.map(map_id, up, decode))
+    return _decoding(step_id, up, [("key", MessageField.KEY, KafkaSerdeError.KEY_DESERIALIZATION, de)], "split")
 
 
 def deserialize_value(step_id: str, up: Stream, deserializer: AnyDeserializer) -> KafkaOpOut:
@@ -195,17 +205,7 @@ def deserialize_value(step_id: str, up: Stream, deserializer: AnyDeserializer) -
     ``{step_id}_map``, ``{step_id}_split_err``.
     """
     de = _deserialize_fn(step_id, "deserializer", deserializer)
-    map_id = f"{step_id}_map"
-
-    def decode(msg: Any) -> Any:
-        _check_source_message(map_id, msg)
-        try:
-            value = de(msg.value, _ctx(msg, MessageField.VALUE))
-        except Exception as e:
-            return KafkaError(_failed(KafkaSerdeError.VALUE_DESERIALIZATION, e), msg)
-        return dataclasses.replace(msg, value=value)
-
-    return _split(f"{step_id}_split_err", op.map(map_id, up, decode))
+    return _decoding(step_id, up, [("value", MessageField.VALUE, KafkaSerdeError.VALUE_DESERIALIZATION, de)], "split_err")
 
 
 def deserialize(
@@ -224,21 +224,11 @@ def deserialize(
     """
     key_de = _deserialize_fn(step_id, "key_deserializer", key_deserializer)
     val_de = _deserialize_fn(step_id, "val_deserializer", val_deserializer)
-    map_id = f"{step_id}_map"
-
-    def decode(msg: Any) -> Any:
-        _check_source_message(map_id, msg)
-        try:
-            key = key_de(msg.key, _ctx(msg, MessageField.KEY))
-        except Exception as e:
-            return KafkaError(_failed(KafkaSerdeError.KEY_DESERIALIZATION, e), msg)
-        try:
-            value = val_de(msg.value, _ctx(msg, MessageField.VALUE))
-        except Exception as e:
-            return KafkaError(_failed(KafkaSerdeError.VALUE_DESERIALIZATION, e), msg)
-        return dataclasses.replace(msg, key=key, value=value)
-
-    return _split(f"{step_id}_split_err", op.map(map_id, up, decode))
+    fields = [
+        ("key", MessageField.KEY, KafkaSerdeError.KEY_DESERIALIZATION, key_de),
+        ("value", MessageField.VALUE, KafkaSerdeError.VALUE_DESERIALIZATION, val_de),
+    ]
+    return _decoding(step_id, up, fields, "split_err")
 
 
 def _to_sink(step_id: str, up: Stream) -> Stream:
