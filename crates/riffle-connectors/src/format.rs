@@ -111,14 +111,14 @@ impl Format for NoValue {
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let strict = Decoder::new(Utf8);
-/// let at = [("queue", "q".into()), ("tag", 7.into())];
+/// let at = || [("queue", "q".into()), ("tag", 7.into())];
 /// let fail = |what: String| riffle::RiffleError::connector("in", what);
-/// assert_eq!(strict.decode("in", &at, b"hi", fail).unwrap().as_deref(), Some("hi"));
-/// let stop = strict.decode("in", &at, &[0xff], fail).unwrap_err().to_string();
+/// assert_eq!(strict.decode("in", at, b"hi", fail).unwrap().as_deref(), Some("hi"));
+/// let stop = strict.decode("in", at, &[0xff], fail).unwrap_err().to_string();
 /// assert!(stop.contains(r#"queue "q", tag 7"#) && stop.contains("UTF-8"), "{stop}");
 ///
 /// let lenient = strict.dead_letters(Some(DeadLetters::file(dir.path().join("bad.jsonl"))));
-/// assert_eq!(lenient.decode("in", &at, &[0xff], fail).unwrap(), None);
+/// assert_eq!(lenient.decode("in", at, &[0xff], fail).unwrap(), None);
 /// lenient.sync("in").unwrap();
 /// let letter = std::fs::read_to_string(dir.path().join("bad.jsonl")).unwrap();
 /// assert!(letter.contains(r#""tag":7"#) && letter.contains(r#""hex":"ff""#), "{letter}");
@@ -174,21 +174,23 @@ impl<F: Format> Decoder<F> {
         self.letters.is_some()
     }
 
-    /// Decodes `bytes`, read by step `step_id` at `position` (its fields, in
-    /// order, as the letter names them). A value the format refuses becomes a
-    /// letter (`Ok(None)`), or, strict, the error `fail` makes of a sentence that
-    /// names the position and the reason (`fail` adds the connector and server).
-    pub fn decode(
+    /// Decodes `bytes`, read by step `step_id` at the position `position()`
+    /// gives (its fields, in order, as the letter names them; made only for a
+    /// value the format refuses, so a good value costs no allocation for it). A
+    /// value the format refuses becomes a letter (`Ok(None)`), or, strict, the
+    /// error `fail` makes of a sentence that names the position and the reason
+    /// (`fail` adds the connector and server).
+    pub fn decode<P: AsRef<[(&'static str, serde_json::Value)]>>(
         &self,
         step_id: &str,
-        position: &[(&str, serde_json::Value)],
+        position: impl FnOnce() -> P,
         bytes: &[u8],
         fail: impl FnOnce(String) -> riffle::RiffleError,
     ) -> riffle::Result<Option<F::Value>> {
         match self.format.decode(bytes) {
             Ok(value) => Ok(Some(value)),
             Err(why) => self
-                .refuse(step_id, position, &why, bytes, fail)
+                .refuse(step_id, position().as_ref(), &why, bytes, fail)
                 .map(|()| None),
         }
     }

@@ -385,13 +385,15 @@ impl<F: Format> KafkaSourcePartition<F> {
         let value = match m.payload() {
             None => None,
             Some(bytes) => {
-                let position = [
-                    ("topic", (*self.topic).into()),
-                    ("partition", self.partition.into()),
-                    ("offset", m.offset().into()),
-                ];
+                let position = || {
+                    [
+                        ("topic", (*self.topic).into()),
+                        ("partition", self.partition.into()),
+                        ("offset", m.offset().into()),
+                    ]
+                };
                 let fail = |what: String| self.settings.error(what).for_step(&self.step_id);
-                match self.decoder.decode(&self.step_id, &position, bytes, fail)? {
+                match self.decoder.decode(&self.step_id, position, bytes, fail)? {
                     Some(value) => Some(value),
                     // Set aside as a dead letter.
                     None => return Ok(None),

@@ -566,15 +566,17 @@ impl<F: Format> NatsSourcePartition<F> {
     /// The message with its payload decoded; `None` when it went to the dead
     /// letters.
     fn decode(&self, message: NatsMessage) -> riffle::Result<Option<NatsMessage<F::Value>>> {
-        let position = [
-            ("stream", (*self.stream).into()),
-            ("consumer", self.consumer.as_str().into()),
-            ("sequence", message.sequence.into()),
-        ];
+        let position = || {
+            [
+                ("stream", (*self.stream).into()),
+                ("consumer", self.consumer.as_str().into()),
+                ("sequence", message.sequence.into()),
+            ]
+        };
         let fail = |what: String| self.settings.error(what).for_step(&self.step_id);
-        let Some(payload) =
-            self.decoder
-                .decode(&self.step_id, &position, &message.payload, fail)?
+        let Some(payload) = self
+            .decoder
+            .decode(&self.step_id, position, &message.payload, fail)?
         else {
             return Ok(None);
         };

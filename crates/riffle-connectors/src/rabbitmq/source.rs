@@ -497,14 +497,16 @@ impl<F: Format> RabbitSourcePartition<F> {
         tag: u64,
         message: RabbitMessage,
     ) -> riffle::Result<Option<RabbitMessage<F::Value>>> {
-        let position = [
-            ("queue", (*self.queue).into()),
-            ("delivery_tag", tag.into()),
-            ("message_id", message.message_id.clone().into()),
-        ];
+        let position = || {
+            [
+                ("queue", (*self.queue).into()),
+                ("delivery_tag", tag.into()),
+                ("message_id", message.message_id.clone().into()),
+            ]
+        };
         let fail = |what: String| self.settings.error(what).for_step(&self.step_id);
         let bytes = &message.payload;
-        let Some(payload) = self.decoder.decode(&self.step_id, &position, bytes, fail)? else {
+        let Some(payload) = self.decoder.decode(&self.step_id, position, bytes, fail)? else {
             return Ok(None);
         };
         Ok(Some(RabbitMessage {

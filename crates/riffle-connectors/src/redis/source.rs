@@ -502,10 +502,12 @@ impl<F: Format> RedisSourcePartition<F> {
         id: String,
         fields: Vec<(String, Vec<u8>)>,
     ) -> riffle::Result<Option<RedisEntry<F::Value>>> {
-        let position = [
-            ("stream", (*self.stream).into()),
-            ("id", id.as_str().into()),
-        ];
+        let position = || {
+            [
+                ("stream", (*self.stream).into()),
+                ("id", id.as_str().into()),
+            ]
+        };
         let fail = |what: String| self.settings.error(what).for_step(&self.step_id);
         let value = match &self.field {
             None => Some(&[][..]),
@@ -515,7 +517,7 @@ impl<F: Format> RedisSourcePartition<F> {
                 .map(|(_, v)| v.as_slice()),
         };
         let decoded = match value {
-            Some(bytes) => self.decoder.decode(&self.step_id, &position, bytes, fail)?,
+            Some(bytes) => self.decoder.decode(&self.step_id, position, bytes, fail)?,
             None => {
                 let name = self.field.as_deref().unwrap_or_default();
                 let input: serde_json::Map<String, serde_json::Value> = fields
@@ -525,7 +527,7 @@ impl<F: Format> RedisSourcePartition<F> {
                 let input = serde_json::Value::Object(input).to_string();
                 let why = format!("the entry has no field {name:?}");
                 self.decoder
-                    .refuse(&self.step_id, &position, &why, input.as_bytes(), fail)?;
+                    .refuse(&self.step_id, &position(), &why, input.as_bytes(), fail)?;
                 None
             }
         };

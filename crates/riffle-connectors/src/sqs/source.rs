@@ -475,13 +475,15 @@ pub struct SqsSourcePartition<F = Utf8> {
 impl<F: Format> SqsSourcePartition<F> {
     /// The message with its body decoded; `None` when it went to the dead letters.
     fn decode(&self, message: SqsMessage) -> riffle::Result<Option<SqsMessage<F::Value>>> {
-        let position = [
-            ("queue_url", self.url.as_str().into()),
-            ("message_id", message.message_id.as_str().into()),
-        ];
+        let position = || {
+            [
+                ("queue_url", self.url.as_str().into()),
+                ("message_id", message.message_id.as_str().into()),
+            ]
+        };
         let fail = |what: String| self.client.settings.error(what).for_step(&self.step_id);
         let bytes = message.body.as_bytes();
-        let Some(body) = self.decoder.decode(&self.step_id, &position, bytes, fail)? else {
+        let Some(body) = self.decoder.decode(&self.step_id, position, bytes, fail)? else {
             return Ok(None);
         };
         Ok(Some(SqsMessage {

@@ -221,25 +221,24 @@ class PlainAvroDeserializer:
 
 def _serialize_fn(step_id: str, arg: str, serde: Any) -> Callable[[Any, SerializationContext], Any]:
     """``serde`` as a function ``(obj, ctx)``, whichever shape it has."""
-    if callable(serde):
-        return serde
-    ser = getattr(serde, "ser", None)
-    if callable(ser):
-        return lambda obj, _ctx: ser(obj)
-    raise TypeError(
-        f'step "{step_id}": {arg} must be a callable (obj, ctx) -> bytes or have a ser(obj) method; '
-        f"got a {type(serde).__qualname__}"
-    )
+    return _as_fn(step_id, arg, serde, "ser", "(obj, ctx) -> bytes", "ser(obj)")
 
 
 def _deserialize_fn(step_id: str, arg: str, serde: Any) -> Callable[[Any, SerializationContext], Any]:
     """``serde`` as a function ``(data, ctx)``, whichever shape it has."""
+    return _as_fn(step_id, arg, serde, "de", "(data, ctx) -> object", "de(data)")
+
+
+def _as_fn(step_id: str, arg: str, serde: Any, method: str, call: str, shape: str) -> Callable[[Any, SerializationContext], Any]:
+    """``serde`` itself if it is callable (confluent-kafka's shape), else its
+    one-argument ``method`` (the older ``SchemaSerializer`` shape) taking the
+    context too."""
     if callable(serde):
         return serde
-    de = getattr(serde, "de", None)
-    if callable(de):
-        return lambda data, _ctx: de(data)
+    bound = getattr(serde, method, None)
+    if callable(bound):
+        return lambda data, _ctx: bound(data)
     raise TypeError(
-        f'step "{step_id}": {arg} must be a callable (data, ctx) -> object or have a de(data) method; '
+        f'step "{step_id}": {arg} must be a callable {call} or have a {shape} method; '
         f"got a {type(serde).__qualname__}"
     )
