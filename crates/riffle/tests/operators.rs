@@ -62,6 +62,48 @@ fn filter_filter_map_flat_map() {
 }
 
 #[test]
+fn flat_map_into_emits_what_flat_map_returns_in_the_same_epochs() {
+    let flow = Dataflow::new("t");
+    let lines = strings(&[(0, "a b"), (0, ""), (1, "c d e"), (2, "f")]);
+    let inp = flow
+        .input("inp", TestingSource::with_epochs(lines))
+        .unwrap();
+    let returned = inp
+        .flat_map("split", |line: String| {
+            line.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .unwrap()
+        .capture("returned")
+        .unwrap();
+    let emitted = inp
+        .flat_map_into(
+            "split_into",
+            |line: String, words: &mut riffle::operators::stateless::Emit<String>| {
+                let mut parts = line.split_whitespace();
+                if let Some(first) = parts.next() {
+                    words.push(first.to_uppercase());
+                }
+                words.extend(parts.map(str::to_owned));
+            },
+        )
+        .unwrap()
+        .capture("emitted")
+        .unwrap();
+    run(&flow).unwrap();
+    assert_eq!(
+        returned.take_sorted(),
+        strings(&[(0, "a"), (0, "b"), (1, "c"), (1, "d"), (1, "e"), (2, "f")])
+    );
+    // One worker, one batch per epoch: the items keep the order they were pushed in.
+    assert_eq!(
+        emitted.take(),
+        strings(&[(0, "A"), (0, "b"), (1, "C"), (1, "d"), (1, "e"), (2, "F")])
+    );
+}
+
+#[test]
 fn inspect_and_inspect_epoch_see_every_item() {
     use std::sync::{Arc, Mutex};
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -370,6 +412,72 @@ fn preaggregated(workers: usize, limit: Option<usize>) -> (Emitted, Emitted, Emi
         sums.take_sorted(),
         maxima.take_sorted(),
     )
+}
+
+/// Counts of the words of 3,000 lines, three epochs, by `count_final_each` on
+/// `workers` workers with a pre-aggregation limit of `limit` keys.
+fn counted_each(workers: usize, limit: usize) -> Vec<(u64, (String, u64))> {
+    use riffle::operators::keyed::Tally;
+    use riffle::sources::PartitionedGenerator;
+    let flow = Dataflow::new("each");
+    let line = |i: u64| format!("w{} w{} w{}", i % 7, i % 500, (i * 31) % 1_000);
+    let counts = flow
+        .input("lines", PartitionedGenerator::new(3_000, 4, line))
+        .unwrap()
+        .count_final_each("count", |line: String, words: &mut Tally<String>| {
+            line.split(' ').for_each(|w| words.add(w))
+        })
+        .unwrap()
+        .capture("counts")
+        .unwrap();
+    riffle::Execution::new()
+        .workers(workers)
+        .epoch_interval(std::time::Duration::from_secs(3600))
+        .preaggregate_limit(limit)
+        .run(&flow)
+        .unwrap();
+    counts.take_sorted()
+}
+
+#[test]
+fn count_final_each_counts_what_flat_map_and_count_final_count() {
+    let flow = Dataflow::new("split");
+    let counts = flow
+        .input(
+            "lines",
+            riffle::sources::PartitionedGenerator::new(3_000, 4, |i: u64| {
+                format!("w{} w{} w{}", i % 7, i % 500, (i * 31) % 1_000)
+            }),
+        )
+        .unwrap()
+        .flat_map("split", |line: String| {
+            line.split(' ').map(str::to_owned).collect::<Vec<_>>()
+        })
+        .unwrap()
+        .count_final("count", |w: String| w)
+        .unwrap()
+        .capture("counts")
+        .unwrap();
+    riffle::Execution::new()
+        .epoch_interval(std::time::Duration::from_secs(3600))
+        .run(&flow)
+        .unwrap();
+    let expected = counts.take_sorted();
+    assert_eq!(
+        expected.iter().map(|(_, (_, n))| n).sum::<u64>(),
+        9_000,
+        "every word counted"
+    );
+    for workers in [1, 2] {
+        // 1: every new key flushes; 100,000: the partial count holds them all.
+        for limit in [1, 100, 100_000] {
+            assert_eq!(
+                counted_each(workers, limit),
+                expected,
+                "{workers} worker(s), limit {limit}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -2,8 +2,12 @@
 //!
 //! - `stateless`: 20,000,000 `u64` (0, 1, 2, ...) -> `map(x * 2)` ->
 //!   `filter(x % 3 == 0)` -> `count_final` of what passes.
-//! - `wordcount`: 5,000,000 words from [`word`], 10 per line -> `flat_map` split ->
-//!   `count_final` per word.
+//! - `wordcount`: 5,000,000 words from [`word`], 10 per line -> `flat_map_into`
+//!   split (each word pushed as a `String`) -> `count_final` per word. `-P
+//!   split=collect` splits with `flat_map` returning a `Vec` per line instead, as
+//!   the figures before `flat_map_into` did; `-P split=each` counts the words of
+//!   each line with `count_final_each`, which looks each up as a `&str` and
+//!   allocates a `String` only for a word the worker has not counted yet.
 //! - `windowed`: 1,000,000 events, key `i % 1000`, event time 2026-01-01 + `i` ms ->
 //!   `count_window` over 10-second tumbling windows (event clock, no lateness).
 //!   `-P partitions=N` reads them from `N` partitions moving through event time at
@@ -34,6 +38,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use riffle::operators::keyed;
+use riffle::operators::stateless::Emit;
 use riffle::recovery::{Recovery, RecoveryStore};
 use riffle::sinks::{DynamicSink, SinkPartition, TestingSink, WorkerInfo};
 use riffle::sources::{GeneratorSource, PartitionedGenerator};
@@ -150,12 +156,25 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
             PartitionedGenerator::new(lines, 2 * args.workers as u64, make_line).batch_size(1024),
         )?,
     };
-    input
-        .flat_map("split", |line: String| {
-            line.split(' ').map(str::to_owned).collect::<Vec<_>>()
-        })?
-        .count_final("count", |word: String| word)?
-        .output("out", out.clone())?;
+    let counted = match super::param(args, "split").unwrap_or("into") {
+        "into" => input
+            .flat_map_into("split", |line: String, words: &mut Emit<String>| {
+                words.extend(line.split(' ').map(str::to_owned))
+            })?
+            .count_final("count", |word: String| word)?,
+        "collect" => input
+            .flat_map("split", |line: String| {
+                line.split(' ').map(str::to_owned).collect::<Vec<_>>()
+            })?
+            .count_final("count", |word: String| word)?,
+        "each" => {
+            input.count_final_each("count", |line: String, words: &mut keyed::Tally<String>| {
+                line.split(' ').for_each(|word| words.add(word))
+            })?
+        }
+        v => anyhow::bail!("-P split={v}: the splits are into, collect and each"),
+    };
+    counted.output("out", out.clone())?;
     let store = tempfile_dir()?;
     let mut execution = Execution::new().workers(args.workers);
     if let RecoveryMode::Every(interval) = recovery {
@@ -182,6 +201,10 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     report
         .extra
         .insert("recovery".into(), recovery.name().into());
+    report.extra.insert(
+        "split".into(),
+        super::param(args, "split").unwrap_or("into").into(),
+    );
     let baseline = match super::param(args, "baseline") {
         None => None,
         Some("hashmap") => Some(hashmap_baseline(words, vocabulary)?),

@@ -539,12 +539,40 @@ impl<T: Data> Stream<T> {
         step_id: &str,
         key: impl Fn(T) -> K + Send + Sync + 'static,
     ) -> Result<Stream<(K, u64)>> {
-        let key = Arc::new(key);
+        self.count_final_each(step_id, move |item, tally| tally.add_owned(key(item)))
+    }
+
+    /// Counts the keys `keys` finds in each item, as a `flat_map` into keys and a
+    /// [`Stream::count_final`] would, but looked up by reference: `keys` hands each
+    /// key to [`Tally::add`] as a borrowed `&Q` (a `&str` of the line), and the
+    /// worker's partial count allocates a `K` (a `String`) only for a key it does
+    /// not hold yet. Where most keys repeat, as words do, this saves an allocation
+    /// and a copy per key. Emits `(key, count)` for every key when the stream ends.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, operators::keyed::Tally, sources::TestingSource, sinks::TestingSink};
+    /// let flow = Dataflow::new("f");
+    /// let out = TestingSink::new();
+    /// flow.input("inp", TestingSource::new(vec!["a b a".to_string(), "b".to_string()]))?
+    ///     .count_final_each("count", |line: String, words: &mut Tally<String>| {
+    ///         line.split(' ').for_each(|w| words.add(w))
+    ///     })?
+    ///     .output("out", out.clone())?;
+    /// riffle::run_main(&flow)?;
+    /// assert_eq!(out.take_sorted(), [("a".to_string(), 2), ("b".to_string(), 2)]);
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn count_final_each<K: Key>(
+        &self,
+        step_id: &str,
+        keys: impl Fn(T, &mut Tally<'_, K>) + Send + Sync + 'static,
+    ) -> Result<Stream<(K, u64)>> {
+        let keys = Arc::new(keys);
         self.two_stage(
             step_id,
             "count_final",
             move |limit| CountLocal {
-                key: key.clone(),
+                keys: keys.clone(),
                 counts: StateMap::default(),
                 limit,
                 _t: std::marker::PhantomData,
@@ -558,41 +586,60 @@ impl<T: Data> Stream<T> {
     }
 }
 
-/// Items that can be routed by key.
-pub(crate) trait KeyedItem {
-    fn route(&self) -> u64;
+/// Where a [`Stream::count_final_each`] function counts the keys of an item.
+pub struct Tally<'a, K> {
+    counts: &'a mut StateMap<K, u64>,
+    limit: usize,
+    out: &'a mut Vec<(K, u64)>,
 }
 
-impl<K: Hash, V> KeyedItem for (K, V) {
-    fn route(&self) -> u64 {
-        stable_hash(&self.0)
+impl<K: Key> Tally<'_, K> {
+    /// Counts `key` once, making an owned key from it only if this worker's
+    /// partial count does not hold it yet.
+    #[inline]
+    pub fn add<Q>(&mut self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        match self.counts.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.insert(key.to_owned(), 1);
+                flush_past(self.counts, self.limit, self.out);
+            }
+        }
+    }
+
+    /// Counts `key` once, taking it: for a key the function owns already.
+    #[inline]
+    pub fn add_owned(&mut self, key: K) {
+        *self.counts.entry(key).or_insert(0) += 1;
+        flush_past(self.counts, self.limit, self.out);
     }
 }
 
+/// The first stage of `count_final` and `count_final_each`: this worker's partial
+/// counts.
 struct CountLocal<T, K, F> {
-    key: Arc<F>,
+    keys: Arc<F>,
     counts: StateMap<K, u64>,
     /// How many keys it holds before it sends the partial counts on.
     limit: usize,
     _t: std::marker::PhantomData<fn(T)>,
 }
 
-/// Sends a pre-aggregation's partial results on once it holds more than `limit`
-/// keys, so that its memory stays bounded (the key's owner merges them).
-#[inline]
-fn flush_past<K: Key, A>(state: &mut StateMap<K, A>, limit: usize, out: &mut Vec<(K, A)>) {
-    if state.len() > limit {
-        out.extend(state.drain());
-    }
-}
-
-impl<T: Data, K: Key, F: Fn(T) -> K + Send + Sync + 'static> EpochLogic<T, (K, u64)>
+impl<T: Data, K: Key, F: Fn(T, &mut Tally<'_, K>) + Send + Sync + 'static> EpochLogic<T, (K, u64)>
     for CountLocal<T, K, F>
 {
     fn on_batch(&mut self, _: &Site, _: u64, items: Vec<T>, out: &mut Vec<(K, u64)>) -> Result<()> {
+        let mut tally = Tally {
+            counts: &mut self.counts,
+            limit: self.limit,
+            out,
+        };
         for item in items {
-            *self.counts.entry((self.key)(item)).or_insert(0) += 1;
-            flush_past(&mut self.counts, self.limit, out);
+            (self.keys)(item, &mut tally);
         }
         Ok(())
     }
@@ -611,6 +658,26 @@ impl<T: Data, K: Key, F: Fn(T) -> K + Send + Sync + 'static> EpochLogic<T, (K, u
     }
     fn recoverable(&self) -> bool {
         true
+    }
+}
+
+/// Items that can be routed by key.
+pub(crate) trait KeyedItem {
+    fn route(&self) -> u64;
+}
+
+impl<K: Hash, V> KeyedItem for (K, V) {
+    fn route(&self) -> u64 {
+        stable_hash(&self.0)
+    }
+}
+
+/// Sends a pre-aggregation's partial results on once it holds more than `limit`
+/// keys, so that its memory stays bounded (the key's owner merges them).
+#[inline]
+fn flush_past<K: Key, A>(state: &mut StateMap<K, A>, limit: usize, out: &mut Vec<(K, A)>) {
+    if state.len() > limit {
+        out.extend(state.drain());
     }
 }
 

@@ -5,18 +5,21 @@
 //! expect.
 //!
 //! **Stateless** ([`stateless`]): `map`, `try_map`, `filter`, `filter_map`,
-//! `flat_map`, `inspect`, `inspect_epoch`, `inspect_debug`, `key_on`, `branch`,
-//! `merge`, `redistribute`, `capture` (see [`crate::testing`]). Items travel in
+//! `flat_map`, `flat_map_into`, `flat_map_batch`, `inspect`, `inspect_epoch`,
+//! `inspect_debug`, `key_on`, `branch`, `merge`, `redistribute`, `capture` (see
+//! [`crate::testing`]). Items travel in
 //! batches: each operator transforms a whole batch in one call, so a chain of them
 //! costs a few passes over memory and no allocation per item beyond what the user's
 //! function does.
 //!
 //! **Keyed** ([`keyed`]), on streams of `(key, value)`: `map_value`, `reduce`,
 //! `reduce_epoch`, `reduce_epoch_local`, `stateful_map`, `fold_final`,
-//! `count_final`, `collect`. Items are exchanged so that every key lives on exactly
-//! one worker ([`crate::exchange`]). `count_final`, `fold_final` and `reduce_epoch`
-//! first aggregate on the worker that holds the item and exchange only the partial
-//! results, one per key and worker.
+//! `count_final`, `collect`; and `count_final_each`, on any stream, which counts
+//! the keys a function finds in each item. Items are exchanged so that every key
+//! lives on exactly one worker ([`crate::exchange`]). `count_final`,
+//! `count_final_each`, `fold_final` and `reduce_epoch` first aggregate on the worker
+//! that holds the item and exchange only the partial results, one per key and
+//! worker.
 //!
 //! **Per-key logic** ([`stateful`]): `stateful` runs an object of the user's
 //! per key, with a timer of its own and a call at the end of the stream.

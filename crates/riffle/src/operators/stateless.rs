@@ -183,6 +183,43 @@ impl<T: Data> Stream<T> {
         })
     }
 
+    /// Transforms every item into any number of items, which `f` pushes into the
+    /// step's output through [`Emit`] (as Flink's `Collector`): no collection per
+    /// item, where [`Stream::flat_map`]'s `f` returns one (splitting a line into
+    /// words with `collect::<Vec<_>>()` allocates a `Vec` for every line, and grows
+    /// it twice for ten words). Use it where a step splits many items.
+    ///
+    /// ```
+    /// use riffle::{Dataflow, operators::stateless::Emit, sources::TestingSource, sinks::TestingSink};
+    /// let flow = Dataflow::new("f");
+    /// let out = TestingSink::new();
+    /// flow.input("inp", TestingSource::new(vec!["a b".to_string(), "c".to_string()]))?
+    ///     .flat_map_into("split", |line: String, words: &mut Emit<String>| {
+    ///         words.extend(line.split_whitespace().map(str::to_string))
+    ///     })?
+    ///     .output("out", out.clone())?;
+    /// riffle::run_main(&flow)?;
+    /// assert_eq!(out.take_sorted(), ["a", "b", "c"]);
+    /// # Ok::<(), riffle::RiffleError>(())
+    /// ```
+    pub fn flat_map_into<U: Data>(
+        &self,
+        step_id: &str,
+        f: impl Fn(T, &mut Emit<'_, U>) + Send + Sync + 'static,
+    ) -> Result<Stream<U>> {
+        let f = Arc::new(f);
+        self.batch_step(step_id, "flat_map", move || {
+            let f = f.clone();
+            move |_: &Site, _, batch: &mut Vec<T>, out: &mut Vec<U>| {
+                let mut emit = Emit(out);
+                for item in batch.drain(..) {
+                    f(item, &mut emit);
+                }
+                Ok(())
+            }
+        })
+    }
+
     /// Transforms a whole batch of items at once into any number of items (bytewax's
     /// `flat_map_batch`): for work that costs per call rather than per item, such as
     /// a request to a service. An epoch's items come in one or more batches, in
@@ -418,5 +455,24 @@ impl<T: Data> Stream<T> {
             }),
         )?;
         Ok(self.flow.stream_of(step_id, "down"))
+    }
+}
+
+/// Where a [`Stream::flat_map_into`] function puts the items it makes: they go on
+/// in the order pushed, after those of the items before.
+pub struct Emit<'a, U>(&'a mut Vec<U>);
+
+impl<U> Emit<'_, U> {
+    /// Passes `item` on.
+    #[inline]
+    pub fn push(&mut self, item: U) {
+        self.0.push(item);
+    }
+}
+
+impl<U> Extend<U> for Emit<'_, U> {
+    #[inline]
+    fn extend<I: IntoIterator<Item = U>>(&mut self, items: I) {
+        self.0.extend(items);
     }
 }
