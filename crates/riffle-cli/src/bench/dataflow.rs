@@ -28,6 +28,9 @@
 //! the same process right after each run, reported as workload
 //! `wordcount-hashmap`: the one-core limit to hold the engine against (the
 //! engine's report gains `of_baseline`, its items/s over the baseline's).
+//! `-P baseline=foldhash` is the same map with the hasher the engine's keyed
+//! state uses (foldhash; the standard library's SipHash is slower), reported with
+//! `hasher` `foldhash` where the first says `sip`.
 //!
 //! Items are generated inside the source, so generation is part of the measured
 //! time. The checksum fields (`count`, `distinct`) let a reader check that peers
@@ -207,8 +210,19 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     );
     let baseline = match super::param(args, "baseline") {
         None => None,
-        Some("hashmap") => Some(hashmap_baseline(words, vocabulary)?),
-        Some(v) => anyhow::bail!("-P baseline={v}: the only baseline is hashmap"),
+        Some("hashmap") => Some(hashmap_baseline(
+            words,
+            vocabulary,
+            HashMap::<String, u64>::new(),
+            "sip",
+        )?),
+        Some("foldhash") => Some(hashmap_baseline(
+            words,
+            vocabulary,
+            HashMap::<String, u64, foldhash::fast::FixedState>::default(),
+            "foldhash",
+        )?),
+        Some(v) => anyhow::bail!("-P baseline={v}: the baselines are hashmap and foldhash"),
     };
     if let Some(b) = &baseline {
         report.extra.insert(
@@ -241,12 +255,17 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
 
 /// The same word count as a plain single-threaded `HashMap` of the same lines,
 /// generated the same way: each line is split and a word allocates a `String`
-/// only the first time it is seen.
-fn hashmap_baseline(words: u64, vocabulary: u64) -> anyhow::Result<BenchReport> {
+/// only the first time it is seen. `counts` is the empty map, with the standard
+/// library's hasher (SipHash, `hasher` "sip") or the engine's (foldhash).
+fn hashmap_baseline<S: std::hash::BuildHasher>(
+    words: u64,
+    vocabulary: u64,
+    mut counts: HashMap<String, u64, S>,
+    hasher: &str,
+) -> anyhow::Result<BenchReport> {
     super::reset_peak_rss();
     let lines = words.div_ceil(WORDS_PER_LINE);
     let started = Instant::now();
-    let mut counts: HashMap<String, u64> = HashMap::new();
     for j in 0..lines {
         let line = line_of(j, words, vocabulary);
         for word in line.split(' ') {
@@ -266,6 +285,7 @@ fn hashmap_baseline(words: u64, vocabulary: u64) -> anyhow::Result<BenchReport> 
     );
     let mut report = BenchReport::new("wordcount-hashmap", 1, words, seconds);
     report.extra.insert("distinct".into(), counts.len().into());
+    report.extra.insert("hasher".into(), hasher.into());
     Ok(report)
 }
 
