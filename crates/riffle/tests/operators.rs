@@ -414,15 +414,19 @@ fn preaggregated(workers: usize, limit: Option<usize>) -> (Emitted, Emitted, Emi
     )
 }
 
-/// Counts of the words of 3,000 lines, three epochs, by `count_final_each` on
+/// Line `i` of the word count tests: three words of 7, 500 and 1,000 distinct.
+fn three_words(i: u64) -> String {
+    format!("w{} w{} w{}", i % 7, i % 500, (i * 31) % 1_000)
+}
+
+/// Counts of the words of 3,000 lines (one epoch) by `count_final_each` on
 /// `workers` workers with a pre-aggregation limit of `limit` keys.
 fn counted_each(workers: usize, limit: usize) -> Vec<(u64, (String, u64))> {
     use riffle::operators::keyed::Tally;
     use riffle::sources::PartitionedGenerator;
     let flow = Dataflow::new("each");
-    let line = |i: u64| format!("w{} w{} w{}", i % 7, i % 500, (i * 31) % 1_000);
     let counts = flow
-        .input("lines", PartitionedGenerator::new(3_000, 4, line))
+        .input("lines", PartitionedGenerator::new(3_000, 4, three_words))
         .unwrap()
         .count_final_each("count", |line: String, words: &mut Tally<String>| {
             line.split(' ').for_each(|w| words.add(w))
@@ -445,9 +449,7 @@ fn count_final_each_counts_what_flat_map_and_count_final_count() {
     let counts = flow
         .input(
             "lines",
-            riffle::sources::PartitionedGenerator::new(3_000, 4, |i: u64| {
-                format!("w{} w{} w{}", i % 7, i % 500, (i * 31) % 1_000)
-            }),
+            riffle::sources::PartitionedGenerator::new(3_000, 4, three_words),
         )
         .unwrap()
         .flat_map("split", |line: String| {
