@@ -219,6 +219,70 @@ fn bench_prints_one_json_object_per_run() {
 }
 
 #[test]
+fn bench_wordcount_splits_count_the_same_words() {
+    let mut tops = Vec::new();
+    for split in ["into", "collect", "each"] {
+        let out = riffle(&[
+            "bench",
+            "wordcount",
+            "--items",
+            "30000",
+            "-w",
+            "2",
+            "--json",
+            "-P",
+            &format!("split={split}"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(run["split"], split);
+        assert_eq!(run["items"], 30000);
+        tops.push((run["distinct"].clone(), run["top"].clone()));
+    }
+    assert!(tops.iter().all(|t| *t == tops[0]), "{tops:?}");
+    let out = riffle(&["bench", "wordcount", "-P", "split=lines"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("-P split=lines: the splits are into, collect and each"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bench_files_reads_every_row_of_csv_and_json_lines() {
+    for format in ["csv", "jsonl"] {
+        let out = riffle(&[
+            "bench",
+            "files",
+            "--items",
+            "5000",
+            "-w",
+            "2",
+            "--json",
+            "-P",
+            &format!("format={format}"),
+            "-P",
+            "files=3",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(run["workload"], "files");
+        assert_eq!(run["format"], format);
+        assert_eq!(run["items"], 5000);
+        assert_eq!(run["files"], 3);
+        assert!(run["bytes"].as_u64().unwrap() > 5000 * 30, "{run}");
+    }
+    let out = riffle(&["bench", "files", "-P", "format=xml"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("-P format=xml: the formats are csv and jsonl"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn bench_udf_reduce_shares_a_windows_stream_among_its_keys_or_not_as_told() {
     let out = riffle(&[
         "bench",
@@ -296,7 +360,7 @@ fn bench_runs_a_list_of_worker_counts_beside_a_hashmap_baseline() {
     ]);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("-P baseline=btree: the only baseline is hashmap"),
+        text(&out.stderr).contains("-P baseline=btree: the baselines are hashmap and foldhash"),
         "{}",
         text(&out.stderr)
     );

@@ -105,7 +105,23 @@ fn ctrl_c_stops_a_run_and_records_it_as_cancelled() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // Interrupt only once the run is under way: the handler is in place by then (a
+    // SIGINT before it, on a slow machine, ends the process with nothing recorded).
+    let waiting = std::time::Instant::now();
+    loop {
+        let (_, list) = inventory(dir.path(), &["runs", "list"]);
+        if list
+            .lines()
+            .any(|l| l.contains("maintenance") && l.contains("running"))
+        {
+            break;
+        }
+        assert!(
+            waiting.elapsed() < std::time::Duration::from_secs(30),
+            "the run never showed as running: {list}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let killed = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -13,6 +13,7 @@ pub mod dataflow;
 pub mod delta;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
+pub mod files;
 pub mod flow;
 pub mod flow_autoscale;
 pub mod kafka;
@@ -39,7 +40,7 @@ use crate::App;
 /// `riffle bench NAME [--workers N[,N...]] [--runs N] [--json]`
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// The workload: stateless, wordcount, windowed, py-stateless, py-wordcount,
+    /// The workload: stateless, wordcount, windowed, files, py-stateless, py-wordcount,
     /// py-windowed, py-pipeline (in Python, see bench::python), kafka, connector-nats,
     /// connector-redis, connector-rabbitmq, connector-postgres, connector-sqs,
     /// connector-delta, connector-objects, connector-duckdb (with the `duckdb` feature), flow-http,
@@ -216,6 +217,7 @@ pub fn bench(app: &App, args: &BenchArgs) -> anyhow::Result<ExitCode> {
 fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     match args.name.as_str() {
         "stateless" | "wordcount" | "windowed" => dataflow::run(args),
+        "files" => files::run(args),
         "py-stateless" | "py-wordcount" | "py-windowed" | "py-pipeline" => python::run(args),
         "pipeline" => pipeline::run(app, args),
         "udf-map" => udf::run(args),
@@ -241,7 +243,7 @@ fn run_once(app: &App, args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "ui" => ui::run(args),
         "build-image" | "build-dags" => project::run(args).map(|r| vec![r]),
         other => anyhow::bail!(
-            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, py-stateless, py-wordcount, py-windowed, py-pipeline, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, connector-delta, connector-objects, connector-duckdb, flow-http, flow-consume, flow-autoscale, pipeline, udf-map, udf-reduce, ui"
+            "unknown workload {other:?}; the workloads are: stateless, wordcount, windowed, files, py-stateless, py-wordcount, py-windowed, py-pipeline, kafka, connector-nats, connector-redis, connector-rabbitmq, connector-postgres, connector-sqs, connector-delta, connector-objects, connector-duckdb, flow-http, flow-consume, flow-autoscale, pipeline, udf-map, udf-reduce, ui"
         ),
     }
 }
