@@ -7,10 +7,9 @@
 //! **Stateless** ([`stateless`]): `map`, `try_map`, `filter`, `filter_map`,
 //! `flat_map`, `flat_map_into`, `flat_map_batch`, `inspect`, `inspect_epoch`,
 //! `inspect_debug`, `key_on`, `branch`, `merge`, `redistribute`, `capture` (see
-//! [`crate::testing`]). Items travel in
-//! batches: each operator transforms a whole batch in one call, so a chain of them
-//! costs a few passes over memory and no allocation per item beyond what the user's
-//! function does.
+//! [`crate::testing`]). Items travel in batches: each operator transforms a whole
+//! batch in one call, so a chain of them costs a few passes over memory and no
+//! allocation per item beyond what the user's function does.
 //!
 //! **Keyed** ([`keyed`]), on streams of `(key, value)`: `map_value`, `reduce`,
 //! `reduce_epoch`, `reduce_epoch_local`, `stateful_map`, `fold_final`,
