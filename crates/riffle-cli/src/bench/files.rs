@@ -17,11 +17,10 @@
 use std::io::Write;
 use std::time::Instant;
 
+use super::objects::Row;
+use super::{BenchArgs, BenchReport, count_and_drop, param};
 use riffle::sources::{CsvSource, JsonLinesSource};
 use riffle::{Dataflow, Execution};
-use serde::{Deserialize, Serialize};
-
-use super::{BenchArgs, BenchReport, count_and_drop, param};
 
 /// Rows per run unless `--items` says otherwise.
 const ITEMS: u64 = 500_000;
@@ -29,16 +28,7 @@ const ITEMS: u64 = 500_000;
 /// Files unless `-P files=` says otherwise.
 const FILES: u64 = 4;
 
-/// One row of the benchmark's files.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Row {
-    id: u64,
-    key: String,
-    value: f64,
-    note: String,
-}
-
-/// Row `i`.
+/// Row `i`: the `connector-objects` row with a shorter note.
 fn row(i: u64) -> Row {
     Row {
         id: i,

@@ -41,13 +41,13 @@ const ITEMS: u64 = 200_000;
 /// Sink partitions unless `-P parts=` says otherwise.
 const PARTS: usize = 2;
 
-/// One line of the benchmark's objects.
+/// One line of the benchmark's objects (and one row of the `files` workload's).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Row {
-    id: u64,
-    key: String,
-    value: f64,
-    note: String,
+pub(super) struct Row {
+    pub id: u64,
+    pub key: String,
+    pub value: f64,
+    pub note: String,
 }
 
 /// The line numbered `i`, as the sink writes it (compact JSON, about 100 bytes):
