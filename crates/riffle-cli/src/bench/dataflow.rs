@@ -159,7 +159,8 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
             PartitionedGenerator::new(lines, 2 * args.workers as u64, make_line).batch_size(1024),
         )?,
     };
-    let counted = match super::param(args, "split").unwrap_or("into") {
+    let split = super::param(args, "split").unwrap_or("into");
+    let counted = match split {
         "into" => input
             .flat_map_into("split", |line: String, words: &mut Emit<String>| {
                 words.extend(line.split(' ').map(str::to_owned))
@@ -204,10 +205,7 @@ fn wordcount(args: &BenchArgs) -> anyhow::Result<Vec<BenchReport>> {
     report
         .extra
         .insert("recovery".into(), recovery.name().into());
-    report.extra.insert(
-        "split".into(),
-        super::param(args, "split").unwrap_or("into").into(),
-    );
+    report.extra.insert("split".into(), split.into());
     let baseline = match super::param(args, "baseline") {
         None => None,
         Some("hashmap") => Some(hashmap_baseline(
